@@ -1,0 +1,289 @@
+"""SST-2 as a tf.data pipeline: tfds `glue/sst2`, offline preparation, tokenizing.
+
+Online, `load_split` lets tfds download GLUE SST-2. Offline, `prepare_glue_sst2`
+builds the very same tfds dataset from local files (the official `SST-2.zip`, or
+a folder holding its `train.tsv`, `dev.tsv` and `test.tsv`), after which
+`tfds.load("glue/sst2", data_dir=...)` reads it as if tfds had downloaded it.
+
+Example:
+    >>> prepare_glue_sst2("../shared/data/glue/SST-2", data_dir="/tmp/tfds")
+    >>> ds = load_split("validation", data_dir="/tmp/tfds")
+    >>> next(iter(ds))["sentence"]
+"""
+
+import contextlib
+import hashlib
+import os
+import shutil
+import socket
+import tempfile
+import urllib.parse
+import zipfile
+from typing import Callable, Iterator
+from unittest import mock
+
+import numpy as np
+import tensorflow as tf
+
+from sst2.errors import UserError
+
+DATASET_NAME = "glue/sst2"
+SST2_URL = "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip"
+LABEL_NAMES = ("negative", "positive")
+SPLIT_FILES = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
+
+OFFLINE_DATA_HELP = (
+    "To work offline, build the dataset once from local GLUE files:\n"
+    "    python -m sst2.prepare_data --glue=PATH/TO/SST-2 [--data_dir=DIR]\n"
+    "where PATH/TO/SST-2 is the official SST-2.zip or a folder holding its "
+    "train.tsv, dev.tsv and test.tsv; then pass the same --data_dir to sst2.train."
+)
+
+
+def _tfds():
+    # tfds is imported lazily: it is slow to import and the serving path never needs it.
+    import tensorflow_datasets as tfds
+
+    return tfds
+
+
+def _builder(data_dir: str | None):
+    return _tfds().builder(DATASET_NAME, data_dir=data_dir)
+
+
+def is_prepared(data_dir: str | None = None) -> bool:
+    """Whether `glue/sst2` is already built in the tfds data dir `data_dir`."""
+    return _builder(data_dir).is_prepared()
+
+
+def can_reach(url: str, timeout: float = 3.0) -> bool:
+    """A quick TCP reachability check, so that no network fails in seconds, not minutes."""
+    parsed = urllib.parse.urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def missing_data_message(data_dir: str | None) -> str:
+    where = data_dir or _tfds().core.constants.DATA_DIR
+    return (
+        f"GLUE SST-2 is not in the tfds data dir {where} and "
+        f"{urllib.parse.urlparse(SST2_URL).hostname} cannot be reached to download it.\n"
+        + OFFLINE_DATA_HELP
+    )
+
+
+def ensure_prepared(data_dir: str | None = None, download: bool = True) -> None:
+    """Makes sure `glue/sst2` is built in `data_dir`, downloading it if allowed.
+
+    Raises:
+        UserError: when the dataset is missing and cannot be downloaded.
+    """
+    builder = _builder(data_dir)
+    if builder.is_prepared():
+        return
+    if not download or not can_reach(SST2_URL):
+        raise UserError(missing_data_message(data_dir))
+    try:
+        builder.download_and_prepare()
+    except Exception as e:  # tfds raises many types; the user needs one message.
+        raise UserError(f"Downloading GLUE SST-2 failed: {e}\n{OFFLINE_DATA_HELP}") from e
+
+
+def load_split(split: str, data_dir: str | None = None, download: bool = True) -> tf.data.Dataset:
+    """Returns a split of `glue/sst2` (any tfds split string, e.g. `train[:4096]`).
+
+    Each element is a dict with `idx` (int32), `sentence` (string) and `label`
+    (int64; -1 on the unlabelled test split). The order is the files' order.
+    """
+    ensure_prepared(data_dir, download)
+    try:
+        return _tfds().load(DATASET_NAME, split=split, data_dir=data_dir, shuffle_files=False)
+    except (ValueError, AssertionError) as e:
+        raise UserError(f"Bad split {split!r} for glue/sst2: {e}") from e
+
+
+def split_size(split: str, data_dir: str | None = None) -> int:
+    """The number of examples in a tfds split string, without reading the data."""
+    return _builder(data_dir).info.splits[split].num_examples
+
+
+# --- Offline preparation -------------------------------------------------------
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def registered_checksum() -> tuple[int, str]:
+    """tfds's own registered (size, sha256) of the official SST-2.zip."""
+    url_info = _builder(None).url_infos[SST2_URL]
+    return url_info.size, url_info.checksum
+
+
+def _find_sst2_folder(root: str) -> str | None:
+    for folder, _, files in os.walk(root):
+        if all(name in files for name in SPLIT_FILES.values()):
+            return folder
+    return None
+
+
+@contextlib.contextmanager
+def _local_download(extracted_root: str) -> Iterator[None]:
+    """Serves `SST2_URL` from a local folder to tfds's download manager.
+
+    The glue builder asks for `download_and_extract(SST2_URL)` and reads
+    `<result>/SST-2/{train,dev,test}.tsv`. Answering that call from disk makes
+    tfds generate the dataset with its own code, and leaves the installed tfds
+    package untouched (unlike `register_checksums=True`, which rewrites it).
+    """
+    download_manager_cls = _tfds().download.DownloadManager
+    original = download_manager_cls.download_and_extract
+
+    def download_and_extract(self, url_or_urls):
+        if url_or_urls == SST2_URL:
+            return extracted_root
+        return original(self, url_or_urls)
+
+    with mock.patch.object(download_manager_cls, "download_and_extract", download_and_extract):
+        yield
+
+
+def prepare_glue_sst2(source: str, data_dir: str | None = None, force: bool = False) -> str:
+    """Builds tfds `glue/sst2` in `data_dir` from local GLUE SST-2 files.
+
+    Args:
+        source: the official `SST-2.zip` (verified against tfds's registered
+            checksum), or a folder that holds `train.tsv`, `dev.tsv` and
+            `test.tsv`, directly or in a subfolder.
+        data_dir: the tfds data dir to write into (tfds's default if None).
+        force: rebuild even if the dataset is already there.
+
+    Returns:
+        The folder of the prepared dataset.
+    """
+    source = os.path.expanduser(source)
+    builder = _builder(data_dir)
+    if builder.is_prepared() and not force:
+        return builder.data_dir
+    if not os.path.exists(source):
+        raise UserError(f"No GLUE SST-2 files at {source}. " + OFFLINE_DATA_HELP)
+    with tempfile.TemporaryDirectory(prefix="sst2-glue-") as tmp:
+        if zipfile.is_zipfile(source):
+            size, checksum = registered_checksum()
+            if os.path.getsize(source) == size and _sha256(source) == checksum:
+                print(f"{source} is the official SST-2.zip (tfds checksum verified).")
+            else:
+                print(f"{source} is not byte-identical to the official SST-2.zip; "
+                      "using the SST-2 files inside it.")
+            with zipfile.ZipFile(source) as archive:
+                archive.extractall(tmp)
+            found = _find_sst2_folder(tmp)
+        elif os.path.isdir(source):
+            found = _find_sst2_folder(source)
+        else:
+            found = None
+        if found is None:
+            raise UserError(
+                f"{source} holds no folder with train.tsv, dev.tsv and test.tsv. "
+                + OFFLINE_DATA_HELP)
+        staged = os.path.join(tmp, "staged")
+        os.makedirs(os.path.join(staged, "SST-2"))
+        for name in SPLIT_FILES.values():
+            shutil.copy(os.path.join(found, name), os.path.join(staged, "SST-2", name))
+        if force and builder.is_prepared():
+            shutil.rmtree(builder.data_dir)
+        with _local_download(staged):
+            try:
+                builder.download_and_prepare()
+            except Exception as e:
+                raise UserError(f"tfds could not build glue/sst2 from {found}: {e}") from e
+    return builder.data_dir
+
+
+# --- Tokenizing and length buckets ----------------------------------------------
+
+
+def bucket_lengths(sequence_length: int) -> tuple[int, ...]:
+    """A small fixed set of padded lengths up to `sequence_length`.
+
+    SST-2 sentences average 13 tokens (95th percentile 33), so fine buckets at
+    the short end save most of the compute; each bucket is one static shape
+    for XLA.
+    """
+    candidates = (8, 16, 24, 32, 40, 48, 64, 80, 96, 128, 192, 256, 384, 512)
+    return tuple(b for b in candidates if b < sequence_length) + (sequence_length,)
+
+
+def tokenize(dataset: tf.data.Dataset, preprocessor: Callable, batch_size: int = 256) -> tf.data.Dataset:
+    """Maps the keras-hub preprocessor over `dataset` in-graph.
+
+    Sentences are tokenized a batch at a time (the WordPiece op is vectorized),
+    in parallel, keeping the input order. Each output element holds `idx`,
+    `label`, `token_ids` and `padding_mask` (padded to the preprocessor's
+    `sequence_length`) and `length`, the number of real tokens.
+    """
+
+    def encode(batch):
+        features = preprocessor(batch["sentence"])
+        mask = tf.cast(features["padding_mask"], tf.int32)
+        return {
+            "idx": tf.cast(batch["idx"], tf.int32),
+            "label": tf.cast(batch["label"], tf.int32),
+            "token_ids": tf.cast(features["token_ids"], tf.int32),
+            "padding_mask": mask,
+            "length": tf.reduce_sum(mask, axis=-1),
+        }
+
+    return (
+        dataset.batch(batch_size)
+        .map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .unbatch()
+    )
+
+
+def plan_batches(
+    lengths: np.ndarray,
+    batch_size: int,
+    boundaries: tuple[int, ...] | None,
+    rng: np.random.Generator | None = None,
+) -> list[tuple[np.ndarray, int]]:
+    """Splits examples into batches of similar length, as `(indices, padded_length)`.
+
+    Without `rng` the examples are sorted by length (the encode pass: least
+    padding). With `rng` the order is a permutation drawn from it, examples are
+    grouped by bucket in that order and the batches are shuffled: the same
+    generator state gives the same plan, which is what makes resume exact.
+    With `boundaries=None` all examples share one bucket (pooled features).
+    Partial batches are kept, so every example appears exactly once.
+    """
+    n = len(lengths)
+    if boundaries is None:
+        order = rng.permutation(n) if rng is not None else np.arange(n)
+        return [(order[i:i + batch_size], 0) for i in range(0, n, batch_size)]
+    bounds = np.asarray(boundaries)
+    if n and lengths.max() > bounds[-1]:
+        raise ValueError(f"an example has {lengths.max()} tokens, above {bounds[-1]}")
+    bucket = np.searchsorted(bounds, lengths, side="left")
+    order = rng.permutation(n) if rng is not None else np.argsort(lengths, kind="stable")
+    batches = []
+    for b in np.unique(bucket):
+        members = order[bucket[order] == b]
+        batches += [(members[i:i + batch_size], int(bounds[b]))
+                    for i in range(0, len(members), batch_size)]
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def to_numpy(dataset: tf.data.Dataset) -> dict[str, np.ndarray]:
+    """Collects a tokenized split into numpy arrays (the whole of SST-2 is ~35 MB)."""
+    batches = list(dataset.batch(4096).as_numpy_iterator())
+    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]} if batches else {}

@@ -1,0 +1,142 @@
+"""The encode pass: run the frozen backbone once per example and cache the result.
+
+A frozen backbone in inference mode is a fixed function, so its features for a
+sentence never change. `encode` computes them once, in length-sorted batches
+(little padding), and stores them on disk keyed by everything that changes
+them; every epoch, every resumed run and every later run with the same key
+reads them back. A killed encode pass resumes at its last finished shard.
+
+Example:
+    >>> tokens = data.to_numpy(data.tokenize(data.load_split("validation"), preprocessor))
+    >>> feats = encode(backbone, tokens, FeatureSpec("cls", "last"),
+    ...                cache_dir="/tmp/sst2-cache", key_fields={"split": "validation"})
+    >>> feats.features.shape
+    (872, 1, 768)
+"""
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import shutil
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from sst2 import data
+from sst2.files import load_json, save_json
+from sst2.model import FeatureSpec, pool_features
+
+CACHE_FORMAT = 1
+# Hidden states are stored in float16: half the memory of float32 and, unlike
+# bfloat16, a numpy dtype; its 3 significant digits exceed the backbone's own
+# bfloat16 precision.
+STORAGE_DTYPE = np.float16
+
+
+@dataclasses.dataclass
+class FeatureSet:
+    """Cached frozen features of one split, in the split's order."""
+
+    features: np.ndarray  # [N, num_layers, width], float16
+    labels: np.ndarray  # [N], int32 (-1 where unlabelled)
+    idx: np.ndarray  # [N], the tfds `idx` of each example
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def cache_key(key_fields: dict) -> str:
+    """A short stable hash of everything that changes the features."""
+    blob = json.dumps({"format": CACHE_FORMAT, **key_fields}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def make_feature_fn(backbone, spec: FeatureSpec, jit_compile: bool) -> Callable:
+    """The backbone's pooled features as one compiled function of padded token ids."""
+
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    def features_fn(token_ids, padding_mask):
+        return pool_features(backbone, token_ids, padding_mask, spec)
+
+    return features_fn
+
+
+def encode(
+    features_fn: Callable,
+    tokens: dict,
+    cache_dir: str,
+    key_fields: dict,
+    batch_size: int = 128,
+    boundaries: tuple[int, ...] | None = None,
+    shard_batches: int = 32,
+    description: str = "encode",
+    show_progress: bool = True,
+) -> FeatureSet:
+    """Returns the features of `tokens`, computing only what the cache lacks.
+
+    Args:
+        features_fn: maps `(token_ids, padding_mask)` to `[batch, layers, width]`.
+        tokens: numpy arrays from `data.to_numpy(data.tokenize(...))`.
+        cache_dir: root of the feature cache; this split goes in a subfolder
+            named by `cache_key(key_fields)`.
+        key_fields: everything that changes the features (weights, sequence
+            length, precision, pooling, split...).
+        batch_size: sentences per backbone call.
+        boundaries: padded lengths (see `data.bucket_lengths`); default: the
+            multiples of 8, which XLA-free backends handle without retracing.
+        shard_batches: batches per shard on disk; a killed pass loses at most one.
+    """
+    folder = os.path.join(cache_dir, cache_key(key_fields))
+    final = os.path.join(folder, "features.npy")
+    if os.path.exists(os.path.join(folder, "complete.json")):
+        return FeatureSet(np.load(final, mmap_mode=None), np.load(os.path.join(folder, "labels.npy")),
+                          np.load(os.path.join(folder, "idx.npy")))
+    os.makedirs(folder, exist_ok=True)
+    save_json(os.path.join(folder, "key.json"), key_fields)
+
+    lengths = tokens["length"]
+    seq_len = tokens["token_ids"].shape[1]
+    if boundaries is None:
+        boundaries = tuple(range(8, seq_len, 8)) + (seq_len,)
+    plan = data.plan_batches(lengths, batch_size, boundaries)
+    shards = [plan[i:i + shard_batches] for i in range(0, len(plan), shard_batches)]
+
+    done = 0
+    while os.path.exists(os.path.join(folder, f"shard-{done:05d}.npy")):
+        done += 1
+    progress = tqdm(total=len(lengths), desc=description, unit="sent", disable=not show_progress,
+                    initial=sum(len(ix) for shard in shards[:done] for ix, _ in shard))
+    for shard_id in range(done, len(shards)):
+        outputs = []
+        for indices, padded in shards[shard_id]:
+            out = features_fn(tf.constant(tokens["token_ids"][indices, :padded]),
+                              tf.constant(tokens["padding_mask"][indices, :padded]))
+            outputs.append(out.numpy().astype(STORAGE_DTYPE))
+            progress.update(len(indices))
+        tmp = os.path.join(folder, f"shard-{shard_id:05d}.tmp.npy")
+        np.save(tmp, np.concatenate(outputs))
+        os.replace(tmp, os.path.join(folder, f"shard-{shard_id:05d}.npy"))
+    progress.close()
+
+    order = np.concatenate([ix for ix, _ in plan]) if plan else np.zeros([0], np.int64)
+    parts = [np.load(os.path.join(folder, f"shard-{i:05d}.npy")) for i in range(len(shards))]
+    stacked = np.concatenate(parts) if parts else np.zeros([0, 1, 1], STORAGE_DTYPE)
+    features = np.empty_like(stacked)
+    features[order] = stacked  # back to the split's own order
+    np.save(os.path.join(folder, "labels.npy"), tokens["label"].astype(np.int32))
+    np.save(os.path.join(folder, "idx.npy"), tokens["idx"].astype(np.int32))
+    tmp = os.path.join(folder, "features.tmp.npy")
+    np.save(tmp, features)
+    os.replace(tmp, final)
+    save_json(os.path.join(folder, "complete.json"), {"examples": int(len(features))})
+    for path in glob.glob(os.path.join(folder, "shard-*.npy")):
+        os.remove(path)
+    return FeatureSet(features, tokens["label"].astype(np.int32), tokens["idx"].astype(np.int32))
+
+
+def clear(cache_dir: str) -> None:
+    shutil.rmtree(cache_dir, ignore_errors=True)

