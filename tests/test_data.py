@@ -1,0 +1,95 @@
+import csv
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sst2 import data, model
+from sst2.errors import UserError
+from conftest import TINY_SEQUENCE_LENGTH, write_tiny_glue
+
+
+def test_prepare_tiny_glue_matches_files(tiny_data_dir):
+    assert data.split_size("train", tiny_data_dir) == 256
+    assert data.split_size("validation", tiny_data_dir) == 64
+    assert data.split_size("test", tiny_data_dir) == 32
+    test = list(data.load_split("test", tiny_data_dir).as_numpy_iterator())
+    assert {int(x["label"]) for x in test} == {-1}
+    assert sorted(int(x["idx"]) for x in test) == list(range(32))
+
+
+def test_prepare_accepts_a_non_official_zip(tmp_path):
+    import zipfile
+
+    glue = write_tiny_glue(str(tmp_path / "SST-2"), seed=3, sizes=(20, 10, 5))
+    archive = tmp_path / "SST-2.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for name in ("train.tsv", "dev.tsv", "test.tsv"):
+            z.write(os.path.join(glue, name), f"SST-2/{name}")
+    data_dir = str(tmp_path / "tfds")
+    data.prepare_glue_sst2(str(archive), data_dir)
+    assert data.split_size("train", data_dir) == 20
+    assert data.split_size("validation", data_dir) == 10
+
+
+def test_tfds_package_is_left_untouched(tiny_data_dir):
+    size, checksum = data.registered_checksum()
+    assert checksum == "d67e16fb55739c1b32cdce9877596db1c127dc322d93c082281f64057c16deaa"
+
+
+def test_missing_source_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="No GLUE SST-2 files"):
+        data.prepare_glue_sst2(str(tmp_path / "nowhere"), str(tmp_path / "tfds"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="train.tsv, dev.tsv and test.tsv"):
+        data.prepare_glue_sst2(str(tmp_path / "empty"), str(tmp_path / "tfds"))
+
+
+def test_missing_dataset_without_download_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="prepare_data"):
+        data.load_split("train", str(tmp_path / "tfds"), download=False)
+
+
+def test_tokenize_shapes_and_dtypes(tiny_data_dir, tiny_preset):
+    preprocessor = model.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
+    ds = data.tokenize(data.load_split("validation", tiny_data_dir), preprocessor, batch_size=16)
+    spec = ds.element_spec
+    assert spec["token_ids"].shape == [TINY_SEQUENCE_LENGTH]
+    assert spec["token_ids"].dtype == tf.int32
+    assert spec["padding_mask"].dtype == tf.int32
+    assert spec["label"].dtype == tf.int32 and spec["length"].dtype == tf.int32
+    tokens = data.to_numpy(ds)
+    assert tokens["token_ids"].shape == (64, TINY_SEQUENCE_LENGTH)
+    assert np.array_equal(tokens["length"], tokens["padding_mask"].sum(1))
+    # [CLS] first, [SEP] last real token.
+    assert (tokens["token_ids"][:, 0] == 2).all()
+    assert (tokens["token_ids"][np.arange(64), tokens["length"] - 1] == 3).all()
+    assert set(tokens["label"]) == {0, 1}
+
+
+def test_plan_batches_covers_every_example_once():
+    lengths = np.random.default_rng(0).integers(3, 60, size=1000)
+    boundaries = data.bucket_lengths(64)
+    for rng in (None, np.random.default_rng([1, 2])):
+        plan = data.plan_batches(lengths, 32, boundaries, rng)
+        seen = np.concatenate([ix for ix, _ in plan])
+        assert sorted(seen) == list(range(1000))
+        for ix, padded in plan:
+            assert padded in boundaries and lengths[ix].max() <= padded and len(ix) <= 32
+    shapes = {padded for _, padded in data.plan_batches(lengths, 32, boundaries)}
+    assert shapes <= set(boundaries)  # a small fixed set: no per-batch recompiles
+
+
+def test_plan_batches_is_deterministic_per_seed():
+    lengths = np.random.default_rng(0).integers(3, 60, size=500)
+    a = data.plan_batches(lengths, 16, (16, 32, 64), np.random.default_rng([7, 0]))
+    b = data.plan_batches(lengths, 16, (16, 32, 64), np.random.default_rng([7, 0]))
+    c = data.plan_batches(lengths, 16, (16, 32, 64), np.random.default_rng([7, 1]))
+    assert all(np.array_equal(x[0], y[0]) for x, y in zip(a, b))
+    assert not all(np.array_equal(x[0], y[0]) for x, y in zip(a, c))
+
+
+def test_bucket_lengths():
+    assert data.bucket_lengths(128)[-1] == 128
+    assert data.bucket_lengths(50) == (8, 16, 24, 32, 40, 48, 50)

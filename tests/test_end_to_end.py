@@ -1,0 +1,68 @@
+"""End-to-end tests on the real GLUE SST-2 files and the stand-in DistilBERT."""
+
+import csv
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+
+from sst2 import data
+from conftest import glue_dir, run_module
+
+
+def test_prepared_sst2_matches_the_glue_files(sst2_data_dir):
+    assert data.split_size("train", sst2_data_dir) == 67349
+    assert data.split_size("validation", sst2_data_dir) == 872
+    assert data.split_size("test", sst2_data_dir) == 1821
+    with open(os.path.join(glue_dir(), "dev.tsv")) as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    examples = {int(x["idx"]): x for x in data.load_split("validation", sst2_data_dir)
+                .as_numpy_iterator()}
+    assert sorted(examples) == list(range(872))
+    for i in (0, 1, 500, 871):
+        assert examples[i]["sentence"].decode() == rows[i]["sentence"]
+        assert int(examples[i]["label"]) == int(rows[i]["label"])
+    test_labels = {int(x["label"]) for x in data.load_split("test", sst2_data_dir)
+                   .as_numpy_iterator()}
+    assert test_labels == {-1}
+
+
+def test_prepare_data_cli(tmp_path):
+    result = run_module("sst2.prepare_data", f"--glue={glue_dir()}",
+                        f"--data_dir={tmp_path / 'tfds'}")
+    assert result.returncode == 0, result.stderr
+    assert "67,349 train, 872 validation, 1,821 test" in result.stdout
+
+
+def test_no_network_and_no_assets_fails_fast_with_one_message(tmp_path):
+    started = time.time()
+    result = run_module("sst2.train", f"--data_dir={tmp_path / 'empty'}",
+                        f"--model_dir={tmp_path / 'run'}", timeout=120)
+    elapsed = time.time() - started
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "GLUE SST-2 is not in the tfds data dir" in result.stderr
+    assert "sst2.prepare_data --glue=" in result.stderr
+    assert "distil_bert_base_en_uncased" in result.stderr
+    assert "build_standin.py" in result.stderr
+    assert elapsed < 30  # a few seconds of work plus the Python/TensorFlow import
+
+
+def test_train_reaches_70_percent_on_4096_sentences(sst2_data_dir, standin_preset, tmp_path):
+    model_dir = tmp_path / "run"
+    result = run_module("sst2.train", "--epochs=3", "--train_split=train[:4096]",
+                        f"--preset={standin_preset}", f"--data_dir={sst2_data_dir}",
+                        f"--model_dir={model_dir}", "--noprogress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Test Accuracy" in result.stdout and "Test Loss" in result.stdout
+    with open(model_dir / "metrics.json") as f:
+        metrics = json.load(f)
+    epochs = metrics["epochs"]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
+        assert all(np.isfinite(e[key]) for e in epochs)
+    assert epochs[-1]["val_accuracy"] >= 0.70, epochs
+    assert metrics["test"]["accuracy"] == pytest.approx(epochs[-1]["val_accuracy"])
+    assert os.listdir(model_dir / "train")  # TensorBoard event files
