@@ -54,6 +54,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     restart: bool = False
     download: bool = True
+    export: bool = True
     show_progress: bool = True
 
     # Fields that define the trained model: resuming with other values would mix two runs.
@@ -192,6 +193,125 @@ def build_head(config: TrainConfig) -> model.ClassifierHead:
                                 seed=config.seed)
 
 
+def load_config(model_dir: str) -> TrainConfig:
+    """The `TrainConfig` a run in `model_dir` was trained with."""
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.exists(path):
+        raise UserError(f"{model_dir} holds no trained run (no config.json). "
+                        "Train one with: python -m sst2.train --model_dir=...")
+    fields = load_json(path)
+    return TrainConfig(**{k: v for k, v in fields.items() if k in TrainConfig.__dataclass_fields__})
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    """A restored run: everything needed to predict, evaluate or export."""
+
+    config: TrainConfig
+    preprocessor: keras.layers.Layer
+    backbone: keras.Model
+    head: model.ClassifierHead
+    spec: model.FeatureSpec
+    checkpoint_path: str
+
+    def export(self, export_root: str | None = None) -> str:
+        from sst2 import serving
+
+        return serving.export_saved_model(
+            self.preprocessor, self.backbone, self.head, self.spec,
+            export_root or os.path.join(self.config.model_dir, "export"))
+
+
+def restore(model_dir: str, which: str = "best", config: TrainConfig | None = None,
+            log=print) -> TrainedModel:
+    """Rebuilds a trained model from `model_dir`'s `best` or `latest` checkpoint, or a path."""
+    config = config or load_config(model_dir)
+    precision = resolve_precision(config.precision)
+    spec = config.feature_spec()
+    preprocessor = model.load_preprocessor(config.preset, config.sequence_length)
+    backbone = model.load_backbone(config.preset, dtype=precision)
+    head = build_head(config)
+    head(tf.zeros((1, spec.num_layers(backbone.num_layers), spec.width(backbone.hidden_dim))))
+    ckpt = RunCheckpoint(model_dir, head, keras.optimizers.Adam(config.learning_rate), log=log)
+    try:
+        if which == "best":
+            path = ckpt.restore_best()
+        elif which == "latest":
+            restored = ckpt.restore_latest()
+            if restored is None:
+                raise FileNotFoundError
+            path = ckpt.manager.latest_checkpoint
+        else:
+            ckpt.checkpoint.read(which).expect_partial()
+            path = which
+    except (FileNotFoundError, tf.errors.OpError, ValueError) as e:
+        raise UserError(f"No usable checkpoint ({which}) in {model_dir}: "
+                        f"{e or 'none saved yet'}") from e
+    return TrainedModel(config, preprocessor, backbone, head, spec, path)
+
+
+def split_features(config: TrainConfig, split: str, tokens: dict, features_fn,
+                   precision: str) -> features.FeatureSet:
+    """The cached frozen features of `split` (computed on first use)."""
+    spec = config.feature_spec()
+    key = {**model.preset_fingerprint(config.preset), "sequence_length": config.sequence_length,
+           "precision": precision, "pooling": spec.pooling, "layers": spec.layers,
+           "data_dir": os.path.abspath(config.data_dir) if config.data_dir else None,
+           "split": split}
+    return features.encode(features_fn, tokens, cache_dir_of(config), key,
+                           batch_size=config.encode_batch_size, description=f"encode {split}",
+                           show_progress=config.show_progress)
+
+
+def cache_dir_of(config: TrainConfig) -> str:
+    return config.cache_dir or os.path.join(config.model_dir, "feature_cache")
+
+
+def tokenize_split(config: TrainConfig, split: str, preprocessor) -> dict:
+    tokenized = data.tokenize(data.load_split(split, config.data_dir, config.download),
+                              preprocessor)
+    tokens = data.to_numpy(tokenized)
+    if not tokens:
+        raise UserError(f"The split {split!r} is empty.")
+    return tokens
+
+
+def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str = "validation",
+             test_split: str = "test", submission_path: str | None = None, log=print) -> dict:
+    """Validation loss/accuracy, and GLUE's `SST-2.tsv` (`index<TAB>prediction`) for `test_split`."""
+    config = dataclasses.replace(trained.config, data_dir=data_dir or trained.config.data_dir)
+    precision = resolve_precision(config.precision)
+    features_fn = features.make_feature_fn(trained.backbone, trained.spec,
+                                           backbone_jit(config.jit_compile))
+    trainer = Trainer(trained.head, keras.optimizers.Adam(), config.batch_size,
+                      jit_compile=config.jit_compile)
+    val = split_features(config, eval_split, tokenize_split(config, eval_split,
+                                                            trained.preprocessor),
+                         features_fn, precision)
+    result = trainer.evaluate(CachedFeatureSource(val, config.batch_size, shuffle=False),
+                              show_progress=config.show_progress)
+    log(f"{eval_split}: loss {result['loss']:.4f}, accuracy {result['accuracy']:.4f} "
+        f"({result['examples']} sentences, checkpoint {trained.checkpoint_path})")
+    test = split_features(config, test_split, tokenize_split(config, test_split,
+                                                             trained.preprocessor),
+                          features_fn, precision)
+    predictions = []
+    for start in range(0, len(test), 1024):
+        logits = trained.head(test.features[start:start + 1024].astype(np.float32))
+        predictions.append(np.argmax(logits.numpy(), axis=-1))
+    predictions = np.concatenate(predictions)
+    submission_path = submission_path or os.path.join(config.model_dir, "SST-2.tsv")
+    order = np.argsort(test.idx)
+    tmp = submission_path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("index\tprediction\n")
+        for i in order:
+            f.write(f"{int(test.idx[i])}\t{int(predictions[i])}\n")
+    os.replace(tmp, submission_path)
+    log(f"Wrote GLUE predictions for {len(order)} {test_split} sentences to {submission_path}")
+    return {"split": eval_split, **result, "submission": submission_path}
+
+
 def run(config: TrainConfig, log=print) -> dict:
     """Trains (or resumes) the run in `config.model_dir`; returns the final metrics."""
     started = time.time()
@@ -217,40 +337,24 @@ def run(config: TrainConfig, log=print) -> dict:
     backbone = model.load_backbone(config.preset, dtype=precision)
     features_fn = features.make_feature_fn(backbone, spec, backbone_jit(config.jit_compile))
 
-    def tokens_of(split):
-        tokenized = data.tokenize(data.load_split(split, config.data_dir, config.download),
-                                  preprocessor)
-        tokens = data.to_numpy(tokenized)
-        if not tokens:
-            raise UserError(f"The split {split!r} is empty.")
-        return tokens
-
     log(f"Tokenizing {config.train_split} and {config.eval_split} "
         f"(sequence length {config.sequence_length})...")
-    train_tokens = tokens_of(config.train_split)
-    eval_tokens = tokens_of(config.eval_split)
+    train_tokens = tokenize_split(config, config.train_split, preprocessor)
+    eval_tokens = tokenize_split(config, config.eval_split, preprocessor)
     log(f"{len(train_tokens['label'])} training and {len(eval_tokens['label'])} "
         f"evaluation sentences; backbone {backbone.num_layers} layers x {backbone.hidden_dim}, "
         f"precision {precision}.")
 
     if config.cache_features:
-        cache_dir = config.cache_dir or os.path.join(config.model_dir, "feature_cache")
-        key = {**model.preset_fingerprint(config.preset), "sequence_length": config.sequence_length,
-               "precision": precision, "pooling": spec.pooling, "layers": spec.layers,
-               "data_dir": os.path.abspath(config.data_dir) if config.data_dir else None}
-
-        def encoded(split, tokens):
-            return features.encode(features_fn, tokens, cache_dir, {**key, "split": split},
-                                   batch_size=config.encode_batch_size,
-                                   description=f"encode {split}",
-                                   show_progress=config.show_progress)
-
         encode_started = time.time()
-        train_source = CachedFeatureSource(encoded(config.train_split, train_tokens),
-                                           config.batch_size, config.seed)
-        eval_source = CachedFeatureSource(encoded(config.eval_split, eval_tokens),
-                                          config.batch_size, shuffle=False)
-        log(f"Features ready in {time.time() - encode_started:.1f}s (cache: {cache_dir}).")
+        train_source = CachedFeatureSource(
+            split_features(config, config.train_split, train_tokens, features_fn, precision),
+            config.batch_size, config.seed)
+        eval_source = CachedFeatureSource(
+            split_features(config, config.eval_split, eval_tokens, features_fn, precision),
+            config.batch_size, shuffle=False)
+        log(f"Features ready in {time.time() - encode_started:.1f}s "
+            f"(cache: {cache_dir_of(config)}).")
     else:
         boundaries = data.bucket_lengths(config.sequence_length)
         train_source = TokenSource(train_tokens, features_fn, config.batch_size, boundaries,
@@ -304,4 +408,10 @@ def run(config: TrainConfig, log=print) -> dict:
         f"on {config.eval_split!r}.)")
     summaries.write(test={"split": config.eval_split, **final},
                     wall_seconds=time.time() - started)
+    if config.export:
+        trained = restore(config.model_dir, "best", config=config, log=log)
+        path = trained.export()
+        log(f"Exported the best checkpoint ({os.path.basename(trained.checkpoint_path)}) "
+            f"as a SavedModel: {path}")
+        summaries.write(export_dir=path)
     return {"epochs": history, "test": final}

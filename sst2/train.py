@@ -42,6 +42,7 @@ flags.DEFINE_integer("checkpoint_every_steps", _D.checkpoint_every_steps,
 flags.DEFINE_integer("keep_checkpoints", _D.keep_checkpoints, "Rolling checkpoints to keep.")
 flags.DEFINE_boolean("restart", False, "Ignore existing checkpoints in --model_dir; start fresh.")
 flags.DEFINE_boolean("download", True, "Allow downloading the dataset through tfds.")
+flags.DEFINE_boolean("export", True, "Export the best checkpoint as a SavedModel at the end.")
 flags.DEFINE_boolean("progress", True, "Show progress bars.")
 
 FLAGS = flags.FLAGS

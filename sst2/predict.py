@@ -1,0 +1,77 @@
+"""Classifies sentences with an exported SavedModel.
+
+    python -m sst2.predict --export_dir=runs/sst2/export/1700000000 "a gripping film" "dull"
+    cat reviews.txt | python -m sst2.predict --export_dir=... --json
+
+With no sentences on the command line, reads one per line from stdin. Prints
+the label and its probability per line, or one JSON object per line (--json).
+`--export_dir` may also be an export root or a model_dir: the newest version is used.
+"""
+
+from sst2 import cli  # noqa: F401  (first: sets TensorFlow's log level)
+
+import json
+import os
+import sys
+from typing import Iterable, Iterator
+
+from absl import flags
+
+from sst2.errors import UserError
+
+flags.DEFINE_string("export_dir", None, "A SavedModel version folder, export root or model_dir.")
+flags.DEFINE_boolean("json", False, "Print one JSON object per line.")
+flags.DEFINE_integer("batch_size", 64, "Sentences per call.")
+flags.mark_flag_as_required("export_dir")
+FLAGS = flags.FLAGS
+
+
+def resolve_export_dir(path: str) -> str:
+    """A SavedModel folder from a version folder, an export root or a model_dir."""
+    from sst2.serving import latest_export
+
+    for candidate in (path, latest_export(path), latest_export(os.path.join(path, "export"))):
+        if candidate and os.path.exists(os.path.join(candidate, "saved_model.pb")):
+            return candidate
+    raise UserError(f"No SavedModel at {path}. Export one with: "
+                    "python -m sst2.export --model_dir=...")
+
+
+def predict_lines(export_dir: str, lines: Iterable[str], batch_size: int = 64) -> Iterator[dict]:
+    """Yields `{"text", "label", "label_id", "probability", "probabilities"}` per line."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
+
+    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    batch = []
+
+    def flush():
+        out = serve(text=tf.constant(batch, tf.string))
+        for i, text in enumerate(batch):
+            probabilities = out["probabilities"][i].numpy().tolist()
+            label_id = int(out["label_id"][i])
+            yield {"text": text, "label": out["label"][i].numpy().decode(),
+                   "label_id": label_id, "probability": probabilities[label_id],
+                   "probabilities": probabilities}
+
+    for line in lines:
+        batch.append(line)
+        if len(batch) == batch_size:
+            yield from flush()
+            batch = []
+    if batch:
+        yield from flush()
+
+
+def main(argv: list[str]) -> None:
+    export_dir = resolve_export_dir(FLAGS.export_dir)
+    lines = argv[1:] or (line.rstrip("\n") for line in sys.stdin)
+    for result in predict_lines(export_dir, lines, FLAGS.batch_size):
+        if FLAGS.json:
+            print(json.dumps(result, ensure_ascii=False), flush=True)
+        else:
+            print(f"{result['label']}\t{result['probability']:.4f}\t{result['text']}", flush=True)
+
+
+if __name__ == "__main__":
+    cli.run(main)
