@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from sst2.loop import MetricSums, Position
+from sst2.model import rng_state_variables
 
 
 class RunCheckpoint:
@@ -30,7 +31,8 @@ class RunCheckpoint:
         self._best_accuracy = tf.Variable(-1.0, dtype=tf.float64, trainable=False,
                                           name="best_val_accuracy")
         self.checkpoint = tf.train.Checkpoint(
-            head=head, optimizer=optimizer, position=self._position,
+            head=head, optimizer=optimizer, head_rng=rng_state_variables(head),
+            position=self._position,
             epoch_sums=self._sums, best_val_accuracy=self._best_accuracy)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(model_dir, "checkpoints"), max_to_keep=max(keep, 1),
@@ -70,7 +72,7 @@ class RunCheckpoint:
         for path in reversed(self.manager.checkpoints):
             try:
                 self.checkpoint.read(path).assert_existing_objects_matched()
-            except (tf.errors.OpError, ValueError, AssertionError) as e:
+            except Exception as e:  # truncated files raise IndexError, others OpError...
                 self.log(f"Checkpoint {path} is unreadable ({type(e).__name__}); "
                          "trying the one before it.")
                 continue

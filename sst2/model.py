@@ -171,6 +171,19 @@ def pool_features(
     return tf.stack(pooled, axis=1)
 
 
+def rng_state_variables(layer: keras.layers.Layer) -> list:
+    """The RNG state variables (e.g. dropout's seed generators) inside `layer`.
+
+    Keras does not put them in `weights`, but an exact resume must restore them.
+    """
+    states = []
+    for sublayer in layer._flatten_layers(include_self=True):
+        generator = getattr(sublayer, "seed_generator", None)
+        if generator is not None:
+            states.append(generator.state)
+    return states
+
+
 @keras.saving.register_keras_serializable(package="sst2")
 class ClassifierHead(keras.Model):
     """A classifier over pooled frozen features `[batch, num_layers, width]`.

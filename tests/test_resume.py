@@ -1,0 +1,133 @@
+"""Checkpoints and exact resume, on the tiny model through the real CLI."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO, run_module
+
+
+def _args(preset, data_dir, model_dir, *extra):
+    return ["--epochs=3", "--batch_size=4", "--dropout=0.2", "--head_hidden=8",
+            "--learning_rate=0.01", "--checkpoint_every_steps=1", "--keep_checkpoints=2",
+            f"--preset={preset}", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
+            "--sequence_length=16", "--noprogress", "--noexport", *extra]
+
+
+def _head_weights(model_dir):
+    reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if name.startswith("head/") and "OPTIMIZER_SLOT" not in name}
+
+
+def _epochs(model_dir):
+    with open(os.path.join(model_dir, "metrics.json")) as f:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in json.load(f)["epochs"]]
+
+
+def _latest_step(model_dir):
+    state = os.path.join(model_dir, "checkpoints", "checkpoint")
+    if not os.path.exists(state):
+        return -1
+    with open(state) as f:
+        first = f.readline()
+    return int(first.rsplit("-", 1)[1].strip().strip('"'))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_preset, tiny_data_dir, tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("uninterrupted"))
+    result = run_module("sst2.train", *_args(tiny_preset, tiny_data_dir, model_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return model_dir
+
+
+def test_sigkill_mid_epoch_then_resume_is_exact(tiny_preset, tiny_data_dir, uninterrupted,
+                                                tmp_path):
+    model_dir = str(tmp_path / "killed")
+    cmd = [sys.executable, "-m", "sst2.train", *_args(tiny_preset, tiny_data_dir, model_dir)]
+    env = dict(os.environ, PYTHONPATH=REPO)
+    process = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    # 64 steps an epoch: kill somewhere in the middle of the second epoch.
+    while _latest_step(model_dir) < 90 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, "training finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = _latest_step(model_dir)
+    assert 64 < killed_at < 192
+
+    result = run_module("sst2.train", *_args(tiny_preset, tiny_data_dir, model_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming from step" in result.stdout
+    assert _epochs(model_dir) == _epochs(uninterrupted)
+    expected, actual = _head_weights(uninterrupted), _head_weights(model_dir)
+    assert expected.keys() == actual.keys() and expected
+    for name in expected:
+        np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
+
+
+def test_sigterm_saves_and_exits_nonzero(tiny_preset, tiny_data_dir, tmp_path):
+    model_dir = str(tmp_path / "terminated")
+    cmd = [sys.executable, "-m", "sst2.train",
+           *_args(tiny_preset, tiny_data_dir, model_dir, "--checkpoint_every_steps=1000")]
+    process = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=REPO),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not os.path.exists(os.path.join(model_dir, "train")) and time.time() < deadline:
+        time.sleep(0.01)  # the summary folder appears when the loop starts
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("training finished before SIGTERM arrived")
+    assert process.returncode == 2, err[-2000:]
+    assert "Stopped by SIGTERM; checkpoint saved" in err and "Traceback" not in err
+    assert _latest_step(model_dir) > 0
+
+
+def test_resume_with_another_configuration_is_refused(tiny_preset, tiny_data_dir, uninterrupted):
+    result = run_module("sst2.train", *_args(tiny_preset, tiny_data_dir, uninterrupted,
+                                             "--pooling=mean", "--head_hidden=0"))
+    assert result.returncode == 2
+    assert "another configuration" in result.stderr
+    assert "pooling: checkpoint has 'cls', this run has 'mean'" in result.stderr
+    assert "head_hidden" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_previous(tiny_preset, tiny_data_dir, uninterrupted,
+                                                         tmp_path):
+    import shutil
+
+    model_dir = str(tmp_path / "corrupt")
+    shutil.copytree(uninterrupted, model_dir)
+    state = tf.train.get_checkpoint_state(os.path.join(model_dir, "checkpoints"))
+    latest, previous = state.model_checkpoint_path, state.all_model_checkpoint_paths[-2]
+    for path in glob.glob(latest + ".data-*"):
+        with open(path, "r+b") as f:
+            f.truncate(10)
+    result = run_module("sst2.train", *_args(tiny_preset, tiny_data_dir, model_dir,
+                                             "--epochs=4"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Checkpoint {latest} is unreadable" in result.stdout
+    assert f"Resuming from step {previous.rsplit('-', 1)[1]}" in result.stdout
+
+
+def test_restart_starts_fresh(tiny_preset, tiny_data_dir, uninterrupted, tmp_path):
+    import shutil
+
+    model_dir = str(tmp_path / "restart")
+    shutil.copytree(uninterrupted, model_dir)
+    result = run_module("sst2.train", *_args(tiny_preset, tiny_data_dir, model_dir, "--restart"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming" not in result.stdout
+    assert _epochs(model_dir) == _epochs(uninterrupted)
