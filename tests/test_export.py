@@ -1,0 +1,150 @@
+"""The serving SavedModel, sst2.export, sst2.predict and sst2.evaluate on a tiny run."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO, run_module
+
+BAD_INPUTS = ["", "   \t ", "good " * 20000, "😀 电影很好 👍", "great fun"]
+INVALID_UTF8 = b"\xff\xfe bad \xc3\x28 film"
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_preset, tiny_data_dir, tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("export_run"))
+    result = run_module("sst2.train", "--epochs=2", "--batch_size=8", "--sequence_length=16",
+                        "--learning_rate=0.01", "--pooling=cls_mean", "--head_hidden=8",
+                        f"--preset={tiny_preset}", f"--data_dir={tiny_data_dir}",
+                        f"--model_dir={model_dir}", "--noprogress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "as a SavedModel" in result.stdout
+    return model_dir
+
+
+def _export_dir(model_dir):
+    from sst2.serving import latest_export
+
+    path = latest_export(os.path.join(model_dir, "export"))
+    assert path and os.path.exists(os.path.join(path, "saved_model.pb"))
+    return path
+
+
+LOADER = r"""
+import json, sys
+
+class Forbid:  # as in TF Serving: the graph must not need keras-hub, keras-nlp or sst2
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("keras_hub", "keras_nlp", "sst2"):
+            raise ImportError(f"the export tried to import {name}")
+
+sys.meta_path.insert(0, Forbid())
+import tensorflow as tf
+import tensorflow_text  # noqa: F401
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+texts = json.loads(sys.stdin.read())
+texts = [t.encode("latin-1") if isinstance(t, str) and t.startswith("RAW:") else t for t in texts]
+texts = [t[4:] if isinstance(t, bytes) else t for t in texts]
+out = {k: v.numpy() for k, v in serve(text=tf.constant(texts, tf.string)).items()}
+empty = serve(text=tf.constant([], tf.string))
+forbidden = sorted(m for m in sys.modules if m.split(".")[0] in ("keras_hub", "keras_nlp", "sst2"))
+print(json.dumps({
+    "probabilities": out["probabilities"].tolist(), "label_id": out["label_id"].tolist(),
+    "label": [l.decode() for l in out["label"]], "dtype": str(out["probabilities"].dtype),
+    "empty_shape": list(empty["probabilities"].shape), "forbidden": forbidden}))
+"""
+
+
+def test_export_loads_with_only_tensorflow_and_matches_in_process(trained_run):
+    from sst2.experiment import restore
+    from sst2.serving import make_predict_fn
+
+    export_dir = _export_dir(trained_run)
+    texts = BAD_INPUTS + ["RAW:" + INVALID_UTF8.decode("latin-1")]
+    process = subprocess.run([sys.executable, "-c", LOADER, export_dir], input=json.dumps(texts),
+                             capture_output=True, text=True, timeout=300,
+                             env=dict(os.environ, PYTHONPATH=""), cwd="/")
+    assert process.returncode == 0, process.stderr[-3000:]
+    served = json.loads(process.stdout.strip().splitlines()[-1])
+    assert served["forbidden"] == []
+    assert served["dtype"] == "float32" and served["empty_shape"] == [0, 2]
+    probabilities = np.array(served["probabilities"])
+    assert probabilities.shape == (len(texts), 2) and np.isfinite(probabilities).all()
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+    assert served["label"] == [["negative", "positive"][i] for i in served["label_id"]]
+
+    trained = restore(trained_run, "best", log=lambda s: None)
+    predict = make_predict_fn(trained.preprocessor, trained.backbone, trained.head, trained.spec)
+    raw = BAD_INPUTS + [INVALID_UTF8]
+    expected = predict(tf.constant(raw, tf.string))["probabilities"].numpy()
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+
+def test_saved_model_cli_lists_the_signature(trained_run):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    result = subprocess.run([cli, "show", "--all", "--dir", _export_dir(trained_run)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "signature_def['serving_default']" in out
+    for name in ("inputs['text']", "outputs['probabilities']", "outputs['label_id']",
+                 "outputs['label']"):
+        assert name in out
+
+
+def test_export_cli_from_latest_checkpoint(trained_run, tmp_path):
+    result = run_module("sst2.export", f"--model_dir={trained_run}", "--checkpoint=latest",
+                        f"--export_root={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "checkpoints/ckpt-" in result.stdout
+    assert [v for v in os.listdir(tmp_path) if v.isdigit()]
+
+
+def test_predict_cli_args_stdin_and_json(trained_run):
+    result = run_module("sst2.predict", f"--export_dir={trained_run}", "great fun", "dull film")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2
+    for line, text in zip(lines, ("great fun", "dull film")):
+        label, probability, echoed = line.split("\t")
+        assert label in ("negative", "positive") and 0.5 <= float(probability) <= 1.0
+        assert echoed == text
+    full = subprocess.run([sys.executable, "-m", "sst2.predict", f"--export_dir={trained_run}",
+                           "--json"], input="great fun\n\nawful and boring\n", text=True,
+                          capture_output=True, env=dict(os.environ, PYTHONPATH=REPO), timeout=300)
+    assert full.returncode == 0, full.stderr[-3000:]
+    records = [json.loads(l) for l in full.stdout.strip().splitlines()]
+    assert [r["text"] for r in records] == ["great fun", "", "awful and boring"]
+    assert all(abs(sum(r["probabilities"]) - 1) < 1e-5 for r in records)
+
+
+def test_predict_cli_without_export_is_a_clear_error(tmp_path):
+    result = run_module("sst2.predict", f"--export_dir={tmp_path}", "text")
+    assert result.returncode == 2
+    assert "No SavedModel" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_evaluate_cli_writes_glue_submission(trained_run, tiny_data_dir):
+    result = run_module("sst2.evaluate", f"--model_dir={trained_run}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "validation: loss" in result.stdout
+    with open(os.path.join(trained_run, "SST-2.tsv")) as f:
+        rows = [line.rstrip("\n").split("\t") for line in f]
+    assert rows[0] == ["index", "prediction"]
+    assert [int(r[0]) for r in rows[1:]] == list(range(32))
+    assert {r[1] for r in rows[1:]} <= {"0", "1"}
+    with open(os.path.join(trained_run, "metrics.json")) as f:
+        best = max(e["val_accuracy"] for e in json.load(f)["epochs"])
+    reported = float(result.stdout.split("accuracy ")[1].split()[0])
+    assert reported == pytest.approx(best, abs=1e-4)
+
+
+def test_evaluate_without_a_run_is_a_clear_error(tmp_path):
+    result = run_module("sst2.evaluate", f"--model_dir={tmp_path}")
+    assert result.returncode == 2
+    assert "no trained run" in result.stderr and "Traceback" not in result.stderr
