@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 
 from sst2 import data
 from sst2.files import load_json, save_json
-from sst2.model import FeatureSpec, pool_features
+from sst2.inference import FastEncoder
+from sst2.model import FeatureSpec, pool_features, pool_states
 
 CACHE_FORMAT = 1
 # Hidden states are stored in float16: half the memory of float32 and, unlike
@@ -56,11 +57,22 @@ def cache_key(key_fields: dict) -> str:
 
 
 def make_feature_fn(backbone, spec: FeatureSpec, jit_compile: bool) -> Callable:
-    """The backbone's pooled features as one compiled function of padded token ids."""
+    """The backbone's pooled features as one compiled function of padded token ids.
 
-    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def features_fn(token_ids, padding_mask):
-        return pool_features(backbone, token_ids, padding_mask, spec)
+    With `jit_compile` (GPU, TPU) XLA compiles the keras-hub layers whole.
+    Without it (CPU) `FastEncoder` runs the matmuls through oneDNN and only
+    the element-wise parts through XLA: 1.45x faster in bfloat16 here.
+    """
+    if jit_compile:
+        @tf.function(jit_compile=True, reduce_retracing=True)
+        def features_fn(token_ids, padding_mask):
+            return pool_features(backbone, token_ids, padding_mask, spec)
+    else:
+        encoder = FastEncoder(backbone)
+
+        @tf.function(reduce_retracing=True)
+        def features_fn(token_ids, padding_mask):
+            return pool_states(encoder(token_ids, padding_mask), padding_mask, spec)
 
     return features_fn
 
@@ -86,8 +98,9 @@ def encode(
         key_fields: everything that changes the features (weights, sequence
             length, precision, pooling, split...).
         batch_size: sentences per backbone call.
-        boundaries: padded lengths (see `data.bucket_lengths`); default: the
-            multiples of 8, which XLA-free backends handle without retracing.
+        boundaries: padded lengths; default: the multiples of 8. Together
+            with full batches (short ones are padded with empty rows) this
+            keeps the set of shapes small, and XLA compiles once per shape.
         shard_batches: batches per shard on disk; a killed pass loses at most one.
     """
     folder = os.path.join(cache_dir, cache_key(key_fields))
@@ -113,9 +126,12 @@ def encode(
     for shard_id in range(done, len(shards)):
         outputs = []
         for indices, padded in shards[shard_id]:
-            out = features_fn(tf.constant(tokens["token_ids"][indices, :padded]),
-                              tf.constant(tokens["padding_mask"][indices, :padded]))
-            outputs.append(out.numpy().astype(STORAGE_DTYPE))
+            rows = np.zeros(batch_size, np.int64)
+            rows[:len(indices)] = indices
+            valid = np.arange(batch_size) < len(indices)
+            out = features_fn(tf.constant(tokens["token_ids"][rows, :padded] * valid[:, None]),
+                              tf.constant(tokens["padding_mask"][rows, :padded] * valid[:, None]))
+            outputs.append(out.numpy()[:len(indices)].astype(STORAGE_DTYPE))
             progress.update(len(indices))
         tmp = os.path.join(folder, f"shard-{shard_id:05d}.tmp.npy")
         np.save(tmp, np.concatenate(outputs))

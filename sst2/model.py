@@ -150,11 +150,8 @@ def hidden_states(backbone: keras.Model, token_ids: tf.Tensor, padding_mask: tf.
     return states
 
 
-def pool_features(
-    backbone: keras.Model, token_ids: tf.Tensor, padding_mask: tf.Tensor, spec: FeatureSpec
-) -> tf.Tensor:
-    """Frozen features for a batch: float32, `[batch, num_layers, width]`."""
-    states = hidden_states(backbone, token_ids, padding_mask)
+def pool_states(states: list, padding_mask: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
+    """Pools per-layer hidden states into features: float32, `[batch, num_layers, width]`."""
     if spec.layers == "last":
         states = states[-1:]
     mask = tf.cast(padding_mask, tf.float32)[:, :, None]
@@ -169,6 +166,13 @@ def pool_features(
             parts.append(tf.reduce_sum(x * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0))
         pooled.append(tf.concat(parts, axis=-1))
     return tf.stack(pooled, axis=1)
+
+
+def pool_features(
+    backbone: keras.Model, token_ids: tf.Tensor, padding_mask: tf.Tensor, spec: FeatureSpec
+) -> tf.Tensor:
+    """Frozen features for a batch through the keras-hub layers: `[batch, num_layers, width]`."""
+    return pool_states(hidden_states(backbone, token_ids, padding_mask), padding_mask, spec)
 
 
 def rng_state_variables(layer: keras.layers.Layer) -> list:
