@@ -353,9 +353,10 @@ def run(config: TrainConfig, log=print) -> dict:
         eval_source = CachedFeatureSource(
             split_features(config, config.eval_split, eval_tokens, features_fn, precision),
             config.batch_size, shuffle=False)
-        log(f"Features ready in {time.time() - encode_started:.1f}s "
-            f"(cache: {cache_dir_of(config)}).")
+        encode_seconds = time.time() - encode_started
+        log(f"Features ready in {encode_seconds:.1f}s (cache: {cache_dir_of(config)}).")
     else:
+        encode_seconds = None
         boundaries = data.bucket_lengths(config.sequence_length)
         train_source = TokenSource(train_tokens, features_fn, config.batch_size, boundaries,
                                    config.seed)
@@ -383,7 +384,8 @@ def run(config: TrainConfig, log=print) -> dict:
     summaries = SummaryCallback(config.model_dir, history, {
         "config": dataclasses.asdict(config), "precision": precision,
         "train_examples": len(train_tokens["label"]),
-        "eval_examples": len(eval_tokens["label"])})
+        "eval_examples": len(eval_tokens["label"]),
+        "encode_seconds": encode_seconds})
     checkpoints = CheckpointCallback(ckpt, config.checkpoint_every_steps, log=log)
 
     def on_signal(signum, frame):
