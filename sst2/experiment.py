@@ -23,8 +23,8 @@ from sst2 import data, features, model
 from sst2.checkpoint import RunCheckpoint
 from sst2.errors import UserError
 from sst2.files import load_json, save_json
-from sst2.loop import (CachedFeatureSource, Callback, MetricSums, Position, TokenSource,
-                       Trainer, fit)
+from sst2.loop import (CachedFeatureSource, CachedTokenSource, Callback, MetricSums, Position,
+                       TokenSource, Trainer, example_features, fit)
 
 
 @dataclasses.dataclass
@@ -45,6 +45,8 @@ class TrainConfig:
     pooling: str = "cls"
     layers: str = "last"
     head_hidden: int = 0
+    head_layers: int = 0
+    trainable_layers: int = 0
     dropout: float = 0.0
     cache_features: bool = True
     cache_dir: str | None = None
@@ -59,11 +61,13 @@ class TrainConfig:
 
     # Fields that define the trained model: resuming with other values would mix two runs.
     MODEL_FIELDS = ("preset", "sequence_length", "precision", "pooling", "layers",
-                    "head_hidden", "dropout", "train_split", "batch_size", "learning_rate",
-                    "seed")
+                    "head_hidden", "head_layers", "trainable_layers", "dropout", "train_split",
+                    "batch_size", "learning_rate", "seed")
 
     def feature_spec(self) -> model.FeatureSpec:
-        return model.FeatureSpec(pooling=self.pooling, layers=self.layers)
+        return model.FeatureSpec(pooling=self.pooling, layers=self.layers,
+                                 head_layers=self.head_layers,
+                                 trainable_layers=self.trainable_layers)
 
 
 def resolve_precision(precision: str) -> str:
@@ -188,9 +192,18 @@ def _check_compatible(config: TrainConfig, saved: dict) -> None:
             + "\nUse the same flags to resume, another --model_dir, or --restart to start over.")
 
 
-def build_head(config: TrainConfig) -> model.ClassifierHead:
-    return model.ClassifierHead(hidden_units=config.head_hidden, dropout=config.dropout,
-                                seed=config.seed)
+def build_head(config: TrainConfig, backbone) -> model.ClassifierHead:
+    """The head for `config`, built; top backbone layers copied in when unfreezing."""
+    spec = config.feature_spec()
+    head = model.ClassifierHead(
+        hidden_units=config.head_hidden, dropout=config.dropout, seed=config.seed,
+        pooling=config.pooling, sequence_layers=config.trainable_layers + config.head_layers,
+        num_heads=backbone.num_heads, intermediate_dim=backbone.intermediate_dim)
+    head(example_features(spec.feature_shape(backbone)))
+    if config.trainable_layers:
+        # The unfrozen copies come right after the frozen layers; new blocks go on top.
+        head.copy_layers(backbone.transformer_layers[spec.frozen_layers(backbone.num_layers):])
+    return head
 
 
 def load_config(model_dir: str) -> TrainConfig:
@@ -230,8 +243,7 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
     spec = config.feature_spec()
     preprocessor = model.load_preprocessor(config.preset, config.sequence_length)
     backbone = model.load_backbone(config.preset, dtype=precision)
-    head = build_head(config)
-    head(tf.zeros((1, spec.num_layers(backbone.num_layers), spec.width(backbone.hidden_dim))))
+    head = build_head(config, backbone)
     ckpt = RunCheckpoint(model_dir, head, keras.optimizers.Adam(config.learning_rate), log=log)
     try:
         if which == "best":
@@ -251,11 +263,11 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
 
 
 def split_features(config: TrainConfig, split: str, tokens: dict, features_fn,
-                   precision: str) -> features.FeatureSet:
+                   precision: str, backbone_layers: int) -> features.FeatureSet:
     """The cached frozen features of `split` (computed on first use)."""
     spec = config.feature_spec()
     key = {**model.preset_fingerprint(config.preset), "sequence_length": config.sequence_length,
-           "precision": precision, "pooling": spec.pooling, "layers": spec.layers,
+           "precision": precision, **spec.cache_fields(backbone_layers),
            "data_dir": os.path.abspath(config.data_dir) if config.data_dir else None,
            "split": split}
     return features.encode(features_fn, tokens, cache_dir_of(config), key,
@@ -276,6 +288,13 @@ def tokenize_split(config: TrainConfig, split: str, preprocessor) -> dict:
     return tokens
 
 
+def _source(config: TrainConfig, feature_set, shuffle: bool):
+    if config.feature_spec().token_level:
+        return CachedTokenSource(feature_set, config.batch_size,
+                                 data.bucket_lengths(config.sequence_length), config.seed, shuffle)
+    return CachedFeatureSource(feature_set, config.batch_size, config.seed, shuffle)
+
+
 def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str = "validation",
              test_split: str = "test", submission_path: str | None = None, log=print) -> dict:
     """Validation loss/accuracy, and GLUE's `SST-2.tsv` (`index<TAB>prediction`) for `test_split`."""
@@ -287,19 +306,20 @@ def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str
                       jit_compile=config.jit_compile)
     val = split_features(config, eval_split, tokenize_split(config, eval_split,
                                                             trained.preprocessor),
-                         features_fn, precision)
-    result = trainer.evaluate(CachedFeatureSource(val, config.batch_size, shuffle=False),
+                         features_fn, precision, trained.backbone.num_layers)
+    result = trainer.evaluate(_source(config, val, shuffle=False),
                               show_progress=config.show_progress)
     log(f"{eval_split}: loss {result['loss']:.4f}, accuracy {result['accuracy']:.4f} "
         f"({result['examples']} sentences, checkpoint {trained.checkpoint_path})")
     test = split_features(config, test_split, tokenize_split(config, test_split,
                                                              trained.preprocessor),
-                          features_fn, precision)
-    predictions = []
-    for start in range(0, len(test), 1024):
-        logits = trained.head(test.features[start:start + 1024].astype(np.float32))
-        predictions.append(np.argmax(logits.numpy(), axis=-1))
-    predictions = np.concatenate(predictions)
+                          features_fn, precision, trained.backbone.num_layers)
+    test_source = _source(config, test, shuffle=False)
+    predictions = np.zeros(len(test), np.int64)
+    for i in range(test_source.num_batches(0)):
+        batch, (indices, _) = test_source.batch(0, i), test_source._plan(0)[i]
+        logits = trained.head(tf.nest.map_structure(tf.constant, batch.features))
+        predictions[indices] = np.argmax(logits.numpy(), axis=-1)[:len(indices)]
     submission_path = submission_path or os.path.join(config.model_dir, "SST-2.tsv")
     order = np.argsort(test.idx)
     tmp = submission_path + ".tmp"
@@ -345,29 +365,34 @@ def run(config: TrainConfig, log=print) -> dict:
         f"evaluation sentences; backbone {backbone.num_layers} layers x {backbone.hidden_dim}, "
         f"precision {precision}.")
 
+    boundaries = data.bucket_lengths(config.sequence_length)
     if config.cache_features:
         encode_started = time.time()
-        train_source = CachedFeatureSource(
-            split_features(config, config.train_split, train_tokens, features_fn, precision),
-            config.batch_size, config.seed)
-        eval_source = CachedFeatureSource(
-            split_features(config, config.eval_split, eval_tokens, features_fn, precision),
-            config.batch_size, shuffle=False)
+        train_features = split_features(config, config.train_split, train_tokens, features_fn,
+                                        precision, backbone.num_layers)
+        eval_features = split_features(config, config.eval_split, eval_tokens, features_fn,
+                                       precision, backbone.num_layers)
+        if spec.token_level:
+            train_source = CachedTokenSource(train_features, config.batch_size, boundaries,
+                                             config.seed)
+            eval_source = CachedTokenSource(eval_features, config.batch_size, boundaries,
+                                            shuffle=False)
+        else:
+            train_source = CachedFeatureSource(train_features, config.batch_size, config.seed)
+            eval_source = CachedFeatureSource(eval_features, config.batch_size, shuffle=False)
         encode_seconds = time.time() - encode_started
         log(f"Features ready in {encode_seconds:.1f}s (cache: {cache_dir_of(config)}).")
     else:
         encode_seconds = None
-        boundaries = data.bucket_lengths(config.sequence_length)
         train_source = TokenSource(train_tokens, features_fn, config.batch_size, boundaries,
                                    config.seed)
         eval_source = TokenSource(eval_tokens, features_fn, config.batch_size, boundaries,
                                   shuffle=False)
 
-    head = build_head(config)
+    head = build_head(config, backbone)
     optimizer = keras.optimizers.Adam(config.learning_rate)
     trainer = Trainer(head, optimizer, config.batch_size, jit_compile=config.jit_compile)
-    num_layers = spec.num_layers(backbone.num_layers)
-    trainer.build((num_layers, spec.width(backbone.hidden_dim)))
+    trainer.build(spec.feature_shape(backbone))
 
     ckpt = RunCheckpoint(config.model_dir, head, optimizer, keep=config.keep_checkpoints, log=log)
     start, epoch_sums = Position(), None

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from sst2 import data
 from sst2.files import load_json, save_json
 from sst2.inference import FastEncoder
-from sst2.model import FeatureSpec, pool_features, pool_states
+from sst2.model import FeatureSpec, frozen_features, pool_features
 
 CACHE_FORMAT = 1
 # Hidden states are stored in float16: half the memory of float32 and, unlike
@@ -40,14 +40,27 @@ STORAGE_DTYPE = np.float16
 
 @dataclasses.dataclass
 class FeatureSet:
-    """Cached frozen features of one split, in the split's order."""
+    """Cached frozen features of one split.
 
-    features: np.ndarray  # [N, num_layers, width], float16
+    Pooled features are one `[num_layers, width]` block per example. Token
+    features are ragged: example `i` owns rows `offsets[i]:offsets[i + 1]` of
+    `features` (`[total_tokens, hidden]`), one per real token.
+    """
+
+    features: np.ndarray  # [N, num_layers, width] or [total_tokens, hidden], float16
     labels: np.ndarray  # [N], int32 (-1 where unlabelled)
     idx: np.ndarray  # [N], the tfds `idx` of each example
+    offsets: np.ndarray | None = None  # [N + 1] for token features
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def tokens(self, i: int) -> np.ndarray:
+        return self.features[self.offsets[i]:self.offsets[i + 1]]
 
 
 def cache_key(key_fields: dict) -> str:
@@ -72,13 +85,16 @@ def make_feature_fn(backbone, spec: FeatureSpec, jit_compile: bool) -> Callable:
         features_fn.static_shapes = True
     else:
         encoder = FastEncoder(backbone)
+        frozen = spec.frozen_layers(backbone.num_layers) if spec.token_level else None
         signature = [tf.TensorSpec([None, None], tf.int32)] * 2
 
         @tf.function(input_signature=signature)
         def features_fn(token_ids, padding_mask):
-            return pool_states(encoder(token_ids, padding_mask), padding_mask, spec)
+            states = encoder(token_ids, padding_mask, num_layers=frozen)
+            return frozen_features(states, padding_mask, spec)
 
         features_fn.static_shapes = False
+    features_fn.token_level = spec.token_level
     return features_fn
 
 
@@ -111,9 +127,12 @@ def encode(
     """
     folder = os.path.join(cache_dir, cache_key(key_fields))
     final = os.path.join(folder, "features.npy")
+    token_level = getattr(features_fn, "token_level", False)
     if os.path.exists(os.path.join(folder, "complete.json")):
-        return FeatureSet(np.load(final, mmap_mode=None), np.load(os.path.join(folder, "labels.npy")),
-                          np.load(os.path.join(folder, "idx.npy")))
+        offsets_path = os.path.join(folder, "offsets.npy")
+        return FeatureSet(np.load(final), np.load(os.path.join(folder, "labels.npy")),
+                          np.load(os.path.join(folder, "idx.npy")),
+                          np.load(offsets_path) if os.path.exists(offsets_path) else None)
     os.makedirs(folder, exist_ok=True)
     save_json(os.path.join(folder, "key.json"), key_fields)
 
@@ -140,7 +159,10 @@ def encode(
             valid = np.arange(num_rows) < len(indices)
             out = features_fn(tf.constant(tokens["token_ids"][rows, :padded] * valid[:, None]),
                               tf.constant(tokens["padding_mask"][rows, :padded] * valid[:, None]))
-            outputs.append(out.numpy()[:len(indices)].astype(STORAGE_DTYPE))
+            out = out.numpy()[:len(indices)].astype(STORAGE_DTYPE)
+            if token_level:  # keep the real tokens only, example after example
+                out = np.concatenate([out[i, :lengths[e]] for i, e in enumerate(indices)])
+            outputs.append(out)
             progress.update(len(indices))
         tmp = os.path.join(folder, f"shard-{shard_id:05d}.tmp.npy")
         np.save(tmp, np.concatenate(outputs))
@@ -150,17 +172,26 @@ def encode(
     order = np.concatenate([ix for ix, _ in plan]) if plan else np.zeros([0], np.int64)
     parts = [np.load(os.path.join(folder, f"shard-{i:05d}.npy")) for i in range(len(shards))]
     stacked = np.concatenate(parts) if parts else np.zeros([0, 1, 1], STORAGE_DTYPE)
-    features = np.empty_like(stacked)
-    features[order] = stacked  # back to the split's own order
-    np.save(os.path.join(folder, "labels.npy"), tokens["label"].astype(np.int32))
-    np.save(os.path.join(folder, "idx.npy"), tokens["idx"].astype(np.int32))
+    labels, idx = tokens["label"].astype(np.int32), tokens["idx"].astype(np.int32)
+    if token_level:
+        # Ragged rows stay in encode order; labels and idx follow that order.
+        labels, idx = labels[order], idx[order]
+        offsets = np.concatenate([[0], np.cumsum(lengths[order])]).astype(np.int64)
+        np.save(os.path.join(folder, "offsets.npy"), offsets)
+        features = stacked
+    else:
+        offsets = None
+        features = np.empty_like(stacked)
+        features[order] = stacked  # back to the split's own order
+    np.save(os.path.join(folder, "labels.npy"), labels)
+    np.save(os.path.join(folder, "idx.npy"), idx)
     tmp = os.path.join(folder, "features.tmp.npy")
     np.save(tmp, features)
     os.replace(tmp, final)
-    save_json(os.path.join(folder, "complete.json"), {"examples": int(len(features))})
+    save_json(os.path.join(folder, "complete.json"), {"examples": int(len(labels))})
     for path in glob.glob(os.path.join(folder, "shard-*.npy")):
         os.remove(path)
-    return FeatureSet(features, tokens["label"].astype(np.int32), tokens["idx"].astype(np.int32))
+    return FeatureSet(features, labels, idx, offsets)
 
 
 def clear(cache_dir: str) -> None:

@@ -84,8 +84,11 @@ class FastEncoder:
         context = tf.reshape(context, [batch * length, self.hidden_dim])
         return tf.nn.bias_add(tf.matmul(context, p["out_kernel"]), p["out_bias"])
 
-    def __call__(self, token_ids, padding_mask) -> list:
-        """Returns each layer's output, `[batch, length, hidden]`, in float32."""
+    def __call__(self, token_ids, padding_mask, num_layers: int | None = None) -> list:
+        """The embeddings' output, then each layer's (the first `num_layers`), in float32.
+
+        Each is `[batch, length, hidden]`, like `sst2.model.hidden_states`.
+        """
         shape = tf.shape(token_ids)
         batch, length = shape[0], shape[1]
         dt = self.compute_dtype
@@ -93,8 +96,8 @@ class FastEncoder:
         x = x + self.position_embedding[None, :length]
         x32 = tf.reshape(_layer_norm(x, *self.embedding_norm), [batch * length, self.hidden_dim])
         mask_bias = (1.0 - tf.cast(padding_mask, tf.float32))[:, None, None, :] * -1e9
-        states = []
-        for p in self.layers:
+        states = [tf.reshape(x32, [batch, length, self.hidden_dim])]
+        for p in self.layers[:num_layers]:
             attended = self._attention(tf.cast(x32, dt), p, batch, length, mask_bias)
             x32 = _layer_norm(x32 + tf.cast(attended, tf.float32), *p["attention_norm"])
             # MatMul + BiasAdd + GELU: one fused oneDNN kernel.

@@ -27,9 +27,13 @@ from sst2 import data
 
 @dataclasses.dataclass
 class Batch:
-    """A global batch, padded to a fixed size; padded rows have weight 0."""
+    """A global batch, padded to a fixed size; padded rows have weight 0.
 
-    features: np.ndarray
+    `features` is an array of pooled features, or a dict of `tokens`
+    `[batch, length, hidden]` and `mask` `[batch, length]`.
+    """
+
+    features: np.ndarray | dict
     labels: np.ndarray
     weights: np.ndarray
 
@@ -82,6 +86,45 @@ class CachedFeatureSource:
         )
 
 
+class CachedTokenSource:
+    """Batches of cached token-level features, length-bucketed (static shapes for XLA)."""
+
+    def __init__(self, features, batch_size: int, boundaries: tuple[int, ...], seed: int = 0,
+                 shuffle: bool = True):
+        self.features = features
+        self.lengths = features.lengths
+        self.batch_size = batch_size
+        self.boundaries = boundaries
+        self.seed = seed
+        self.shuffle = shuffle
+        self._plans = {}
+
+    def _plan(self, epoch: int):
+        key = epoch if self.shuffle else 0
+        if key not in self._plans:
+            rng = _epoch_rng(self.seed, epoch) if self.shuffle else None
+            self._plans = {key: data.plan_batches(self.lengths, self.batch_size,
+                                                  self.boundaries, rng)}
+        return self._plans[key]
+
+    def num_batches(self, epoch: int) -> int:
+        return len(self._plan(epoch))
+
+    def batch(self, epoch: int, index: int) -> Batch:
+        indices, padded = self._plan(epoch)[index]
+        hidden = self.features.features.shape[-1]
+        tokens = np.zeros((self.batch_size, padded, hidden), np.float32)
+        mask = np.zeros((self.batch_size, padded), np.int32)
+        for row, i in enumerate(indices):
+            tokens[row, :self.lengths[i]] = self.features.tokens(i)
+            mask[row, :self.lengths[i]] = 1
+        return Batch(
+            features={"tokens": tokens, "mask": mask},
+            labels=_pad_rows(self.features.labels[indices], self.batch_size),
+            weights=_pad_rows(np.ones(len(indices), np.float32), self.batch_size),
+        )
+
+
 class TokenSource:
     """Batches that run the frozen backbone on every step (`--cache_features=false`).
 
@@ -111,11 +154,14 @@ class TokenSource:
 
     def batch(self, epoch: int, index: int) -> Batch:
         indices, padded = self._plan(epoch)[index]
+        mask = self.tokens["padding_mask"][indices, :padded]
         features = self.features_fn(
-            tf.constant(self.tokens["token_ids"][indices, :padded]),
-            tf.constant(self.tokens["padding_mask"][indices, :padded])).numpy()
+            tf.constant(self.tokens["token_ids"][indices, :padded]), tf.constant(mask)).numpy()
+        features = _pad_rows(features, self.batch_size)
+        if getattr(self.features_fn, "token_level", False):
+            features = {"tokens": features, "mask": _pad_rows(mask, self.batch_size)}
         return Batch(
-            features=_pad_rows(features, self.batch_size),
+            features=features,
             labels=_pad_rows(self.tokens["label"][indices], self.batch_size),
             weights=_pad_rows(np.ones(len(indices), np.float32), self.batch_size),
         )
@@ -142,10 +188,13 @@ class Trainer:
         self._train_step = tf.function(self._train_replica_step, jit_compile=jit_compile)
         self._eval_step = tf.function(self._eval_replica_step, jit_compile=jit_compile)
 
-    def build(self, feature_shape: tuple[int, ...]) -> None:
-        """Creates the head's and the optimizer's variables (needed before a restore)."""
+    def build(self, feature_shape: tuple) -> None:
+        """Creates the head's and the optimizer's variables (needed before a restore).
+
+        `feature_shape` is one example's; `None` marks a token axis.
+        """
         with self.strategy.scope():
-            self.head(tf.zeros((1,) + tuple(feature_shape)))
+            self.head(example_features(feature_shape))
             self.optimizer.build(self.head.trainable_variables)
 
     def _sums(self, logits, labels, weights):
@@ -172,16 +221,16 @@ class Trainer:
         return self._sums(logits, labels, weights)[1]
 
     def _distribute(self, batch: Batch):
+        values = (batch.features, batch.labels, batch.weights)
         replicas = self.strategy.num_replicas_in_sync
         if replicas == 1:
-            return (tf.constant(batch.features), tf.constant(batch.labels), tf.constant(batch.weights))
+            return tf.nest.map_structure(tf.constant, values)
         per_replica = self.batch_size // replicas
 
         def value_fn(context):
             start = context.replica_id_in_sync_group * per_replica
-            rows = slice(start, start + per_replica)
-            return (tf.constant(batch.features[rows]), tf.constant(batch.labels[rows]),
-                    tf.constant(batch.weights[rows]))
+            return tf.nest.map_structure(lambda v: tf.constant(v[start:start + per_replica]),
+                                         values)
 
         return self.strategy.experimental_distribute_values_from_function(value_fn)
 
@@ -204,6 +253,14 @@ class Trainer:
                       disable=not show_progress):
             totals.add(self.eval_step(source.batch(0, i)))
         return totals.result()
+
+
+def example_features(feature_shape: tuple, length: int = 8):
+    """A one-example batch of zeros in the head's input format (to build it)."""
+    if feature_shape[0] is None:
+        return {"tokens": tf.zeros((1, length) + tuple(feature_shape[1:])),
+                "mask": tf.ones((1, length), tf.int32)}
+    return tf.zeros((1,) + tuple(feature_shape))
 
 
 class MetricSums:

@@ -114,22 +114,54 @@ def load_preprocessor(preset: str, sequence_length: int) -> keras.layers.Layer:
 
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
-    """Which frozen-backbone features a head reads.
+    """Which frozen-backbone features a head reads, and what the head adds on top.
 
     Attributes:
-        pooling: `cls` (the `[CLS]` vector), `mean` (over real tokens only) or
-            `cls_mean` (both, concatenated).
-        layers: `last` (the last transformer layer) or `all` (every layer).
+        pooling: `cls` (the `[CLS]` vector), `mean` (over real tokens only),
+            `cls_mean` (both, concatenated) or `attention` (a learned weighted
+            sum over real tokens).
+        layers: `last` (the last layer) or `all` (every layer, concatenated);
+            `all` only for pooled features.
+        head_layers: new transformer blocks the head runs over the cached
+            token features before pooling.
+        trainable_layers: the backbone's top N layers, unfrozen: the cache
+            stops below them and the head holds trainable copies of them.
     """
 
     pooling: str = "cls"
     layers: str = "last"
+    head_layers: int = 0
+    trainable_layers: int = 0
 
     def __post_init__(self):
-        if self.pooling not in ("cls", "mean", "cls_mean"):
-            raise UserError(f"--pooling must be cls, mean or cls_mean, not {self.pooling!r}")
+        if self.pooling not in ("cls", "mean", "cls_mean", "attention"):
+            raise UserError(
+                f"--pooling must be cls, mean, cls_mean or attention, not {self.pooling!r}")
         if self.layers not in ("last", "all"):
             raise UserError(f"--layers must be last or all, not {self.layers!r}")
+        if self.head_layers < 0 or self.trainable_layers < 0:
+            raise UserError("--head_layers and --trainable_layers must be >= 0")
+        if self.token_level and self.layers == "all":
+            raise UserError("--layers=all works with pooled features only (pooling cls, mean or "
+                            "cls_mean, no --head_layers, no --trainable_layers).")
+
+    @property
+    def token_level(self) -> bool:
+        """Whether the head reads every token's features (else one vector per layer)."""
+        return self.pooling == "attention" or self.head_layers > 0 or self.trainable_layers > 0
+
+    def frozen_layers(self, backbone_layers: int) -> int:
+        """How many backbone layers the encode pass runs (and the cache stores the output of)."""
+        if self.trainable_layers > backbone_layers:
+            raise UserError(f"--trainable_layers={self.trainable_layers} exceeds the backbone's "
+                            f"{backbone_layers} layers")
+        return backbone_layers - self.trainable_layers
+
+    def cache_fields(self, backbone_layers: int) -> dict:
+        """What in this spec changes the cached features (token-level heads share a cache)."""
+        if self.token_level:
+            return {"features": "tokens", "frozen_layers": self.frozen_layers(backbone_layers)}
+        return {"features": "pooled", "pooling": self.pooling, "layers": self.layers}
 
     def num_layers(self, backbone_layers: int) -> int:
         return backbone_layers if self.layers == "all" else 1
@@ -138,41 +170,60 @@ class FeatureSpec:
         """Size of one layer's pooled vector."""
         return hidden_dim * (2 if self.pooling == "cls_mean" else 1)
 
+    def feature_shape(self, backbone) -> tuple:
+        """The shape of one example's cached features (`None`: the token axis)."""
+        if self.token_level:
+            return (None, backbone.hidden_dim)
+        return (self.num_layers(backbone.num_layers), self.width(backbone.hidden_dim))
 
-def hidden_states(backbone: keras.Model, token_ids: tf.Tensor, padding_mask: tf.Tensor) -> list:
-    """Runs the backbone in inference mode and returns every layer's output."""
+
+def hidden_states(backbone: keras.Model, token_ids: tf.Tensor, padding_mask: tf.Tensor,
+                  num_layers: int | None = None) -> list:
+    """Runs the backbone in inference mode: the embeddings' output, then each layer's.
+
+    Returns `1 + num_layers` tensors (all layers by default).
+    """
     x = backbone.embeddings(token_ids)
     x = backbone.embeddings_layer_norm(x)
-    states = []
-    for layer in backbone.transformer_layers:
+    states = [x]
+    for layer in backbone.transformer_layers[:num_layers]:
         x = layer(x, padding_mask=padding_mask, training=False)
         states.append(x)
     return states
 
 
-def pool_states(states: list, padding_mask: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
-    """Pools per-layer hidden states into features: float32, `[batch, num_layers, width]`."""
-    if spec.layers == "last":
-        states = states[-1:]
-    mask = tf.cast(padding_mask, tf.float32)[:, :, None]
-    pooled = []
-    for x in states:
-        x = tf.cast(x, tf.float32)
-        parts = []
-        if spec.pooling in ("cls", "cls_mean"):
-            parts.append(x[:, 0])
-        if spec.pooling in ("mean", "cls_mean"):
-            # Padding positions hold real numbers too; only real tokens count.
-            parts.append(tf.reduce_sum(x * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0))
-        pooled.append(tf.concat(parts, axis=-1))
-    return tf.stack(pooled, axis=1)
+def pool_tokens(x: tf.Tensor, padding_mask: tf.Tensor, pooling: str) -> tf.Tensor:
+    """`[batch, length, hidden]` → `[batch, width]` by `cls`, `mean` or `cls_mean`."""
+    x = tf.cast(x, tf.float32)
+    parts = []
+    if pooling in ("cls", "cls_mean"):
+        parts.append(x[:, 0])
+    if pooling in ("mean", "cls_mean"):
+        # Padding positions hold real numbers too; only real tokens count.
+        mask = tf.cast(padding_mask, tf.float32)[:, :, None]
+        parts.append(tf.reduce_sum(x * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0))
+    return tf.concat(parts, axis=-1)
+
+
+def frozen_features(states: list, padding_mask: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
+    """What the cache stores, from `hidden_states`-style states (embeddings first).
+
+    Pooled specs: float32 `[batch, num_layers, width]`. Token-level specs: the
+    output of the last frozen layer, `[batch, length, hidden]`.
+    """
+    if spec.token_level:
+        return tf.cast(states[-1], tf.float32)
+    layers = states[-1:] if spec.layers == "last" else states[1:]
+    return tf.stack([pool_tokens(x, padding_mask, spec.pooling) for x in layers], axis=1)
 
 
 def pool_features(
     backbone: keras.Model, token_ids: tf.Tensor, padding_mask: tf.Tensor, spec: FeatureSpec
 ) -> tf.Tensor:
-    """Frozen features for a batch through the keras-hub layers: `[batch, num_layers, width]`."""
-    return pool_states(hidden_states(backbone, token_ids, padding_mask), padding_mask, spec)
+    """Frozen features for a batch through the keras-hub layers (see `frozen_features`)."""
+    frozen = spec.frozen_layers(backbone.num_layers) if spec.token_level else None
+    states = hidden_states(backbone, token_ids, padding_mask, frozen)
+    return frozen_features(states, padding_mask, spec)
 
 
 def rng_state_variables(layer: keras.layers.Layer) -> list:
@@ -190,11 +241,15 @@ def rng_state_variables(layer: keras.layers.Layer) -> list:
 
 @keras.saving.register_keras_serializable(package="sst2")
 class ClassifierHead(keras.Model):
-    """A classifier over pooled frozen features `[batch, num_layers, width]`.
+    """The trainable classifier over frozen features.
 
-    Layers are concatenated, then: dropout, an optional GELU hidden layer with
-    dropout, and a dense layer to `num_classes` logits. With `hidden_units=0`
-    and one layer of `[CLS]` features it is the seed's single dense layer.
+    Pooled features (`[batch, num_layers, width]`) are concatenated across
+    layers. Token features (a dict of `tokens` `[batch, length, hidden]` and
+    `mask` `[batch, length]`) first pass through `sequence_layers` transformer
+    blocks (new ones, or trainable copies of the backbone's top layers, see
+    `copy_backbone_layers`), then are pooled by `pooling`. Then: dropout, an
+    optional GELU hidden layer with dropout, and a dense layer to logits. With
+    `hidden_units=0` over one layer's `[CLS]` vector it is the seed's head.
 
     Example:
         >>> head = ClassifierHead(hidden_units=0)
@@ -203,12 +258,31 @@ class ClassifierHead(keras.Model):
     """
 
     def __init__(self, hidden_units: int = 0, dropout: float = 0.0,
-                 num_classes: int = NUM_CLASSES, seed: int | None = None, **kwargs):
+                 num_classes: int = NUM_CLASSES, seed: int | None = None,
+                 pooling: str = "cls", sequence_layers: int = 0, num_heads: int = 12,
+                 intermediate_dim: int = 3072, **kwargs):
         super().__init__(**kwargs)
         self.hidden_units = hidden_units
         self.dropout = dropout
         self.num_classes = num_classes
         self.seed = seed
+        self.pooling = pooling
+        self.num_sequence_layers = sequence_layers
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim
+        if sequence_layers:
+            from keras_hub.layers import TransformerEncoder
+
+            # DistilBERT's own block: post-LayerNorm, exact GELU, epsilon 1e-12.
+            self.sequence_layers = [
+                TransformerEncoder(num_heads=num_heads, intermediate_dim=intermediate_dim,
+                                   activation="gelu", dropout=dropout, layer_norm_epsilon=1e-12,
+                                   name=f"sequence_layer_{i}")
+                for i in range(sequence_layers)]
+        else:
+            self.sequence_layers = []
+        self.attention_score = (keras.layers.Dense(1, name="attention_score")
+                                if pooling == "attention" else None)
         self.flatten = keras.layers.Flatten()
         self.input_dropout = keras.layers.Dropout(dropout, seed=seed)
         self.hidden = (
@@ -217,15 +291,36 @@ class ClassifierHead(keras.Model):
         self.hidden_dropout = keras.layers.Dropout(dropout, seed=None if seed is None else seed + 1)
         self.logits = keras.layers.Dense(num_classes, name="logits")
 
+    def _pool(self, tokens, mask, training):
+        x = tokens
+        for layer in self.sequence_layers:
+            x = layer(x, padding_mask=mask, training=training)
+        if self.pooling != "attention":
+            return pool_tokens(x, mask, self.pooling)
+        scores = tf.squeeze(tf.cast(self.attention_score(x), tf.float32), -1)
+        scores += (1.0 - tf.cast(mask, tf.float32)) * -1e9
+        weights = tf.nn.softmax(scores, axis=-1)[:, :, None]
+        return tf.reduce_sum(weights * tf.cast(x, tf.float32), axis=1)
+
     def call(self, features, training=False):
-        x = self.flatten(features)
+        if isinstance(features, dict):
+            x = self._pool(features["tokens"], features["mask"], training)
+        else:
+            x = self.flatten(features)
         x = self.input_dropout(x, training=training)
         if self.hidden is not None:
             x = self.hidden_dropout(self.hidden(x), training=training)
         return self.logits(x)
 
+    def copy_layers(self, layers: list) -> None:
+        """Initializes the first sequence layers from backbone layers (partial unfreezing)."""
+        for ours, theirs in zip(self.sequence_layers, layers):
+            ours.set_weights([w.numpy().astype("float32") for w in theirs.weights])
+
     def get_config(self):
         config = super().get_config()
         config.update(hidden_units=self.hidden_units, dropout=self.dropout,
-                      num_classes=self.num_classes, seed=self.seed)
+                      num_classes=self.num_classes, seed=self.seed, pooling=self.pooling,
+                      sequence_layers=self.num_sequence_layers, num_heads=self.num_heads,
+                      intermediate_dim=self.intermediate_dim)
         return config

@@ -38,6 +38,8 @@ def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec):
         token_ids = tf.reshape(inputs["token_ids"], [-1, sequence_length])[:batch]
         padding_mask = tf.reshape(inputs["padding_mask"], [-1, sequence_length])[:batch]
         features = pool_features(backbone, token_ids, padding_mask, spec)
+        if spec.token_level:
+            features = {"tokens": features, "mask": tf.cast(padding_mask, tf.int32)}
         logits = tf.cast(head(features, training=False), tf.float32)
         probabilities = tf.nn.softmax(logits, axis=-1)
         label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)

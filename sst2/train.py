@@ -27,10 +27,15 @@ flags.DEFINE_integer("seed", _D.seed, "Seed for initialization, shuffling and dr
 flags.DEFINE_integer("sequence_length", _D.sequence_length, "Tokens per sentence, at most.")
 flags.DEFINE_enum("precision", _D.precision, ["auto", "float32", "bfloat16"],
                   "Backbone compute precision; auto picks the fastest for this hardware.")
-flags.DEFINE_enum("pooling", _D.pooling, ["cls", "mean", "cls_mean"],
-                  "What the head reads from a layer: [CLS], mean over real tokens, or both.")
+flags.DEFINE_enum("pooling", _D.pooling, ["cls", "mean", "cls_mean", "attention"],
+                  "How the head pools a layer: [CLS], mean over real tokens, both, or learned "
+                  "attention over tokens (caches token-level features).")
 flags.DEFINE_enum("layers", _D.layers, ["last", "all"], "Which backbone layers the head reads.")
 flags.DEFINE_integer("head_hidden", _D.head_hidden, "Hidden units in the head; 0 = one dense layer.")
+flags.DEFINE_integer("head_layers", _D.head_layers,
+                     "New transformer blocks in the head, over cached token features.")
+flags.DEFINE_integer("trainable_layers", _D.trainable_layers,
+                     "Unfreeze the backbone's top N layers (the cache stops below them).")
 flags.DEFINE_float("dropout", _D.dropout, "Dropout rate in the head.")
 flags.DEFINE_boolean("cache_features", _D.cache_features,
                      "Run the frozen backbone once and cache its features (false: every step).")

@@ -22,7 +22,7 @@ def test_float32_matches_keras_hub_every_layer(tiny_preset):
     reference = model.hidden_states(backbone, token_ids, mask)
     ours = FastEncoder(backbone)(token_ids, mask)
     real = mask.numpy().astype(bool)
-    assert len(ours) == len(reference) == 2
+    assert len(ours) == len(reference) == 3  # embeddings, then each layer
     for a, b in zip(ours, reference):
         np.testing.assert_allclose(a.numpy()[real], b.numpy()[real], atol=2e-5)
 
