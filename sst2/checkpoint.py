@@ -24,8 +24,15 @@ from sst2.model import rng_state_variables
 class RunCheckpoint:
     """Rolling checkpoints in `<model_dir>/checkpoints`, the best in `<model_dir>/best`."""
 
-    def __init__(self, model_dir: str, head, optimizer, keep: int = 3, log=print):
+    def __init__(self, model_dir: str, head, optimizer, keep: int = 3, log=print,
+                 read_dir: str | None = None):
+        """Writes under `model_dir`; restores from `read_dir` (default: the same).
+
+        Under multi-worker training, non-chief workers write to a temporary
+        `model_dir` (saving is collective) but restore the chief's checkpoints.
+        """
         self.log = log
+        self.read_dir = os.path.join(read_dir or model_dir, "checkpoints")
         self._position = tf.Variable(np.zeros(3, np.int64), trainable=False, name="position")
         self._sums = tf.Variable(np.zeros(3, np.float64), trainable=False, name="epoch_sums")
         self._best_accuracy = tf.Variable(-1.0, dtype=tf.float64, trainable=False,
@@ -69,7 +76,9 @@ class RunCheckpoint:
         Returns the position and epoch sums to continue from, or None if there
         is no usable checkpoint.
         """
-        for path in reversed(self.manager.checkpoints):
+        state = tf.train.get_checkpoint_state(self.read_dir)
+        paths = list(state.all_model_checkpoint_paths) if state else []
+        for path in reversed(paths):
             try:
                 self.checkpoint.read(path).assert_existing_objects_matched()
             except Exception as e:  # truncated files raise IndexError, others OpError...

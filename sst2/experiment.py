@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sst2 import data, features, model
+from sst2 import data, distribute, features, model
 from sst2.checkpoint import RunCheckpoint
 from sst2.errors import UserError
 from sst2.files import load_json, save_json
@@ -52,6 +52,8 @@ class TrainConfig:
     cache_dir: str | None = None
     encode_batch_size: int = 128
     jit_compile: bool = True
+    strategy: str = "auto"
+    tpu: str | None = None
     checkpoint_every_steps: int = 500
     keep_checkpoints: int = 3
     restart: bool = False
@@ -263,7 +265,8 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
 
 
 def split_features(config: TrainConfig, split: str, tokens: dict, features_fn,
-                   precision: str, backbone_layers: int) -> features.FeatureSet:
+                   precision: str, backbone_layers: int,
+                   worker: "distribute.WorkerInfo | None" = None) -> features.FeatureSet:
     """The cached frozen features of `split` (computed on first use)."""
     spec = config.feature_spec()
     key = {**model.preset_fingerprint(config.preset), "sequence_length": config.sequence_length,
@@ -272,7 +275,8 @@ def split_features(config: TrainConfig, split: str, tokens: dict, features_fn,
            "split": split}
     return features.encode(features_fn, tokens, cache_dir_of(config), key,
                            batch_size=config.encode_batch_size, description=f"encode {split}",
-                           show_progress=config.show_progress)
+                           show_progress=config.show_progress and (worker is None or worker.is_chief),
+                           worker=worker)
 
 
 def cache_dir_of(config: TrainConfig) -> str:
@@ -335,22 +339,34 @@ def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str
 def run(config: TrainConfig, log=print) -> dict:
     """Trains (or resumes) the run in `config.model_dir`; returns the final metrics."""
     started = time.time()
+    # First: a multi-worker strategy must exist before the TensorFlow runtime starts.
+    strategy = distribute.make_strategy(config.strategy, config.tpu)
+    worker = distribute.worker_info(strategy)
+    if not worker.is_chief:
+        log = lambda message: None  # noqa: E731  (the chief speaks for the cluster)
     check_assets(config)
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     precision = resolve_precision(config.precision)
     spec = config.feature_spec()
     os.makedirs(config.model_dir, exist_ok=True)
+    out_dir = distribute.write_dir(config.model_dir, worker)
+    try:
+        return _run(config, strategy, worker, out_dir, precision, spec, started, log)
+    finally:
+        distribute.remove_write_dir(out_dir, config.model_dir)
 
+
+def _run(config, strategy, worker, out_dir, precision, spec, started, log) -> dict:
     config_path = os.path.join(config.model_dir, "config.json")
-    if config.restart:
+    if config.restart and worker.is_chief:
         for name in ("checkpoints", "best", "metrics.json", "train", "eval", "config.json"):
             path = os.path.join(config.model_dir, name)
             if os.path.isdir(path):
                 tf.io.gfile.rmtree(path)
             elif os.path.exists(path):
                 os.remove(path)
-    elif os.path.exists(config_path):
+    elif os.path.exists(config_path) and not config.restart:
         _check_compatible(config, load_json(config_path))
 
     preprocessor = model.load_preprocessor(config.preset, config.sequence_length)
@@ -366,12 +382,14 @@ def run(config: TrainConfig, log=print) -> dict:
         f"precision {precision}.")
 
     boundaries = data.bucket_lengths(config.sequence_length)
+    batch_size = config.batch_size * strategy.num_replicas_in_sync  # the global batch
+    config = dataclasses.replace(config, batch_size=batch_size)
     if config.cache_features:
         encode_started = time.time()
         train_features = split_features(config, config.train_split, train_tokens, features_fn,
-                                        precision, backbone.num_layers)
+                                        precision, backbone.num_layers, worker)
         eval_features = split_features(config, config.eval_split, eval_tokens, features_fn,
-                                       precision, backbone.num_layers)
+                                       precision, backbone.num_layers, worker)
         if spec.token_level:
             train_source = CachedTokenSource(train_features, config.batch_size, boundaries,
                                              config.seed)
@@ -389,25 +407,32 @@ def run(config: TrainConfig, log=print) -> dict:
         eval_source = TokenSource(eval_tokens, features_fn, config.batch_size, boundaries,
                                   shuffle=False)
 
-    head = build_head(config, backbone)
-    optimizer = keras.optimizers.Adam(config.learning_rate)
-    trainer = Trainer(head, optimizer, config.batch_size, jit_compile=config.jit_compile)
+    with strategy.scope():
+        head = build_head(config, backbone)
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+    trainer = Trainer(head, optimizer, config.batch_size, strategy=strategy,
+                      jit_compile=config.jit_compile)
     trainer.build(spec.feature_shape(backbone))
 
-    ckpt = RunCheckpoint(config.model_dir, head, optimizer, keep=config.keep_checkpoints, log=log)
+    ckpt = RunCheckpoint(out_dir, head, optimizer, keep=config.keep_checkpoints, log=log,
+                         read_dir=config.model_dir)
     start, epoch_sums = Position(), None
     restored = ckpt.restore_latest()
     if restored is not None:
         start, epoch_sums = restored
         log(f"Resuming from step {start.step} (epoch {start.epoch + 1}, batch {start.batch}) "
             f"in {ckpt.manager.directory}.")
-    save_json(config_path, dataclasses.asdict(config))
+    user_config = dataclasses.replace(config, batch_size=config.batch_size
+                                      // strategy.num_replicas_in_sync)
+    if worker.is_chief:
+        save_json(config_path, dataclasses.asdict(user_config))
 
     metrics_path = os.path.join(config.model_dir, "metrics.json")
     history = load_json(metrics_path).get("epochs", []) if restored and os.path.exists(
         metrics_path) else []
-    summaries = SummaryCallback(config.model_dir, history, {
-        "config": dataclasses.asdict(config), "precision": precision,
+    summaries = SummaryCallback(out_dir, history, {
+        "config": dataclasses.asdict(user_config), "precision": precision,
+        "replicas": strategy.num_replicas_in_sync, "workers": worker.count,
         "train_examples": len(train_tokens["label"]),
         "eval_examples": len(eval_tokens["label"]),
         "encode_seconds": encode_seconds})
@@ -435,8 +460,8 @@ def run(config: TrainConfig, log=print) -> dict:
         f"on {config.eval_split!r}.)")
     summaries.write(test={"split": config.eval_split, **final},
                     wall_seconds=time.time() - started)
-    if config.export:
-        trained = restore(config.model_dir, "best", config=config, log=log)
+    if config.export and worker.is_chief:
+        trained = restore(config.model_dir, "best", config=user_config, log=log)
         path = trained.export()
         log(f"Exported the best checkpoint ({os.path.basename(trained.checkpoint_path)}) "
             f"as a SavedModel: {path}")

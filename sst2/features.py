@@ -108,6 +108,8 @@ def encode(
     shard_batches: int = 32,
     description: str = "encode",
     show_progress: bool = True,
+    worker=None,
+    wait_seconds: float = 3600,
 ) -> FeatureSet:
     """Returns the features of `tokens`, computing only what the cache lacks.
 
@@ -124,6 +126,10 @@ def encode(
             padded with empty rows, so XLA compiles once per length; else
             every length (no padding beyond the batch's longest sentence).
         shard_batches: batches per shard on disk; a killed pass loses at most one.
+        worker: a `distribute.WorkerInfo`. Workers sharing `cache_dir` split the
+            shards between them (worker i starts at shard i and takes every
+            count-th one, skipping shards already on disk); the chief then
+            assembles the cache, and the others wait for it.
     """
     folder = os.path.join(cache_dir, cache_key(key_fields))
     final = os.path.join(folder, "features.npy")
@@ -145,12 +151,21 @@ def encode(
     plan = data.plan_batches(lengths, batch_size, boundaries)
     shards = [plan[i:i + shard_batches] for i in range(0, len(plan), shard_batches)]
 
-    done = 0
-    while os.path.exists(os.path.join(folder, f"shard-{done:05d}.npy")):
-        done += 1
+    index, count = (worker.index, worker.count) if worker is not None else (0, 1)
+    mine = [i for i in range(len(shards)) if i % count == index]
+    others = [i for i in range(len(shards)) if i % count != index]
+
+    def shard_path(i):
+        return os.path.join(folder, f"shard-{i:05d}.npy")
+
     progress = tqdm(total=len(lengths), desc=description, unit="sent", disable=not show_progress,
-                    initial=sum(len(ix) for shard in shards[:done] for ix, _ in shard))
-    for shard_id in range(done, len(shards)):
+                    initial=sum(len(ix) for i in range(len(shards)) if os.path.exists(shard_path(i))
+                                for ix, _ in shards[i]))
+    for shard_id in mine + others:
+        if os.path.exists(shard_path(shard_id)):
+            continue
+        if shard_id in others and count > 1:
+            break  # another worker's shard: wait for it below
         outputs = []
         for indices, padded in shards[shard_id]:
             num_rows = batch_size if static_shapes else len(indices)
@@ -164,10 +179,18 @@ def encode(
                 out = np.concatenate([out[i, :lengths[e]] for i, e in enumerate(indices)])
             outputs.append(out)
             progress.update(len(indices))
-        tmp = os.path.join(folder, f"shard-{shard_id:05d}.tmp.npy")
+        tmp = os.path.join(folder, f"shard-{shard_id:05d}.tmp{index}.npy")
         np.save(tmp, np.concatenate(outputs))
-        os.replace(tmp, os.path.join(folder, f"shard-{shard_id:05d}.npy"))
+        os.replace(tmp, shard_path(shard_id))
     progress.close()
+    if count > 1:
+        done_marker = os.path.join(folder, "complete.json")
+        if index != 0:  # the chief assembles the cache; wait for it
+            _wait_for(lambda: os.path.exists(done_marker), wait_seconds, folder)
+            return encode(features_fn, tokens, cache_dir, key_fields, batch_size, boundaries,
+                          shard_batches, description, False)
+        _wait_for(lambda: all(os.path.exists(shard_path(i)) for i in range(len(shards))),
+                  wait_seconds, folder)
 
     order = np.concatenate([ix for ix, _ in plan]) if plan else np.zeros([0], np.int64)
     parts = [np.load(os.path.join(folder, f"shard-{i:05d}.npy")) for i in range(len(shards))]
@@ -192,6 +215,16 @@ def encode(
     for path in glob.glob(os.path.join(folder, "shard-*.npy")):
         os.remove(path)
     return FeatureSet(features, labels, idx, offsets)
+
+
+def _wait_for(condition, seconds: float, folder: str) -> None:
+    import time
+
+    deadline = time.time() + seconds
+    while not condition():
+        if time.time() > deadline:
+            raise TimeoutError(f"waited {seconds:.0f}s for other workers' shards in {folder}")
+        time.sleep(0.5)
 
 
 def clear(cache_dir: str) -> None:

@@ -185,8 +185,24 @@ class Trainer:
         self.batch_size = batch_size
         self.strategy = strategy or tf.distribute.get_strategy()
         self.jit_compile = jit_compile
-        self._train_step = tf.function(self._train_replica_step, jit_compile=jit_compile)
-        self._eval_step = tf.function(self._eval_replica_step, jit_compile=jit_compile)
+        if self.strategy.num_replicas_in_sync == 1:
+            # One replica: forward, backward and the Adam update in one XLA program.
+            train_replica_step = tf.function(self._train_replica_step, jit_compile=jit_compile)
+        else:
+            # Several replicas: XLA compiles forward and backward; the gradients'
+            # all-reduce and the update run in tf.distribute's runtime (XLA cannot
+            # hold a cross-replica merge).
+            self._gradients = tf.function(self._replica_gradients, jit_compile=jit_compile)
+            train_replica_step = self._train_replica_step_split
+        eval_jit = tf.function(self._eval_replica_step, jit_compile=jit_compile)
+
+        def eval_replica_step(*args):
+            # Called through a Python function, the compiled step is traced per
+            # replica, with that replica's copies of the variables.
+            return eval_jit(*args)
+
+        self._train_step = tf.function(lambda *args: self.strategy.run(train_replica_step, args))
+        self._eval_step = tf.function(lambda *args: self.strategy.run(eval_replica_step, args))
 
     def build(self, feature_shape: tuple) -> None:
         """Creates the head's and the optimizer's variables (needed before a restore).
@@ -207,12 +223,20 @@ class Trainer:
             "count": tf.reduce_sum(weights),
         }
 
-    def _train_replica_step(self, features, labels, weights):
+    def _replica_gradients(self, features, labels, weights):
         with tf.GradientTape() as tape:
             logits = self.head(features, training=True)
             per_example, sums = self._sums(logits, labels, weights)
             loss = tf.nn.compute_average_loss(per_example * weights, global_batch_size=self.batch_size)
-        grads = tape.gradient(loss, self.head.trainable_variables)
+        return tape.gradient(loss, self.head.trainable_variables), sums
+
+    def _train_replica_step(self, features, labels, weights):
+        grads, sums = self._replica_gradients(features, labels, weights)
+        self.optimizer.apply_gradients(zip(grads, self.head.trainable_variables))
+        return sums
+
+    def _train_replica_step_split(self, features, labels, weights):
+        grads, sums = self._gradients(features, labels, weights)
         self.optimizer.apply_gradients(zip(grads, self.head.trainable_variables))
         return sums
 
@@ -235,7 +259,7 @@ class Trainer:
         return self.strategy.experimental_distribute_values_from_function(value_fn)
 
     def _run(self, step, batch: Batch) -> dict:
-        sums = self.strategy.run(step, args=self._distribute(batch))
+        sums = step(*self._distribute(batch))
         return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                 for k, v in sums.items()}
 

@@ -21,7 +21,8 @@ flags.DEFINE_string("data_dir", None, "tfds data dir holding glue/sst2 (tfds def
 flags.DEFINE_string("train_split", _D.train_split, "tfds split to train on, e.g. train[:4096].")
 flags.DEFINE_string("eval_split", _D.eval_split, "tfds split to validate on.")
 flags.DEFINE_integer("epochs", _D.epochs, "Training epochs.")
-flags.DEFINE_integer("batch_size", _D.batch_size, "Global batch size.")
+flags.DEFINE_integer("batch_size", _D.batch_size,
+                     "Batch size per replica; the global batch is this times the replicas.")
 flags.DEFINE_float("learning_rate", _D.learning_rate, "Adam learning rate for the head.")
 flags.DEFINE_integer("seed", _D.seed, "Seed for initialization, shuffling and dropout.")
 flags.DEFINE_integer("sequence_length", _D.sequence_length, "Tokens per sentence, at most.")
@@ -42,6 +43,9 @@ flags.DEFINE_boolean("cache_features", _D.cache_features,
 flags.DEFINE_string("cache_dir", None, "Feature cache folder (default: <model_dir>/feature_cache).")
 flags.DEFINE_integer("encode_batch_size", _D.encode_batch_size, "Sentences per backbone call.")
 flags.DEFINE_boolean("jit_compile", _D.jit_compile, "XLA-compile the train and eval steps.")
+flags.DEFINE_enum("strategy", _D.strategy, ["auto", "one_device", "mirrored", "multi_worker", "tpu"],
+                  "tf.distribute strategy; multi_worker reads TF_CONFIG.")
+flags.DEFINE_string("tpu", None, "TPU address or name for --strategy=tpu.")
 flags.DEFINE_integer("checkpoint_every_steps", _D.checkpoint_every_steps,
                      "Save a checkpoint every N steps (and at every epoch end).")
 flags.DEFINE_integer("keep_checkpoints", _D.keep_checkpoints, "Rolling checkpoints to keep.")
