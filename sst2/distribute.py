@@ -29,24 +29,35 @@ def make_strategy(name: str = "auto", tpu: str | None = None) -> tf.distribute.S
     """Builds the strategy `name`; see the module docstring."""
     if name not in STRATEGIES:
         raise UserError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {name!r}")
-    gpus = tf.config.list_logical_devices("GPU")
+    # Listing *physical* devices leaves the runtime unstarted, as multi-worker needs.
     if name == "auto":
-        name = "mirrored" if len(gpus) > 1 else "one_device"
+        name = "mirrored" if len(tf.config.list_physical_devices("GPU")) > 1 else "one_device"
+    if name == "multi_worker":
+        return _multi_worker()
+    if name == "tpu":
+        return _tpu(tpu)
+    gpus = tf.config.list_logical_devices("GPU")
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-    if name == "mirrored":
-        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise UserError("--strategy=multi_worker needs TF_CONFIG: a JSON cluster spec with "
-                            "this worker's task (see the README).")
-        try:
-            json.loads(os.environ["TF_CONFIG"])
-        except ValueError as e:
-            raise UserError(f"TF_CONFIG is not valid JSON: {e}") from e
-        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=120)
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def _multi_worker() -> tf.distribute.Strategy:
+    if "TF_CONFIG" not in os.environ:
+        raise UserError("--strategy=multi_worker needs TF_CONFIG: a JSON cluster spec with "
+                        "this worker's task (see the README).")
+    try:
+        json.loads(os.environ["TF_CONFIG"])
+    except ValueError as e:
+        raise UserError(f"TF_CONFIG is not valid JSON: {e}") from e
+    # A dead peer must end the run in bounded time, not hang a collective forever.
+    timeout = float(os.environ.get("SST2_COLLECTIVE_TIMEOUT", "120"))
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+
+
+def _tpu(tpu: str | None) -> tf.distribute.Strategy:
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "")
         tf.config.experimental_connect_to_cluster(resolver)

@@ -449,6 +449,14 @@ def _run(config, strategy, worker, out_dir, precision, spec, started, log) -> di
     except _Interrupted as e:
         raise UserError(f"Stopped by {e}; checkpoint saved in {ckpt.manager.directory}. "
                         "Run the same command again to resume.") from None
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+            tf.errors.CancelledError, tf.errors.InternalError) as e:
+        if worker.count == 1:
+            raise
+        reason = str(e).strip().splitlines()[0][:200]
+        raise UserError(f"Worker {worker.index}: another worker stopped responding ({reason}). "
+                        f"Checkpoints are in {config.model_dir}/checkpoints; restart every "
+                        "worker with the same command to resume.") from None
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

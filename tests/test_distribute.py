@@ -49,3 +49,96 @@ def test_mirrored_over_two_cpus_matches_one_device(tiny_preset, tiny_data_dir, t
         assert a["step"] == b["step"]  # the same global batches
         assert a["val_accuracy"] == pytest.approx(b["val_accuracy"], abs=1e-6)
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_workers(args, model_dir, env_extra=None):
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    processes = []
+    for index in range(2):
+        env = dict(os.environ, PYTHONPATH=REPO, **(env_extra or {}),
+                   TF_CONFIG=json.dumps({"cluster": cluster,
+                                         "task": {"type": "worker", "index": index}}))
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "sst2.train", "--strategy=multi_worker",
+             f"--model_dir={model_dir}", *args], env=env, cwd=REPO, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    return processes
+
+
+def _serve(export_dir, texts):
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
+
+    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    return serve(text=tf.constant(texts))["probabilities"].numpy()
+
+
+def test_two_worker_processes_on_loopback_match_one_process(sst2_data_dir, standin_preset,
+                                                            tmp_path):
+    from sst2.serving import latest_export
+
+    common = ["--epochs=1", "--train_split=train[:1024]", f"--preset={standin_preset}",
+              f"--data_dir={sst2_data_dir}", "--noprogress", "--learning_rate=0.005"]
+    worker_tmp = tmp_path / "worker_tmp"
+    worker_tmp.mkdir()
+    processes = _start_workers([*common, "--batch_size=16"], tmp_path / "multi",
+                               {"TMPDIR": str(worker_tmp)})
+    outputs = [p.communicate(timeout=600) for p in processes]
+    for p, (out, err) in zip(processes, outputs):
+        assert p.returncode == 0, err[-3000:]
+    assert "Test Accuracy" in outputs[0][0]  # the chief reports
+    single = subprocess.run([sys.executable, "-m", "sst2.train", "--strategy=one_device",
+                             f"--model_dir={tmp_path / 'single'}", *common, "--batch_size=32"],
+                            capture_output=True, text=True, cwd=REPO, timeout=600,
+                            env=dict(os.environ, PYTHONPATH=REPO))
+    assert single.returncode == 0, single.stderr[-3000:]
+    texts = ["a gripping , funny film", "dull and far too long", "it is what it is", ""]
+    multi_export = latest_export(str(tmp_path / "multi" / "export"))
+    assert multi_export is not None  # the chief exported
+    np.testing.assert_allclose(_serve(multi_export, texts),
+                               _serve(latest_export(str(tmp_path / "single" / "export")), texts),
+                               atol=1e-4)
+    with open(tmp_path / "multi" / "metrics.json") as f:
+        metrics = json.load(f)
+    assert metrics["workers"] == 2 and metrics["replicas"] == 2
+    # The other worker wrote only to a temporary folder, and removed it.
+    assert not [d for d in os.listdir(worker_tmp) if d.startswith("sst2-worker")]
+
+
+def test_killing_a_worker_stops_the_other_clearly_and_rerun_resumes(tiny_preset, tiny_data_dir,
+                                                                    tmp_path):
+    import signal
+    import time
+
+    args = ["--epochs=3", "--batch_size=4", "--sequence_length=16", f"--preset={tiny_preset}",
+            f"--data_dir={tiny_data_dir}", "--noprogress", "--checkpoint_every_steps=5",
+            "--noexport"]
+    model_dir = tmp_path / "run"
+    processes = _start_workers(args, model_dir, {"SST2_COLLECTIVE_TIMEOUT": "20"})
+    state = model_dir / "checkpoints" / "checkpoint"
+    deadline = time.time() + 300
+    while not state.exists() and time.time() < deadline and processes[0].poll() is None:
+        time.sleep(0.05)
+    assert state.exists(), processes[0].communicate()[1][-3000:]
+    processes[1].send_signal(signal.SIGKILL)
+    started = time.time()
+    out, err = processes[0].communicate(timeout=180)
+    processes[1].communicate()
+    assert processes[0].returncode != 0
+    assert time.time() - started < 150
+    assert "another worker stopped responding" in err, err[-3000:]
+    assert "Traceback" not in err
+
+    processes = _start_workers(args, model_dir)
+    outputs = [p.communicate(timeout=600) for p in processes]
+    assert all(p.returncode == 0 for p in processes), outputs[0][1][-3000:] + outputs[1][1][-3000:]
+    assert "Resuming from step" in outputs[0][0]
