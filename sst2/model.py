@@ -279,6 +279,9 @@ class ClassifierHead(keras.Model):
                                    activation="gelu", dropout=dropout, layer_norm_epsilon=1e-12,
                                    name=f"sequence_layer_{i}")
                 for i in range(sequence_layers)]
+            # One attribute each: tf.train.Checkpoint does not see into Keras' tracked lists.
+            for i, layer in enumerate(self.sequence_layers):
+                setattr(self, f"sequence_layer_{i}", layer)
         else:
             self.sequence_layers = []
         self.attention_score = (keras.layers.Dense(1, name="attention_score")

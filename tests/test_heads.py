@@ -1,0 +1,97 @@
+"""Heads: the seed head, token-level heads, partial unfreezing, and their exports."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sst2 import model
+from sst2.experiment import TrainConfig, build_head, restore, run
+from sst2.errors import UserError
+from conftest import TINY_SEQUENCE_LENGTH, run_module
+
+
+def _config(tmp_path, preset, data_dir, **overrides):
+    fields = dict(model_dir=str(tmp_path / "run"), preset=preset, data_dir=data_dir, epochs=1,
+                  batch_size=8, learning_rate=0.01, sequence_length=TINY_SEQUENCE_LENGTH,
+                  show_progress=False, export=False, checkpoint_every_steps=0)
+    fields.update(overrides)
+    return TrainConfig(**fields)
+
+
+def test_seed_head_is_a_dense_layer_on_the_last_cls(tiny_preset, tmp_path):
+    backbone = model.load_backbone(tiny_preset)
+    head = build_head(_config(tmp_path, tiny_preset, None), backbone)
+    assert [tuple(w.shape) for w in head.trainable_weights] == [(16, 2), (2,)]
+    preprocessor = model.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
+    x = preprocessor(["good film", "dull plot"])
+    cls = backbone(x)[:, 0]
+    kernel, bias = (w.numpy() for w in head.trainable_weights)
+    features = model.pool_features(backbone, x["token_ids"], x["padding_mask"],
+                                   model.FeatureSpec("cls", "last"))
+    np.testing.assert_allclose(head(features).numpy(), cls.numpy() @ kernel + bias, atol=1e-5)
+
+
+def test_token_level_specs_and_errors():
+    assert model.FeatureSpec("attention").token_level
+    assert model.FeatureSpec("cls", head_layers=1).token_level
+    assert model.FeatureSpec("mean", trainable_layers=2).frozen_layers(6) == 4
+    assert not model.FeatureSpec("cls_mean", "all").token_level
+    with pytest.raises(UserError, match="pooled features only"):
+        model.FeatureSpec("attention", "all")
+    with pytest.raises(UserError, match="exceeds"):
+        model.FeatureSpec("cls", trainable_layers=7).frozen_layers(6)
+
+
+def test_trainable_layers_change_exactly_the_top_layers(tiny_preset, tiny_data_dir, tmp_path):
+    config = _config(tmp_path, tiny_preset, tiny_data_dir, trainable_layers=1, epochs=2,
+                     precision="float32")
+    run(config, log=lambda s: None)
+    trained = restore(config.model_dir, "latest", log=lambda s: None)
+    backbone = model.load_backbone(tiny_preset)
+    # The frozen part is the preset's, untouched (features are recomputed from it).
+    assert all(np.array_equal(a.numpy(), b.numpy())
+               for a, b in zip(trained.backbone.weights, backbone.weights))
+    # The head holds one transformer block, initialized from the backbone's top layer...
+    assert len(trained.head.sequence_layers) == 1
+    top = backbone.transformer_layers[-1]
+    copy = trained.head.sequence_layers[0]
+    assert [w.shape for w in copy.weights] == [w.shape for w in top.weights]
+    # ...and training changed every one of its weights.
+    changed = [not np.allclose(a.numpy(), b.numpy()) for a, b in zip(copy.weights, top.weights)]
+    assert all(changed), changed
+    # The layer below the trainable one is the cache's last layer: same outputs.
+    preprocessor = model.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
+    x = preprocessor(["good film"])
+    frozen = model.pool_features(backbone, x["token_ids"], x["padding_mask"], trained.spec)
+    expected = model.hidden_states(backbone, x["token_ids"], x["padding_mask"])[1]
+    np.testing.assert_allclose(frozen.numpy(), expected.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("flags", [
+    ["--pooling=attention", "--head_hidden=8", "--dropout=0.1"],
+    ["--pooling=cls", "--head_layers=1"],
+    ["--pooling=mean", "--trainable_layers=1"],
+    ["--pooling=cls_mean", "--layers=all"],
+])
+def test_every_head_trains_exports_and_predicts(flags, tiny_preset, tiny_data_dir, tmp_path):
+    model_dir = tmp_path / "run"
+    result = run_module("sst2.train", "--epochs=1", "--batch_size=8", "--sequence_length=16",
+                        f"--preset={tiny_preset}", f"--data_dir={tiny_data_dir}",
+                        f"--model_dir={model_dir}", "--noprogress", *flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    predicted = run_module("sst2.predict", f"--export_dir={model_dir}", "--json", "great fun",
+                           "")
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    records = [json.loads(line) for line in predicted.stdout.strip().splitlines()]
+    assert len(records) == 2 and all(abs(sum(r["probabilities"]) - 1) < 1e-5 for r in records)
+
+    trained = restore(str(model_dir), "best", log=lambda s: None)
+    from sst2.serving import make_predict_fn
+
+    in_process = make_predict_fn(trained.preprocessor, trained.backbone, trained.head,
+                                 trained.spec)(tf.constant(["great fun", ""]))["probabilities"]
+    np.testing.assert_allclose([r["probabilities"] for r in records], in_process.numpy(),
+                               atol=1e-5)
