@@ -38,16 +38,18 @@ class TrainConfig:
     eval_split: str = "validation"
     epochs: int = 3
     batch_size: int = 32
-    learning_rate: float = 5e-3
+    learning_rate: float = 1e-3
     seed: int = 0
     sequence_length: int = 128
     precision: str = "auto"
-    pooling: str = "cls"
+    # The default head, chosen by measurement (README, "Heads"): attention pooling
+    # over the last layer's cached token features, a 256-unit GELU layer, dropout.
+    pooling: str = "attention"
     layers: str = "last"
-    head_hidden: int = 0
+    head_hidden: int = 256
     head_layers: int = 0
     trainable_layers: int = 0
-    dropout: float = 0.0
+    dropout: float = 0.1
     cache_features: bool = True
     cache_dir: str | None = None
     encode_batch_size: int = 128

@@ -20,6 +20,7 @@ from sst2.experiment import TrainConfig, run
 strategy, batch = sys.argv[2], int(sys.argv[3])
 config = TrainConfig(model_dir=sys.argv[4], preset=sys.argv[5], data_dir=sys.argv[6], epochs=2,
                      batch_size=batch, learning_rate=0.01, sequence_length=16, head_hidden=8,
+                     pooling="mean", dropout=0.0,  # dropout masks are drawn per replica
                      strategy=strategy, show_progress=False, export=False,
                      checkpoint_every_steps=0)
 result = run(config, log=lambda s: None)
@@ -87,7 +88,8 @@ def test_two_worker_processes_on_loopback_match_one_process(sst2_data_dir, stand
     from sst2.serving import latest_export
 
     common = ["--epochs=1", "--train_split=train[:1024]", f"--preset={standin_preset}",
-              f"--data_dir={sst2_data_dir}", "--noprogress", "--learning_rate=0.005"]
+              f"--data_dir={sst2_data_dir}", "--noprogress", "--learning_rate=0.005",
+              "--pooling=mean", "--head_hidden=0", "--dropout=0"]  # dropout masks are per replica
     worker_tmp = tmp_path / "worker_tmp"
     worker_tmp.mkdir()
     processes = _start_workers([*common, "--batch_size=16"], tmp_path / "multi",

@@ -23,7 +23,8 @@ def _config(tmp_path, preset, data_dir, **overrides):
 
 def test_seed_head_is_a_dense_layer_on_the_last_cls(tiny_preset, tmp_path):
     backbone = model.load_backbone(tiny_preset)
-    head = build_head(_config(tmp_path, tiny_preset, None), backbone)
+    head = build_head(_config(tmp_path, tiny_preset, None, pooling="cls", head_hidden=0,
+                              dropout=0.0), backbone)
     assert [tuple(w.shape) for w in head.trainable_weights] == [(16, 2), (2,)]
     preprocessor = model.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
     x = preprocessor(["good film", "dull plot"])

@@ -100,7 +100,7 @@ def test_resume_with_another_configuration_is_refused(tiny_preset, tiny_data_dir
                                              "--pooling=mean", "--head_hidden=0"))
     assert result.returncode == 2
     assert "another configuration" in result.stderr
-    assert "pooling: checkpoint has 'cls', this run has 'mean'" in result.stderr
+    assert "pooling: checkpoint has 'attention', this run has 'mean'" in result.stderr
     assert "head_hidden" in result.stderr and "Traceback" not in result.stderr
 
 
