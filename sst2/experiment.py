@@ -323,7 +323,7 @@ def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str
     test_source = _source(config, test, shuffle=False)
     predictions = np.zeros(len(test), np.int64)
     for i in range(test_source.num_batches(0)):
-        batch, (indices, _) = test_source.batch(0, i), test_source._plan(0)[i]
+        batch, indices = test_source.batch(0, i), test_source.batch_indices(0, i)
         logits = trained.head(tf.nest.map_structure(tf.constant, batch.features))
         predictions[indices] = np.argmax(logits.numpy(), axis=-1)[:len(indices)]
     submission_path = submission_path or os.path.join(config.model_dir, "SST-2.tsv")

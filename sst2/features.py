@@ -31,7 +31,7 @@ from sst2.files import load_json, save_json
 from sst2.inference import FastEncoder
 from sst2.model import FeatureSpec, frozen_features, pool_features
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: token-level caches in split order
 # Hidden states are stored in float16: half the memory of float32 and, unlike
 # bfloat16, a numpy dtype; its 3 significant digits exceed the backbone's own
 # bfloat16 precision.
@@ -197,11 +197,15 @@ def encode(
     stacked = np.concatenate(parts) if parts else np.zeros([0, 1, 1], STORAGE_DTYPE)
     labels, idx = tokens["label"].astype(np.int32), tokens["idx"].astype(np.int32)
     if token_level:
-        # Ragged rows stay in encode order; labels and idx follow that order.
-        labels, idx = labels[order], idx[order]
-        offsets = np.concatenate([[0], np.cumsum(lengths[order])]).astype(np.int64)
+        # Ragged rows back to the split's own order, so that every source sees
+        # the same examples in the same order, cached or not.
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        encoded_offsets = np.concatenate([[0], np.cumsum(lengths[order])])
+        position = np.empty_like(order)
+        position[order] = np.arange(len(order))
+        shift = encoded_offsets[position] - offsets[:-1]
+        features = stacked[np.repeat(shift, lengths) + np.arange(offsets[-1])]
         np.save(os.path.join(folder, "offsets.npy"), offsets)
-        features = stacked
     else:
         offsets = None
         features = np.empty_like(stacked)

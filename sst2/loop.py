@@ -56,52 +56,21 @@ def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     return np.random.default_rng([seed, epoch])
 
 
-class CachedFeatureSource:
-    """Batches of cached frozen features, reshuffled every epoch when `shuffle`."""
+class _PlannedSource:
+    """A deterministic batch plan per epoch: what makes every source resumable."""
 
-    def __init__(self, features, batch_size: int, seed: int = 0, shuffle: bool = True):
-        self.features = features
-        self.batch_size = batch_size
-        self.seed = seed
-        self.shuffle = shuffle
-        self._plans = {}
-
-    def _plan(self, epoch: int):
-        key = epoch if self.shuffle else 0
-        if key not in self._plans:
-            rng = _epoch_rng(self.seed, epoch) if self.shuffle else None
-            self._plans = {key: data.plan_batches(
-                np.zeros(len(self.features), np.int32), self.batch_size, None, rng)}
-        return self._plans[key]
-
-    def num_batches(self, epoch: int) -> int:
-        return len(self._plan(epoch))
-
-    def batch(self, epoch: int, index: int) -> Batch:
-        indices, _ = self._plan(epoch)[index]
-        return Batch(
-            features=_pad_rows(self.features.features[indices].astype(np.float32), self.batch_size),
-            labels=_pad_rows(self.features.labels[indices], self.batch_size),
-            weights=_pad_rows(np.ones(len(indices), np.float32), self.batch_size),
-        )
-
-
-class CachedTokenSource:
-    """Batches of cached token-level features, length-bucketed (static shapes for XLA)."""
-
-    def __init__(self, features, batch_size: int, boundaries: tuple[int, ...], seed: int = 0,
-                 shuffle: bool = True):
-        self.features = features
-        self.lengths = features.lengths
+    def __init__(self, lengths: np.ndarray, batch_size: int,
+                 boundaries: tuple[int, ...] | None, seed: int, shuffle: bool):
+        self.lengths = lengths
         self.batch_size = batch_size
         self.boundaries = boundaries
         self.seed = seed
         self.shuffle = shuffle
         self._plans = {}
 
-    def _plan(self, epoch: int):
+    def _plan(self, epoch: int) -> list:
         key = epoch if self.shuffle else 0
-        if key not in self._plans:
+        if key not in self._plans:  # keep only the current epoch's plan
             rng = _epoch_rng(self.seed, epoch) if self.shuffle else None
             self._plans = {key: data.plan_batches(self.lengths, self.batch_size,
                                                   self.boundaries, rng)}
@@ -109,6 +78,38 @@ class CachedTokenSource:
 
     def num_batches(self, epoch: int) -> int:
         return len(self._plan(epoch))
+
+    def batch_indices(self, epoch: int, index: int) -> np.ndarray:
+        """Which examples batch `index` of `epoch` holds (its first rows, in order)."""
+        return self._plan(epoch)[index][0]
+
+    def _labels_and_weights(self, labels: np.ndarray) -> dict:
+        return {"labels": _pad_rows(labels, self.batch_size),
+                "weights": _pad_rows(np.ones(len(labels), np.float32), self.batch_size)}
+
+
+class CachedFeatureSource(_PlannedSource):
+    """Batches of cached pooled features, reshuffled every epoch when `shuffle`."""
+
+    def __init__(self, features, batch_size: int, seed: int = 0, shuffle: bool = True):
+        super().__init__(np.zeros(len(features), np.int32), batch_size, None, seed, shuffle)
+        self.features = features
+
+    def batch(self, epoch: int, index: int) -> Batch:
+        indices, _ = self._plan(epoch)[index]
+        return Batch(
+            features=_pad_rows(self.features.features[indices].astype(np.float32),
+                               self.batch_size),
+            **self._labels_and_weights(self.features.labels[indices]))
+
+
+class CachedTokenSource(_PlannedSource):
+    """Batches of cached token-level features, length-bucketed (static shapes for XLA)."""
+
+    def __init__(self, features, batch_size: int, boundaries: tuple[int, ...], seed: int = 0,
+                 shuffle: bool = True):
+        super().__init__(features.lengths, batch_size, boundaries, seed, shuffle)
+        self.features = features
 
     def batch(self, epoch: int, index: int) -> Batch:
         indices, padded = self._plan(epoch)[index]
@@ -118,39 +119,22 @@ class CachedTokenSource:
         for row, i in enumerate(indices):
             tokens[row, :self.lengths[i]] = self.features.tokens(i)
             mask[row, :self.lengths[i]] = 1
-        return Batch(
-            features={"tokens": tokens, "mask": mask},
-            labels=_pad_rows(self.features.labels[indices], self.batch_size),
-            weights=_pad_rows(np.ones(len(indices), np.float32), self.batch_size),
-        )
+        return Batch(features={"tokens": tokens, "mask": mask},
+                     **self._labels_and_weights(self.features.labels[indices]))
 
 
-class TokenSource:
+class TokenSource(_PlannedSource):
     """Batches that run the frozen backbone on every step (`--cache_features=false`).
 
-    Examples are grouped into length buckets (static shapes), shuffled per epoch.
+    Examples are grouped into length buckets (static shapes), shuffled per epoch:
+    the same batches as `CachedTokenSource` would give.
     """
 
     def __init__(self, tokens: dict, features_fn: Callable, batch_size: int,
                  boundaries: tuple[int, ...], seed: int = 0, shuffle: bool = True):
+        super().__init__(tokens["length"], batch_size, boundaries, seed, shuffle)
         self.tokens = tokens
         self.features_fn = features_fn
-        self.batch_size = batch_size
-        self.boundaries = boundaries
-        self.seed = seed
-        self.shuffle = shuffle
-        self._plans = {}
-
-    def _plan(self, epoch: int):
-        key = epoch if self.shuffle else 0
-        if key not in self._plans:
-            rng = _epoch_rng(self.seed, epoch) if self.shuffle else None
-            self._plans = {key: data.plan_batches(
-                self.tokens["length"], self.batch_size, self.boundaries, rng)}
-        return self._plans[key]
-
-    def num_batches(self, epoch: int) -> int:
-        return len(self._plan(epoch))
 
     def batch(self, epoch: int, index: int) -> Batch:
         indices, padded = self._plan(epoch)[index]
@@ -160,11 +144,7 @@ class TokenSource:
         features = _pad_rows(features, self.batch_size)
         if getattr(self.features_fn, "token_level", False):
             features = {"tokens": features, "mask": _pad_rows(mask, self.batch_size)}
-        return Batch(
-            features=features,
-            labels=_pad_rows(self.tokens["label"][indices], self.batch_size),
-            weights=_pad_rows(np.ones(len(indices), np.float32), self.batch_size),
-        )
+        return Batch(features=features, **self._labels_and_weights(self.tokens["label"][indices]))
 
 
 class Trainer:
@@ -201,8 +181,11 @@ class Trainer:
             # replica, with that replica's copies of the variables.
             return eval_jit(*args)
 
-        self._train_step = tf.function(lambda *args: self.strategy.run(train_replica_step, args))
-        self._eval_step = tf.function(lambda *args: self.strategy.run(eval_replica_step, args))
+        # One trace serves every bucket shape; XLA compiles each concrete shape once.
+        self._train_step = tf.function(lambda *args: self.strategy.run(train_replica_step, args),
+                                       reduce_retracing=True)
+        self._eval_step = tf.function(lambda *args: self.strategy.run(eval_replica_step, args),
+                                      reduce_retracing=True)
 
     def build(self, feature_shape: tuple) -> None:
         """Creates the head's and the optimizer's variables (needed before a restore).

@@ -294,6 +294,10 @@ class ClassifierHead(keras.Model):
         self.hidden_dropout = keras.layers.Dropout(dropout, seed=None if seed is None else seed + 1)
         self.logits = keras.layers.Dense(num_classes, name="logits")
 
+    def build(self, input_shape):
+        # Sublayers build on the first call; nothing here depends on the shape.
+        pass
+
     def _pool(self, tokens, mask, training):
         x = tokens
         for layer in self.sequence_layers:

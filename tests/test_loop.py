@@ -115,5 +115,19 @@ def test_cached_source_pads_last_batch_with_zero_weights():
     assert source.num_batches(0) == 3
     last = source.batch(0, 2)
     assert last.features.shape == (4, 1, 4) and last.weights.tolist() == [1, 1, 0, 0]
-    seen = np.concatenate([source._plan(0)[i][0] for i in range(3)])
+    seen = np.concatenate([source.batch_indices(0, i) for i in range(3)])
     assert sorted(seen) == list(range(10))
+
+
+def test_token_cache_is_in_split_order(tiny_preset, tiny_data_dir, tmp_path):
+    backbone = model.load_backbone(tiny_preset)
+    fn = features.make_feature_fn(backbone, model.FeatureSpec("attention"), jit_compile=False)
+    tokens = _tokens(tiny_preset, tiny_data_dir, "validation")
+    cached = features.encode(fn, tokens, str(tmp_path), {"split": "validation"}, batch_size=7,
+                             show_progress=False)
+    assert np.array_equal(cached.lengths, tokens["length"])
+    assert np.array_equal(cached.idx, tokens["idx"])
+    for i in (0, 5, 63):
+        direct = fn(tf.constant(tokens["token_ids"][i:i + 1]),
+                    tf.constant(tokens["padding_mask"][i:i + 1])).numpy()[0, :tokens["length"][i]]
+        np.testing.assert_allclose(cached.tokens(i).astype(np.float32), direct, atol=2e-2)
