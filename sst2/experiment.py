@@ -373,7 +373,9 @@ def _run(config, strategy, worker, out_dir, precision, spec, started, log) -> di
 
     preprocessor = model.load_preprocessor(config.preset, config.sequence_length)
     backbone = model.load_backbone(config.preset, dtype=precision)
-    features_fn = features.make_feature_fn(backbone, spec, backbone_jit(config.jit_compile))
+    # The encode pass runs on every local replica's device.
+    features_fn = features.make_feature_fn(backbone, spec, backbone_jit(config.jit_compile),
+                                           devices=list(strategy.extended.worker_devices))
 
     log(f"Tokenizing {config.train_split} and {config.eval_split} "
         f"(sequence length {config.sequence_length})...")

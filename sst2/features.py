@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -69,14 +70,27 @@ def cache_key(key_fields: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def make_feature_fn(backbone, spec: FeatureSpec, jit_compile: bool) -> Callable:
+def make_feature_fn(backbone, spec: FeatureSpec, jit_compile: bool,
+                    devices: list[str] | None = None) -> Callable:
     """The backbone's pooled features as one compiled function of padded token ids.
 
     With `jit_compile` (GPU, TPU) XLA compiles the keras-hub layers whole, once
     per shape: batches are padded to multiples of 8 tokens and to full rows.
     Without it (CPU) `FastEncoder` runs oneDNN's fused kernels on any shape, so
     each length-sorted batch is padded only to its own longest sentence.
+
+    With several local `devices` (a mirrored strategy's replicas), the returned
+    function carries `replicas`: one copy per device, which `encode` runs on
+    concurrent batches.
     """
+    if devices and len(devices) > 1 and not jit_compile:
+        replicas = []
+        for device in devices:
+            with tf.device(device):  # the copy's weights live on its device
+                replicas.append(make_feature_fn(backbone, spec, jit_compile))
+        features_fn = replicas[0]
+        features_fn.replicas = replicas
+        return features_fn
     if jit_compile:
         @tf.function(jit_compile=True, reduce_retracing=True)
         def features_fn(token_ids, padding_mask):
@@ -161,28 +175,38 @@ def encode(
     progress = tqdm(total=len(lengths), desc=description, unit="sent", disable=not show_progress,
                     initial=sum(len(ix) for i in range(len(shards)) if os.path.exists(shard_path(i))
                                 for ix, _ in shards[i]))
+    def run_batch(fn, indices, padded) -> np.ndarray:
+        num_rows = batch_size if static_shapes else len(indices)
+        rows = np.zeros(num_rows, np.int64)
+        rows[:len(indices)] = indices
+        valid = np.arange(num_rows) < len(indices)
+        out = fn(tf.constant(tokens["token_ids"][rows, :padded] * valid[:, None]),
+                 tf.constant(tokens["padding_mask"][rows, :padded] * valid[:, None]))
+        out = out.numpy()[:len(indices)].astype(STORAGE_DTYPE)
+        if token_level:  # keep the real tokens only, example after example
+            out = np.concatenate([out[i, :lengths[e]] for i, e in enumerate(indices)])
+        progress.update(len(indices))
+        return out
+
+    replicas = getattr(features_fn, "replicas", None) or [features_fn]
+    pool = ThreadPoolExecutor(len(replicas)) if len(replicas) > 1 else None
     for shard_id in mine + others:
         if os.path.exists(shard_path(shard_id)):
             continue
         if shard_id in others and count > 1:
             break  # another worker's shard: wait for it below
-        outputs = []
-        for indices, padded in shards[shard_id]:
-            num_rows = batch_size if static_shapes else len(indices)
-            rows = np.zeros(num_rows, np.int64)
-            rows[:len(indices)] = indices
-            valid = np.arange(num_rows) < len(indices)
-            out = features_fn(tf.constant(tokens["token_ids"][rows, :padded] * valid[:, None]),
-                              tf.constant(tokens["padding_mask"][rows, :padded] * valid[:, None]))
-            out = out.numpy()[:len(indices)].astype(STORAGE_DTYPE)
-            if token_level:  # keep the real tokens only, example after example
-                out = np.concatenate([out[i, :lengths[e]] for i, e in enumerate(indices)])
-            outputs.append(out)
-            progress.update(len(indices))
+        batches = shards[shard_id]
+        if pool is None:
+            outputs = [run_batch(features_fn, ix, padded) for ix, padded in batches]
+        else:  # one batch per device at a time; map keeps the order
+            outputs = list(pool.map(lambda item: run_batch(replicas[item[0] % len(replicas)],
+                                                           *item[1]), enumerate(batches)))
         tmp = os.path.join(folder, f"shard-{shard_id:05d}.tmp{index}.npy")
         np.save(tmp, np.concatenate(outputs))
         os.replace(tmp, shard_path(shard_id))
     progress.close()
+    if pool is not None:
+        pool.shutdown()
     if count > 1:
         done_marker = os.path.join(folder, "complete.json")
         if index != 0:  # the chief assembles the cache; wait for it

@@ -144,3 +144,36 @@ def test_killing_a_worker_stops_the_other_clearly_and_rerun_resumes(tiny_preset,
     outputs = [p.communicate(timeout=600) for p in processes]
     assert all(p.returncode == 0 for p in processes), outputs[0][1][-3000:] + outputs[1][1][-3000:]
     assert "Resuming from step" in outputs[0][0]
+
+
+ENCODE_SCRIPT = r"""
+import sys, tempfile
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from sst2 import data, features, model
+preset, data_dir = sys.argv[2], sys.argv[3]
+backbone = model.load_backbone(preset)
+spec = model.FeatureSpec("mean", "all")
+tokens = data.to_numpy(data.tokenize(data.load_split("train", data_dir),
+                                     model.load_preprocessor(preset, 16)))
+devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+replicated = features.make_feature_fn(backbone, spec, False, devices=devices)
+assert len(replicated.replicas) == 2
+single = features.make_feature_fn(backbone, spec, False)
+a = features.encode(replicated, tokens, tempfile.mkdtemp(), {"k": 1}, batch_size=8,
+                    show_progress=False)
+b = features.encode(single, tokens, tempfile.mkdtemp(), {"k": 1}, batch_size=8,
+                    show_progress=False)
+np.testing.assert_array_equal(a.features, b.features)
+print("ok", len(a))
+"""
+
+
+def test_encode_pass_runs_on_every_local_replica(tiny_preset, tiny_data_dir):
+    out = subprocess.run([sys.executable, "-c", ENCODE_SCRIPT, REPO, tiny_preset, tiny_data_dir],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "ok 256"
