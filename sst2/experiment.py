@@ -23,7 +23,7 @@ from sst2 import data, distribute, features, model
 from sst2.checkpoint import RunCheckpoint
 from sst2.errors import UserError
 from sst2.files import load_json, save_json
-from sst2.loop import (CachedFeatureSource, CachedTokenSource, Callback, MetricSums, Position,
+from sst2.loop import (CachedFeatureSource, CachedTokenSource, Callback, Position,
                        TokenSource, Trainer, example_features, fit)
 
 

@@ -28,7 +28,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from sst2 import data
-from sst2.files import load_json, save_json
+from sst2.files import save_json
 from sst2.inference import FastEncoder
 from sst2.model import FeatureSpec, frozen_features, pool_features
 

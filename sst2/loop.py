@@ -13,7 +13,6 @@ Example:
 """
 
 import dataclasses
-import math
 import time
 from typing import Callable, Iterable, Protocol
 

@@ -10,7 +10,6 @@ from sst2 import cli  # noqa: F401  (first: sets TensorFlow's log level)
 
 from absl import flags
 
-from sst2 import model
 from sst2.experiment import TrainConfig, run
 
 _D = TrainConfig()

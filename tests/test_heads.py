@@ -1,7 +1,6 @@
 """Heads: the seed head, token-level heads, partial unfreezing, and their exports."""
 
 import json
-import os
 
 import numpy as np
 import pytest

@@ -1,7 +1,6 @@
 """FastEncoder computes what the keras-hub DistilBERT layers compute."""
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 from sst2 import model
