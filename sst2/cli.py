@@ -25,3 +25,12 @@ def run(main: Callable[[list[str]], None]) -> None:
 
     logging.set_verbosity(logging.WARNING)  # tfds and tf.train log every file they touch
     app.run(guarded)
+
+
+def define_restore_flags(purpose: str) -> None:
+    """`--model_dir` (required) and `--checkpoint`, for entry points that load a trained run."""
+    from absl import flags
+
+    flags.DEFINE_string("model_dir", None, f"The training run to {purpose}.")
+    flags.DEFINE_string("checkpoint", "best", "best, latest, or a checkpoint path.")
+    flags.mark_flag_as_required("model_dir")

@@ -12,12 +12,10 @@ from absl import flags
 
 from sst2.experiment import evaluate, restore
 
-flags.DEFINE_string("model_dir", None, "The training run to evaluate.")
+cli.define_restore_flags("evaluate")
 flags.DEFINE_string("data_dir", None, "tfds data dir (default: the run's own).")
-flags.DEFINE_string("checkpoint", "best", "best, latest, or a checkpoint path.")
 flags.DEFINE_string("eval_split", "validation", "Labelled split to score.")
 flags.DEFINE_string("output", None, "Submission file (default <model_dir>/SST-2.tsv).")
-flags.mark_flag_as_required("model_dir")
 FLAGS = flags.FLAGS
 
 

@@ -12,10 +12,8 @@ from absl import flags
 
 from sst2.experiment import restore
 
-flags.DEFINE_string("model_dir", None, "The training run to export.")
-flags.DEFINE_string("checkpoint", "best", "best, latest, or a checkpoint path.")
+cli.define_restore_flags("export")
 flags.DEFINE_string("export_root", None, "Where to write versions (default <model_dir>/export).")
-flags.mark_flag_as_required("model_dir")
 FLAGS = flags.FLAGS
 
 

@@ -166,13 +166,14 @@ class Trainer:
         self.jit_compile = jit_compile
         if self.strategy.num_replicas_in_sync == 1:
             # One replica: forward, backward and the Adam update in one XLA program.
+            self._gradients = self._replica_gradients
             train_replica_step = tf.function(self._train_replica_step, jit_compile=jit_compile)
         else:
             # Several replicas: XLA compiles forward and backward; the gradients'
             # all-reduce and the update run in tf.distribute's runtime (XLA cannot
             # hold a cross-replica merge).
             self._gradients = tf.function(self._replica_gradients, jit_compile=jit_compile)
-            train_replica_step = self._train_replica_step_split
+            train_replica_step = self._train_replica_step
         eval_jit = tf.function(self._eval_replica_step, jit_compile=jit_compile)
 
         def eval_replica_step(*args):
@@ -213,11 +214,6 @@ class Trainer:
         return tape.gradient(loss, self.head.trainable_variables), sums
 
     def _train_replica_step(self, features, labels, weights):
-        grads, sums = self._replica_gradients(features, labels, weights)
-        self.optimizer.apply_gradients(zip(grads, self.head.trainable_variables))
-        return sums
-
-    def _train_replica_step_split(self, features, labels, weights):
         grads, sums = self._gradients(features, labels, weights)
         self.optimizer.apply_gradients(zip(grads, self.head.trainable_variables))
         return sums
