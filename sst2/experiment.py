@@ -43,9 +43,10 @@ class TrainConfig:
     sequence_length: int = 128
     precision: str = "auto"
     # The default head, chosen by measurement (README, "Heads"): attention pooling
-    # over the last layer's cached token features, a 256-unit GELU layer, dropout.
+    # over the average of every layer's cached token features, a 256-unit GELU
+    # layer, dropout.
     pooling: str = "attention"
-    layers: str = "last"
+    layers: str = "all"
     head_hidden: int = 256
     head_layers: int = 0
     trainable_layers: int = 0
@@ -202,7 +203,9 @@ def build_head(config: TrainConfig, backbone) -> model.ClassifierHead:
     head = model.ClassifierHead(
         hidden_units=config.head_hidden, dropout=config.dropout, seed=config.seed,
         pooling=config.pooling, sequence_layers=config.trainable_layers + config.head_layers,
-        num_heads=backbone.num_heads, intermediate_dim=backbone.intermediate_dim)
+        num_heads=backbone.num_heads, intermediate_dim=backbone.intermediate_dim,
+        average_layers=backbone.num_layers if spec.averages_unfrozen_layers else 0,
+        unfrozen_layers=config.trainable_layers)
     head(example_features(spec.feature_shape(backbone)))
     if config.trainable_layers:
         # The unfrozen copies come right after the frozen layers; new blocks go on top.

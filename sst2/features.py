@@ -45,10 +45,11 @@ class FeatureSet:
 
     Pooled features are one `[num_layers, width]` block per example. Token
     features are ragged: example `i` owns rows `offsets[i]:offsets[i + 1]` of
-    `features` (`[total_tokens, hidden]`), one per real token.
+    `features` (`[total_tokens, hidden]`, or `[total_tokens, 2, hidden]`, see
+    `model.frozen_features`), one per real token.
     """
 
-    features: np.ndarray  # [N, num_layers, width] or [total_tokens, hidden], float16
+    features: np.ndarray  # [N, num_layers, width] or [total_tokens, ...], float16
     labels: np.ndarray  # [N], int32 (-1 where unlabelled)
     idx: np.ndarray  # [N], the tfds `idx` of each example
     offsets: np.ndarray | None = None  # [N + 1] for token features

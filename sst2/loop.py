@@ -112,8 +112,8 @@ class CachedTokenSource(_PlannedSource):
 
     def batch(self, epoch: int, index: int) -> Batch:
         indices, padded = self._plan(epoch)[index]
-        hidden = self.features.features.shape[-1]
-        tokens = np.zeros((self.batch_size, padded, hidden), np.float32)
+        per_token = self.features.features.shape[1:]  # [hidden], or [2, hidden]
+        tokens = np.zeros((self.batch_size, padded) + per_token, np.float32)
         mask = np.zeros((self.batch_size, padded), np.int32)
         for row, i in enumerate(indices):
             tokens[row, :self.lengths[i]] = self.features.tokens(i)

@@ -120,8 +120,13 @@ class FeatureSpec:
         pooling: `cls` (the `[CLS]` vector), `mean` (over real tokens only),
             `cls_mean` (both, concatenated) or `attention` (a learned weighted
             sum over real tokens).
-        layers: `last` (the last layer) or `all` (every layer, concatenated);
-            `all` only for pooled features.
+        layers: `last` (the last layer) or `all` (every layer). Pooled
+            features concatenate the layers' vectors. Token features average
+            the layers' token states, which keeps the cache one layer wide (a
+            learned mix measured no better than the plain average, README);
+            with `trainable_layers` the cache holds two vectors per token, the
+            last frozen layer's output (what the unfrozen layers read) and the
+            frozen layers' average, and the head completes the average.
         head_layers: new transformer blocks the head runs over the cached
             token features before pooling.
         trainable_layers: the backbone's top N layers, unfrozen: the cache
@@ -141,9 +146,6 @@ class FeatureSpec:
             raise UserError(f"--layers must be last or all, not {self.layers!r}")
         if self.head_layers < 0 or self.trainable_layers < 0:
             raise UserError("--head_layers and --trainable_layers must be >= 0")
-        if self.token_level and self.layers == "all":
-            raise UserError("--layers=all works with pooled features only (pooling cls, mean or "
-                            "cls_mean, no --head_layers, no --trainable_layers).")
 
     @property
     def token_level(self) -> bool:
@@ -160,18 +162,27 @@ class FeatureSpec:
     def cache_fields(self, backbone_layers: int) -> dict:
         """What in this spec changes the cached features (token-level heads share a cache)."""
         if self.token_level:
-            return {"features": "tokens", "frozen_layers": self.frozen_layers(backbone_layers)}
+            return {"features": "tokens", "layers": self.layers,
+                    "frozen_layers": self.frozen_layers(backbone_layers)}
         return {"features": "pooled", "pooling": self.pooling, "layers": self.layers}
 
     def num_layers(self, backbone_layers: int) -> int:
-        return backbone_layers if self.layers == "all" else 1
+        """How many layers' vectors a pooled feature holds (token features: one average)."""
+        return backbone_layers if self.layers == "all" and not self.token_level else 1
 
     def width(self, hidden_dim: int) -> int:
         """Size of one layer's pooled vector."""
         return hidden_dim * (2 if self.pooling == "cls_mean" else 1)
 
+    @property
+    def averages_unfrozen_layers(self) -> bool:
+        """Whether the head completes an average of layers with its unfrozen copies."""
+        return self.layers == "all" and self.trainable_layers > 0
+
     def feature_shape(self, backbone) -> tuple:
         """The shape of one example's cached features (`None`: the token axis)."""
+        if self.averages_unfrozen_layers:
+            return (None, 2, backbone.hidden_dim)
         if self.token_level:
             return (None, backbone.hidden_dim)
         return (self.num_layers(backbone.num_layers), self.width(backbone.hidden_dim))
@@ -208,11 +219,17 @@ def pool_tokens(x: tf.Tensor, padding_mask: tf.Tensor, pooling: str) -> tf.Tenso
 def frozen_features(states: list, padding_mask: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:
     """What the cache stores, from `hidden_states`-style states (embeddings first).
 
-    Pooled specs: float32 `[batch, num_layers, width]`. Token-level specs: the
-    output of the last frozen layer, `[batch, length, hidden]`.
+    Pooled specs: float32 `[batch, num_layers, width]`. Token-level specs:
+    `[batch, length, hidden]`, the output of the last frozen layer, or with
+    `layers="all"` the average of the layers' outputs (embeddings excluded);
+    with `layers="all"` and unfrozen layers, both: `[batch, length, 2, hidden]`.
     """
     if spec.token_level:
-        return tf.cast(states[-1], tf.float32)
+        last = tf.cast(states[-1], tf.float32)
+        if spec.layers == "last":
+            return last
+        average = tf.add_n([tf.cast(x, tf.float32) for x in states[1:]]) / (len(states) - 1)
+        return tf.stack([last, average], axis=2) if spec.averages_unfrozen_layers else average
     layers = states[-1:] if spec.layers == "last" else states[1:]
     return tf.stack([pool_tokens(x, padding_mask, spec.pooling) for x in layers], axis=1)
 
@@ -247,7 +264,12 @@ class ClassifierHead(keras.Model):
     layers. Token features (a dict of `tokens` `[batch, length, hidden]` and
     `mask` `[batch, length]`) first pass through `sequence_layers` transformer
     blocks (new ones, or trainable copies of the backbone's top layers, see
-    `copy_backbone_layers`), then are pooled by `pooling`. Then: dropout, an
+    `copy_layers`), then are pooled by `pooling`. With `average_layers`, the
+    tokens are `[batch, length, 2, hidden]`: the last frozen layer's output,
+    which the first `unfrozen_layers` sequence layers continue, and the average
+    of the other `average_layers - unfrozen_layers` backbone layers, which
+    their outputs join (`FeatureSpec(layers="all", trainable_layers=N)`).
+    Then: dropout, an
     optional GELU hidden layer with dropout, and a dense layer to logits. With
     `hidden_units=0` over one layer's `[CLS]` vector it is the seed's head.
 
@@ -260,7 +282,8 @@ class ClassifierHead(keras.Model):
     def __init__(self, hidden_units: int = 0, dropout: float = 0.0,
                  num_classes: int = NUM_CLASSES, seed: int | None = None,
                  pooling: str = "cls", sequence_layers: int = 0, num_heads: int = 12,
-                 intermediate_dim: int = 3072, **kwargs):
+                 intermediate_dim: int = 3072, average_layers: int = 0,
+                 unfrozen_layers: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.hidden_units = hidden_units
         self.dropout = dropout
@@ -270,6 +293,8 @@ class ClassifierHead(keras.Model):
         self.num_sequence_layers = sequence_layers
         self.num_heads = num_heads
         self.intermediate_dim = intermediate_dim
+        self.average_layers = average_layers
+        self.unfrozen_layers = unfrozen_layers
         if sequence_layers:
             from keras_hub.layers import TransformerEncoder
 
@@ -299,8 +324,19 @@ class ClassifierHead(keras.Model):
         pass
 
     def _pool(self, tokens, mask, training):
-        x = tokens
-        for layer in self.sequence_layers:
+        layers = self.sequence_layers
+        if self.average_layers:
+            x, frozen_average = tokens[:, :, 0], tokens[:, :, 1]
+            unfrozen_outputs = []
+            for layer in layers[:self.unfrozen_layers]:
+                x = layer(x, padding_mask=mask, training=training)
+                unfrozen_outputs.append(x)
+            num_frozen = self.average_layers - self.unfrozen_layers
+            x = (frozen_average * num_frozen + tf.add_n(unfrozen_outputs)) / self.average_layers
+            layers = layers[self.unfrozen_layers:]
+        else:
+            x = tokens
+        for layer in layers:
             x = layer(x, padding_mask=mask, training=training)
         if self.pooling != "attention":
             return pool_tokens(x, mask, self.pooling)
@@ -329,5 +365,6 @@ class ClassifierHead(keras.Model):
         config.update(hidden_units=self.hidden_units, dropout=self.dropout,
                       num_classes=self.num_classes, seed=self.seed, pooling=self.pooling,
                       sequence_layers=self.num_sequence_layers, num_heads=self.num_heads,
-                      intermediate_dim=self.intermediate_dim)
+                      intermediate_dim=self.intermediate_dim,
+                      average_layers=self.average_layers, unfrozen_layers=self.unfrozen_layers)
         return config

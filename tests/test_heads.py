@@ -22,7 +22,7 @@ def _config(tmp_path, preset, data_dir, **overrides):
 
 def test_seed_head_is_a_dense_layer_on_the_last_cls(tiny_preset, tmp_path):
     backbone = model.load_backbone(tiny_preset)
-    head = build_head(_config(tmp_path, tiny_preset, None, pooling="cls", head_hidden=0,
+    head = build_head(_config(tmp_path, tiny_preset, None, pooling="cls", layers="last", head_hidden=0,
                               dropout=0.0), backbone)
     assert [tuple(w.shape) for w in head.trainable_weights] == [(16, 2), (2,)]
     preprocessor = model.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
@@ -39,15 +39,47 @@ def test_token_level_specs_and_errors():
     assert model.FeatureSpec("cls", head_layers=1).token_level
     assert model.FeatureSpec("mean", trainable_layers=2).frozen_layers(6) == 4
     assert not model.FeatureSpec("cls_mean", "all").token_level
-    with pytest.raises(UserError, match="pooled features only"):
-        model.FeatureSpec("attention", "all")
+    assert model.FeatureSpec("attention", "all").token_level
+    assert model.FeatureSpec("cls", "all", trainable_layers=1).averages_unfrozen_layers
     with pytest.raises(UserError, match="exceeds"):
         model.FeatureSpec("cls", trainable_layers=7).frozen_layers(6)
 
 
+def test_token_features_of_all_layers_are_their_average(tiny_preset):
+    backbone = model.load_backbone(tiny_preset, "float32")
+    x = model.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)(["good film", "a dull plot"])
+    states = model.hidden_states(backbone, x["token_ids"], x["padding_mask"])
+    spec = model.FeatureSpec("attention", "all")
+    features = model.pool_features(backbone, x["token_ids"], x["padding_mask"], spec)
+    assert features.shape == states[-1].shape and spec.feature_shape(backbone) == (None, 16)
+    # The embeddings' output is not a layer: the average is over the 2 transformer layers.
+    np.testing.assert_allclose(features.numpy(), (states[1] + states[2]).numpy() / 2, atol=1e-6)
+    assert spec.cache_fields(2) != model.FeatureSpec("attention", "last").cache_fields(2)
+
+
+def test_unfrozen_copies_complete_the_average_of_all_layers(tiny_preset, tmp_path):
+    # Before training, unfrozen copies compute what the backbone's layers do, so a head
+    # that completes the average with them sees what the fully frozen average gives.
+    backbone = model.load_backbone(tiny_preset, "float32")
+    x = model.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)(["good film", "a dull plot"])
+    heads, outputs = [], []
+    for trainable_layers in (1, 0):
+        config = _config(tmp_path, tiny_preset, None, pooling="attention", layers="all",
+                         head_hidden=0, trainable_layers=trainable_layers)
+        spec = config.feature_spec()
+        features = model.pool_features(backbone, x["token_ids"], x["padding_mask"], spec)
+        assert features.shape[2:] == ((2, 16) if trainable_layers else (16,))
+        heads.append(build_head(config, backbone))
+        for name in ("attention_score", "logits"):
+            getattr(heads[-1], name).set_weights(getattr(heads[0], name).get_weights())
+        outputs.append(heads[-1]({"tokens": features, "mask": x["padding_mask"]}))
+    assert heads[0].average_layers == 2 and heads[1].average_layers == 0
+    np.testing.assert_allclose(outputs[0].numpy(), outputs[1].numpy(), atol=1e-5)
+
+
 def test_trainable_layers_change_exactly_the_top_layers(tiny_preset, tiny_data_dir, tmp_path):
-    config = _config(tmp_path, tiny_preset, tiny_data_dir, trainable_layers=1, epochs=2,
-                     precision="float32")
+    config = _config(tmp_path, tiny_preset, tiny_data_dir, layers="last", trainable_layers=1,
+                     epochs=2, precision="float32")
     run(config, log=lambda s: None)
     trained = restore(config.model_dir, "latest", log=lambda s: None)
     backbone = model.load_backbone(tiny_preset)
@@ -71,9 +103,10 @@ def test_trainable_layers_change_exactly_the_top_layers(tiny_preset, tiny_data_d
 
 
 @pytest.mark.parametrize("flags", [
-    ["--pooling=attention", "--head_hidden=8", "--dropout=0.1"],
-    ["--pooling=cls", "--head_layers=1"],
-    ["--pooling=mean", "--trainable_layers=1"],
+    ["--pooling=attention", "--layers=last", "--head_hidden=8", "--dropout=0.1"],
+    ["--pooling=cls", "--layers=all", "--head_layers=1"],
+    ["--pooling=mean", "--layers=last", "--trainable_layers=1"],
+    ["--pooling=attention", "--layers=all", "--trainable_layers=1"],
     ["--pooling=cls_mean", "--layers=all"],
 ])
 def test_every_head_trains_exports_and_predicts(flags, tiny_preset, tiny_data_dir, tmp_path):
