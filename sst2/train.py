@@ -23,6 +23,8 @@ flags.DEFINE_integer("epochs", _D.epochs, "Training epochs.")
 flags.DEFINE_integer("batch_size", _D.batch_size,
                      "Batch size per replica; the global batch is this times the replicas.")
 flags.DEFINE_float("learning_rate", _D.learning_rate, "Adam learning rate for the head.")
+flags.DEFINE_enum("lr_schedule", _D.lr_schedule, ["constant", "linear"],
+                  "constant, or linear decay to 0 over all epochs' steps.")
 flags.DEFINE_integer("seed", _D.seed, "Seed for initialization, shuffling and dropout.")
 flags.DEFINE_integer("sequence_length", _D.sequence_length, "Tokens per sentence, at most.")
 flags.DEFINE_enum("precision", _D.precision, ["auto", "float32", "bfloat16"],
@@ -41,7 +43,9 @@ flags.DEFINE_boolean("cache_features", _D.cache_features,
                      "Run the frozen backbone once and cache its features (false: every step).")
 flags.DEFINE_string("cache_dir", None, "Feature cache folder (default: <model_dir>/feature_cache).")
 flags.DEFINE_integer("encode_batch_size", _D.encode_batch_size, "Sentences per backbone call.")
-flags.DEFINE_boolean("jit_compile", _D.jit_compile, "XLA-compile the train and eval steps.")
+flags.DEFINE_boolean("jit_compile", _D.jit_compile,
+                     "XLA-compile the train and eval steps (on CPU, not for heads with "
+                     "transformer blocks: oneDNN is faster there).")
 flags.DEFINE_enum("strategy", _D.strategy, ["auto", "one_device", "mirrored", "multi_worker", "tpu"],
                   "tf.distribute strategy; multi_worker reads TF_CONFIG.")
 flags.DEFINE_string("tpu", None, "TPU address or name for --strategy=tpu.")

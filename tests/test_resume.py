@@ -17,9 +17,20 @@ from conftest import REPO, run_module
 
 def _args(preset, data_dir, model_dir, *extra):
     return ["--epochs=3", "--batch_size=4", "--dropout=0.2", "--head_hidden=8",
-            "--learning_rate=0.01", "--checkpoint_every_steps=1", "--keep_checkpoints=2",
+            "--learning_rate=0.01", "--lr_schedule=linear", "--checkpoint_every_steps=1", "--keep_checkpoints=2",
             f"--preset={preset}", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
             "--sequence_length=16", "--noprogress", "--noexport", *extra]
+
+
+def test_linear_schedule_decays_to_zero_at_the_last_step():
+    from sst2.errors import UserError
+    from sst2.experiment import TrainConfig, learning_rate
+
+    schedule = learning_rate(TrainConfig(learning_rate=0.1, lr_schedule="linear"), 100)
+    assert [float(schedule(step)) for step in (0, 50, 100)] == pytest.approx([0.1, 0.05, 0.0])
+    assert learning_rate(TrainConfig(learning_rate=0.1), 100) == 0.1
+    with pytest.raises(UserError, match="lr_schedule"):
+        learning_rate(TrainConfig(lr_schedule="cosine"), 100)
 
 
 def _head_weights(model_dir):
