@@ -174,6 +174,20 @@ class FeatureSpec:
         """Size of one layer's pooled vector."""
         return hidden_dim * (2 if self.pooling == "cls_mean" else 1)
 
+    def describe(self) -> str:
+        """One line for the log, e.g. `attention pooling over all layers' average`."""
+        what = {"cls": "[CLS]", "mean": "mean", "cls_mean": "[CLS] + mean",
+                "attention": "attention"}[self.pooling] + " pooling"
+        if self.layers == "last":
+            what += " over the last layer"
+        else:
+            what += " over all layers" + ("' average" if self.token_level else ", concatenated")
+        if self.head_layers:
+            what += f", {self.head_layers} new transformer block(s)"
+        if self.trainable_layers:
+            what += f", top {self.trainable_layers} backbone layer(s) unfrozen"
+        return what
+
     @property
     def averages_unfrozen_layers(self) -> bool:
         """Whether the head completes an average of layers with its unfrozen copies."""

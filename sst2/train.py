@@ -22,9 +22,11 @@ flags.DEFINE_string("eval_split", _D.eval_split, "tfds split to validate on.")
 flags.DEFINE_integer("epochs", _D.epochs, "Training epochs.")
 flags.DEFINE_integer("batch_size", _D.batch_size,
                      "Batch size per replica; the global batch is this times the replicas.")
-flags.DEFINE_float("learning_rate", _D.learning_rate, "Adam learning rate for the head.")
+flags.DEFINE_float("learning_rate", _D.learning_rate,
+                   "Adam learning rate (default: 1e-3; 2e-4 with --trainable_layers).")
 flags.DEFINE_enum("lr_schedule", _D.lr_schedule, ["constant", "linear"],
-                  "constant, or linear decay to 0 over all epochs' steps.")
+                  "constant, or linear decay to 0 over all epochs' steps (default: constant; "
+                  "linear with --trainable_layers).")
 flags.DEFINE_integer("seed", _D.seed, "Seed for initialization, shuffling and dropout.")
 flags.DEFINE_integer("sequence_length", _D.sequence_length, "Tokens per sentence, at most.")
 flags.DEFINE_enum("precision", _D.precision, ["auto", "float32", "bfloat16"],

@@ -29,6 +29,10 @@ def test_linear_schedule_decays_to_zero_at_the_last_step():
     schedule = learning_rate(TrainConfig(learning_rate=0.1, lr_schedule="linear"), 100)
     assert [float(schedule(step)) for step in (0, 50, 100)] == pytest.approx([0.1, 0.05, 0.0])
     assert learning_rate(TrainConfig(learning_rate=0.1), 100) == 0.1
+    # The measured defaults: constant for a frozen backbone, decaying with unfrozen layers.
+    assert learning_rate(TrainConfig(), 100) == 1e-3
+    unfrozen = learning_rate(TrainConfig(trainable_layers=2), 100)
+    assert [float(unfrozen(step)) for step in (0, 100)] == pytest.approx([2e-4, 0.0])
     with pytest.raises(UserError, match="lr_schedule"):
         learning_rate(TrainConfig(lr_schedule="cosine"), 100)
 
