@@ -25,8 +25,7 @@ flags.DEFINE_integer("batch_size", _D.batch_size,
 flags.DEFINE_float("learning_rate", _D.learning_rate,
                    "Adam learning rate (default: 1e-3; 2e-4 with --trainable_layers).")
 flags.DEFINE_enum("lr_schedule", _D.lr_schedule, ["constant", "linear"],
-                  "constant, or linear decay to 0 over all epochs' steps (default: constant; "
-                  "linear with --trainable_layers).")
+                  "constant, or linear decay to 0 over all epochs' steps.")
 flags.DEFINE_integer("seed", _D.seed, "Seed for initialization, shuffling and dropout.")
 flags.DEFINE_integer("sequence_length", _D.sequence_length, "Tokens per sentence, at most.")
 flags.DEFINE_enum("precision", _D.precision, ["auto", "float32", "bfloat16"],

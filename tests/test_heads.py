@@ -22,8 +22,8 @@ def _config(tmp_path, preset, data_dir, **overrides):
 
 def test_seed_head_is_a_dense_layer_on_the_last_cls(tiny_preset, tmp_path):
     backbone = model.load_backbone(tiny_preset)
-    head = build_head(_config(tmp_path, tiny_preset, None, pooling="cls", layers="last", head_hidden=0,
-                              dropout=0.0), backbone)
+    head = build_head(_config(tmp_path, tiny_preset, None, pooling="cls", layers="last",
+                              head_hidden=0, dropout=0.0), backbone)
     assert [tuple(w.shape) for w in head.trainable_weights] == [(16, 2), (2,)]
     preprocessor = model.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
     x = preprocessor(["good film", "dull plot"])
@@ -69,12 +69,20 @@ def test_unfrozen_copies_complete_the_average_of_all_layers(tiny_preset, tmp_pat
         spec = config.feature_spec()
         features = model.pool_features(backbone, x["token_ids"], x["padding_mask"], spec)
         assert features.shape[2:] == ((2, 16) if trainable_layers else (16,))
-        heads.append(build_head(config, backbone))
+        heads.append(build_head(config, backbone, copy_unfrozen=True))
         for name in ("attention_score", "logits"):
             getattr(heads[-1], name).set_weights(getattr(heads[0], name).get_weights())
         outputs.append(heads[-1]({"tokens": features, "mask": x["padding_mask"]}))
     assert heads[0].average_layers == 2 and heads[1].average_layers == 0
     np.testing.assert_allclose(outputs[0].numpy(), outputs[1].numpy(), atol=1e-5)
+
+
+def test_unfrozen_copies_start_from_float32_weights(tiny_preset, tmp_path):
+    config = _config(tmp_path, tiny_preset, None, layers="last", trainable_layers=1)
+    head = build_head(config, model.load_backbone(tiny_preset, "bfloat16"), copy_unfrozen=True)
+    top = model.load_backbone(tiny_preset, "float32").transformer_layers[-1]
+    for ours, theirs in zip(head.sequence_layers[0].weights, top.weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
 
 def test_trainable_layers_change_exactly_the_top_layers(tiny_preset, tiny_data_dir, tmp_path):

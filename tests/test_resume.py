@@ -17,7 +17,8 @@ from conftest import REPO, run_module
 
 def _args(preset, data_dir, model_dir, *extra):
     return ["--epochs=3", "--batch_size=4", "--dropout=0.2", "--head_hidden=8",
-            "--learning_rate=0.01", "--lr_schedule=linear", "--checkpoint_every_steps=1", "--keep_checkpoints=2",
+            "--learning_rate=0.01", "--lr_schedule=linear", "--checkpoint_every_steps=1",
+            "--keep_checkpoints=2",
             f"--preset={preset}", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
             "--sequence_length=16", "--noprogress", "--noexport", *extra]
 
@@ -28,11 +29,11 @@ def test_linear_schedule_decays_to_zero_at_the_last_step():
 
     schedule = learning_rate(TrainConfig(learning_rate=0.1, lr_schedule="linear"), 100)
     assert [float(schedule(step)) for step in (0, 50, 100)] == pytest.approx([0.1, 0.05, 0.0])
-    assert learning_rate(TrainConfig(learning_rate=0.1), 100) == 0.1
-    # The measured defaults: constant for a frozen backbone, decaying with unfrozen layers.
-    assert learning_rate(TrainConfig(), 100) == 1e-3
-    unfrozen = learning_rate(TrainConfig(trainable_layers=2), 100)
-    assert [float(unfrozen(step)) for step in (0, 100)] == pytest.approx([2e-4, 0.0])
+    assert learning_rate(TrainConfig(learning_rate=0.1, lr_schedule="constant"), 100) == 0.1
+    # The measured defaults: 1e-3 over a frozen backbone, 2e-4 with unfrozen layers.
+    for config, rate in ((TrainConfig(), 1e-3), (TrainConfig(trainable_layers=2), 2e-4)):
+        schedule = learning_rate(config, 100)
+        assert [float(schedule(step)) for step in (0, 100)] == pytest.approx([rate, 0.0])
     with pytest.raises(UserError, match="lr_schedule"):
         learning_rate(TrainConfig(lr_schedule="cosine"), 100)
 
