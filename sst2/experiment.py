@@ -270,6 +270,7 @@ def load_config(model_dir: str) -> TrainConfig:
         raise UserError(f"{model_dir} holds no trained run (no config.json). "
                         "Train one with: python -m sst2.train --model_dir=...")
     fields = load_json(path)
+    fields.setdefault("lr_schedule", "constant")  # runs from before the option used a constant rate
     return TrainConfig(**{k: v for k, v in fields.items() if k in TrainConfig.__dataclass_fields__})
 
 
@@ -301,7 +302,10 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
     preprocessor = model.load_preprocessor(config.preset, config.sequence_length)
     backbone = model.load_backbone(config.preset, dtype=precision)
     head = build_head(config, backbone)
-    ckpt = RunCheckpoint(model_dir, head, keras.optimizers.Adam(), log=log)
+    # The optimizer's variables must line up with the checkpoint's: a schedule
+    # replaces the learning-rate variable, so build the same kind of optimizer.
+    optimizer = keras.optimizers.Adam(learning_rate(config, total_steps=1))
+    ckpt = RunCheckpoint(model_dir, head, optimizer, log=log)
     try:
         if which == "best":
             path = ckpt.restore_best()
