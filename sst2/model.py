@@ -369,6 +369,11 @@ class ClassifierHead(keras.Model):
             x = self.hidden_dropout(self.hidden(x), training=training)
         return self.logits(x)
 
+    @property
+    def backbone_copies(self) -> list:
+        """The sequence layers that continue the backbone (its unfrozen top layers)."""
+        return self.sequence_layers[:self.unfrozen_layers]
+
     def copy_layers(self, layers: list) -> None:
         """Initializes the first sequence layers from backbone layers (partial unfreezing)."""
         for ours, theirs in zip(self.sequence_layers, layers):

@@ -23,7 +23,10 @@ flags.DEFINE_integer("epochs", _D.epochs, "Training epochs.")
 flags.DEFINE_integer("batch_size", _D.batch_size,
                      "Batch size per replica; the global batch is this times the replicas.")
 flags.DEFINE_float("learning_rate", _D.learning_rate,
-                   "Adam learning rate (default: 1e-3; 2e-4 with --trainable_layers).")
+                   "Adam learning rate of the head's new layers (default: 1e-3).")
+flags.DEFINE_float("backbone_learning_rate", _D.backbone_learning_rate,
+                   "Adam learning rate of the unfrozen backbone layers, with "
+                   "--trainable_layers (default: 2e-4).")
 flags.DEFINE_enum("lr_schedule", _D.lr_schedule, ["constant", "linear"],
                   "constant, or linear decay to 0 over all epochs' steps.")
 flags.DEFINE_integer("seed", _D.seed, "Seed for initialization, shuffling and dropout.")

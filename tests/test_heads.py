@@ -14,7 +14,8 @@ from conftest import TINY_SEQUENCE_LENGTH, run_module
 
 def _config(tmp_path, preset, data_dir, **overrides):
     fields = dict(model_dir=str(tmp_path / "run"), preset=preset, data_dir=data_dir, epochs=1,
-                  batch_size=8, learning_rate=0.01, sequence_length=TINY_SEQUENCE_LENGTH,
+                  batch_size=8, learning_rate=0.01, backbone_learning_rate=0.01,
+                  sequence_length=TINY_SEQUENCE_LENGTH,
                   show_progress=False, export=False, checkpoint_every_steps=0)
     fields.update(overrides)
     return TrainConfig(**fields)

@@ -23,21 +23,6 @@ def _args(preset, data_dir, model_dir, *extra):
             "--sequence_length=16", "--noprogress", "--noexport", *extra]
 
 
-def test_linear_schedule_decays_to_zero_at_the_last_step():
-    from sst2.errors import UserError
-    from sst2.experiment import TrainConfig, learning_rate
-
-    schedule = learning_rate(TrainConfig(learning_rate=0.1, lr_schedule="linear"), 100)
-    assert [float(schedule(step)) for step in (0, 50, 100)] == pytest.approx([0.1, 0.05, 0.0])
-    assert learning_rate(TrainConfig(learning_rate=0.1, lr_schedule="constant"), 100) == 0.1
-    # The measured defaults: 1e-3 over a frozen backbone, 2e-4 with unfrozen layers.
-    for config, rate in ((TrainConfig(), 1e-3), (TrainConfig(trainable_layers=2), 2e-4)):
-        schedule = learning_rate(config, 100)
-        assert [float(schedule(step)) for step in (0, 100)] == pytest.approx([rate, 0.0])
-    with pytest.raises(UserError, match="lr_schedule"):
-        learning_rate(TrainConfig(lr_schedule="cosine"), 100)
-
-
 def _head_weights(model_dir):
     reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
