@@ -2,14 +2,14 @@
 
 A head over frozen features is one group of new, randomly initialized
 variables. With `--trainable_layers` there is a second group, the copies of
-pretrained backbone layers, which want a smaller rate than the new layers
-(measured in the README, "Heads"). `GroupedOptimizer` gives each group its
-own Keras optimizer; they step together, so their step counts (and
-schedules) stay equal, and a checkpoint holds every group's slots.
+pretrained backbone layers, already trained, which get a smaller rate than
+the new layers (README, "Heads", has the measurements). `GroupedOptimizer`
+gives each group its own Keras optimizer; they step together, so their step
+counts (and schedules) stay equal, and a checkpoint holds every group's slots.
 
 Example:
     >>> new = keras.optimizers.Adam(learning_rate(1e-3, "linear", total_steps=6315))
-    >>> pretrained = keras.optimizers.Adam(learning_rate(1e-4, "linear", total_steps=6315))
+    >>> pretrained = keras.optimizers.Adam(learning_rate(2e-4, "linear", total_steps=6315))
     >>> optimizer = GroupedOptimizer([new, pretrained],
     ...                              [head_variables, backbone_copy_variables])
     >>> optimizer.apply_gradients(zip(grads, head.trainable_variables))
