@@ -1,7 +1,7 @@
 """Checkpoints of a training run: rolling ones for resume, and the best one apart.
 
 What a checkpoint holds is everything that determines the rest of the run:
-the head, the optimizer (slots included), the loop position (epoch, batch,
+the head, the optimizer (slots included), the weight average if any, the loop position (epoch, batch,
 global step), the running sums of the current epoch's metrics, and the head's
 dropout RNG state (a variable inside the head). The data order is a pure
 function of (seed, epoch), so it needs no state.
@@ -25,7 +25,7 @@ class RunCheckpoint:
     """Rolling checkpoints in `<model_dir>/checkpoints`, the best in `<model_dir>/best`."""
 
     def __init__(self, model_dir: str, head, optimizer, keep: int = 3, log=print,
-                 read_dir: str | None = None):
+                 read_dir: str | None = None, weight_average=None):
         """Writes under `model_dir`; restores from `read_dir` (default: the same).
 
         Under multi-worker training, non-chief workers write to a temporary
@@ -37,10 +37,11 @@ class RunCheckpoint:
         self._sums = tf.Variable(np.zeros(3, np.float64), trainable=False, name="epoch_sums")
         self._best_accuracy = tf.Variable(-1.0, dtype=tf.float64, trainable=False,
                                           name="best_val_accuracy")
+        tracked = {} if weight_average is None else {"weight_average": weight_average}
         self.checkpoint = tf.train.Checkpoint(
             head=head, optimizer=optimizer, head_rng=rng_state_variables(head),
             position=self._position,
-            epoch_sums=self._sums, best_val_accuracy=self._best_accuracy)
+            epoch_sums=self._sums, best_val_accuracy=self._best_accuracy, **tracked)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(model_dir, "checkpoints"), max_to_keep=max(keep, 1),
             checkpoint_name="ckpt")

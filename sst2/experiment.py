@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sst2 import data, distribute, features, model, optimization
+from sst2 import averaging, data, distribute, features, model, optimization
 from sst2.checkpoint import RunCheckpoint
 from sst2.errors import UserError
 from sst2.files import load_json, save_json
@@ -42,6 +42,8 @@ class TrainConfig:
     learning_rate: float | None = None
     backbone_learning_rate: float | None = None
     lr_schedule: str = "linear"
+    # Exponential moving average of the trained weights, for evaluation and export (0: off).
+    ema_decay: float = 0.0
     seed: int = 0
     sequence_length: int = 128
     precision: str = "auto"
@@ -70,7 +72,7 @@ class TrainConfig:
     # Fields that define the trained model: resuming with other values would mix two runs.
     MODEL_FIELDS = ("preset", "sequence_length", "precision", "pooling", "layers",
                     "head_hidden", "head_layers", "trainable_layers", "dropout", "train_split",
-                    "batch_size", "seed")
+                    "batch_size", "seed", "ema_decay")
 
     def feature_spec(self) -> model.FeatureSpec:
         return model.FeatureSpec(pooling=self.pooling, layers=self.layers,
@@ -128,6 +130,15 @@ def make_optimizer(config: TrainConfig, head: model.ClassifierHead, total_steps:
          for rate in (head_rate, backbone_rate)],
         [[v for v in head.trainable_variables if id(v) not in copies],
          [v for v in head.trainable_variables if id(v) in copies]])
+
+
+def make_weight_average(config: TrainConfig) -> averaging.ExponentialMovingAverage | None:
+    """The average of the trained weights that evaluation and export use (None: off)."""
+    if not config.ema_decay:
+        return None
+    if not 0.0 < config.ema_decay < 1.0:
+        raise UserError(f"--ema_decay must be 0 (off) or between 0 and 1, not {config.ema_decay}")
+    return averaging.ExponentialMovingAverage(config.ema_decay)
 
 
 def _has_accelerator() -> bool:
@@ -319,7 +330,10 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
     # The optimizer's variables must line up with the checkpoint's (a schedule
     # replaces the learning-rate variable; groups add optimizers): build the same kind.
     optimizer = make_optimizer(config, head, total_steps=1)
-    ckpt = RunCheckpoint(model_dir, head, optimizer, log=log)
+    weight_average = make_weight_average(config)
+    if weight_average is not None:
+        weight_average.build(head.trainable_variables)
+    ckpt = RunCheckpoint(model_dir, head, optimizer, log=log, weight_average=weight_average)
     try:
         if which == "best":
             path = ckpt.restore_best()
@@ -334,6 +348,8 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
     except (FileNotFoundError, tf.errors.OpError, ValueError) as e:
         raise UserError(f"No usable checkpoint ({which}) in {model_dir}: "
                         f"{e or 'none saved yet'}") from e
+    if weight_average is not None:
+        weight_average.copy_to(head.trainable_variables)  # serve what was evaluated
     return TrainedModel(config, preprocessor, backbone, head, spec, path)
 
 
@@ -457,7 +473,9 @@ def _run(config, strategy, worker, out_dir, precision, spec, started, log) -> di
         f"precision {precision}.")
     head_rate, backbone_rate, schedule = optimizer_settings(config)
     log(f"Head: {spec.describe()}; learning rate {head_rate:g}"
-        + (f" (unfrozen layers {backbone_rate:g})" if backbone_rate else "") + f", {schedule}.")
+        + (f" (unfrozen layers {backbone_rate:g})" if backbone_rate else "") + f", {schedule}"
+        + (f"; evaluated with a weight average (EMA decay {config.ema_decay:g})"
+           if config.ema_decay else "") + ".")
 
     boundaries = data.bucket_lengths(config.sequence_length)
     batch_size = config.batch_size * strategy.num_replicas_in_sync  # the global batch
@@ -489,12 +507,14 @@ def _run(config, strategy, worker, out_dir, precision, spec, started, log) -> di
         head = build_head(config, backbone, copy_unfrozen=True)
         total_steps = sum(train_source.num_batches(e) for e in range(config.epochs))
         optimizer = make_optimizer(config, head, total_steps)
+    weight_average = make_weight_average(config)
     trainer = Trainer(head, optimizer, config.batch_size, strategy=strategy,
-                      jit_compile=head_jit(config.jit_compile, spec))
+                      jit_compile=head_jit(config.jit_compile, spec),
+                      weight_average=weight_average)
     trainer.build(spec.feature_shape(backbone))
 
     ckpt = RunCheckpoint(out_dir, head, optimizer, keep=config.keep_checkpoints, log=log,
-                         read_dir=config.model_dir)
+                         read_dir=config.model_dir, weight_average=weight_average)
     start, epoch_sums = Position(), None
     restored = ckpt.restore_latest()
     if restored is not None:

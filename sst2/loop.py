@@ -12,6 +12,7 @@ Example:
     >>> fit(trainer, source, eval_source, epochs=3)
 """
 
+import contextlib
 import dataclasses
 import time
 from typing import Callable, Iterable, Protocol
@@ -21,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from sst2 import data
+from sst2 import averaging, data
 
 
 @dataclasses.dataclass
@@ -153,14 +154,17 @@ class Trainer:
     its share of a global batch. The loss is averaged over the global batch
     (`tf.nn.compute_average_loss`), so gradients summed across replicas equal
     the one-device gradient. Steps return sums (loss, correct, count) reduced
-    across replicas; callers divide.
+    across replicas; callers divide. With a `weight_average`, each train step
+    also updates it, and `evaluate` runs with the averaged weights.
     """
 
     def __init__(self, head: keras.Model, optimizer: keras.optimizers.Optimizer,
                  batch_size: int, strategy: tf.distribute.Strategy | None = None,
-                 jit_compile: bool = True):
+                 jit_compile: bool = True,
+                 weight_average: averaging.ExponentialMovingAverage | None = None):
         self.head = head
         self.optimizer = optimizer
+        self.weight_average = weight_average
         self.batch_size = batch_size
         self.strategy = strategy or tf.distribute.get_strategy()
         self.jit_compile = jit_compile
@@ -195,6 +199,8 @@ class Trainer:
         with self.strategy.scope():
             self.head(example_features(feature_shape))
             self.optimizer.build(self.head.trainable_variables)
+            if self.weight_average is not None:
+                self.weight_average.build(self.head.trainable_variables)
 
     def _sums(self, logits, labels, weights):
         per_example = keras.losses.sparse_categorical_crossentropy(
@@ -216,6 +222,8 @@ class Trainer:
     def _train_replica_step(self, features, labels, weights):
         grads, sums = self._gradients(features, labels, weights)
         self.optimizer.apply_gradients(zip(grads, self.head.trainable_variables))
+        if self.weight_average is not None:
+            self.weight_average.update(self.head.trainable_variables)
         return sums
 
     def _eval_replica_step(self, features, labels, weights):
@@ -249,11 +257,15 @@ class Trainer:
 
     def evaluate(self, source: BatchSource, description: str = "eval",
                  show_progress: bool = True) -> dict:
-        """Loss and accuracy over a whole source (in its fixed order)."""
+        """Loss and accuracy over a whole source (in its fixed order), with averaged weights
+        when the trainer averages them."""
         totals = MetricSums()
-        for i in tqdm(range(source.num_batches(0)), desc=description, leave=False,
-                      disable=not show_progress):
-            totals.add(self.eval_step(source.batch(0, i)))
+        averaged = (contextlib.nullcontext() if self.weight_average is None
+                    else self.weight_average.swapped_in(self.head.trainable_variables))
+        with averaged:
+            for i in tqdm(range(source.num_batches(0)), desc=description, leave=False,
+                          disable=not show_progress):
+                totals.add(self.eval_step(source.batch(0, i)))
         return totals.result()
 
 

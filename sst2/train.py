@@ -29,6 +29,9 @@ flags.DEFINE_float("backbone_learning_rate", _D.backbone_learning_rate,
                    "--trainable_layers (default: 2e-4).")
 flags.DEFINE_enum("lr_schedule", _D.lr_schedule, ["constant", "linear"],
                   "constant, or linear decay to 0 over all epochs' steps.")
+flags.DEFINE_float("ema_decay", _D.ema_decay,
+                   "Evaluate and export an exponential moving average of the trained weights "
+                   "with this decay per step, e.g. 0.999 (0: off, the raw weights).")
 flags.DEFINE_integer("seed", _D.seed, "Seed for initialization, shuffling and dropout.")
 flags.DEFINE_integer("sequence_length", _D.sequence_length, "Tokens per sentence, at most.")
 flags.DEFINE_enum("precision", _D.precision, ["auto", "float32", "bfloat16"],

@@ -18,35 +18,40 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from sst2.experiment import TrainConfig, run
 strategy, batch, trainable_layers = sys.argv[2], int(sys.argv[3]), int(sys.argv[7])
+ema_decay = float(sys.argv[8])
 config = TrainConfig(model_dir=sys.argv[4], preset=sys.argv[5], data_dir=sys.argv[6], epochs=2,
                      batch_size=batch, learning_rate=0.01, sequence_length=16, head_hidden=8,
                      trainable_layers=trainable_layers, backbone_learning_rate=0.001,
-                     pooling="mean", dropout=0.0,  # dropout masks are drawn per replica
+                     ema_decay=ema_decay, pooling="mean",
+                     dropout=0.0,  # dropout masks are drawn per replica
                      strategy=strategy, show_progress=False, export=False,
                      checkpoint_every_steps=0)
 result = run(config, log=lambda s: None)
 reader = tf.train.load_checkpoint(os.path.join(sys.argv[4], "checkpoints"))
 weights = {k: reader.get_tensor(k).tolist() for k in reader.get_variable_to_shape_map()
-           if k.startswith("head/") and "OPTIMIZER_SLOT" not in k}
+           if k.startswith(("head/", "weight_average/")) and "OPTIMIZER_SLOT" not in k}
 print(json.dumps({"weights": weights, "epochs": result["epochs"]}))
 """
 
 
-def _run(strategy, batch, tmp_path, preset, data_dir, trainable_layers=0):
+def _run(strategy, batch, tmp_path, preset, data_dir, trainable_layers=0, ema_decay=0.0):
     out = subprocess.run([sys.executable, "-c", SCRIPT, REPO, strategy, str(batch),
-                          str(tmp_path / strategy), preset, data_dir, str(trainable_layers)],
+                          str(tmp_path / strategy), preset, data_dir, str(trainable_layers),
+                          str(ema_decay)],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-# With an unfrozen layer, two optimizers (head and copies) each all-reduce their gradients.
-@pytest.mark.parametrize("trainable_layers", [0, 1])
-def test_mirrored_over_two_cpus_matches_one_device(trainable_layers, tiny_preset, tiny_data_dir,
-                                                   tmp_path):
-    one = _run("one_device", 16, tmp_path, tiny_preset, tiny_data_dir, trainable_layers)
-    mirrored = _run("mirrored", 8, tmp_path, tiny_preset, tiny_data_dir,
-                    trainable_layers)  # 2 x 8 = 16
+# With an unfrozen layer, two optimizers (head and copies) each all-reduce their gradients;
+# the weight average is updated on each replica, from the same weights.
+@pytest.mark.parametrize("trainable_layers,ema_decay", [(0, 0.0), (1, 0.9)])
+def test_mirrored_over_two_cpus_matches_one_device(trainable_layers, ema_decay, tiny_preset,
+                                                   tiny_data_dir, tmp_path):
+    one = _run("one_device", 16, tmp_path, tiny_preset, tiny_data_dir, trainable_layers,
+               ema_decay)
+    mirrored = _run("mirrored", 8, tmp_path, tiny_preset, tiny_data_dir, trainable_layers,
+                    ema_decay)  # 2 x 8 = 16
     assert one["weights"].keys() == mirrored["weights"].keys() and one["weights"]
     for name in one["weights"]:
         np.testing.assert_allclose(mirrored["weights"][name], one["weights"][name], atol=1e-5,

@@ -1,4 +1,5 @@
-"""Checkpoints and exact resume, on the tiny model through the real CLI."""
+"""Checkpoints and exact resume (weights, optimizer, weight average), on the tiny model through
+the real CLI."""
 
 import glob
 import json
@@ -18,7 +19,7 @@ from conftest import REPO, run_module
 def _args(preset, data_dir, model_dir, *extra):
     return ["--epochs=3", "--batch_size=4", "--dropout=0.2", "--head_hidden=8",
             "--learning_rate=0.01", "--lr_schedule=linear", "--checkpoint_every_steps=1",
-            "--keep_checkpoints=2",
+            "--keep_checkpoints=2", "--ema_decay=0.9",
             f"--preset={preset}", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
             "--sequence_length=16", "--noprogress", "--noexport", *extra]
 
@@ -26,7 +27,7 @@ def _args(preset, data_dir, model_dir, *extra):
 def _head_weights(model_dir):
     reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-            if name.startswith("head/") and "OPTIMIZER_SLOT" not in name}
+            if name.startswith(("head/", "weight_average/")) and "OPTIMIZER_SLOT" not in name}
 
 
 def _epochs(model_dir):
