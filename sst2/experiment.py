@@ -428,6 +428,9 @@ def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str
 def run(config: TrainConfig, log=print) -> dict:
     """Trains (or resumes) the run in `config.model_dir`; returns the final metrics."""
     started = time.time()
+    if config.backbone_learning_rate is not None and not config.trainable_layers:
+        raise UserError("--backbone_learning_rate is the rate of unfrozen backbone layers; "
+                        "use it with --trainable_layers=N, or leave it out.")
     # First: a multi-worker strategy must exist before the TensorFlow runtime starts.
     strategy = distribute.make_strategy(config.strategy, config.tpu)
     worker = distribute.worker_info(strategy)

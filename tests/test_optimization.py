@@ -28,6 +28,14 @@ def test_default_rates_by_regime():
         optimizer_settings(TrainConfig(lr_schedule="cosine"))
 
 
+def test_a_backbone_rate_without_unfrozen_layers_is_refused(tmp_path):
+    from sst2.experiment import run
+
+    with pytest.raises(UserError, match="use it with --trainable_layers"):
+        run(TrainConfig(model_dir=str(tmp_path), backbone_learning_rate=1e-4))
+    assert not any(tmp_path.iterdir())  # refused before touching anything
+
+
 def _two_layer_model():
     first, second = keras.layers.Dense(3, name="first"), keras.layers.Dense(2, name="second")
     net = keras.Sequential([first, second])
