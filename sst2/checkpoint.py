@@ -1,10 +1,11 @@
 """Checkpoints of a training run: rolling ones for resume, and the best one apart.
 
 What a checkpoint holds is everything that determines the rest of the run:
-the head, the optimizer (slots included), the weight average if any, the loop position (epoch, batch,
-global step), the running sums of the current epoch's metrics, and the head's
-dropout RNG state (a variable inside the head). The data order is a pure
-function of (seed, epoch), so it needs no state.
+the head, the optimizer (slots included), the weight average if any, the
+loop position (epoch, batch, global step), the running sums of the current
+epoch's metrics, and the head's dropout RNG state (a variable inside the
+head). The data order is a pure function of (seed, epoch), so it needs no
+state.
 
 Example:
     >>> ckpt = RunCheckpoint(model_dir, head, optimizer, keep=3)

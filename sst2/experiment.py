@@ -136,9 +136,16 @@ def make_weight_average(config: TrainConfig) -> averaging.ExponentialMovingAvera
     """The average of the trained weights that evaluation and export use (None: off)."""
     if not config.ema_decay:
         return None
-    if not 0.0 < config.ema_decay < 1.0:
-        raise UserError(f"--ema_decay must be 0 (off) or between 0 and 1, not {config.ema_decay}")
     return averaging.ExponentialMovingAverage(config.ema_decay)
+
+
+def check_flags(config: TrainConfig) -> None:
+    """Refuses settings that cannot work or would be ignored, before any work starts."""
+    if config.backbone_learning_rate is not None and not config.trainable_layers:
+        raise UserError("--backbone_learning_rate is the rate of unfrozen backbone layers; "
+                        "use it with --trainable_layers=N, or leave it out.")
+    if config.ema_decay and not 0.0 < config.ema_decay < 1.0:
+        raise UserError(f"--ema_decay must be 0 (off) or between 0 and 1, not {config.ema_decay}")
 
 
 def _has_accelerator() -> bool:
@@ -428,9 +435,7 @@ def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str
 def run(config: TrainConfig, log=print) -> dict:
     """Trains (or resumes) the run in `config.model_dir`; returns the final metrics."""
     started = time.time()
-    if config.backbone_learning_rate is not None and not config.trainable_layers:
-        raise UserError("--backbone_learning_rate is the rate of unfrozen backbone layers; "
-                        "use it with --trainable_layers=N, or leave it out.")
+    check_flags(config)
     # First: a multi-worker strategy must exist before the TensorFlow runtime starts.
     strategy = distribute.make_strategy(config.strategy, config.tpu)
     worker = distribute.worker_info(strategy)
