@@ -21,7 +21,8 @@ strategy, batch, trainable_layers = sys.argv[2], int(sys.argv[3]), int(sys.argv[
 ema_decay = float(sys.argv[8])
 config = TrainConfig(model_dir=sys.argv[4], preset=sys.argv[5], data_dir=sys.argv[6], epochs=2,
                      batch_size=batch, learning_rate=0.01, sequence_length=16, head_hidden=8,
-                     trainable_layers=trainable_layers, backbone_learning_rate=0.001,
+                     trainable_layers=trainable_layers,
+                     backbone_learning_rate=0.001 if trainable_layers else None,
                      ema_decay=ema_decay, pooling="mean",
                      dropout=0.0,  # dropout masks are drawn per replica
                      strategy=strategy, show_progress=False, export=False,
