@@ -480,10 +480,11 @@ def _run(config, strategy, worker, out_dir, precision, spec, started, log) -> di
         f"evaluation sentences; backbone {backbone.num_layers} layers x {backbone.hidden_dim}, "
         f"precision {precision}.")
     head_rate, backbone_rate, schedule = optimizer_settings(config)
-    log(f"Head: {spec.describe()}; learning rate {head_rate:g}"
-        + (f" (unfrozen layers {backbone_rate:g})" if backbone_rate else "") + f", {schedule}"
-        + (f"; evaluated with a weight average (EMA decay {config.ema_decay:g})"
-           if config.ema_decay else "") + ".")
+    rates = f"learning rate {head_rate:g}" + (
+        f" (unfrozen layers {backbone_rate:g})" if backbone_rate else "")
+    average = (f"; evaluated with a weight average (EMA decay {config.ema_decay:g})"
+               if config.ema_decay else "")
+    log(f"Head: {spec.describe()}; {rates}, {schedule}{average}.")
 
     boundaries = data.bucket_lengths(config.sequence_length)
     batch_size = config.batch_size * strategy.num_replicas_in_sync  # the global batch

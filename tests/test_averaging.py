@@ -1,12 +1,10 @@
 """Weight averaging: the update rule, swapping for evaluation, checkpoints, restore for serving."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from sst2.averaging import ExponentialMovingAverage
-from sst2.loop import Batch, Trainer
 
 
 def test_update_follows_the_ramped_decay():
@@ -37,51 +35,6 @@ def test_swapped_in_shows_the_average_then_restores_the_raw_weights():
     np.testing.assert_allclose(average.averages[0].numpy(), [10.0], rtol=1e-6)
     average.copy_to([variable])
     np.testing.assert_allclose(variable.numpy(), [10.0], rtol=1e-6)
-
-
-def _trainer(weight_average):
-    keras.utils.set_random_seed(0)
-    head = keras.Sequential([keras.layers.Dense(2)])
-    trainer = Trainer(head, keras.optimizers.Adam(0.1), batch_size=4, jit_compile=True,
-                      weight_average=weight_average)
-    trainer.build((3,))
-    return trainer
-
-
-class _OneBatch:
-    def __init__(self, batch):
-        self._batch = batch
-
-    def num_batches(self, epoch):
-        return 1
-
-    def batch(self, epoch, index):
-        return self._batch
-
-
-def test_trainer_updates_the_average_in_its_step_and_evaluates_with_it():
-    rng = np.random.default_rng(0)
-    batch = Batch(features=rng.normal(size=(4, 3)).astype(np.float32),
-                  labels=np.array([0, 1, 1, 0], np.int32), weights=np.ones(4, np.float32))
-    averaged = _trainer(ExponentialMovingAverage(decay=0.99))
-    plain = _trainer(None)
-    for _ in range(5):
-        averaged.train_step(batch)
-        plain.train_step(batch)
-    # Training runs on the raw weights: the same as without an average.
-    for a, b in zip(averaged.head.trainable_variables, plain.head.trainable_variables):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
-    average = averaged.weight_average
-    assert int(average.updates.numpy()) == 5
-    raw = [v.numpy() for v in averaged.head.trainable_variables]
-    result = averaged.evaluate(_OneBatch(batch), show_progress=False)
-    # Evaluation saw the averaged weights, and left the raw ones in place.
-    for v, r in zip(averaged.head.trainable_variables, raw):
-        np.testing.assert_array_equal(v.numpy(), r)
-    average.copy_to(plain.head.trainable_variables)
-    expected = plain.evaluate(_OneBatch(batch), show_progress=False)
-    assert result == expected
-    assert not np.allclose(average.averages[0].numpy(), raw[0])
 
 
 def test_a_run_with_an_average_exports_the_average(tiny_preset, tiny_data_dir, tmp_path):

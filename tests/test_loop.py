@@ -12,9 +12,10 @@ def _tokens(tiny_preset, tiny_data_dir, split="train"):
     return data.to_numpy(data.tokenize(data.load_split(split, tiny_data_dir), preprocessor))
 
 
-def _trainer(width=16, batch_size=8, lr=1e-2):
+def _trainer(width=16, batch_size=8, lr=1e-2, weight_average=None):
     keras.utils.set_random_seed(0)
-    trainer = Trainer(model.ClassifierHead(), keras.optimizers.Adam(lr), batch_size)
+    trainer = Trainer(model.ClassifierHead(), keras.optimizers.Adam(lr), batch_size,
+                      weight_average=weight_average)
     trainer.build((1, width))
     return trainer
 
@@ -131,3 +132,42 @@ def test_token_cache_is_in_split_order(tiny_preset, tiny_data_dir, tmp_path):
         direct = fn(tf.constant(tokens["token_ids"][i:i + 1]),
                     tf.constant(tokens["padding_mask"][i:i + 1])).numpy()[0, :tokens["length"][i]]
         np.testing.assert_allclose(cached.tokens(i).astype(np.float32), direct, atol=2e-2)
+
+
+class _OneBatch:
+    def __init__(self, batch):
+        self._batch = batch
+
+    def num_batches(self, epoch):
+        return 1
+
+    def batch(self, epoch, index):
+        return self._batch
+
+
+def test_trainer_updates_the_average_in_its_step_and_evaluates_with_it():
+    from sst2.averaging import ExponentialMovingAverage
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 8).astype(np.int32)
+    batch = Batch(rng.normal(size=(8, 1, 16)).astype(np.float32), labels,
+                  np.ones(8, np.float32))
+    averaged = _trainer(lr=0.1, weight_average=ExponentialMovingAverage(decay=0.99))
+    plain = _trainer(lr=0.1)
+    for _ in range(5):
+        averaged.train_step(batch)
+        plain.train_step(batch)
+    # Training runs on the raw weights: the same as without an average.
+    for a, b in zip(averaged.head.trainable_variables, plain.head.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    average = averaged.weight_average
+    assert int(average.updates.numpy()) == 5
+    raw = [v.numpy() for v in averaged.head.trainable_variables]
+    result = averaged.evaluate(_OneBatch(batch), show_progress=False)
+    # Evaluation saw the averaged weights, and left the raw ones in place.
+    for v, r in zip(averaged.head.trainable_variables, raw):
+        np.testing.assert_array_equal(v.numpy(), r)
+    average.copy_to(plain.head.trainable_variables)
+    expected = plain.evaluate(_OneBatch(batch), show_progress=False)
+    assert result == expected
+    assert not np.allclose(average.averages[0].numpy(), raw[0])
