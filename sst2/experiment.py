@@ -144,6 +144,9 @@ def check_flags(config: TrainConfig) -> None:
     if config.backbone_learning_rate is not None and not config.trainable_layers:
         raise UserError("--backbone_learning_rate is the rate of unfrozen backbone layers; "
                         "use it with --trainable_layers=N, or leave it out.")
+    for name in ("trainable_layers", "head_layers", "head_hidden"):
+        if getattr(config, name) < 0:
+            raise UserError(f"--{name} must be 0 or more, not {getattr(config, name)}")
     if config.ema_decay and not 0.0 < config.ema_decay < 1.0:
         raise UserError(f"--ema_decay must be 0 (off) or between 0 and 1, not {config.ema_decay}")
 

@@ -242,7 +242,9 @@ def frozen_features(states: list, padding_mask: tf.Tensor, spec: FeatureSpec) ->
         last = tf.cast(states[-1], tf.float32)
         if spec.layers == "last":
             return last
-        average = tf.add_n([tf.cast(x, tf.float32) for x in states[1:]]) / (len(states) - 1)
+        outputs = [tf.cast(x, tf.float32) for x in states[1:]]
+        # With every layer unfrozen there is no frozen output; the head weighs this by 0.
+        average = tf.add_n(outputs) / len(outputs) if outputs else tf.zeros_like(last)
         return tf.stack([last, average], axis=2) if spec.averages_unfrozen_layers else average
     layers = states[-1:] if spec.layers == "last" else states[1:]
     return tf.stack([pool_tokens(x, padding_mask, spec.pooling) for x in layers], axis=1)

@@ -60,11 +60,12 @@ def test_token_features_of_all_layers_are_their_average(tiny_preset):
 
 def test_unfrozen_copies_complete_the_average_of_all_layers(tiny_preset, tmp_path):
     # Before training, unfrozen copies compute what the backbone's layers do, so a head
-    # that completes the average with them sees what the fully frozen average gives.
+    # that completes the average with them sees what the fully frozen average gives,
+    # up to every layer unfrozen (the tiny backbone has 2).
     backbone = model.load_backbone(tiny_preset, "float32")
     x = model.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)(["good film", "a dull plot"])
     heads, outputs = [], []
-    for trainable_layers in (1, 0):
+    for trainable_layers in (0, 1, 2):
         config = _config(tmp_path, tiny_preset, None, pooling="attention", layers="all",
                          head_hidden=0, trainable_layers=trainable_layers)
         spec = config.feature_spec()
@@ -74,8 +75,9 @@ def test_unfrozen_copies_complete_the_average_of_all_layers(tiny_preset, tmp_pat
         for name in ("attention_score", "logits"):
             getattr(heads[-1], name).set_weights(getattr(heads[0], name).get_weights())
         outputs.append(heads[-1]({"tokens": features, "mask": x["padding_mask"]}))
-    assert heads[0].average_layers == 2 and heads[1].average_layers == 0
-    np.testing.assert_allclose(outputs[0].numpy(), outputs[1].numpy(), atol=1e-5)
+    assert [head.average_layers for head in heads] == [0, 2, 2]
+    np.testing.assert_allclose(outputs[1].numpy(), outputs[0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(outputs[2].numpy(), outputs[0].numpy(), atol=1e-5)
 
 
 def test_unfrozen_copies_start_from_float32_weights(tiny_preset, tmp_path):
@@ -115,7 +117,7 @@ def test_trainable_layers_change_exactly_the_top_layers(tiny_preset, tiny_data_d
     ["--pooling=attention", "--layers=last", "--head_hidden=8", "--dropout=0.1"],
     ["--pooling=cls", "--layers=all", "--head_layers=1"],
     ["--pooling=mean", "--layers=last", "--trainable_layers=1"],
-    ["--pooling=attention", "--layers=all", "--trainable_layers=1"],
+    ["--pooling=attention", "--layers=all", "--trainable_layers=2"],  # every layer unfrozen
     ["--pooling=cls_mean", "--layers=all"],
 ])
 def test_every_head_trains_exports_and_predicts(flags, tiny_preset, tiny_data_dir, tmp_path):

@@ -28,13 +28,15 @@ def test_default_rates_by_regime():
         optimizer_settings(TrainConfig(lr_schedule="cosine"))
 
 
-def test_a_backbone_rate_without_unfrozen_layers_or_a_bad_decay_is_refused(tmp_path):
+def test_a_backbone_rate_without_unfrozen_layers_a_bad_decay_or_layer_count_is_refused(tmp_path):
     from sst2.experiment import run
 
     with pytest.raises(UserError, match="use it with --trainable_layers"):
         run(TrainConfig(model_dir=str(tmp_path), backbone_learning_rate=1e-4))
     with pytest.raises(UserError, match="--ema_decay must be 0 .off. or between 0 and 1"):
         run(TrainConfig(model_dir=str(tmp_path), ema_decay=1.5))
+    with pytest.raises(UserError, match="--trainable_layers must be 0 or more, not -1"):
+        run(TrainConfig(model_dir=str(tmp_path), trainable_layers=-1))
     assert not any(tmp_path.iterdir())  # refused before touching anything
 
 
