@@ -155,16 +155,20 @@ class Trainer:
     (`tf.nn.compute_average_loss`), so gradients summed across replicas equal
     the one-device gradient. Steps return sums (loss, correct, count) reduced
     across replicas; callers divide. With a `weight_average`, each train step
-    also updates it, and `evaluate` runs with the averaged weights.
+    also updates it, and `evaluate` runs with the averaged weights. With
+    `rdrop_alpha` > 0 each train step runs the head twice (see `rdrop_loss`);
+    the reported training loss stays the first pass's cross-entropy.
     """
 
     def __init__(self, head: keras.Model, optimizer: keras.optimizers.Optimizer,
                  batch_size: int, strategy: tf.distribute.Strategy | None = None,
                  jit_compile: bool = True,
-                 weight_average: averaging.ExponentialMovingAverage | None = None):
+                 weight_average: averaging.ExponentialMovingAverage | None = None,
+                 rdrop_alpha: float = 0.0):
         self.head = head
         self.optimizer = optimizer
         self.weight_average = weight_average
+        self.rdrop_alpha = rdrop_alpha
         self.batch_size = batch_size
         self.strategy = strategy or tf.distribute.get_strategy()
         self.jit_compile = jit_compile
@@ -214,8 +218,15 @@ class Trainer:
 
     def _replica_gradients(self, features, labels, weights):
         with tf.GradientTape() as tape:
-            logits = self.head(features, training=True)
-            per_example, sums = self._sums(logits, labels, weights)
+            if self.rdrop_alpha:
+                # Both dropout passes in one call: the batch twice, each row its own masks.
+                twice = tf.nest.map_structure(lambda x: tf.concat([x, x], 0), features)
+                logits, logits_again = tf.split(self.head(twice, training=True), 2)
+                _, sums = self._sums(logits, labels, weights)
+                per_example = rdrop_loss(logits, logits_again, labels, self.rdrop_alpha)
+            else:
+                logits = self.head(features, training=True)
+                per_example, sums = self._sums(logits, labels, weights)
             loss = tf.nn.compute_average_loss(per_example * weights, global_batch_size=self.batch_size)
         return tape.gradient(loss, self.head.trainable_variables), sums
 
@@ -267,6 +278,29 @@ class Trainer:
                           disable=not show_progress):
                 totals.add(self.eval_step(source.batch(0, i)))
         return totals.result()
+
+
+def rdrop_loss(logits: tf.Tensor, logits_again: tf.Tensor, labels: tf.Tensor,
+               alpha: float) -> tf.Tensor:
+    """R-Drop's per-example loss (Liang et al., 2021, "R-Drop: Regularized Dropout").
+
+    `logits` and `logits_again` are two training-mode passes over the same
+    batch, with different dropout masks. The loss is their mean cross-entropy
+    plus `alpha` times the mean of the two KL divergences between their
+    predictions, which pulls the dropout sub-networks toward one answer.
+
+    Example:
+        >>> same = tf.constant([[2.0, 0.0]])
+        >>> rdrop_loss(same, same, tf.constant([0]), alpha=1.0)  # no divergence: cross-entropy
+        <tf.Tensor: shape=(1,), dtype=float32, numpy=array([0.12692805], dtype=float32)>
+    """
+    cross_entropy = 0.5 * (
+        keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        + keras.losses.sparse_categorical_crossentropy(labels, logits_again, from_logits=True))
+    log_p, log_q = tf.nn.log_softmax(logits), tf.nn.log_softmax(logits_again)
+    # KL(p||q) + KL(q||p) = sum((p - q) * (log p - log q)).
+    symmetric_kl = tf.reduce_sum((tf.exp(log_p) - tf.exp(log_q)) * (log_p - log_q), axis=-1)
+    return cross_entropy + alpha * 0.5 * symmetric_kl
 
 
 def example_features(feature_shape: tuple, length: int = 8):

@@ -3,7 +3,7 @@ import numpy as np
 import tensorflow as tf
 
 from sst2 import data, features, model
-from sst2.loop import Batch, CachedFeatureSource, TokenSource, Trainer, fit
+from sst2.loop import Batch, CachedFeatureSource, TokenSource, Trainer, fit, rdrop_loss
 from conftest import TINY_SEQUENCE_LENGTH
 
 
@@ -12,10 +12,10 @@ def _tokens(tiny_preset, tiny_data_dir, split="train"):
     return data.to_numpy(data.tokenize(data.load_split(split, tiny_data_dir), preprocessor))
 
 
-def _trainer(width=16, batch_size=8, lr=1e-2, weight_average=None):
+def _trainer(width=16, batch_size=8, lr=1e-2, weight_average=None, rdrop_alpha=0.0, **head):
     keras.utils.set_random_seed(0)
-    trainer = Trainer(model.ClassifierHead(), keras.optimizers.Adam(lr), batch_size,
-                      weight_average=weight_average)
+    trainer = Trainer(model.ClassifierHead(**head), keras.optimizers.Adam(lr), batch_size,
+                      weight_average=weight_average, rdrop_alpha=rdrop_alpha)
     trainer.build((1, width))
     return trainer
 
@@ -171,3 +171,50 @@ def test_trainer_updates_the_average_in_its_step_and_evaluates_with_it():
     expected = plain.evaluate(_OneBatch(batch), show_progress=False)
     assert result == expected
     assert not np.allclose(average.averages[0].numpy(), raw[0])
+
+
+def test_rdrop_loss_is_the_mean_cross_entropy_plus_alpha_times_the_mean_kl():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 5, 2)).astype(np.float32)
+    labels = rng.integers(0, 2, 5).astype(np.int32)
+    p = np.exp(a) / np.exp(a).sum(-1, keepdims=True)
+    q = np.exp(b) / np.exp(b).sum(-1, keepdims=True)
+    cross_entropy = -(np.log(p[np.arange(5), labels]) + np.log(q[np.arange(5), labels])) / 2
+    kl = ((p * np.log(p / q)).sum(-1) + (q * np.log(q / p)).sum(-1)) / 2
+    assert (kl > 0).all()
+    np.testing.assert_allclose(rdrop_loss(a, b, labels, 0.5).numpy(), cross_entropy + 0.5 * kl,
+                               rtol=1e-5)
+    np.testing.assert_allclose(rdrop_loss(a, a, labels, 3.0).numpy(),
+                               -np.log(p[np.arange(5), labels]), rtol=1e-5)
+
+
+def test_rdrop_step_runs_the_head_twice_and_equals_the_plain_step_without_dropout():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 8).astype(np.int32)
+    batch = Batch(rng.normal(size=(8, 1, 16)).astype(np.float32), labels,
+                  np.array([1, 1, 1, 1, 1, 1, 1, 0], np.float32))
+
+    def train(rdrop_alpha, dropout):
+        trainer = _trainer(lr=0.1, rdrop_alpha=rdrop_alpha, hidden_units=8, dropout=dropout,
+                           seed=0)
+        batch_sizes = []
+        call = trainer.head.call
+        trainer.head.call = lambda x, training=False: (
+            batch_sizes.append((x.shape[0], training)), call(x, training=training))[1]
+        sums = [trainer.train_step(batch) for _ in range(5)]
+        return trainer.head.trainable_variables, sums, batch_sizes
+
+    plain, plain_sums, plain_calls = train(0.0, 0.0)
+    twice, twice_sums, twice_calls = train(1.0, 0.0)
+    assert plain_calls == [(8, True)] and twice_calls == [(16, True)]  # traced once
+    # Without dropout both passes are the same network: R-Drop adds nothing.
+    for a, b in zip(plain, twice):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    for a, b in zip(plain_sums, twice_sums):
+        assert float(a["count"]) == float(b["count"]) == 7
+        np.testing.assert_allclose(float(a["loss"]), float(b["loss"]), rtol=1e-5)
+    # With dropout the passes differ: the same masks (same seed) with another weight on
+    # their divergence train to other weights.
+    once, _, _ = train(1.0, 0.5)
+    double, _, _ = train(2.0, 0.5)
+    assert any(not np.allclose(a.numpy(), b.numpy()) for a, b in zip(once, double))

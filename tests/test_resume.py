@@ -19,7 +19,7 @@ from conftest import REPO, run_module
 def _args(preset, data_dir, model_dir, *extra):
     return ["--epochs=3", "--batch_size=4", "--dropout=0.2", "--head_hidden=8",
             "--learning_rate=0.01", "--lr_schedule=linear", "--checkpoint_every_steps=1",
-            "--keep_checkpoints=2", "--ema_decay=0.9",
+            "--keep_checkpoints=2", "--ema_decay=0.9", "--rdrop_alpha=1",
             f"--preset={preset}", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
             "--sequence_length=16", "--noprogress", "--noexport", *extra]
 
