@@ -44,8 +44,8 @@ class TrainConfig:
     lr_schedule: str = "linear"
     # Exponential moving average of the trained weights, for evaluation and export (0: off).
     ema_decay: float = 0.0
-    # R-Drop's weight (0: off; None: the measured default of `rdrop_setting`).
-    rdrop_alpha: float | None = None
+    # R-Drop's weight on the divergence between two dropout passes (0: off).
+    rdrop_alpha: float = 0.0
     seed: int = 0
     sequence_length: int = 128
     precision: str = "auto"
@@ -74,7 +74,7 @@ class TrainConfig:
     # Fields that define the trained model: resuming with other values would mix two runs.
     MODEL_FIELDS = ("preset", "sequence_length", "precision", "pooling", "layers",
                     "head_hidden", "head_layers", "trainable_layers", "dropout", "train_split",
-                    "batch_size", "seed", "ema_decay")
+                    "batch_size", "seed", "ema_decay", "rdrop_alpha")
 
     def feature_spec(self) -> model.FeatureSpec:
         return model.FeatureSpec(pooling=self.pooling, layers=self.layers,
@@ -121,18 +121,6 @@ def optimizer_settings(config: TrainConfig) -> tuple[float, float | None, str]:
     return head_rate, backbone_rate, config.lr_schedule
 
 
-def rdrop_setting(config: TrainConfig) -> float:
-    """R-Drop's weight: `--rdrop_alpha`, or by default 1 with unfrozen layers, else 0.
-
-    Measured on the stand-in with `--trainable_layers=2`, 3 epochs (README,
-    "Heads"): R-Drop raised validation accuracy where no other regularizer did,
-    for ~1.7x the step time. It needs dropout: two passes without it are equal.
-    """
-    if config.rdrop_alpha is not None:
-        return config.rdrop_alpha
-    return 1.0 if config.trainable_layers and config.dropout > 0 else 0.0
-
-
 def make_optimizer(config: TrainConfig, head: model.ClassifierHead, total_steps: int):
     """Adam for `head` (built), with the unfrozen layers' own rate when it differs."""
     head_rate, backbone_rate, schedule = optimizer_settings(config)
@@ -163,7 +151,7 @@ def check_flags(config: TrainConfig) -> None:
             raise UserError(f"--{name} must be 0 or more, not {getattr(config, name)}")
     if config.ema_decay and not 0.0 < config.ema_decay < 1.0:
         raise UserError(f"--ema_decay must be 0 (off) or between 0 and 1, not {config.ema_decay}")
-    if config.rdrop_alpha is not None and config.rdrop_alpha < 0:
+    if config.rdrop_alpha < 0:
         raise UserError(f"--rdrop_alpha must be 0 (off) or more, not {config.rdrop_alpha}")
     if config.rdrop_alpha and not config.dropout:
         raise UserError("--rdrop_alpha compares two dropout passes, which are equal with "
@@ -276,13 +264,11 @@ class SummaryCallback(Callback):
 def _check_compatible(config: TrainConfig, saved: TrainConfig) -> None:
     diffs = [f"{k}: checkpoint has {getattr(saved, k)!r}, this run has {getattr(config, k)!r}"
              for k in TrainConfig.MODEL_FIELDS if getattr(saved, k) != getattr(config, k)]
-    # Rates and R-Drop compare as resolved: an unset value and its default are the same run.
-    names = ("learning_rate", "backbone_learning_rate", "lr_schedule", "rdrop_alpha")
+    # Learning rates compare as resolved: an unset rate and its default are the same run.
+    names = ("learning_rate", "backbone_learning_rate", "lr_schedule")
     diffs += [f"{name}: checkpoint has {theirs!r}, this run has {ours!r}"
-              for name, theirs, ours in zip(names,
-                                            (*optimizer_settings(saved), rdrop_setting(saved)),
-                                            (*optimizer_settings(config), rdrop_setting(config)))
-              if theirs != ours]
+              for name, theirs, ours in zip(names, optimizer_settings(saved),
+                                            optimizer_settings(config)) if theirs != ours]
     if diffs:
         raise UserError(
             f"{config.model_dir} holds a run with another configuration:\n  "
@@ -323,7 +309,6 @@ def load_config(model_dir: str) -> TrainConfig:
                         "Train one with: python -m sst2.train --model_dir=...")
     fields = load_json(path)
     fields.setdefault("lr_schedule", "constant")  # runs from before the option used a constant rate
-    fields.setdefault("rdrop_alpha", 0.0)  # and no R-Drop
     if "backbone_learning_rate" not in fields and fields.get("trainable_layers"):
         # Runs from before per-group rates trained everything at one rate, 2e-4 by default.
         rate = fields.get("learning_rate") or 2e-4
@@ -509,8 +494,7 @@ def _run(config, strategy, worker, out_dir, precision, spec, started, log) -> di
         f" (unfrozen layers {backbone_rate:g})" if backbone_rate else "")
     average = (f"; evaluated with a weight average (EMA decay {config.ema_decay:g})"
                if config.ema_decay else "")
-    rdrop_alpha = rdrop_setting(config)
-    rdrop = f"; R-Drop (alpha {rdrop_alpha:g})" if rdrop_alpha else ""
+    rdrop = f"; R-Drop (alpha {config.rdrop_alpha:g})" if config.rdrop_alpha else ""
     log(f"Head: {spec.describe()}; {rates}, {schedule}{rdrop}{average}.")
 
     boundaries = data.bucket_lengths(config.sequence_length)
@@ -546,7 +530,7 @@ def _run(config, strategy, worker, out_dir, precision, spec, started, log) -> di
     weight_average = make_weight_average(config)
     trainer = Trainer(head, optimizer, config.batch_size, strategy=strategy,
                       jit_compile=head_jit(config.jit_compile, spec),
-                      weight_average=weight_average, rdrop_alpha=rdrop_alpha)
+                      weight_average=weight_average, rdrop_alpha=config.rdrop_alpha)
     trainer.build(spec.feature_shape(backbone))
 
     ckpt = RunCheckpoint(out_dir, head, optimizer, keep=config.keep_checkpoints, log=log,
@@ -567,9 +551,8 @@ def _run(config, strategy, worker, out_dir, precision, spec, started, log) -> di
         metrics_path) else []
     summaries = SummaryCallback(out_dir, history, {
         "config": dataclasses.asdict(user_config), "precision": precision,
-        # The settings that the config's defaults (None) resolved to.
+        # The learning rates that the config's defaults (None) resolved to.
         "learning_rate": head_rate, "backbone_learning_rate": backbone_rate,
-        "rdrop_alpha": rdrop_alpha,
         "replicas": strategy.num_replicas_in_sync, "workers": worker.count,
         "train_examples": len(train_tokens["label"]),
         "eval_examples": len(eval_tokens["label"]),

@@ -34,8 +34,7 @@ flags.DEFINE_float("ema_decay", _D.ema_decay,
                    "with this decay per step, e.g. 0.999 (0: off, the raw weights).")
 flags.DEFINE_float("rdrop_alpha", _D.rdrop_alpha,
                    "R-Drop: run each batch twice with different dropout and add this weight "
-                   "times the two predictions' KL divergence (0: off; default: 1 with "
-                   "--trainable_layers, else 0).")
+                   "times the two predictions' KL divergence, e.g. 1 (0: off).")
 flags.DEFINE_integer("seed", _D.seed, "Seed for initialization, shuffling and dropout.")
 flags.DEFINE_integer("sequence_length", _D.sequence_length, "Tokens per sentence, at most.")
 flags.DEFINE_enum("precision", _D.precision, ["auto", "float32", "bfloat16"],

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from sst2.errors import UserError
-from sst2.experiment import TrainConfig, make_optimizer, optimizer_settings, rdrop_setting
+from sst2.experiment import TrainConfig, make_optimizer, optimizer_settings
 from sst2.model import ClassifierHead
 from sst2.optimization import GroupedOptimizer, learning_rate
 
@@ -130,14 +130,6 @@ def test_unfrozen_copies_get_the_backbone_rate():
     assert isinstance(same, keras.optimizers.Adam)
 
 
-def test_rdrop_is_on_by_default_only_with_unfrozen_layers_and_dropout():
-    assert rdrop_setting(TrainConfig()) == 0.0
-    assert rdrop_setting(TrainConfig(trainable_layers=2)) == 1.0
-    assert rdrop_setting(TrainConfig(trainable_layers=2, dropout=0.0)) == 0.0
-    assert rdrop_setting(TrainConfig(trainable_layers=2, rdrop_alpha=0.0)) == 0.0
-    assert rdrop_setting(TrainConfig(rdrop_alpha=0.5)) == 0.5
-
-
 def test_resume_compares_resolved_rates_and_reads_older_runs(tmp_path):
     import dataclasses
     import json
@@ -154,9 +146,3 @@ def test_resume_compares_resolved_rates_and_reads_older_runs(tmp_path):
     old = {k: v for k, v in dataclasses.asdict(unfrozen).items() if k != "backbone_learning_rate"}
     (tmp_path / "config.json").write_text(json.dumps(old))
     assert optimizer_settings(load_config(str(tmp_path))) == (2e-4, 2e-4, "linear")
-    # R-Drop compares resolved too; runs from before the option trained without it.
-    with pytest.raises(UserError, match="rdrop_alpha: checkpoint has 0.0, this run has 1.0"):
-        _check_compatible(unfrozen, dataclasses.replace(unfrozen, rdrop_alpha=0.0))
-    old.pop("rdrop_alpha")
-    (tmp_path / "config.json").write_text(json.dumps(old))
-    assert rdrop_setting(load_config(str(tmp_path))) == 0.0
