@@ -74,14 +74,14 @@ def path_seed(args) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from sst2 import model
+    from sst2 import presets
 
     started = time.time()
     keras.utils.set_random_seed(args.seed)
     x, y = _texts_labels(args.small_split, args.data_dir)
     vx, vy = _texts_labels("validation", args.data_dir)
-    preprocessor = model.load_preprocessor(args.preset, 128)
-    backbone = model.load_backbone(args.preset, "float32")
+    preprocessor = presets.load_preprocessor(args.preset, 128)
+    backbone = presets.load_backbone(args.preset, "float32")
     head = keras.layers.Dense(2)
     optimizer = keras.optimizers.Adam(args.head_learning_rate)
 
@@ -172,10 +172,10 @@ def encode_flops(args) -> dict:
     """Backbone FLOPs of the real tokens of the (c) run's encoded splits."""
     import numpy as np
 
-    from sst2 import data, model
+    from sst2 import data, presets
 
-    backbone = model.load_backbone(args.preset)
-    preprocessor = model.load_preprocessor(args.preset, 128)
+    backbone = presets.load_backbone(args.preset)
+    preprocessor = presets.load_preprocessor(args.preset, 128)
     h, i, n = backbone.hidden_dim, backbone.intermediate_dim, backbone.num_layers
     lengths = np.concatenate([
         data.to_numpy(data.tokenize(data.load_split(s, args.data_dir, download=False),

@@ -5,11 +5,16 @@ them. Evaluation, the best checkpoint's export and `sst2.evaluate` use the
 average. A checkpoint holds both, so a resumed run continues exactly.
 
 Example:
+    >>> weights = [tf.Variable([0.0, 0.0])]
     >>> average = ExponentialMovingAverage(decay=0.999)
-    >>> average.build(head.trainable_variables)
-    >>> average.update(head.trainable_variables)      # after each optimizer step
-    >>> with average.swapped_in(head.trainable_variables):
-    ...     evaluate(head)
+    >>> average.build(weights)
+    >>> _ = weights[0].assign([1.0, 2.0])             # an optimizer step
+    >>> average.update(weights)                        # right after it
+    >>> with average.swapped_in(weights):              # evaluate with the average
+    ...     weights[0].numpy()
+    array([0.9, 1.8], dtype=float32)
+    >>> weights[0].numpy()                             # the raw weights, back
+    array([1., 2.], dtype=float32)
 """
 
 import contextlib
@@ -80,3 +85,8 @@ class ExponentialMovingAverage(tf.Module):
         self._check(variables)
         for average, variable in zip(self.averages, variables):
             variable.assign(tf.convert_to_tensor(average))
+
+
+def from_decay(decay: float) -> ExponentialMovingAverage | None:
+    """The average for `--ema_decay` (None when 0: off)."""
+    return ExponentialMovingAverage(decay) if decay else None

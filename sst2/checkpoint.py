@@ -8,9 +8,20 @@ head). The data order is a pure function of (seed, epoch), so it needs no
 state.
 
 Example:
-    >>> ckpt = RunCheckpoint(model_dir, head, optimizer, keep=3)
-    >>> restored = ckpt.restore_latest()      # None on a fresh run
-    >>> ckpt.save(position, sums)
+    >>> import keras
+    >>> from sst2.head import ClassifierHead
+    >>> head = ClassifierHead(hidden_units=0)
+    >>> _ = head(tf.zeros([1, 1, 8]))
+    >>> optimizer = keras.optimizers.Adam()
+    >>> optimizer.build(head.trainable_variables)
+    >>> checkpoint = RunCheckpoint(tmp_dir, head, optimizer, keep=3)
+    >>> checkpoint.restore_latest() is None               # a fresh run
+    True
+    >>> os.path.basename(checkpoint.save(Position(epoch=0, batch=5, step=5),
+    ...                                  MetricSums(2.0, 4.0, 5.0)))
+    'ckpt-5'
+    >>> checkpoint.restore_latest()
+    (Position(epoch=0, batch=5, step=5), MetricSums(loss=2.0, correct=4.0, count=5.0))
 """
 
 import os
@@ -19,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from sst2.loop import MetricSums, Position
-from sst2.model import rng_state_variables
+from sst2.head import rng_state_variables
 
 
 class RunCheckpoint:

@@ -5,10 +5,14 @@ builds the very same tfds dataset from local files (the official `SST-2.zip`, or
 a folder holding its `train.tsv`, `dev.tsv` and `test.tsv`), after which
 `tfds.load("glue/sst2", data_dir=...)` reads it as if tfds had downloaded it.
 
-Example:
-    >>> prepare_glue_sst2("../shared/data/glue/SST-2", data_dir="/tmp/tfds")
-    >>> ds = load_split("validation", data_dir="/tmp/tfds")
-    >>> next(iter(ds))["sentence"]
+Example (`data_dir` prepared by `prepare_glue_sst2("path/to/SST-2", data_dir)`):
+    >>> ds = load_split("validation[:4]", data_dir=data_dir)
+    >>> sorted(next(iter(ds)))
+    ['idx', 'label', 'sentence']
+    >>> split_size("validation", data_dir)
+    64
+    >>> bucket_lengths(50)
+    (8, 16, 24, 32, 40, 48, 50)
 """
 
 import contextlib

@@ -10,6 +10,13 @@ Only the chief writes checkpoints, summaries, metrics, the feature-cache index
 and the export. Other workers take part in every collective (checkpoint saves
 are collective under MultiWorkerMirroredStrategy) but write into a temporary
 folder that they remove, as TF Model Garden does.
+
+Example:
+    >>> strategy = make_strategy("one_device")
+    >>> strategy.num_replicas_in_sync, worker_info(strategy)
+    (1, WorkerInfo(index=0, count=1))
+    >>> write_dir("runs/a", WorkerInfo(index=0, count=2))     # the chief writes in place
+    'runs/a'
 """
 
 import dataclasses

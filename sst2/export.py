@@ -6,23 +6,17 @@
 Writes `<model_dir>/export/<version>/` (or under --export_root).
 """
 
-from sst2 import cli  # noqa: F401  (first: sets TensorFlow's log level)
-
-from absl import flags
-
-from sst2.experiment import restore
-
-cli.define_restore_flags("export")
-flags.DEFINE_string("export_root", None, "Where to write versions (default <model_dir>/export).")
-FLAGS = flags.FLAGS
+from sst2 import cli
+from sst2.config import ExportConfig
 
 
-def main(argv: list[str]) -> None:
-    del argv
-    trained = restore(FLAGS.model_dir, FLAGS.checkpoint)
-    path = trained.export(FLAGS.export_root)
+def main(config: ExportConfig, argv: list[str]) -> None:
+    from sst2.trained import restore
+
+    trained = restore(config.model_dir, config.checkpoint)
+    path = trained.export(config.export_root)
     print(f"Exported {trained.checkpoint_path} to {path}")
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, ExportConfig)

@@ -6,12 +6,26 @@ sentence never change. `encode` computes them once, in length-sorted batches
 them; every epoch, every resumed run and every later run with the same key
 reads them back. A killed encode pass resumes at its last finished shard.
 
+The pieces: `FeatureCache` (one split's folder on disk), `plan_shards` (which
+batches, in which shards), `encode` (runs the missing shards; under
+multi-worker training, each worker its share) and `to_split_order`.
+
 Example:
-    >>> tokens = data.to_numpy(data.tokenize(data.load_split("validation"), preprocessor))
-    >>> feats = encode(backbone, tokens, FeatureSpec("cls", "last"),
-    ...                cache_dir="/tmp/sst2-cache", key_fields={"split": "validation"})
-    >>> feats.features.shape
-    (872, 1, 768)
+    >>> from sst2 import presets
+    >>> from sst2.backbone import FeatureSpec
+    >>> backbone = presets.load_backbone(preset)
+    >>> encoder = FeatureEncoder.for_backbone(backbone, FeatureSpec("cls", "last"),
+    ...                                       jit_compile=False)
+    >>> tokens = {"token_ids": np.array([[2, 7, 3, 0], [2, 8, 9, 3]], np.int32),
+    ...           "padding_mask": np.array([[1, 1, 1, 0], [1, 1, 1, 1]], np.int32),
+    ...           "length": np.array([3, 4], np.int32), "label": np.array([0, 1]),
+    ...           "idx": np.array([0, 1])}
+    >>> cached = encode(encoder, tokens, cache_dir=tmp_dir, key_fields={"split": "demo"},
+    ...                 show_progress=False)
+    >>> cached.features.shape, cached.features.dtype
+    ((2, 1, 16), dtype('float16'))
+    >>> encode(None, tokens, tmp_dir, {"split": "demo"}).labels   # from the cache
+    array([0, 1], dtype=int32)
 """
 
 import dataclasses
@@ -19,18 +33,17 @@ import glob
 import hashlib
 import json
 import os
-import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
 from sst2 import data
+from sst2.distribute import WorkerInfo
+from sst2.encoder import FeatureEncoder
 from sst2.files import save_json
-from sst2.inference import FastEncoder
-from sst2.model import FeatureSpec, frozen_features, pool_features
 
 CACHE_FORMAT = 2  # 2: token-level caches in split order
 # Hidden states are stored in float16: half the memory of float32 and, unlike
@@ -46,7 +59,7 @@ class FeatureSet:
     Pooled features are one `[num_layers, width]` block per example. Token
     features are ragged: example `i` owns rows `offsets[i]:offsets[i + 1]` of
     `features` (`[total_tokens, hidden]`, or `[total_tokens, 2, hidden]`, see
-    `model.frozen_features`), one per real token.
+    `backbone.frozen_features`), one per real token.
     """
 
     features: np.ndarray  # [N, num_layers, width] or [total_tokens, ...], float16
@@ -71,50 +84,112 @@ def cache_key(key_fields: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def make_feature_fn(backbone, spec: FeatureSpec, jit_compile: bool,
-                    devices: list[str] | None = None) -> Callable:
-    """The backbone's pooled features as one compiled function of padded token ids.
+class FeatureCache:
+    """One split's features on disk, in `<cache_dir>/<cache_key(key_fields)>/`.
 
-    With `jit_compile` (GPU, TPU) XLA compiles the keras-hub layers whole, once
-    per shape: batches are padded to multiples of 8 tokens and to full rows.
-    Without it (CPU) `FastEncoder` runs oneDNN's fused kernels on any shape, so
-    each length-sorted batch is padded only to its own longest sentence.
-
-    With several local `devices` (a mirrored strategy's replicas), the returned
-    function carries `replicas`: one copy per device, which `encode` runs on
-    concurrent batches.
+    While encoding, finished shards are `shard-NNNNN.npy`; when all are done,
+    they are assembled into `features.npy` (+ `labels.npy`, `idx.npy`,
+    `offsets.npy` for tokens) and `complete.json` marks the folder complete.
+    Every file is written under a temporary name and renamed.
     """
-    if devices and len(devices) > 1 and not jit_compile:
-        replicas = []
-        for device in devices:
-            with tf.device(device):  # the copy's weights live on its device
-                replicas.append(make_feature_fn(backbone, spec, jit_compile))
-        features_fn = replicas[0]
-        features_fn.replicas = replicas
-        return features_fn
-    if jit_compile:
-        @tf.function(jit_compile=True, reduce_retracing=True)
-        def features_fn(token_ids, padding_mask):
-            return pool_features(backbone, token_ids, padding_mask, spec)
 
-        features_fn.static_shapes = True
-    else:
-        encoder = FastEncoder(backbone)
-        frozen = spec.frozen_layers(backbone.num_layers) if spec.token_level else None
-        signature = [tf.TensorSpec([None, None], tf.int32)] * 2
+    def __init__(self, cache_dir: str, key_fields: dict):
+        self.key_fields = key_fields
+        self.folder = os.path.join(cache_dir, cache_key(key_fields))
 
-        @tf.function(input_signature=signature)
-        def features_fn(token_ids, padding_mask):
-            states = encoder(token_ids, padding_mask, num_layers=frozen)
-            return frozen_features(states, padding_mask, spec)
+    def _path(self, name: str) -> str:
+        return os.path.join(self.folder, name)
 
-        features_fn.static_shapes = False
-    features_fn.token_level = spec.token_level
-    return features_fn
+    def is_complete(self) -> bool:
+        return os.path.exists(self._path("complete.json"))
+
+    def load(self) -> FeatureSet:
+        offsets = self._path("offsets.npy")
+        return FeatureSet(np.load(self._path("features.npy")), np.load(self._path("labels.npy")),
+                          np.load(self._path("idx.npy")),
+                          np.load(offsets) if os.path.exists(offsets) else None)
+
+    def start(self) -> None:
+        os.makedirs(self.folder, exist_ok=True)
+        save_json(self._path("key.json"), self.key_fields)
+
+    def has_shard(self, shard_id: int) -> bool:
+        return os.path.exists(self._path(f"shard-{shard_id:05d}.npy"))
+
+    def write_shard(self, shard_id: int, array: np.ndarray, writer: int = 0) -> None:
+        tmp = self._path(f"shard-{shard_id:05d}.tmp{writer}.npy")
+        np.save(tmp, array)
+        os.replace(tmp, self._path(f"shard-{shard_id:05d}.npy"))
+
+    def read_shards(self, count: int) -> list[np.ndarray]:
+        return [np.load(self._path(f"shard-{i:05d}.npy")) for i in range(count)]
+
+    def write(self, features: FeatureSet) -> None:
+        """Stores the assembled split, marks the folder complete, removes the shards."""
+        if features.offsets is not None:
+            np.save(self._path("offsets.npy"), features.offsets)
+        np.save(self._path("labels.npy"), features.labels)
+        np.save(self._path("idx.npy"), features.idx)
+        tmp = self._path("features.tmp.npy")
+        np.save(tmp, features.features)
+        os.replace(tmp, self._path("features.npy"))
+        save_json(self._path("complete.json"), {"examples": int(len(features.labels))})
+        for path in glob.glob(self._path("shard-*.npy")):
+            os.remove(path)
+
+
+def plan_shards(lengths: np.ndarray, batch_size: int, boundaries: tuple[int, ...],
+                shard_batches: int) -> list[list[tuple[np.ndarray, int]]]:
+    """Length-sorted batches `(indices, padded_length)`, grouped `shard_batches` to a shard."""
+    plan = data.plan_batches(lengths, batch_size, boundaries)
+    return [plan[i:i + shard_batches] for i in range(0, len(plan), shard_batches)]
+
+
+def to_split_order(encoded: np.ndarray, order: np.ndarray, lengths: np.ndarray,
+                   token_level: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Features in encode order (`order[k]` is the k-th encoded example) -> split order.
+
+    Returns the features and, for ragged token features, their offsets, so that
+    every source sees the same examples in the same order, cached or not.
+    """
+    if not token_level:
+        features = np.empty_like(encoded)
+        features[order] = encoded
+        return features, None
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    encoded_offsets = np.concatenate([[0], np.cumsum(lengths[order])])
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    shift = encoded_offsets[position] - offsets[:-1]
+    return encoded[np.repeat(shift, lengths) + np.arange(offsets[-1])], offsets
+
+
+def _encode_batch(fn, tokens: dict, indices: np.ndarray, padded: int, rows: int | None,
+                  token_level: bool) -> np.ndarray:
+    """One backbone call on `indices` padded to `padded` tokens (and to `rows` rows if set)."""
+    num_rows = rows or len(indices)
+    picked = np.zeros(num_rows, np.int64)
+    picked[:len(indices)] = indices
+    valid = (np.arange(num_rows) < len(indices))[:, None]
+    out = fn(tf.constant(tokens["token_ids"][picked, :padded] * valid),
+             tf.constant(tokens["padding_mask"][picked, :padded] * valid))
+    out = out.numpy()[:len(indices)].astype(STORAGE_DTYPE)
+    if token_level:  # keep the real tokens only, example after example
+        lengths = tokens["length"]
+        out = np.concatenate([out[i, :lengths[e]] for i, e in enumerate(indices)])
+    return out
+
+
+def _wait_for(condition, seconds: float, folder: str) -> None:
+    deadline = time.time() + seconds
+    while not condition():
+        if time.time() > deadline:
+            raise TimeoutError(f"waited {seconds:.0f}s for other workers' shards in {folder}")
+        time.sleep(0.5)
 
 
 def encode(
-    features_fn: Callable,
+    encoder: FeatureEncoder,
     tokens: dict,
     cache_dir: str,
     key_fields: dict,
@@ -123,138 +198,68 @@ def encode(
     shard_batches: int = 32,
     description: str = "encode",
     show_progress: bool = True,
-    worker=None,
+    worker: WorkerInfo = WorkerInfo(),
     wait_seconds: float = 3600,
 ) -> FeatureSet:
     """Returns the features of `tokens`, computing only what the cache lacks.
 
     Args:
-        features_fn: maps `(token_ids, padding_mask)` to `[batch, layers, width]`.
+        encoder: the backbone's `FeatureEncoder`.
         tokens: numpy arrays from `data.to_numpy(data.tokenize(...))`.
-        cache_dir: root of the feature cache; this split goes in a subfolder
-            named by `cache_key(key_fields)`.
+        cache_dir: root of the feature cache (see `FeatureCache`).
         key_fields: everything that changes the features (weights, sequence
             length, precision, pooling, split...).
         batch_size: sentences per backbone call.
-        boundaries: padded lengths. Default: for a `features_fn` with
-            `static_shapes` (XLA), the multiples of 8, and short batches are
-            padded with empty rows, so XLA compiles once per length; else
-            every length (no padding beyond the batch's longest sentence).
+        boundaries: padded lengths (default: `encoder.padded_lengths`). With
+            `encoder.static_shapes`, short batches are also padded with empty
+            rows, so XLA compiles once per length.
         shard_batches: batches per shard on disk; a killed pass loses at most one.
-        worker: a `distribute.WorkerInfo`. Workers sharing `cache_dir` split the
-            shards between them (worker i starts at shard i and takes every
-            count-th one, skipping shards already on disk); the chief then
-            assembles the cache, and the others wait for it.
+        worker: this process's place among workers sharing `cache_dir`: worker
+            i encodes every count-th shard from shard i (skipping shards on
+            disk); the chief then assembles the cache and the others wait for it.
     """
-    folder = os.path.join(cache_dir, cache_key(key_fields))
-    final = os.path.join(folder, "features.npy")
-    token_level = getattr(features_fn, "token_level", False)
-    if os.path.exists(os.path.join(folder, "complete.json")):
-        offsets_path = os.path.join(folder, "offsets.npy")
-        return FeatureSet(np.load(final), np.load(os.path.join(folder, "labels.npy")),
-                          np.load(os.path.join(folder, "idx.npy")),
-                          np.load(offsets_path) if os.path.exists(offsets_path) else None)
-    os.makedirs(folder, exist_ok=True)
-    save_json(os.path.join(folder, "key.json"), key_fields)
-
+    cache = FeatureCache(cache_dir, key_fields)
+    if cache.is_complete():
+        return cache.load()
+    cache.start()
     lengths = tokens["length"]
-    seq_len = tokens["token_ids"].shape[1]
-    static_shapes = getattr(features_fn, "static_shapes", True)
-    if boundaries is None:
-        step = 8 if static_shapes else 1
-        boundaries = tuple(range(step, seq_len, step)) + (seq_len,)
-    plan = data.plan_batches(lengths, batch_size, boundaries)
-    shards = [plan[i:i + shard_batches] for i in range(0, len(plan), shard_batches)]
+    boundaries = boundaries or encoder.padded_lengths(tokens["token_ids"].shape[1])
+    shards = plan_shards(lengths, batch_size, boundaries, shard_batches)
+    mine = [i for i in range(len(shards)) if i % worker.count == worker.index]
 
-    index, count = (worker.index, worker.count) if worker is not None else (0, 1)
-    mine = [i for i in range(len(shards)) if i % count == index]
-    others = [i for i in range(len(shards)) if i % count != index]
+    done = sum(len(ix) for i in range(len(shards)) if cache.has_shard(i) for ix, _ in shards[i])
+    progress = tqdm(total=len(lengths), desc=description, unit="sent", initial=done,
+                    disable=not show_progress)
+    replicas = encoder.replicas
+    rows = batch_size if encoder.static_shapes else None
 
-    def shard_path(i):
-        return os.path.join(folder, f"shard-{i:05d}.npy")
-
-    progress = tqdm(total=len(lengths), desc=description, unit="sent", disable=not show_progress,
-                    initial=sum(len(ix) for i in range(len(shards)) if os.path.exists(shard_path(i))
-                                for ix, _ in shards[i]))
-    def run_batch(fn, indices, padded) -> np.ndarray:
-        num_rows = batch_size if static_shapes else len(indices)
-        rows = np.zeros(num_rows, np.int64)
-        rows[:len(indices)] = indices
-        valid = np.arange(num_rows) < len(indices)
-        out = fn(tf.constant(tokens["token_ids"][rows, :padded] * valid[:, None]),
-                 tf.constant(tokens["padding_mask"][rows, :padded] * valid[:, None]))
-        out = out.numpy()[:len(indices)].astype(STORAGE_DTYPE)
-        if token_level:  # keep the real tokens only, example after example
-            out = np.concatenate([out[i, :lengths[e]] for i, e in enumerate(indices)])
+    def run(item):
+        position, (indices, padded) = item
+        out = _encode_batch(replicas[position % len(replicas)], tokens, indices, padded, rows,
+                            encoder.token_level)
         progress.update(len(indices))
         return out
 
-    replicas = getattr(features_fn, "replicas", None) or [features_fn]
-    pool = ThreadPoolExecutor(len(replicas)) if len(replicas) > 1 else None
-    for shard_id in mine + others:
-        if os.path.exists(shard_path(shard_id)):
-            continue
-        if shard_id in others and count > 1:
-            break  # another worker's shard: wait for it below
-        batches = shards[shard_id]
-        if pool is None:
-            outputs = [run_batch(features_fn, ix, padded) for ix, padded in batches]
-        else:  # one batch per device at a time; map keeps the order
-            outputs = list(pool.map(lambda item: run_batch(replicas[item[0] % len(replicas)],
-                                                           *item[1]), enumerate(batches)))
-        tmp = os.path.join(folder, f"shard-{shard_id:05d}.tmp{index}.npy")
-        np.save(tmp, np.concatenate(outputs))
-        os.replace(tmp, shard_path(shard_id))
+    with ThreadPoolExecutor(len(replicas)) as pool:  # one batch per device at a time
+        for shard_id in mine:
+            if not cache.has_shard(shard_id):
+                outputs = list(pool.map(run, enumerate(shards[shard_id])))  # keeps the order
+                cache.write_shard(shard_id, np.concatenate(outputs), writer=worker.index)
     progress.close()
-    if pool is not None:
-        pool.shutdown()
-    if count > 1:
-        done_marker = os.path.join(folder, "complete.json")
-        if index != 0:  # the chief assembles the cache; wait for it
-            _wait_for(lambda: os.path.exists(done_marker), wait_seconds, folder)
-            return encode(features_fn, tokens, cache_dir, key_fields, batch_size, boundaries,
-                          shard_batches, description, False)
-        _wait_for(lambda: all(os.path.exists(shard_path(i)) for i in range(len(shards))),
-                  wait_seconds, folder)
 
-    order = np.concatenate([ix for ix, _ in plan]) if plan else np.zeros([0], np.int64)
-    parts = [np.load(os.path.join(folder, f"shard-{i:05d}.npy")) for i in range(len(shards))]
-    stacked = np.concatenate(parts) if parts else np.zeros([0, 1, 1], STORAGE_DTYPE)
-    labels, idx = tokens["label"].astype(np.int32), tokens["idx"].astype(np.int32)
-    if token_level:
-        # Ragged rows back to the split's own order, so that every source sees
-        # the same examples in the same order, cached or not.
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        encoded_offsets = np.concatenate([[0], np.cumsum(lengths[order])])
-        position = np.empty_like(order)
-        position[order] = np.arange(len(order))
-        shift = encoded_offsets[position] - offsets[:-1]
-        features = stacked[np.repeat(shift, lengths) + np.arange(offsets[-1])]
-        np.save(os.path.join(folder, "offsets.npy"), offsets)
-    else:
-        offsets = None
-        features = np.empty_like(stacked)
-        features[order] = stacked  # back to the split's own order
-    np.save(os.path.join(folder, "labels.npy"), labels)
-    np.save(os.path.join(folder, "idx.npy"), idx)
-    tmp = os.path.join(folder, "features.tmp.npy")
-    np.save(tmp, features)
-    os.replace(tmp, final)
-    save_json(os.path.join(folder, "complete.json"), {"examples": int(len(labels))})
-    for path in glob.glob(os.path.join(folder, "shard-*.npy")):
-        os.remove(path)
-    return FeatureSet(features, labels, idx, offsets)
+    if worker.count > 1:
+        if not worker.is_chief:  # the chief assembles the cache; wait for it
+            _wait_for(cache.is_complete, wait_seconds, cache.folder)
+            return cache.load()
+        _wait_for(lambda: all(cache.has_shard(i) for i in range(len(shards))), wait_seconds,
+                  cache.folder)
 
-
-def _wait_for(condition, seconds: float, folder: str) -> None:
-    import time
-
-    deadline = time.time() + seconds
-    while not condition():
-        if time.time() > deadline:
-            raise TimeoutError(f"waited {seconds:.0f}s for other workers' shards in {folder}")
-        time.sleep(0.5)
-
-
-def clear(cache_dir: str) -> None:
-    shutil.rmtree(cache_dir, ignore_errors=True)
+    order = (np.concatenate([ix for shard in shards for ix, _ in shard]) if shards
+             else np.zeros([0], np.int64))
+    parts = cache.read_shards(len(shards))
+    encoded = np.concatenate(parts) if parts else np.zeros([0, 1, 1], STORAGE_DTYPE)
+    features, offsets = to_split_order(encoded, order, lengths, encoder.token_level)
+    result = FeatureSet(features, tokens["label"].astype(np.int32),
+                        tokens["idx"].astype(np.int32), offsets)
+    cache.write(result)
+    return result

@@ -14,8 +14,11 @@ It computes the same function as the keras-hub layers (exact GELU, post-
 LayerNorm, masked softmax); `tests/test_inference.py` checks it.
 
 Example:
-    >>> encoder = FastEncoder(backbone)            # a frozen DistilBertBackbone
-    >>> states = encoder(token_ids, padding_mask)   # one [batch, length, hidden] per layer
+    >>> from sst2 import presets
+    >>> encoder = FastEncoder(presets.load_backbone(preset))   # 2 layers, hidden 16
+    >>> states = encoder(tf.constant([[2, 7, 3, 0]]), tf.constant([[1, 1, 1, 0]]))
+    >>> len(states), states[-1].shape                # embeddings, then each layer
+    (3, TensorShape([1, 4, 16]))
 """
 
 import numpy as np
@@ -87,7 +90,7 @@ class FastEncoder:
     def __call__(self, token_ids, padding_mask, num_layers: int | None = None) -> list:
         """The embeddings' output, then each layer's (the first `num_layers`), in float32.
 
-        Each is `[batch, length, hidden]`, like `sst2.model.hidden_states`.
+        Each is `[batch, length, hidden]`, like `sst2.backbone.hidden_states`.
         """
         shape = tf.shape(token_ids)
         batch, length = shape[0], shape[1]

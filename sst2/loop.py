@@ -1,150 +1,38 @@
 """The training loop: XLA-compiled train and eval steps under a tf.distribute strategy.
 
-The loop is ours (no `model.fit`), and small. What it feeds on is a
-`BatchSource`: a deterministic function from `(epoch, batch index)` to a batch,
-so that a resumed run can start at any batch and see exactly the batches an
-uninterrupted run would have seen. Checkpointing, summaries and metrics files
-are injected as callbacks (see `sst2.train`), as in TF Model Garden's orbit.
+The loop is ours (no `model.fit`), and small. It feeds on a
+`sst2.sources.BatchSource`, so a resumed run starts at any batch.
+Checkpointing, summaries and the metrics file are injected as callbacks
+(`sst2.callbacks`), as in TF Model Garden's orbit.
 
 Example:
-    >>> trainer = Trainer(head, keras.optimizers.Adam(1e-3), batch_size=32)
-    >>> source = CachedFeatureSource(train_features, batch_size=32, seed=0)
-    >>> fit(trainer, source, eval_source, epochs=3)
+    >>> import numpy as np
+    >>> from sst2 import features, sources
+    >>> from sst2.head import ClassifierHead
+    >>> head = ClassifierHead(hidden_units=0)
+    >>> trainer = Trainer(head, keras.optimizers.Adam(1e-2), batch_size=4)
+    >>> trainer.build(feature_shape=(1, 8))
+    >>> labels = np.arange(8, dtype=np.int32) % 2
+    >>> cached = features.FeatureSet(np.eye(8, dtype=np.float16)[:, None], labels, np.arange(8))
+    >>> source = sources.CachedFeatureSource(cached, batch_size=4, seed=0)
+    >>> records = fit(trainer, source, source, epochs=2, show_progress=False,
+    ...               log=lambda message: None)
+    >>> [(r["epoch"], r["step"]) for r in records]
+    [(1, 2), (2, 4)]
 """
 
 import contextlib
 import dataclasses
 import time
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Iterable
 
 import keras
-import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from sst2 import averaging, data
-
-
-@dataclasses.dataclass
-class Batch:
-    """A global batch, padded to a fixed size; padded rows have weight 0.
-
-    `features` is an array of pooled features, or a dict of `tokens`
-    `[batch, length, hidden]` and `mask` `[batch, length]`.
-    """
-
-    features: np.ndarray | dict
-    labels: np.ndarray
-    weights: np.ndarray
-
-
-class BatchSource(Protocol):
-    def num_batches(self, epoch: int) -> int: ...
-
-    def batch(self, epoch: int, index: int) -> Batch: ...
-
-
-def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
-    if len(array) == rows:
-        return array
-    pad = np.zeros((rows - len(array),) + array.shape[1:], array.dtype)
-    return np.concatenate([array, pad])
-
-
-def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
-    # One generator per (seed, epoch): any epoch's order is known without replaying earlier ones.
-    return np.random.default_rng([seed, epoch])
-
-
-class _PlannedSource:
-    """A deterministic batch plan per epoch: what makes every source resumable."""
-
-    def __init__(self, lengths: np.ndarray, batch_size: int,
-                 boundaries: tuple[int, ...] | None, seed: int, shuffle: bool):
-        self.lengths = lengths
-        self.batch_size = batch_size
-        self.boundaries = boundaries
-        self.seed = seed
-        self.shuffle = shuffle
-        self._plans = {}
-
-    def _plan(self, epoch: int) -> list:
-        key = epoch if self.shuffle else 0
-        if key not in self._plans:  # keep only the current epoch's plan
-            rng = _epoch_rng(self.seed, epoch) if self.shuffle else None
-            self._plans = {key: data.plan_batches(self.lengths, self.batch_size,
-                                                  self.boundaries, rng)}
-        return self._plans[key]
-
-    def num_batches(self, epoch: int) -> int:
-        return len(self._plan(epoch))
-
-    def batch_indices(self, epoch: int, index: int) -> np.ndarray:
-        """Which examples batch `index` of `epoch` holds (its first rows, in order)."""
-        return self._plan(epoch)[index][0]
-
-    def _labels_and_weights(self, labels: np.ndarray) -> dict:
-        return {"labels": _pad_rows(labels, self.batch_size),
-                "weights": _pad_rows(np.ones(len(labels), np.float32), self.batch_size)}
-
-
-class CachedFeatureSource(_PlannedSource):
-    """Batches of cached pooled features, reshuffled every epoch when `shuffle`."""
-
-    def __init__(self, features, batch_size: int, seed: int = 0, shuffle: bool = True):
-        super().__init__(np.zeros(len(features), np.int32), batch_size, None, seed, shuffle)
-        self.features = features
-
-    def batch(self, epoch: int, index: int) -> Batch:
-        indices, _ = self._plan(epoch)[index]
-        return Batch(
-            features=_pad_rows(self.features.features[indices].astype(np.float32),
-                               self.batch_size),
-            **self._labels_and_weights(self.features.labels[indices]))
-
-
-class CachedTokenSource(_PlannedSource):
-    """Batches of cached token-level features, length-bucketed (static shapes for XLA)."""
-
-    def __init__(self, features, batch_size: int, boundaries: tuple[int, ...], seed: int = 0,
-                 shuffle: bool = True):
-        super().__init__(features.lengths, batch_size, boundaries, seed, shuffle)
-        self.features = features
-
-    def batch(self, epoch: int, index: int) -> Batch:
-        indices, padded = self._plan(epoch)[index]
-        per_token = self.features.features.shape[1:]  # [hidden], or [2, hidden]
-        tokens = np.zeros((self.batch_size, padded) + per_token, np.float32)
-        mask = np.zeros((self.batch_size, padded), np.int32)
-        for row, i in enumerate(indices):
-            tokens[row, :self.lengths[i]] = self.features.tokens(i)
-            mask[row, :self.lengths[i]] = 1
-        return Batch(features={"tokens": tokens, "mask": mask},
-                     **self._labels_and_weights(self.features.labels[indices]))
-
-
-class TokenSource(_PlannedSource):
-    """Batches that run the frozen backbone on every step (`--cache_features=false`).
-
-    Examples are grouped into length buckets (static shapes), shuffled per epoch:
-    the same batches as `CachedTokenSource` would give.
-    """
-
-    def __init__(self, tokens: dict, features_fn: Callable, batch_size: int,
-                 boundaries: tuple[int, ...], seed: int = 0, shuffle: bool = True):
-        super().__init__(tokens["length"], batch_size, boundaries, seed, shuffle)
-        self.tokens = tokens
-        self.features_fn = features_fn
-
-    def batch(self, epoch: int, index: int) -> Batch:
-        indices, padded = self._plan(epoch)[index]
-        mask = self.tokens["padding_mask"][indices, :padded]
-        features = self.features_fn(
-            tf.constant(self.tokens["token_ids"][indices, :padded]), tf.constant(mask)).numpy()
-        features = _pad_rows(features, self.batch_size)
-        if getattr(self.features_fn, "token_level", False):
-            features = {"tokens": features, "mask": _pad_rows(mask, self.batch_size)}
-        return Batch(features=features, **self._labels_and_weights(self.tokens["label"][indices]))
+from sst2 import averaging
+from sst2.head import example_features
+from sst2.sources import Batch, BatchSource
 
 
 class Trainer:
@@ -303,14 +191,6 @@ def rdrop_loss(logits: tf.Tensor, logits_again: tf.Tensor, labels: tf.Tensor,
     return cross_entropy + alpha * 0.5 * symmetric_kl
 
 
-def example_features(feature_shape: tuple, length: int = 8):
-    """A one-example batch of zeros in the head's input format (to build it)."""
-    if feature_shape[0] is None:
-        return {"tokens": tf.zeros((1, length) + tuple(feature_shape[1:])),
-                "mask": tf.ones((1, length), tf.int32)}
-    return tf.zeros((1,) + tuple(feature_shape))
-
-
 class MetricSums:
     """Accumulates the sums that steps return, on the host."""
 
@@ -329,6 +209,9 @@ class MetricSums:
 
     def state(self) -> list[float]:
         return [self.loss, self.correct, self.count]
+
+    def __repr__(self) -> str:
+        return f"MetricSums(loss={self.loss}, correct={self.correct}, count={self.count})"
 
 
 @dataclasses.dataclass

@@ -3,16 +3,24 @@
 A head over frozen features is one group of new, randomly initialized
 variables. With `--trainable_layers` there is a second group, the copies of
 pretrained backbone layers, already trained, which get a smaller rate than
-the new layers (README, "Heads", has the measurements). `GroupedOptimizer`
-gives each group its own Keras optimizer; they step together, so their step
-counts (and schedules) stay equal, and a checkpoint holds every group's slots.
+the new layers (docs/measurements.md). `GroupedOptimizer` gives each group
+its own Keras optimizer; they step together, so their step counts (and
+schedules) stay equal, and a checkpoint holds every group's slots.
 
 Example:
-    >>> new = keras.optimizers.Adam(learning_rate(1e-3, "linear", total_steps=6315))
-    >>> pretrained = keras.optimizers.Adam(learning_rate(2e-4, "linear", total_steps=6315))
-    >>> optimizer = GroupedOptimizer([new, pretrained],
-    ...                              [head_variables, backbone_copy_variables])
-    >>> optimizer.apply_gradients(zip(grads, head.trainable_variables))
+    >>> first, second = keras.layers.Dense(3), keras.layers.Dense(2)
+    >>> net = keras.Sequential([first, second])
+    >>> _ = net(tf.zeros([1, 4]))
+    >>> optimizer = GroupedOptimizer(
+    ...     [keras.optimizers.Adam(learning_rate(1e-3, "linear", total_steps=100)),
+    ...      keras.optimizers.Adam(learning_rate(2e-4, "linear", total_steps=100))],
+    ...     [first.trainable_weights, second.trainable_weights])
+    >>> with tf.GradientTape() as tape:
+    ...     loss = tf.reduce_sum(net(tf.ones([2, 4])) ** 2)
+    >>> grads = tape.gradient(loss, net.trainable_variables)
+    >>> optimizer.apply_gradients(zip(grads, net.trainable_variables))
+    >>> [int(o.iterations.numpy()) for o in optimizer.optimizers]
+    [1, 1]
 """
 
 from typing import Iterable, Sequence
@@ -77,3 +85,25 @@ class GroupedOptimizer(tf.Module):
         for optimizer, pairs in zip(self.optimizers, groups):
             if pairs:
                 optimizer.apply_gradients(pairs)
+
+
+def make_optimizer(optimization_config, head, total_steps: int):
+    """Adam for a built `head`, per `config.OptimizationConfig`.
+
+    The head's unfrozen backbone copies get `backbone_learning_rate` (a
+    second Adam) when it differs from `learning_rate`; both follow
+    `lr_schedule` over `total_steps`.
+    """
+    def adam(rate):
+        return keras.optimizers.Adam(
+            learning_rate(rate, optimization_config.lr_schedule, total_steps))
+
+    head_rate = optimization_config.learning_rate
+    backbone_rate = optimization_config.backbone_learning_rate
+    if not head.backbone_copies or backbone_rate == head_rate:
+        return adam(head_rate)
+    copies = {id(v) for layer in head.backbone_copies for v in layer.trainable_weights}
+    return GroupedOptimizer(
+        [adam(head_rate), adam(backbone_rate)],
+        [[v for v in head.trainable_variables if id(v) not in copies],
+         [v for v in head.trainable_variables if id(v) in copies]])

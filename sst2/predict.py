@@ -8,22 +8,14 @@ the label and its probability per line, or one JSON object per line (--json).
 `--export_dir` may also be an export root or a model_dir: the newest version is used.
 """
 
-from sst2 import cli  # noqa: F401  (first: sets TensorFlow's log level)
-
 import json
 import os
 import sys
 from typing import Iterable, Iterator
 
-from absl import flags
-
+from sst2 import cli
+from sst2.config import PredictConfig
 from sst2.errors import UserError
-
-flags.DEFINE_string("export_dir", None, "A SavedModel version folder, export root or model_dir.")
-flags.DEFINE_boolean("json", False, "Print one JSON object per line.")
-flags.DEFINE_integer("batch_size", 64, "Sentences per call.")
-flags.mark_flag_as_required("export_dir")
-FLAGS = flags.FLAGS
 
 
 def resolve_export_dir(path: str) -> str:
@@ -63,15 +55,15 @@ def predict_lines(export_dir: str, lines: Iterable[str], batch_size: int = 64) -
         yield from flush()
 
 
-def main(argv: list[str]) -> None:
-    export_dir = resolve_export_dir(FLAGS.export_dir)
+def main(config: PredictConfig, argv: list[str]) -> None:
+    export_dir = resolve_export_dir(config.export_dir)
     lines = argv[1:] or (line.rstrip("\n") for line in sys.stdin)
-    for result in predict_lines(export_dir, lines, FLAGS.batch_size):
-        if FLAGS.json:
+    for result in predict_lines(export_dir, lines, config.batch_size):
+        if config.json:
             print(json.dumps(result, ensure_ascii=False), flush=True)
         else:
             print(f"{result['label']}\t{result['probability']:.4f}\t{result['text']}", flush=True)
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, PredictConfig)

@@ -6,10 +6,15 @@ The `serving_default` signature takes `text` (`tf.string`, `[None]`) and returns
 `tensorflow` and `tensorflow_text` (for the WordPiece ops), as TF Serving does.
 
 Example:
-    >>> path = export_saved_model(preprocessor, backbone, head, spec, "/tmp/run/export")
-    >>> import tensorflow as tf, tensorflow_text  # noqa
+    >>> from sst2.trained import restore
+    >>> trained = restore(trained_dir, log=lambda message: None)
+    >>> path = export_saved_model(trained.preprocessor, trained.backbone, trained.head,
+    ...                           trained.spec, os.path.join(tmp_dir, "export"))
+    >>> import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
     >>> serve = tf.saved_model.load(path).signatures["serving_default"]
-    >>> serve(text=tf.constant(["a gripping film"]))["label"]
+    >>> output = serve(text=tf.constant(["a gripping film", ""]))
+    >>> output["probabilities"].shape, output["label"].dtype
+    (TensorShape([2, 2]), tf.string)
 """
 
 import os
@@ -20,7 +25,7 @@ import keras
 import tensorflow as tf
 
 from sst2.data import LABEL_NAMES
-from sst2.model import FeatureSpec, pool_features
+from sst2.backbone import FeatureSpec, pool_features
 
 
 def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec):

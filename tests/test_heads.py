@@ -6,72 +6,81 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2 import model
-from sst2.experiment import TrainConfig, build_head, restore, run
+from sst2 import presets
+from sst2.backbone import FeatureSpec, hidden_states, pool_features
+from sst2.config import TrainConfig
 from sst2.errors import UserError
-from conftest import TINY_SEQUENCE_LENGTH, run_module
+from sst2.head import build_head
+from sst2.trained import restore
+from sst2.training import run
+from tests.helpers import TINY_SEQUENCE_LENGTH, run_module
 
 
 def _config(tmp_path, preset, data_dir, **overrides):
     fields = dict(model_dir=str(tmp_path / "run"), preset=preset, data_dir=data_dir, epochs=1,
-                  batch_size=8, learning_rate=0.01, backbone_learning_rate=0.01,
-                  sequence_length=TINY_SEQUENCE_LENGTH,
-                  show_progress=False, export=False, checkpoint_every_steps=0)
+                  batch_size=8, learning_rate=0.01, sequence_length=TINY_SEQUENCE_LENGTH,
+                  progress=False, export=False, checkpoint_every_steps=0)
+    if overrides.get("trainable_layers"):
+        fields["backbone_learning_rate"] = 0.01
     fields.update(overrides)
-    return TrainConfig(**fields)
+    return TrainConfig.from_options(**fields)
+
+
+def _build_head(config, backbone, copy_unfrozen=False):
+    return build_head(config.model, backbone, config.optimization.seed, copy_unfrozen)
 
 
 def test_seed_head_is_a_dense_layer_on_the_last_cls(tiny_preset, tmp_path):
-    backbone = model.load_backbone(tiny_preset)
-    head = build_head(_config(tmp_path, tiny_preset, None, pooling="cls", layers="last",
+    backbone = presets.load_backbone(tiny_preset)
+    head = _build_head(_config(tmp_path, tiny_preset, None, pooling="cls", layers="last",
                               head_hidden=0, dropout=0.0), backbone)
     assert [tuple(w.shape) for w in head.trainable_weights] == [(16, 2), (2,)]
-    preprocessor = model.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
+    preprocessor = presets.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
     x = preprocessor(["good film", "dull plot"])
     cls = backbone(x)[:, 0]
     kernel, bias = (w.numpy() for w in head.trainable_weights)
-    features = model.pool_features(backbone, x["token_ids"], x["padding_mask"],
-                                   model.FeatureSpec("cls", "last"))
+    features = pool_features(backbone, x["token_ids"], x["padding_mask"],
+                                   FeatureSpec("cls", "last"))
     np.testing.assert_allclose(head(features).numpy(), cls.numpy() @ kernel + bias, atol=1e-5)
 
 
 def test_token_level_specs_and_errors():
-    assert model.FeatureSpec("attention").token_level
-    assert model.FeatureSpec("cls", head_layers=1).token_level
-    assert model.FeatureSpec("mean", trainable_layers=2).frozen_layers(6) == 4
-    assert not model.FeatureSpec("cls_mean", "all").token_level
-    assert model.FeatureSpec("attention", "all").token_level
-    assert model.FeatureSpec("cls", "all", trainable_layers=1).averages_unfrozen_layers
+    assert FeatureSpec("attention").token_level
+    assert FeatureSpec("cls", head_layers=1).token_level
+    assert FeatureSpec("mean", trainable_layers=2).frozen_layers(6) == 4
+    assert not FeatureSpec("cls_mean", "all").token_level
+    assert FeatureSpec("attention", "all").token_level
+    assert FeatureSpec("cls", "all", trainable_layers=1).averages_unfrozen_layers
     with pytest.raises(UserError, match="exceeds"):
-        model.FeatureSpec("cls", trainable_layers=7).frozen_layers(6)
+        FeatureSpec("cls", trainable_layers=7).frozen_layers(6)
 
 
 def test_token_features_of_all_layers_are_their_average(tiny_preset):
-    backbone = model.load_backbone(tiny_preset, "float32")
-    x = model.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)(["good film", "a dull plot"])
-    states = model.hidden_states(backbone, x["token_ids"], x["padding_mask"])
-    spec = model.FeatureSpec("attention", "all")
-    features = model.pool_features(backbone, x["token_ids"], x["padding_mask"], spec)
+    backbone = presets.load_backbone(tiny_preset, "float32")
+    x = presets.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)(["good film", "a dull plot"])
+    states = hidden_states(backbone, x["token_ids"], x["padding_mask"])
+    spec = FeatureSpec("attention", "all")
+    features = pool_features(backbone, x["token_ids"], x["padding_mask"], spec)
     assert features.shape == states[-1].shape and spec.feature_shape(backbone) == (None, 16)
     # The embeddings' output is not a layer: the average is over the 2 transformer layers.
     np.testing.assert_allclose(features.numpy(), (states[1] + states[2]).numpy() / 2, atol=1e-6)
-    assert spec.cache_fields(2) != model.FeatureSpec("attention", "last").cache_fields(2)
+    assert spec.cache_fields(2) != FeatureSpec("attention", "last").cache_fields(2)
 
 
 def test_unfrozen_copies_complete_the_average_of_all_layers(tiny_preset, tmp_path):
     # Before training, unfrozen copies compute what the backbone's layers do, so a head
     # that completes the average with them sees what the fully frozen average gives,
     # up to every layer unfrozen (the tiny backbone has 2).
-    backbone = model.load_backbone(tiny_preset, "float32")
-    x = model.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)(["good film", "a dull plot"])
+    backbone = presets.load_backbone(tiny_preset, "float32")
+    x = presets.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)(["good film", "a dull plot"])
     heads, outputs = [], []
     for trainable_layers in (0, 1, 2):
         config = _config(tmp_path, tiny_preset, None, pooling="attention", layers="all",
                          head_hidden=0, trainable_layers=trainable_layers)
-        spec = config.feature_spec()
-        features = model.pool_features(backbone, x["token_ids"], x["padding_mask"], spec)
+        spec = FeatureSpec.of(config.model)
+        features = pool_features(backbone, x["token_ids"], x["padding_mask"], spec)
         assert features.shape[2:] == ((2, 16) if trainable_layers else (16,))
-        heads.append(build_head(config, backbone, copy_unfrozen=True))
+        heads.append(_build_head(config, backbone, copy_unfrozen=True))
         for name in ("attention_score", "logits"):
             getattr(heads[-1], name).set_weights(getattr(heads[0], name).get_weights())
         outputs.append(heads[-1]({"tokens": features, "mask": x["padding_mask"]}))
@@ -82,18 +91,19 @@ def test_unfrozen_copies_complete_the_average_of_all_layers(tiny_preset, tmp_pat
 
 def test_unfrozen_copies_start_from_float32_weights(tiny_preset, tmp_path):
     config = _config(tmp_path, tiny_preset, None, layers="last", trainable_layers=1)
-    head = build_head(config, model.load_backbone(tiny_preset, "bfloat16"), copy_unfrozen=True)
-    top = model.load_backbone(tiny_preset, "float32").transformer_layers[-1]
+    head = _build_head(config, presets.load_backbone(tiny_preset, "bfloat16"), copy_unfrozen=True)
+    top = presets.load_backbone(tiny_preset, "float32").transformer_layers[-1]
     for ours, theirs in zip(head.sequence_layers[0].weights, top.weights):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
 
+@pytest.mark.slow
 def test_trainable_layers_change_exactly_the_top_layers(tiny_preset, tiny_data_dir, tmp_path):
     config = _config(tmp_path, tiny_preset, tiny_data_dir, layers="last", trainable_layers=1,
                      epochs=2, precision="float32")
     run(config, log=lambda s: None)
-    trained = restore(config.model_dir, "latest", log=lambda s: None)
-    backbone = model.load_backbone(tiny_preset)
+    trained = restore(config.run.model_dir, "latest", log=lambda s: None)
+    backbone = presets.load_backbone(tiny_preset)
     # The frozen part is the preset's, untouched (features are recomputed from it).
     assert all(np.array_equal(a.numpy(), b.numpy())
                for a, b in zip(trained.backbone.weights, backbone.weights))
@@ -106,13 +116,14 @@ def test_trainable_layers_change_exactly_the_top_layers(tiny_preset, tiny_data_d
     changed = [not np.allclose(a.numpy(), b.numpy()) for a, b in zip(copy.weights, top.weights)]
     assert all(changed), changed
     # The layer below the trainable one is the cache's last layer: same outputs.
-    preprocessor = model.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
+    preprocessor = presets.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
     x = preprocessor(["good film"])
-    frozen = model.pool_features(backbone, x["token_ids"], x["padding_mask"], trained.spec)
-    expected = model.hidden_states(backbone, x["token_ids"], x["padding_mask"])[1]
+    frozen = pool_features(backbone, x["token_ids"], x["padding_mask"], trained.spec)
+    expected = hidden_states(backbone, x["token_ids"], x["padding_mask"])[1]
     np.testing.assert_allclose(frozen.numpy(), expected.numpy(), atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags", [
     ["--pooling=attention", "--layers=last", "--head_hidden=8", "--dropout=0.1"],
     ["--pooling=cls", "--layers=all", "--head_layers=1"],

@@ -3,22 +3,23 @@
 import numpy as np
 import tensorflow as tf
 
-from sst2 import model
+from sst2 import presets
+from sst2.backbone import hidden_states
 from sst2.inference import FastEncoder
-from conftest import TINY_SEQUENCE_LENGTH
+from tests.helpers import TINY_SEQUENCE_LENGTH
 
 SENTENCES = ["good film", "the plot is very dull and flat and boring", "", "a charming story"]
 
 
 def _inputs(preset):
-    x = model.load_preprocessor(preset, TINY_SEQUENCE_LENGTH)(SENTENCES)
+    x = presets.load_preprocessor(preset, TINY_SEQUENCE_LENGTH)(SENTENCES)
     return x["token_ids"], x["padding_mask"]
 
 
 def test_float32_matches_keras_hub_every_layer(tiny_preset):
     token_ids, mask = _inputs(tiny_preset)
-    backbone = model.load_backbone(tiny_preset, "float32")
-    reference = model.hidden_states(backbone, token_ids, mask)
+    backbone = presets.load_backbone(tiny_preset, "float32")
+    reference = hidden_states(backbone, token_ids, mask)
     ours = FastEncoder(backbone)(token_ids, mask)
     real = mask.numpy().astype(bool)
     assert len(ours) == len(reference) == 3  # embeddings, then each layer
@@ -29,9 +30,9 @@ def test_float32_matches_keras_hub_every_layer(tiny_preset):
 def test_bfloat16_is_as_close_to_float32_as_keras_hub_bfloat16(tiny_preset):
     token_ids, mask = _inputs(tiny_preset)
     real = mask.numpy().astype(bool)
-    exact = model.hidden_states(model.load_backbone(tiny_preset, "float32"), token_ids, mask)[-1]
-    bf16 = model.load_backbone(tiny_preset, "bfloat16")
-    keras_error = np.abs((tf.cast(model.hidden_states(bf16, token_ids, mask)[-1], tf.float32)
+    exact = hidden_states(presets.load_backbone(tiny_preset, "float32"), token_ids, mask)[-1]
+    bf16 = presets.load_backbone(tiny_preset, "bfloat16")
+    keras_error = np.abs((tf.cast(hidden_states(bf16, token_ids, mask)[-1], tf.float32)
                           - exact).numpy())[real].mean()
     fast_error = np.abs((FastEncoder(bf16)(token_ids, mask)[-1] - exact).numpy())[real].mean()
     assert fast_error <= 1.5 * keras_error + 1e-4, (fast_error, keras_error)
@@ -39,7 +40,7 @@ def test_bfloat16_is_as_close_to_float32_as_keras_hub_bfloat16(tiny_preset):
 
 def test_padding_does_not_change_real_positions(tiny_preset):
     token_ids, mask = _inputs(tiny_preset)
-    encoder = FastEncoder(model.load_backbone(tiny_preset, "float32"))
+    encoder = FastEncoder(presets.load_backbone(tiny_preset, "float32"))
     short = encoder(token_ids[:, :12], mask[:, :12])[-1].numpy()
     full = encoder(token_ids, mask)[-1].numpy()
     real = mask.numpy()[:, :12].astype(bool)

@@ -1,20 +1,25 @@
+"""The train and eval steps, and the epoch loop."""
+
 import keras
 import numpy as np
-import tensorflow as tf
 
-from sst2 import data, features, model
-from sst2.loop import Batch, CachedFeatureSource, TokenSource, Trainer, fit, rdrop_loss
-from conftest import TINY_SEQUENCE_LENGTH
+from sst2 import data, presets
+from sst2.backbone import FeatureSpec
+from sst2.encoder import FeatureEncoder
+from sst2.head import ClassifierHead
+from sst2.loop import Trainer, fit, rdrop_loss
+from sst2.sources import Batch, TokenSource
+from tests.helpers import TINY_SEQUENCE_LENGTH
 
 
 def _tokens(tiny_preset, tiny_data_dir, split="train"):
-    preprocessor = model.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
+    preprocessor = presets.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
     return data.to_numpy(data.tokenize(data.load_split(split, tiny_data_dir), preprocessor))
 
 
 def _trainer(width=16, batch_size=8, lr=1e-2, weight_average=None, rdrop_alpha=0.0, **head):
     keras.utils.set_random_seed(0)
-    trainer = Trainer(model.ClassifierHead(**head), keras.optimizers.Adam(lr), batch_size,
+    trainer = Trainer(ClassifierHead(**head), keras.optimizers.Adam(lr), batch_size,
                       weight_average=weight_average, rdrop_alpha=rdrop_alpha)
     trainer.build((1, width))
     return trainer
@@ -48,10 +53,10 @@ def test_eval_step_accuracy_matches_hand_count():
 
 
 def test_uncached_training_changes_head_not_backbone(tiny_preset, tiny_data_dir):
-    backbone = model.load_backbone(tiny_preset)
-    spec = model.FeatureSpec("cls", "last")
-    fn = features.make_feature_fn(backbone, spec, jit_compile=False)
-    source = TokenSource(_tokens(tiny_preset, tiny_data_dir), fn, 16,
+    backbone = presets.load_backbone(tiny_preset)
+    spec = FeatureSpec("cls", "last")
+    encoder = FeatureEncoder.for_backbone(backbone, spec, jit_compile=False)
+    source = TokenSource(_tokens(tiny_preset, tiny_data_dir), encoder, 16,
                          data.bucket_lengths(TINY_SEQUENCE_LENGTH), seed=0)
     trainer = _trainer(batch_size=16)
     backbone_before = [w.numpy().copy() for w in backbone.weights]
@@ -59,79 +64,6 @@ def test_uncached_training_changes_head_not_backbone(tiny_preset, tiny_data_dir)
     fit(trainer, source, None, epochs=1, show_progress=False, log=lambda s: None)
     assert all(np.array_equal(a, w.numpy()) for a, w in zip(backbone_before, backbone.weights))
     assert all(not np.array_equal(a, w.numpy()) for a, w in zip(head_before, trainer.head.weights))
-
-
-def test_cached_and_uncached_features_agree(tiny_preset, tiny_data_dir, tmp_path):
-    backbone = model.load_backbone(tiny_preset)
-    spec = model.FeatureSpec("mean", "all")
-    fn = features.make_feature_fn(backbone, spec, jit_compile=False)
-    tokens = _tokens(tiny_preset, tiny_data_dir, "validation")
-    cached = features.encode(fn, tokens, str(tmp_path), {"split": "validation"}, batch_size=7,
-                             show_progress=False)
-    direct = fn(tf.constant(tokens["token_ids"]), tf.constant(tokens["padding_mask"])).numpy()
-    np.testing.assert_allclose(cached.features.astype(np.float32), direct, atol=2e-3, rtol=2e-3)
-    assert np.array_equal(cached.labels, tokens["label"])
-    again = features.encode(lambda *a: 1 / 0, tokens, str(tmp_path), {"split": "validation"},
-                            show_progress=False)  # served from the cache, backbone never called
-    assert np.array_equal(again.features, cached.features)
-
-
-def test_encode_resumes_after_a_crash(tiny_preset, tiny_data_dir, tmp_path):
-    backbone = model.load_backbone(tiny_preset)
-    fn = features.make_feature_fn(backbone, model.FeatureSpec("cls", "last"), jit_compile=False)
-    tokens = _tokens(tiny_preset, tiny_data_dir)
-    calls = {"n": 0}
-
-    def crashing(*args):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return fn(*args)
-
-    key = {"split": "train"}
-    try:
-        features.encode(crashing, tokens, str(tmp_path), key, batch_size=16, shard_batches=2,
-                        show_progress=False)
-    except KeyboardInterrupt:
-        pass
-    resumed_calls = {"n": 0}
-
-    def counting(*args):
-        resumed_calls["n"] += 1
-        return fn(*args)
-
-    resumed = features.encode(counting, tokens, str(tmp_path), key, batch_size=16,
-                              shard_batches=2, show_progress=False)
-    total_batches = len(data.plan_batches(tokens["length"], 16, tuple(range(8, 16, 8)) + (16,)))
-    assert resumed_calls["n"] == total_batches - 4  # two finished shards of 2 batches kept
-    fresh = features.encode(fn, tokens, str(tmp_path / "fresh"), key, batch_size=16,
-                            show_progress=False)
-    np.testing.assert_array_equal(resumed.features, fresh.features)
-
-
-def test_cached_source_pads_last_batch_with_zero_weights():
-    feats = features.FeatureSet(np.ones((10, 1, 4), np.float16), np.ones(10, np.int32),
-                                np.arange(10, dtype=np.int32))
-    source = CachedFeatureSource(feats, batch_size=4, seed=0)
-    assert source.num_batches(0) == 3
-    last = source.batch(0, 2)
-    assert last.features.shape == (4, 1, 4) and last.weights.tolist() == [1, 1, 0, 0]
-    seen = np.concatenate([source.batch_indices(0, i) for i in range(3)])
-    assert sorted(seen) == list(range(10))
-
-
-def test_token_cache_is_in_split_order(tiny_preset, tiny_data_dir, tmp_path):
-    backbone = model.load_backbone(tiny_preset)
-    fn = features.make_feature_fn(backbone, model.FeatureSpec("attention"), jit_compile=False)
-    tokens = _tokens(tiny_preset, tiny_data_dir, "validation")
-    cached = features.encode(fn, tokens, str(tmp_path), {"split": "validation"}, batch_size=7,
-                             show_progress=False)
-    assert np.array_equal(cached.lengths, tokens["length"])
-    assert np.array_equal(cached.idx, tokens["idx"])
-    for i in (0, 5, 63):
-        direct = fn(tf.constant(tokens["token_ids"][i:i + 1]),
-                    tf.constant(tokens["padding_mask"][i:i + 1])).numpy()[0, :tokens["length"][i]]
-        np.testing.assert_allclose(cached.tokens(i).astype(np.float32), direct, atol=2e-2)
 
 
 class _OneBatch:

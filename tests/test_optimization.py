@@ -1,14 +1,13 @@
-"""Learning rates: schedules, the measured defaults, and a rate per group of variables."""
+"""Learning rates: schedules and a rate per group of variables."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2.errors import UserError
-from sst2.experiment import TrainConfig, make_optimizer, optimizer_settings
-from sst2.model import ClassifierHead
-from sst2.optimization import GroupedOptimizer, learning_rate
+from sst2.config import OptimizationConfig
+from sst2.head import ClassifierHead
+from sst2.optimization import GroupedOptimizer, learning_rate, make_optimizer
 
 
 def test_linear_schedule_decays_to_zero_at_the_last_step():
@@ -19,29 +18,8 @@ def test_linear_schedule_decays_to_zero_at_the_last_step():
         learning_rate(0.1, "cosine", 100)
 
 
-def test_default_rates_by_regime():
-    assert optimizer_settings(TrainConfig()) == (1e-3, None, "linear")
-    assert optimizer_settings(TrainConfig(trainable_layers=2)) == (1e-3, 2e-4, "linear")
-    assert optimizer_settings(TrainConfig(trainable_layers=2, learning_rate=5e-4,
-                                          backbone_learning_rate=1e-4)) == (5e-4, 1e-4, "linear")
-    with pytest.raises(UserError, match="lr_schedule"):
-        optimizer_settings(TrainConfig(lr_schedule="cosine"))
 
 
-def test_a_backbone_rate_without_unfrozen_layers_a_bad_decay_or_layer_count_is_refused(tmp_path):
-    from sst2.experiment import run
-
-    with pytest.raises(UserError, match="use it with --trainable_layers"):
-        run(TrainConfig(model_dir=str(tmp_path), backbone_learning_rate=1e-4))
-    with pytest.raises(UserError, match="--ema_decay must be 0 .off. or between 0 and 1"):
-        run(TrainConfig(model_dir=str(tmp_path), ema_decay=1.5))
-    with pytest.raises(UserError, match="--trainable_layers must be 0 or more, not -1"):
-        run(TrainConfig(model_dir=str(tmp_path), trainable_layers=-1))
-    with pytest.raises(UserError, match="--rdrop_alpha must be 0 .off. or more, not -1"):
-        run(TrainConfig(model_dir=str(tmp_path), rdrop_alpha=-1.0))
-    with pytest.raises(UserError, match="equal with --dropout=0"):
-        run(TrainConfig(model_dir=str(tmp_path), rdrop_alpha=1.0, dropout=0.0))
-    assert not any(tmp_path.iterdir())  # refused before touching anything
 
 
 def _two_layer_model():
@@ -116,7 +94,7 @@ def test_unfrozen_copies_get_the_backbone_rate():
     head = ClassifierHead(hidden_units=4, pooling="attention", sequence_layers=2, num_heads=2,
                           intermediate_dim=8, unfrozen_layers=1)
     head({"tokens": tf.zeros((1, 3, 8)), "mask": tf.ones((1, 3), tf.int32)})
-    optimizer = make_optimizer(TrainConfig(trainable_layers=1), head, total_steps=10)
+    optimizer = make_optimizer(OptimizationConfig(), head, total_steps=10)
     new, copies = optimizer.optimizers
     optimizer.build(head.trainable_variables)
     copy_ids = {id(v) for v in head.sequence_layers[0].trainable_weights}
@@ -126,23 +104,5 @@ def test_unfrozen_copies_get_the_backbone_rate():
     assert {id(v) for v in copies._trainable_variables} == copy_ids
     assert len(new._trainable_variables) == len(head.trainable_variables) - len(copy_ids)
     # One rate for both: a plain Adam, the same update.
-    same = make_optimizer(TrainConfig(trainable_layers=1, backbone_learning_rate=1e-3), head, 10)
+    same = make_optimizer(OptimizationConfig(backbone_learning_rate=1e-3), head, 10)
     assert isinstance(same, keras.optimizers.Adam)
-
-
-def test_resume_compares_resolved_rates_and_reads_older_runs(tmp_path):
-    import dataclasses
-    import json
-
-    from sst2.experiment import _check_compatible, load_config
-
-    unfrozen = TrainConfig(model_dir=str(tmp_path), trainable_layers=2)
-    # An unset rate and its default are the same run; another rate is not.
-    _check_compatible(unfrozen, dataclasses.replace(unfrozen, backbone_learning_rate=2e-4))
-    with pytest.raises(UserError, match="backbone_learning_rate: checkpoint has 0.0001, this run "
-                                        "has 0.0002"):
-        _check_compatible(unfrozen, dataclasses.replace(unfrozen, backbone_learning_rate=1e-4))
-    # Runs from before per-group rates trained everything at one rate (2e-4 by default).
-    old = {k: v for k, v in dataclasses.asdict(unfrozen).items() if k != "backbone_learning_rate"}
-    (tmp_path / "config.json").write_text(json.dumps(old))
-    assert optimizer_settings(load_config(str(tmp_path))) == (2e-4, 2e-4, "linear")

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, run_module
+from tests.helpers import REPO, run_module
+
+pytestmark = pytest.mark.slow
 
 
 def _args(preset, data_dir, model_dir, *extra):
@@ -80,21 +82,22 @@ def test_sigkill_mid_epoch_then_resume_is_exact(tiny_preset, tiny_data_dir, unin
 
 def test_sigterm_saves_and_exits_nonzero(tiny_preset, tiny_data_dir, tmp_path):
     model_dir = str(tmp_path / "terminated")
+    # 200 epochs: minutes of training, so the signal always arrives mid-run.
     cmd = [sys.executable, "-m", "sst2.train",
-           *_args(tiny_preset, tiny_data_dir, model_dir, "--checkpoint_every_steps=1000")]
+           *_args(tiny_preset, tiny_data_dir, model_dir, "--checkpoint_every_steps=10",
+                  "--epochs=200")]
     process = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=REPO),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not os.path.exists(os.path.join(model_dir, "train")) and time.time() < deadline:
-        time.sleep(0.01)  # the summary folder appears when the loop starts
-    time.sleep(0.3)
+    # The step-10 checkpoint is saved inside the loop, where the signal handlers are installed.
+    while _latest_step(model_dir) < 10 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert _latest_step(model_dir) >= 10, process.communicate()[1][-2000:]
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=60)
-    if process.returncode == 0:
-        pytest.skip("training finished before SIGTERM arrived")
     assert process.returncode == 2, err[-2000:]
     assert "Stopped by SIGTERM; checkpoint saved" in err and "Traceback" not in err
-    assert _latest_step(model_dir) > 0
+    assert _latest_step(model_dir) > 10  # saved at the step the signal interrupted
 
 
 def test_resume_with_another_configuration_is_refused(tiny_preset, tiny_data_dir, uninterrupted):

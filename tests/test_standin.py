@@ -4,7 +4,10 @@ import json
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
+
+pytestmark = pytest.mark.slow
 
 
 def test_standin_matches_bert_backbone_on_the_original(standin_preset):

@@ -1,0 +1,289 @@
+"""Every option of every entry point: its default, help, allowed values and checks.
+
+Each option is one `option(...)` field of a frozen dataclass. The entry points'
+absl flags are generated from these fields (`sst2.cli`), and constructing a
+config validates it, so a bad value is refused before any work starts, by the
+same code whether it came from a flag or from Python. Adding an option is one
+field here plus its use.
+
+`TrainConfig` groups a training run's options: `data`, `model` (backbone and
+head), `optimization` and `run` (where and how it executes). A run folder's
+`config.json` is read and written by `sst2.config_file`.
+
+Example:
+    >>> config = TrainConfig(model=ModelConfig(pooling="mean"),
+    ...                      optimization=OptimizationConfig(epochs=1))
+    >>> config.model.pooling, config.optimization.learning_rate
+    ('mean', 0.001)
+    >>> OptimizationConfig(learning_rate=0)
+    Traceback (most recent call last):
+    ...
+    sst2.errors.UserError: --learning_rate=0 is out of range: it must be above 0.
+"""
+
+import dataclasses
+import types
+from typing import Any
+
+from sst2.errors import UserError
+
+DEFAULT_PRESET = "distil_bert_base_en_uncased"
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """What an option allows, beyond its type. `identity`: resuming needs the same value."""
+
+    help: str
+    choices: tuple | None = None
+    minimum: float | None = None  # inclusive
+    above: float | None = None  # exclusive lower bound
+    below: float | None = None  # exclusive upper bound
+    maximum: float | None = None  # inclusive
+    required: bool = False
+    identity: bool = False
+
+    def rule(self) -> str:
+        parts = []
+        if self.minimum is not None:
+            parts.append(f"at least {self.minimum:g}")
+        if self.above is not None:
+            parts.append(f"above {self.above:g}")
+        if self.below is not None:
+            parts.append(f"below {self.below:g}")
+        if self.maximum is not None:
+            parts.append(f"at most {self.maximum:g}")
+        return " and ".join(parts)
+
+
+def option(default: Any, help: str, **allowed) -> Any:
+    """A dataclass field that is a user-facing option (see `Option` for `allowed`)."""
+    return dataclasses.field(default=default, metadata={"option": Option(help, **allowed)})
+
+
+def options(config_class) -> list[tuple[dataclasses.Field, Option, type]]:
+    """The option fields of a config class, with their `Option` and value type."""
+    found = []
+    for field in dataclasses.fields(config_class):
+        if "option" in field.metadata:
+            found.append((field, field.metadata["option"], value_type(field.type)))
+    return found
+
+
+def value_type(annotation) -> type:
+    """`int` for `int`, `str` for `str | None`."""
+    if isinstance(annotation, types.UnionType):
+        (annotation,) = [a for a in annotation.__args__ if a is not type(None)]
+    return annotation
+
+
+def _check(name: str, value, spec: Option, kind: type) -> None:
+    if value is None:
+        if spec.required:
+            raise UserError(f"--{name} is required.")
+        return
+    accepted = (int, float) if kind is float else kind
+    if not isinstance(value, accepted) or (kind is not bool and isinstance(value, bool)):
+        raise UserError(f"--{name}={value!r} is not a {kind.__name__}.")
+    if spec.choices is not None and value not in spec.choices:
+        raise UserError(f"--{name}={value!r} is not allowed: it must be one of "
+                        f"{', '.join(map(str, spec.choices))}.")
+    if ((spec.minimum is not None and value < spec.minimum)
+            or (spec.above is not None and value <= spec.above)
+            or (spec.below is not None and value >= spec.below)
+            or (spec.maximum is not None and value > spec.maximum)):
+        raise UserError(f"--{name}={value!r} is out of range: it must be {spec.rule()}.")
+
+
+class _Options:
+    """Validates every option field on construction."""
+
+    def __post_init__(self):
+        for field, spec, kind in options(type(self)):
+            _check(field.name, getattr(self, field.name), spec, kind)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig(_Options):
+    data_dir: str | None = option(
+        None, "tfds data dir holding glue/sst2 (tfds's default if unset).")
+    train_split: str = option("train", "tfds split to train on, e.g. train[:4096].",
+                              identity=True)
+    eval_split: str = option("validation", "tfds split to validate on.")
+    download: bool = option(True, "Allow downloading the dataset through tfds.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(_Options):
+    """The backbone and the head; every field is part of the trained model."""
+
+    preset: str = option(
+        DEFAULT_PRESET, "keras-hub preset name, local keras-hub preset folder, local Hugging "
+        "Face DistilBERT folder, or hf:// handle.", identity=True)
+    sequence_length: int = option(128, "Tokens per sentence, at most ([CLS] and [SEP] "
+                                  "included).", minimum=3, maximum=512, identity=True)
+    precision: str = option(
+        "auto", "Backbone compute precision; auto picks the fastest for this hardware.",
+        choices=("auto", "float32", "bfloat16"), identity=True)
+    # The default head, chosen by measurement (docs/measurements.md): attention
+    # pooling over the average of every layer's token states, a 256-unit GELU
+    # layer, dropout 0.1.
+    pooling: str = option(
+        "attention", "How the head pools a layer: [CLS], mean over real tokens, both, or "
+        "learned attention over tokens (caches token-level features).",
+        choices=("cls", "mean", "cls_mean", "attention"), identity=True)
+    layers: str = option("all", "Which backbone layers the head reads.",
+                         choices=("last", "all"), identity=True)
+    head_hidden: int = option(256, "Hidden units in the head; 0 = one dense layer.",
+                              minimum=0, identity=True)
+    head_layers: int = option(0, "New transformer blocks in the head, over cached token "
+                              "features.", minimum=0, identity=True)
+    trainable_layers: int = option(0, "Unfreeze the backbone's top N layers (the cache stops "
+                                   "below them).", minimum=0, identity=True)
+    dropout: float = option(0.1, "Dropout rate in the head.", minimum=0, below=1,
+                            identity=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizationConfig(_Options):
+    epochs: int = option(3, "Training epochs.", minimum=1)
+    batch_size: int = option(32, "Batch size per replica; the global batch is this times "
+                             "the replicas.", minimum=1, identity=True)
+    learning_rate: float = option(1e-3, "Adam learning rate of the head's new layers.",
+                                  above=0, identity=True)
+    backbone_learning_rate: float = option(
+        2e-4, "Adam learning rate of the unfrozen backbone layers (with --trainable_layers).",
+        above=0, identity=True)
+    lr_schedule: str = option("linear", "constant, or linear decay to 0 over all epochs' "
+                              "steps.", choices=("constant", "linear"), identity=True)
+    ema_decay: float = option(
+        0.0, "Evaluate and export an exponential moving average of the trained weights with "
+        "this decay per step, e.g. 0.999 (0: off, the raw weights).", minimum=0, below=1,
+        identity=True)
+    rdrop_alpha: float = option(
+        0.0, "R-Drop: run each batch twice with different dropout and add this weight times "
+        "the two predictions' KL divergence, e.g. 1 (0: off).", minimum=0, identity=True)
+    seed: int = option(0, "Seed for initialization, shuffling and dropout.", identity=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig(_Options):
+    """Where and how a run executes; none of it changes the trained model."""
+
+    model_dir: str = option("runs/sst2", "Checkpoints, summaries, metrics.json, export.")
+    cache_features: bool = option(
+        True, "Run the frozen backbone once and cache its features (false: every step).")
+    cache_dir: str | None = option(None, "Feature cache folder (default: "
+                                   "<model_dir>/feature_cache).")
+    encode_batch_size: int = option(128, "Sentences per backbone call.", minimum=1)
+    jit_compile: bool = option(True, "XLA-compile the train and eval steps (on CPU, not for "
+                               "heads with transformer blocks: oneDNN is faster there).")
+    strategy: str = option("auto", "tf.distribute strategy; multi_worker reads TF_CONFIG.",
+                           choices=("auto", "one_device", "mirrored", "multi_worker", "tpu"))
+    tpu: str | None = option(None, "TPU address or name for --strategy=tpu.")
+    checkpoint_every_steps: int = option(
+        500, "Save a checkpoint every N steps (and at every epoch end; 0: epoch ends only).",
+        minimum=0)
+    keep_checkpoints: int = option(3, "Rolling checkpoints to keep.", minimum=1)
+    restart: bool = option(False, "Ignore existing checkpoints in --model_dir; start fresh.")
+    export: bool = option(True, "Export the best checkpoint as a SavedModel at the end.")
+    progress: bool = option(True, "Show progress bars.")
+
+
+GROUPS = {"data": DataConfig, "model": ModelConfig, "optimization": OptimizationConfig,
+          "run": RunConfig}
+_GROUP_OF = {field.name: group for group, config_class in GROUPS.items()
+             for field in dataclasses.fields(config_class)}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on, in four groups (see `sst2.train --help`)."""
+
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    optimization: OptimizationConfig = dataclasses.field(default_factory=OptimizationConfig)
+    run: RunConfig = dataclasses.field(default_factory=RunConfig)
+
+    def __post_init__(self):
+        model, optimization = self.model, self.optimization
+        default_rate = OptimizationConfig.backbone_learning_rate
+        if optimization.backbone_learning_rate != default_rate and not model.trainable_layers:
+            raise UserError("--backbone_learning_rate is the rate of unfrozen backbone layers; "
+                            "use it with --trainable_layers=N, or leave it out.")
+        if optimization.rdrop_alpha and not model.dropout:
+            raise UserError("--rdrop_alpha compares two dropout passes, which are equal with "
+                            "--dropout=0; set --dropout above 0, or leave --rdrop_alpha out.")
+
+    @classmethod
+    def from_options(cls, **values) -> "TrainConfig":
+        """A config from options named as the flags are: `from_options(epochs=1, pooling="mean")`.
+
+        Raises:
+            TypeError: for a name that is no option.
+        """
+        grouped = {group: {} for group in GROUPS}
+        for name, value in values.items():
+            group = _GROUP_OF.get(name)
+            if group is None:
+                raise TypeError(f"{name!r} is not an option of TrainConfig")
+            grouped[group][name] = value
+        return cls(**{group: GROUPS[group](**fields) for group, fields in grouped.items()})
+
+    def replace(self, **groups) -> "TrainConfig":
+        """A copy with some fields of some groups changed: `replace(run={"export": False})`."""
+        return dataclasses.replace(self, **{
+            name: dataclasses.replace(getattr(self, name), **changes)
+            for name, changes in groups.items()})
+
+    def differences(self, saved: "TrainConfig") -> list[str]:
+        """The identity options on which `saved` (a checkpoint's config) differs from this."""
+        diffs = []
+        for group in GROUPS:
+            for field, spec, _ in options(GROUPS[group]):
+                ours, theirs = (getattr(getattr(c, group), field.name) for c in (self, saved))
+                if spec.identity and ours != theirs:
+                    diffs.append(f"{field.name}: checkpoint has {theirs!r}, this run has "
+                                 f"{ours!r}")
+        return diffs
+
+
+# --- Entry points other than training --------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoreConfig(_Options):
+    """Which trained run, and which of its checkpoints, to load."""
+
+    model_dir: str | None = option(None, "The training run (its --model_dir).", required=True)
+    checkpoint: str = option("best", "best, latest, or a checkpoint path.")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig(RestoreConfig):
+    data_dir: str | None = option(None, "tfds data dir (default: the run's own).")
+    eval_split: str = option("validation", "Labelled split to score.")
+    output: str | None = option(None, "Submission file (default <model_dir>/SST-2.tsv).")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig(RestoreConfig):
+    export_root: str | None = option(None, "Where to write versions (default "
+                                     "<model_dir>/export).")
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictConfig(_Options):
+    export_dir: str | None = option(None, "A SavedModel version folder, export root or "
+                                    "model_dir.", required=True)
+    json: bool = option(False, "Print one JSON object per line.")
+    batch_size: int = option(64, "Sentences per call.", minimum=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareDataConfig(_Options):
+    glue: str | None = option(None, "The official SST-2.zip, or a folder with "
+                              "train/dev/test.tsv.", required=True)
+    data_dir: str | None = option(None, "tfds data dir to write into (tfds's default if "
+                                  "unset).")
+    force: bool = option(False, "Rebuild even if the dataset is already prepared.")

@@ -1,0 +1,82 @@
+"""A run folder's `config.json`: the `TrainConfig` it was trained with, versioned.
+
+`to_dict` writes the current format (`FORMAT`); `from_dict` reads it and every
+older one, each through its migration to the next format, so a run trained
+with an older sst2 still resumes, evaluates and exports.
+
+Example:
+    >>> config = TrainConfig.from_options(epochs=1, pooling="mean")
+    >>> saved = to_dict(config)
+    >>> saved["format"], saved["model"]["pooling"]
+    (2, 'mean')
+    >>> from_dict(saved) == config
+    True
+    >>> from_dict({"pooling": "mean", "learning_rate": None}).optimization.learning_rate
+    0.001
+"""
+
+import dataclasses
+import os
+
+from sst2.config import GROUPS, OptimizationConfig, TrainConfig
+from sst2.errors import UserError
+from sst2.files import load_json, save_json
+
+FORMAT = 2
+
+
+def to_dict(config: TrainConfig) -> dict:
+    return {"format": FORMAT, **dataclasses.asdict(config)}
+
+
+def _from_flat_format_1(fields: dict) -> dict:
+    """Format 1 (before groups): one flat dict; `None` stood for a measured default."""
+    fields = dict(fields)
+    fields.setdefault("lr_schedule", "constant")  # runs from before the option: constant
+    if "backbone_learning_rate" not in fields and fields.get("trainable_layers"):
+        # Runs from before per-group rates trained everything at one rate, 2e-4 by default.
+        rate = fields.get("learning_rate") or 2e-4
+        fields.update(learning_rate=rate, backbone_learning_rate=rate)
+    for name in ("learning_rate", "backbone_learning_rate"):
+        if fields.get(name) is None:
+            fields[name] = getattr(OptimizationConfig, name)
+    if "show_progress" in fields:
+        fields["progress"] = fields.pop("show_progress")
+    grouped = {"format": 2}
+    for group, config_class in GROUPS.items():
+        names = {f.name for f in dataclasses.fields(config_class)}
+        grouped[group] = {k: v for k, v in fields.items() if k in names}
+    return grouped
+
+
+MIGRATIONS = {1: _from_flat_format_1}  # format N -> format N + 1
+
+
+def from_dict(fields: dict) -> TrainConfig:
+    """A `TrainConfig` from `to_dict` output of this or any earlier format."""
+    version = fields.get("format", 1)
+    if version > FORMAT:
+        raise UserError(f"This config is format {version}, newer than this sst2 reads "
+                        f"({FORMAT}); upgrade sst2.")
+    while version < FORMAT:
+        fields = MIGRATIONS[version](fields)
+        version = fields["format"]
+    return TrainConfig(**{group: config_class(**fields.get(group, {}))
+                          for group, config_class in GROUPS.items()})
+
+
+def config_path(model_dir: str) -> str:
+    return os.path.join(model_dir, "config.json")
+
+
+def save_config(model_dir: str, config: TrainConfig) -> None:
+    save_json(config_path(model_dir), to_dict(config))
+
+
+def load_config(model_dir: str) -> TrainConfig:
+    """The `TrainConfig` a run in `model_dir` was trained with."""
+    path = config_path(model_dir)
+    if not os.path.exists(path):
+        raise UserError(f"{model_dir} holds no trained run (no config.json). "
+                        "Train one with: python -m sst2.train --model_dir=...")
+    return from_dict(load_json(path))

@@ -1,0 +1,91 @@
+"""From a split's name to batch sources: tokenize, encode (cached), batch.
+
+`split_source` builds one split's source. With `--cache_features` (the
+default) the frozen backbone runs once per sentence and its features are
+cached (`sst2.features`); without it, the backbone runs on every batch.
+
+Example:
+    >>> config = TrainConfig.from_options(data_dir=data_dir, preset=preset, sequence_length=16,
+    ...                                   model_dir=tmp_dir, progress=False)
+    >>> preprocessor = presets.load_preprocessor(preset, 16)
+    >>> tokens = tokenize_split(config.data, "validation", preprocessor)
+    >>> sorted(tokens)
+    ['idx', 'label', 'length', 'padding_mask', 'token_ids']
+    >>> backbone = presets.load_backbone(preset)
+    >>> encoder = FeatureEncoder.for_backbone(backbone, FeatureSpec.of(config.model),
+    ...                                       jit_compile=False)
+    >>> source = split_source(config, "validation", tokens,
+    ...                       Encoding(encoder, "float32", backbone.num_layers))
+    >>> source.num_batches(0), source.batch(0, 0).features["tokens"].shape[0]
+    (3, 32)
+"""
+
+import dataclasses
+import os
+
+from sst2 import data, presets
+from sst2.backbone import FeatureSpec
+from sst2.config import DataConfig, TrainConfig
+from sst2.distribute import WorkerInfo
+from sst2.encoder import FeatureEncoder
+from sst2.errors import UserError
+from sst2.features import FeatureSet, encode
+from sst2.sources import CachedFeatureSource, CachedTokenSource, TokenSource
+
+
+def tokenize_split(data_config: DataConfig, split: str, preprocessor) -> dict:
+    """`split` of glue/sst2 as numpy token arrays (see `data.tokenize`)."""
+    dataset = data.load_split(split, data_config.data_dir, data_config.download)
+    tokens = data.to_numpy(data.tokenize(dataset, preprocessor))
+    if not tokens:
+        raise UserError(f"The split {split!r} is empty.")
+    return tokens
+
+
+def cache_dir(config: TrainConfig) -> str:
+    return config.run.cache_dir or os.path.join(config.run.model_dir, "feature_cache")
+
+
+@dataclasses.dataclass(frozen=True)
+class Encoding:
+    """How a run turns token ids into frozen features.
+
+    Attributes:
+        encoder: the backbone's compiled `FeatureEncoder`.
+        precision: the precision it computes in (part of the cache key).
+        backbone_layers: the backbone's depth (what `FeatureSpec` reads of it).
+    """
+
+    encoder: FeatureEncoder
+    precision: str
+    backbone_layers: int
+
+
+def cached_features(config: TrainConfig, split: str, tokens: dict, encoding: Encoding,
+                    worker: WorkerInfo = WorkerInfo()) -> FeatureSet:
+    """The cached frozen features of `split` (computed on first use)."""
+    spec = FeatureSpec.of(config.model)
+    data_dir = config.data.data_dir
+    key = {**presets.preset_fingerprint(config.model.preset),
+           "sequence_length": config.model.sequence_length, "precision": encoding.precision,
+           **spec.cache_fields(encoding.backbone_layers),
+           "data_dir": os.path.abspath(data_dir) if data_dir else None, "split": split}
+    return encode(encoding.encoder, tokens, cache_dir(config), key,
+                  batch_size=config.run.encode_batch_size, description=f"encode {split}",
+                  show_progress=config.run.progress and worker.is_chief, worker=worker)
+
+
+def split_source(config: TrainConfig, split: str, tokens: dict, encoding: Encoding, *,
+                 shuffle: bool = False, batch_size: int | None = None,
+                 worker: WorkerInfo = WorkerInfo()):
+    """`split`'s batch source: cached features, or the backbone on every batch
+    (`--cache_features=false`). `batch_size` is the global batch (default: the config's)."""
+    batch_size = batch_size or config.optimization.batch_size
+    boundaries = data.bucket_lengths(config.model.sequence_length)
+    seed = config.optimization.seed
+    if not config.run.cache_features:
+        return TokenSource(tokens, encoding.encoder, batch_size, boundaries, seed, shuffle)
+    features = cached_features(config, split, tokens, encoding, worker)
+    if FeatureSpec.of(config.model).token_level:
+        return CachedTokenSource(features, batch_size, boundaries, seed, shuffle)
+    return CachedFeatureSource(features, batch_size, seed, shuffle)

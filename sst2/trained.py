@@ -1,0 +1,135 @@
+"""A trained run, restored: evaluate it, write GLUE's submission file, export it.
+
+Example:
+    >>> trained = restore(trained_dir, "best", log=lambda message: None)
+    >>> type(trained.head).__name__, os.path.basename(trained.checkpoint_path)
+    ('ClassifierHead', 'best-...')
+    >>> result = evaluate(trained, submission_path=os.path.join(tmp_dir, "SST-2.tsv"),
+    ...                   log=lambda message: None)
+    >>> result["examples"], open(result["submission"]).readline()
+    (64, 'index\\tprediction\\n')
+"""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sst2 import averaging, hardware, presets
+from sst2.backbone import FeatureSpec
+from sst2.checkpoint import RunCheckpoint
+from sst2.config import TrainConfig
+from sst2.config_file import load_config
+from sst2.encoder import FeatureEncoder
+from sst2.errors import UserError
+from sst2.head import ClassifierHead, build_head
+from sst2.inputs import Encoding, split_source, tokenize_split
+from sst2.loop import Trainer
+from sst2.optimization import make_optimizer
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    """A restored run: everything needed to predict, evaluate or export."""
+
+    config: TrainConfig
+    preprocessor: keras.layers.Layer
+    backbone: keras.Model
+    head: ClassifierHead
+    spec: FeatureSpec
+    checkpoint_path: str
+
+    def export(self, export_root: str | None = None) -> str:
+        """Writes the serving SavedModel (see `sst2.serving`); returns its folder."""
+        from sst2 import serving
+
+        return serving.export_saved_model(
+            self.preprocessor, self.backbone, self.head, self.spec,
+            export_root or os.path.join(self.config.run.model_dir, "export"))
+
+
+def restore(model_dir: str, which: str = "best", config: TrainConfig | None = None,
+            log=print) -> TrainedModel:
+    """Rebuilds a trained model from `model_dir`'s `best` or `latest` checkpoint, or a path.
+
+    With a weight average (`--ema_decay`), the head holds the average: what was
+    evaluated is what is served.
+    """
+    config = config or load_config(model_dir)
+    model_config = config.model
+    preprocessor = presets.load_preprocessor(model_config.preset, model_config.sequence_length)
+    backbone = presets.load_backbone(model_config.preset,
+                                     dtype=hardware.resolve_precision(model_config.precision))
+    head = build_head(model_config, backbone, seed=config.optimization.seed)
+    # The optimizer's variables must line up with the checkpoint's (a schedule
+    # replaces the learning-rate variable; groups add optimizers): build the same kind.
+    optimizer = make_optimizer(config.optimization, head, total_steps=1)
+    weight_average = averaging.from_decay(config.optimization.ema_decay)
+    if weight_average is not None:
+        weight_average.build(head.trainable_variables)
+    ckpt = RunCheckpoint(model_dir, head, optimizer, log=log, weight_average=weight_average)
+    try:
+        if which == "best":
+            path = ckpt.restore_best()
+        elif which == "latest":
+            if ckpt.restore_latest() is None:
+                raise FileNotFoundError
+            path = ckpt.manager.latest_checkpoint
+        else:
+            ckpt.checkpoint.read(which).expect_partial()
+            path = which
+    except (FileNotFoundError, tf.errors.OpError, ValueError) as e:
+        raise UserError(f"No usable checkpoint ({which}) in {model_dir}: "
+                        f"{e or 'none saved yet'}") from e
+    if weight_average is not None:
+        weight_average.copy_to(head.trainable_variables)  # serve what was evaluated
+    return TrainedModel(config, preprocessor, backbone, head, FeatureSpec.of(model_config), path)
+
+
+def write_glue_submission(path: str, idx: np.ndarray, predictions: np.ndarray) -> None:
+    """GLUE's submission format, `index<TAB>prediction` sorted by index, written atomically."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("index\tprediction\n")
+        for i in np.argsort(idx):
+            f.write(f"{int(idx[i])}\t{int(predictions[i])}\n")
+    os.replace(tmp, path)
+
+
+def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str = "validation",
+             test_split: str = "test", submission_path: str | None = None, log=print) -> dict:
+    """Loss and accuracy on `eval_split`; GLUE's `SST-2.tsv` for `test_split`.
+
+    Returns `{"split", "loss", "accuracy", "examples", "submission"}`.
+    """
+    config = trained.config.replace(data={"data_dir": data_dir or trained.config.data.data_dir})
+    jit_compile = config.run.jit_compile
+    encoder = FeatureEncoder.for_backbone(trained.backbone, trained.spec,
+                                          hardware.backbone_jit(jit_compile))
+    encoding = Encoding(encoder, hardware.resolve_precision(config.model.precision),
+                        trained.backbone.num_layers)
+    trainer = Trainer(trained.head, keras.optimizers.Adam(), config.optimization.batch_size,
+                      jit_compile=hardware.head_jit(jit_compile,
+                                                    trained.spec.has_transformer_blocks))
+
+    def source(split):
+        return split_source(config, split, tokenize_split(config.data, split,
+                                                          trained.preprocessor), encoding)
+
+    result = trainer.evaluate(source(eval_split), show_progress=config.run.progress)
+    log(f"{eval_split}: loss {result['loss']:.4f}, accuracy {result['accuracy']:.4f} "
+        f"({result['examples']} sentences, checkpoint {trained.checkpoint_path})")
+
+    test_source = source(test_split)
+    idx = test_source.idx
+    predictions = np.zeros(len(idx), np.int64)
+    for i in range(test_source.num_batches(0)):
+        batch, indices = test_source.batch(0, i), test_source.batch_indices(0, i)
+        logits = trained.head(tf.nest.map_structure(tf.constant, batch.features))
+        predictions[indices] = np.argmax(logits.numpy(), axis=-1)[:len(indices)]
+    submission_path = submission_path or os.path.join(config.run.model_dir, "SST-2.tsv")
+    write_glue_submission(submission_path, idx, predictions)
+    log(f"Wrote GLUE predictions for {len(idx)} {test_split} sentences to {submission_path}")
+    return {"split": eval_split, **result, "submission": submission_path}

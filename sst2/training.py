@@ -1,0 +1,231 @@
+"""One training run, assembled: data -> tokens -> (cached) features -> head -> loop -> export.
+
+`run(config)` trains, or resumes, the run in `config.run.model_dir` and
+returns its metrics. Every piece it wires is its own module: `inputs` (batch
+sources), `head`, `optimization`, `loop` (the steps and the epoch loop),
+`callbacks` (checkpoints, summaries), `trained` (restore and export).
+
+Example:
+    >>> from sst2.config import DataConfig, ModelConfig, OptimizationConfig, RunConfig
+    >>> config = TrainConfig(
+    ...     data=DataConfig(data_dir=data_dir),
+    ...     model=ModelConfig(preset=preset, sequence_length=16, pooling="mean"),
+    ...     optimization=OptimizationConfig(epochs=1, batch_size=16),
+    ...     run=RunConfig(model_dir=tmp_dir, progress=False, export=False))
+    >>> result = run(config, log=lambda message: None)
+    >>> [record["epoch"] for record in result["epochs"]], result["test"]["examples"]
+    ([1], 64)
+"""
+
+import os
+import shutil
+import time
+
+import keras
+import tensorflow as tf
+
+from sst2 import averaging, distribute, hardware, presets
+from sst2.assets import check_assets
+from sst2.backbone import FeatureSpec
+from sst2.callbacks import CheckpointCallback, Interrupted, SummaryCallback
+from sst2.checkpoint import RunCheckpoint
+from sst2.config import TrainConfig
+from sst2.config_file import config_path, load_config, save_config, to_dict
+from sst2.encoder import FeatureEncoder
+from sst2.errors import UserError
+from sst2.files import load_json
+from sst2.head import build_head
+from sst2.inputs import Encoding, cache_dir, split_source, tokenize_split
+from sst2.loop import Trainer, fit
+from sst2.optimization import make_optimizer
+from sst2.trained import restore
+
+# What --restart removes; the feature cache stays (it depends on the data, not on the run).
+RUN_OUTPUTS = ("checkpoints", "best", "metrics.json", "train", "eval", "config.json")
+
+
+def run(config: TrainConfig, log=print) -> dict:
+    """Trains (or resumes) the run in `config.run.model_dir`; returns the final metrics.
+
+    Returns `{"epochs": [one record per epoch], "test": final validation metrics}`.
+    """
+    started = time.time()
+    # First: a multi-worker strategy must exist before the TensorFlow runtime starts.
+    strategy = distribute.make_strategy(config.run.strategy, config.run.tpu)
+    worker = distribute.worker_info(strategy)
+    if not worker.is_chief:
+        log = _silent  # the chief speaks for the cluster
+    check_assets(config.data, config.model.preset)
+    keras.utils.set_random_seed(config.optimization.seed)
+    tf.config.experimental.enable_op_determinism()
+    model_dir = config.run.model_dir
+    os.makedirs(model_dir, exist_ok=True)
+    out_dir = distribute.write_dir(model_dir, worker)
+    try:
+        _start_or_check_resume(config, worker)
+        precision = hardware.resolve_precision(config.model.precision)
+        spec = FeatureSpec.of(config.model)
+        preprocessor = presets.load_preprocessor(config.model.preset,
+                                                 config.model.sequence_length)
+        backbone = presets.load_backbone(config.model.preset, dtype=precision)
+        _check_sequence_length(config.model.sequence_length, backbone)
+        # The encode pass runs on every local replica's device.
+        encoder = FeatureEncoder.for_backbone(
+            backbone, spec, hardware.backbone_jit(config.run.jit_compile),
+            devices=list(strategy.extended.worker_devices))
+        encoding = Encoding(encoder, precision, backbone.num_layers)
+        global_batch = config.optimization.batch_size * strategy.num_replicas_in_sync
+
+        train_source, eval_source, facts = _sources(config, preprocessor, encoding, backbone,
+                                                    global_batch, worker, log)
+        with strategy.scope():
+            head = build_head(config.model, backbone, config.optimization.seed,
+                              copy_unfrozen=True)
+            total_steps = sum(train_source.num_batches(e)
+                              for e in range(config.optimization.epochs))
+            optimizer = make_optimizer(config.optimization, head, total_steps)
+        weight_average = averaging.from_decay(config.optimization.ema_decay)
+        trainer = Trainer(head, optimizer, global_batch, strategy=strategy,
+                          jit_compile=hardware.head_jit(config.run.jit_compile,
+                                                        spec.has_transformer_blocks),
+                          weight_average=weight_average,
+                          rdrop_alpha=config.optimization.rdrop_alpha)
+        trainer.build(spec.feature_shape(backbone))
+
+        checkpoint = RunCheckpoint(out_dir, head, optimizer, keep=config.run.keep_checkpoints,
+                                   log=log, read_dir=model_dir, weight_average=weight_average)
+        final, summaries, history = _train(config, trainer, checkpoint, train_source,
+                                           eval_source, out_dir, worker, facts, log)
+        summaries.write(test={"split": config.data.eval_split, **final},
+                        wall_seconds=time.time() - started)
+        if config.run.export and worker.is_chief:
+            trained = restore(model_dir, "best", config=config, log=log)
+            path = trained.export()
+            log(f"Exported the best checkpoint ({os.path.basename(trained.checkpoint_path)}) "
+                f"as a SavedModel: {path}")
+            summaries.write(export_dir=path)
+        return {"epochs": history, "test": final}
+    finally:
+        distribute.remove_write_dir(out_dir, model_dir)
+
+
+def _silent(message: str) -> None:
+    pass
+
+
+def _start_or_check_resume(config: TrainConfig, worker: distribute.WorkerInfo) -> None:
+    """`--restart` clears the run's outputs; otherwise a saved config must match this one."""
+    model_dir = config.run.model_dir
+    if config.run.restart:
+        if worker.is_chief:
+            for name in RUN_OUTPUTS:
+                path = os.path.join(model_dir, name)
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                elif os.path.exists(path):
+                    os.remove(path)
+        return
+    if os.path.exists(config_path(model_dir)):
+        diffs = config.differences(load_config(model_dir))
+        if diffs:
+            raise UserError(
+                f"{model_dir} holds a run with another configuration:\n  " + "\n  ".join(diffs)
+                + "\nUse the same flags to resume, another --model_dir, or --restart to start "
+                "over.")
+
+
+def _check_sequence_length(sequence_length: int, backbone) -> None:
+    limit = backbone.max_sequence_length
+    if sequence_length > limit:
+        raise UserError(f"--sequence_length={sequence_length} is out of range: this preset's "
+                        f"position embeddings cover at most {limit} tokens.")
+
+
+def _sources(config: TrainConfig, preprocessor, encoding: Encoding, backbone, global_batch: int,
+             worker: distribute.WorkerInfo, log) -> tuple:
+    """The train and eval batch sources, and the facts about them `metrics.json` records."""
+    data_config, optimization = config.data, config.optimization
+    log(f"Tokenizing {data_config.train_split} and {data_config.eval_split} "
+        f"(sequence length {config.model.sequence_length})...")
+    train_tokens = tokenize_split(data_config, data_config.train_split, preprocessor)
+    eval_tokens = tokenize_split(data_config, data_config.eval_split, preprocessor)
+    log(f"{len(train_tokens['label'])} training and {len(eval_tokens['label'])} "
+        f"evaluation sentences; backbone {backbone.num_layers} layers x {backbone.hidden_dim}, "
+        f"precision {encoding.precision}.")
+    log(f"Head: {FeatureSpec.of(config.model).describe()}; {_describe_optimization(config)}.")
+
+    encode_started = time.time()
+    train_source = split_source(config, data_config.train_split, train_tokens, encoding,
+                                shuffle=True, batch_size=global_batch, worker=worker)
+    eval_source = split_source(config, data_config.eval_split, eval_tokens, encoding,
+                               batch_size=global_batch, worker=worker)
+    encode_seconds = None
+    if config.run.cache_features:
+        encode_seconds = time.time() - encode_started
+        log(f"Features ready in {encode_seconds:.1f}s (cache: {cache_dir(config)}).")
+    facts = {"precision": encoding.precision,
+             "learning_rate": optimization.learning_rate,
+             "backbone_learning_rate": (optimization.backbone_learning_rate
+                                        if config.model.trainable_layers else None),
+             "train_examples": len(train_tokens["label"]),
+             "eval_examples": len(eval_tokens["label"]),
+             "encode_seconds": encode_seconds}
+    return train_source, eval_source, facts
+
+
+def _describe_optimization(config: TrainConfig) -> str:
+    optimization = config.optimization
+    text = f"learning rate {optimization.learning_rate:g}"
+    if config.model.trainable_layers:
+        text += f" (unfrozen layers {optimization.backbone_learning_rate:g})"
+    text += f", {optimization.lr_schedule}"
+    if optimization.rdrop_alpha:
+        text += f"; R-Drop (alpha {optimization.rdrop_alpha:g})"
+    if optimization.ema_decay:
+        text += f"; evaluated with a weight average (EMA decay {optimization.ema_decay:g})"
+    return text
+
+
+def _train(config: TrainConfig, trainer: Trainer, checkpoint: RunCheckpoint, train_source,
+           eval_source, out_dir: str, worker: distribute.WorkerInfo, facts: dict, log) -> tuple:
+    """Resumes from the latest checkpoint, runs the epochs, evaluates; returns
+    `(final metrics, the summary callback, every epoch's record)`."""
+    model_dir = config.run.model_dir
+    restored = checkpoint.restore_latest()
+    start, epoch_sums = restored if restored is not None else (None, None)
+    if start is not None:
+        log(f"Resuming from step {start.step} (epoch {start.epoch + 1}, batch {start.batch}) "
+            f"in {checkpoint.manager.directory}.")
+    if worker.is_chief:
+        save_config(model_dir, config)
+    metrics_path = os.path.join(model_dir, "metrics.json")
+    history = (load_json(metrics_path).get("epochs", [])
+               if restored and os.path.exists(metrics_path) else [])
+    summaries = SummaryCallback(out_dir, history, {
+        "config": to_dict(config), **facts,
+        "replicas": trainer.strategy.num_replicas_in_sync, "workers": worker.count})
+    checkpoints = CheckpointCallback(checkpoint=checkpoint,
+                                     every_steps=config.run.checkpoint_every_steps)
+    try:
+        with checkpoints.saving_on_signals():
+            fit(trainer, train_source, eval_source, config.optimization.epochs, start=start,
+                epoch_sums=epoch_sums, callbacks=[checkpoints, summaries],
+                show_progress=config.run.progress, log=log)
+    except Interrupted as e:
+        raise UserError(f"Stopped by {e}; checkpoint saved in {checkpoint.manager.directory}. "
+                        "Run the same command again to resume.") from None
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+            tf.errors.CancelledError, tf.errors.InternalError) as e:
+        if worker.count == 1:
+            raise
+        reason = str(e).strip().splitlines()[0][:200]
+        raise UserError(f"Worker {worker.index}: another worker stopped responding ({reason}). "
+                        f"Checkpoints are in {model_dir}/checkpoints; restart every "
+                        "worker with the same command to resume.") from None
+
+    final = trainer.evaluate(eval_source, show_progress=False)
+    log(f"Test Loss: {final['loss']:.4f}")
+    log(f"Test Accuracy: {final['accuracy']:.4f}")
+    log(f"(GLUE's SST-2 test split has no labels, so the test metrics above are computed "
+        f"on {config.data.eval_split!r}.)")
+    return final, summaries, history

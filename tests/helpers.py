@@ -1,0 +1,51 @@
+"""Helpers the tests share: tiny GLUE-format files, subprocess runs, the assets' locations."""
+
+import os
+import random
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+POSITIVE = ["good", "great", "fun", "moving", "charming", "superb", "warm", "clever"]
+NEGATIVE = ["bad", "dull", "boring", "awful", "tedious", "flat", "weak", "stale"]
+NEUTRAL = ["the", "film", "movie", "is", "a", "story", "of", "and", "it", "plot", "very"]
+TINY_VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + POSITIVE + NEGATIVE + NEUTRAL
+TINY_SEQUENCE_LENGTH = 16
+
+
+def glue_dir() -> str:
+    """The real GLUE SST-2 files: $SST2_GLUE_DIR, else ../shared/data/glue/SST-2."""
+    return os.environ.get("SST2_GLUE_DIR",
+                          os.path.join(REPO, "..", "shared", "data", "glue", "SST-2"))
+
+
+def _sentence(rng: random.Random, label: int) -> str:
+    words = rng.sample(NEUTRAL, rng.randint(1, 6)) + [rng.choice(POSITIVE if label else NEGATIVE)]
+    rng.shuffle(words)
+    return " ".join(words)
+
+
+def write_tiny_glue(folder: str, seed: int = 0, sizes=(256, 64, 32)) -> str:
+    """Writes GLUE-format SST-2 files whose labels a tiny model can learn."""
+    rng = random.Random(seed)
+    os.makedirs(folder, exist_ok=True)
+    for name, n in zip(("train.tsv", "dev.tsv"), sizes[:2]):
+        with open(os.path.join(folder, name), "w") as f:
+            f.write("sentence\tlabel\n")
+            for i in range(n):
+                label = i % 2
+                f.write(f"{_sentence(rng, label)} \t{label}\n")
+    with open(os.path.join(folder, "test.tsv"), "w") as f:
+        f.write("index\tsentence\n")
+        for i in range(sizes[2]):
+            f.write(f"{i}\t{_sentence(rng, i % 2)}\n")
+    return folder
+
+
+def run_module(module: str, *args: str, env: dict | None = None, timeout: float = 600,
+               cwd: str | None = None) -> subprocess.CompletedProcess:
+    """Runs `python -m module args...` in a fresh process, capturing its output."""
+    full_env = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=cwd or REPO)

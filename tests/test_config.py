@@ -1,0 +1,159 @@
+"""The config module: one source of truth per option, validation, flags, config.json formats."""
+
+import dataclasses
+import json
+
+import pytest
+from absl import flags
+
+from sst2 import cli, config as config_lib, config_file
+from sst2.config import EvaluateConfig, ModelConfig, OptimizationConfig, TrainConfig
+from sst2.config_file import from_dict, load_config, to_dict
+from sst2.errors import UserError
+
+
+def test_defaults_are_explicit_values():
+    config = TrainConfig()
+    assert config.optimization.learning_rate == 1e-3
+    assert config.optimization.backbone_learning_rate == 2e-4
+    assert config.model.pooling == "attention" and config.model.layers == "all"
+    for group in config_lib.GROUPS.values():
+        for field, spec, kind in config_lib.options(group):
+            assert spec.help, field.name
+            # Only options that may be unset (paths, the TPU address) default to None.
+            assert field.default is not None or field.type != kind, field.name
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"learning_rate": 0}, "--learning_rate=0 is out of range: it must be above 0."),
+    ({"learning_rate": -0.001}, "--learning_rate=-0.001 is out of range"),
+    ({"batch_size": 0}, "--batch_size=0 is out of range: it must be at least 1."),
+    ({"batch_size": -5}, "--batch_size=-5 is out of range"),
+    ({"epochs": 0}, "--epochs=0 is out of range: it must be at least 1."),
+    ({"encode_batch_size": 0}, "--encode_batch_size=0 is out of range"),
+    ({"dropout": 1.5}, "--dropout=1.5 is out of range: it must be at least 0 and below 1."),
+    ({"ema_decay": 1.5}, "--ema_decay=1.5 is out of range: it must be at least 0 and below 1."),
+    ({"trainable_layers": -1}, "--trainable_layers=-1 is out of range: it must be at least 0."),
+    ({"head_layers": -1}, "--head_layers=-1 is out of range"),
+    ({"head_hidden": -1}, "--head_hidden=-1 is out of range"),
+    ({"rdrop_alpha": -1.0}, "--rdrop_alpha=-1.0 is out of range: it must be at least 0."),
+    ({"sequence_length": 0}, "--sequence_length=0 is out of range: it must be at least 3 and "
+                             "at most 512."),
+    ({"sequence_length": 10000}, "--sequence_length=10000 is out of range"),
+    ({"pooling": "max"}, "--pooling='max' is not allowed: it must be one of cls, mean, "
+                         "cls_mean, attention."),
+    ({"lr_schedule": "cosine"}, "--lr_schedule='cosine' is not allowed"),
+    ({"epochs": "3"}, "--epochs='3' is not a int."),
+    ({"backbone_learning_rate": 1e-4}, "use it with --trainable_layers"),
+    ({"rdrop_alpha": 1.0, "dropout": 0.0}, "equal with --dropout=0"),
+])
+def test_bad_values_are_refused_on_construction_naming_the_flag(options, message):
+    with pytest.raises(UserError) as raised:
+        TrainConfig.from_options(**options)
+    assert message in str(raised.value)
+
+
+def test_a_backbone_rate_with_unfrozen_layers_and_rdrop_with_dropout_are_accepted():
+    config = TrainConfig.from_options(trainable_layers=2, backbone_learning_rate=1e-4,
+                                      rdrop_alpha=1.0)
+    assert config.optimization.backbone_learning_rate == 1e-4
+    with pytest.raises(TypeError, match="not an option"):
+        TrainConfig.from_options(learning_rat=1e-3)
+
+
+def test_flags_are_generated_from_the_config_with_help_choices_and_defaults():
+    flag_values = flags.FlagValues()
+    cli.define_flags(TrainConfig, flag_values)
+    names = {field.name for group in config_lib.GROUPS.values()
+             for field in dataclasses.fields(group)}
+    assert all(name in flag_values for name in names)
+    pooling = flag_values["pooling"]
+    assert pooling.default == "attention" and "learned attention" in pooling.help
+    assert pooling.parser.enum_values == ["cls", "mean", "cls_mean", "attention"]
+    assert "(above 0.)" in flag_values["learning_rate"].help
+    flag_values(["prog", "--epochs=1", "--pooling=mean", "--noexport", "--learning_rate=5e-3"])
+    config = cli.config_from_flags(TrainConfig, flag_values)
+    assert config == TrainConfig.from_options(epochs=1, pooling="mean", export=False,
+                                              learning_rate=5e-3)
+
+
+def test_flags_are_validated_like_python_values():
+    flag_values = flags.FlagValues()
+    cli.define_flags(TrainConfig, flag_values)
+    flag_values(["prog", "--learning_rate=0"])
+    with pytest.raises(UserError, match="--learning_rate=0.0 is out of range"):
+        cli.config_from_flags(TrainConfig, flag_values)
+
+
+def test_entry_point_configs_have_required_options():
+    flag_values = flags.FlagValues()
+    cli.define_flags(EvaluateConfig, flag_values)
+    flag_values(["prog"])
+    with pytest.raises(UserError, match="--model_dir is required"):
+        cli.config_from_flags(EvaluateConfig, flag_values)
+    flag_values(["prog", "--model_dir=runs/a", "--checkpoint=latest"])
+    assert cli.config_from_flags(EvaluateConfig, flag_values) == EvaluateConfig(
+        model_dir="runs/a", checkpoint="latest")
+
+
+def test_config_json_round_trips_with_its_format():
+    config = TrainConfig.from_options(epochs=2, pooling="mean", trainable_layers=1,
+                                      backbone_learning_rate=1e-4, model_dir="runs/x")
+    saved = to_dict(config)
+    assert saved["format"] == config_file.FORMAT
+    assert saved["model"]["pooling"] == "mean" and saved["run"]["model_dir"] == "runs/x"
+    assert from_dict(json.loads(json.dumps(saved))) == config
+    with pytest.raises(UserError, match="newer than this sst2 reads"):
+        from_dict({**saved, "format": config_file.FORMAT + 1})
+
+
+# config.json as written by sst2 before option groups (format 1): flat, None for defaults.
+FORMAT_1 = {"model_dir": "runs/old", "preset": "p", "data_dir": None, "train_split": "train",
+            "eval_split": "validation", "epochs": 3, "batch_size": 32, "learning_rate": None,
+            "backbone_learning_rate": None, "lr_schedule": "linear", "ema_decay": 0.0,
+            "rdrop_alpha": 0.0, "seed": 0, "sequence_length": 128, "precision": "auto",
+            "pooling": "attention", "layers": "all", "head_hidden": 256, "head_layers": 0,
+            "trainable_layers": 0, "dropout": 0.1, "cache_features": True, "cache_dir": None,
+            "encode_batch_size": 128, "jit_compile": True, "strategy": "auto", "tpu": None,
+            "checkpoint_every_steps": 500, "keep_checkpoints": 3, "restart": False,
+            "download": True, "export": True, "show_progress": False}
+
+
+def test_format_1_reads_as_the_same_run_with_explicit_defaults():
+    config = from_dict(FORMAT_1)
+    assert config == TrainConfig.from_options(model_dir="runs/old", preset="p", progress=False)
+    assert config.optimization.learning_rate == 1e-3
+
+
+def test_format_1_runs_from_before_per_group_rates_and_schedules():
+    # Before per-group rates, unfrozen runs trained everything at one rate (2e-4 by default).
+    old = {k: v for k, v in FORMAT_1.items() if k != "backbone_learning_rate"}
+    config = from_dict({**old, "trainable_layers": 2})
+    assert config.optimization.learning_rate == config.optimization.backbone_learning_rate == 2e-4
+    config = from_dict({**old, "trainable_layers": 2, "learning_rate": 1e-4})
+    assert config.optimization.backbone_learning_rate == 1e-4
+    # Before --lr_schedule, the rate was constant.
+    assert from_dict({k: v for k, v in FORMAT_1.items()
+                      if k != "lr_schedule"}).optimization.lr_schedule == "constant"
+
+
+def test_load_config_reads_a_run_folder(tmp_path):
+    with pytest.raises(UserError, match="no trained run"):
+        load_config(str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps(FORMAT_1))
+    assert load_config(str(tmp_path)).run.model_dir == "runs/old"
+
+
+def test_resume_compares_identity_options_only():
+    config = TrainConfig.from_options(trainable_layers=2)
+    assert config.differences(config.replace(run={"model_dir": "elsewhere", "export": False},
+                                             optimization={"epochs": 5})) == []
+    other = config.replace(optimization={"backbone_learning_rate": 1e-4},
+                           model={"pooling": "mean"})
+    assert config.differences(other) == [
+        "pooling: checkpoint has 'mean', this run has 'attention'",
+        "backbone_learning_rate: checkpoint has 0.0001, this run has 0.0002"]
+    identity = {field.name for group in (ModelConfig, OptimizationConfig)
+                for field, spec, _ in config_lib.options(group) if spec.identity}
+    assert identity == {f.name for f in dataclasses.fields(ModelConfig)} | {
+        f.name for f in dataclasses.fields(OptimizationConfig)} - {"epochs"}

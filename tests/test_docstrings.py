@@ -1,0 +1,39 @@
+"""Every docstring example in the package runs, as keras-hub runs its own.
+
+Examples may use these names, bound here to small fixtures: `preset` (a tiny
+random DistilBERT preset folder), `data_dir` (a tfds data dir holding a tiny
+glue/sst2), `trained_dir` (a finished tiny run) and `tmp_dir` (an empty folder).
+"""
+
+import doctest
+import importlib
+import io
+import pkgutil
+
+import pytest
+
+import sst2
+
+MODULES = sorted(m.name for m in pkgutil.iter_modules(sst2.__path__, "sst2."))
+# Entry points hold usage lines (their flags are tested), not examples.
+WITHOUT_EXAMPLES = {"sst2.cli", "sst2.errors", "sst2.files", "sst2.train", "sst2.evaluate",
+                    "sst2.export", "sst2.predict", "sst2.prepare_data"}
+
+
+def _run_examples(name, globs) -> tuple[int, str]:
+    module = importlib.import_module(name)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    report = io.StringIO()
+    for test in doctest.DocTestFinder().find(module, name, extraglobs=globs):
+        runner.run(test, out=report.write)
+    return runner.tries, report.getvalue()
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name, tiny_preset, tiny_data_dir, trained_tiny_run, tmp_path):
+    globs = {"preset": tiny_preset, "data_dir": tiny_data_dir, "trained_dir": trained_tiny_run,
+             "tmp_dir": str(tmp_path)}
+    tries, failures = _run_examples(name, globs)
+    assert not failures, failures
+    if name not in WITHOUT_EXAMPLES:
+        assert tries > 0, f"{name} has no docstring example"

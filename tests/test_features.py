@@ -1,0 +1,82 @@
+"""The encode pass and its cache: features equal the backbone's, in split order, resumable."""
+
+import numpy as np
+import tensorflow as tf
+
+from sst2 import data, features, presets
+from sst2.backbone import FeatureSpec
+from sst2.encoder import FeatureEncoder
+from tests.helpers import TINY_SEQUENCE_LENGTH
+
+
+def _plain(fn) -> FeatureEncoder:
+    """An encoder around one Python function (pooled features, free shapes)."""
+    return FeatureEncoder((fn,), static_shapes=False, token_level=False)
+
+
+def _tokens(tiny_preset, tiny_data_dir, split="train"):
+    preprocessor = presets.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
+    return data.to_numpy(data.tokenize(data.load_split(split, tiny_data_dir), preprocessor))
+
+
+def test_cached_and_uncached_features_agree(tiny_preset, tiny_data_dir, tmp_path):
+    backbone = presets.load_backbone(tiny_preset)
+    spec = FeatureSpec("mean", "all")
+    encoder = FeatureEncoder.for_backbone(backbone, spec, jit_compile=False)
+    tokens = _tokens(tiny_preset, tiny_data_dir, "validation")
+    cached = features.encode(encoder, tokens, str(tmp_path), {"split": "validation"}, batch_size=7,
+                             show_progress=False)
+    direct = encoder(tf.constant(tokens["token_ids"]), tf.constant(tokens["padding_mask"])).numpy()
+    np.testing.assert_allclose(cached.features.astype(np.float32), direct, atol=2e-3, rtol=2e-3)
+    assert np.array_equal(cached.labels, tokens["label"])
+    again = features.encode(_plain(lambda *a: 1 / 0), tokens, str(tmp_path), {"split": "validation"},
+                            show_progress=False)  # served from the cache, backbone never called
+    assert np.array_equal(again.features, cached.features)
+
+
+def test_encode_resumes_after_a_crash(tiny_preset, tiny_data_dir, tmp_path):
+    backbone = presets.load_backbone(tiny_preset)
+    encoder = FeatureEncoder.for_backbone(backbone, FeatureSpec("cls", "last"), jit_compile=False)
+    tokens = _tokens(tiny_preset, tiny_data_dir)
+    calls = {"n": 0}
+
+    def crashing(*args):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return encoder(*args)
+
+    key = {"split": "train"}
+    try:
+        features.encode(_plain(crashing), tokens, str(tmp_path), key, batch_size=16, shard_batches=2,
+                        show_progress=False)
+    except KeyboardInterrupt:
+        pass
+    resumed_calls = {"n": 0}
+
+    def counting(*args):
+        resumed_calls["n"] += 1
+        return encoder(*args)
+
+    resumed = features.encode(_plain(counting), tokens, str(tmp_path), key, batch_size=16,
+                              shard_batches=2, show_progress=False)
+    boundaries = _plain(encoder).padded_lengths(TINY_SEQUENCE_LENGTH)
+    total_batches = len(data.plan_batches(tokens["length"], 16, boundaries))
+    assert resumed_calls["n"] == total_batches - 4  # two finished shards of 2 batches kept
+    fresh = features.encode(encoder, tokens, str(tmp_path / "fresh"), key, batch_size=16,
+                            show_progress=False)
+    np.testing.assert_array_equal(resumed.features, fresh.features)
+
+
+def test_token_cache_is_in_split_order(tiny_preset, tiny_data_dir, tmp_path):
+    backbone = presets.load_backbone(tiny_preset)
+    encoder = FeatureEncoder.for_backbone(backbone, FeatureSpec("attention"), jit_compile=False)
+    tokens = _tokens(tiny_preset, tiny_data_dir, "validation")
+    cached = features.encode(encoder, tokens, str(tmp_path), {"split": "validation"}, batch_size=7,
+                             show_progress=False)
+    assert np.array_equal(cached.lengths, tokens["length"])
+    assert np.array_equal(cached.idx, tokens["idx"])
+    for i in (0, 5, 63):
+        direct = encoder(tf.constant(tokens["token_ids"][i:i + 1]),
+                    tf.constant(tokens["padding_mask"][i:i + 1])).numpy()[0, :tokens["length"][i]]
+        np.testing.assert_allclose(cached.tokens(i).astype(np.float32), direct, atol=2e-2)
