@@ -78,13 +78,13 @@ def standin_preset(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def trained_tiny_run(tiny_preset, tiny_data_dir, tmp_path_factory) -> str:
-    """A finished 2-epoch run of the tiny model (best checkpoint kept), in-process."""
+    """A finished 1-epoch run of the tiny model (best checkpoint kept), in-process."""
     from sst2.config import TrainConfig
     from sst2.training import run
 
     model_dir = str(tmp_path_factory.mktemp("trained_tiny"))
     run(TrainConfig.from_options(
-        model_dir=model_dir, preset=tiny_preset, data_dir=tiny_data_dir, epochs=2,
+        model_dir=model_dir, preset=tiny_preset, data_dir=tiny_data_dir, epochs=1,
         batch_size=8, sequence_length=TINY_SEQUENCE_LENGTH, learning_rate=0.01,
         pooling="mean", head_hidden=8, progress=False, export=False), log=lambda s: None)
     return model_dir

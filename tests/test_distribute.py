@@ -96,12 +96,12 @@ def _serve(export_dir, texts):
     return serve(text=tf.constant(texts))["probabilities"].numpy()
 
 
-def test_two_worker_processes_on_loopback_match_one_process(sst2_data_dir, standin_preset,
+def test_two_worker_processes_on_loopback_match_one_process(tiny_preset, tiny_data_dir,
                                                             tmp_path):
     from sst2.serving import latest_export
 
-    common = ["--epochs=1", "--train_split=train[:1024]", f"--preset={standin_preset}",
-              f"--data_dir={sst2_data_dir}", "--noprogress", "--learning_rate=0.005",
+    common = ["--epochs=2", "--sequence_length=16", f"--preset={tiny_preset}",
+              f"--data_dir={tiny_data_dir}", "--noprogress", "--learning_rate=0.05",
               "--pooling=mean", "--head_hidden=0", "--dropout=0"]  # dropout masks are per replica
     worker_tmp = tmp_path / "worker_tmp"
     worker_tmp.mkdir()
@@ -116,7 +116,7 @@ def test_two_worker_processes_on_loopback_match_one_process(sst2_data_dir, stand
                             capture_output=True, text=True, cwd=REPO, timeout=600,
                             env=dict(os.environ, PYTHONPATH=REPO))
     assert single.returncode == 0, single.stderr[-3000:]
-    texts = ["a gripping , funny film", "dull and far too long", "it is what it is", ""]
+    texts = ["a great and charming film", "dull and boring", "it is the plot", ""]
     multi_export = latest_export(str(tmp_path / "multi" / "export"))
     assert multi_export is not None  # the chief exported
     np.testing.assert_allclose(_serve(multi_export, texts),

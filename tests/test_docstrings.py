@@ -14,7 +14,10 @@ import pytest
 
 import sst2
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(sst2.__path__, "sst2."))
+# Examples that train or export a whole model run in the slow tier.
+SLOW = {"sst2.serving", "sst2.training"}
+MODULES = [pytest.param(m.name, marks=[pytest.mark.slow] if m.name in SLOW else [])
+           for m in sorted(pkgutil.iter_modules(sst2.__path__, "sst2."), key=lambda m: m.name)]
 # Entry points hold usage lines (their flags are tested), not examples.
 WITHOUT_EXAMPLES = {"sst2.cli", "sst2.errors", "sst2.files", "sst2.train", "sst2.evaluate",
                     "sst2.export", "sst2.predict", "sst2.prepare_data"}

@@ -48,9 +48,9 @@ def test_no_network_and_no_assets_fails_with_one_message(tmp_path):
     assert "build_standin.py" in result.stderr
 
 
-def test_train_reaches_70_percent_on_4096_sentences(sst2_data_dir, standin_preset, tmp_path):
+def test_train_reaches_70_percent_on_2048_sentences(sst2_data_dir, standin_preset, tmp_path):
     model_dir = tmp_path / "run"
-    result = run_module("sst2.train", "--epochs=3", "--train_split=train[:4096]",
+    result = run_module("sst2.train", "--epochs=2", "--train_split=train[:2048]",
                         f"--preset={standin_preset}", f"--data_dir={sst2_data_dir}",
                         f"--model_dir={model_dir}", "--noprogress")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -58,25 +58,9 @@ def test_train_reaches_70_percent_on_4096_sentences(sst2_data_dir, standin_prese
     with open(model_dir / "metrics.json") as f:
         metrics = json.load(f)
     epochs = metrics["epochs"]
-    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    assert [e["epoch"] for e in epochs] == [1, 2]
     for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy"):
         assert all(np.isfinite(e[key]) for e in epochs)
     assert epochs[-1]["val_accuracy"] >= 0.70, epochs
     assert metrics["test"]["accuracy"] == pytest.approx(epochs[-1]["val_accuracy"])
     assert os.listdir(model_dir / "train")  # TensorBoard event files
-
-
-def test_cached_and_uncached_paths_agree(sst2_data_dir, standin_preset, tmp_path):
-    """--cache_features=false runs the backbone every step: same batches, same accuracy."""
-    accuracies = {}
-    for cache in ("true", "false"):
-        model_dir = tmp_path / cache
-        result = run_module("sst2.train", "--epochs=2", "--train_split=train[:2048]",
-                            f"--preset={standin_preset}", f"--data_dir={sst2_data_dir}",
-                            f"--model_dir={model_dir}", f"--cache_features={cache}",
-                            "--noprogress", "--noexport")
-        assert result.returncode == 0, result.stderr[-3000:]
-        with open(model_dir / "metrics.json") as f:
-            accuracies[cache] = [e["val_accuracy"] for e in json.load(f)["epochs"]]
-    for cached, uncached in zip(accuracies["true"], accuracies["false"]):
-        assert abs(cached - uncached) <= 0.003, accuracies
