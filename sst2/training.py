@@ -55,7 +55,7 @@ def run(config: TrainConfig, log=print) -> dict:
     worker = distribute.worker_info(strategy)
     if not worker.is_chief:
         log = _silent  # the chief speaks for the cluster
-    check_assets(config.data, config.model.preset)
+    check_assets(config.model.preset)
     keras.utils.set_random_seed(config.optimization.seed)
     tf.config.experimental.enable_op_determinism()
     model_dir = config.run.model_dir

