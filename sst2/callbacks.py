@@ -45,10 +45,12 @@ class CheckpointCallback(Callback):
             self.checkpoint.save(position, epoch_sums)
 
     def on_epoch_end(self, position: Position, record: dict) -> None:
-        self.checkpoint.save(position, None)
+        # The best score first: the rolling checkpoint must hold it, or a run resumed
+        # from this epoch's end would not know this epoch's score.
         if "val_accuracy" in record and self.checkpoint.save_if_best(position,
                                                                      record["val_accuracy"]):
             record["best"] = True
+        self.checkpoint.save(position, None)
 
     @contextlib.contextmanager
     def saving_on_signals(self):

@@ -24,12 +24,14 @@ Example:
     (Position(epoch=0, batch=5, step=5), MetricSums(loss=2.0, correct=4.0, count=5.0))
 """
 
+import glob
 import os
 
 import numpy as np
 import tensorflow as tf
 
 from sst2.loop import MetricSums, Position
+from sst2.errors import UserError
 from sst2.head import rng_state_variables
 
 
@@ -44,6 +46,7 @@ class RunCheckpoint:
         `model_dir` (saving is collective) but restore the chief's checkpoints.
         """
         self.log = log
+        self._restored_path = None
         self.read_dir = os.path.join(read_dir or model_dir, "checkpoints")
         self._position = tf.Variable(np.zeros(3, np.int64), trainable=False, name="position")
         self._sums = tf.Variable(np.zeros(3, np.float64), trainable=False, name="epoch_sums")
@@ -54,6 +57,8 @@ class RunCheckpoint:
             head=head, optimizer=optimizer, head_rng=rng_state_variables(head),
             position=self._position,
             epoch_sums=self._sums, best_val_accuracy=self._best_accuracy, **tracked)
+        for folder in ("checkpoints", "best"):
+            _set_aside_unreadable_index(os.path.join(model_dir, folder), log)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(model_dir, "checkpoints"), max_to_keep=max(keep, 1),
             checkpoint_name="ckpt")
@@ -83,29 +88,96 @@ class RunCheckpoint:
         self.best_manager.save(checkpoint_number=position.step)
         return True
 
+    def _rolling_paths(self) -> list[str]:
+        """The rolling checkpoints, oldest first: from the `checkpoint` index file, or, if
+        that is unreadable, from the checkpoint files themselves."""
+        try:
+            state = tf.train.get_checkpoint_state(self.read_dir)
+            if state is not None:
+                return list(state.all_model_checkpoint_paths)
+        except Exception as e:  # garbage or non-UTF-8 bytes in the index file
+            self.log(f"The checkpoint index in {self.read_dir} is unreadable "
+                     f"({type(e).__name__}); using the checkpoint files themselves.")
+        found = glob.glob(os.path.join(self.read_dir, "ckpt-*.index"))
+        steps = sorted(int(p[:-len(".index")].rsplit("-", 1)[1]) for p in found
+                       if p[:-len(".index")].rsplit("-", 1)[1].isdigit())
+        return [os.path.join(self.read_dir, f"ckpt-{step}") for step in steps]
+
+    def _read(self, path: str) -> bool:
+        try:
+            status = self.checkpoint.read(path)
+            status.assert_existing_objects_matched()
+            # Values with no object yet (the save counter) are expected, not worth a warning.
+            status.expect_partial()
+            return True
+        except Exception as e:  # truncated files raise IndexError, others OpError...
+            self.log(f"Checkpoint {path} is unreadable ({type(e).__name__}); "
+                     "trying the one before it.")
+            return False
+
     def restore_latest(self) -> tuple[Position, MetricSums] | None:
         """Restores the newest readable checkpoint; reports and skips corrupt ones.
 
         Returns the position and epoch sums to continue from, or None if there
-        is no usable checkpoint.
+        is no checkpoint at all.
+
+        Raises:
+            UserError: when there are checkpoints but none is readable (a fresh
+                start would silently throw the run away).
         """
-        state = tf.train.get_checkpoint_state(self.read_dir)
-        paths = list(state.all_model_checkpoint_paths) if state else []
+        paths = self._rolling_paths()
         for path in reversed(paths):
-            try:
-                self.checkpoint.read(path).assert_existing_objects_matched()
-            except Exception as e:  # truncated files raise IndexError, others OpError...
-                self.log(f"Checkpoint {path} is unreadable ({type(e).__name__}); "
-                         "trying the one before it.")
-                continue
-            epoch, batch, step = (int(v) for v in self._position.numpy())
-            return Position(epoch, batch, step), MetricSums(*self._sums.numpy().tolist())
+            if self._read(path):
+                self._restored_path = path
+                epoch, batch, step = (int(v) for v in self._position.numpy())
+                return Position(epoch, batch, step), MetricSums(*self._sums.numpy().tolist())
+        if paths:
+            raise UserError(f"None of the {len(paths)} checkpoints in {self.read_dir} is "
+                            "readable. Use --restart to start the run over (or move the "
+                            "folder aside to keep it).")
         return None
 
     def restore_best(self) -> str:
-        """Restores the best checkpoint (or the latest if no best was kept); returns its path."""
-        path = self.best_manager.latest_checkpoint or self.manager.latest_checkpoint
-        if path is None:
+        """Restores the best checkpoint, else the latest readable one; returns its path."""
+        best = self.best_manager.latest_checkpoint
+        if best is not None:
+            try:
+                self.checkpoint.read(best).expect_partial()
+                return best
+            except Exception as e:
+                self.log(f"The best checkpoint {best} is unreadable ({type(e).__name__}); "
+                         "using the latest readable one instead.")
+        if self.restore_latest() is None:
             raise FileNotFoundError("no checkpoint")
-        self.checkpoint.read(path).expect_partial()
-        return path
+        return self.restored_path
+
+    @property
+    def restored_path(self) -> str | None:
+        """The checkpoint the last successful restore read."""
+        return self._restored_path
+
+
+_INDEX_FIELDS = ("model_checkpoint_path", "all_model_checkpoint_paths",
+                 "all_model_checkpoint_timestamps", "last_preserved_timestamp")
+
+
+def _set_aside_unreadable_index(folder: str, log) -> None:
+    """Renames a `checkpoint` index file TensorFlow cannot parse (its manager would raise).
+
+    The checkpoints themselves are then found by their file names.
+    """
+    index = os.path.join(folder, "checkpoint")
+    if not os.path.exists(index):
+        return
+    try:
+        with open(index, encoding="utf-8") as f:
+            lines = [line for line in f.read().splitlines() if line.strip()]
+        # The index is a text proto of a few known fields, one per line.
+        if not lines or not all(line.split(":")[0] in _INDEX_FIELDS for line in lines):
+            raise ValueError("not a checkpoint index")
+        if tf.train.get_checkpoint_state(folder) is None:
+            raise ValueError("not a checkpoint index")
+    except Exception as e:
+        log(f"The checkpoint index {index} is unreadable ({type(e).__name__}); set aside as "
+            "checkpoint.unreadable.")
+        os.replace(index, index + ".unreadable")

@@ -3,8 +3,10 @@ errors without tracebacks.
 
 An entry point is `main(config)` plus `cli.run(main, ConfigClass)`: the flags
 are defined from the config class's fields, parsed into an instance (which
-validates it), and `main` gets that instance. A `UserError` anywhere ends the
-process with one `error:` line and exit status 2.
+validates it), and `main` gets that instance. What a user can act on ends the
+process with one `error:` line and exit status 2, never a traceback: a
+`UserError`, an operating-system error (full or read-only disk, a path that is
+a file, too long or not permitted) and an interrupt (Ctrl-C).
 """
 
 import dataclasses
@@ -12,8 +14,9 @@ import os
 import sys
 from typing import Callable
 
-# Before TensorFlow is imported: hide its C++ start-up chatter (CUDA probing, oneDNN notes).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Before TensorFlow is imported: hide its C++ start-up chatter (CUDA probing on machines
+# without a GPU, oneDNN notes). Errors that matter reach Python as exceptions.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from sst2 import config as config_lib  # noqa: E402
 
@@ -73,10 +76,82 @@ def run(main: Callable, config_class) -> None:
 
     def guarded(argv):
         try:
-            main(config_from_flags(config_class), argv)
+            config = config_from_flags(config_class)
+            import_tensorflow_quietly()
+            main(config, argv)
         except UserError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+            fail(str(e))
+        except KeyboardInterrupt:
+            fail("Interrupted. Run the same command again to continue where it stopped.")
+        except OSError as e:
+            fail(describe_os_error(e))
+        except Exception as e:
+            message = describe_tensorflow_file_error(e)
+            if message is None:
+                raise  # a bug: the traceback is what a report needs
+            fail(message)
 
     logging.set_verbosity(logging.WARNING)  # tfds and tf.train log every file they touch
     app.run(guarded)
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and lists its devices with the process's stderr silenced.
+
+    TensorFlow's C++ start-up writes lines no user can act on (CUDA probing on
+    machines without a GPU) straight to file descriptor 2, whatever
+    TF_CPP_MIN_LOG_LEVEL says. Python errors still raise as usual.
+    """
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the CUDA probe; leaves the runtime unstarted
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def describe_tensorflow_file_error(error: Exception) -> str | None:
+    """One line for TensorFlow's own file errors (checkpoints, summaries, SavedModels)."""
+    if "tensorflow" not in sys.modules:
+        return None
+    import tensorflow as tf
+
+    advice = {tf.errors.ResourceExhaustedError: "the disk may be full: free some space",
+              tf.errors.PermissionDeniedError: "point the run at a writable folder",
+              tf.errors.NotFoundError: "check the path",
+              tf.errors.FailedPreconditionError: "check the path and the disk"}
+    for kind, what in advice.items():
+        if isinstance(error, kind):
+            first_line = (str(error.message).strip().splitlines() or [""])[0][:300]
+            return f"{first_line} ({what}). Checkpoints already saved are intact."
+    return None
+
+
+def describe_os_error(error: OSError) -> str:
+    """One line for an operating-system error: what failed, on which path, what to do."""
+    import errno
+
+    path = error.filename or ""
+    advice = {
+        errno.ENOSPC: "free some space there, or point the run elsewhere",
+        errno.EROFS: "the filesystem is read-only: point the run at a writable folder",
+        errno.EACCES: "you may not write there: point the run at a folder of yours",
+        errno.EPERM: "you may not write there: point the run at a folder of yours",
+        errno.ENAMETOOLONG: "use a shorter path",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+        errno.EEXIST: "a file is in the way of a folder",
+        errno.ENOENT: "check the path",
+    }.get(error.errno, "check the path and the disk")
+    what = error.strerror or str(error)
+    return f"{what}: {path} ({advice}). Checkpoints already saved are intact." if path else (
+        f"{what} ({advice}).")

@@ -163,6 +163,24 @@ def _local_download(extracted_root: str) -> Iterator[None]:
         yield
 
 
+# The header each GLUE SST-2 file must have (tfds's builder reads the columns by name).
+COLUMNS = {"train.tsv": ("sentence", "label"), "dev.tsv": ("sentence", "label"),
+           "test.tsv": ("index", "sentence")}
+
+
+def _check_columns(folder: str) -> None:
+    """Refuses GLUE files without the columns tfds reads (it would label every row -1)."""
+    for name, needed in COLUMNS.items():
+        path = os.path.join(folder, name)
+        with open(path, encoding="utf-8", errors="replace") as f:
+            header = f.readline().rstrip("\r\n").split("\t")
+        missing = [c for c in needed if c not in header]
+        if missing:
+            raise UserError(f"{path}: line 1 must name the columns {' and '.join(needed)} "
+                            f"(tab-separated); it has {header!r}, without "
+                            f"{' and '.join(missing)}.")
+
+
 def prepare_glue_sst2(source: str | None, data_dir: str | None = None,
                       force: bool = False) -> str:
     """Builds tfds `glue/sst2` in `data_dir` from local GLUE SST-2 files.
@@ -205,6 +223,7 @@ def prepare_glue_sst2(source: str | None, data_dir: str | None = None,
             raise UserError(
                 f"{source} holds no folder with train.tsv, dev.tsv and test.tsv. "
                 + OFFLINE_DATA_HELP)
+        _check_columns(found)
         staged = os.path.join(tmp, "staged")
         os.makedirs(os.path.join(staged, "SST-2"))
         for name in SPLIT_FILES.values():

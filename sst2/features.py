@@ -33,6 +33,7 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -43,6 +44,7 @@ from tqdm.auto import tqdm
 from sst2 import data
 from sst2.distribute import WorkerInfo
 from sst2.encoder import FeatureEncoder
+from sst2.errors import UserError
 from sst2.files import save_json
 
 CACHE_FORMAT = 2  # 2: token-level caches in split order
@@ -78,6 +80,10 @@ class FeatureSet:
         return self.features[self.offsets[i]:self.offsets[i + 1]]
 
 
+class CorruptCache(Exception):
+    """A cache folder whose files cannot be read back as written."""
+
+
 def cache_key(key_fields: dict) -> str:
     """A short stable hash of everything that changes the features."""
     blob = json.dumps({"format": CACHE_FORMAT, **key_fields}, sort_keys=True)
@@ -104,10 +110,29 @@ class FeatureCache:
         return os.path.exists(self._path("complete.json"))
 
     def load(self) -> FeatureSet:
-        offsets = self._path("offsets.npy")
-        return FeatureSet(np.load(self._path("features.npy")), np.load(self._path("labels.npy")),
-                          np.load(self._path("idx.npy")),
-                          np.load(offsets) if os.path.exists(offsets) else None)
+        """The assembled split.
+
+        Raises:
+            CorruptCache: when a file is unreadable or the files disagree in size.
+        """
+        offsets_path = self._path("offsets.npy")
+        try:
+            with open(self._path("complete.json")) as f:
+                examples = json.load(f)["examples"]
+            result = FeatureSet(np.load(self._path("features.npy")),
+                                np.load(self._path("labels.npy")), np.load(self._path("idx.npy")),
+                                np.load(offsets_path) if os.path.exists(offsets_path) else None)
+        except (OSError, ValueError, KeyError, EOFError) as e:
+            raise CorruptCache(f"{type(e).__name__}: {e}") from e
+        rows = len(result.features)
+        expected_rows = examples if result.offsets is None else int(result.offsets[-1])
+        if len(result.labels) != examples or len(result.idx) != examples or rows != expected_rows:
+            raise CorruptCache(f"{examples} examples recorded, files hold {len(result.labels)} "
+                               f"labels and {rows} feature rows")
+        return result
+
+    def discard(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def start(self) -> None:
         os.makedirs(self.folder, exist_ok=True)
@@ -122,7 +147,10 @@ class FeatureCache:
         os.replace(tmp, self._path(f"shard-{shard_id:05d}.npy"))
 
     def read_shards(self, count: int) -> list[np.ndarray]:
-        return [np.load(self._path(f"shard-{i:05d}.npy")) for i in range(count)]
+        try:
+            return [np.load(self._path(f"shard-{i:05d}.npy")) for i in range(count)]
+        except (OSError, ValueError, EOFError) as e:
+            raise CorruptCache(f"{type(e).__name__}: {e}") from e
 
     def write(self, features: FeatureSet) -> None:
         """Stores the assembled split, marks the folder complete, removes the shards."""
@@ -200,6 +228,7 @@ def encode(
     show_progress: bool = True,
     worker: WorkerInfo = WorkerInfo(),
     wait_seconds: float = 3600,
+    log=print,
 ) -> FeatureSet:
     """Returns the features of `tokens`, computing only what the cache lacks.
 
@@ -217,8 +246,27 @@ def encode(
         worker: this process's place among workers sharing `cache_dir`: worker
             i encodes every count-th shard from shard i (skipping shards on
             disk); the chief then assembles the cache and the others wait for it.
+
+    A damaged cache entry (unreadable, or sizes that disagree) is reported,
+    discarded and encoded again.
     """
     cache = FeatureCache(cache_dir, key_fields)
+    for attempt in (1, 2):
+        try:
+            return _encode_once(cache, encoder, tokens, batch_size, boundaries, shard_batches,
+                                description, show_progress, worker, wait_seconds)
+        except CorruptCache as e:
+            if attempt == 2 or worker.count > 1:
+                raise UserError(f"The feature cache {cache.folder} is unreadable ({e}); "
+                                "check the disk, then delete the folder.") from e
+            log(f"The feature cache {cache.folder} is damaged ({e}); discarding and "
+                "re-encoding it.")
+            cache.discard()
+
+
+def _encode_once(cache: FeatureCache, encoder: FeatureEncoder, tokens: dict, batch_size: int,
+                 boundaries, shard_batches: int, description: str, show_progress: bool,
+                 worker: WorkerInfo, wait_seconds: float) -> FeatureSet:
     if cache.is_complete():
         return cache.load()
     cache.start()

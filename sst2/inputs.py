@@ -21,7 +21,10 @@ Example:
 """
 
 import dataclasses
+import hashlib
 import os
+
+import numpy as np
 
 from sst2 import data, presets
 from sst2.backbone import FeatureSpec
@@ -33,13 +36,31 @@ from sst2.features import FeatureSet, encode
 from sst2.sources import CachedFeatureSource, CachedTokenSource, TokenSource
 
 
-def tokenize_split(data_config: DataConfig, split: str, preprocessor) -> dict:
-    """`split` of glue/sst2 as numpy token arrays (see `data.tokenize`)."""
+def tokenize_split(data_config: DataConfig, split: str, preprocessor,
+                   labelled: str | None = None) -> dict:
+    """`split` of glue/sst2 as numpy token arrays (see `data.tokenize`).
+
+    With `labelled` (the flag that named the split), a split with unlabelled
+    examples (label -1, as GLUE's test split) is refused.
+    """
     dataset = data.load_split(split, data_config.data_dir, data_config.download)
     tokens = data.to_numpy(data.tokenize(dataset, preprocessor))
     if not tokens:
         raise UserError(f"The split {split!r} is empty.")
+    unlabelled = int((tokens["label"] < 0).sum())
+    if labelled and unlabelled:
+        raise UserError(f"{labelled}={split!r} has {unlabelled} unlabelled examples (GLUE's "
+                        "test split has no labels): train and validate on labelled splits, "
+                        "e.g. train and validation.")
     return tokens
+
+
+def content_hash(tokens: dict) -> str:
+    """A SHA-256 of the token ids, labels and dataset indices (about 0.1 s for SST-2)."""
+    digest = hashlib.sha256()
+    for name in ("token_ids", "label", "idx"):
+        digest.update(np.ascontiguousarray(tokens[name]).tobytes())
+    return digest.hexdigest()
 
 
 def cache_dir(config: TrainConfig) -> str:
@@ -65,11 +86,10 @@ def cached_features(config: TrainConfig, split: str, tokens: dict, encoding: Enc
                     worker: WorkerInfo = WorkerInfo()) -> FeatureSet:
     """The cached frozen features of `split` (computed on first use)."""
     spec = FeatureSpec.of(config.model)
-    data_dir = config.data.data_dir
+    # The examples themselves, not where they came from: a changed dataset is re-encoded.
     key = {**presets.preset_fingerprint(config.model.preset),
            "sequence_length": config.model.sequence_length, "precision": encoding.precision,
-           **spec.cache_fields(encoding.backbone_layers),
-           "data_dir": os.path.abspath(data_dir) if data_dir else None, "split": split}
+           **spec.cache_fields(encoding.backbone_layers), "examples": content_hash(tokens)}
     return encode(encoding.encoder, tokens, cache_dir(config), key,
                   batch_size=config.run.encode_batch_size, description=f"encode {split}",
                   show_progress=config.run.progress and worker.is_chief, worker=worker)

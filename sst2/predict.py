@@ -6,6 +6,8 @@
 With no sentences on the command line, reads one per line from stdin. Prints
 the label and its probability per line, or one JSON object per line (--json).
 `--export_dir` may also be an export root or a model_dir: the newest version is used.
+Every line is answered: bytes that are not UTF-8 are replaced by U+FFFD, as the
+export itself does.
 """
 
 import json
@@ -29,8 +31,18 @@ def resolve_export_dir(path: str) -> str:
                     "python -m sst2.export --model_dir=...")
 
 
-def predict_lines(export_dir: str, lines: Iterable[str], batch_size: int = 64) -> Iterator[dict]:
-    """Yields `{"text", "label", "label_id", "probability", "probabilities"}` per line."""
+def as_bytes(text: str | bytes) -> bytes:
+    """A line as the bytes it was: command-line arguments that are not UTF-8 reach Python
+    as lone surrogates (PEP 383), which encode back to their original bytes."""
+    return text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+
+
+def predict_lines(export_dir: str, lines: Iterable[str | bytes],
+                  batch_size: int = 64) -> Iterator[dict]:
+    """Yields `{"text", "label", "label_id", "probability", "probabilities"}` per line.
+
+    `text` is the line as UTF-8 text, invalid bytes replaced by U+FFFD.
+    """
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
 
@@ -39,7 +51,8 @@ def predict_lines(export_dir: str, lines: Iterable[str], batch_size: int = 64) -
 
     def flush():
         out = serve(text=tf.constant(batch, tf.string))
-        for i, text in enumerate(batch):
+        for i, raw in enumerate(batch):
+            text = raw.decode("utf-8", errors="replace")
             probabilities = out["probabilities"][i].numpy().tolist()
             label_id = int(out["label_id"][i])
             yield {"text": text, "label": out["label"][i].numpy().decode(),
@@ -47,7 +60,7 @@ def predict_lines(export_dir: str, lines: Iterable[str], batch_size: int = 64) -
                    "probabilities": probabilities}
 
     for line in lines:
-        batch.append(line)
+        batch.append(as_bytes(line))
         if len(batch) == batch_size:
             yield from flush()
             batch = []
@@ -57,7 +70,7 @@ def predict_lines(export_dir: str, lines: Iterable[str], batch_size: int = 64) -
 
 def main(config: PredictConfig, argv: list[str]) -> None:
     export_dir = resolve_export_dir(config.export_dir)
-    lines = argv[1:] or (line.rstrip("\n") for line in sys.stdin)
+    lines = argv[1:] or (line.rstrip(b"\n").rstrip(b"\r") for line in sys.stdin.buffer)
     for result in predict_lines(export_dir, lines, config.batch_size):
         if config.json:
             print(json.dumps(result, ensure_ascii=False), flush=True)

@@ -75,9 +75,13 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
     archive.add_endpoint(
         "serving_default", predict,
         input_signature=[tf.TensorSpec([None], tf.string, name="text")])
-    archive.write_out(tmp, verbose=False)
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+    try:
+        archive.write_out(tmp, verbose=False)
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, an interrupt: leave nothing half-written
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return path
 
 

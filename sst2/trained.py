@@ -57,7 +57,8 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
     With a weight average (`--ema_decay`), the head holds the average: what was
     evaluated is what is served.
     """
-    config = config or load_config(model_dir)
+    # The run folder is the one given: a moved or copied run reads and writes there.
+    config = (config or load_config(model_dir)).replace(run={"model_dir": model_dir})
     model_config = config.model
     preprocessor = presets.load_preprocessor(model_config.preset, model_config.sequence_length)
     backbone = presets.load_backbone(model_config.preset,
@@ -66,6 +67,7 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
     # The optimizer's variables must line up with the checkpoint's (a schedule
     # replaces the learning-rate variable; groups add optimizers): build the same kind.
     optimizer = make_optimizer(config.optimization, head, total_steps=1)
+    optimizer.build(head.trainable_variables)  # its slots take the checkpoint's values
     weight_average = averaging.from_decay(config.optimization.ema_decay)
     if weight_average is not None:
         weight_average.build(head.trainable_variables)
@@ -76,7 +78,7 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
         elif which == "latest":
             if ckpt.restore_latest() is None:
                 raise FileNotFoundError
-            path = ckpt.manager.latest_checkpoint
+            path = ckpt.restored_path
         else:
             ckpt.checkpoint.read(which).expect_partial()
             path = which
@@ -114,11 +116,12 @@ def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str
                       jit_compile=hardware.head_jit(jit_compile,
                                                     trained.spec.has_transformer_blocks))
 
-    def source(split):
-        return split_source(config, split, tokenize_split(config.data, split,
-                                                          trained.preprocessor), encoding)
+    def source(split, labelled=None):
+        tokens = tokenize_split(config.data, split, trained.preprocessor, labelled=labelled)
+        return split_source(config, split, tokens, encoding)
 
-    result = trainer.evaluate(source(eval_split), show_progress=config.run.progress)
+    result = trainer.evaluate(source(eval_split, labelled="--eval_split"),
+                              show_progress=config.run.progress)
     log(f"{eval_split}: loss {result['loss']:.4f}, accuracy {result['accuracy']:.4f} "
         f"({result['examples']} sentences, checkpoint {trained.checkpoint_path})")
 

@@ -17,6 +17,7 @@ Example:
     ([1], 64)
 """
 
+import contextlib
 import os
 import shutil
 import time
@@ -38,6 +39,7 @@ from sst2.head import build_head
 from sst2.inputs import Encoding, cache_dir, split_source, tokenize_split
 from sst2.loop import Trainer, fit
 from sst2.optimization import make_optimizer
+from sst2.runlock import RunLock
 from sst2.trained import restore
 
 # What --restart removes; the feature cache stays (it depends on the data, not on the run).
@@ -50,6 +52,7 @@ def run(config: TrainConfig, log=print) -> dict:
     Returns `{"epochs": [one record per epoch], "test": final validation metrics}`.
     """
     started = time.time()
+    config = with_absolute_paths(config)
     # First: a multi-worker strategy must exist before the TensorFlow runtime starts.
     strategy = distribute.make_strategy(config.run.strategy, config.run.tpu)
     worker = distribute.worker_info(strategy)
@@ -60,9 +63,13 @@ def run(config: TrainConfig, log=print) -> dict:
     tf.config.experimental.enable_op_determinism()
     model_dir = config.run.model_dir
     os.makedirs(model_dir, exist_ok=True)
+    _check_writable(model_dir)
     out_dir = distribute.write_dir(model_dir, worker)
-    try:
-        _start_or_check_resume(config, worker)
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(distribute.remove_write_dir, out_dir, model_dir)
+        if worker.is_chief:  # the chief holds the run folder; others write to temporary ones
+            cleanup.enter_context(RunLock(model_dir))
+        _start_or_check_resume(config, worker, log)
         precision = hardware.resolve_precision(config.model.precision)
         spec = FeatureSpec.of(config.model)
         preprocessor = presets.load_preprocessor(config.model.preset,
@@ -105,16 +112,52 @@ def run(config: TrainConfig, log=print) -> dict:
                 f"as a SavedModel: {path}")
             summaries.write(export_dir=path)
         return {"epochs": history, "test": final}
-    finally:
-        distribute.remove_write_dir(out_dir, model_dir)
 
 
 def _silent(message: str) -> None:
     pass
 
 
-def _start_or_check_resume(config: TrainConfig, worker: distribute.WorkerInfo) -> None:
-    """`--restart` clears the run's outputs; otherwise a saved config must match this one."""
+def with_absolute_paths(config: TrainConfig) -> TrainConfig:
+    """Local paths made absolute, so that a run folder works from any working directory.
+
+    (The run folder itself is whatever `--model_dir` a later command is given: a moved
+    or copied run keeps working.)
+    """
+    def absolute(path):
+        return os.path.abspath(os.path.expanduser(path)) if path else path
+
+    preset = config.model.preset
+    if os.path.isdir(os.path.expanduser(preset)):
+        preset = absolute(preset)
+    return config.replace(model={"preset": preset},
+                          data={"data_dir": absolute(config.data.data_dir)},
+                          run={"cache_dir": absolute(config.run.cache_dir)})
+
+
+def _check_writable(model_dir: str) -> None:
+    """Writes and removes a file named as long as the longest a run writes, so that a
+    read-only folder or a path too long fails now, not at the first checkpoint."""
+    folder = os.path.join(model_dir, "checkpoints")
+    os.makedirs(folder, exist_ok=True)
+    probe = os.path.join(folder, "ckpt-9999999999.data-00000-of-00001.tempstate00000000000000000")
+    with open(probe, "w"):
+        pass
+    os.remove(probe)
+
+
+def _epochs_done(model_dir: str) -> int:
+    path = os.path.join(model_dir, "metrics.json")
+    return len(load_json(path).get("epochs", [])) if os.path.exists(path) else 0
+
+
+def _start_or_check_resume(config: TrainConfig, worker: distribute.WorkerInfo, log) -> None:
+    """`--restart` clears the run's outputs; otherwise a saved config must match this one.
+
+    Another `--epochs` continues the same run only where that is exact: more
+    epochs at a constant rate. A linear schedule decays to 0 at the last step of
+    the epochs it was started with, so changing them would change every step.
+    """
     model_dir = config.run.model_dir
     if config.run.restart:
         if worker.is_chief:
@@ -125,13 +168,31 @@ def _start_or_check_resume(config: TrainConfig, worker: distribute.WorkerInfo) -
                 elif os.path.exists(path):
                     os.remove(path)
         return
-    if os.path.exists(config_path(model_dir)):
-        diffs = config.differences(load_config(model_dir))
-        if diffs:
-            raise UserError(
-                f"{model_dir} holds a run with another configuration:\n  " + "\n  ".join(diffs)
-                + "\nUse the same flags to resume, another --model_dir, or --restart to start "
-                "over.")
+    if not os.path.exists(config_path(model_dir)):
+        return
+    saved = load_config(model_dir)
+    diffs = config.differences(saved)
+    if diffs:
+        raise UserError(
+            f"{model_dir} holds a run with another configuration:\n  " + "\n  ".join(diffs)
+            + "\nUse the same flags to resume, another --model_dir, or --restart to start "
+            "over.")
+    epochs, saved_epochs = config.optimization.epochs, saved.optimization.epochs
+    if epochs == saved_epochs:
+        return
+    done = _epochs_done(model_dir)
+    if epochs < done:
+        raise UserError(f"{model_dir} has already trained {done} epochs, more than "
+                        f"--epochs={epochs}; its files are left as they are. Evaluate it with "
+                        f"sst2.evaluate, or use --restart to train {epochs} epochs from scratch.")
+    if config.optimization.lr_schedule != "constant":
+        raise UserError(
+            f"{model_dir} was started with --epochs={saved_epochs}, and its "
+            f"--lr_schedule={config.optimization.lr_schedule} decays to 0 at the last step of "
+            f"those epochs: continuing with --epochs={epochs} could not be the same run. Use "
+            f"--epochs={saved_epochs} to resume, or --restart (with --lr_schedule=constant, a "
+            "run can later be extended).")
+    log(f"Extending the run from {saved_epochs} to {epochs} epochs (constant learning rate).")
 
 
 def _check_sequence_length(sequence_length: int, backbone) -> None:
@@ -147,8 +208,10 @@ def _sources(config: TrainConfig, preprocessor, encoding: Encoding, backbone, gl
     data_config, optimization = config.data, config.optimization
     log(f"Tokenizing {data_config.train_split} and {data_config.eval_split} "
         f"(sequence length {config.model.sequence_length})...")
-    train_tokens = tokenize_split(data_config, data_config.train_split, preprocessor)
-    eval_tokens = tokenize_split(data_config, data_config.eval_split, preprocessor)
+    train_tokens = tokenize_split(data_config, data_config.train_split, preprocessor,
+                                  labelled="--train_split")
+    eval_tokens = tokenize_split(data_config, data_config.eval_split, preprocessor,
+                                 labelled="--eval_split")
     log(f"{len(train_tokens['label'])} training and {len(eval_tokens['label'])} "
         f"evaluation sentences; backbone {backbone.num_layers} layers x {backbone.hidden_dim}, "
         f"precision {encoding.precision}.")

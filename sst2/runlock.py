@@ -1,0 +1,65 @@
+"""One run at a time per run folder: an advisory lock held while a run trains.
+
+The lock is `flock` on `<model_dir>/.lock`, which the operating system
+releases when the process ends, however it ends: a lock file left by a killed
+run never blocks the next one. The file names the holder (pid, host, start
+time) for the message a second run gets. (`flock` is per machine: on a network
+filesystem shared by several machines it may not exclude a run elsewhere.)
+
+Example:
+    >>> with RunLock(tmp_dir):
+    ...     with RunLock(tmp_dir):
+    ...         pass
+    Traceback (most recent call last):
+    ...
+    sst2.errors.UserError: ... is in use by another run (pid ..., started ...). ...
+"""
+
+import datetime
+import fcntl
+import json
+import os
+import socket
+
+from sst2.errors import UserError
+
+
+class RunLock:
+    """`with RunLock(model_dir):` holds the run folder, or raises `UserError` naming the holder."""
+
+    def __init__(self, model_dir: str):
+        self.model_dir = model_dir
+        self.path = os.path.join(model_dir, ".lock")
+        self._file = None
+
+    def __enter__(self) -> "RunLock":
+        os.makedirs(self.model_dir, exist_ok=True)
+        file = open(self.path, "a+")
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = _describe(file.read())
+            file.close()
+            raise UserError(f"{self.model_dir} is in use by another run ({holder}). Wait for "
+                            "it to finish or stop it, or use another --model_dir.") from None
+        file.seek(0)
+        file.truncate()
+        file.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                               "started": datetime.datetime.now().isoformat(timespec="seconds")}))
+        file.flush()
+        self._file = file
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
+        self._file = None
+
+
+def _describe(content: str) -> str:
+    try:
+        holder = json.loads(content)
+        return f"pid {holder['pid']} on {holder['host']}, started {holder['started']}"
+    except (ValueError, KeyError, TypeError):
+        return "holder unknown"
