@@ -5,6 +5,14 @@ The `serving_default` signature takes `text` (`tf.string`, `[None]`) and returns
 (`int32`, `[None]`) and `label` (`string`, `[None]`). Loading it needs only
 `tensorflow` and `tensorflow_text` (for the WordPiece ops), as TF Serving does.
 
+The graph holds only core TensorFlow ops and the TensorFlow Text tokenizer ops
+in `SERVING_TEXT_OPS`, which the stock TF Serving model servers link: keras-hub
+packs `[CLS] ... [SEP]` with TF Text's `RoundRobinTrim`, which TF Serving's
+TF Text (2.12.1, through TF Serving 2.19) lacks, so `pack` does it with core
+ragged ops, giving the same token ids. A request is padded only to its longest
+text (rounded up to a multiple of 8), and on CPU the backbone runs as
+`FastEncoder`, as the training encode pass does.
+
 Example:
     >>> from sst2.trained import restore
     >>> trained = restore(trained_dir, log=lambda message: None)
@@ -24,25 +32,63 @@ import time
 import keras
 import tensorflow as tf
 
+from sst2 import hardware
+from sst2.backbone import FeatureSpec, frozen_features, pool_features
 from sst2.data import LABEL_NAMES
-from sst2.backbone import FeatureSpec, pool_features
+from sst2.inference import FastEncoder
+
+# The TensorFlow Text ops a serving graph may hold: the tokenizer's. TF Serving's
+# model servers link TF Text's ops library (tensorflow_serving/model_servers/BUILD,
+# "@org_tensorflow_text//tensorflow_text:ops_lib"): version 2.12.1 from TF Serving
+# 2.12 through 2.19, which has these ops but not keras-hub's TFText>RoundRobinTrim
+# (tensorflow/serving issue 2267, pull request 4057).
+SERVING_TEXT_OPS = frozenset({
+    "CaseFoldUTF8", "NormalizeUTF8", "NormalizeUTF8WithOffsetsMap", "RegexSplitWithOffsets",
+    "WordpieceTokenizeWithOffsets", "FastWordpieceTokenizeWithOffsets"})
+
+
+def pack(token_ids: tf.RaggedTensor, sequence_length: int, start_id: int, end_id: int,
+         pad_id: int, multiple: int = 8) -> tuple[tf.Tensor, tf.Tensor]:
+    """`[CLS] tokens [SEP]` per row, truncated to `sequence_length`, with core ops only.
+
+    The same token ids as keras-hub's packer (for one segment its round-robin
+    trim is a plain cut), but padded only to the batch's longest row, rounded
+    up to `multiple`. Returns `token_ids` and `padding_mask` (int32).
+    """
+    if not isinstance(token_ids, tf.RaggedTensor):  # keras-hub gives lists in eager mode
+        token_ids = tf.ragged.constant(token_ids, dtype=tf.int32, ragged_rank=1)
+    token_ids = tf.cast(token_ids, tf.int32)[:, :sequence_length - 2]
+    rows = token_ids.nrows(out_type=tf.int32)
+    ends = [tf.RaggedTensor.from_tensor(tf.fill([rows, 1], value)) for value in (start_id, end_id)]
+    packed = tf.concat([ends[0], token_ids, ends[1]], axis=1)
+    lengths = tf.cast(packed.row_lengths(), tf.int32)
+    longest = tf.reduce_max(tf.concat([lengths, [1]], axis=0))
+    width = tf.minimum((longest + multiple - 1) // multiple * multiple, sequence_length)
+    dense = packed.to_tensor(default_value=pad_id, shape=tf.stack([rows, width]))
+    return dense, tf.sequence_mask(lengths, width, dtype=tf.int32)
 
 
 def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec):
     """The serving computation as a Python function of a batch of strings."""
     label_names = tf.constant(LABEL_NAMES)
+    tokenizer, sequence_length = preprocessor.tokenizer, preprocessor.sequence_length
+    # On CPU the fused forward pass on free shapes; elsewhere keras-hub's layers.
+    encoder = None if hardware.has_accelerator() else FastEncoder(backbone)
+    frozen = spec.frozen_layers(backbone.num_layers) if spec.token_level else None
 
     def predict(text):
         text = tf.reshape(tf.convert_to_tensor(text, tf.string), [-1])
         # Invalid UTF-8 would make the tokenizer raise; replace bad bytes with U+FFFD.
         text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace",
                                             replacement_char=0xFFFD)
-        inputs = preprocessor(text)
-        # The preprocessor turns an empty batch into one unbatched row; keep `batch` rows.
-        batch, sequence_length = tf.shape(text)[0], preprocessor.sequence_length
-        token_ids = tf.reshape(inputs["token_ids"], [-1, sequence_length])[:batch]
-        padding_mask = tf.reshape(inputs["padding_mask"], [-1, sequence_length])[:batch]
-        features = pool_features(backbone, token_ids, padding_mask, spec)
+        token_ids, padding_mask = pack(tokenizer(text), sequence_length,
+                                       tokenizer.cls_token_id, tokenizer.sep_token_id,
+                                       tokenizer.pad_token_id)
+        if encoder is not None:
+            states = encoder(token_ids, padding_mask, num_layers=frozen)
+            features = frozen_features(states, padding_mask, spec)
+        else:
+            features = pool_features(backbone, token_ids, padding_mask, spec)
         if spec.token_level:
             features = {"tokens": features, "mask": tf.cast(padding_mask, tf.int32)}
         logits = tf.cast(head(features, training=False), tf.float32)
@@ -70,7 +116,10 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
     predict = make_predict_fn(preprocessor, backbone, head, spec)
     predict(tf.constant(["build"]))  # builds every layer, as export requires
     archive = keras.export.ExportArchive()
-    for layer in (preprocessor, backbone, head):
+    # The tokenizer's vocabulary; FastEncoder holds the backbone's weights as constants,
+    # so the backbone is tracked only where its own layers run.
+    for layer in (preprocessor.tokenizer, head) if not hardware.has_accelerator() else (
+            preprocessor.tokenizer, backbone, head):
         archive.track(layer)
     archive.add_endpoint(
         "serving_default", predict,
@@ -91,3 +140,25 @@ def latest_export(export_root: str) -> str | None:
         return None
     versions = [int(v) for v in os.listdir(export_root) if v.isdigit()]
     return os.path.join(export_root, str(max(versions))) if versions else None
+
+
+def op_types(export_dir: str) -> set[str]:
+    """Every op type in a SavedModel: its graphs and their function libraries."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    types = set()
+    for meta_graph in saved_model.meta_graphs:
+        types |= {node.op for node in meta_graph.graph_def.node}
+        for function in meta_graph.graph_def.library.function:
+            types |= {node.op for node in function.node_def}
+    return types
+
+
+def unservable_ops(export_dir: str) -> list[str]:
+    """The op types a stock TF Serving model server would not know: neither core
+    TensorFlow (`tf.raw_ops`) nor in `SERVING_TEXT_OPS`."""
+    core = set(dir(tf.raw_ops))
+    return sorted(t for t in op_types(export_dir) if t not in core and t not in SERVING_TEXT_OPS)

@@ -79,3 +79,32 @@ def test_train_reaches_70_percent_on_2048_sentences(sst2_data_dir, standin_prese
     assert epochs[-1]["val_accuracy"] >= 0.70, epochs
     assert metrics["test"]["accuracy"] == pytest.approx(epochs[-1]["val_accuracy"])
     assert os.listdir(model_dir / "train")  # TensorBoard event files
+
+
+def test_serving_token_ids_equal_keras_hubs_on_every_sst2_sentence(sst2_data_dir,
+                                                                    standin_preset):
+    """The export's core-op packing gives the ids keras-hub's packer gives, on all of
+    SST-2 (train, validation, test) with the stand-in's vocabulary."""
+    import tensorflow as tf
+
+    from sst2 import presets, serving
+
+    preprocessor = presets.load_preprocessor(standin_preset, 128)
+    tokenizer = preprocessor.tokenizer
+
+    @tf.function
+    def both(text):
+        ours, mask = serving.pack(tokenizer(text), 128, tokenizer.cls_token_id,
+                                  tokenizer.sep_token_id, tokenizer.pad_token_id)
+        theirs = preprocessor(text)
+        width = tf.shape(ours)[1]
+        return (tf.reduce_all(ours == theirs["token_ids"][:, :width])
+                & tf.reduce_all(theirs["token_ids"][:, width:] == 0)
+                & tf.reduce_all(tf.cast(mask, tf.bool) == theirs["padding_mask"][:, :width]))
+
+    checked = 0
+    for split in ("train", "validation", "test"):
+        for batch in data.load_split(split, sst2_data_dir).batch(2048):
+            assert bool(both(batch["sentence"])), split
+            checked += int(tf.shape(batch["sentence"])[0])
+    assert checked == 67349 + 872 + 1821

@@ -20,8 +20,10 @@ INVALID_UTF8 = b"\xff\xfe bad \xc3\x28 film"
 @pytest.fixture(scope="module")
 def trained_run(tiny_preset, tiny_data_dir, tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("export_run"))
+    # float32: the export's outputs are compared with keras-hub's layers within 1e-4.
     result = run_module("sst2.train", "--epochs=2", "--batch_size=8", "--sequence_length=16",
                         "--learning_rate=0.01", "--pooling=cls_mean", "--head_hidden=8",
+                        "--precision=float32",
                         f"--preset={tiny_preset}", f"--data_dir={tiny_data_dir}",
                         f"--model_dir={model_dir}", "--noprogress")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -85,6 +87,33 @@ def test_export_loads_with_only_tensorflow_and_matches_in_process(trained_run):
     raw = BAD_INPUTS + [INVALID_UTF8]
     expected = predict(tf.constant(raw, tf.string))["probabilities"].numpy()
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+
+def test_the_export_holds_only_ops_stock_tf_serving_has(trained_run):
+    from sst2.serving import SERVING_TEXT_OPS, op_types, unservable_ops
+
+    export_dir = _export_dir(trained_run)
+    assert unservable_ops(export_dir) == []
+    used = op_types(export_dir)
+    assert "FastWordpieceTokenizeWithOffsets" in used and used & SERVING_TEXT_OPS
+    assert not any("RoundRobin" in op for op in used)
+
+
+def test_the_export_computes_what_keras_hubs_layers_compute(trained_run):
+    """Packing to the longest text and the fused encoder change nothing but rounding."""
+    import tensorflow_text  # noqa: F401
+    from sst2.backbone import pool_features
+    from sst2.trained import restore
+
+    trained = restore(trained_run, "best", log=lambda s: None)
+    texts = ["great fun", "a dull , boring and flat film that is very weak", "", "good " * 50]
+    inputs = trained.preprocessor(tf.constant(texts))  # keras-hub's packing, full length
+    features = pool_features(trained.backbone, inputs["token_ids"], inputs["padding_mask"],
+                             trained.spec)
+    expected = tf.nn.softmax(trained.head(features)).numpy()
+    serve = tf.saved_model.load(_export_dir(trained_run)).signatures["serving_default"]
+    served = serve(text=tf.constant(texts))["probabilities"].numpy()
+    np.testing.assert_allclose(served, expected, atol=1e-4)
 
 
 def test_saved_model_cli_lists_the_signature(trained_run):
