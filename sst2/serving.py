@@ -68,6 +68,42 @@ def pack(token_ids: tf.RaggedTensor, sequence_length: int, start_id: int, end_id
     return dense, tf.sequence_mask(lengths, width, dtype=tf.int32)
 
 
+def encode_by_length(encode, token_ids: tf.Tensor, padding_mask: tf.Tensor,
+                     feature_shape: tuple, chunk: int = 32, multiple: int = 8) -> tf.Tensor:
+    """`encode(token_ids, padding_mask)` on length-sorted sub-batches of `chunk` texts,
+    each padded only to its own longest (rounded up to `multiple`).
+
+    A request mixes short and long texts; padding all of them to the longest
+    wastes most of the arithmetic. The result is in the request's order, with
+    one example's `feature_shape` (`FeatureSpec.feature_shape`; for token
+    features, the token axis is padded back to the request's width with zeros);
+    only the rounding differs from one call on the whole batch.
+    """
+    token_level = feature_shape[0] is None
+    rows, width = tf.shape(token_ids)[0], tf.shape(token_ids)[1]
+    lengths = tf.reduce_sum(padding_mask, axis=1)
+    order = tf.argsort(lengths, stable=True)
+    ids, mask, lengths = (tf.gather(x, order) for x in (token_ids, padding_mask, lengths))
+
+    def sub_batch(i, parts):
+        start = i * chunk
+        end = tf.minimum(start + chunk, rows)
+        own = tf.minimum((tf.reduce_max(lengths[start:end]) + multiple - 1) // multiple
+                         * multiple, width)
+        out = tf.cast(encode(ids[start:end, :own], mask[start:end, :own]), tf.float32)
+        if token_level:
+            out = tf.pad(out, [[0, 0], [0, width - own]] + [[0, 0]] * (out.shape.rank - 2))
+        return i + 1, parts.write(i, out)
+
+    parts = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
+    _, parts = tf.while_loop(lambda i, _: i * chunk < rows, sub_batch, [0, parts])
+    # An empty request has no sub-batch: encode its empty batch directly.
+    encoded = tf.cond(rows > 0, parts.concat,
+                      lambda: tf.cast(encode(token_ids, padding_mask), tf.float32))
+    encoded = tf.ensure_shape(encoded, (None,) + tuple(feature_shape))
+    return tf.gather(encoded, tf.math.invert_permutation(order))
+
+
 def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec):
     """The serving computation as a Python function of a batch of strings."""
     label_names = tf.constant(LABEL_NAMES)
@@ -85,8 +121,11 @@ def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec):
                                        tokenizer.cls_token_id, tokenizer.sep_token_id,
                                        tokenizer.pad_token_id)
         if encoder is not None:
-            states = encoder(token_ids, padding_mask, num_layers=frozen)
-            features = frozen_features(states, padding_mask, spec)
+            def encode(ids, mask):
+                return frozen_features(encoder(ids, mask, num_layers=frozen), mask, spec)
+
+            features = encode_by_length(encode, token_ids, padding_mask,
+                                        spec.feature_shape(backbone))
         else:
             features = pool_features(backbone, token_ids, padding_mask, spec)
         if spec.token_level:
