@@ -1,7 +1,21 @@
-"""Small file helpers shared by the library: atomic writes."""
+"""Small file helpers shared by the library: atomic writes, and reads that explain.
+
+Example:
+    >>> path = os.path.join(tmp_dir, "a.json")
+    >>> save_json(path, {"epochs": []})
+    >>> load_json(path)
+    {'epochs': []}
+    >>> _ = open(path, "w").write('{"epochs": [')          # a damaged file
+    >>> load_json(path)
+    Traceback (most recent call last):
+    ...
+    sst2.errors.UserError: ...a.json is not valid JSON (...). Restore it from a copy, or ...
+"""
 
 import json
 import os
+
+from sst2.errors import UserError
 
 
 def save_json(path: str, obj) -> None:
@@ -12,6 +26,11 @@ def save_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
-def load_json(path: str):
-    with open(path) as f:
-        return json.load(f)
+def load_json(path: str, what_to_do: str = "use --restart to start the run over"):
+    """Reads a JSON file; a damaged one is a `UserError` naming it and `what_to_do`."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({e}). Restore it from a copy, or "
+                        f"{what_to_do}.") from e

@@ -46,7 +46,12 @@ def predict_lines(export_dir: str, lines: Iterable[str | bytes],
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
 
-    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    try:
+        serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    except (OSError, ValueError, KeyError, tf.errors.OpError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise UserError(f"{export_dir} holds no loadable SavedModel ({reason}). Export it "
+                        "again with: python -m sst2.export --model_dir=...") from e
     batch = []
 
     def flush():

@@ -221,3 +221,11 @@ def test_a_failed_export_leaves_nothing_half_written(trained_tiny_run, tmp_path,
     with pytest.raises(OSError):
         trained.export(str(tmp_path / "export"))
     assert os.listdir(tmp_path / "export") == []
+
+
+def test_a_damaged_config_or_metrics_file_is_one_message(tmp_path):
+    from sst2.config_file import load_config
+
+    (tmp_path / "config.json").write_text('{"format": 2, "model": {')
+    with pytest.raises(UserError, match="config.json is not valid JSON .*--restart"):
+        load_config(str(tmp_path))

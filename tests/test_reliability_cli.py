@@ -151,3 +151,15 @@ def test_a_path_too_long_for_checkpoints_fails_before_any_work(tiny_preset, tiny
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "error: File name too long" in result.stderr and "use a shorter path" in result.stderr
     assert "Tokenizing" not in result.stdout  # stopped before the work
+
+
+def test_a_damaged_saved_model_is_one_error_line(exported_run, tmp_path):
+    from sst2.serving import latest_export
+
+    damaged = tmp_path / "1"
+    shutil.copytree(latest_export(str(exported_run / "export")), damaged)
+    with open(damaged / "saved_model.pb", "r+b") as f:
+        f.truncate(100)
+    result = run_module("sst2.predict", f"--export_dir={damaged}", "great fun")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "holds no loadable SavedModel" in result.stderr
