@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 from sst2 import data, presets
 from sst2.backbone import FeatureSpec
@@ -54,6 +55,7 @@ def test_eval_step_accuracy_matches_hand_count():
     np.testing.assert_allclose(float(sums["loss"]), hand_loss, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_uncached_training_changes_head_not_backbone(tiny_preset, tiny_data_dir):
     backbone = presets.load_backbone(tiny_preset)
     spec = FeatureSpec("cls", "last")

@@ -62,6 +62,7 @@ def test_a_second_holder_of_a_run_folder_is_refused_naming_the_first(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_a_lock_file_left_by_a_killed_run_never_blocks(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); "
@@ -195,6 +196,7 @@ def test_os_errors_read_as_one_line_with_advice():
         OSError(errno.ENAMETOOLONG, "File name too long", "/x" * 3000))
 
 
+@pytest.mark.slow
 def test_an_interrupt_exits_2_without_a_traceback(tmp_path):
     program = ("import sys; sys.path.insert(0, sys.argv[1]); from sst2 import cli; "
                "from sst2.config import PredictConfig\n"
