@@ -261,14 +261,30 @@ class RestoreConfig(_Options):
 
 
 @dataclasses.dataclass(frozen=True)
-class EvaluateConfig(RestoreConfig):
+class ReadingConfig(_Options):
+    """How the served model reads a text longer than one window (`sst2.serving`).
+
+    A window is the sequence length less `[CLS]` and `[SEP]`; a longer text is
+    read as overlapping windows, which export fixes and evaluate uses.
+    """
+
+    window_overlap: float = option(
+        0.5, "Fraction of a window that the next window of a long text reads again; the "
+        "stride is window x (1 - overlap).", minimum=0, below=1)
+    max_windows: int = option(
+        8, "Windows per text at most; a longer text is read in that many windows spread "
+        "evenly from its start to its end.", minimum=1, maximum=64)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig(ReadingConfig, RestoreConfig):
     data_dir: str | None = option(None, "tfds data dir (default: the run's own).")
     eval_split: str = option("validation", "Labelled split to score.")
     output: str | None = option(None, "Submission file (default <model_dir>/SST-2.tsv).")
 
 
 @dataclasses.dataclass(frozen=True)
-class ExportConfig(RestoreConfig):
+class ExportConfig(ReadingConfig, RestoreConfig):
     export_root: str | None = option(None, "Where to write versions (default "
                                      "<model_dir>/export).")
 

@@ -15,7 +15,7 @@ def main(config: EvaluateConfig, argv: list[str]) -> None:
 
     trained = restore(config.model_dir, config.checkpoint)
     evaluate(trained, config.data_dir, eval_split=config.eval_split,
-             submission_path=config.output)
+             submission_path=config.output, reading=config)
 
 
 if __name__ == "__main__":

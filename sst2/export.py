@@ -14,7 +14,7 @@ def main(config: ExportConfig, argv: list[str]) -> None:
     from sst2.trained import restore
 
     trained = restore(config.model_dir, config.checkpoint)
-    path = trained.export(config.export_root)
+    path = trained.export(config.export_root, config)
     print(f"Exported {trained.checkpoint_path} to {path}")
 
 

@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from sst2 import hardware
 from sst2.backbone import FeatureSpec, frozen_features, pool_features
+from sst2.config import ReadingConfig
 from sst2.data import LABEL_NAMES
 from sst2.inference import FastEncoder
 
@@ -47,6 +48,13 @@ SERVING_TEXT_OPS = frozenset({
     "WordpieceTokenizeWithOffsets", "FastWordpieceTokenizeWithOffsets"})
 
 
+def as_ragged(token_ids) -> tf.RaggedTensor:
+    """A tokenizer's output as a ragged tensor (keras-hub gives lists in eager mode)."""
+    if isinstance(token_ids, tf.RaggedTensor):
+        return token_ids
+    return tf.ragged.constant(token_ids, dtype=tf.int32, ragged_rank=1)
+
+
 def pack(token_ids: tf.RaggedTensor, sequence_length: int, start_id: int, end_id: int,
          pad_id: int, multiple: int = 8) -> tuple[tf.Tensor, tf.Tensor]:
     """`[CLS] tokens [SEP]` per row, truncated to `sequence_length`, with core ops only.
@@ -55,9 +63,7 @@ def pack(token_ids: tf.RaggedTensor, sequence_length: int, start_id: int, end_id
     trim is a plain cut), but padded only to the batch's longest row, rounded
     up to `multiple`. Returns `token_ids` and `padding_mask` (int32).
     """
-    if not isinstance(token_ids, tf.RaggedTensor):  # keras-hub gives lists in eager mode
-        token_ids = tf.ragged.constant(token_ids, dtype=tf.int32, ragged_rank=1)
-    token_ids = tf.cast(token_ids, tf.int32)[:, :sequence_length - 2]
+    token_ids = tf.cast(as_ragged(token_ids), tf.int32)[:, :sequence_length - 2]
     rows = token_ids.nrows(out_type=tf.int32)
     ends = [tf.RaggedTensor.from_tensor(tf.fill([rows, 1], value)) for value in (start_id, end_id)]
     packed = tf.concat([ends[0], token_ids, ends[1]], axis=1)
@@ -104,10 +110,58 @@ def encode_by_length(encode, token_ids: tf.Tensor, padding_mask: tf.Tensor,
     return tf.gather(encoded, tf.math.invert_permutation(order))
 
 
-def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec):
-    """The serving computation as a Python function of a batch of strings."""
+def window_stride(window: int, overlap: float) -> int:
+    """Tokens from one window's start to the next's: `window * (1 - overlap)`, at least 1.
+
+    >>> window_stride(126, 0.5), window_stride(126, 0.0), window_stride(14, 0.99)
+    (63, 126, 1)
+    """
+    return max(1, round(window * (1 - overlap)))
+
+
+def split_windows(token_ids: tf.RaggedTensor, window: int, stride: int,
+                  max_windows: int) -> tuple[tf.RaggedTensor, tf.Tensor]:
+    """Each text's tokens as overlapping windows of `window` tokens.
+
+    A text of `n <= window` tokens is one window, itself. A longer one gets
+    `k = min(max_windows, 1 + ceil((n - window) / stride))` windows of exactly
+    `window` tokens, spread evenly from its start to its end: consecutive
+    windows start at most `stride` apart, the first is the text's start and
+    the last its end. Past `max_windows`, the gaps between windows go unread.
+    Returns the windows (ragged, text after text) and each window's text index.
+
+    >>> windows, text_index = split_windows(tf.ragged.constant([[1, 2, 3, 4, 5, 6], [7]]),
+    ...                                     window=4, stride=2, max_windows=8)
+    >>> windows.to_list(), text_index.numpy().tolist()
+    ([[1, 2, 3, 4], [3, 4, 5, 6], [7]], [0, 0, 1])
+    """
+    token_ids = tf.cast(token_ids, tf.int32)
+    lengths = tf.cast(token_ids.row_lengths(), tf.int32)
+    beyond = tf.maximum(lengths - window, 0)  # tokens past the first window
+    counts = 1 + tf.minimum((beyond + stride - 1) // stride, max_windows - 1)
+    text_index = tf.repeat(tf.range(tf.size(counts)), counts)
+    number = tf.ragged.range(counts).flat_values  # each window's number within its text
+    count, beyond = tf.gather(counts, text_index), tf.gather(beyond, text_index)
+    start = number * beyond // tf.maximum(count - 1, 1)
+    start += tf.gather(tf.cast(token_ids.row_starts(), tf.int32), text_index)
+    size = tf.minimum(tf.gather(lengths, text_index), window)
+    positions = tf.ragged.range(start, start + size)
+    return tf.gather(token_ids.flat_values, positions), text_index
+
+
+def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
+                    reading: ReadingConfig = ReadingConfig()):
+    """The serving computation as a Python function of a batch of strings.
+
+    A text is read in windows (`split_windows`, set by `reading`); all windows of
+    a request are encoded as one batch, and a text's probabilities are the mean
+    of its windows' (the windows' ensemble; docs/measurements.md compares it
+    with other combinations on long texts).
+    """
     label_names = tf.constant(LABEL_NAMES)
     tokenizer, sequence_length = preprocessor.tokenizer, preprocessor.sequence_length
+    window = sequence_length - 2  # [CLS] and [SEP] take two places
+    stride = window_stride(window, reading.window_overlap)
     # On CPU the fused forward pass on free shapes; elsewhere keras-hub's layers.
     encoder = None if hardware.has_accelerator() else FastEncoder(backbone)
     frozen = spec.frozen_layers(backbone.num_layers) if spec.token_level else None
@@ -117,9 +171,10 @@ def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec):
         # Invalid UTF-8 would make the tokenizer raise; replace bad bytes with U+FFFD.
         text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace",
                                             replacement_char=0xFFFD)
-        token_ids, padding_mask = pack(tokenizer(text), sequence_length,
-                                       tokenizer.cls_token_id, tokenizer.sep_token_id,
-                                       tokenizer.pad_token_id)
+        windows, text_index = split_windows(as_ragged(tokenizer(text)), window, stride,
+                                            reading.max_windows)
+        token_ids, padding_mask = pack(windows, sequence_length, tokenizer.cls_token_id,
+                                       tokenizer.sep_token_id, tokenizer.pad_token_id)
         if encoder is not None:
             def encode(ids, mask):
                 return frozen_features(encoder(ids, mask, num_layers=frozen), mask, spec)
@@ -131,7 +186,8 @@ def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec):
         if spec.token_level:
             features = {"tokens": features, "mask": tf.cast(padding_mask, tf.int32)}
         logits = tf.cast(head(features, training=False), tf.float32)
-        probabilities = tf.nn.softmax(logits, axis=-1)
+        probabilities = tf.math.unsorted_segment_mean(
+            tf.nn.softmax(logits, axis=-1), text_index, tf.shape(text)[0])
         label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         return {"probabilities": probabilities, "label_id": label_id,
                 "label": tf.gather(label_names, label_id)}
@@ -140,7 +196,8 @@ def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec):
 
 
 def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_root: str,
-                       version: int | None = None) -> str:
+                       version: int | None = None,
+                       reading: ReadingConfig = ReadingConfig()) -> str:
     """Writes `<export_root>/<version>/` (default version: the Unix time) and returns it.
 
     The folder is written under a temporary name and renamed when complete, so
@@ -152,7 +209,7 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(export_root, exist_ok=True)
 
-    predict = make_predict_fn(preprocessor, backbone, head, spec)
+    predict = make_predict_fn(preprocessor, backbone, head, spec, reading)
     predict(tf.constant(["build"]))  # builds every layer, as export requires
     archive = keras.export.ExportArchive()
     # The tokenizer's vocabulary; FastEncoder holds the backbone's weights as constants,

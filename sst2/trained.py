@@ -16,17 +16,15 @@ import os
 import keras
 import numpy as np
 import tensorflow as tf
+from tqdm.auto import tqdm
 
-from sst2 import averaging, hardware, presets
+from sst2 import averaging, data, hardware, presets
 from sst2.backbone import FeatureSpec
 from sst2.checkpoint import RunCheckpoint
-from sst2.config import TrainConfig
+from sst2.config import ReadingConfig, TrainConfig
 from sst2.config_file import load_config
-from sst2.encoder import FeatureEncoder
 from sst2.errors import UserError
 from sst2.head import ClassifierHead, build_head
-from sst2.inputs import Encoding, split_source, tokenize_split
-from sst2.loop import Trainer
 from sst2.optimization import make_optimizer
 
 
@@ -41,13 +39,14 @@ class TrainedModel:
     spec: FeatureSpec
     checkpoint_path: str
 
-    def export(self, export_root: str | None = None) -> str:
+    def export(self, export_root: str | None = None,
+               reading: ReadingConfig = ReadingConfig()) -> str:
         """Writes the serving SavedModel (see `sst2.serving`); returns its folder."""
         from sst2 import serving
 
         return serving.export_saved_model(
             self.preprocessor, self.backbone, self.head, self.spec,
-            export_root or os.path.join(self.config.run.model_dir, "export"))
+            export_root or os.path.join(self.config.run.model_dir, "export"), reading=reading)
 
 
 def restore(model_dir: str, which: str = "best", config: TrainConfig | None = None,
@@ -100,39 +99,57 @@ def write_glue_submission(path: str, idx: np.ndarray, predictions: np.ndarray) -
     os.replace(tmp, path)
 
 
+def predict_split(trained: TrainedModel, split: str, data_dir: str | None = None,
+                  reading: ReadingConfig = ReadingConfig(), batch_size: int = 256,
+                  show_progress: bool = True) -> dict[str, np.ndarray]:
+    """`probabilities`, `label` and `idx` of every example of a split, in its order,
+    computed as the export computes them (`sst2.serving`): from the raw text,
+    long texts read in windows."""
+    from sst2.serving import make_predict_fn
+
+    predict = tf.function(
+        make_predict_fn(trained.preprocessor, trained.backbone, trained.head, trained.spec,
+                        reading),
+        input_signature=[tf.TensorSpec([None], tf.string)])
+    dataset = data.load_split(split, data_dir, trained.config.data.download).batch(batch_size)
+    parts = {"probabilities": [], "label": [], "idx": []}
+    total = -(-data.split_size(split, data_dir) // batch_size)
+    for batch in tqdm(dataset, total=total, desc=split, leave=False, disable=not show_progress):
+        parts["probabilities"].append(predict(batch["sentence"])["probabilities"].numpy())
+        parts["label"].append(batch["label"].numpy())
+        parts["idx"].append(batch["idx"].numpy())
+    if not parts["idx"]:
+        raise UserError(f"The split {split!r} is empty.")
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
 def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str = "validation",
-             test_split: str = "test", submission_path: str | None = None, log=print) -> dict:
+             test_split: str = "test", submission_path: str | None = None,
+             reading: ReadingConfig = ReadingConfig(), log=print) -> dict:
     """Loss and accuracy on `eval_split`; GLUE's `SST-2.tsv` for `test_split`.
 
-    Returns `{"split", "loss", "accuracy", "examples", "submission"}`.
+    Both go through the served computation (`predict_split`), so what is
+    reported is what the export answers. Returns `{"split", "loss",
+    "accuracy", "examples", "submission"}`.
     """
-    config = trained.config.replace(data={"data_dir": data_dir or trained.config.data.data_dir})
-    jit_compile = config.run.jit_compile
-    encoder = FeatureEncoder.for_backbone(trained.backbone, trained.spec,
-                                          hardware.backbone_jit(jit_compile))
-    encoding = Encoding(encoder, hardware.resolve_precision(config.model.precision),
-                        trained.backbone.num_layers)
-    trainer = Trainer(trained.head, keras.optimizers.Adam(), config.optimization.batch_size,
-                      jit_compile=hardware.head_jit(jit_compile,
-                                                    trained.spec.has_transformer_blocks))
-
-    def source(split, labelled=None):
-        tokens = tokenize_split(config.data, split, trained.preprocessor, labelled=labelled)
-        return split_source(config, split, tokens, encoding)
-
-    result = trainer.evaluate(source(eval_split, labelled="--eval_split"),
-                              show_progress=config.run.progress)
+    data_dir = data_dir or trained.config.data.data_dir
+    show_progress = trained.config.run.progress
+    scored = predict_split(trained, eval_split, data_dir, reading, show_progress=show_progress)
+    labels = scored["label"]
+    if (labels < 0).any():
+        raise UserError(f"--eval_split={eval_split!r} has {int((labels < 0).sum())} unlabelled "
+                        "examples (GLUE's test split has no labels): evaluate on a labelled "
+                        "split, e.g. validation.")
+    chosen = scored["probabilities"][np.arange(len(labels)), labels]
+    result = {"loss": float(-np.log(np.maximum(chosen, np.finfo(np.float32).tiny)).mean()),
+              "accuracy": float((scored["probabilities"].argmax(-1) == labels).mean()),
+              "examples": len(labels)}
     log(f"{eval_split}: loss {result['loss']:.4f}, accuracy {result['accuracy']:.4f} "
         f"({result['examples']} sentences, checkpoint {trained.checkpoint_path})")
 
-    test_source = source(test_split)
-    idx = test_source.idx
-    predictions = np.zeros(len(idx), np.int64)
-    for i in range(test_source.num_batches(0)):
-        batch, indices = test_source.batch(0, i), test_source.batch_indices(0, i)
-        logits = trained.head(tf.nest.map_structure(tf.constant, batch.features))
-        predictions[indices] = np.argmax(logits.numpy(), axis=-1)[:len(indices)]
-    submission_path = submission_path or os.path.join(config.run.model_dir, "SST-2.tsv")
-    write_glue_submission(submission_path, idx, predictions)
-    log(f"Wrote GLUE predictions for {len(idx)} {test_split} sentences to {submission_path}")
+    test = predict_split(trained, test_split, data_dir, reading, show_progress=show_progress)
+    submission_path = submission_path or os.path.join(trained.config.run.model_dir, "SST-2.tsv")
+    write_glue_submission(submission_path, test["idx"], test["probabilities"].argmax(-1))
+    log(f"Wrote GLUE predictions for {len(test['idx'])} {test_split} sentences to "
+        f"{submission_path}")
     return {"split": eval_split, **result, "submission": submission_path}

@@ -100,13 +100,14 @@ def test_the_export_holds_only_ops_stock_tf_serving_has(trained_run):
 
 
 def test_the_export_computes_what_keras_hubs_layers_compute(trained_run):
-    """Packing to the longest text and the fused encoder change nothing but rounding."""
+    """For texts that fit one window, packing to the longest text and the fused encoder
+    change nothing but rounding (longer texts: tests/test_serving.py)."""
     import tensorflow_text  # noqa: F401
     from sst2.backbone import pool_features
     from sst2.trained import restore
 
     trained = restore(trained_run, "best", log=lambda s: None)
-    texts = ["great fun", "a dull , boring and flat film that is very weak", "", "good " * 50]
+    texts = ["great fun", "a dull , boring and flat film that is very weak", "", "good " * 14]
     inputs = trained.preprocessor(tf.constant(texts))  # keras-hub's packing, full length
     features = pool_features(trained.backbone, inputs["token_ids"], inputs["padding_mask"],
                              trained.spec)
@@ -128,12 +129,26 @@ def test_saved_model_cli_lists_the_signature(trained_run):
         assert name in out
 
 
-def test_export_cli_from_latest_checkpoint(trained_run, tmp_path):
+def test_export_cli_from_latest_checkpoint_with_its_reading_options(trained_run, tmp_path):
+    import tensorflow_text  # noqa: F401
+    from sst2.config import ReadingConfig
+    from sst2.serving import make_predict_fn
+    from sst2.trained import restore
+
     result = run_module("sst2.export", f"--model_dir={trained_run}", "--checkpoint=latest",
-                        f"--export_root={tmp_path}")
+                        f"--export_root={tmp_path}", "--max_windows=2", "--window_overlap=0.25")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "checkpoints/ckpt-" in result.stdout
-    assert [v for v in os.listdir(tmp_path) if v.isdigit()]
+    (version,) = [v for v in os.listdir(tmp_path) if v.isdigit()]
+    serve = tf.saved_model.load(os.path.join(tmp_path, version)).signatures["serving_default"]
+    long_text = tf.constant([" ".join(["great", "dull", "film", "weak", "warm", "a"] * 12)])
+    served = serve(text=long_text)["probabilities"].numpy()
+    trained = restore(trained_run, "latest", log=lambda s: None)
+    for reading, same in ((ReadingConfig(max_windows=2, window_overlap=0.25), True),
+                          (ReadingConfig(), False)):
+        expected = make_predict_fn(trained.preprocessor, trained.backbone, trained.head,
+                                   trained.spec, reading)(long_text)["probabilities"].numpy()
+        assert np.allclose(served, expected, atol=1e-5) == same
 
 
 def test_predict_cli_args_stdin_and_json(trained_run):
@@ -170,7 +185,7 @@ def test_predict_cli_without_export_is_a_clear_error(tmp_path):
 
 
 def test_evaluate_cli_writes_glue_submission(trained_run, tiny_data_dir):
-    result = run_module("sst2.evaluate", f"--model_dir={trained_run}")
+    result = run_module("sst2.evaluate", f"--model_dir={trained_run}", "--max_windows=2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "validation: loss" in result.stdout
     with open(os.path.join(trained_run, "SST-2.tsv")) as f:
