@@ -268,6 +268,10 @@ class ReadingConfig(_Options):
     read as overlapping windows, which export fixes and evaluate uses.
     """
 
+    window_tokens: int = option(
+        0, "Tokens per window, [CLS] and [SEP] not counted; 0 = the sequence length less "
+        "2. Shorter windows read long texts in pieces nearer the training sentences' "
+        "length.", minimum=0)
     window_overlap: float = option(
         0.5, "Fraction of a window that the next window of a long text reads again; the "
         "stride is window x (1 - overlap).", minimum=0, below=1)

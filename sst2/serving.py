@@ -11,7 +11,9 @@ packs `[CLS] ... [SEP]` with TF Text's `RoundRobinTrim`, which TF Serving's
 TF Text (2.12.1, through TF Serving 2.19) lacks, so `pack` does it with core
 ragged ops, giving the same token ids. A request is padded only to its longest
 text (rounded up to a multiple of 8), and on CPU the backbone runs as
-`FastEncoder`, as the training encode pass does.
+`FastEncoder`, as the training encode pass does. A text longer than one
+window is read as overlapping windows (`split_windows`), all of a request's
+windows in one batch, and its probabilities are the mean of its windows'.
 
 Example:
     >>> from sst2.trained import restore
@@ -36,6 +38,7 @@ from sst2 import hardware
 from sst2.backbone import FeatureSpec, frozen_features, pool_features
 from sst2.config import ReadingConfig
 from sst2.data import LABEL_NAMES
+from sst2.errors import UserError
 from sst2.inference import FastEncoder
 
 # The TensorFlow Text ops a serving graph may hold: the tokenizer's. TF Serving's
@@ -110,6 +113,20 @@ def encode_by_length(encode, token_ids: tf.Tensor, padding_mask: tf.Tensor,
     return tf.gather(encoded, tf.math.invert_permutation(order))
 
 
+def window_size(sequence_length: int, window_tokens: int = 0) -> int:
+    """Tokens per window: `window_tokens`, or with 0 all that `sequence_length` holds
+    besides `[CLS]` and `[SEP]`.
+
+    >>> window_size(128), window_size(128, 32)
+    (126, 32)
+    """
+    if window_tokens > sequence_length - 2:
+        raise UserError(f"--window_tokens={window_tokens} does not fit the model's sequence "
+                        f"length {sequence_length} with [CLS] and [SEP]: use at most "
+                        f"{sequence_length - 2}, or 0 for that.")
+    return window_tokens or sequence_length - 2
+
+
 def window_stride(window: int, overlap: float) -> int:
     """Tokens from one window's start to the next's: `window * (1 - overlap)`, at least 1.
 
@@ -149,25 +166,22 @@ def split_windows(token_ids: tf.RaggedTensor, window: int, stride: int,
     return tf.gather(token_ids.flat_values, positions), text_index
 
 
-def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
-                    reading: ReadingConfig = ReadingConfig()):
-    """The serving computation as a Python function of a batch of strings.
-
-    A text is read in windows (`split_windows`, set by `reading`); all windows of
-    a request are encoded as one batch, and a text's probabilities are the mean
-    of its windows' (the windows' ensemble; docs/measurements.md compares it
-    with other combinations on long texts).
-    """
-    label_names = tf.constant(LABEL_NAMES)
+def make_window_logits_fn(preprocessor, backbone, head, spec: FeatureSpec,
+                          reading: ReadingConfig = ReadingConfig()):
+    """A function of a batch of strings returning `(logits, text_index)`: the head's
+    logits for every window of every text (`split_windows`, set by `reading`),
+    all windows encoded as one batch, and the text each window belongs to."""
     tokenizer, sequence_length = preprocessor.tokenizer, preprocessor.sequence_length
-    window = sequence_length - 2  # [CLS] and [SEP] take two places
+    window = window_size(sequence_length, reading.window_tokens)
     stride = window_stride(window, reading.window_overlap)
     # On CPU the fused forward pass on free shapes; elsewhere keras-hub's layers.
     encoder = None if hardware.has_accelerator() else FastEncoder(backbone)
     frozen = spec.frozen_layers(backbone.num_layers) if spec.token_level else None
 
-    def predict(text):
-        text = tf.reshape(tf.convert_to_tensor(text, tf.string), [-1])
+    def encode(ids, mask):
+        return frozen_features(encoder(ids, mask, num_layers=frozen), mask, spec)
+
+    def window_logits(text):
         # Invalid UTF-8 would make the tokenizer raise; replace bad bytes with U+FFFD.
         text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace",
                                             replacement_char=0xFFFD)
@@ -176,16 +190,31 @@ def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
         token_ids, padding_mask = pack(windows, sequence_length, tokenizer.cls_token_id,
                                        tokenizer.sep_token_id, tokenizer.pad_token_id)
         if encoder is not None:
-            def encode(ids, mask):
-                return frozen_features(encoder(ids, mask, num_layers=frozen), mask, spec)
-
             features = encode_by_length(encode, token_ids, padding_mask,
                                         spec.feature_shape(backbone))
         else:
             features = pool_features(backbone, token_ids, padding_mask, spec)
         if spec.token_level:
             features = {"tokens": features, "mask": tf.cast(padding_mask, tf.int32)}
-        logits = tf.cast(head(features, training=False), tf.float32)
+        return tf.cast(head(features, training=False), tf.float32), text_index
+
+    return window_logits
+
+
+def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
+                    reading: ReadingConfig = ReadingConfig()):
+    """The serving computation as a Python function of a batch of strings.
+
+    A text's probabilities are the mean of its windows' (`make_window_logits_fn`):
+    an ensemble of views of one text, which leaves a one-window text's output
+    as it was; docs/measurements.md compares it with other combinations.
+    """
+    label_names = tf.constant(LABEL_NAMES)
+    window_logits = make_window_logits_fn(preprocessor, backbone, head, spec, reading)
+
+    def predict(text):
+        text = tf.reshape(tf.convert_to_tensor(text, tf.string), [-1])
+        logits, text_index = window_logits(text)
         probabilities = tf.math.unsorted_segment_mean(
             tf.nn.softmax(logits, axis=-1), text_index, tf.shape(text)[0])
         label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)

@@ -126,6 +126,8 @@ def test_a_long_text_is_the_mean_of_its_windows_and_a_short_one_is_unchanged(tin
 
     preprocessor, backbone, head, spec = _tiny_model(tiny_preset, **model_options)
     reading = ReadingConfig(window_overlap=0.5, max_windows=4)
+    # window_tokens=10 and an overlap of 0.25: a 25-token text in 3 windows too.
+    shorter = ReadingConfig(window_tokens=10, window_overlap=0.25, max_windows=4)
     predict = serving.make_predict_fn(preprocessor, backbone, head, spec, reading)
     words = random.Random(0).choices(POSITIVE + NEGATIVE + NEUTRAL, k=200)
     texts = ["good film", "the movie is very very very charming and warm and clever",
@@ -134,19 +136,22 @@ def test_a_long_text_is_the_mean_of_its_windows_and_a_short_one_is_unchanged(tin
     served = predict(tf.constant(texts))["probabilities"].numpy()
 
     tokenizer = preprocessor.tokenizer
-    window = TINY_SEQUENCE_LENGTH - 2
-    stride = serving.window_stride(window, reading.window_overlap)
-    counts = []
-    for text, probabilities in zip(texts, served):
-        tokens = serving.as_ragged(tokenizer(tf.constant([text]))).to_list()[0]
-        spans = _windows_by_the_rule(len(tokens), window, stride, reading.max_windows)
-        one_by_one = _keras_hub_probabilities(preprocessor, backbone, head, spec,
-                                              [tokens[start:end] for start, end in spans])
-        np.testing.assert_allclose(probabilities, one_by_one.mean(axis=0), atol=1e-5)
-        counts.append(len(spans))
-        if len(spans) > 1:  # the windows disagree, so their combination is tested
-            assert np.ptp(one_by_one[:, 1]) > 1e-3
-    assert counts == [1, 1, 3, 4]
+    for options, expected_counts in ((reading, [1, 1, 3, 4]), (shorter, [1, 2, 3, 4])):
+        window = serving.window_size(TINY_SEQUENCE_LENGTH, options.window_tokens)
+        stride = serving.window_stride(window, options.window_overlap)
+        outputs = serving.make_predict_fn(preprocessor, backbone, head, spec, options)(
+            tf.constant(texts))["probabilities"].numpy()
+        counts = []
+        for text, probabilities in zip(texts, outputs):
+            tokens = serving.as_ragged(tokenizer(tf.constant([text]))).to_list()[0]
+            spans = _windows_by_the_rule(len(tokens), window, stride, options.max_windows)
+            one_by_one = _keras_hub_probabilities(preprocessor, backbone, head, spec,
+                                                  [tokens[start:end] for start, end in spans])
+            np.testing.assert_allclose(probabilities, one_by_one.mean(axis=0), atol=1e-5)
+            counts.append(len(spans))
+            if len(spans) > 1:  # the windows disagree, so their combination is tested
+                assert np.ptp(one_by_one[:, 1]) > 1e-3
+        assert counts == expected_counts
 
     # A text that fits one window: today's (keras-hub's full-length packing) output.
     inputs = preprocessor(tf.constant(texts[:2]))
@@ -155,3 +160,11 @@ def test_a_long_text_is_the_mean_of_its_windows_and_a_short_one_is_unchanged(tin
     if spec.token_level:
         features = {"tokens": features, "mask": inputs["padding_mask"]}
     np.testing.assert_allclose(served[:2], tf.nn.softmax(head(features)).numpy(), atol=1e-4)
+
+
+def test_a_window_longer_than_the_model_reads_is_refused():
+    from sst2.errors import UserError
+
+    assert serving.window_size(16) == 14 and serving.window_size(16, 14) == 14
+    with pytest.raises(UserError, match="--window_tokens=15 does not fit"):
+        serving.window_size(16, 15)
