@@ -103,8 +103,12 @@ def main() -> None:
             served(batch)["probabilities"].numpy()
         return len(texts) / (time.perf_counter() - started)
 
-    sentence_logits, _ = per_window(sentences)  # every SST-2 sentence fits one window
-    sentence_predictions = sentence_logits.argmax(-1)
+    # The reference: each sentence read on its own, in one full window (all SST-2's fit).
+    read_alone = serving.make_predict_fn(trained.preprocessor, trained.backbone, trained.head,
+                                         trained.spec, ReadingConfig())
+    sentence_predictions = np.concatenate([
+        read_alone(tf.constant(sentences[i:i + 256]))["label_id"].numpy()
+        for i in range(0, len(sentences), 256)])
     window = serving.window_size(trained.preprocessor.sequence_length, args.window_tokens)
     print(f"model: {args.model_dir} ({trained.checkpoint_path}); window {window} tokens, overlap "
           f"{reading.window_overlap}, at most {reading.max_windows} windows")
