@@ -14,8 +14,8 @@ import pytest
 
 import sst2
 
-# Examples that train or export a whole model run in the slow tier.
-SLOW = {"sst2.serving", "sst2.training"}
+# Examples that train, export or serve a whole model run in the slow tier.
+SLOW = {"sst2.serving", "sst2.trained", "sst2.training"}
 MODULES = [pytest.param(m.name, marks=[pytest.mark.slow] if m.name in SLOW else [])
            for m in sorted(pkgutil.iter_modules(sst2.__path__, "sst2."), key=lambda m: m.name)]
 # Entry points hold usage lines (their flags are tested), not examples.
