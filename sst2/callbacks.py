@@ -25,6 +25,9 @@ from sst2.files import save_json
 from sst2.loop import Callback, MetricSums, Position
 
 
+SUMMARY_EVERY_STEPS = 50
+
+
 class Interrupted(Exception):
     """The run was stopped by a signal, after saving a checkpoint."""
 
@@ -43,6 +46,9 @@ class CheckpointCallback(Callback):
             raise Interrupted(self.signal_received)
         if self.every_steps and position.step % self.every_steps == 0:
             self.checkpoint.save(position, epoch_sums)
+
+    def steps_until_due(self, position: Position) -> int | None:
+        return self.every_steps - position.step % self.every_steps if self.every_steps else None
 
     def on_epoch_end(self, position: Position, record: dict) -> None:
         # The best score first: the rolling checkpoint must hold it, or a run resumed
@@ -80,8 +86,11 @@ class SummaryCallback(Callback):
         self.history = history
         self.extra = extra
 
+    def steps_until_due(self, position: Position) -> int:
+        return SUMMARY_EVERY_STEPS - position.step % SUMMARY_EVERY_STEPS
+
     def on_step_end(self, position: Position, epoch_sums: MetricSums) -> None:
-        if position.step % 50 == 0:
+        if position.step % SUMMARY_EVERY_STEPS == 0:
             current = epoch_sums.result()
             with self.train_writer.as_default(step=position.step):
                 tf.summary.scalar("running_loss", current["loss"])

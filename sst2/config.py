@@ -182,6 +182,10 @@ class RunConfig(_Options):
     strategy: str = option("auto", "tf.distribute strategy; multi_worker reads TF_CONFIG.",
                            choices=("auto", "one_device", "mirrored", "multi_worker", "tpu"))
     tpu: str | None = option(None, "TPU address or name for --strategy=tpu.")
+    steps_per_call: int = option(
+        50, "Train steps per compiled call on one replica: batches come from a tf.data "
+        "pipeline and the host waits once per call (calls also end at checkpoints, "
+        "summaries every 50 steps and epoch ends).", minimum=1)
     checkpoint_every_steps: int = option(
         500, "Save a checkpoint every N steps (and at every epoch end; 0: epoch ends only).",
         minimum=0)

@@ -32,6 +32,7 @@ import dataclasses
 import glob
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import time
@@ -68,6 +69,14 @@ class FeatureSet:
     labels: np.ndarray  # [N], int32 (-1 where unlabelled)
     idx: np.ndarray  # [N], the tfds `idx` of each example
     offsets: np.ndarray | None = None  # [N + 1] for token features
+    # The memory map `features` reads from, when it was loaded from a cache.
+    mapping: mmap.mmap | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def release_pages(self) -> None:
+        """Drops the mapped pages read so far from this process's memory (the OS keeps
+        them cached); later reads map them again. Keeps memory flat over an epoch."""
+        if self.mapping is not None:
+            self.mapping.madvise(mmap.MADV_DONTNEED)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -78,6 +87,34 @@ class FeatureSet:
 
     def tokens(self, i: int) -> np.ndarray:
         return self.features[self.offsets[i]:self.offsets[i + 1]]
+
+
+def map_npy(path: str) -> tuple[np.ndarray, mmap.mmap]:
+    """A read-only array over an `.npy` file's memory map, and the map.
+
+    >>> np.save(os.path.join(tmp_dir, "a.npy"), np.arange(6, dtype=np.float16).reshape(3, 2))
+    >>> array, mapping = map_npy(os.path.join(tmp_dir, "a.npy"))
+    >>> array[1:].tolist(), array.flags.writeable
+    ([[2.0, 3.0], [4.0, 5.0]], False)
+    """
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ValueError(f"{path} has .npy format {version}, not 1.0 or 2.0")
+        shape, fortran_order, dtype = read_header(f)
+        header = f.tell()
+        if fortran_order:
+            raise ValueError(f"{path} is in Fortran order")
+        size = int(np.prod(shape)) * dtype.itemsize
+        if os.fstat(f.fileno()).st_size < header + size:
+            raise ValueError(f"{path} is shorter than its header says")
+        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+    if mapping is None:
+        return np.zeros(shape, dtype), None
+    array = np.frombuffer(mapping, dtype, count=int(np.prod(shape)), offset=header)
+    return array.reshape(shape), mapping
 
 
 class CorruptCache(Exception):
@@ -110,7 +147,7 @@ class FeatureCache:
         return os.path.exists(self._path("complete.json"))
 
     def load(self) -> FeatureSet:
-        """The assembled split.
+        """The assembled split; its features are memory-mapped from `features.npy`.
 
         Raises:
             CorruptCache: when a file is unreadable or the files disagree in size.
@@ -119,9 +156,13 @@ class FeatureCache:
         try:
             with open(self._path("complete.json")) as f:
                 examples = json.load(f)["examples"]
-            result = FeatureSet(np.load(self._path("features.npy")),
-                                np.load(self._path("labels.npy")), np.load(self._path("idx.npy")),
-                                np.load(offsets_path) if os.path.exists(offsets_path) else None)
+            # Memory-mapped: pages are read as batches need them, so memory does not
+            # grow with the dataset.
+            features, mapping = map_npy(self._path("features.npy"))
+            result = FeatureSet(features, np.load(self._path("labels.npy")),
+                                np.load(self._path("idx.npy")),
+                                np.load(offsets_path) if os.path.exists(offsets_path) else None,
+                                mapping=mapping)
         except (OSError, ValueError, KeyError, EOFError) as e:
             raise CorruptCache(f"{type(e).__name__}: {e}") from e
         rows = len(result.features)
@@ -310,4 +351,5 @@ def _encode_once(cache: FeatureCache, encoder: FeatureEncoder, tokens: dict, bat
     result = FeatureSet(features, tokens["label"].astype(np.int32),
                         tokens["idx"].astype(np.int32), offsets)
     cache.write(result)
-    return result
+    del result, features, encoded, parts  # read back from disk pages instead (`load`)
+    return cache.load()

@@ -23,6 +23,7 @@ Example:
 
 import contextlib
 import dataclasses
+import functools
 import time
 from typing import Callable, Iterable
 
@@ -82,6 +83,34 @@ class Trainer:
                                        reduce_retracing=True)
         self._eval_step = tf.function(lambda *args: self.strategy.run(eval_replica_step, args),
                                       reduce_retracing=True)
+        # Many steps per call (one replica): a graph loop draws batches from a tf.data
+        # iterator and runs the compiled step on each, adding the sums on the device.
+        self._train_loop = tf.function(functools.partial(self._loop, train_replica_step))
+        self._eval_loop = tf.function(functools.partial(self._loop, eval_jit))
+
+    @property
+    def runs_many_steps_per_call(self) -> bool:
+        """Whether `train_steps`/`eval_steps` are available: one replica (several go
+        through `strategy.run` a step at a time)."""
+        return self.strategy.num_replicas_in_sync == 1
+
+    @staticmethod
+    def _loop(replica_step, iterator, steps, totals):
+        for _ in tf.range(steps):
+            features, labels, weights = next(iterator)
+            sums = replica_step(features, labels, weights)
+            # float64, as the host adds them: the totals are those of one step per call.
+            totals = tuple(total + tf.cast(sums[name], tf.float64)
+                           for total, name in zip(totals, MetricSums.NAMES))
+        return totals
+
+    def train_steps(self, iterator, steps: int, sums: "MetricSums") -> None:
+        """Runs `steps` train steps on batches from `iterator` in one call; adds to `sums`."""
+        sums.set(self._train_loop(iterator, tf.constant(steps, tf.int64), sums.tensors()))
+
+    def eval_steps(self, iterator, steps: int, sums: "MetricSums") -> None:
+        """`steps` eval steps in one call, as `train_steps`."""
+        sums.set(self._eval_loop(iterator, tf.constant(steps, tf.int64), sums.tensors()))
 
     def build(self, feature_shape: tuple) -> None:
         """Creates the head's and the optimizer's variables (needed before a restore).
@@ -161,10 +190,16 @@ class Trainer:
         totals = MetricSums()
         averaged = (contextlib.nullcontext() if self.weight_average is None
                     else self.weight_average.swapped_in(self.head.trainable_variables))
-        with averaged:
-            for i in tqdm(range(source.num_batches(0)), desc=description, leave=False,
-                          disable=not show_progress):
-                totals.add(self.eval_step(source.batch(0, i)))
+        num_batches = source.num_batches(0)
+        with averaged, tqdm(total=num_batches, desc=description, leave=False,
+                            disable=not show_progress) as bar:
+            if self.runs_many_steps_per_call and hasattr(source, "dataset"):
+                self.eval_steps(iter(source.dataset(0)), num_batches, totals)
+                bar.update(num_batches)
+            else:
+                for i in range(num_batches):
+                    totals.add(self.eval_step(source.batch(0, i)))
+                    bar.update(1)
         return totals.result()
 
 
@@ -192,7 +227,9 @@ def rdrop_loss(logits: tf.Tensor, logits_again: tf.Tensor, labels: tf.Tensor,
 
 
 class MetricSums:
-    """Accumulates the sums that steps return, on the host."""
+    """Accumulates the sums that steps return, in float64."""
+
+    NAMES = ("loss", "correct", "count")
 
     def __init__(self, loss: float = 0.0, correct: float = 0.0, count: float = 0.0):
         self.loss, self.correct, self.count = loss, correct, count
@@ -201,6 +238,14 @@ class MetricSums:
         self.loss += float(sums["loss"])
         self.correct += float(sums["correct"])
         self.count += float(sums["count"])
+
+    def tensors(self) -> tuple:
+        """The sums as float64 tensors, for a loop that continues them on the device."""
+        return tuple(tf.constant(getattr(self, name), tf.float64) for name in self.NAMES)
+
+    def set(self, totals) -> None:
+        """Takes the totals such a loop returns."""
+        self.loss, self.correct, self.count = (float(total) for total in totals)
 
     def result(self) -> dict:
         count = max(self.count, 1.0)
@@ -228,14 +273,24 @@ class Callback:
 
     def on_step_end(self, position: Position, epoch_sums: MetricSums) -> None: ...
 
+    def steps_until_due(self, position: Position) -> int | None:
+        """Steps from `position` to the next step whose end this callback must see
+        (with many steps per call, calls stop there); None: any call's end will do."""
+        return None
+
     def on_epoch_end(self, position: Position, record: dict) -> None: ...
 
 
 def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | None,
         epochs: int, start: Position | None = None, epoch_sums: MetricSums | None = None,
         callbacks: Iterable[Callback] = (), show_progress: bool = True,
-        log: Callable[[str], None] = print) -> list[dict]:
+        log: Callable[[str], None] = print, steps_per_call: int = 1) -> list[dict]:
     """Trains from `start` to the end of `epochs`, evaluating after each epoch.
+
+    With `steps_per_call` > 1 (one replica, a source with a tf.data `dataset`),
+    one compiled call runs up to that many steps, stopping early at an epoch's
+    end and wherever a callback is due (`Callback.steps_until_due`), so
+    checkpoints land on the same steps; callbacks run at call ends.
 
     Returns one record per epoch finished in this call, with `epoch`
     (1-based), `step`, `train_loss`, `train_accuracy`, `val_loss`,
@@ -251,12 +306,22 @@ def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | 
         started = time.time()
         bar = tqdm(total=num_batches, initial=position.batch, unit="batch",
                    desc=f"epoch {position.epoch + 1}/{epochs}", disable=not show_progress)
+        many = (steps_per_call > 1 and trainer.runs_many_steps_per_call
+                and hasattr(train_source, "dataset"))
+        iterator = iter(train_source.dataset(position.epoch, position.batch)) if many else None
         while position.batch < num_batches:
-            sums.add(trainer.train_step(train_source.batch(position.epoch, position.batch)))
-            position.batch += 1
-            position.step += 1
-            bar.update(1)
-            if position.batch % 50 == 0 or position.batch == num_batches:
+            if many:
+                due = [c.steps_until_due(position) for c in callbacks]
+                steps = min([steps_per_call, num_batches - position.batch]
+                            + [d for d in due if d])
+                trainer.train_steps(iterator, steps, sums)
+            else:
+                steps = 1
+                sums.add(trainer.train_step(train_source.batch(position.epoch, position.batch)))
+            position.batch += steps
+            position.step += steps
+            bar.update(steps)
+            if position.step % 50 < steps or position.batch == num_batches:
                 current = sums.result()
                 bar.set_postfix(loss=f"{current['loss']:.4f}", acc=f"{current['accuracy']:.4f}")
             for callback in callbacks:

@@ -27,6 +27,11 @@ import tensorflow as tf
 from sst2 import data
 
 
+# A memory-mapped cache's pages are released every this many batches (see
+# `features.FeatureSet.release_pages`).
+RELEASE_EVERY_BATCHES = 256
+
+
 @dataclasses.dataclass
 class Batch:
     """A global batch, padded to a fixed size; padded rows have weight 0.
@@ -85,22 +90,59 @@ class _PlannedSource:
         """Which examples batch `index` of `epoch` holds (its first rows, in order)."""
         return self._plan(epoch)[index][0]
 
+    def _labels_and_weights_spec(self) -> tuple:
+        return (tf.TensorSpec([self.batch_size], tf.int32),
+                tf.TensorSpec([self.batch_size], tf.float32))
+
     def _labels_and_weights(self, labels: np.ndarray) -> dict:
         return {"labels": _pad_rows(labels, self.batch_size),
                 "weights": _pad_rows(np.ones(len(labels), np.float32), self.batch_size)}
 
 
-class CachedFeatureSource(_PlannedSource):
-    """Batches of cached pooled features, reshuffled every epoch when `shuffle`."""
+class _CachedSource(_PlannedSource):
+    """A source over a `features.FeatureSet`, which can also be a tf.data pipeline."""
 
-    def __init__(self, features, batch_size: int, seed: int = 0, shuffle: bool = True):
-        super().__init__(np.zeros(len(features), np.int32), batch_size, None, seed, shuffle)
+    def __init__(self, features, lengths: np.ndarray, batch_size: int,
+                 boundaries: tuple[int, ...] | None, seed: int, shuffle: bool):
+        super().__init__(lengths, batch_size, boundaries, seed, shuffle)
         self.features = features
 
     @property
     def idx(self) -> np.ndarray:
         """The dataset's `idx` of each example, in source order."""
         return self.features.idx
+
+    def element_spec(self):
+        """The `tf.TypeSpec`s of `(features, labels, weights)`: a batch as a tf.data element."""
+        raise NotImplementedError
+
+    def dataset(self, epoch: int, start: int = 0, prefetch: int = 4) -> tf.data.Dataset:
+        """Batches `start`, `start + 1`, ... of `epoch` as a tf.data pipeline, assembled
+        ahead of the steps that consume them (`prefetch` batches), in a tf.data thread.
+
+        Each element is `(features, labels, weights)`: exactly `batch(epoch, i)`.
+        """
+        def batches():
+            for index in range(start, self.num_batches(epoch)):
+                batch = self.batch(epoch, index)
+                if index % RELEASE_EVERY_BATCHES == 0:
+                    self.features.release_pages()
+                yield batch.features, batch.labels, batch.weights
+
+        return tf.data.Dataset.from_generator(
+            batches, output_signature=self.element_spec()).prefetch(prefetch)
+
+
+class CachedFeatureSource(_CachedSource):
+    """Batches of cached pooled features, reshuffled every epoch when `shuffle`."""
+
+    def __init__(self, features, batch_size: int, seed: int = 0, shuffle: bool = True):
+        super().__init__(features, np.zeros(len(features), np.int32), batch_size, None, seed,
+                         shuffle)
+
+    def element_spec(self):
+        shape = (self.batch_size,) + self.features.features.shape[1:]
+        return (tf.TensorSpec(shape, tf.float32),) + self._labels_and_weights_spec()
 
     def batch(self, epoch: int, index: int) -> Batch:
         indices, _ = self._plan(epoch)[index]
@@ -110,26 +152,31 @@ class CachedFeatureSource(_PlannedSource):
             **self._labels_and_weights(self.features.labels[indices]))
 
 
-class CachedTokenSource(_PlannedSource):
+class CachedTokenSource(_CachedSource):
     """Batches of cached token-level features, length-bucketed (static shapes for XLA)."""
 
     def __init__(self, features, batch_size: int, boundaries: tuple[int, ...], seed: int = 0,
                  shuffle: bool = True):
-        super().__init__(features.lengths, batch_size, boundaries, seed, shuffle)
-        self.features = features
+        super().__init__(features, features.lengths, batch_size, boundaries, seed, shuffle)
 
-    @property
-    def idx(self) -> np.ndarray:
-        return self.features.idx
+    def element_spec(self):
+        per_token = self.features.features.shape[1:]
+        return ({"tokens": tf.TensorSpec((self.batch_size, None) + per_token, tf.float32),
+                 "mask": tf.TensorSpec((self.batch_size, None), tf.int32)},
+                ) + self._labels_and_weights_spec()
 
     def batch(self, epoch: int, index: int) -> Batch:
         indices, padded = self._plan(epoch)[index]
         per_token = self.features.features.shape[1:]  # [hidden], or [2, hidden]
         tokens = np.zeros((self.batch_size, padded) + per_token, np.float32)
         mask = np.zeros((self.batch_size, padded), np.int32)
-        for row, i in enumerate(indices):
-            tokens[row, :self.lengths[i]] = self.features.tokens(i)
-            mask[row, :self.lengths[i]] = 1
+        # Every real token of the batch in one gather: its row, its position, its cache row.
+        lengths = self.lengths[indices]
+        rows = np.repeat(np.arange(len(indices)), lengths)
+        positions = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        tokens[rows, positions] = self.features.features[
+            np.repeat(self.features.offsets[indices], lengths) + positions]
+        mask[rows, positions] = 1
         return Batch(features={"tokens": tokens, "mask": mask},
                      **self._labels_and_weights(self.features.labels[indices]))
 

@@ -273,7 +273,8 @@ def _train(config: TrainConfig, trainer: Trainer, checkpoint: RunCheckpoint, tra
         with checkpoints.saving_on_signals():
             fit(trainer, train_source, eval_source, config.optimization.epochs, start=start,
                 epoch_sums=epoch_sums, callbacks=[checkpoints, summaries],
-                show_progress=config.run.progress, log=log)
+                show_progress=config.run.progress, log=log,
+                steps_per_call=config.run.steps_per_call)
     except Interrupted as e:
         raise UserError(f"Stopped by {e}; checkpoint saved in {checkpoint.manager.directory}. "
                         "Run the same command again to resume.") from None

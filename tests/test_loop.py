@@ -19,12 +19,12 @@ def _tokens(tiny_preset, tiny_data_dir, split="train"):
 
 
 def _trainer(width=16, batch_size=8, lr=1e-2, weight_average=None, rdrop_alpha=0.0,
-             jit_compile=True, **head):
+             jit_compile=True, feature_shape=None, **head):
     keras.utils.set_random_seed(0)
     trainer = Trainer(ClassifierHead(**head), keras.optimizers.Adam(lr), batch_size,
                       weight_average=weight_average, rdrop_alpha=rdrop_alpha,
                       jit_compile=jit_compile)
-    trainer.build((1, width))
+    trainer.build(feature_shape or (1, width))
     return trainer
 
 
@@ -155,3 +155,57 @@ def test_rdrop_step_runs_the_head_twice_and_equals_the_plain_step_without_dropou
     once, _, _ = train(1.0, 0.5)
     double, _, _ = train(2.0, 0.5)
     assert any(not np.allclose(a.numpy(), b.numpy()) for a, b in zip(once, double))
+
+
+class _Recorder:
+    """A callback due every `every` steps that records the steps whose end it saw."""
+
+    def __init__(self, every):
+        self.every, self.seen = every, []
+
+    def on_step_end(self, position, epoch_sums):
+        if position.step % self.every == 0:
+            self.seen.append((position.step, epoch_sums.state()))
+
+    def on_epoch_end(self, position, record):
+        pass
+
+    def steps_until_due(self, position):
+        return self.every - position.step % self.every
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pooling", ["mean", "attention"])
+def test_many_steps_per_call_equal_one_step_per_call_bit_for_bit(pooling):
+    from sst2.features import FeatureSet
+    from sst2.sources import CachedFeatureSource, CachedTokenSource
+
+    rng = np.random.default_rng(0)
+    n = 75  # 10 batches of 8, the last partial
+    labels = rng.integers(0, 2, n).astype(np.int32)
+    if pooling == "mean":
+        cached = FeatureSet(rng.normal(size=(n, 1, 16)).astype(np.float16), labels, np.arange(n))
+        make_source = lambda: CachedFeatureSource(cached, batch_size=8, seed=3)  # noqa: E731
+    else:
+        lengths = rng.integers(1, 20, n)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        cached = FeatureSet(rng.normal(size=(offsets[-1], 16)).astype(np.float16), labels,
+                            np.arange(n), offsets)
+        make_source = lambda: CachedTokenSource(cached, 8, (8, 16, 24), seed=3)  # noqa: E731
+    results = []
+    for steps_per_call in (1, 4):
+        trainer = _trainer(pooling=pooling, hidden_units=8,
+                           feature_shape=(None, 16) if pooling == "attention" else (1, 16))
+        recorder = _Recorder(every=3)
+        records = fit(trainer, make_source(), make_source(), epochs=2, show_progress=False,
+                      log=lambda message: None, callbacks=[recorder],
+                      steps_per_call=steps_per_call)
+        for record in records:
+            record.pop("seconds")
+        results.append((records, recorder.seen,
+                        [v.numpy() for v in trainer.head.trainable_variables]))
+    (records, seen, weights), (records_k, seen_k, weights_k) = results
+    assert records_k == records  # every float, including the summed losses, is equal
+    assert seen_k == seen and [s for s, _ in seen] == [3, 6, 9, 12, 15, 18]
+    for a, b in zip(weights, weights_k):
+        np.testing.assert_array_equal(a, b)

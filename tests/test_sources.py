@@ -3,7 +3,7 @@
 import numpy as np
 
 from sst2 import features
-from sst2.sources import CachedFeatureSource
+from sst2.sources import CachedFeatureSource, CachedTokenSource
 
 
 def test_cached_source_pads_last_batch_with_zero_weights():
@@ -15,3 +15,43 @@ def test_cached_source_pads_last_batch_with_zero_weights():
     assert last.features.shape == (4, 1, 4) and last.weights.tolist() == [1, 1, 0, 0]
     seen = np.concatenate([source.batch_indices(0, i) for i in range(3)])
     assert sorted(seen) == list(range(10))
+
+
+def _token_set(n=40, width=6, seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 30, n)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    return features.FeatureSet(rng.normal(size=(offsets[-1], width)).astype(np.float16),
+                               rng.integers(0, 2, n).astype(np.int32), np.arange(n), offsets)
+
+
+def test_token_batches_hold_each_example_s_tokens_padded_to_its_bucket():
+    cached = _token_set()
+    source = CachedTokenSource(cached, batch_size=8, boundaries=(8, 16, 32), seed=1)
+    for index in range(source.num_batches(0)):
+        batch = source.batch(0, index)
+        indices = source.batch_indices(0, index)
+        tokens, mask = batch.features["tokens"], batch.features["mask"]
+        assert tokens.dtype == np.float32 and tokens.shape[1] in (8, 16, 32)
+        for row in range(8):  # written plainly, row by row
+            expected = np.zeros(tokens.shape[1:], np.float32)
+            expected_mask = np.zeros(tokens.shape[1], np.int32)
+            if row < len(indices):
+                real = cached.tokens(indices[row]).astype(np.float32)
+                expected[:len(real)], expected_mask[:len(real)] = real, 1
+            np.testing.assert_array_equal(tokens[row], expected)
+            np.testing.assert_array_equal(mask[row], expected_mask)
+
+
+def test_the_tf_data_pipeline_yields_exactly_the_batches_from_any_start():
+    cached = _token_set()
+    source = CachedTokenSource(cached, batch_size=8, boundaries=(8, 16, 32), seed=1)
+    for epoch, start in ((0, 0), (1, 3)):
+        elements = list(source.dataset(epoch, start).as_numpy_iterator())
+        assert len(elements) == source.num_batches(epoch) - start
+        for index, (feats, labels, weights) in enumerate(elements, start):
+            batch = source.batch(epoch, index)
+            np.testing.assert_array_equal(feats["tokens"], batch.features["tokens"])
+            np.testing.assert_array_equal(feats["mask"], batch.features["mask"])
+            np.testing.assert_array_equal(labels, batch.labels)
+            np.testing.assert_array_equal(weights, batch.weights)
