@@ -294,7 +294,7 @@ def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | 
 
     Returns one record per epoch finished in this call, with `epoch`
     (1-based), `step`, `train_loss`, `train_accuracy`, `val_loss`,
-    `val_accuracy` and `seconds`.
+    `val_accuracy`, `seconds` (training) and `eval_seconds`.
     """
     position = start or Position()
     callbacks = list(callbacks)
@@ -332,8 +332,10 @@ def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | 
                   "train_loss": train["loss"], "train_accuracy": train["accuracy"],
                   "seconds": time.time() - started}
         if eval_source is not None:
+            eval_started = time.time()
             val = trainer.evaluate(eval_source, show_progress=show_progress)
-            record.update(val_loss=val["loss"], val_accuracy=val["accuracy"])
+            record.update(val_loss=val["loss"], val_accuracy=val["accuracy"],
+                          eval_seconds=time.time() - eval_started)
         log(f"Epoch {record['epoch']}/{epochs}: train loss {record['train_loss']:.4f}, "
             f"train accuracy {record['train_accuracy']:.4f}"
             + (f", val loss {record['val_loss']:.4f}, val accuracy {record['val_accuracy']:.4f}"

@@ -118,19 +118,29 @@ class _CachedSource(_PlannedSource):
 
     def dataset(self, epoch: int, start: int = 0, prefetch: int = 4) -> tf.data.Dataset:
         """Batches `start`, `start + 1`, ... of `epoch` as a tf.data pipeline, assembled
-        ahead of the steps that consume them (`prefetch` batches), in a tf.data thread.
+        ahead of the steps that consume them (`prefetch` batches; two at a time).
 
         Each element is `(features, labels, weights)`: exactly `batch(epoch, i)`.
         """
-        def batches():
-            for index in range(start, self.num_batches(epoch)):
-                batch = self.batch(epoch, index)
-                if index % RELEASE_EVERY_BATCHES == 0:
-                    self.features.release_pages()
-                yield batch.features, batch.labels, batch.weights
+        spec = self.element_spec()
+        flat_spec = tf.nest.flatten(spec)
 
-        return tf.data.Dataset.from_generator(
-            batches, output_signature=self.element_spec()).prefetch(prefetch)
+        def assemble(index):
+            index = int(index)
+            if index % RELEASE_EVERY_BATCHES == 0:
+                self.features.release_pages()
+            batch = self.batch(epoch, index)
+            return tf.nest.flatten((batch.features, batch.labels, batch.weights))
+
+        def load(index):
+            flat = tf.numpy_function(assemble, [index], [s.dtype for s in flat_spec],
+                                     stateful=False)
+            flat = [tf.ensure_shape(x, s.shape) for x, s in zip(flat, flat_spec)]
+            return tf.nest.pack_sequence_as(spec, flat)
+
+        return (tf.data.Dataset.range(start, self.num_batches(epoch))
+                .map(load, num_parallel_calls=2, deterministic=True)
+                .prefetch(prefetch))
 
 
 class CachedFeatureSource(_CachedSource):

@@ -101,9 +101,11 @@ def run(config: TrainConfig, log=print) -> dict:
 
         checkpoint = RunCheckpoint(out_dir, head, optimizer, keep=config.run.keep_checkpoints,
                                    log=log, read_dir=model_dir, weight_average=weight_average)
+        head_started = time.time()
         final, summaries, history = _train(config, trainer, checkpoint, train_source,
                                            eval_source, out_dir, worker, facts, log)
         summaries.write(test={"split": config.data.eval_split, **final},
+                        head_seconds=time.time() - head_started,
                         wall_seconds=time.time() - started)
         if config.run.export and worker.is_chief:
             trained = restore(model_dir, "best", config=config, log=log)
@@ -208,6 +210,7 @@ def _sources(config: TrainConfig, preprocessor, encoding: Encoding, backbone, gl
     data_config, optimization = config.data, config.optimization
     log(f"Tokenizing {data_config.train_split} and {data_config.eval_split} "
         f"(sequence length {config.model.sequence_length})...")
+    tokenize_started = time.time()
     train_tokens = tokenize_split(data_config, data_config.train_split, preprocessor,
                                   labelled="--train_split")
     eval_tokens = tokenize_split(data_config, data_config.eval_split, preprocessor,
@@ -217,6 +220,7 @@ def _sources(config: TrainConfig, preprocessor, encoding: Encoding, backbone, gl
         f"precision {encoding.precision}.")
     log(f"Head: {FeatureSpec.of(config.model).describe()}; {_describe_optimization(config)}.")
 
+    tokenize_seconds = time.time() - tokenize_started
     encode_started = time.time()
     train_source = split_source(config, data_config.train_split, train_tokens, encoding,
                                 shuffle=True, batch_size=global_batch, worker=worker)
@@ -232,7 +236,7 @@ def _sources(config: TrainConfig, preprocessor, encoding: Encoding, backbone, gl
                                         if config.model.trainable_layers else None),
              "train_examples": len(train_tokens["label"]),
              "eval_examples": len(eval_tokens["label"]),
-             "encode_seconds": encode_seconds}
+             "tokenize_seconds": tokenize_seconds, "encode_seconds": encode_seconds}
     return train_source, eval_source, facts
 
 

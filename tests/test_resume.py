@@ -34,7 +34,8 @@ def _head_weights(model_dir):
 
 def _epochs(model_dir):
     with open(os.path.join(model_dir, "metrics.json")) as f:
-        return [{k: v for k, v in r.items() if k != "seconds"} for r in json.load(f)["epochs"]]
+        return [{k: v for k, v in r.items()
+                if k not in ("seconds", "eval_seconds")} for r in json.load(f)["epochs"]]
 
 
 def _latest_step(model_dir):
