@@ -69,14 +69,22 @@ class FeatureSet:
     labels: np.ndarray  # [N], int32 (-1 where unlabelled)
     idx: np.ndarray  # [N], the tfds `idx` of each example
     offsets: np.ndarray | None = None  # [N + 1] for token features
-    # The memory map `features` reads from, when it was loaded from a cache.
-    mapping: mmap.mmap | None = dataclasses.field(default=None, repr=False, compare=False)
+    # The cache file `features` maps, when it was loaded from a cache: `read_rows` reads it.
+    file: "MappedNpy | None" = dataclasses.field(default=None, repr=False, compare=False)
 
-    def release_pages(self) -> None:
-        """Drops the mapped pages read so far from this process's memory (the OS keeps
-        them cached); later reads map them again. Keeps memory flat over an epoch."""
-        if self.mapping is not None:
-            self.mapping.madvise(mmap.MADV_DONTNEED)
+    def read_rows(self, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Rows `starts[i]:starts[i] + counts[i]` of `features` for each i, concatenated.
+
+        From a cache file they are read with one `pread` per range, into this
+        process's memory only for as long as the caller keeps them: touching
+        the memory map instead would keep every page read (the OS maps whole
+        folios) and the process would grow to the file's size over an epoch.
+        """
+        if self.file is not None:
+            return self.file.read_rows(starts, counts)
+        rows = np.repeat(starts, counts) + (np.arange(counts.sum())
+                                            - np.repeat(np.cumsum(counts) - counts, counts))
+        return np.asarray(self.features[rows])
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -89,32 +97,56 @@ class FeatureSet:
         return self.features[self.offsets[i]:self.offsets[i + 1]]
 
 
-def map_npy(path: str) -> tuple[np.ndarray, mmap.mmap]:
-    """A read-only array over an `.npy` file's memory map, and the map.
+class MappedNpy:
+    """An `.npy` file as a read-only memory-mapped `array`, and row reads by `pread`.
 
     >>> np.save(os.path.join(tmp_dir, "a.npy"), np.arange(6, dtype=np.float16).reshape(3, 2))
-    >>> array, mapping = map_npy(os.path.join(tmp_dir, "a.npy"))
-    >>> array[1:].tolist(), array.flags.writeable
+    >>> mapped = MappedNpy(os.path.join(tmp_dir, "a.npy"))
+    >>> mapped.array[1:].tolist(), mapped.array.flags.writeable
     ([[2.0, 3.0], [4.0, 5.0]], False)
+    >>> mapped.read_rows(np.array([2, 0]), np.array([1, 2])).tolist()
+    [[4.0, 5.0], [0.0, 1.0], [2.0, 3.0]]
     """
-    with open(path, "rb") as f:
-        version = np.lib.format.read_magic(f)
-        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-        if read_header is None:
-            raise ValueError(f"{path} has .npy format {version}, not 1.0 or 2.0")
-        shape, fortran_order, dtype = read_header(f)
-        header = f.tell()
+
+    def __init__(self, path: str):
+        self.path, self.fd = path, None
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f"{path} has .npy format {version}, not 1.0 or 2.0")
+            self.shape, fortran_order, self.dtype = read_header(f)
+            self.header = f.tell()
         if fortran_order:
             raise ValueError(f"{path} is in Fortran order")
-        size = int(np.prod(shape)) * dtype.itemsize
-        if os.fstat(f.fileno()).st_size < header + size:
+        self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        size = int(np.prod(self.shape)) * self.dtype.itemsize
+        if os.path.getsize(path) < self.header + size:
             raise ValueError(f"{path} is shorter than its header says")
-        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else None
-    if mapping is None:
-        return np.zeros(shape, dtype), None
-    array = np.frombuffer(mapping, dtype, count=int(np.prod(shape)), offset=header)
-    return array.reshape(shape), mapping
+        self.fd = os.open(path, os.O_RDONLY)
+        if size:
+            mapping = mmap.mmap(self.fd, 0, access=mmap.ACCESS_READ)
+            self.array = np.frombuffer(mapping, self.dtype, count=int(np.prod(self.shape)),
+                                       offset=self.header).reshape(self.shape)
+        else:
+            self.array = np.zeros(self.shape, self.dtype)
+
+    def read_rows(self, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        out = np.empty((int(np.sum(counts)),) + tuple(self.shape[1:]), self.dtype)
+        buffer = memoryview(out).cast("B")
+        position = 0
+        for start, count in zip(starts.tolist(), counts.tolist()):
+            size = count * self.row_bytes
+            if os.preadv(self.fd, [buffer[position:position + size]],
+                         self.header + start * self.row_bytes) != size:
+                raise OSError(f"{self.path} ended early (rows {start}..{start + count})")
+            position += size
+        return out
+
+    def __del__(self):
+        if self.fd is not None:
+            os.close(self.fd)
 
 
 class CorruptCache(Exception):
@@ -156,13 +188,13 @@ class FeatureCache:
         try:
             with open(self._path("complete.json")) as f:
                 examples = json.load(f)["examples"]
-            # Memory-mapped: pages are read as batches need them, so memory does not
-            # grow with the dataset.
-            features, mapping = map_npy(self._path("features.npy"))
-            result = FeatureSet(features, np.load(self._path("labels.npy")),
+            # Memory-mapped, and read by rows (`read_rows`), so memory does not grow
+            # with the dataset.
+            mapped = MappedNpy(self._path("features.npy"))
+            result = FeatureSet(mapped.array, np.load(self._path("labels.npy")),
                                 np.load(self._path("idx.npy")),
                                 np.load(offsets_path) if os.path.exists(offsets_path) else None,
-                                mapping=mapping)
+                                file=mapped)
         except (OSError, ValueError, KeyError, EOFError) as e:
             raise CorruptCache(f"{type(e).__name__}: {e}") from e
         rows = len(result.features)

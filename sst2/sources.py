@@ -27,11 +27,6 @@ import tensorflow as tf
 from sst2 import data
 
 
-# A memory-mapped cache's pages are released every this many batches (see
-# `features.FeatureSet.release_pages`).
-RELEASE_EVERY_BATCHES = 256
-
-
 @dataclasses.dataclass
 class Batch:
     """A global batch, padded to a fixed size; padded rows have weight 0.
@@ -126,10 +121,7 @@ class _CachedSource(_PlannedSource):
         flat_spec = tf.nest.flatten(spec)
 
         def assemble(index):
-            index = int(index)
-            if index % RELEASE_EVERY_BATCHES == 0:
-                self.features.release_pages()
-            batch = self.batch(epoch, index)
+            batch = self.batch(epoch, int(index))
             return tf.nest.flatten((batch.features, batch.labels, batch.weights))
 
         def load(index):
@@ -157,8 +149,8 @@ class CachedFeatureSource(_CachedSource):
     def batch(self, epoch: int, index: int) -> Batch:
         indices, _ = self._plan(epoch)[index]
         return Batch(
-            features=_pad_rows(self.features.features[indices].astype(np.float32),
-                               self.batch_size),
+            features=_pad_rows(self.features.read_rows(indices, np.ones_like(indices))
+                               .astype(np.float32), self.batch_size),
             **self._labels_and_weights(self.features.labels[indices]))
 
 
@@ -184,8 +176,8 @@ class CachedTokenSource(_CachedSource):
         lengths = self.lengths[indices]
         rows = np.repeat(np.arange(len(indices)), lengths)
         positions = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        tokens[rows, positions] = self.features.features[
-            np.repeat(self.features.offsets[indices], lengths) + positions]
+        tokens[rows, positions] = self.features.read_rows(self.features.offsets[indices],
+                                                          lengths)
         mask[rows, positions] = 1
         return Batch(features={"tokens": tokens, "mask": mask},
                      **self._labels_and_weights(self.features.labels[indices]))
