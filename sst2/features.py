@@ -32,7 +32,6 @@ import dataclasses
 import glob
 import hashlib
 import json
-import mmap
 import os
 import shutil
 import time
@@ -82,9 +81,7 @@ class FeatureSet:
         """
         if self.file is not None:
             return self.file.read_rows(starts, counts)
-        rows = np.repeat(starts, counts) + (np.arange(counts.sum())
-                                            - np.repeat(np.cumsum(counts) - counts, counts))
-        return np.asarray(self.features[rows])
+        return np.asarray(self.features[np.repeat(starts, counts) + positions_within(counts)])
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -97,8 +94,20 @@ class FeatureSet:
         return self.features[self.offsets[i]:self.offsets[i + 1]]
 
 
+def positions_within(counts: np.ndarray) -> np.ndarray:
+    """Each item's position within its run, for consecutive runs of `counts` items.
+
+    >>> positions_within(np.array([2, 0, 3])).tolist()
+    [0, 1, 0, 1, 2]
+    """
+    return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
 class MappedNpy:
     """An `.npy` file as a read-only memory-mapped `array`, and row reads by `pread`.
+
+    A damaged file (a header that does not parse, fewer bytes than it says)
+    raises `ValueError` or `OSError` here.
 
     >>> np.save(os.path.join(tmp_dir, "a.npy"), np.arange(6, dtype=np.float16).reshape(3, 2))
     >>> mapped = MappedNpy(os.path.join(tmp_dir, "a.npy"))
@@ -110,30 +119,17 @@ class MappedNpy:
 
     def __init__(self, path: str):
         self.path, self.fd = path, None
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-            if read_header is None:
-                raise ValueError(f"{path} has .npy format {version}, not 1.0 or 2.0")
-            self.shape, fortran_order, self.dtype = read_header(f)
-            self.header = f.tell()
-        if fortran_order:
-            raise ValueError(f"{path} is in Fortran order")
+        # numpy parses the header and checks the file's length; a memmap knows its offset.
+        self.array = np.load(path, mmap_mode="r")
+        self.shape, self.dtype = self.array.shape, self.array.dtype
+        self.header = self.array.offset if isinstance(self.array, np.memmap) else 0
         self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
-        size = int(np.prod(self.shape)) * self.dtype.itemsize
-        if os.path.getsize(path) < self.header + size:
-            raise ValueError(f"{path} is shorter than its header says")
         self.fd = os.open(path, os.O_RDONLY)
-        if size:
-            mapping = mmap.mmap(self.fd, 0, access=mmap.ACCESS_READ)
-            self.array = np.frombuffer(mapping, self.dtype, count=int(np.prod(self.shape)),
-                                       offset=self.header).reshape(self.shape)
-        else:
-            self.array = np.zeros(self.shape, self.dtype)
 
     def read_rows(self, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
         out = np.empty((int(np.sum(counts)),) + tuple(self.shape[1:]), self.dtype)
+        if not out.size:
+            return out
         buffer = memoryview(out).cast("B")
         position = 0
         for start, count in zip(starts.tolist(), counts.tolist()):

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from sst2 import data
+from sst2.features import positions_within
 
 
 @dataclasses.dataclass
@@ -175,7 +176,7 @@ class CachedTokenSource(_CachedSource):
         # Every real token of the batch in one gather: its row, its position, its cache row.
         lengths = self.lengths[indices]
         rows = np.repeat(np.arange(len(indices)), lengths)
-        positions = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        positions = positions_within(lengths)
         tokens[rows, positions] = self.features.read_rows(self.features.offsets[indices],
                                                           lengths)
         mask[rows, positions] = 1
