@@ -173,12 +173,13 @@ def encode_flops(args) -> dict:
     import numpy as np
 
     from sst2 import data, presets
+    from sst2.datasets import TfdsDataset
 
     backbone = presets.load_backbone(args.preset)
     preprocessor = presets.load_preprocessor(args.preset, 128)
     h, i, n = backbone.hidden_dim, backbone.intermediate_dim, backbone.num_layers
     lengths = np.concatenate([
-        data.to_numpy(data.tokenize(data.load_split(s, args.data_dir, download=False),
+        data.to_numpy(data.tokenize(TfdsDataset("glue/sst2", args.data_dir, download=False).load(s),
                                     preprocessor))["length"]
         for s in (args.large_split, "validation")]).astype(np.float64)
     # Per layer and token: QKV + output projections (4h^2), FFN (2hi), scores and context (2Lh).

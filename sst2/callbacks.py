@@ -21,6 +21,7 @@ import signal
 import tensorflow as tf
 
 from sst2.checkpoint import RunCheckpoint
+from sst2.metrics import BEST_METRICS
 from sst2.files import save_json
 from sst2.loop import Callback, MetricSums, Position
 
@@ -35,9 +36,12 @@ class Interrupted(Exception):
 class CheckpointCallback(Callback):
     """Saves every `every_steps` steps and at epoch ends; keeps the best; saves on a signal."""
 
-    def __init__(self, *, checkpoint: RunCheckpoint, every_steps: int):
+    def __init__(self, *, checkpoint: RunCheckpoint, every_steps: int,
+                 best_metric: str = "accuracy"):
+        """`best_metric`: the validation metric (`metrics.BEST_METRICS`) that picks the best."""
         self.checkpoint = checkpoint
         self.every_steps = every_steps
+        self.best_metric = best_metric
         self.signal_received = None
 
     def on_step_end(self, position: Position, epoch_sums: MetricSums) -> None:
@@ -53,9 +57,11 @@ class CheckpointCallback(Callback):
     def on_epoch_end(self, position: Position, record: dict) -> None:
         # The best score first: the rolling checkpoint must hold it, or a run resumed
         # from this epoch's end would not know this epoch's score.
-        if "val_accuracy" in record and self.checkpoint.save_if_best(position,
-                                                                     record["val_accuracy"]):
-            record["best"] = True
+        value = record.get(f"val_{self.best_metric}")
+        if value is not None:
+            score = value if BEST_METRICS[self.best_metric] else -value
+            if self.checkpoint.save_if_best(position, score):
+                record["best"] = True
         self.checkpoint.save(position, None)
 
     @contextlib.contextmanager
@@ -102,8 +108,9 @@ class SummaryCallback(Callback):
             tf.summary.scalar("epoch_accuracy", record["train_accuracy"])
         if "val_loss" in record:
             with self.eval_writer.as_default(step=record["step"]):
-                tf.summary.scalar("loss", record["val_loss"])
-                tf.summary.scalar("accuracy", record["val_accuracy"])
+                for name in ("loss", "accuracy", "macro_f1", "mcc"):
+                    if f"val_{name}" in record:
+                        tf.summary.scalar(name, record[f"val_{name}"])
         self.train_writer.flush()
         self.eval_writer.flush()
         self.history[:] = [r for r in self.history if r["epoch"] != record["epoch"]] + [record]

@@ -50,13 +50,15 @@ class RunCheckpoint:
         self.read_dir = os.path.join(read_dir or model_dir, "checkpoints")
         self._position = tf.Variable(np.zeros(3, np.int64), trainable=False, name="position")
         self._sums = tf.Variable(np.zeros(3, np.float64), trainable=False, name="epoch_sums")
-        self._best_accuracy = tf.Variable(-1.0, dtype=tf.float64, trainable=False,
-                                          name="best_val_accuracy")
+        # The best validation score so far, higher is better (a loss is stored negated).
+        # Its checkpoint name is from when the score was always the accuracy.
+        self._best_score = tf.Variable(-np.inf, dtype=tf.float64, trainable=False,
+                                       name="best_val_accuracy")
         tracked = {} if weight_average is None else {"weight_average": weight_average}
         self.checkpoint = tf.train.Checkpoint(
             head=head, optimizer=optimizer, head_rng=rng_state_variables(head),
             position=self._position,
-            epoch_sums=self._sums, best_val_accuracy=self._best_accuracy, **tracked)
+            epoch_sums=self._sums, best_val_accuracy=self._best_score, **tracked)
         for folder in ("checkpoints", "best"):
             _set_aside_unreadable_index(os.path.join(model_dir, folder), log)
         self.manager = tf.train.CheckpointManager(
@@ -67,8 +69,9 @@ class RunCheckpoint:
             checkpoint_name="best")
 
     @property
-    def best_val_accuracy(self) -> float:
-        return float(self._best_accuracy.numpy())
+    def best_score(self) -> float:
+        """The best `save_if_best` score so far (-inf before the first)."""
+        return float(self._best_score.numpy())
 
     def _store(self, position: Position, sums: MetricSums | None) -> None:
         self._position.assign([position.epoch, position.batch, position.step])
@@ -79,11 +82,12 @@ class RunCheckpoint:
         self._store(position, sums)
         return self.manager.save(checkpoint_number=position.step)
 
-    def save_if_best(self, position: Position, val_accuracy: float) -> bool:
-        """Keeps this state as the best checkpoint if `val_accuracy` beats the best so far."""
-        if val_accuracy <= self.best_val_accuracy:
+    def save_if_best(self, position: Position, score: float) -> bool:
+        """Keeps this state as the best checkpoint if `score` (higher is better) beats the
+        best so far."""
+        if score <= self.best_score:
             return False
-        self._best_accuracy.assign(val_accuracy)
+        self._best_score.assign(score)
         self._store(position, None)
         self.best_manager.save(checkpoint_number=position.step)
         return True

@@ -105,12 +105,44 @@ class _Options:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig(_Options):
+    """Which labelled text to train on (`sst2.datasets`): a tfds dataset, or local files."""
+
+    dataset: str = option(
+        "glue/sst2", "tfds dataset with text features and a ClassLabel (ignored with "
+        "--train_file).", identity=True)
     data_dir: str | None = option(
-        None, "tfds data dir holding glue/sst2 (tfds's default if unset).")
-    train_split: str = option("train", "tfds split to train on, e.g. train[:4096].",
-                              identity=True)
-    eval_split: str = option("validation", "tfds split to validate on.")
+        None, "tfds data dir holding the dataset (tfds's default if unset).")
+    train_split: str = option("train", "Split to train on, e.g. train[:4096] (with files: "
+                              "train, sliced the same way).", identity=True)
+    eval_split: str = option("validation", "Split to validate on (with files: validation "
+                             "= --eval_file).")
     download: bool = option(True, "Allow downloading the dataset through tfds.")
+    train_file: str | None = option(
+        None, "Train on a local CSV, TSV or JSONL file instead of tfds; its labels fix the "
+        "classes.", identity=True)
+    eval_file: str | None = option(None, "Local file to validate on (with --train_file).")
+    test_file: str | None = option(None, "Local file to predict (labels optional).")
+    text_column: str | None = option(
+        None, "Text column of the files (default text), or text feature of the tfds dataset "
+        "(default: its only one); two, comma-separated, for sentence pairs.", identity=True)
+    label_column: str | None = option(
+        None, "Label column of the files (default label), or ClassLabel feature of the tfds "
+        "dataset; labels are names or integer class ids.", identity=True)
+    label_names: str | None = option(
+        None, "Comma-separated class names in class-id order (default: the dataset's, or "
+        "for files 0..max for integer labels, else the sorted label names).", identity=True)
+    file_format: str = option("auto", "Format of the local files; auto: by extension.",
+                              choices=("auto", "csv", "tsv", "jsonl"), identity=True)
+    encoding: str = option("utf-8", "Text encoding of the local files, e.g. latin-1.",
+                           identity=True)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.train_file is None and (self.eval_file or self.test_file):
+            raise UserError("--eval_file and --test_file go with --train_file.")
+        if self.train_file and self.dataset != "glue/sst2":
+            raise UserError("--dataset names a tfds dataset, --train_file local files: "
+                            "give one of them.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +196,14 @@ class OptimizationConfig(_Options):
     rdrop_alpha: float = option(
         0.0, "R-Drop: run each batch twice with different dropout and add this weight times "
         "the two predictions' KL divergence, e.g. 1 (0: off).", minimum=0, identity=True)
+    class_weights: str = option(
+        "none", "balanced: weight each class's loss by examples / (classes x its examples) "
+        "in the training split, for imbalanced data.", choices=("none", "balanced"),
+        identity=True)
+    best_metric: str = option(
+        "accuracy", "The validation metric that picks the best checkpoint (the one exported): "
+        "accuracy, macro_f1, mcc (Matthews correlation) or loss (lowest).",
+        choices=("accuracy", "macro_f1", "mcc", "loss"), identity=True)
     seed: int = option(0, "Seed for initialization, shuffling and dropout.", identity=True)
 
 
@@ -288,7 +328,10 @@ class ReadingConfig(_Options):
 class EvaluateConfig(ReadingConfig, RestoreConfig):
     data_dir: str | None = option(None, "tfds data dir (default: the run's own).")
     eval_split: str = option("validation", "Labelled split to score.")
-    output: str | None = option(None, "Submission file (default <model_dir>/SST-2.tsv).")
+    eval_file: str | None = option(None, "A labelled local file to score, in the training "
+                                   "file's format and columns (default: the run's).")
+    output: str | None = option(None, "GLUE submission file, for GLUE datasets (default "
+                                "<model_dir>/<task>.tsv).")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -69,8 +69,22 @@ def config_path(model_dir: str) -> str:
     return os.path.join(model_dir, "config.json")
 
 
-def save_config(model_dir: str, config: TrainConfig) -> None:
-    save_json(config_path(model_dir), to_dict(config))
+def save_config(model_dir: str, config: TrainConfig, dataset=None) -> None:
+    """Writes `config.json`; `dataset` (a `datasets.DatasetInfo`) goes under `"dataset"`."""
+    fields = to_dict(config)
+    if dataset is not None:
+        fields["dataset"] = dataset.to_dict()
+    save_json(config_path(model_dir), fields)
+
+
+def load_dataset_info(model_dir: str):
+    """The `datasets.DatasetInfo` a run in `model_dir` trained on (GLUE SST-2 for runs
+    from before it was recorded)."""
+    from sst2.datasets import SST2_INFO, DatasetInfo
+
+    path = config_path(model_dir)
+    saved = load_json(path).get("dataset") if os.path.exists(path) else None
+    return DatasetInfo.from_dict(saved) if saved else SST2_INFO
 
 
 def load_config(model_dir: str) -> TrainConfig:

@@ -255,14 +255,17 @@ def bucket_lengths(sequence_length: int) -> tuple[int, ...]:
 def tokenize(dataset: tf.data.Dataset, preprocessor: Callable, batch_size: int = 256) -> tf.data.Dataset:
     """Maps the keras-hub preprocessor over `dataset` in-graph.
 
-    Sentences are tokenized a batch at a time (the WordPiece op is vectorized),
+    `dataset`'s elements are `sst2.datasets`': `idx`, `label`, `text` and, for
+    sentence pairs, `text_pair` (packed as `[CLS] text [SEP] text_pair [SEP]`).
+    Texts are tokenized a batch at a time (the WordPiece op is vectorized),
     in parallel, keeping the input order. Each output element holds `idx`,
     `label`, `token_ids` and `padding_mask` (padded to the preprocessor's
     `sequence_length`) and `length`, the number of real tokens.
     """
 
     def encode(batch):
-        features = preprocessor(batch["sentence"])
+        texts = (batch["text"], batch["text_pair"]) if "text_pair" in batch else batch["text"]
+        features = preprocessor(texts)
         mask = tf.cast(features["padding_mask"], tf.int32)
         return {
             "idx": tf.cast(batch["idx"], tf.int32),

@@ -1,9 +1,12 @@
-"""Evaluates a trained run and writes GLUE's SST-2 submission file.
+"""Evaluates a trained run; for a GLUE dataset, writes its submission file.
 
     python -m sst2.evaluate --model_dir=runs/sst2 [--data_dir=assets/tfds]
+    python -m sst2.evaluate --model_dir=runs/mine --eval_file=new_reviews.csv
 
-Reports validation loss and accuracy (best checkpoint by default) and writes
-`<model_dir>/SST-2.tsv` (`index<TAB>prediction`, one row per test sentence).
+Reports validation loss, accuracy, macro-F1 and Matthews correlation (best
+checkpoint by default) on the run's own validation data, or on another split
+or labelled file. For GLUE SST-2 it also writes `<model_dir>/SST-2.tsv`
+(`index<TAB>prediction`, one row per test sentence).
 """
 
 from sst2 import cli
@@ -15,7 +18,7 @@ def main(config: EvaluateConfig, argv: list[str]) -> None:
 
     trained = restore(config.model_dir, config.checkpoint)
     evaluate(trained, config.data_dir, eval_split=config.eval_split,
-             submission_path=config.output, reading=config)
+             submission_path=config.output, reading=config, eval_file=config.eval_file)
 
 
 if __name__ == "__main__":

@@ -182,8 +182,10 @@ def rng_state_variables(layer: keras.layers.Layer) -> list:
     return states
 
 
-def build_head(model_config, backbone, seed: int, copy_unfrozen: bool = False) -> ClassifierHead:
-    """The head a `config.ModelConfig` describes, built over `backbone`'s features.
+def build_head(model_config, backbone, seed: int, copy_unfrozen: bool = False,
+               num_classes: int = NUM_CLASSES) -> ClassifierHead:
+    """The head a `config.ModelConfig` describes, built over `backbone`'s features, with
+    `num_classes` outputs.
 
     With `copy_unfrozen` (a new run), the unfrozen layers start as copies of
     the backbone's top layers, read in float32 from the preset (a bfloat16
@@ -193,6 +195,7 @@ def build_head(model_config, backbone, seed: int, copy_unfrozen: bool = False) -
     spec = FeatureSpec.of(model_config)
     head = ClassifierHead(
         hidden_units=model_config.head_hidden, dropout=model_config.dropout, seed=seed,
+        num_classes=num_classes,
         pooling=model_config.pooling,
         sequence_layers=model_config.trainable_layers + model_config.head_layers,
         num_heads=backbone.num_heads, intermediate_dim=backbone.intermediate_dim,

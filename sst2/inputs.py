@@ -7,8 +7,9 @@ cached (`sst2.features`); without it, the backbone runs on every batch.
 Example:
     >>> config = TrainConfig.from_options(data_dir=data_dir, preset=preset, sequence_length=16,
     ...                                   model_dir=tmp_dir, progress=False)
+    >>> from sst2.datasets import open_dataset
     >>> preprocessor = presets.load_preprocessor(preset, 16)
-    >>> tokens = tokenize_split(config.data, "validation", preprocessor)
+    >>> tokens = tokenize_split(open_dataset(config.data), "validation", preprocessor)
     >>> sorted(tokens)
     ['idx', 'label', 'length', 'padding_mask', 'token_ids']
     >>> backbone = presets.load_backbone(preset)
@@ -28,7 +29,8 @@ import numpy as np
 
 from sst2 import data, presets
 from sst2.backbone import FeatureSpec
-from sst2.config import DataConfig, TrainConfig
+from sst2.config import TrainConfig
+from sst2.datasets import TextDataset
 from sst2.distribute import WorkerInfo
 from sst2.encoder import FeatureEncoder
 from sst2.errors import UserError
@@ -36,15 +38,14 @@ from sst2.features import FeatureSet, encode
 from sst2.sources import CachedFeatureSource, CachedTokenSource, TokenSource
 
 
-def tokenize_split(data_config: DataConfig, split: str, preprocessor,
+def tokenize_split(dataset: TextDataset, split: str, preprocessor,
                    labelled: str | None = None) -> dict:
-    """`split` of glue/sst2 as numpy token arrays (see `data.tokenize`).
+    """`split` of `dataset` as numpy token arrays (see `data.tokenize`).
 
     With `labelled` (the flag that named the split), a split with unlabelled
     examples (label -1, as GLUE's test split) is refused.
     """
-    dataset = data.load_split(split, data_config.data_dir, data_config.download)
-    tokens = data.to_numpy(data.tokenize(dataset, preprocessor))
+    tokens = data.to_numpy(data.tokenize(dataset.load(split), preprocessor))
     if not tokens:
         raise UserError(f"The split {split!r} is empty.")
     unlabelled = int((tokens["label"] < 0).sum())
@@ -83,13 +84,17 @@ class Encoding:
 
 
 def cached_features(config: TrainConfig, split: str, tokens: dict, encoding: Encoding,
-                    worker: WorkerInfo = WorkerInfo()) -> FeatureSet:
-    """The cached frozen features of `split` (computed on first use)."""
+                    worker: WorkerInfo = WorkerInfo(), dataset=None) -> FeatureSet:
+    """The cached frozen features of `split` (computed on first use); `dataset` (a
+    `datasets.DatasetInfo`) adds the dataset's identity to the key."""
     spec = FeatureSpec.of(config.model)
-    # The examples themselves, not where they came from: a changed dataset is re-encoded.
+    # The examples themselves (a changed dataset is re-encoded), and for datasets other
+    # than SST-2 (whose keys predate it) where they came from.
     key = {**presets.preset_fingerprint(config.model.preset),
            "sequence_length": config.model.sequence_length, "precision": encoding.precision,
            **spec.cache_fields(encoding.backbone_layers), "examples": content_hash(tokens)}
+    if dataset is not None and dataset.name != "glue/sst2":
+        key["dataset"] = dataset.identity
     return encode(encoding.encoder, tokens, cache_dir(config), key,
                   batch_size=config.run.encode_batch_size, description=f"encode {split}",
                   show_progress=config.run.progress and worker.is_chief, worker=worker)
@@ -97,15 +102,16 @@ def cached_features(config: TrainConfig, split: str, tokens: dict, encoding: Enc
 
 def split_source(config: TrainConfig, split: str, tokens: dict, encoding: Encoding, *,
                  shuffle: bool = False, batch_size: int | None = None,
-                 worker: WorkerInfo = WorkerInfo()):
+                 worker: WorkerInfo = WorkerInfo(), dataset=None):
     """`split`'s batch source: cached features, or the backbone on every batch
-    (`--cache_features=false`). `batch_size` is the global batch (default: the config's)."""
+    (`--cache_features=false`). `batch_size` is the global batch (default: the config's);
+    `dataset` is the `datasets.DatasetInfo` (see `cached_features`)."""
     batch_size = batch_size or config.optimization.batch_size
     boundaries = data.bucket_lengths(config.model.sequence_length)
     seed = config.optimization.seed
     if not config.run.cache_features:
         return TokenSource(tokens, encoding.encoder, batch_size, boundaries, seed, shuffle)
-    features = cached_features(config, split, tokens, encoding, worker)
+    features = cached_features(config, split, tokens, encoding, worker, dataset)
     if FeatureSpec.of(config.model).token_level:
         return CachedTokenSource(features, batch_size, boundaries, seed, shuffle)
     return CachedFeatureSource(features, batch_size, seed, shuffle)

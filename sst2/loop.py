@@ -28,10 +28,11 @@ import time
 from typing import Callable, Iterable
 
 import keras
+import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from sst2 import averaging
+from sst2 import averaging, metrics
 from sst2.head import example_features
 from sst2.sources import Batch, BatchSource
 
@@ -43,7 +44,9 @@ class Trainer:
     its share of a global batch. The loss is averaged over the global batch
     (`tf.nn.compute_average_loss`), so gradients summed across replicas equal
     the one-device gradient. Steps return sums (loss, correct, count) reduced
-    across replicas; callers divide. With a `weight_average`, each train step
+    across replicas; callers divide; eval steps add a confusion matrix. With
+    `class_weights` (one per class), each example's loss is weighted by its
+    class's (the reported loss stays unweighted). With a `weight_average`, each train step
     also updates it, and `evaluate` runs with the averaged weights. With
     `rdrop_alpha` > 0 each train step runs the head twice (see `rdrop_loss`);
     the reported training loss stays the first pass's cross-entropy.
@@ -53,8 +56,11 @@ class Trainer:
                  batch_size: int, strategy: tf.distribute.Strategy | None = None,
                  jit_compile: bool = True,
                  weight_average: averaging.ExponentialMovingAverage | None = None,
-                 rdrop_alpha: float = 0.0):
+                 rdrop_alpha: float = 0.0, class_weights=None):
         self.head = head
+        self.num_classes = head.num_classes
+        self.class_weights = (None if class_weights is None
+                              else tf.constant(class_weights, tf.float32))
         self.optimizer = optimizer
         self.weight_average = weight_average
         self.rdrop_alpha = rdrop_alpha
@@ -100,8 +106,8 @@ class Trainer:
             features, labels, weights = next(iterator)
             sums = replica_step(features, labels, weights)
             # float64, as the host adds them: the totals are those of one step per call.
-            totals = tuple(total + tf.cast(sums[name], tf.float64)
-                           for total, name in zip(totals, MetricSums.NAMES))
+            totals = {name: total + tf.cast(sums[name], tf.float64)
+                      for name, total in totals.items()}
         return totals
 
     def train_steps(self, iterator, steps: int, sums: "MetricSums") -> None:
@@ -144,6 +150,8 @@ class Trainer:
             else:
                 logits = self.head(features, training=True)
                 per_example, sums = self._sums(logits, labels, weights)
+            if self.class_weights is not None:
+                weights = weights * tf.gather(self.class_weights, labels)
             loss = tf.nn.compute_average_loss(per_example * weights, global_batch_size=self.batch_size)
         return tape.gradient(loss, self.head.trainable_variables), sums
 
@@ -156,7 +164,10 @@ class Trainer:
 
     def _eval_replica_step(self, features, labels, weights):
         logits = self.head(features, training=False)
-        return self._sums(logits, labels, weights)[1]
+        predictions = tf.argmax(logits, -1, output_type=tf.int32)
+        return {**self._sums(logits, labels, weights)[1],
+                "confusion": metrics.confusion_matrix(labels, predictions, weights,
+                                                      self.num_classes)}
 
     def _distribute(self, batch: Batch):
         values = (batch.features, batch.labels, batch.weights)
@@ -185,9 +196,9 @@ class Trainer:
 
     def evaluate(self, source: BatchSource, description: str = "eval",
                  show_progress: bool = True) -> dict:
-        """Loss and accuracy over a whole source (in its fixed order), with averaged weights
-        when the trainer averages them."""
-        totals = MetricSums()
+        """Loss, accuracy, macro-F1 and MCC over a whole source (in its fixed order), with
+        averaged weights when the trainer averages them."""
+        totals = MetricSums(confusion=np.zeros((self.num_classes, self.num_classes)))
         averaged = (contextlib.nullcontext() if self.weight_average is None
                     else self.weight_average.swapped_in(self.head.trainable_variables))
         num_batches = source.num_batches(0)
@@ -227,30 +238,42 @@ def rdrop_loss(logits: tf.Tensor, logits_again: tf.Tensor, labels: tf.Tensor,
 
 
 class MetricSums:
-    """Accumulates the sums that steps return, in float64."""
+    """Accumulates the sums that steps return, in float64; with `confusion` (a
+    `[classes, classes]` array, for evaluation), a confusion matrix too."""
 
     NAMES = ("loss", "correct", "count")
 
-    def __init__(self, loss: float = 0.0, correct: float = 0.0, count: float = 0.0):
+    def __init__(self, loss: float = 0.0, correct: float = 0.0, count: float = 0.0,
+                 confusion: np.ndarray | None = None):
         self.loss, self.correct, self.count = loss, correct, count
+        self.confusion = confusion
 
     def add(self, sums: dict) -> None:
         self.loss += float(sums["loss"])
         self.correct += float(sums["correct"])
         self.count += float(sums["count"])
+        if self.confusion is not None:
+            self.confusion = self.confusion + np.asarray(sums["confusion"], np.float64)
 
-    def tensors(self) -> tuple:
+    def tensors(self) -> dict:
         """The sums as float64 tensors, for a loop that continues them on the device."""
-        return tuple(tf.constant(getattr(self, name), tf.float64) for name in self.NAMES)
+        names = self.NAMES + (("confusion",) if self.confusion is not None else ())
+        return {name: tf.constant(getattr(self, name), tf.float64) for name in names}
 
-    def set(self, totals) -> None:
+    def set(self, totals: dict) -> None:
         """Takes the totals such a loop returns."""
-        self.loss, self.correct, self.count = (float(total) for total in totals)
+        self.loss, self.correct, self.count = (float(totals[name]) for name in self.NAMES)
+        if self.confusion is not None:
+            self.confusion = totals["confusion"].numpy()
 
     def result(self) -> dict:
         count = max(self.count, 1.0)
-        return {"loss": self.loss / count, "accuracy": self.correct / count,
-                "examples": int(self.count)}
+        result = {"loss": self.loss / count, "accuracy": self.correct / count,
+                  "examples": int(self.count)}
+        if self.confusion is not None:
+            scores = metrics.from_confusion(self.confusion)
+            result.update(macro_f1=scores["macro_f1"], mcc=scores["mcc"])
+        return result
 
     def state(self) -> list[float]:
         return [self.loss, self.correct, self.count]
@@ -294,7 +317,7 @@ def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | 
 
     Returns one record per epoch finished in this call, with `epoch`
     (1-based), `step`, `train_loss`, `train_accuracy`, `val_loss`,
-    `val_accuracy`, `seconds` (training) and `eval_seconds`.
+    `val_accuracy`, `val_macro_f1`, `val_mcc`, `seconds` (training) and `eval_seconds`.
     """
     position = start or Position()
     callbacks = list(callbacks)
@@ -335,10 +358,12 @@ def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | 
             eval_started = time.time()
             val = trainer.evaluate(eval_source, show_progress=show_progress)
             record.update(val_loss=val["loss"], val_accuracy=val["accuracy"],
+                          val_macro_f1=val["macro_f1"], val_mcc=val["mcc"],
                           eval_seconds=time.time() - eval_started)
         log(f"Epoch {record['epoch']}/{epochs}: train loss {record['train_loss']:.4f}, "
             f"train accuracy {record['train_accuracy']:.4f}"
-            + (f", val loss {record['val_loss']:.4f}, val accuracy {record['val_accuracy']:.4f}"
+            + (f", val loss {record['val_loss']:.4f}, val accuracy {record['val_accuracy']:.4f}, "
+               f"macro-F1 {record['val_macro_f1']:.4f}, MCC {record['val_mcc']:.4f}"
                if eval_source is not None else ""))
         position.epoch += 1
         position.batch = 0

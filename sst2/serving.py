@@ -1,8 +1,10 @@
 """A SavedModel that takes raw strings: tokenizer, backbone and head in one graph.
 
-The `serving_default` signature takes `text` (`tf.string`, `[None]`) and returns
-`probabilities` (`float32`, `[None, 2]`: negative, positive), `label_id`
-(`int32`, `[None]`) and `label` (`string`, `[None]`). Loading it needs only
+The `serving_default` signature takes `text` (`tf.string`, `[None]`; and
+`text_pair` for a model of sentence pairs) and returns `probabilities`
+(`float32`, `[None, N]`, in the order of the dataset's class names: for SST-2
+negative, positive), `label_id` (`int32`, `[None]`) and `label` (`string`,
+`[None]`, the class name). Loading it needs only
 `tensorflow` and `tensorflow_text` (for the WordPiece ops), as TF Serving does.
 
 The graph holds only core TensorFlow ops and the TensorFlow Text tokenizer ops
@@ -37,7 +39,7 @@ import tensorflow as tf
 from sst2 import hardware
 from sst2.backbone import FeatureSpec, frozen_features, pool_features
 from sst2.config import ReadingConfig
-from sst2.data import LABEL_NAMES
+from sst2.datasets import SST2_INFO, DatasetInfo
 from sst2.errors import UserError
 from sst2.inference import FastEncoder
 
@@ -69,7 +71,48 @@ def pack(token_ids: tf.RaggedTensor, sequence_length: int, start_id: int, end_id
     token_ids = tf.cast(as_ragged(token_ids), tf.int32)[:, :sequence_length - 2]
     rows = token_ids.nrows(out_type=tf.int32)
     ends = [tf.RaggedTensor.from_tensor(tf.fill([rows, 1], value)) for value in (start_id, end_id)]
-    packed = tf.concat([ends[0], token_ids, ends[1]], axis=1)
+    return _pad(tf.concat([ends[0], token_ids, ends[1]], axis=1), sequence_length, pad_id,
+                multiple)
+
+
+def trim_pair(first: tf.RaggedTensor, second: tf.RaggedTensor,
+              budget: int) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
+    """Cuts two segments to `budget` tokens together, as TF Text's `RoundRobinTrimmer`
+    (keras-hub's packer) does, with core ops: tokens are taken one from each in turn,
+    so a short segment stays whole and two long ones share the budget, the first
+    taking the odd token.
+
+    >>> a, b = trim_pair(tf.ragged.constant([[1, 2, 3, 4], [1]]),
+    ...                  tf.ragged.constant([[5, 6, 7], [5, 6, 7, 8]]), budget=5)
+    >>> a.to_list(), b.to_list()
+    ([[1, 2, 3], [1]], [[5, 6], [5, 6, 7, 8]])
+    """
+    length_a = tf.cast(first.row_lengths(), tf.int32)
+    length_b = tf.cast(second.row_lengths(), tf.int32)
+    keep_a = tf.minimum(length_a, tf.maximum((budget + 1) // 2, budget - length_b))
+    keep_b = tf.minimum(length_b, tf.maximum(budget // 2, budget - length_a))
+    keep = [tf.ragged.range(n) for n in (keep_a, keep_b)]
+    return (tf.gather(first, keep[0], batch_dims=1), tf.gather(second, keep[1], batch_dims=1))
+
+
+def pack_pair(first, second, sequence_length: int, start_id: int, end_id: int, pad_id: int,
+              multiple: int = 8) -> tuple[tf.Tensor, tf.Tensor]:
+    """`[CLS] first [SEP] second [SEP]` per row (the pair trimmed by `trim_pair`), with
+    core ops only, padded as `pack` pads: keras-hub's packing of a sentence pair.
+    """
+    first, second = (tf.cast(as_ragged(x), tf.int32) for x in (first, second))
+    first, second = trim_pair(first, second, sequence_length - 3)
+    rows = first.nrows(out_type=tf.int32)
+    start, end = (tf.RaggedTensor.from_tensor(tf.fill([rows, 1], value))
+                  for value in (start_id, end_id))
+    return _pad(tf.concat([start, first, end, second, end], axis=1), sequence_length, pad_id,
+                multiple)
+
+
+def _pad(packed: tf.RaggedTensor, sequence_length: int, pad_id: int,
+         multiple: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Packed rows padded to the longest, rounded up to `multiple`; and their mask."""
+    rows = packed.nrows(out_type=tf.int32)
     lengths = tf.cast(packed.row_lengths(), tf.int32)
     longest = tf.reduce_max(tf.concat([lengths, [1]], axis=0))
     width = tf.minimum((longest + multiple - 1) // multiple * multiple, sequence_length)
@@ -170,7 +213,11 @@ def make_window_logits_fn(preprocessor, backbone, head, spec: FeatureSpec,
                           reading: ReadingConfig = ReadingConfig()):
     """A function of a batch of strings returning `(logits, text_index)`: the head's
     logits for every window of every text (`split_windows`, set by `reading`),
-    all windows encoded as one batch, and the text each window belongs to."""
+    all windows encoded as one batch, and the text each window belongs to.
+
+    Given a second batch of strings, it reads sentence pairs instead: each pair
+    packed as `[CLS] text [SEP] text_pair [SEP]` (`pack_pair`), one window each.
+    """
     tokenizer, sequence_length = preprocessor.tokenizer, preprocessor.sequence_length
     window = window_size(sequence_length, reading.window_tokens)
     stride = window_stride(window, reading.window_overlap)
@@ -181,14 +228,22 @@ def make_window_logits_fn(preprocessor, backbone, head, spec: FeatureSpec,
     def encode(ids, mask):
         return frozen_features(encoder(ids, mask, num_layers=frozen), mask, spec)
 
-    def window_logits(text):
+    def tokenize(text):
         # Invalid UTF-8 would make the tokenizer raise; replace bad bytes with U+FFFD.
-        text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace",
-                                            replacement_char=0xFFFD)
-        windows, text_index = split_windows(as_ragged(tokenizer(text)), window, stride,
-                                            reading.max_windows)
-        token_ids, padding_mask = pack(windows, sequence_length, tokenizer.cls_token_id,
-                                       tokenizer.sep_token_id, tokenizer.pad_token_id)
+        return as_ragged(tokenizer(tf.strings.unicode_transcode(
+            text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)))
+
+    special = (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
+
+    def window_logits(text, text_pair=None):
+        if text_pair is None:
+            windows, text_index = split_windows(tokenize(text), window, stride,
+                                                reading.max_windows)
+            token_ids, padding_mask = pack(windows, sequence_length, *special)
+        else:
+            token_ids, padding_mask = pack_pair(tokenize(text), tokenize(text_pair),
+                                                sequence_length, *special)
+            text_index = tf.range(tf.shape(text)[0])
         if encoder is not None:
             features = encode_by_length(encode, token_ids, padding_mask,
                                         spec.feature_shape(backbone))
@@ -202,19 +257,24 @@ def make_window_logits_fn(preprocessor, backbone, head, spec: FeatureSpec,
 
 
 def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
-                    reading: ReadingConfig = ReadingConfig()):
-    """The serving computation as a Python function of a batch of strings.
+                    reading: ReadingConfig = ReadingConfig(), dataset: DatasetInfo = SST2_INFO):
+    """The serving computation as a Python function of a batch of strings (two, for a
+    `dataset` of sentence pairs); `label` is named from `dataset.label_names`.
 
     A text's probabilities are the mean of its windows' (`make_window_logits_fn`):
     an ensemble of views of one text, which leaves a one-window text's output
     as it was; docs/measurements.md compares it with other combinations.
     """
-    label_names = tf.constant(LABEL_NAMES)
+    label_names = tf.constant(dataset.label_names)
     window_logits = make_window_logits_fn(preprocessor, backbone, head, spec, reading)
 
-    def predict(text):
+    def predict(text, text_pair=None):
         text = tf.reshape(tf.convert_to_tensor(text, tf.string), [-1])
-        logits, text_index = window_logits(text)
+        if text_pair is not None:
+            text_pair = tf.reshape(tf.convert_to_tensor(text_pair, tf.string), [-1])
+            tf.debugging.assert_equal(tf.shape(text), tf.shape(text_pair), message=(
+                "text and text_pair must hold as many strings"))
+        logits, text_index = window_logits(text, text_pair)
         probabilities = tf.math.unsorted_segment_mean(
             tf.nn.softmax(logits, axis=-1), text_index, tf.shape(text)[0])
         label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
@@ -226,7 +286,8 @@ def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
 
 def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_root: str,
                        version: int | None = None,
-                       reading: ReadingConfig = ReadingConfig()) -> str:
+                       reading: ReadingConfig = ReadingConfig(),
+                       dataset: DatasetInfo = SST2_INFO) -> str:
     """Writes `<export_root>/<version>/` (default version: the Unix time) and returns it.
 
     The folder is written under a temporary name and renamed when complete, so
@@ -238,8 +299,9 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(export_root, exist_ok=True)
 
-    predict = make_predict_fn(preprocessor, backbone, head, spec, reading)
-    predict(tf.constant(["build"]))  # builds every layer, as export requires
+    predict = make_predict_fn(preprocessor, backbone, head, spec, reading, dataset)
+    inputs = ("text", "text_pair") if dataset.is_pair else ("text",)
+    predict(*[tf.constant(["build"])] * len(inputs))  # builds every layer, as export requires
     archive = keras.export.ExportArchive()
     # The tokenizer's vocabulary; FastEncoder holds the backbone's weights as constants,
     # so the backbone is tracked only where its own layers run.
@@ -248,7 +310,7 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
         archive.track(layer)
     archive.add_endpoint(
         "serving_default", predict,
-        input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        input_signature=[tf.TensorSpec([None], tf.string, name=name) for name in inputs])
     try:
         archive.write_out(tmp, verbose=False)
         shutil.rmtree(path, ignore_errors=True)

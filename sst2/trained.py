@@ -18,11 +18,12 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from sst2 import averaging, data, hardware, presets
+from sst2 import averaging, hardware, metrics, presets
 from sst2.backbone import FeatureSpec
 from sst2.checkpoint import RunCheckpoint
-from sst2.config import ReadingConfig, TrainConfig
-from sst2.config_file import load_config
+from sst2.config import DataConfig, ReadingConfig, TrainConfig
+from sst2.config_file import load_config, load_dataset_info
+from sst2.datasets import SST2_INFO, DatasetInfo, open_dataset
 from sst2.errors import UserError
 from sst2.head import ClassifierHead, build_head
 from sst2.optimization import make_optimizer
@@ -38,6 +39,7 @@ class TrainedModel:
     head: ClassifierHead
     spec: FeatureSpec
     checkpoint_path: str
+    dataset: DatasetInfo = SST2_INFO
 
     def export(self, export_root: str | None = None,
                reading: ReadingConfig = ReadingConfig()) -> str:
@@ -46,7 +48,8 @@ class TrainedModel:
 
         return serving.export_saved_model(
             self.preprocessor, self.backbone, self.head, self.spec,
-            export_root or os.path.join(self.config.run.model_dir, "export"), reading=reading)
+            export_root or os.path.join(self.config.run.model_dir, "export"), reading=reading,
+            dataset=self.dataset)
 
 
 def restore(model_dir: str, which: str = "best", config: TrainConfig | None = None,
@@ -58,11 +61,13 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
     """
     # The run folder is the one given: a moved or copied run reads and writes there.
     config = (config or load_config(model_dir)).replace(run={"model_dir": model_dir})
+    dataset = load_dataset_info(model_dir)
     model_config = config.model
     preprocessor = presets.load_preprocessor(model_config.preset, model_config.sequence_length)
     backbone = presets.load_backbone(model_config.preset,
                                      dtype=hardware.resolve_precision(model_config.precision))
-    head = build_head(model_config, backbone, seed=config.optimization.seed)
+    head = build_head(model_config, backbone, seed=config.optimization.seed,
+                      num_classes=dataset.num_classes)
     # The optimizer's variables must line up with the checkpoint's (a schedule
     # replaces the learning-rate variable; groups add optimizers): build the same kind.
     optimizer = make_optimizer(config.optimization, head, total_steps=1)
@@ -86,7 +91,8 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
                         f"{e or 'none saved yet'}") from e
     if weight_average is not None:
         weight_average.copy_to(head.trainable_variables)  # serve what was evaluated
-    return TrainedModel(config, preprocessor, backbone, head, FeatureSpec.of(model_config), path)
+    return TrainedModel(config, preprocessor, backbone, head, FeatureSpec.of(model_config), path,
+                        dataset)
 
 
 def write_glue_submission(path: str, idx: np.ndarray, predictions: np.ndarray) -> None:
@@ -99,23 +105,29 @@ def write_glue_submission(path: str, idx: np.ndarray, predictions: np.ndarray) -
     os.replace(tmp, path)
 
 
-def predict_split(trained: TrainedModel, split: str, data_dir: str | None = None,
+def predict_split(trained: TrainedModel, split: str, data_config: DataConfig | None = None,
                   reading: ReadingConfig = ReadingConfig(), batch_size: int = 256,
                   show_progress: bool = True) -> dict[str, np.ndarray]:
-    """`probabilities`, `label` and `idx` of every example of a split, in its order,
-    computed as the export computes them (`sst2.serving`): from the raw text,
-    long texts read in windows."""
+    """`probabilities`, `label` and `idx` of every example of a split of the run's data
+    (or `data_config`'s), in its order, computed as the export computes them
+    (`sst2.serving`): from the raw text, long texts read in windows."""
     from sst2.serving import make_predict_fn
 
+    info = trained.dataset
     predict = tf.function(
         make_predict_fn(trained.preprocessor, trained.backbone, trained.head, trained.spec,
-                        reading),
-        input_signature=[tf.TensorSpec([None], tf.string)])
-    dataset = data.load_split(split, data_dir, trained.config.data.download).batch(batch_size)
+                        reading, info),
+        input_signature=[tf.TensorSpec([None], tf.string)] * len(info.text_features))
+    dataset = open_dataset(data_config or trained.config.data, log=lambda message: None)
+    if dataset.info.label_names != info.label_names:
+        raise UserError(f"The data's classes ({', '.join(dataset.info.label_names)}) are not "
+                        f"the model's ({', '.join(info.label_names)}).")
     parts = {"probabilities": [], "label": [], "idx": []}
-    total = -(-data.split_size(split, data_dir) // batch_size)
-    for batch in tqdm(dataset, total=total, desc=split, leave=False, disable=not show_progress):
-        parts["probabilities"].append(predict(batch["sentence"])["probabilities"].numpy())
+    total = -(-dataset.size(split) // batch_size)
+    for batch in tqdm(dataset.load(split).batch(batch_size), total=total, desc=split,
+                      leave=False, disable=not show_progress):
+        texts = [batch["text"]] + ([batch["text_pair"]] if "text_pair" in batch else [])
+        parts["probabilities"].append(predict(*texts)["probabilities"].numpy())
         parts["label"].append(batch["label"].numpy())
         parts["idx"].append(batch["idx"].numpy())
     if not parts["idx"]:
@@ -125,31 +137,46 @@ def predict_split(trained: TrainedModel, split: str, data_dir: str | None = None
 
 def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str = "validation",
              test_split: str = "test", submission_path: str | None = None,
-             reading: ReadingConfig = ReadingConfig(), log=print) -> dict:
-    """Loss and accuracy on `eval_split`; GLUE's `SST-2.tsv` for `test_split`.
+             reading: ReadingConfig = ReadingConfig(), eval_file: str | None = None,
+             log=print) -> dict:
+    """Loss, accuracy, macro-F1 and MCC on `eval_split` (or `eval_file`); for GLUE
+    datasets, the submission file (e.g. `SST-2.tsv`) for `test_split`.
 
     Both go through the served computation (`predict_split`), so what is
     reported is what the export answers. Returns `{"split", "loss",
-    "accuracy", "examples", "submission"}`.
+    "accuracy", "macro_f1", "mcc", "examples", "submission"}`.
     """
-    data_dir = data_dir or trained.config.data.data_dir
+    data_config = trained.config.data
+    changes = {"data_dir": data_dir} if data_dir else {}
+    if eval_file:
+        changes["eval_file"] = eval_file
+    data_config = dataclasses.replace(data_config, **changes)
     show_progress = trained.config.run.progress
-    scored = predict_split(trained, eval_split, data_dir, reading, show_progress=show_progress)
+    scored = predict_split(trained, eval_split, data_config, reading,
+                           show_progress=show_progress)
     labels = scored["label"]
     if (labels < 0).any():
         raise UserError(f"--eval_split={eval_split!r} has {int((labels < 0).sum())} unlabelled "
                         "examples (GLUE's test split has no labels): evaluate on a labelled "
                         "split, e.g. validation.")
+    num_classes = trained.dataset.num_classes
+    predictions = scored["probabilities"].argmax(-1)
     chosen = scored["probabilities"][np.arange(len(labels)), labels]
+    confusion = np.bincount(labels * num_classes + predictions,
+                            minlength=num_classes ** 2).reshape(num_classes, num_classes)
     result = {"loss": float(-np.log(np.maximum(chosen, np.finfo(np.float32).tiny)).mean()),
-              "accuracy": float((scored["probabilities"].argmax(-1) == labels).mean()),
-              "examples": len(labels)}
-    log(f"{eval_split}: loss {result['loss']:.4f}, accuracy {result['accuracy']:.4f} "
-        f"({result['examples']} sentences, checkpoint {trained.checkpoint_path})")
-
-    test = predict_split(trained, test_split, data_dir, reading, show_progress=show_progress)
-    submission_path = submission_path or os.path.join(trained.config.run.model_dir, "SST-2.tsv")
+              **metrics.from_confusion(confusion), "examples": len(labels)}
+    log(f"{eval_split}: loss {result['loss']:.4f}, accuracy {result['accuracy']:.4f}, "
+        f"macro-F1 {result['macro_f1']:.4f}, MCC {result['mcc']:.4f} "
+        f"({result['examples']} examples, checkpoint {trained.checkpoint_path})")
+    result = {"split": eval_split, **result, "submission": None}
+    task = trained.dataset.glue_task
+    if task is None:
+        return result
+    test = predict_split(trained, test_split, data_config, reading, show_progress=show_progress)
+    submission_path = submission_path or os.path.join(trained.config.run.model_dir,
+                                                      f"{task}.tsv")
     write_glue_submission(submission_path, test["idx"], test["probabilities"].argmax(-1))
-    log(f"Wrote GLUE predictions for {len(test['idx'])} {test_split} sentences to "
+    log(f"Wrote GLUE predictions for {len(test['idx'])} {test_split} examples to "
         f"{submission_path}")
-    return {"split": eval_split, **result, "submission": submission_path}
+    return {**result, "submission": submission_path}

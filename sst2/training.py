@@ -23,6 +23,7 @@ import shutil
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from sst2 import averaging, distribute, hardware, presets
@@ -31,7 +32,8 @@ from sst2.backbone import FeatureSpec
 from sst2.callbacks import CheckpointCallback, Interrupted, SummaryCallback
 from sst2.checkpoint import RunCheckpoint
 from sst2.config import TrainConfig
-from sst2.config_file import config_path, load_config, save_config, to_dict
+from sst2.config_file import config_path, load_config, load_dataset_info, save_config, to_dict
+from sst2.datasets import DatasetInfo, TextDataset, open_dataset
 from sst2.encoder import FeatureEncoder
 from sst2.errors import UserError
 from sst2.files import load_json
@@ -70,6 +72,9 @@ def run(config: TrainConfig, log=print) -> dict:
         if worker.is_chief:  # the chief holds the run folder; others write to temporary ones
             cleanup.enter_context(RunLock(model_dir))
         _start_or_check_resume(config, worker, log)
+        # The data before the model: a bad file is reported in seconds.
+        dataset = open_dataset(config.data, log=log)
+        _check_same_dataset(config, dataset.info)
         precision = hardware.resolve_precision(config.model.precision)
         spec = FeatureSpec.of(config.model)
         preprocessor = presets.load_preprocessor(config.model.preset,
@@ -83,11 +88,11 @@ def run(config: TrainConfig, log=print) -> dict:
         encoding = Encoding(encoder, precision, backbone.num_layers)
         global_batch = config.optimization.batch_size * strategy.num_replicas_in_sync
 
-        train_source, eval_source, facts = _sources(config, preprocessor, encoding, backbone,
-                                                    global_batch, worker, log)
+        train_source, eval_source, facts = _sources(config, dataset, preprocessor, encoding,
+                                                    backbone, global_batch, worker, log)
         with strategy.scope():
             head = build_head(config.model, backbone, config.optimization.seed,
-                              copy_unfrozen=True)
+                              copy_unfrozen=True, num_classes=dataset.info.num_classes)
             total_steps = sum(train_source.num_batches(e)
                               for e in range(config.optimization.epochs))
             optimizer = make_optimizer(config.optimization, head, total_steps)
@@ -96,14 +101,16 @@ def run(config: TrainConfig, log=print) -> dict:
                           jit_compile=hardware.head_jit(config.run.jit_compile,
                                                         spec.has_transformer_blocks),
                           weight_average=weight_average,
-                          rdrop_alpha=config.optimization.rdrop_alpha)
+                          rdrop_alpha=config.optimization.rdrop_alpha,
+                          class_weights=facts["class_weights"])
         trainer.build(spec.feature_shape(backbone))
 
         checkpoint = RunCheckpoint(out_dir, head, optimizer, keep=config.run.keep_checkpoints,
                                    log=log, read_dir=model_dir, weight_average=weight_average)
         head_started = time.time()
-        final, summaries, history = _train(config, trainer, checkpoint, train_source,
-                                           eval_source, out_dir, worker, facts, log)
+        final, summaries, history = _train(config, dataset.info, trainer, checkpoint,
+                                           train_source, eval_source, out_dir, worker, facts,
+                                           log)
         summaries.write(test={"split": config.data.eval_split, **final},
                         head_seconds=time.time() - head_started,
                         wall_seconds=time.time() - started)
@@ -197,6 +204,34 @@ def _start_or_check_resume(config: TrainConfig, worker: distribute.WorkerInfo, l
     log(f"Extending the run from {saved_epochs} to {epochs} epochs (constant learning rate).")
 
 
+def _check_same_dataset(config: TrainConfig, info: DatasetInfo) -> None:
+    """A resumed run must read the data it started with (a changed training file is a
+    new run)."""
+    model_dir = config.run.model_dir
+    if config.run.restart or not os.path.exists(config_path(model_dir)):
+        return
+    saved = load_dataset_info(model_dir)
+    if saved.identity != info.identity:
+        changed = sorted(k for k in set(saved.identity) | set(info.identity)
+                         if saved.identity.get(k) != info.identity.get(k))
+        raise UserError(f"{model_dir} holds a run trained on other data ({', '.join(changed)} "
+                        f"changed: checkpoint {[saved.identity.get(k) for k in changed]}, now "
+                        f"{[info.identity.get(k) for k in changed]}). Use another --model_dir, "
+                        "or --restart to train on this data from scratch.")
+
+
+def class_weights(labels, num_classes: int):
+    """`balanced` class weights: examples / (classes x the class's examples); 0 for a class
+    without examples.
+
+    >>> class_weights(np.array([0, 0, 0, 1]), 2).tolist()
+    [0.6666666666666666, 2.0]
+    """
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return np.divide(len(labels), num_classes * counts, out=np.zeros_like(counts),
+                     where=counts > 0)
+
+
 def _check_sequence_length(sequence_length: int, backbone) -> None:
     limit = backbone.max_sequence_length
     if sequence_length > limit:
@@ -204,28 +239,31 @@ def _check_sequence_length(sequence_length: int, backbone) -> None:
                         f"position embeddings cover at most {limit} tokens.")
 
 
-def _sources(config: TrainConfig, preprocessor, encoding: Encoding, backbone, global_batch: int,
-             worker: distribute.WorkerInfo, log) -> tuple:
+def _sources(config: TrainConfig, dataset: TextDataset, preprocessor, encoding: Encoding,
+             backbone, global_batch: int, worker: distribute.WorkerInfo, log) -> tuple:
     """The train and eval batch sources, and the facts about them `metrics.json` records."""
-    data_config, optimization = config.data, config.optimization
-    log(f"Tokenizing {data_config.train_split} and {data_config.eval_split} "
+    data_config, optimization, info = config.data, config.optimization, dataset.info
+    log(f"Tokenizing {data_config.train_split} and {data_config.eval_split} of "
+        f"{data_config.train_file or info.name} "
         f"(sequence length {config.model.sequence_length})...")
     tokenize_started = time.time()
-    train_tokens = tokenize_split(data_config, data_config.train_split, preprocessor,
+    train_tokens = tokenize_split(dataset, data_config.train_split, preprocessor,
                                   labelled="--train_split")
-    eval_tokens = tokenize_split(data_config, data_config.eval_split, preprocessor,
+    eval_tokens = tokenize_split(dataset, data_config.eval_split, preprocessor,
                                  labelled="--eval_split")
     log(f"{len(train_tokens['label'])} training and {len(eval_tokens['label'])} "
-        f"evaluation sentences; backbone {backbone.num_layers} layers x {backbone.hidden_dim}, "
+        f"evaluation {'pairs' if info.is_pair else 'sentences'}, {info.num_classes} classes; "
+        f"backbone {backbone.num_layers} layers x {backbone.hidden_dim}, "
         f"precision {encoding.precision}.")
     log(f"Head: {FeatureSpec.of(config.model).describe()}; {_describe_optimization(config)}.")
 
     tokenize_seconds = time.time() - tokenize_started
     encode_started = time.time()
     train_source = split_source(config, data_config.train_split, train_tokens, encoding,
-                                shuffle=True, batch_size=global_batch, worker=worker)
+                                shuffle=True, batch_size=global_batch, worker=worker,
+                                dataset=info)
     eval_source = split_source(config, data_config.eval_split, eval_tokens, encoding,
-                               batch_size=global_batch, worker=worker)
+                               batch_size=global_batch, worker=worker, dataset=info)
     encode_seconds = None
     if config.run.cache_features:
         encode_seconds = time.time() - encode_started
@@ -236,7 +274,10 @@ def _sources(config: TrainConfig, preprocessor, encoding: Encoding, backbone, gl
                                         if config.model.trainable_layers else None),
              "train_examples": len(train_tokens["label"]),
              "eval_examples": len(eval_tokens["label"]),
-             "tokenize_seconds": tokenize_seconds, "encode_seconds": encode_seconds}
+             "tokenize_seconds": tokenize_seconds, "encode_seconds": encode_seconds,
+             "dataset": info.to_dict(),
+             "class_weights": (class_weights(train_tokens["label"], info.num_classes).tolist()
+                               if optimization.class_weights == "balanced" else None)}
     return train_source, eval_source, facts
 
 
@@ -253,8 +294,9 @@ def _describe_optimization(config: TrainConfig) -> str:
     return text
 
 
-def _train(config: TrainConfig, trainer: Trainer, checkpoint: RunCheckpoint, train_source,
-           eval_source, out_dir: str, worker: distribute.WorkerInfo, facts: dict, log) -> tuple:
+def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint: RunCheckpoint,
+           train_source, eval_source, out_dir: str, worker: distribute.WorkerInfo, facts: dict,
+           log) -> tuple:
     """Resumes from the latest checkpoint, runs the epochs, evaluates; returns
     `(final metrics, the summary callback, every epoch's record)`."""
     model_dir = config.run.model_dir
@@ -264,7 +306,7 @@ def _train(config: TrainConfig, trainer: Trainer, checkpoint: RunCheckpoint, tra
         log(f"Resuming from step {start.step} (epoch {start.epoch + 1}, batch {start.batch}) "
             f"in {checkpoint.manager.directory}.")
     if worker.is_chief:
-        save_config(model_dir, config)
+        save_config(model_dir, config, info)
     metrics_path = os.path.join(model_dir, "metrics.json")
     history = (load_json(metrics_path).get("epochs", [])
                if restored and os.path.exists(metrics_path) else [])
@@ -272,7 +314,8 @@ def _train(config: TrainConfig, trainer: Trainer, checkpoint: RunCheckpoint, tra
         "config": to_dict(config), **facts,
         "replicas": trainer.strategy.num_replicas_in_sync, "workers": worker.count})
     checkpoints = CheckpointCallback(checkpoint=checkpoint,
-                                     every_steps=config.run.checkpoint_every_steps)
+                                     every_steps=config.run.checkpoint_every_steps,
+                                     best_metric=config.optimization.best_metric)
     try:
         with checkpoints.saving_on_signals():
             fit(trainer, train_source, eval_source, config.optimization.epochs, start=start,
@@ -294,6 +337,8 @@ def _train(config: TrainConfig, trainer: Trainer, checkpoint: RunCheckpoint, tra
     final = trainer.evaluate(eval_source, show_progress=False)
     log(f"Test Loss: {final['loss']:.4f}")
     log(f"Test Accuracy: {final['accuracy']:.4f}")
-    log(f"(GLUE's SST-2 test split has no labels, so the test metrics above are computed "
-        f"on {config.data.eval_split!r}.)")
+    log(f"Test Macro-F1: {final['macro_f1']:.4f}, MCC: {final['mcc']:.4f}")
+    if info.glue_task:
+        log(f"(GLUE's {info.glue_task} test split has no labels, so the test metrics above are "
+            f"computed on {config.data.eval_split!r}.)")
     return final, summaries, history

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from sst2 import data, presets
+from sst2.datasets import TfdsDataset
 from sst2.errors import UserError
 from tests.helpers import TINY_SEQUENCE_LENGTH, write_tiny_glue
 
@@ -80,7 +81,8 @@ def test_the_embedded_copy_is_the_original_and_checked(tmp_path):
 
 def test_tokenize_shapes_and_dtypes(tiny_data_dir, tiny_preset):
     preprocessor = presets.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
-    ds = data.tokenize(data.load_split("validation", tiny_data_dir), preprocessor, batch_size=16)
+    ds = data.tokenize(TfdsDataset("glue/sst2", tiny_data_dir).load("validation"), preprocessor,
+                       batch_size=16)
     spec = ds.element_spec
     assert spec["token_ids"].shape == [TINY_SEQUENCE_LENGTH]
     assert spec["token_ids"].dtype == tf.int32

@@ -168,11 +168,12 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from sst2 import data, features, presets
 from sst2.backbone import FeatureSpec
+from sst2.datasets import TfdsDataset
 from sst2.encoder import FeatureEncoder
 preset, data_dir = sys.argv[2], sys.argv[3]
 backbone = presets.load_backbone(preset)
 spec = FeatureSpec("mean", "all")
-tokens = data.to_numpy(data.tokenize(data.load_split("train", data_dir),
+tokens = data.to_numpy(data.tokenize(TfdsDataset("glue/sst2", data_dir).load("train"),
                                      presets.load_preprocessor(preset, 16)))
 devices = [d.name for d in tf.config.list_logical_devices("CPU")]
 replicated = FeatureEncoder.for_backbone(backbone, spec, False, devices=devices)

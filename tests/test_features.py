@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from sst2 import data, features, presets
 from sst2.backbone import FeatureSpec
+from sst2.datasets import TfdsDataset
 from sst2.encoder import FeatureEncoder
 from tests.helpers import TINY_SEQUENCE_LENGTH
 
@@ -16,7 +17,8 @@ def _plain(fn) -> FeatureEncoder:
 
 def _tokens(tiny_preset, tiny_data_dir, split="train"):
     preprocessor = presets.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
-    return data.to_numpy(data.tokenize(data.load_split(split, tiny_data_dir), preprocessor))
+    return data.to_numpy(data.tokenize(TfdsDataset("glue/sst2", tiny_data_dir).load(split),
+                                       preprocessor))
 
 
 def test_cached_and_uncached_features_agree(tiny_preset, tiny_data_dir, tmp_path):

@@ -6,6 +6,7 @@ import pytest
 
 from sst2 import data, presets
 from sst2.backbone import FeatureSpec
+from sst2.datasets import TfdsDataset
 from sst2.encoder import FeatureEncoder
 from sst2.head import ClassifierHead
 from sst2.loop import Trainer, fit, rdrop_loss
@@ -15,7 +16,8 @@ from tests.helpers import TINY_SEQUENCE_LENGTH
 
 def _tokens(tiny_preset, tiny_data_dir, split="train"):
     preprocessor = presets.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
-    return data.to_numpy(data.tokenize(data.load_split(split, tiny_data_dir), preprocessor))
+    return data.to_numpy(data.tokenize(TfdsDataset("glue/sst2", tiny_data_dir).load(split),
+                                       preprocessor))
 
 
 def _trainer(width=16, batch_size=8, lr=1e-2, weight_average=None, rdrop_alpha=0.0,

@@ -17,6 +17,7 @@ import tensorflow as tf
 from sst2 import cli, data, features, inputs
 from sst2.checkpoint import RunCheckpoint
 from sst2.config import TrainConfig
+from sst2.datasets import open_dataset
 from sst2.encoder import FeatureEncoder
 from sst2.errors import UserError
 from sst2.head import ClassifierHead
@@ -110,8 +111,9 @@ def test_unlabelled_splits_are_refused_for_training_and_validation(tiny_preset, 
     preprocessor = presets.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
     config = TrainConfig.from_options(data_dir=tiny_data_dir)
     with pytest.raises(UserError, match="--eval_split='test' has 32 unlabelled examples"):
-        inputs.tokenize_split(config.data, "test", preprocessor, labelled="--eval_split")
-    assert len(inputs.tokenize_split(config.data, "test", preprocessor)["label"]) == 32
+        inputs.tokenize_split(open_dataset(config.data), "test", preprocessor,
+                              labelled="--eval_split")
+    assert len(inputs.tokenize_split(open_dataset(config.data), "test", preprocessor)["label"]) == 32
 
 
 def test_a_sequence_length_beyond_the_presets_positions_is_refused(tiny_preset):
