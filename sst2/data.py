@@ -265,7 +265,7 @@ def tokenize(dataset: tf.data.Dataset, preprocessor: Callable, batch_size: int =
 
     def encode(batch):
         texts = (batch["text"], batch["text_pair"]) if "text_pair" in batch else batch["text"]
-        features = preprocessor(texts)
+        features = preprocessor(x=texts)  # a tuple as `x`: segments, not (x, y)
         mask = tf.cast(features["padding_mask"], tf.int32)
         return {
             "idx": tf.cast(batch["idx"], tf.int32),

@@ -5,6 +5,8 @@
 
 With no sentences on the command line, reads one per line from stdin. Prints
 the label and its probability per line, or one JSON object per line (--json).
+A model of sentence pairs takes each pair as one line, its two texts separated
+by a tab.
 `--export_dir` may also be an export root or a model_dir: the newest version is used.
 Every line is answered: bytes that are not UTF-8 are replaced by U+FFFD, as the
 export itself does.
@@ -41,7 +43,8 @@ def predict_lines(export_dir: str, lines: Iterable[str | bytes],
                   batch_size: int = 64) -> Iterator[dict]:
     """Yields `{"text", "label", "label_id", "probability", "probabilities"}` per line.
 
-    `text` is the line as UTF-8 text, invalid bytes replaced by U+FFFD.
+    `text` is the line as UTF-8 text, invalid bytes replaced by U+FFFD. For a
+    model of sentence pairs (a `text_pair` input), each line is `text<TAB>text_pair`.
     """
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
@@ -52,10 +55,18 @@ def predict_lines(export_dir: str, lines: Iterable[str | bytes],
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         raise UserError(f"{export_dir} holds no loadable SavedModel ({reason}). Export it "
                         "again with: python -m sst2.export --model_dir=...") from e
+    pairs = "text_pair" in serve.structured_input_signature[1]
     batch = []
 
+    def inputs():
+        if not pairs:
+            return {"text": tf.constant(batch, tf.string)}
+        split = [line.split(b"\t", 1) for line in batch]
+        return {"text": tf.constant([p[0] for p in split], tf.string),
+                "text_pair": tf.constant([p[1] for p in split], tf.string)}
+
     def flush():
-        out = serve(text=tf.constant(batch, tf.string))
+        out = serve(**inputs())
         for i, raw in enumerate(batch):
             text = raw.decode("utf-8", errors="replace")
             probabilities = out["probabilities"][i].numpy().tolist()
@@ -64,7 +75,10 @@ def predict_lines(export_dir: str, lines: Iterable[str | bytes],
                    "label_id": label_id, "probability": probabilities[label_id],
                    "probabilities": probabilities}
 
-    for line in lines:
+    for number, line in enumerate(lines, start=1):
+        if pairs and b"\t" not in as_bytes(line):
+            raise UserError(f"Input line {number} has no tab: this model classifies sentence "
+                            "pairs, one pair per line, its two texts separated by a tab.")
         batch.append(as_bytes(line))
         if len(batch) == batch_size:
             yield from flush()

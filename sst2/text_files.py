@@ -82,16 +82,16 @@ def decode(path: str, encoding: str) -> str:
         raise UserError(f"{path}: no such file.")
     with open(path, "rb") as f:
         data = f.read()
-    if codecs.lookup(encoding).name == "utf-8":
-        encoding = "utf-8-sig"  # a byte-order mark is not part of the first column's name
+    # A UTF-8 byte-order mark is not part of the first column's name.
+    codec = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
     try:
-        return data.decode(encoding)
+        return data.decode(codec)
     except UnicodeDecodeError:
         pass
     bad = []
     for number, line in enumerate(data.split(b"\n"), start=1):
         try:
-            line.decode(encoding)
+            line.decode(codec)
         except UnicodeDecodeError as e:
             bad.append(f"line {number}, byte {e.start + 1} (0x{line[e.start]:02x})")
     listed = "; ".join(bad[:_MAX_LISTED]) + (f"; and {len(bad) - _MAX_LISTED} more lines"

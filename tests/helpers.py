@@ -29,6 +29,23 @@ def glue_dir() -> str:
     return _UNPACKED[0]
 
 
+def senteval_dir() -> str:
+    """Slices of SST-5 and TREC from ../shared/data/senteval, bytes unchanged (their README)."""
+    return os.path.join(REPO, "tests", "data", "senteval")
+
+
+def convert_senteval(source: str, destination: str, encoding: str = "utf-8",
+                     label_names=None) -> int:
+    """`scripts/convert_senteval.py`'s `convert`: what a user runs to get CSV/TSV/JSONL."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "convert_senteval", os.path.join(REPO, "scripts", "convert_senteval.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.convert(source, destination, encoding, label_names)
+
+
 def _sentence(rng: random.Random, label: int) -> str:
     words = rng.sample(NEUTRAL, rng.randint(1, 6)) + [rng.choice(POSITIVE if label else NEGATIVE)]
     rng.shuffle(words)
