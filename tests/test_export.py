@@ -195,7 +195,7 @@ def test_evaluate_cli_writes_glue_submission(trained_run, tiny_data_dir):
     assert {r[1] for r in rows[1:]} <= {"0", "1"}
     with open(os.path.join(trained_run, "metrics.json")) as f:
         best = max(e["val_accuracy"] for e in json.load(f)["epochs"])
-    reported = float(result.stdout.split("accuracy ")[1].split()[0])
+    reported = float(result.stdout.split("accuracy ")[1].split(",")[0])
     assert reported == pytest.approx(best, abs=1e-4)
 
 
