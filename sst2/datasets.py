@@ -124,17 +124,20 @@ class TfdsDataset(TextDataset):
         tfds = data._tfds()
         texts = [k for k, v in features.items() if isinstance(v, tfds.features.Text)]
         labels = [k for k, v in features.items() if isinstance(v, tfds.features.ClassLabel)]
+        if not text_features and len(texts) != 1:
+            raise UserError(f"{name} has text features {', '.join(texts) or 'none'}: name the "
+                            "one to classify (or two, for pairs) with --text_column=...")
         text_features = text_features or tuple(texts)
-        label_feature = label_feature or (labels[0] if len(labels) == 1 else None)
+        if not label_feature and len(labels) != 1:
+            raise UserError(f"{name} has class label features {', '.join(labels) or 'none'}: "
+                            "name the one to predict with --label_column=...")
+        label_feature = label_feature or labels[0]
         for wanted, kind, flag in ([(t, "text", "--text_column") for t in text_features]
                                    + [(label_feature, "class label", "--label_column")]):
             have = texts if kind == "text" else labels
             if wanted not in have:
                 raise UserError(f"{name} has no {kind} feature {wanted!r}; its {kind} features "
                                 f"are {', '.join(have) or 'none'}. Name one with {flag}=...")
-        if not 1 <= len(text_features) <= 2:
-            raise UserError(f"{name} has text features {', '.join(text_features)}: name the "
-                            "one to classify (or two, for pairs) with --text_column=...")
         self.text_features, self.label_feature = tuple(text_features), label_feature
         self.has_idx = "idx" in features
         self.info = DatasetInfo(

@@ -95,13 +95,17 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
                         dataset)
 
 
+# GLUE tasks whose submission files hold class names, not ids.
+GLUE_NAMED_LABELS = {"QNLI", "RTE"}
+
+
 def write_glue_submission(path: str, idx: np.ndarray, predictions: np.ndarray) -> None:
     """GLUE's submission format, `index<TAB>prediction` sorted by index, written atomically."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write("index\tprediction\n")
         for i in np.argsort(idx):
-            f.write(f"{int(idx[i])}\t{int(predictions[i])}\n")
+            f.write(f"{int(idx[i])}\t{predictions[i]}\n")
     os.replace(tmp, path)
 
 
@@ -166,7 +170,7 @@ def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str
                             minlength=num_classes ** 2).reshape(num_classes, num_classes)
     result = {"loss": float(-np.log(np.maximum(chosen, np.finfo(np.float32).tiny)).mean()),
               **metrics.from_confusion(confusion), "examples": len(labels)}
-    log(f"{eval_split}: loss {result['loss']:.4f}, accuracy {result['accuracy']:.4f}, "
+    log(f"{eval_file or eval_split}: loss {result['loss']:.4f}, accuracy {result['accuracy']:.4f}, "
         f"macro-F1 {result['macro_f1']:.4f}, MCC {result['mcc']:.4f} "
         f"({result['examples']} examples, checkpoint {trained.checkpoint_path})")
     result = {"split": eval_split, **result, "submission": None}
@@ -176,7 +180,10 @@ def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str
     test = predict_split(trained, test_split, data_config, reading, show_progress=show_progress)
     submission_path = submission_path or os.path.join(trained.config.run.model_dir,
                                                       f"{task}.tsv")
-    write_glue_submission(submission_path, test["idx"], test["probabilities"].argmax(-1))
+    predictions = test["probabilities"].argmax(-1)
+    if task in GLUE_NAMED_LABELS:  # these tasks' submissions name the class
+        predictions = np.asarray(trained.dataset.label_names)[predictions]
+    write_glue_submission(submission_path, test["idx"], predictions)
     log(f"Wrote GLUE predictions for {len(test['idx'])} {test_split} examples to "
         f"{submission_path}")
     return {**result, "submission": submission_path}

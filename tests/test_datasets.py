@@ -102,3 +102,55 @@ def test_pairs_pack_as_keras_hub_in_training_and_serving(tmp_path, tiny_preset):
         np.testing.assert_array_equal(ids.numpy(), reference["token_ids"][:, :width])
         np.testing.assert_array_equal(mask.numpy(),
                                       np.asarray(reference["padding_mask"][:, :width], np.int32))
+
+
+def _tiny_reviews_builder():
+    """A tfds dataset built on the spot (no download): two text features, a 3-class
+    ClassLabel, no `idx` feature."""
+    import tensorflow_datasets as tfds
+
+    class TinyReviews(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return self.dataset_info_from_configs(features=tfds.features.FeaturesDict({
+                "title": tfds.features.Text(), "review": tfds.features.Text(),
+                "stars": tfds.features.ClassLabel(names=["low", "mid", "high"])}))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(0, 30),
+                    "test": self._generate_examples(30, 42)}
+
+        def _generate_examples(self, start, end):
+            words = ["bad", "the film", "good"]
+            for i in range(start, end):
+                yield i, {"title": f"title {i}", "review": f"{words[i % 3]} {i}",
+                          "stars": i % 3}
+
+    return TinyReviews
+
+
+def test_any_tfds_dataset_with_text_and_class_label(tmp_path):
+    _tiny_reviews_builder()  # registers "tiny_reviews" with tfds
+    data_dir = str(tmp_path / "tfds")
+    with pytest.raises(UserError, match=r"tiny_reviews has text features title, review: "
+                       r"name the one to classify"):
+        TfdsDataset("tiny_reviews", data_dir)
+    with pytest.raises(UserError, match="not prepared .* --nodownload"):
+        TfdsDataset("tiny_reviews", str(tmp_path / "other"), download=False,
+                    text_features=("review",))
+    dataset = open_dataset(DataConfig(dataset="tiny_reviews", data_dir=data_dir,
+                                      text_column="review", eval_split="test"))
+    info = dataset.info
+    assert info.label_names == ("low", "mid", "high") and info.glue_task is None
+    assert info.identity == {"dataset": "tiny_reviews", "version": "1.0.0",
+                             "text_features": ["review"], "label_feature": "stars"}
+    examples = list(dataset.load("test").as_numpy_iterator())
+    assert dataset.size("test") == len(examples) == 12
+    assert sorted(examples[0]) == ["idx", "label", "text"]
+    # Positions within the split stand in for the missing idx; labels and texts line up.
+    assert [e["idx"] for e in examples] == list(range(12))
+    assert all(int(e["text"].decode().split()[-1]) % 3 == e["label"] for e in examples)
+    pairs = open_dataset(DataConfig(dataset="tiny_reviews", data_dir=data_dir,
+                                    text_column="title,review"))
+    assert pairs.info.is_pair and "text_pair" in next(iter(pairs.load("train")))

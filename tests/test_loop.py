@@ -21,11 +21,11 @@ def _tokens(tiny_preset, tiny_data_dir, split="train"):
 
 
 def _trainer(width=16, batch_size=8, lr=1e-2, weight_average=None, rdrop_alpha=0.0,
-             jit_compile=True, feature_shape=None, **head):
+             jit_compile=True, feature_shape=None, class_weights=None, **head):
     keras.utils.set_random_seed(0)
     trainer = Trainer(ClassifierHead(**head), keras.optimizers.Adam(lr), batch_size,
                       weight_average=weight_average, rdrop_alpha=rdrop_alpha,
-                      jit_compile=jit_compile)
+                      jit_compile=jit_compile, class_weights=class_weights)
     trainer.build(feature_shape or (1, width))
     return trainer
 
@@ -55,6 +55,44 @@ def test_eval_step_accuracy_matches_hand_count():
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     hand_loss = -(log_probs[np.arange(8), labels] * weights).sum()
     np.testing.assert_allclose(float(sums["loss"]), hand_loss, rtol=1e-5)
+
+
+def test_class_weights_scale_each_examples_loss():
+    """Weights [1, 0]: a step moves the head exactly as a step on the class-0 rows alone
+    (the class-1 rows weighted 0), while the reported sums still count every row."""
+    rng = np.random.default_rng(2)
+    feats = rng.normal(size=(8, 1, 16)).astype(np.float32)
+    labels = np.array([0, 1, 1, 0, 1, 0, 0, 1], np.int32)
+    weighted = _trainer(class_weights=[1.0, 0.0])
+    sums = weighted.train_step(Batch(feats, labels, np.ones(8, np.float32)))
+    alone = _trainer()
+    alone.train_step(Batch(feats, labels, (labels == 0).astype(np.float32)))
+    for a, b in zip(weighted.head.trainable_variables, alone.head.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    assert int(sums["count"]) == 8
+    unweighted = _trainer()
+    unweighted.train_step(Batch(feats, labels, np.ones(8, np.float32)))
+    assert not np.allclose(unweighted.head.trainable_variables[0].numpy(),
+                           alone.head.trainable_variables[0].numpy())
+
+
+def test_evaluate_reports_macro_f1_and_mcc_of_its_confusion_matrix():
+    from sst2 import features, metrics, sources
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, 40).astype(np.int32)
+    cached = features.FeatureSet(rng.normal(size=(40, 1, 16)).astype(np.float16), labels,
+                                 np.arange(40))
+    trainer = _trainer(num_classes=3)
+    source = sources.CachedFeatureSource(cached, batch_size=8, seed=0)
+    result = trainer.evaluate(source, show_progress=False)
+    predictions = trainer.head(cached.features.astype(np.float32)).numpy().argmax(-1)
+    confusion = np.zeros((3, 3))
+    np.add.at(confusion, (labels, predictions), 1)
+    expected = metrics.from_confusion(confusion)
+    assert result["accuracy"] == pytest.approx(expected["accuracy"])
+    assert result["macro_f1"] == pytest.approx(expected["macro_f1"])
+    assert result["mcc"] == pytest.approx(expected["mcc"])
 
 
 @pytest.mark.slow

@@ -156,6 +156,21 @@ def _saved_run(tmp_path):
     return checkpoint
 
 
+@pytest.mark.parametrize("metric, values, best", [
+    ("accuracy", [0.5, 0.7, 0.6], 2), ("loss", [0.9, 0.4, 0.6], 2), ("mcc", [-0.2, -0.1, -0.3], 2),
+    ("macro_f1", [0.3, 0.3, 0.2], 1)])
+def test_best_metric_picks_the_best_checkpoint(tmp_path, metric, values, best):
+    from sst2.callbacks import CheckpointCallback
+
+    callback = CheckpointCallback(checkpoint=_checkpoint(tmp_path, []), every_steps=0,
+                                  best_metric=metric)
+    records = [{"val_accuracy": 0.0, f"val_{metric}": value} for value in values]
+    for epoch, record in enumerate(records, start=1):
+        callback.on_epoch_end(Position(epoch, 0, epoch), record)
+    assert [epoch for epoch, r in enumerate(records, start=1) if r.get("best")][-1] == best
+    assert os.path.basename(callback.checkpoint.best_manager.latest_checkpoint) == f"best-{best}"
+
+
 def test_no_readable_checkpoint_stops_instead_of_starting_over(tmp_path):
     _saved_run(tmp_path)
     for path in glob.glob(str(tmp_path / "checkpoints" / "ckpt-*.data-*")):
