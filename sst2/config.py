@@ -121,7 +121,8 @@ class DataConfig(_Options):
         None, "Train on a local CSV, TSV or JSONL file instead of tfds; its labels fix the "
         "classes.", identity=True)
     eval_file: str | None = option(None, "Local file to validate on (with --train_file).")
-    test_file: str | None = option(None, "Local file to predict (labels optional).")
+    test_file: str | None = option(None, "Local file (labels optional) that sst2.evaluate "
+                                   "predicts into <model_dir>/predictions.jsonl.")
     text_column: str | None = option(
         None, "Text column of the files (default text), or text feature of the tfds dataset "
         "(default: its only one); two, comma-separated, for sentence pairs.", identity=True)
@@ -329,7 +330,9 @@ class EvaluateConfig(ReadingConfig, RestoreConfig):
     data_dir: str | None = option(None, "tfds data dir (default: the run's own).")
     eval_split: str = option("validation", "Labelled split to score.")
     eval_file: str | None = option(None, "A labelled local file to score, in the training "
-                                   "file's format and columns (default: the run's).")
+                                   "file's columns and encoding (default: the run's).")
+    test_file: str | None = option(None, "A local file to predict into "
+                                   "<model_dir>/predictions.jsonl (default: the run's).")
     output: str | None = option(None, "GLUE submission file, for GLUE datasets (default "
                                 "<model_dir>/<task>.tsv).")
 

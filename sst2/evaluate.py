@@ -1,12 +1,14 @@
 """Evaluates a trained run; for a GLUE dataset, writes its submission file.
 
     python -m sst2.evaluate --model_dir=runs/sst2 [--data_dir=assets/tfds]
-    python -m sst2.evaluate --model_dir=runs/mine --eval_file=new_reviews.csv
+    python -m sst2.evaluate --model_dir=runs/mine --eval_file=new_reviews.csv \
+        [--test_file=unlabelled.csv]
 
 Reports validation loss, accuracy, macro-F1 and Matthews correlation (best
 checkpoint by default) on the run's own validation data, or on another split
 or labelled file. For GLUE SST-2 it also writes `<model_dir>/SST-2.tsv`
-(`index<TAB>prediction`, one row per test sentence).
+(`index<TAB>prediction`, one row per test sentence); for local files, it
+predicts the `--test_file` into `<model_dir>/predictions.jsonl`.
 """
 
 from sst2 import cli
@@ -18,7 +20,8 @@ def main(config: EvaluateConfig, argv: list[str]) -> None:
 
     trained = restore(config.model_dir, config.checkpoint)
     evaluate(trained, config.data_dir, eval_split=config.eval_split,
-             submission_path=config.output, reading=config, eval_file=config.eval_file)
+             submission_path=config.output, reading=config, eval_file=config.eval_file,
+             test_file=config.test_file)
 
 
 if __name__ == "__main__":

@@ -60,13 +60,18 @@ class ClassifierHead(keras.Model):
     optional GELU hidden layer with dropout, and a dense layer to logits. With
     `hidden_units=0` over one layer's `[CLS]` vector it is the seed's head.
 
+    With `unfrozen_dtype="mixed_bfloat16"`, the unfrozen copies compute in
+    bfloat16 (as the backbone does at that precision) while their variables,
+    and so the optimizer's state, stay float32: Keras mixed precision. bfloat16
+    has float32's range, so no loss scaling is needed.
+
     """
 
     def __init__(self, hidden_units: int = 0, dropout: float = 0.0,
                  num_classes: int = NUM_CLASSES, seed: int | None = None,
                  pooling: str = "cls", sequence_layers: int = 0, num_heads: int = 12,
                  intermediate_dim: int = 3072, average_layers: int = 0,
-                 unfrozen_layers: int = 0, **kwargs):
+                 unfrozen_layers: int = 0, unfrozen_dtype: str = "float32", **kwargs):
         super().__init__(**kwargs)
         self.hidden_units = hidden_units
         self.dropout = dropout
@@ -78,6 +83,7 @@ class ClassifierHead(keras.Model):
         self.intermediate_dim = intermediate_dim
         self.average_layers = average_layers
         self.unfrozen_layers = unfrozen_layers
+        self.unfrozen_dtype = unfrozen_dtype
         if sequence_layers:
             from keras_hub.layers import TransformerEncoder
 
@@ -85,7 +91,8 @@ class ClassifierHead(keras.Model):
             self.sequence_layers = [
                 TransformerEncoder(num_heads=num_heads, intermediate_dim=intermediate_dim,
                                    activation="gelu", dropout=dropout, layer_norm_epsilon=1e-12,
-                                   name=f"sequence_layer_{i}")
+                                   name=f"sequence_layer_{i}",
+                                   dtype=unfrozen_dtype if i < unfrozen_layers else "float32")
                 for i in range(sequence_layers)]
             # One attribute each: tf.train.Checkpoint does not see into Keras' tracked lists.
             for i, layer in enumerate(self.sequence_layers):
@@ -113,13 +120,13 @@ class ClassifierHead(keras.Model):
             unfrozen_outputs = []
             for layer in layers[:self.unfrozen_layers]:
                 x = layer(x, padding_mask=mask, training=training)
-                unfrozen_outputs.append(x)
+                unfrozen_outputs.append(tf.cast(x, tf.float32))
             num_frozen = self.average_layers - self.unfrozen_layers
             x = (frozen_average * num_frozen + tf.add_n(unfrozen_outputs)) / self.average_layers
             layers = layers[self.unfrozen_layers:]
         else:
             x = tokens
-        for layer in layers:
+        for layer in layers:  # each casts its input to its own compute dtype
             x = layer(x, padding_mask=mask, training=training)
         if self.pooling != "attention":
             return pool_tokens(x, mask, self.pooling)
@@ -154,7 +161,8 @@ class ClassifierHead(keras.Model):
                       num_classes=self.num_classes, seed=self.seed, pooling=self.pooling,
                       sequence_layers=self.num_sequence_layers, num_heads=self.num_heads,
                       intermediate_dim=self.intermediate_dim,
-                      average_layers=self.average_layers, unfrozen_layers=self.unfrozen_layers)
+                      average_layers=self.average_layers, unfrozen_layers=self.unfrozen_layers,
+                      unfrozen_dtype=self.unfrozen_dtype)
         return config
 
 
@@ -187,6 +195,7 @@ def build_head(model_config, backbone, seed: int, copy_unfrozen: bool = False,
     """The head a `config.ModelConfig` describes, built over `backbone`'s features, with
     `num_classes` outputs.
 
+    The unfrozen layers compute in the backbone's precision (`unfrozen_dtype`).
     With `copy_unfrozen` (a new run), the unfrozen layers start as copies of
     the backbone's top layers, read in float32 from the preset (a bfloat16
     backbone's weights are rounded to 8 bits of mantissa). A restored run
@@ -200,7 +209,10 @@ def build_head(model_config, backbone, seed: int, copy_unfrozen: bool = False,
         sequence_layers=model_config.trainable_layers + model_config.head_layers,
         num_heads=backbone.num_heads, intermediate_dim=backbone.intermediate_dim,
         average_layers=backbone.num_layers if spec.averages_unfrozen_layers else 0,
-        unfrozen_layers=model_config.trainable_layers)
+        unfrozen_layers=model_config.trainable_layers,
+        # The unfrozen layers compute in the backbone's precision.
+        unfrozen_dtype=("mixed_bfloat16" if backbone.dtype_policy.compute_dtype == "bfloat16"
+                        else "float32"))
     head(example_features(spec.feature_shape(backbone)))
     if model_config.trainable_layers and copy_unfrozen:
         if backbone.dtype_policy.variable_dtype != "float32":

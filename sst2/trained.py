@@ -11,6 +11,7 @@ Example:
 """
 
 import dataclasses
+import json
 import os
 
 import keras
@@ -109,6 +110,20 @@ def write_glue_submission(path: str, idx: np.ndarray, predictions: np.ndarray) -
     os.replace(tmp, path)
 
 
+def write_predictions(path: str, scored: dict, label_names: tuple) -> None:
+    """One JSON object per example, in the file's order: `line` (where the example
+    starts in its file), `label`, `label_id`, `probabilities`; written atomically."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        for line, probabilities in zip(scored["idx"], scored["probabilities"]):
+            label_id = int(probabilities.argmax())
+            f.write(json.dumps({"line": int(line), "label": label_names[label_id],
+                                "label_id": label_id,
+                                "probabilities": [round(float(p), 6) for p in probabilities]},
+                               ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
 def predict_split(trained: TrainedModel, split: str, data_config: DataConfig | None = None,
                   reading: ReadingConfig = ReadingConfig(), batch_size: int = 256,
                   show_progress: bool = True) -> dict[str, np.ndarray]:
@@ -142,9 +157,10 @@ def predict_split(trained: TrainedModel, split: str, data_config: DataConfig | N
 def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str = "validation",
              test_split: str = "test", submission_path: str | None = None,
              reading: ReadingConfig = ReadingConfig(), eval_file: str | None = None,
-             log=print) -> dict:
+             test_file: str | None = None, log=print) -> dict:
     """Loss, accuracy, macro-F1 and MCC on `eval_split` (or `eval_file`); for GLUE
-    datasets, the submission file (e.g. `SST-2.tsv`) for `test_split`.
+    datasets, the submission file (e.g. `SST-2.tsv`) for `test_split`; for local files
+    with a `--test_file`, `predictions.jsonl` (`write_predictions`).
 
     Both go through the served computation (`predict_split`), so what is
     reported is what the export answers. Returns `{"split", "loss",
@@ -154,6 +170,8 @@ def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str
     changes = {"data_dir": data_dir} if data_dir else {}
     if eval_file:
         changes["eval_file"] = eval_file
+    if test_file:
+        changes["test_file"] = test_file
     data_config = dataclasses.replace(data_config, **changes)
     show_progress = trained.config.run.progress
     scored = predict_split(trained, eval_split, data_config, reading,
@@ -176,6 +194,14 @@ def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str
     result = {"split": eval_split, **result, "submission": None}
     task = trained.dataset.glue_task
     if task is None:
+        if data_config.test_file:
+            test = predict_split(trained, test_split, data_config, reading,
+                                 show_progress=show_progress)
+            path = os.path.join(trained.config.run.model_dir, "predictions.jsonl")
+            write_predictions(path, test, trained.dataset.label_names)
+            log(f"Wrote predictions for the {len(test['idx'])} examples of "
+                f"{data_config.test_file} to {path}")
+            result["predictions"] = path
         return result
     test = predict_split(trained, test_split, data_config, reading, show_progress=show_progress)
     submission_path = submission_path or os.path.join(trained.config.run.model_dir,

@@ -88,6 +88,7 @@ def test_sst5_export_predict_and_evaluate(sst5_run):
     result = run_module("sst2.evaluate", f"--model_dir={model_dir}",
                         f"--eval_file={root / 'dev.csv'}")
     assert result.returncode == 0, result.stderr[-2000:]
+    assert f"{root / 'dev.csv'}: loss" in result.stdout
     reported = float(result.stdout.split("macro-F1 ")[1].split(",")[0])
     best = max(r["val_macro_f1"] for r in metrics["epochs"])
     assert reported == pytest.approx(best, abs=0.02)  # served in float32, trained on float16
@@ -116,6 +117,16 @@ def test_trec_latin1_file_class_weights(standin_preset, tmp_path):
                           open(os.path.join(trec, "train.txt"), encoding="latin-1")], minlength=6)
     np.testing.assert_allclose(weights, counts.sum() / (6 * counts))
     assert metrics["epochs"][-1]["val_accuracy"] > 0.5, metrics["epochs"]
+    # A test file without labels: sst2.evaluate predicts it into predictions.jsonl.
+    with open(tmp_path / "questions.csv", "w", encoding="latin-1") as f:
+        f.write("text\nWho wrote Hamlet ?\nWhere is Lima ?\n")
+    result = run_module("sst2.evaluate", f"--model_dir={tmp_path / 'run'}",
+                        f"--test_file={tmp_path / 'questions.csv'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    with open(tmp_path / "run" / "predictions.jsonl") as f:
+        predictions = [json.loads(line) for line in f]
+    assert [p["line"] for p in predictions] == [2, 3]
+    assert [p["label"] for p in predictions] == ["human", "location"]
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 

@@ -96,6 +96,45 @@ def test_unfrozen_copies_start_from_float32_weights(tiny_preset, tmp_path):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
 
+def test_unfrozen_copies_compute_in_bfloat16_with_float32_weights(tiny_preset, tmp_path):
+    """At bfloat16 precision the unfrozen copies compute in bfloat16; their variables
+    and the optimizer's stay float32 (so checkpoints are the same either way), the
+    added blocks stay float32, and the output is the float32 head's within bfloat16's
+    rounding."""
+    import keras
+
+    from sst2.loop import Trainer
+    from sst2.sources import Batch
+
+    config = _config(tmp_path, tiny_preset, None, trainable_layers=1, head_layers=1)
+    heads = [_build_head(config, presets.load_backbone(tiny_preset, precision),
+                         copy_unfrozen=True) for precision in ("float32", "bfloat16")]
+    assert [h.sequence_layers[0].compute_dtype for h in heads] == ["float32", "bfloat16"]
+    assert heads[1].sequence_layers[1].compute_dtype == "float32"  # the new block
+    assert {v.dtype for v in heads[1].trainable_variables} == {"float32"}
+    for a, b in zip(heads[0].sequence_layers[0].weights, heads[1].sequence_layers[0].weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())  # copies of the same layer
+    heads[1].set_weights(heads[0].get_weights())  # the new blocks too
+    rng = np.random.default_rng(0)
+    features = {"tokens": tf.constant(rng.normal(size=(4, 8, 2, 16)), tf.float32),
+                "mask": tf.ones((4, 8), tf.int32)}
+    full, mixed = (h(features).numpy() for h in heads)
+    assert not np.array_equal(full, mixed)
+    np.testing.assert_allclose(mixed, full, atol=0.05)
+    batch = Batch(features, np.array([0, 1, 1, 0], np.int32), np.ones(4, np.float32))
+    losses = []
+    for _ in range(2):  # the same seed gives the same bfloat16 training, bit for bit
+        keras.utils.set_random_seed(0)  # as a run does, for the blocks' dropout
+        head = _build_head(config, presets.load_backbone(tiny_preset, "bfloat16"),
+                           copy_unfrozen=True)
+        head.set_weights(heads[0].get_weights())
+        trainer = Trainer(head, keras.optimizers.Adam(1e-3), 4, jit_compile=False)
+        trainer.build((None, 2, 16))
+        losses.append([float(trainer.train_step(batch)["loss"]) for _ in range(3)])
+        assert {v.dtype for v in trainer.optimizer.variables} <= {"float32", "int64"}
+    assert losses[0] == losses[1]
+
+
 @pytest.mark.slow
 def test_trainable_layers_change_exactly_the_top_layers(tiny_preset, tiny_data_dir, tmp_path):
     config = _config(tmp_path, tiny_preset, tiny_data_dir, layers="last", trainable_layers=1,
