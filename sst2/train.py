@@ -1,7 +1,8 @@
-"""Trains a classifier head over a frozen DistilBERT on GLUE SST-2.
+"""Trains a classifier head over a frozen DistilBERT on GLUE SST-2, or on your data.
 
     python -m sst2.train --epochs=3
     python -m sst2.train --preset=assets/minilm-distilbert --data_dir=assets/tfds
+    python -m sst2.train --train_file=train.csv --eval_file=dev.csv --model_dir=runs/mine
 
 Rerunning with the same --model_dir resumes from its latest checkpoint.
 Every flag is an option of `sst2.config.TrainConfig`; `--helpfull` lists them.
