@@ -96,6 +96,7 @@ def test_unfrozen_copies_start_from_float32_weights(tiny_preset, tmp_path):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
 
 
+@pytest.mark.slow
 def test_unfrozen_copies_compute_in_bfloat16_with_float32_weights(tiny_preset, tmp_path):
     """At bfloat16 precision the unfrozen copies compute in bfloat16; their variables
     and the optimizer's stay float32 (so checkpoints are the same either way), the
