@@ -63,10 +63,12 @@ def config_from_flags(config_class, flag_values=None):
     return built[None] if None in built else config_class(**built)
 
 
-def run(main: Callable, config_class) -> None:
+def run(main: Callable, config_class, before_tensorflow: Callable | None = None) -> None:
     """Defines `config_class`'s flags, parses them, and calls `main(config, argv)`.
 
-    Prints a `UserError` as one message with exit status 2.
+    `before_tensorflow(config)` runs before TensorFlow is imported (what must be
+    set in the environment before it starts). Prints a `UserError` as one
+    message with exit status 2.
     """
     from absl import app, logging
 
@@ -77,6 +79,8 @@ def run(main: Callable, config_class) -> None:
     def guarded(argv):
         try:
             config = config_from_flags(config_class)
+            if before_tensorflow is not None:
+                before_tensorflow(config)
             import_tensorflow_quietly()
             main(config, argv)
         except UserError as e:

@@ -234,6 +234,10 @@ class RunConfig(_Options):
     restart: bool = option(False, "Ignore existing checkpoints in --model_dir; start fresh.")
     export: bool = option(True, "Export the best checkpoint as a SavedModel at the end.")
     progress: bool = option(True, "Show progress bars.")
+    compile_cache: bool = option(
+        True, "Keep XLA's compiled train and eval steps in $SST2_CACHE_DIR/xla (default "
+        "~/.cache/sst2/xla): later runs of the same head and shapes load them instead of "
+        "compiling, with the same results.")
 
 
 GROUPS = {"data": DataConfig, "model": ModelConfig, "optimization": OptimizationConfig,

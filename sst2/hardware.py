@@ -43,3 +43,4 @@ def backbone_jit(jit_compile: bool) -> bool:
 def head_jit(jit_compile: bool, has_transformer_blocks: bool) -> bool:
     """XLA for the head's steps, except transformer blocks on CPU (oneDNN's matmuls win)."""
     return jit_compile and (has_accelerator() or not has_transformer_blocks)
+

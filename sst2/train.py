@@ -8,7 +8,7 @@ Rerunning with the same --model_dir resumes from its latest checkpoint.
 Every flag is an option of `sst2.config.TrainConfig`; `--helpfull` lists them.
 """
 
-from sst2 import cli
+from sst2 import cli, compile_cache
 from sst2.config import TrainConfig
 
 
@@ -18,5 +18,10 @@ def main(config: TrainConfig, argv: list[str]) -> None:
     run(config)
 
 
+def before_tensorflow(config: TrainConfig) -> None:
+    if config.run.compile_cache:
+        compile_cache.enable()  # XLA reads its flags when TensorFlow starts
+
+
 if __name__ == "__main__":
-    cli.run(main, TrainConfig)
+    cli.run(main, TrainConfig, before_tensorflow)

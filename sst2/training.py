@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sst2 import averaging, distribute, hardware, presets
+from sst2 import averaging, compile_cache, distribute, hardware, presets
 from sst2.assets import check_assets
 from sst2.backbone import FeatureSpec
 from sst2.callbacks import CheckpointCallback, Interrupted, SummaryCallback
@@ -61,6 +61,8 @@ def run(config: TrainConfig, log=print) -> dict:
     if not worker.is_chief:
         log = _silent  # the chief speaks for the cluster
     check_assets(config.model.preset)
+    if config.run.compile_cache:  # effective if TensorFlow has not started yet
+        compile_cache.enable()
     keras.utils.set_random_seed(config.optimization.seed)
     tf.config.experimental.enable_op_determinism()
     model_dir = config.run.model_dir

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 
 import pytest
 from absl import flags
@@ -157,3 +158,18 @@ def test_resume_compares_identity_options_only():
                 for field, spec, _ in config_lib.options(group) if spec.identity}
     assert identity == {f.name for f in dataclasses.fields(ModelConfig)} | {
         f.name for f in dataclasses.fields(OptimizationConfig)} - {"epochs"}
+
+
+def test_compile_cache_sets_xla_flag_once_and_never_overrides(tmp_path, monkeypatch):
+    from sst2 import compile_cache
+
+    monkeypatch.setenv("TF_XLA_FLAGS", "--tf_xla_auto_jit=0")
+    assert compile_cache.enable(str(tmp_path / "xla"))
+    assert os.environ["TF_XLA_FLAGS"] == (
+        f"--tf_xla_auto_jit=0 --tf_xla_persistent_cache_directory={tmp_path / 'xla'}")
+    assert os.path.isdir(tmp_path / "xla") and not os.listdir(tmp_path / "xla")
+    assert not compile_cache.enable(str(tmp_path / "other"))  # a cache is named
+    monkeypatch.delenv("TF_XLA_FLAGS")
+    (tmp_path / "file").write_text("")
+    assert not compile_cache.enable(str(tmp_path / "file" / "xla"))  # not a folder
+    assert "TF_XLA_FLAGS" not in os.environ

@@ -74,6 +74,10 @@ def test_sigkill_mid_epoch_then_resume_is_exact(tiny_preset, tiny_data_dir, unin
     result = run_module("sst2.train", *_args(tiny_preset, tiny_data_dir, model_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resuming from step" in result.stdout
+    # The runs shared the compile cache: the resumed one loaded the compiled steps.
+    from sst2.standin import cache_root
+
+    assert os.listdir(os.path.join(cache_root(), "xla"))
     assert _epochs(model_dir) == _epochs(uninterrupted)
     expected, actual = _head_weights(uninterrupted), _head_weights(model_dir)
     assert expected.keys() == actual.keys() and expected
