@@ -1,10 +1,12 @@
 """XLA's persistent compile cache: compiled train and eval steps kept for later runs.
 
 A head's compiled step depends only on the head and the batch's shape, so a
-run that resumes, or repeats a configuration, would compile the same programs
-again (on 2 CPU cores, ~30 s of the default run). With the cache, XLA writes
-each program to `$SST2_CACHE_DIR/xla` (default `~/.cache/sst2/xla`) and a later
-process loads it. XLA loads a program only when its computation matches the
+run that repeats a configuration (another seed, a rerun) would compile the
+same programs again (on 2 CPU cores, ~30 s of the default run). With the
+cache, XLA writes each program to `$SST2_CACHE_DIR/xla` (default
+`~/.cache/sst2/xla`) and a later process that traces the same functions in
+the same order loads it (a run that encodes traces the encoder first, so it
+does not load what a run on a warm feature cache saved, and the reverse). XLA loads a program only when its computation matches the
 saved one exactly, and writes entries under a temporary name before renaming
 them, so a loaded program is the one that would have been compiled: the
 results are the same, bit for bit.
