@@ -237,7 +237,8 @@ class RunConfig(_Options):
     compile_cache: bool = option(
         True, "Keep XLA's compiled train and eval steps in $SST2_CACHE_DIR/xla (default "
         "~/.cache/sst2/xla): later runs of the same head and shapes load them instead of "
-        "compiling, with the same results.")
+        "compiling, with the same results (sst2.train; from Python, call "
+        "sst2.compile_cache.enable() before TensorFlow starts).")
 
 
 GROUPS = {"data": DataConfig, "model": ModelConfig, "optimization": OptimizationConfig,

@@ -26,7 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sst2 import averaging, compile_cache, distribute, hardware, presets
+from sst2 import averaging, distribute, hardware, presets
 from sst2.assets import check_assets
 from sst2.backbone import FeatureSpec
 from sst2.callbacks import CheckpointCallback, Interrupted, SummaryCallback
@@ -61,8 +61,6 @@ def run(config: TrainConfig, log=print) -> dict:
     if not worker.is_chief:
         log = _silent  # the chief speaks for the cluster
     check_assets(config.model.preset)
-    if config.run.compile_cache:  # effective if TensorFlow has not started yet
-        compile_cache.enable()
     keras.utils.set_random_seed(config.optimization.seed)
     tf.config.experimental.enable_op_determinism()
     model_dir = config.run.model_dir
@@ -151,7 +149,9 @@ def _check_writable(model_dir: str) -> None:
     read-only folder or a path too long fails now, not at the first checkpoint."""
     folder = os.path.join(model_dir, "checkpoints")
     os.makedirs(folder, exist_ok=True)
-    probe = os.path.join(folder, "ckpt-9999999999.data-00000-of-00001.tempstate00000000000000000")
+    # The process id in it: the workers of a multi-worker run probe the same folder.
+    probe = os.path.join(folder,
+                         f"ckpt-9999999999.data-00000-of-00001.tempstate{os.getpid():017d}")
     with open(probe, "w"):
         pass
     os.remove(probe)

@@ -3,6 +3,7 @@
 import math
 import random
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -97,6 +98,7 @@ def _tiny_model(tiny_preset, **model_options):
     preprocessor = presets.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
     config = ModelConfig(preset=tiny_preset, sequence_length=TINY_SEQUENCE_LENGTH,
                          head_hidden=8, precision="float32", **model_options)
+    keras.utils.set_random_seed(3)  # the same head whatever ran before in this process
     head = build_head(config, backbone, seed=3)
     return preprocessor, backbone, head, FeatureSpec.of(config)
 
