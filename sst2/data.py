@@ -18,7 +18,6 @@ Example (`data_dir` prepared by `prepare_glue_sst2("path/to/SST-2", data_dir)`):
 """
 
 import contextlib
-import hashlib
 import os
 import shutil
 import socket
@@ -33,6 +32,7 @@ import tensorflow as tf
 
 from sst2 import embedded
 from sst2.errors import UserError
+from sst2.files import sha256_of_file
 
 DATASET_NAME = "glue/sst2"
 SST2_URL = "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip"
@@ -121,14 +121,6 @@ def split_size(split: str, data_dir: str | None = None) -> int:
 # --- Offline preparation -------------------------------------------------------
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def registered_checksum() -> tuple[int, str]:
     """tfds's own registered (size, sha256) of the official SST-2.zip."""
     url_info = _builder(None).url_infos[SST2_URL]
@@ -207,7 +199,7 @@ def prepare_glue_sst2(source: str | None, data_dir: str | None = None,
             raise UserError(f"No GLUE SST-2 files at {source}. " + OFFLINE_DATA_HELP)
         if zipfile.is_zipfile(source):
             size, checksum = registered_checksum()
-            if os.path.getsize(source) == size and _sha256(source) == checksum:
+            if os.path.getsize(source) == size and sha256_of_file(source) == checksum:
                 print(f"{source} is the official SST-2.zip (tfds checksum verified).")
             else:
                 print(f"{source} is not byte-identical to the official SST-2.zip; "

@@ -22,7 +22,6 @@ Example (`data_dir` holds glue/sst2, see `sst2.data`):
 """
 
 import dataclasses
-import hashlib
 import re
 
 import numpy as np
@@ -30,6 +29,7 @@ import tensorflow as tf
 
 from sst2 import data, text_files
 from sst2.errors import UserError
+from sst2.files import sha256_of_file
 
 DEFAULT_DATASET = data.DATASET_NAME
 
@@ -209,7 +209,7 @@ class FileDataset(TextDataset):
                             "needs at least two.")
         self.info = DatasetInfo(
             "files", names, tuple(text_columns),
-            {"train_file_sha256": _sha256(train_file), "text_columns": list(text_columns),
+            {"train_file_sha256": sha256_of_file(train_file), "text_columns": list(text_columns),
              "label_column": label_column, "label_names": list(names)})
 
     def _table(self, name: str) -> text_files.TextTable:
@@ -257,14 +257,6 @@ class FileDataset(TextDataset):
 
     def size(self, split: str) -> int:
         return len(self.arrays(split)["idx"])
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def open_dataset(data_config, log=print) -> TextDataset:

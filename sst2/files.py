@@ -12,6 +12,7 @@ Example:
     sst2.errors.UserError: ...a.json is not valid JSON (...). Restore it from a copy, or ...
 """
 
+import hashlib
 import json
 import os
 
@@ -34,3 +35,12 @@ def load_json(path: str, what_to_do: str = "use --restart to start the run over"
     except (ValueError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is not valid JSON ({e}). Restore it from a copy, or "
                         f"{what_to_do}.") from e
+
+
+def sha256_of_file(path: str) -> str:
+    """The SHA-256 of a file's bytes, read a megabyte at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
