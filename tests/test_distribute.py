@@ -1,5 +1,6 @@
 """tf.distribute: MirroredStrategy over 2 logical CPUs equals one device."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -73,7 +74,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_workers(args, model_dir, env_extra=None):
+@contextlib.contextmanager
+def _workers(args, model_dir, env_extra=None):
+    """Two `sst2.train` worker processes of one cluster; killed on exit if still running
+    (a failed assertion must not leave a worker behind)."""
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     processes = []
@@ -85,7 +89,13 @@ def _start_workers(args, model_dir, env_extra=None):
             [sys.executable, "-m", "sst2.train", "--strategy=multi_worker",
              f"--model_dir={model_dir}", *args], env=env, cwd=REPO, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE))
-    return processes
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
 
 
 def _serve(export_dir, texts):
@@ -105,9 +115,9 @@ def test_two_worker_processes_on_loopback_match_one_process(tiny_preset, tiny_da
               "--pooling=mean", "--head_hidden=0", "--dropout=0"]  # dropout masks are per replica
     worker_tmp = tmp_path / "worker_tmp"
     worker_tmp.mkdir()
-    processes = _start_workers([*common, "--batch_size=16"], tmp_path / "multi",
-                               {"TMPDIR": str(worker_tmp)})
-    outputs = [p.communicate(timeout=600) for p in processes]
+    with _workers([*common, "--batch_size=16"], tmp_path / "multi",
+                  {"TMPDIR": str(worker_tmp)}) as processes:
+        outputs = [p.communicate(timeout=600) for p in processes]
     for p, (out, err) in zip(processes, outputs):
         assert p.returncode == 0, err[-3000:]
     assert "Test Accuracy" in outputs[0][0]  # the chief reports
@@ -138,23 +148,23 @@ def test_killing_a_worker_stops_the_other_clearly_and_rerun_resumes(tiny_preset,
             f"--data_dir={tiny_data_dir}", "--noprogress", "--checkpoint_every_steps=5",
             "--noexport"]
     model_dir = tmp_path / "run"
-    processes = _start_workers(args, model_dir, {"SST2_COLLECTIVE_TIMEOUT": "20"})
-    state = model_dir / "checkpoints" / "checkpoint"
-    deadline = time.time() + 300
-    while not state.exists() and time.time() < deadline and processes[0].poll() is None:
-        time.sleep(0.05)
-    assert state.exists(), processes[0].communicate()[1][-3000:]
-    processes[1].send_signal(signal.SIGKILL)
-    started = time.time()
-    out, err = processes[0].communicate(timeout=180)
-    processes[1].communicate()
+    with _workers(args, model_dir, {"SST2_COLLECTIVE_TIMEOUT": "20"}) as processes:
+        state = model_dir / "checkpoints" / "checkpoint"
+        deadline = time.time() + 300
+        while not state.exists() and time.time() < deadline and processes[0].poll() is None:
+            time.sleep(0.05)
+        assert state.exists(), processes[0].communicate()[1][-3000:]
+        processes[1].send_signal(signal.SIGKILL)
+        started = time.time()
+        out, err = processes[0].communicate(timeout=180)
+        processes[1].communicate()
     assert processes[0].returncode != 0
     assert time.time() - started < 150
     assert "another worker stopped responding" in err, err[-3000:]
     assert "Traceback" not in err
 
-    processes = _start_workers(args, model_dir)
-    outputs = [p.communicate(timeout=600) for p in processes]
+    with _workers(args, model_dir) as processes:
+        outputs = [p.communicate(timeout=600) for p in processes]
     assert all(p.returncode == 0 for p in processes), outputs[0][1][-3000:] + outputs[1][1][-3000:]
     assert "Resuming from step" in outputs[0][0]
 
