@@ -244,6 +244,48 @@ def bucket_lengths(sequence_length: int) -> tuple[int, ...]:
     return tuple(b for b in candidates if b < sequence_length) + (sequence_length,)
 
 
+def choose_buckets(lengths: np.ndarray, batch_size: int, candidates: tuple[int, ...],
+                   bucket_cost: float) -> tuple[int, ...]:
+    """The buckets, out of `candidates`, that make an epoch cheapest to train.
+
+    Each bucket is one more shape to compile (`bucket_cost`); fewer buckets pad
+    more. The cost of an epoch is counted in padded token rows (each batch's
+    `batch_size` x its bucket length); the result minimizes `bucket_cost` per
+    bucket plus that, exactly (dynamic programming over the candidates, in
+    order). `bucket_cost=0` gives the least padding (batches are padded to
+    `batch_size` rows, so even then two small buckets may merge). `candidates`
+    ascend and the last is at least every length.
+
+    Example:
+        >>> lengths = np.array([3, 5, 12, 30])
+        >>> choose_buckets(lengths, 1, (8, 16, 32), bucket_cost=0)
+        (8, 16, 32)
+        >>> choose_buckets(lengths, 1, (8, 16, 32), bucket_cost=100)  # one shape is cheaper
+        (32,)
+        >>> choose_buckets(lengths, 1, (8, 16, 32), bucket_cost=20)
+        (8, 32)
+    """
+    counts = np.bincount(np.searchsorted(candidates, lengths, side="left"),
+                         minlength=len(candidates))
+    # A bucket ends at a length some example has: ends are the non-empty candidates.
+    ends = [c for c, n in zip(candidates, counts) if n]
+    members = [int(n) for n in counts if n]
+    # best[j]: the cheapest cover of the examples up to ends[j - 1]; last[j]: where
+    # its last bucket starts.
+    best, last = [0.0], [0]
+    for j in range(1, len(ends) + 1):
+        costs = [best[i] + bucket_cost + -(-sum(members[i:j]) // batch_size) * batch_size
+                 * ends[j - 1] for i in range(j)]
+        start = int(np.argmin(costs))
+        best.append(costs[start])
+        last.append(start)
+    chosen, j = [], len(ends)
+    while j:
+        chosen.append(ends[j - 1])
+        j = last[j]
+    return tuple(reversed(chosen))
+
+
 def tokenize(dataset: tf.data.Dataset, preprocessor: Callable, batch_size: int = 256) -> tf.data.Dataset:
     """Maps the keras-hub preprocessor over `dataset` in-graph.
 

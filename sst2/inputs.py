@@ -100,6 +100,26 @@ def cached_features(config: TrainConfig, split: str, tokens: dict, encoding: Enc
                   show_progress=config.run.progress and worker.is_chief, worker=worker)
 
 
+# What one more length bucket (one more compiled shape) costs, in padded token rows
+# trained per epoch, for a head without transformer blocks: an XLA compile of the
+# default head's train step takes ~3.3 s on CPU, as long as ~1M padded token rows take
+# over the ~3 epochs of a run (docs/measurements.md, "Fewer compiled shapes").
+BUCKET_COST_IN_TOKEN_ROWS = 500_000
+
+
+def bucket_boundaries(config: TrainConfig, lengths: np.ndarray,
+                      batch_size: int) -> tuple[int, ...]:
+    """The padded lengths of a split's batches (`data.choose_buckets`).
+
+    For heads with transformer blocks (or unfrozen layers) every padded token
+    costs far more than a compile, so they get the least padding.
+    """
+    has_blocks = FeatureSpec.of(config.model).has_transformer_blocks
+    return data.choose_buckets(lengths, batch_size,
+                               data.bucket_lengths(config.model.sequence_length),
+                               0 if has_blocks else BUCKET_COST_IN_TOKEN_ROWS)
+
+
 def split_source(config: TrainConfig, split: str, tokens: dict, encoding: Encoding, *,
                  shuffle: bool = False, batch_size: int | None = None,
                  worker: WorkerInfo = WorkerInfo(), dataset=None):
@@ -107,7 +127,7 @@ def split_source(config: TrainConfig, split: str, tokens: dict, encoding: Encodi
     (`--cache_features=false`). `batch_size` is the global batch (default: the config's);
     `dataset` is the `datasets.DatasetInfo` (see `cached_features`)."""
     batch_size = batch_size or config.optimization.batch_size
-    boundaries = data.bucket_lengths(config.model.sequence_length)
+    boundaries = bucket_boundaries(config, tokens["length"], batch_size)
     seed = config.optimization.seed
     if not config.run.cache_features:
         return TokenSource(tokens, encoding.encoder, batch_size, boundaries, seed, shuffle)

@@ -122,3 +122,33 @@ def test_plan_batches_is_deterministic_per_seed():
 def test_bucket_lengths():
     assert data.bucket_lengths(128)[-1] == 128
     assert data.bucket_lengths(50) == (8, 16, 24, 32, 40, 48, 50)
+
+
+def _epoch_cost(lengths, batch_size, buckets, bucket_cost):
+    """Compiles plus padded token rows of one epoch, counted from `plan_batches`."""
+    plan = data.plan_batches(lengths, batch_size, buckets)
+    return bucket_cost * len(buckets) + sum(batch_size * padded for _, padded in plan)
+
+
+@pytest.mark.parametrize("bucket_cost", [0, 500, 5_000, 50_000])
+def test_choose_buckets_is_the_cheapest_subset(bucket_cost):
+    """Against every subset of the candidates that covers the longest example."""
+    import itertools
+
+    rng = np.random.default_rng(bucket_cost)
+    lengths = np.minimum(rng.geometric(0.08, size=700) + 2, 64)
+    candidates = data.bucket_lengths(64)
+    chosen = data.choose_buckets(lengths, 16, candidates, bucket_cost)
+    assert chosen[-1] >= lengths.max() and set(chosen) <= set(candidates)
+    covering = [subset for r in range(1, len(candidates) + 1)
+                for subset in itertools.combinations(candidates, r)
+                if subset[-1] >= lengths.max()]
+    cheapest = min(_epoch_cost(lengths, 16, s, bucket_cost) for s in covering)
+    assert _epoch_cost(lengths, 16, chosen, bucket_cost) == cheapest
+
+
+def test_choose_buckets_trades_padding_for_fewer_shapes():
+    lengths = np.random.default_rng(0).integers(3, 100, size=5000)
+    counts = [len(data.choose_buckets(lengths, 32, data.bucket_lengths(128), cost))
+              for cost in (0, 20_000, 200_000, 10**9)]
+    assert counts == sorted(counts, reverse=True) and counts[0] > counts[-1] == 1

@@ -1,0 +1,20 @@
+"""Which length buckets a run's batches use."""
+
+import numpy as np
+
+from sst2 import data
+from sst2.config import TrainConfig
+from sst2.inputs import BUCKET_COST_IN_TOKEN_ROWS, bucket_boundaries
+
+
+def test_the_default_head_trades_padding_for_fewer_compiled_shapes():
+    lengths = np.random.default_rng(0).geometric(0.08, size=20_000) + 2
+    lengths = np.minimum(lengths, 128)
+    frozen = bucket_boundaries(TrainConfig.from_options(), lengths, 32)
+    assert frozen == data.choose_buckets(lengths, 32, data.bucket_lengths(128),
+                                         BUCKET_COST_IN_TOKEN_ROWS)
+    # Unfrozen layers or new blocks: each padded token runs attention layers.
+    for options in ({"trainable_layers": 2}, {"head_layers": 1}):
+        blocks = bucket_boundaries(TrainConfig.from_options(**options), lengths, 32)
+        assert blocks == data.choose_buckets(lengths, 32, data.bucket_lengths(128), 0)
+        assert len(blocks) > len(frozen)
