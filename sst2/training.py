@@ -270,7 +270,12 @@ def _sources(config: TrainConfig, dataset: TextDataset, preprocessor, encoding: 
     if config.run.cache_features:
         encode_seconds = time.time() - encode_started
         log(f"Features ready in {encode_seconds:.1f}s (cache: {cache_dir(config)}).")
+    buckets = {"train": train_source.boundaries, "eval": eval_source.boundaries}
+    if buckets["train"]:
+        log(f"Length buckets (one compiled shape each): training {buckets['train']}, "
+            f"evaluation {buckets['eval']}.")
     facts = {"precision": encoding.precision,
+             "length_buckets": buckets if buckets["train"] else None,
              "learning_rate": optimization.learning_rate,
              "backbone_learning_rate": (optimization.backbone_learning_rate
                                         if config.model.trainable_layers else None),
