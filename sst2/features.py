@@ -83,6 +83,16 @@ class FeatureSet:
             return self.file.read_rows(starts, counts)
         return np.asarray(self.features[np.repeat(starts, counts) + positions_within(counts)])
 
+    def read_padded(self, starts: np.ndarray, counts: np.ndarray, length: int) -> np.ndarray:
+        """`[len(starts), length, ...]`: range i's rows first in row i, then zeros, in
+        `features`' dtype (as `read_rows`, read straight into place)."""
+        if self.file is not None:
+            return self.file.read_padded(starts, counts, length)
+        out = np.zeros((len(starts), length) + self.features.shape[1:], self.features.dtype)
+        for i, (start, count) in enumerate(zip(starts.tolist(), counts.tolist())):
+            out[i, :count] = self.features[start:start + count]
+        return out
+
     def __len__(self) -> int:
         return len(self.labels)
 
@@ -115,6 +125,8 @@ class MappedNpy:
     ([[2.0, 3.0], [4.0, 5.0]], False)
     >>> mapped.read_rows(np.array([2, 0]), np.array([1, 2])).tolist()
     [[4.0, 5.0], [0.0, 1.0], [2.0, 3.0]]
+    >>> mapped.read_padded(np.array([2, 0]), np.array([1, 2]), length=2).tolist()
+    [[[4.0, 5.0], [0.0, 0.0]], [[0.0, 1.0], [2.0, 3.0]]]
     """
 
     def __init__(self, path: str):
@@ -128,17 +140,26 @@ class MappedNpy:
 
     def read_rows(self, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
         out = np.empty((int(np.sum(counts)),) + tuple(self.shape[1:]), self.dtype)
+        self._read_into(out, starts, counts, np.cumsum(counts) - counts)
+        return out
+
+    def read_padded(self, starts: np.ndarray, counts: np.ndarray, length: int) -> np.ndarray:
+        """As `FeatureSet.read_padded`: each range read into its own zero-padded row."""
+        out = np.zeros((len(starts), length) + tuple(self.shape[1:]), self.dtype)
+        self._read_into(out, starts, counts, np.arange(len(starts)) * length)
+        return out
+
+    def _read_into(self, out: np.ndarray, starts, counts, positions) -> None:
+        """Reads rows `starts[i]:starts[i] + counts[i]` into `out`'s rows from `positions[i]`
+        (`out` flattened to rows), one `pread` per range."""
         if not out.size:
-            return out
+            return
         buffer = memoryview(out).cast("B")
-        position = 0
-        for start, count in zip(starts.tolist(), counts.tolist()):
-            size = count * self.row_bytes
-            if os.preadv(self.fd, [buffer[position:position + size]],
+        for start, count, position in zip(starts.tolist(), counts.tolist(), positions.tolist()):
+            size, offset = count * self.row_bytes, position * self.row_bytes
+            if os.preadv(self.fd, [buffer[offset:offset + size]],
                          self.header + start * self.row_bytes) != size:
                 raise OSError(f"{self.path} ended early (rows {start}..{start + count})")
-            position += size
-        return out
 
     def __del__(self):
         if self.fd is not None:

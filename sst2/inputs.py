@@ -18,7 +18,7 @@ Example:
     >>> source = split_source(config, "validation", tokens,
     ...                       Encoding(encoder, "float32", backbone.num_layers))
     >>> source.num_batches(0), source.batch(0, 0).features["tokens"].shape[0]
-    (3, 32)
+    (2, 32)
 """
 
 import dataclasses

