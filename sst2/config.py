@@ -224,7 +224,7 @@ class RunConfig(_Options):
                            choices=("auto", "one_device", "mirrored", "multi_worker", "tpu"))
     tpu: str | None = option(None, "TPU address or name for --strategy=tpu.")
     steps_per_call: int = option(
-        50, "Train steps per compiled call on one replica: batches come from a tf.data "
+        50, "Train steps per compiled call (on every replica): batches come from a tf.data "
         "pipeline and the host waits once per call (calls also end at checkpoints, "
         "summaries every 50 steps and epoch ends).", minimum=1)
     checkpoint_every_steps: int = option(

@@ -23,7 +23,6 @@ Example:
 
 import contextlib
 import dataclasses
-import functools
 import time
 from typing import Callable, Iterable
 
@@ -89,26 +88,51 @@ class Trainer:
                                        reduce_retracing=True)
         self._eval_step = tf.function(lambda *args: self.strategy.run(eval_replica_step, args),
                                       reduce_retracing=True)
-        # Many steps per call (one replica): a graph loop draws batches from a tf.data
-        # iterator and runs the compiled step on each, adding the sums on the device.
-        self._train_loop = tf.function(functools.partial(self._loop, train_replica_step))
-        self._eval_loop = tf.function(functools.partial(self._loop, eval_jit))
+        # Many steps per call: a graph loop draws batches from a (distributed) tf.data
+        # iterator and runs the step on every replica, adding the sums on the device.
+        self._train_loop = tf.function(self._loop_of(train_replica_step))
+        self._eval_loop = tf.function(self._loop_of(eval_replica_step))
 
-    @property
-    def runs_many_steps_per_call(self) -> bool:
-        """Whether `train_steps`/`eval_steps` are available: one replica (several go
-        through `strategy.run` a step at a time)."""
-        return self.strategy.num_replicas_in_sync == 1
+    def _loop_of(self, replica_step):
+        strategy = self.strategy
 
-    @staticmethod
-    def _loop(replica_step, iterator, steps, totals):
-        for _ in tf.range(steps):
-            features, labels, weights = next(iterator)
-            sums = replica_step(features, labels, weights)
-            # float64, as the host adds them: the totals are those of one step per call.
-            totals = {name: total + tf.cast(sums[name], tf.float64)
-                      for name, total in totals.items()}
-        return totals
+        def loop(iterator, steps, totals):
+            for _ in tf.range(steps):
+                sums = strategy.run(replica_step, next(iterator))
+                # float64, as the host adds them: the totals are those of one step per call.
+                totals = {name: total + tf.cast(strategy.reduce(
+                    tf.distribute.ReduceOp.SUM, sums[name], axis=None), tf.float64)
+                    for name, total in totals.items()}
+            return totals
+
+        return loop
+
+    def iterator(self, source, epoch: int, start: int = 0):
+        """Batches `start`, `start + 1`, ... of `epoch` from `source.dataset`, for
+        `train_steps` and `eval_steps`. On several replicas each replica receives only
+        its rows of each global batch, the same rows as a step at a time."""
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas == 1:
+            return iter(source.dataset(epoch, start))
+        per_replica = self.batch_size // replicas
+
+        def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+            # One pipeline per worker; it hands its local replicas their shares in turn.
+            local = replicas // context.num_input_pipelines
+            first = context.input_pipeline_id * local
+
+            def shares(*batch):
+                def share(replica):
+                    begin = (first + replica) * per_replica
+                    return tf.nest.map_structure(
+                        lambda v: tf.ensure_shape(v[begin:begin + per_replica],
+                                                  [per_replica] + v.shape[1:]), batch)
+
+                return tf.data.Dataset.range(local).map(share)
+
+            return source.dataset(epoch, start).flat_map(shares)
+
+        return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
 
     def train_steps(self, iterator, steps: int, sums: "MetricSums") -> None:
         """Runs `steps` train steps on batches from `iterator` in one call; adds to `sums`."""
@@ -205,8 +229,8 @@ class Trainer:
         num_batches = source.num_batches(0)
         with averaged, tqdm(total=num_batches, desc=description, leave=False,
                             disable=not show_progress) as bar:
-            if self.runs_many_steps_per_call and hasattr(source, "dataset"):
-                self.eval_steps(iter(source.dataset(0)), num_batches, totals)
+            if hasattr(source, "dataset"):
+                self.eval_steps(self.iterator(source, 0), num_batches, totals)
                 bar.update(num_batches)
             else:
                 for i in range(num_batches):
@@ -318,7 +342,7 @@ def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | 
         log: Callable[[str], None] = print, steps_per_call: int = 1) -> list[dict]:
     """Trains from `start` to the end of `epochs`, evaluating after each epoch.
 
-    With `steps_per_call` > 1 (one replica, a source with a tf.data `dataset`),
+    With `steps_per_call` > 1 (and a source with a tf.data `dataset`),
     one compiled call runs up to that many steps, stopping early at an epoch's
     end and wherever a callback is due (`Callback.steps_until_due`), so
     checkpoints land on the same steps; callbacks run at call ends.
@@ -337,9 +361,8 @@ def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | 
         started = time.time()
         bar = tqdm(total=num_batches, initial=position.batch, unit="batch",
                    desc=f"epoch {position.epoch + 1}/{epochs}", disable=not show_progress)
-        many = (steps_per_call > 1 and trainer.runs_many_steps_per_call
-                and hasattr(train_source, "dataset"))
-        iterator = iter(train_source.dataset(position.epoch, position.batch)) if many else None
+        many = steps_per_call > 1 and hasattr(train_source, "dataset")
+        iterator = trainer.iterator(train_source, position.epoch, position.batch) if many else None
         while position.batch < num_batches:
             if many:
                 due = [c.steps_until_due(position) for c in callbacks]
