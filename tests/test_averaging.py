@@ -59,4 +59,6 @@ def test_a_run_with_an_average_exports_the_average(tiny_preset, tiny_data_dir, t
     # The run's final evaluation is the restored (averaged) model's.
     evaluated = evaluate(trained, log=lambda message: None)
     assert evaluated["accuracy"] == pytest.approx(result["test"]["accuracy"])
-    assert evaluated["loss"] == pytest.approx(result["test"]["loss"], rel=1e-5)
+    # The run reads float16 cached features padded to its buckets; evaluate serves
+    # float32 features padded to each batch's longest sentence.
+    assert evaluated["loss"] == pytest.approx(result["test"]["loss"], rel=1e-4)
