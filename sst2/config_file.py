@@ -69,12 +69,31 @@ def config_path(model_dir: str) -> str:
     return os.path.join(model_dir, "config.json")
 
 
-def save_config(model_dir: str, config: TrainConfig, dataset=None) -> None:
-    """Writes `config.json`; `dataset` (a `datasets.DatasetInfo`) goes under `"dataset"`."""
+def save_config(model_dir: str, config: TrainConfig, dataset=None,
+                train_buckets: tuple[int, ...] | None = None) -> None:
+    """Writes `config.json`; `dataset` (a `datasets.DatasetInfo`) goes under `"dataset"`,
+    the training split's length buckets under `"train_buckets"`."""
     fields = to_dict(config)
     if dataset is not None:
         fields["dataset"] = dataset.to_dict()
+    if train_buckets:
+        fields["train_buckets"] = list(train_buckets)
     save_json(config_path(model_dir), fields)
+
+
+def load_train_buckets(model_dir: str) -> tuple[int, ...] | None:
+    """The length buckets a saved run's training batches use, so that a resumed run
+    sees the same batches: the recorded ones, or for runs from before they were chosen
+    per split, every candidate (`data.bucket_lengths`). None without a saved run."""
+    path = config_path(model_dir)
+    if not os.path.exists(path):
+        return None
+    fields = load_json(path)
+    if fields.get("train_buckets"):
+        return tuple(fields["train_buckets"])
+    from sst2.data import bucket_lengths
+
+    return bucket_lengths(load_config(model_dir).model.sequence_length)
 
 
 def load_dataset_info(model_dir: str):

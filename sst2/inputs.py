@@ -122,12 +122,14 @@ def bucket_boundaries(config: TrainConfig, lengths: np.ndarray,
 
 def split_source(config: TrainConfig, split: str, tokens: dict, encoding: Encoding, *,
                  shuffle: bool = False, batch_size: int | None = None,
-                 worker: WorkerInfo = WorkerInfo(), dataset=None):
+                 worker: WorkerInfo = WorkerInfo(), dataset=None,
+                 boundaries: tuple[int, ...] | None = None):
     """`split`'s batch source: cached features, or the backbone on every batch
     (`--cache_features=false`). `batch_size` is the global batch (default: the config's);
-    `dataset` is the `datasets.DatasetInfo` (see `cached_features`)."""
+    `dataset` is the `datasets.DatasetInfo` (see `cached_features`); `boundaries`, the
+    length buckets (default: `bucket_boundaries`)."""
     batch_size = batch_size or config.optimization.batch_size
-    boundaries = bucket_boundaries(config, tokens["length"], batch_size)
+    boundaries = boundaries or bucket_boundaries(config, tokens["length"], batch_size)
     seed = config.optimization.seed
     if not config.run.cache_features:
         return TokenSource(tokens, encoding.encoder, batch_size, boundaries, seed, shuffle)

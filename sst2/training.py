@@ -32,7 +32,8 @@ from sst2.backbone import FeatureSpec
 from sst2.callbacks import CheckpointCallback, Interrupted, SummaryCallback
 from sst2.checkpoint import RunCheckpoint
 from sst2.config import TrainConfig
-from sst2.config_file import config_path, load_config, load_dataset_info, save_config, to_dict
+from sst2.config_file import (config_path, load_config, load_dataset_info, load_train_buckets,
+                              save_config, to_dict)
 from sst2.datasets import DatasetInfo, TextDataset, open_dataset
 from sst2.encoder import FeatureEncoder
 from sst2.errors import UserError
@@ -261,9 +262,11 @@ def _sources(config: TrainConfig, dataset: TextDataset, preprocessor, encoding: 
 
     tokenize_seconds = time.time() - tokenize_started
     encode_started = time.time()
+    # A resumed run keeps the buckets it started with: the same batches.
     train_source = split_source(config, data_config.train_split, train_tokens, encoding,
                                 shuffle=True, batch_size=global_batch, worker=worker,
-                                dataset=info)
+                                dataset=info,
+                                boundaries=load_train_buckets(config.run.model_dir))
     eval_source = split_source(config, data_config.eval_split, eval_tokens, encoding,
                                batch_size=global_batch, worker=worker, dataset=info)
     encode_seconds = None
@@ -313,7 +316,7 @@ def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint:
         log(f"Resuming from step {start.step} (epoch {start.epoch + 1}, batch {start.batch}) "
             f"in {checkpoint.manager.directory}.")
     if worker.is_chief:
-        save_config(model_dir, config, info)
+        save_config(model_dir, config, info, train_source.boundaries)
     metrics_path = os.path.join(model_dir, "metrics.json")
     history = (load_json(metrics_path).get("epochs", [])
                if restored and os.path.exists(metrics_path) else [])

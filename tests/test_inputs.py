@@ -18,3 +18,18 @@ def test_the_default_head_trades_padding_for_fewer_compiled_shapes():
         blocks = bucket_boundaries(TrainConfig.from_options(**options), lengths, 32)
         assert blocks == data.choose_buckets(lengths, 32, data.bucket_lengths(128), 0)
         assert len(blocks) > len(frozen)
+
+
+def test_a_resumed_run_keeps_the_buckets_it_started_with(tmp_path):
+    from sst2.config_file import config_path, load_train_buckets, save_config
+    from sst2.files import load_json, save_json
+
+    config = TrainConfig.from_options(model_dir=str(tmp_path), sequence_length=64)
+    assert load_train_buckets(str(tmp_path)) is None  # a new run chooses its own
+    save_config(str(tmp_path), config, train_buckets=(16, 32, 64))
+    assert load_train_buckets(str(tmp_path)) == (16, 32, 64)
+    # A run saved before buckets were chosen per split used every candidate.
+    fields = load_json(config_path(str(tmp_path)))
+    del fields["train_buckets"]
+    save_json(config_path(str(tmp_path)), fields)
+    assert load_train_buckets(str(tmp_path)) == data.bucket_lengths(64)
