@@ -2,14 +2,15 @@
 
 A head's compiled step depends only on the head and the batch's shape, so a
 run that repeats a configuration (another seed, a rerun) would compile the
-same programs again (on 2 CPU cores, ~30 s of the default run). With the
+same programs again (seconds per batch shape on 2 CPU cores). With the
 cache, XLA writes each program to `$SST2_CACHE_DIR/xla` (default
 `~/.cache/sst2/xla`) and a later process that traces the same functions in
 the same order loads it (a run that encodes traces the encoder first, so it
-does not load what a run on a warm feature cache saved, and the reverse). XLA loads a program only when its computation matches the
-saved one exactly, and writes entries under a temporary name before renaming
-them, so a loaded program is the one that would have been compiled: the
-results are the same, bit for bit.
+does not load what a run on a warm feature cache saved, and the reverse).
+XLA loads a program only when its computation matches the saved one
+exactly, and writes entries under a temporary name before renaming them, so
+a loaded program is the one that would have been compiled: the results are
+the same, bit for bit.
 
 XLA reads its flags once, when TensorFlow first initializes its devices:
 `enable` must run before that (the entry points call it right after parsing

@@ -84,7 +84,9 @@ def save_config(model_dir: str, config: TrainConfig, dataset=None,
 def load_train_buckets(model_dir: str) -> tuple[int, ...] | None:
     """The length buckets a saved run's training batches use, so that a resumed run
     sees the same batches: the recorded ones, or for runs from before they were chosen
-    per split, every candidate (`data.bucket_lengths`). None without a saved run."""
+    per split, every candidate (`data.bucket_lengths`; also what runs on pooled cached
+    features, which record none, get: their batches ignore buckets). None without a
+    saved run."""
     path = config_path(model_dir)
     if not os.path.exists(path):
         return None

@@ -102,8 +102,9 @@ def cached_features(config: TrainConfig, split: str, tokens: dict, encoding: Enc
 
 # What one more length bucket (one more compiled shape) costs, in padded token rows
 # trained per epoch, for a head without transformer blocks: an XLA compile of the
-# default head's train step takes ~3.3 s on CPU, as long as ~1M padded token rows take
-# over the ~3 epochs of a run (docs/measurements.md, "Fewer compiled shapes").
+# default head's train step takes ~2.3-3.3 s on CPU, as long as ~1.5-2M padded token
+# rows (~1.6 us each), i.e. ~500,000 per epoch of a ~3-epoch run (docs/measurements.md,
+# "Fewer compiled shapes"; the optimum is flat from ~300,000 to 1,000,000).
 BUCKET_COST_IN_TOKEN_ROWS = 500_000
 
 
