@@ -4,9 +4,8 @@
 
 The unfrozen copies compute in bfloat16 when `--precision` resolves to bfloat16
 (float32 variables and optimizer state). This measures what that buys on this
-CPU: on AVX512-BF16 or AMX machines oneDNN's bfloat16 matmuls are about twice
-float32's; without them bfloat16 is emulated and slower, which is why
-`--precision=auto` keeps float32 there. Steps run as a training run runs them
+CPU: bfloat16 is emulated and slower without AVX512-BF16 or AMX, and not always
+faster with them, which is why `--precision=auto` measures (`sst2.precision`). Steps run as a training run runs them
 (`sst2.hardware.head_jit`), on random features of the stand-in's shape.
 """
 
@@ -19,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sst2 import hardware  # noqa: E402
+from sst2 import hardware, precision  # noqa: E402
 from sst2.head import ClassifierHead  # noqa: E402
 from sst2.loop import Trainer  # noqa: E402
 from sst2.sources import Batch  # noqa: E402
@@ -56,8 +55,9 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
-    print(f"CPU bfloat16 units: {hardware.cpu_has_bfloat16()}; auto precision: "
-          f"{hardware.resolve_precision('auto')}")
+    shape = precision.LayerShape(args.width, args.width // 64, 4 * args.width)
+    print(f"auto precision for the unfrozen layers' train step: "
+          f"{precision.resolve('auto', shape, 'train')}")
     times = {dtype: seconds_per_step(dtype, args) for dtype in ("float32", "mixed_bfloat16")}
     for dtype, seconds in times.items():
         print(f"{dtype:>15}: {seconds * 1000:.1f} ms/step")

@@ -7,10 +7,10 @@ negative, positive), `label_id` (`int32`, `[None]`) and `label` (`string`,
 `[None]`, the class name). Loading it needs only
 `tensorflow` and `tensorflow_text` (for the WordPiece ops), as TF Serving does.
 
-The graph holds only core TensorFlow ops and the TensorFlow Text tokenizer ops
-in `SERVING_TEXT_OPS`, which the stock TF Serving model servers link: keras-hub
-packs `[CLS] ... [SEP]` with TF Text's `RoundRobinTrim`, which TF Serving's
-TF Text (2.12.1, through TF Serving 2.19) lacks, so `pack` does it with core
+The graph holds only ops, and op attributes, of TensorFlow 2.12.1 and
+TensorFlow Text 2.12.1, the runtime of the stock TF Serving 2.12 image
+(`sst2.serving_audit` checks it): keras-hub packs `[CLS] ... [SEP]` with TF
+Text's `RoundRobinTrim`, which that TF Text lacks, so `pack` does it with core
 ragged ops, giving the same token ids. A request is padded only to its longest
 text (rounded up to a multiple of 8), and on CPU the backbone runs as
 `FastEncoder`, as the training encode pass does. A text longer than one
@@ -42,16 +42,6 @@ from sst2.config import ReadingConfig
 from sst2.datasets import SST2_INFO, DatasetInfo
 from sst2.errors import UserError
 from sst2.inference import FastEncoder
-
-# The TensorFlow Text ops a serving graph may hold: the tokenizer's. TF Serving's
-# model servers link TF Text's ops library (tensorflow_serving/model_servers/BUILD,
-# "@org_tensorflow_text//tensorflow_text:ops_lib"): version 2.12.1 from TF Serving
-# 2.12 through 2.19, which has these ops but not keras-hub's TFText>RoundRobinTrim
-# (tensorflow/serving issue 2267, pull request 4057).
-SERVING_TEXT_OPS = frozenset({
-    "CaseFoldUTF8", "NormalizeUTF8", "NormalizeUTF8WithOffsetsMap", "RegexSplitWithOffsets",
-    "WordpieceTokenizeWithOffsets", "FastWordpieceTokenizeWithOffsets"})
-
 
 def as_ragged(token_ids) -> tf.RaggedTensor:
     """A tokenizer's output as a ragged tensor (keras-hub gives lists in eager mode)."""
@@ -147,7 +137,9 @@ def encode_by_length(encode, token_ids: tf.Tensor, padding_mask: tf.Tensor,
             out = tf.pad(out, [[0, 0], [0, width - own]] + [[0, 0]] * (out.shape.rank - 2))
         return i + 1, parts.write(i, out)
 
-    parts = tf.TensorArray(tf.float32, size=0, dynamic_size=True, infer_shape=False)
+    # Sized up front: a growing list (dynamic_size) writes an attribute that TF 2.12's
+    # runtime, the stock TF Serving image's, drops, and every request then fails.
+    parts = tf.TensorArray(tf.float32, size=(rows + chunk - 1) // chunk, infer_shape=False)
     _, parts = tf.while_loop(lambda i, _: i * chunk < rows, sub_batch, [0, parts])
     # An empty request has no sub-batch: encode its empty batch directly.
     encoded = tf.cond(rows > 0, parts.concat,
@@ -327,25 +319,3 @@ def latest_export(export_root: str) -> str | None:
         return None
     versions = [int(v) for v in os.listdir(export_root) if v.isdigit()]
     return os.path.join(export_root, str(max(versions))) if versions else None
-
-
-def op_types(export_dir: str) -> set[str]:
-    """Every op type in a SavedModel: its graphs and their function libraries."""
-    from tensorflow.core.protobuf import saved_model_pb2
-
-    saved_model = saved_model_pb2.SavedModel()
-    with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
-        saved_model.ParseFromString(f.read())
-    types = set()
-    for meta_graph in saved_model.meta_graphs:
-        types |= {node.op for node in meta_graph.graph_def.node}
-        for function in meta_graph.graph_def.library.function:
-            types |= {node.op for node in function.node_def}
-    return types
-
-
-def unservable_ops(export_dir: str) -> list[str]:
-    """The op types a stock TF Serving model server would not know: neither core
-    TensorFlow (`tf.raw_ops`) nor in `SERVING_TEXT_OPS`."""
-    core = set(dir(tf.raw_ops))
-    return sorted(t for t in op_types(export_dir) if t not in core and t not in SERVING_TEXT_OPS)
