@@ -157,7 +157,8 @@ class ModelConfig(_Options):
     sequence_length: int = option(128, "Tokens per sentence, at most ([CLS] and [SEP] "
                                   "included).", minimum=3, maximum=512, identity=True)
     precision: str = option(
-        "auto", "Backbone compute precision; auto picks the fastest for this hardware.",
+        "auto", "Backbone compute precision; auto: bfloat16 on accelerators, on CPUs the "
+        "faster of the two, measured once per machine (SST2_AUTO_PRECISION forces it).",
         choices=("auto", "float32", "bfloat16"), identity=True)
     # The default head, chosen by measurement (docs/measurements.md): attention
     # pooling over the average of every layer's token states, a 256-unit GELU

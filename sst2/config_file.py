@@ -70,14 +70,18 @@ def config_path(model_dir: str) -> str:
 
 
 def save_config(model_dir: str, config: TrainConfig, dataset=None,
-                train_buckets: tuple[int, ...] | None = None) -> None:
+                train_buckets: tuple[int, ...] | None = None,
+                precisions: dict | None = None) -> None:
     """Writes `config.json`; `dataset` (a `datasets.DatasetInfo`) goes under `"dataset"`,
-    the training split's length buckets under `"train_buckets"`."""
+    the training split's length buckets under `"train_buckets"`, what `--precision`
+    resolved to (`precision.for_run`) under `"precisions"`."""
     fields = to_dict(config)
     if dataset is not None:
         fields["dataset"] = dataset.to_dict()
     if train_buckets:
         fields["train_buckets"] = list(train_buckets)
+    if precisions:
+        fields["precisions"] = dict(precisions)
     save_json(config_path(model_dir), fields)
 
 
@@ -96,6 +100,16 @@ def load_train_buckets(model_dir: str) -> tuple[int, ...] | None:
     from sst2.data import bucket_lengths
 
     return bucket_lengths(load_config(model_dir).model.sequence_length)
+
+
+def load_precisions(model_dir: str) -> dict | None:
+    """The precisions a saved run computes in (`precision.for_run`), or None (no saved
+    run, or one from before they were recorded: resolved again)."""
+    path = config_path(model_dir)
+    saved = load_json(path).get("precisions") if os.path.exists(path) else None
+    valid = isinstance(saved, dict) and set(saved) == {"encode", "train"} and all(
+        value in ("float32", "bfloat16") for value in saved.values())
+    return dict(saved) if valid else None
 
 
 def load_dataset_info(model_dir: str):

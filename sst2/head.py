@@ -191,11 +191,12 @@ def rng_state_variables(layer: keras.layers.Layer) -> list:
 
 
 def build_head(model_config, backbone, seed: int, copy_unfrozen: bool = False,
-               num_classes: int = NUM_CLASSES) -> ClassifierHead:
+               num_classes: int = NUM_CLASSES,
+               unfrozen_precision: str | None = None) -> ClassifierHead:
     """The head a `config.ModelConfig` describes, built over `backbone`'s features, with
     `num_classes` outputs.
 
-    The unfrozen layers compute in the backbone's precision (`unfrozen_dtype`).
+    The unfrozen layers compute in `unfrozen_precision` (default: the backbone's).
     With `copy_unfrozen` (a new run), the unfrozen layers start as copies of
     the backbone's top layers, read in float32 from the preset (a bfloat16
     backbone's weights are rounded to 8 bits of mantissa). A restored run
@@ -210,9 +211,8 @@ def build_head(model_config, backbone, seed: int, copy_unfrozen: bool = False,
         num_heads=backbone.num_heads, intermediate_dim=backbone.intermediate_dim,
         average_layers=backbone.num_layers if spec.averages_unfrozen_layers else 0,
         unfrozen_layers=model_config.trainable_layers,
-        # The unfrozen layers compute in the backbone's precision.
-        unfrozen_dtype=("mixed_bfloat16" if backbone.dtype_policy.compute_dtype == "bfloat16"
-                        else "float32"))
+        unfrozen_dtype=("mixed_bfloat16" if (unfrozen_precision or backbone.dtype_policy
+                                             .compute_dtype) == "bfloat16" else "float32"))
     head(example_features(spec.feature_shape(backbone)))
     if model_config.trainable_layers and copy_unfrozen:
         if backbone.dtype_policy.variable_dtype != "float32":

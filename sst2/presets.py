@@ -121,6 +121,25 @@ def load_backbone(preset: str, dtype: str = "float32") -> keras.Model:
     return backbone
 
 
+def layer_shape(preset: str):
+    """One transformer layer's sizes (`precision.LayerShape`), from the preset's config
+    when keras-hub can read it without the weights, else from the loaded backbone."""
+    from sst2.precision import LayerShape
+
+    try:
+        from keras_hub.src.utils.preset_utils import get_preset_loader
+
+        config = get_preset_loader(resolve_preset(preset)).config
+        inner = config.get("config", {})
+        if {"hidden_dim", "num_heads", "intermediate_dim"} <= set(inner):  # keras-hub's own
+            return LayerShape(inner["hidden_dim"], inner["num_heads"], inner["intermediate_dim"])
+        if {"dim", "n_heads", "hidden_dim"} <= set(config):  # Hugging Face DistilBERT
+            return LayerShape(config["dim"], config["n_heads"], config["hidden_dim"])
+    except Exception:  # noqa: BLE001 - the backbone itself says, or reports why not
+        pass
+    return LayerShape.of(load_backbone(preset))
+
+
 def load_preprocessor(preset: str, sequence_length: int) -> keras.layers.Layer:
     """Loads the DistilBERT text-classifier preprocessor with a fixed sequence length."""
     return _from_preset(

@@ -19,11 +19,11 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from sst2 import averaging, hardware, metrics, presets
+from sst2 import averaging, metrics, precision, presets
 from sst2.backbone import FeatureSpec
 from sst2.checkpoint import RunCheckpoint
 from sst2.config import DataConfig, ReadingConfig, TrainConfig
-from sst2.config_file import load_config, load_dataset_info
+from sst2.config_file import load_config, load_dataset_info, load_precisions
 from sst2.datasets import SST2_INFO, DatasetInfo, open_dataset
 from sst2.errors import UserError
 from sst2.head import ClassifierHead, build_head
@@ -65,10 +65,13 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
     dataset = load_dataset_info(model_dir)
     model_config = config.model
     preprocessor = presets.load_preprocessor(model_config.preset, model_config.sequence_length)
-    backbone = presets.load_backbone(model_config.preset,
-                                     dtype=hardware.resolve_precision(model_config.precision))
+    # As the run computed: its recorded precisions (runs from before: resolved here).
+    precisions = precision.for_run(model_config.precision,
+                                   presets.layer_shape(model_config.preset),
+                                   model_config.trainable_layers, load_precisions(model_dir))
+    backbone = presets.load_backbone(model_config.preset, dtype=precisions["encode"])
     head = build_head(model_config, backbone, seed=config.optimization.seed,
-                      num_classes=dataset.num_classes)
+                      num_classes=dataset.num_classes, unfrozen_precision=precisions["train"])
     # The optimizer's variables must line up with the checkpoint's (a schedule
     # replaces the learning-rate variable; groups add optimizers): build the same kind.
     optimizer = make_optimizer(config.optimization, head, total_steps=1)

@@ -26,14 +26,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sst2 import averaging, distribute, hardware, presets
+from sst2 import averaging, distribute, hardware, precision, presets
 from sst2.assets import check_assets
 from sst2.backbone import FeatureSpec
 from sst2.callbacks import CheckpointCallback, Interrupted, SummaryCallback
 from sst2.checkpoint import RunCheckpoint
 from sst2.config import TrainConfig
-from sst2.config_file import (config_path, load_config, load_dataset_info, load_train_buckets,
-                              save_config, to_dict)
+from sst2.config_file import (config_path, load_config, load_dataset_info, load_precisions,
+                              load_train_buckets, save_config, to_dict)
 from sst2.datasets import DatasetInfo, TextDataset, open_dataset
 from sst2.encoder import FeatureEncoder
 from sst2.errors import UserError
@@ -76,24 +76,29 @@ def run(config: TrainConfig, log=print) -> dict:
         # The data before the model: a bad file is reported in seconds.
         dataset = open_dataset(config.data, log=log)
         _check_same_dataset(config, dataset.info)
-        precision = hardware.resolve_precision(config.model.precision)
+        precisions = precision.for_run(
+            config.model.precision, presets.layer_shape(config.model.preset),
+            config.model.trainable_layers,
+            recorded=None if config.run.restart else load_precisions(model_dir), log=log)
         spec = FeatureSpec.of(config.model)
         preprocessor = presets.load_preprocessor(config.model.preset,
                                                  config.model.sequence_length)
-        backbone = presets.load_backbone(config.model.preset, dtype=precision)
+        backbone = presets.load_backbone(config.model.preset, dtype=precisions["encode"])
         _check_sequence_length(config.model.sequence_length, backbone)
         # The encode pass runs on every local replica's device.
         encoder = FeatureEncoder.for_backbone(
             backbone, spec, hardware.backbone_jit(config.run.jit_compile),
             devices=list(strategy.extended.worker_devices))
-        encoding = Encoding(encoder, precision, backbone.num_layers)
+        encoding = Encoding(encoder, precisions["encode"], backbone.num_layers)
         global_batch = config.optimization.batch_size * strategy.num_replicas_in_sync
 
         train_source, eval_source, facts = _sources(config, dataset, preprocessor, encoding,
-                                                    backbone, global_batch, worker, log)
+                                                    backbone, global_batch, worker, precisions,
+                                                    log)
         with strategy.scope():
             head = build_head(config.model, backbone, config.optimization.seed,
-                              copy_unfrozen=True, num_classes=dataset.info.num_classes)
+                              copy_unfrozen=True, num_classes=dataset.info.num_classes,
+                              unfrozen_precision=precisions["train"])
             total_steps = sum(train_source.num_batches(e)
                               for e in range(config.optimization.epochs))
             optimizer = make_optimizer(config.optimization, head, total_steps)
@@ -243,7 +248,8 @@ def _check_sequence_length(sequence_length: int, backbone) -> None:
 
 
 def _sources(config: TrainConfig, dataset: TextDataset, preprocessor, encoding: Encoding,
-             backbone, global_batch: int, worker: distribute.WorkerInfo, log) -> tuple:
+             backbone, global_batch: int, worker: distribute.WorkerInfo, precisions: dict,
+             log) -> tuple:
     """The train and eval batch sources, and the facts about them `metrics.json` records."""
     data_config, optimization, info = config.data, config.optimization, dataset.info
     log(f"Tokenizing {data_config.train_split} and {data_config.eval_split} of "
@@ -277,7 +283,7 @@ def _sources(config: TrainConfig, dataset: TextDataset, preprocessor, encoding: 
     if buckets["train"]:
         log(f"Length buckets (one compiled shape each): training {buckets['train']}, "
             f"evaluation {buckets['eval']}.")
-    facts = {"precision": encoding.precision,
+    facts = {"precision": encoding.precision, "precisions": precisions,
              "length_buckets": buckets if buckets["train"] else None,
              "learning_rate": optimization.learning_rate,
              "backbone_learning_rate": (optimization.backbone_learning_rate
@@ -316,7 +322,7 @@ def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint:
         log(f"Resuming from step {start.step} (epoch {start.epoch + 1}, batch {start.batch}) "
             f"in {checkpoint.manager.directory}.")
     if worker.is_chief:
-        save_config(model_dir, config, info, train_source.boundaries)
+        save_config(model_dir, config, info, train_source.boundaries, facts["precisions"])
     metrics_path = os.path.join(model_dir, "metrics.json")
     history = (load_json(metrics_path).get("epochs", [])
                if restored and os.path.exists(metrics_path) else [])
