@@ -45,7 +45,7 @@ from sst2 import data
 from sst2.distribute import WorkerInfo
 from sst2.encoder import FeatureEncoder
 from sst2.errors import UserError
-from sst2.files import save_json
+from sst2.files import load_json, save_json
 
 CACHE_FORMAT = 2  # 2: token-level caches in split order
 # Hidden states are stored in float16: half the memory of float32 and, unlike
@@ -228,6 +228,29 @@ class FeatureCache:
         os.makedirs(self.folder, exist_ok=True)
         save_json(self._path("key.json"), self.key_fields)
 
+    def shard_plan(self, plan: dict, log=print) -> dict:
+        """The plan (batch size, buckets, batches per shard) this folder's shards follow.
+
+        A killed pass resumed with other options must continue the plan its shards were
+        written with, or a shard would hold other examples than its place says. Shards
+        without a recorded plan (older versions) are discarded.
+        """
+        path = self._path("plan.json")
+        try:
+            recorded = load_json(path) if os.path.exists(path) else None
+        except UserError as e:
+            raise CorruptCache(str(e)) from e
+        if recorded is None and glob.glob(self._path("shard-*.npy")):
+            log(f"Discarding shards without a recorded plan in {self.folder}.")
+            for shard in glob.glob(self._path("shard-*.npy")):
+                os.remove(shard)
+        if recorded is not None and recorded != plan:
+            log(f"Continuing the partial encode pass in {self.folder} with the batches it "
+                f"started with ({recorded}).")
+            return recorded
+        save_json(path, plan)
+        return plan
+
     def has_shard(self, shard_id: int) -> bool:
         return os.path.exists(self._path(f"shard-{shard_id:05d}.npy"))
 
@@ -236,11 +259,16 @@ class FeatureCache:
         np.save(tmp, array)
         os.replace(tmp, self._path(f"shard-{shard_id:05d}.npy"))
 
-    def read_shards(self, count: int) -> list[np.ndarray]:
+    def read_shards(self, rows: list[int]) -> list[np.ndarray]:
+        """Every shard, each checked to hold the `rows[i]` feature rows its plan says."""
         try:
-            return [np.load(self._path(f"shard-{i:05d}.npy")) for i in range(count)]
+            parts = [np.load(self._path(f"shard-{i:05d}.npy")) for i in range(len(rows))]
         except (OSError, ValueError, EOFError) as e:
             raise CorruptCache(f"{type(e).__name__}: {e}") from e
+        for i, (part, expected) in enumerate(zip(parts, rows)):
+            if len(part) != expected:
+                raise CorruptCache(f"shard {i} holds {len(part)} rows, its plan {expected}")
+        return parts
 
     def write(self, features: FeatureSet) -> None:
         """Stores the assembled split, marks the folder complete, removes the shards."""
@@ -344,7 +372,7 @@ def encode(
     for attempt in (1, 2):
         try:
             return _encode_once(cache, encoder, tokens, batch_size, boundaries, shard_batches,
-                                description, show_progress, worker, wait_seconds)
+                                description, show_progress, worker, wait_seconds, log)
         except CorruptCache as e:
             if attempt == 2 or worker.count > 1:
                 raise UserError(f"The feature cache {cache.folder} is unreadable ({e}); "
@@ -356,13 +384,16 @@ def encode(
 
 def _encode_once(cache: FeatureCache, encoder: FeatureEncoder, tokens: dict, batch_size: int,
                  boundaries, shard_batches: int, description: str, show_progress: bool,
-                 worker: WorkerInfo, wait_seconds: float) -> FeatureSet:
+                 worker: WorkerInfo, wait_seconds: float, log=print) -> FeatureSet:
     if cache.is_complete():
         return cache.load()
     cache.start()
     lengths = tokens["length"]
     boundaries = boundaries or encoder.padded_lengths(tokens["token_ids"].shape[1])
-    shards = plan_shards(lengths, batch_size, boundaries, shard_batches)
+    plan = cache.shard_plan({"batch_size": batch_size, "boundaries": list(boundaries),
+                             "shard_batches": shard_batches}, log)
+    batch_size, shard_batches = plan["batch_size"], plan["shard_batches"]
+    shards = plan_shards(lengths, batch_size, tuple(plan["boundaries"]), shard_batches)
     mine = [i for i in range(len(shards)) if i % worker.count == worker.index]
 
     done = sum(len(ix) for i in range(len(shards)) if cache.has_shard(i) for ix, _ in shards[i])
@@ -394,7 +425,9 @@ def _encode_once(cache: FeatureCache, encoder: FeatureEncoder, tokens: dict, bat
 
     order = (np.concatenate([ix for shard in shards for ix, _ in shard]) if shards
              else np.zeros([0], np.int64))
-    parts = cache.read_shards(len(shards))
+    parts = cache.read_shards([
+        sum(int(lengths[ix].sum()) if encoder.token_level else len(ix) for ix, _ in shard)
+        for shard in shards])
     encoded = np.concatenate(parts) if parts else np.zeros([0, 1, 1], STORAGE_DTYPE)
     features, offsets = to_split_order(encoded, order, lengths, encoder.token_level)
     result = FeatureSet(features, tokens["label"].astype(np.int32),

@@ -82,3 +82,49 @@ def test_token_cache_is_in_split_order(tiny_preset, tiny_data_dir, tmp_path):
         direct = encoder(tf.constant(tokens["token_ids"][i:i + 1]),
                     tf.constant(tokens["padding_mask"][i:i + 1])).numpy()[0, :tokens["length"][i]]
         np.testing.assert_allclose(cached.tokens(i).astype(np.float32), direct, atol=2e-2)
+
+
+def test_a_resumed_encode_pass_with_another_batch_size_continues_its_plan(tiny_preset,
+                                                                          tiny_data_dir, tmp_path):
+    # Issue 25, case 1: a killed pass resumed with another --encode_batch_size stored other
+    # examples' features in a shard's places (or failed with an IndexError).
+    backbone = presets.load_backbone(tiny_preset)
+    encoder = FeatureEncoder.for_backbone(backbone, FeatureSpec("cls", "last"), jit_compile=False)
+    tokens = _tokens(tiny_preset, tiny_data_dir)
+    clean = features.encode(encoder, tokens, str(tmp_path / "clean"), {"split": "train"},
+                            batch_size=16, shard_batches=2, show_progress=False)
+    calls = {"n": 0}
+
+    def crashing(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return encoder(*args)
+
+    for batch_size in (8, 128):
+        folder, messages = str(tmp_path / f"killed-{batch_size}"), []
+        try:
+            features.encode(_plain(crashing), tokens, folder, {"split": "train"}, batch_size=16,
+                            shard_batches=2, show_progress=False)
+        except KeyboardInterrupt:
+            calls["n"] = 0
+        resumed = features.encode(encoder, tokens, folder, {"split": "train"},
+                                  batch_size=batch_size, show_progress=False, log=messages.append)
+        assert any("batches it started with" in m for m in messages), messages
+        np.testing.assert_array_equal(resumed.features, clean.features)
+
+
+def test_a_shard_of_the_wrong_size_is_discarded_and_encoded_again(tiny_preset, tiny_data_dir,
+                                                                 tmp_path):
+    backbone = presets.load_backbone(tiny_preset)
+    encoder = FeatureEncoder.for_backbone(backbone, FeatureSpec("cls", "last"), jit_compile=False)
+    tokens = _tokens(tiny_preset, tiny_data_dir)
+    cache = features.FeatureCache(str(tmp_path), {"split": "train"})
+    cache.start()
+    cache.shard_plan({"batch_size": 16, "boundaries": [16], "shard_batches": 2})
+    cache.write_shard(0, np.zeros([5, 16], np.float16))  # 5 rows where the plan has 32
+    messages = []
+    result = features.encode(encoder, tokens, str(tmp_path), {"split": "train"}, batch_size=16,
+                             shard_batches=2, show_progress=False, log=messages.append)
+    assert any("damaged" in m for m in messages), messages
+    assert len(result.features) == len(tokens["label"]) and result.features.any()
