@@ -179,9 +179,15 @@ def _set_aside_unreadable_index(folder: str, log) -> None:
         # The index is a text proto of a few known fields, one per line.
         if not lines or not all(line.split(":")[0] in _INDEX_FIELDS for line in lines):
             raise ValueError("not a checkpoint index")
-        if tf.train.get_checkpoint_state(folder) is None:
+        state = tf.train.get_checkpoint_state(folder)
+        if state is None:
             raise ValueError("not a checkpoint index")
+        # TensorFlow's manager deletes the checkpoints it lists: only ones in this folder.
+        here = os.path.realpath(folder)
+        for listed in [state.model_checkpoint_path, *state.all_model_checkpoint_paths]:
+            if os.path.dirname(os.path.realpath(os.path.join(folder, listed))) != here:
+                raise ValueError(f"it lists {listed}, outside {folder}")
     except Exception as e:
-        log(f"The checkpoint index {index} is unreadable ({type(e).__name__}); set aside as "
-            "checkpoint.unreadable.")
+        log(f"The checkpoint index {index} is unreadable ({type(e).__name__}: {e}); set aside "
+            "as checkpoint.unreadable.")
         os.replace(index, index + ".unreadable")

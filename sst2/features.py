@@ -45,7 +45,7 @@ from sst2 import data
 from sst2.distribute import WorkerInfo
 from sst2.encoder import FeatureEncoder
 from sst2.errors import UserError
-from sst2.files import load_json, save_json
+from sst2.files import load_json, save_json, write_atomically
 
 CACHE_FORMAT = 2  # 2: token-level caches in split order
 # Hidden states are stored in float16: half the memory of float32 and, unlike
@@ -255,9 +255,8 @@ class FeatureCache:
         return os.path.exists(self._path(f"shard-{shard_id:05d}.npy"))
 
     def write_shard(self, shard_id: int, array: np.ndarray, writer: int = 0) -> None:
-        tmp = self._path(f"shard-{shard_id:05d}.tmp{writer}.npy")
-        np.save(tmp, array)
-        os.replace(tmp, self._path(f"shard-{shard_id:05d}.npy"))
+        write_atomically(self._path(f"shard-{shard_id:05d}.npy"), lambda f: np.save(f, array),
+                         "wb", tmp=self._path(f"shard-{shard_id:05d}.tmp{writer}.npy"))
 
     def read_shards(self, rows: list[int]) -> list[np.ndarray]:
         """Every shard, each checked to hold the `rows[i]` feature rows its plan says."""
@@ -272,13 +271,12 @@ class FeatureCache:
 
     def write(self, features: FeatureSet) -> None:
         """Stores the assembled split, marks the folder complete, removes the shards."""
+        arrays = {"labels.npy": features.labels, "idx.npy": features.idx,
+                  "features.npy": features.features}
         if features.offsets is not None:
-            np.save(self._path("offsets.npy"), features.offsets)
-        np.save(self._path("labels.npy"), features.labels)
-        np.save(self._path("idx.npy"), features.idx)
-        tmp = self._path("features.tmp.npy")
-        np.save(tmp, features.features)
-        os.replace(tmp, self._path("features.npy"))
+            arrays["offsets.npy"] = features.offsets
+        for name, array in arrays.items():
+            write_atomically(self._path(name), lambda f, a=array: np.save(f, a), "wb")
         save_json(self._path("complete.json"), {"examples": int(len(features.labels))})
         for path in glob.glob(self._path("shard-*.npy")):
             os.remove(path)

@@ -15,16 +15,60 @@ Example:
 import hashlib
 import json
 import os
+import shutil
 
 from sst2.errors import UserError
 
 
+def open_for_writing(path: str, mode: str = "w", **kwargs):
+    """`open(path, mode)` for writing that never writes through a symbolic link.
+
+    A link already at `path` is removed (the link, not its target), then the file
+    is created with `O_NOFOLLOW`: a run writes only inside its folders, whatever
+    links someone left there. `mode` is `w`, `wb`, `a+` or `ab+` (kept, not truncated).
+    """
+    keep = mode.startswith("a")
+    if not keep and os.path.islink(path):
+        os.unlink(path)
+    flags = os.O_CREAT | os.O_NOFOLLOW | (os.O_RDWR | os.O_APPEND if keep
+                                          else os.O_WRONLY | os.O_TRUNC)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as e:
+        if os.path.islink(path):
+            raise UserError(f"{path} is a symbolic link; sst2 does not write through links. "
+                            "Remove it.") from e
+        raise
+    return os.fdopen(fd, mode, **kwargs)
+
+
+def write_atomically(path: str, write, mode: str = "w", tmp: str | None = None,
+                     **kwargs) -> None:
+    """Calls `write(file)` on `tmp` (default `<path>.tmp`; never through a link), then
+    renames it to `path`: a reader sees the old file or the new one, never half."""
+    tmp = tmp or f"{path}.tmp"
+    try:
+        with open_for_writing(tmp, mode, **kwargs) as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp) and not os.path.islink(tmp):
+            os.remove(tmp)
+        raise
+
+
+def remove_entry(path: str) -> None:
+    """Removes what is at `path`, a file, a folder or a link, never following a link
+    (a link's target is left alone). Nothing there is fine."""
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path)
+
+
 def save_json(path: str, obj) -> None:
-    """Writes JSON atomically: a reader sees the old file or the new one, never half."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    """Writes JSON atomically (`write_atomically`)."""
+    write_atomically(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True))
 
 
 def load_json(path: str, what_to_do: str = "use --restart to start the run over"):

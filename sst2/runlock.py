@@ -22,6 +22,7 @@ import os
 import socket
 
 from sst2.errors import UserError
+from sst2.files import open_for_writing
 
 
 class RunLock:
@@ -34,7 +35,7 @@ class RunLock:
 
     def __enter__(self) -> "RunLock":
         os.makedirs(self.model_dir, exist_ok=True)
-        file = open(self.path, "a+")
+        file = open_for_writing(self.path, "a+")  # never through a link someone left
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

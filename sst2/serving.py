@@ -30,7 +30,6 @@ Example:
 """
 
 import os
-import shutil
 import time
 
 import keras
@@ -41,6 +40,7 @@ from sst2.backbone import FeatureSpec, frozen_features, pool_features
 from sst2.config import ReadingConfig
 from sst2.datasets import SST2_INFO, DatasetInfo
 from sst2.errors import UserError
+from sst2.files import remove_entry
 from sst2.inference import FastEncoder
 
 def as_ragged(token_ids) -> tf.RaggedTensor:
@@ -288,7 +288,7 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
     version = version if version is not None else int(time.time())
     path = os.path.join(export_root, str(version))
     tmp = os.path.join(export_root, f".{version}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_entry(tmp)  # a link there is removed, never written through
     os.makedirs(export_root, exist_ok=True)
 
     predict = make_predict_fn(preprocessor, backbone, head, spec, reading, dataset)
@@ -305,10 +305,10 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
         input_signature=[tf.TensorSpec([None], tf.string, name=name) for name in inputs])
     try:
         archive.write_out(tmp, verbose=False)
-        shutil.rmtree(path, ignore_errors=True)
+        remove_entry(path)
         os.replace(tmp, path)
     except BaseException:  # a full disk, an interrupt: leave nothing half-written
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_entry(tmp)
         raise
     return path
 

@@ -26,6 +26,7 @@ from sst2.config import DataConfig, ReadingConfig, TrainConfig
 from sst2.config_file import load_config, load_dataset_info, load_precisions
 from sst2.datasets import SST2_INFO, DatasetInfo, open_dataset
 from sst2.errors import UserError
+from sst2.files import write_atomically
 from sst2.head import ClassifierHead, build_head
 from sst2.optimization import make_optimizer
 
@@ -105,26 +106,26 @@ GLUE_NAMED_LABELS = {"QNLI", "RTE"}
 
 def write_glue_submission(path: str, idx: np.ndarray, predictions: np.ndarray) -> None:
     """GLUE's submission format, `index<TAB>prediction` sorted by index, written atomically."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    def write(f):
         f.write("index\tprediction\n")
         for i in np.argsort(idx):
             f.write(f"{int(idx[i])}\t{predictions[i]}\n")
-    os.replace(tmp, path)
+
+    write_atomically(path, write)
 
 
 def write_predictions(path: str, scored: dict, label_names: tuple) -> None:
     """One JSON object per example, in the file's order: `line` (where the example
     starts in its file), `label`, `label_id`, `probabilities`; written atomically."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    def write(f):
         for line, probabilities in zip(scored["idx"], scored["probabilities"]):
             label_id = int(probabilities.argmax())
             f.write(json.dumps({"line": int(line), "label": label_names[label_id],
                                 "label_id": label_id,
                                 "probabilities": [round(float(p), 6) for p in probabilities]},
                                ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+
+    write_atomically(path, write, encoding="utf-8")
 
 
 def predict_split(trained: TrainedModel, split: str, data_config: DataConfig | None = None,

@@ -37,7 +37,7 @@ from sst2.config_file import (config_path, load_config, load_dataset_info, load_
 from sst2.datasets import DatasetInfo, TextDataset, open_dataset
 from sst2.encoder import FeatureEncoder
 from sst2.errors import UserError
-from sst2.files import load_json
+from sst2.files import load_json, open_for_writing
 from sst2.head import build_head
 from sst2.inputs import Encoding, cache_dir, split_source, tokenize_split
 from sst2.loop import Trainer, fit
@@ -158,7 +158,7 @@ def _check_writable(model_dir: str) -> None:
     # The process id in it: the workers of a multi-worker run probe the same folder.
     probe = os.path.join(folder,
                          f"ckpt-9999999999.data-00000-of-00001.tempstate{os.getpid():017d}")
-    with open(probe, "w"):
+    with open_for_writing(probe):
         pass
     os.remove(probe)
 

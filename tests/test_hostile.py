@@ -1,0 +1,88 @@
+"""Issue 25's hostile cases: nothing written or deleted outside the run folder, nothing
+silently wrong. Each test reproduces its case on the code before the fix."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sst2.errors import UserError
+from sst2.files import save_json, write_atomically
+from sst2.runlock import RunLock
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """A file outside the run folder that nothing may touch."""
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    target = folder / "precious.txt"
+    target.write_text("keep me")
+    return target
+
+
+def test_a_link_at_a_temporary_name_is_never_written_through(tmp_path, outside):
+    run = tmp_path / "run"
+    run.mkdir()
+    os.symlink(outside, run / "metrics.json.tmp")
+    save_json(str(run / "metrics.json"), {"epochs": []})
+    os.symlink(outside, run / "SST-2.tsv.tmp")
+    write_atomically(str(run / "SST-2.tsv"), lambda f: f.write("index\tprediction\n"))
+    assert outside.read_text() == "keep me"
+    assert (run / "SST-2.tsv").read_text() == "index\tprediction\n"
+    assert not os.path.lexists(run / "SST-2.tsv.tmp")
+
+
+def test_a_lock_file_that_is_a_link_is_refused(tmp_path, outside):
+    run = tmp_path / "run"
+    run.mkdir()
+    os.symlink(outside, run / ".lock")
+    with pytest.raises(UserError, match="symbolic link"):
+        with RunLock(str(run)):
+            pass
+    assert outside.read_text() == "keep me"
+
+
+def test_a_checkpoint_index_listing_files_outside_is_set_aside(tmp_path, outside):
+    from sst2.checkpoint import RunCheckpoint
+    from sst2.head import ClassifierHead
+    from sst2.loop import Position
+
+    for suffix in (".index", ".data-00000-of-00001"):
+        (outside.parent / f"ckpt-1{suffix}").write_text("not mine")
+    checkpoints = tmp_path / "run" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "checkpoint").write_text(
+        f'model_checkpoint_path: "{outside.parent}/ckpt-1"\n'
+        f'all_model_checkpoint_paths: "{outside.parent}/ckpt-1"\n')
+    head = ClassifierHead(hidden_units=0)
+    head(tf.zeros([1, 1, 8]))
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(head.trainable_variables)
+    messages = []
+    checkpoint = RunCheckpoint(str(tmp_path / "run"), head, optimizer, keep=1,
+                               log=messages.append)
+    for step in (1, 2, 3):
+        checkpoint.save(Position(epoch=0, batch=step, step=step))
+    assert sorted(os.listdir(outside.parent)) == [
+        "ckpt-1.data-00000-of-00001", "ckpt-1.index", "precious.txt"]
+    assert any("outside" in m for m in messages), messages
+
+
+def test_an_export_never_writes_through_a_link_at_its_temporary_name(trained_tiny_run,
+                                                                     tmp_path, outside):
+    from sst2.serving import export_saved_model
+    from sst2.trained import restore
+
+    trained = restore(trained_tiny_run, log=lambda s: None)
+    export_root = tmp_path / "export"
+    export_root.mkdir()
+    os.symlink(outside.parent, export_root / ".7.partial")
+    path = export_saved_model(trained.preprocessor, trained.backbone, trained.head, trained.spec,
+                              str(export_root), version=7)
+    assert os.listdir(outside.parent) == ["precious.txt"]
+    assert os.path.exists(os.path.join(path, "saved_model.pb"))
+    assert not os.path.lexists(export_root / ".7.partial")
+    np.testing.assert_equal(outside.read_text(), "keep me")
