@@ -144,6 +144,11 @@ class DataConfig(_Options):
         if self.train_file and self.dataset != "glue/sst2":
             raise UserError("--dataset names a tfds dataset, --train_file local files: "
                             "give one of them.")
+        if self.label_names is not None:
+            names = [n.strip() for n in self.label_names.split(",")]
+            if not all(names) or len(set(names)) != len(names):
+                raise UserError(f"--label_names={self.label_names!r}: every class needs a "
+                                "name of its own (no empty or repeated names).")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,7 @@ import csv
 import dataclasses
 import io
 import json
+import re
 import os
 
 import numpy as np
@@ -210,8 +211,54 @@ def _check_columns(path, header, text_columns, label_column, require_labels, lin
                         f"{flag}=...")
 
 
+# Integer labels are class ids 0..max: a stray large one would make that many classes.
+MAX_CLASSES = 100_000
+
+
 def _is_integer(label: str) -> bool:
-    return label.lstrip("-").isdigit()
+    return re.fullmatch(r"-?[0-9]+", label) is not None  # ASCII digits only ("²" is not)
+
+
+def _spelling_key(label: str):
+    """What two spellings of one label share: its number (`1`, `1.0`), else its case-folded
+    text (`Pos`, `pos`)."""
+    try:
+        return float(label)
+    except ValueError:
+        return label.strip().casefold()
+
+
+def _first_lines(table: TextTable, labels) -> str:
+    first = {}
+    for label, line in zip(table.labels, table.lines):
+        first.setdefault(label, line)
+    return ", ".join(f"{label!r} (line {first[label]})" for label in labels)
+
+
+def check_labels(table: TextTable) -> None:
+    """Refuses training labels that would silently make a wrong set of classes: one class
+    only, two spellings of one label, or an integer id far beyond the others."""
+    distinct = sorted(set(table.labels))
+    if len(distinct) < 2:
+        raise UserError(f"{table.path}: every example has the label {distinct[0]!r} (one class only): a "
+                        "classifier needs examples of at least two classes.")
+    groups = {}
+    for label in distinct:
+        groups.setdefault(_spelling_key(label), []).append(label)
+    doubles = [spellings for spellings in groups.values() if len(spellings) > 1]
+    if doubles:
+        raise UserError(f"{table.path}: the same label is spelled more than one way: "
+                        + "; ".join(_first_lines(table, d) for d in doubles)
+                        + ". Spell each label one way, or each would be a class of its own.")
+    if all(_is_integer(label) for label in distinct):
+        values = sorted(int(label) for label in distinct)
+        unused = values[-1] + 1 - len(values)
+        if values[-1] >= MAX_CLASSES or (values[-1] >= 16 and unused > len(values)):
+            raise UserError(
+                f"{table.path}: integer labels are class ids 0..max, and the largest, "
+                f"{_first_lines(table, [str(values[-1])])}, would make {values[-1] + 1:,} "
+                f"classes of which {unused:,} never occur. Fix the label, or name the classes "
+                "(labels that are names, or --label_names=a,b,...).")
 
 
 def label_vocabulary(table: TextTable, names: tuple | None = None) -> tuple:
@@ -220,6 +267,7 @@ def label_vocabulary(table: TextTable, names: tuple | None = None) -> tuple:
     file always gives the same class ids)."""
     if table.labels is None:
         raise UserError(f"{table.path} has no label column; the training file must.")
+    check_labels(table)
     if names:
         return tuple(names)
     if all(_is_integer(label) for label in table.labels):

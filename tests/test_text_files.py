@@ -101,7 +101,7 @@ def test_label_vocabulary_integers_names_and_given(tmp_path):
     assert text_files.label_ids(integers, given).tolist() == [0, 3, 1]
     names = text_files.TextTable("t", [("a",)] * 3, ["pos", "neg", "pos"], [2, 3, 4])
     assert text_files.label_ids(names, given).tolist() == [2, 0, 2]
-    negative = text_files.TextTable("t", [("a",)], ["-1"], [7])
+    negative = text_files.TextTable("t", [("a",)] * 2, ["-1", "0"], [7, 8])
     with pytest.raises(UserError, match="t: line 7: label -1 is negative"):
         text_files.label_vocabulary(negative)
     unseen = text_files.TextTable("eval.csv", [("a",)] * 2, ["neg", "meh"], [2, 9])
@@ -124,3 +124,39 @@ def test_pairs_read_two_columns(tmp_path):
     path = write(tmp_path, "pairs.tsv", "question\tsentence\tlabel\nwho?\tme.\tyes\n")
     table = text_files.read_table(path, ("question", "sentence"), "label")
     assert table.texts == [("who?", "me.")]
+
+
+@pytest.mark.parametrize("labels,message", [
+    (["1", "1", "1"], r"every example has the label '1' \(one class only\): a classifier needs .* two classes"),
+    (["1", "0", "1.0"], r"spelled more than one way: '1' \(line 2\), '1.0' \(line 4\)"),
+    (["Pos", "neg", "pos"], r"spelled more than one way: 'Pos' \(line 2\), 'pos' \(line 4\)"),
+    (["0", "1", "2023"], r"the largest, '2023' \(line 4\), would make 2,024 classes of which "
+                         r"2,021 never occur"),
+    (["0", "1", "30000000000"], r"would make 30,000,000,001 classes"),
+])
+def test_labels_that_would_make_wrong_classes_are_refused(labels, message):
+    # Issue 25, cases 3, 4 and 7: each trained a model with wrong classes, or filled memory.
+    table = text_files.TextTable("train.csv", [("a",)] * len(labels), labels,
+                                 list(range(2, 2 + len(labels))))
+    with pytest.raises(UserError, match="train.csv: .*" + message):
+        text_files.label_vocabulary(table)
+
+
+def test_a_superscript_digit_is_a_label_name_not_an_id():
+    # Issue 25, case 11: "²".isdigit() is true, and int("²") raised a ValueError traceback.
+    table = text_files.TextTable("t", [("a",)] * 2, ["\u00b2", "1"], [2, 3])
+    assert text_files.label_vocabulary(table) == ("1", "\u00b2")
+
+
+def test_integer_ids_with_a_few_unused_classes_are_kept():
+    table = text_files.TextTable("t", [("a",)] * 3, ["1", "3", "5"], [2, 3, 4])  # 1-5 stars
+    assert text_files.label_vocabulary(table) == ("0", "1", "2", "3", "4", "5")
+
+
+@pytest.mark.parametrize("names", ["neg,pos,", "neg,,pos", "neg,pos,neg"])
+def test_label_names_must_be_distinct_and_not_empty(names):
+    from sst2.config import DataConfig
+
+    # Issue 25, case 20: a trailing comma made an empty third class.
+    with pytest.raises(UserError, match="every class needs a name of its own"):
+        DataConfig(label_names=names)
