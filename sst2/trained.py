@@ -142,6 +142,13 @@ def predict_split(trained: TrainedModel, split: str, data_config: DataConfig | N
                         reading, info),
         input_signature=[tf.TensorSpec([None], tf.string)] * len(info.text_features))
     dataset = open_dataset(data_config or trained.config.data, log=lambda message: None)
+    if dataset.info.identity != info.identity:  # e.g. a training file changed since
+        changed = sorted(k for k in set(info.identity) | set(dataset.info.identity)
+                         if info.identity.get(k) != dataset.info.identity.get(k))
+        raise UserError(f"The data is not what {trained.config.run.model_dir} was trained on "
+                        f"({', '.join(changed)} changed: the run's "
+                        f"{[info.identity.get(k) for k in changed]}, now "
+                        f"{[dataset.info.identity.get(k) for k in changed]}).")
     if dataset.info.label_names != info.label_names:
         raise UserError(f"The data's classes ({', '.join(dataset.info.label_names)}) are not "
                         f"the model's ({', '.join(info.label_names)}).")

@@ -145,8 +145,10 @@ def with_absolute_paths(config: TrainConfig) -> TrainConfig:
     preset = config.model.preset
     if os.path.isdir(os.path.expanduser(preset)):
         preset = absolute(preset)
+    files = {name: absolute(getattr(config.data, name))
+             for name in ("train_file", "eval_file", "test_file")}
     return config.replace(model={"preset": preset},
-                          data={"data_dir": absolute(config.data.data_dir)},
+                          data={"data_dir": absolute(config.data.data_dir), **files},
                           run={"cache_dir": absolute(config.run.cache_dir)})
 
 

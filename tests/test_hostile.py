@@ -86,3 +86,39 @@ def test_an_export_never_writes_through_a_link_at_its_temporary_name(trained_tin
     assert os.path.exists(os.path.join(path, "saved_model.pb"))
     assert not os.path.lexists(export_root / ".7.partial")
     np.testing.assert_equal(outside.read_text(), "keep me")
+
+
+@pytest.mark.slow
+def test_data_paths_are_kept_absolute_and_a_changed_training_file_is_refused(
+        tiny_preset, tmp_path, monkeypatch):
+    # Issue 25, case 2: a run trained on relative paths, evaluated from another folder
+    # holding its own train.csv and dev.csv, scored those files without a word.
+    from sst2.config import TrainConfig
+    from sst2.trained import evaluate, restore
+    from sst2.training import run
+    from tests.helpers import NEGATIVE, POSITIVE
+
+    def write_files(folder, words):
+        folder.mkdir()
+        for name in ("train.csv", "dev.csv"):
+            rows = [f"{w} film,{i % 2}" for i, w in enumerate(words * 4)]
+            (folder / name).write_text("text,label\n" + "\n".join(rows) + "\n")
+
+    write_files(tmp_path / "a", [p for pair in zip(NEGATIVE, POSITIVE) for p in pair])
+    write_files(tmp_path / "b", [p for pair in zip(POSITIVE, NEGATIVE) for p in pair])
+    monkeypatch.chdir(tmp_path / "a")
+    model_dir = str(tmp_path / "run")
+    run(TrainConfig.from_options(
+        model_dir=model_dir, preset=tiny_preset, train_file="train.csv", eval_file="dev.csv",
+        epochs=1, batch_size=8, sequence_length=16, pooling="mean", head_hidden=0,
+        progress=False, export=False), log=lambda s: None)
+    with open(os.path.join(model_dir, "config.json")) as f:
+        assert '"train_file": "' + str(tmp_path / "a" / "train.csv") + '"' in f.read()
+    monkeypatch.chdir(tmp_path / "b")
+    trained = restore(model_dir, log=lambda s: None)
+    scored = evaluate(trained, log=lambda s: None)  # the run's own files, from anywhere
+    assert scored["examples"] == 64
+    (tmp_path / "a" / "train.csv").write_text(
+        (tmp_path / "a" / "train.csv").read_text() + "another good film,1\n")
+    with pytest.raises(UserError, match="not what .* was trained on"):
+        evaluate(trained, log=lambda s: None)
