@@ -17,6 +17,26 @@ TINY_SEQUENCE_LENGTH = 16
 
 _UNPACKED = []
 
+# How far two executions of one computation (a SavedModel against the same function in
+# process, another padding or batch split) may differ in a probability or a unit-scale
+# feature, by the precision the backbone computed in. float32: summation order alone,
+# well below 1e-5 at these sizes. bfloat16 keeps 8 bits of mantissa, so one rounding moves
+# a value by up to 2^-9 (2e-3) of itself, and two executions round at different points.
+TOLERANCE = {"float32": 1e-5, "bfloat16": 2e-3}
+
+
+def run_precision(model_dir: str) -> str:
+    """The precision a finished run's backbone computed in (its config.json)."""
+    import json
+
+    with open(os.path.join(model_dir, "config.json")) as f:
+        return json.load(f)["precisions"]["encode"]
+
+
+def tolerance(model_dir: str) -> float:
+    """`TOLERANCE` for the precision of the run in `model_dir`."""
+    return TOLERANCE[run_precision(model_dir)]
+
 
 def glue_dir() -> str:
     """The real GLUE SST-2 files: $SST2_GLUE_DIR if set, else the copy embedded in sst2."""

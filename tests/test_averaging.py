@@ -6,6 +6,9 @@ import tensorflow as tf
 
 from sst2.averaging import ExponentialMovingAverage
 
+# precision: CI runs these again with SST2_AUTO_PRECISION=bfloat16.
+pytestmark = pytest.mark.precision
+
 
 def test_update_follows_the_ramped_decay():
     variable = tf.Variable([0.0, 0.0])

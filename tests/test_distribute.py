@@ -32,6 +32,9 @@ for steps_per_call in map(int, sys.argv[9].split(",")):  # one run each, in one 
         batch_size=batch, learning_rate=0.01, sequence_length=16, head_hidden=8,
         trainable_layers=trainable_layers, ema_decay=ema_decay, pooling="mean",
         dropout=0.0,  # dropout masks are drawn per replica
+        # Each replica encodes its own rows: bfloat16 would round them otherwise than one
+        # device does, and this compares the distribution, not the rounding.
+        precision="float32",
         strategy=strategy, progress=False, export=False, checkpoint_every_steps=0,
         steps_per_call=steps_per_call, **rates)
     result = run(config, log=lambda s: None)
@@ -126,7 +129,8 @@ def test_two_worker_processes_on_loopback_match_one_process(tiny_preset, tiny_da
 
     common = ["--epochs=2", "--sequence_length=16", f"--preset={tiny_preset}",
               f"--data_dir={tiny_data_dir}", "--noprogress", "--learning_rate=0.05",
-              "--pooling=mean", "--head_hidden=0", "--dropout=0"]  # dropout masks are per replica
+              "--pooling=mean", "--head_hidden=0", "--dropout=0",  # dropout masks are per replica
+              "--precision=float32"]  # each worker encodes its own shard: no rounding apart
     worker_tmp = tmp_path / "worker_tmp"
     worker_tmp.mkdir()
     with _workers([*common, "--batch_size=16"], tmp_path / "multi",
@@ -169,11 +173,10 @@ def test_killing_a_worker_stops_the_other_clearly_and_rerun_resumes(tiny_preset,
             time.sleep(0.05)
         assert state.exists(), processes[0].communicate()[1][-3000:]
         processes[1].send_signal(signal.SIGKILL)
-        started = time.time()
+        # Stops within the collective timeout (20 s) and its shutdown, not the 600 s default.
         out, err = processes[0].communicate(timeout=180)
         processes[1].communicate()
     assert processes[0].returncode != 0
-    assert time.time() - started < 150
     assert "another worker stopped responding" in err, err[-3000:]
     assert "Traceback" not in err
 

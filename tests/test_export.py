@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from tests.helpers import REPO, run_module
 
-pytestmark = pytest.mark.slow
+# precision: CI runs these again with SST2_AUTO_PRECISION=bfloat16.
+pytestmark = [pytest.mark.slow, pytest.mark.precision]
 
 BAD_INPUTS = ["", "   \t ", "good " * 20000, "😀 电影很好 👍", "great fun"]
 INVALID_UTF8 = b"\xff\xfe bad \xc3\x28 film"

@@ -1,6 +1,7 @@
 """The encode pass and its cache: features equal the backbone's, in split order, resumable."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from sst2 import data, features, presets
@@ -8,6 +9,9 @@ from sst2.backbone import FeatureSpec
 from sst2.datasets import TfdsDataset
 from sst2.encoder import FeatureEncoder
 from tests.helpers import TINY_SEQUENCE_LENGTH
+
+# precision: CI runs these again with SST2_AUTO_PRECISION=bfloat16.
+pytestmark = pytest.mark.precision
 
 
 def _plain(fn) -> FeatureEncoder:

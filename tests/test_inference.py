@@ -1,6 +1,7 @@
 """FastEncoder computes what the keras-hub DistilBERT layers compute."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from sst2 import presets
@@ -9,6 +10,9 @@ from sst2.inference import FastEncoder
 from tests.helpers import TINY_SEQUENCE_LENGTH
 
 SENTENCES = ["good film", "the plot is very dull and flat and boring", "", "a charming story"]
+
+# precision: CI runs these again with SST2_AUTO_PRECISION=bfloat16.
+pytestmark = pytest.mark.precision
 
 
 def _inputs(preset):

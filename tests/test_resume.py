@@ -15,7 +15,8 @@ import tensorflow as tf
 
 from tests.helpers import REPO, run_module
 
-pytestmark = pytest.mark.slow
+# precision: CI runs these again with SST2_AUTO_PRECISION=bfloat16.
+pytestmark = [pytest.mark.slow, pytest.mark.precision]
 
 
 def _args(preset, data_dir, model_dir, *extra):

@@ -16,6 +16,9 @@ from tests.helpers import NEGATIVE, NEUTRAL, POSITIVE, TINY_SEQUENCE_LENGTH
 TEXTS = ["good film", "", "   ", "good " * 40, "caf\xe9 \U0001F600 \u7535\u5f71", "a dull plot",
          "Superb!", "the movie is very very very charming and warm and clever"]
 
+# precision: CI runs these again with SST2_AUTO_PRECISION=bfloat16.
+pytestmark = pytest.mark.precision
+
 
 def test_pack_gives_keras_hubs_token_ids_padded_to_the_longest(tiny_preset):
     preprocessor = presets.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)

@@ -6,7 +6,8 @@ from sst2.config import TrainConfig
 from sst2.training import run
 from tests.helpers import TINY_SEQUENCE_LENGTH
 
-pytestmark = pytest.mark.slow
+# precision: CI runs these again with SST2_AUTO_PRECISION=bfloat16.
+pytestmark = [pytest.mark.slow, pytest.mark.precision]
 
 
 def test_cached_and_uncached_paths_agree(tiny_preset, tiny_data_dir, tmp_path):
