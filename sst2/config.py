@@ -359,7 +359,8 @@ class PredictConfig(_Options):
     export_dir: str | None = option(None, "A SavedModel version folder, export root or "
                                     "model_dir.", required=True)
     json: bool = option(False, "Print one JSON object per line.")
-    batch_size: int = option(64, "Sentences per call.", minimum=1)
+    batch_size: int = option(256, "Lines per call of the export (fewer when no more "
+                             "input has arrived).", minimum=1)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,7 @@ Example (`data_dir` prepared by `prepare_glue_sst2("path/to/SST-2", data_dir)`):
 """
 
 import contextlib
+import glob
 import os
 import shutil
 import socket
@@ -221,13 +222,49 @@ def prepare_glue_sst2(source: str | None, data_dir: str | None = None,
         for name in SPLIT_FILES.values():
             shutil.copy(os.path.join(found, name), os.path.join(staged, "SST-2", name))
         if force and builder.is_prepared():
-            shutil.rmtree(builder.data_dir)
+            return _rebuild(builder, data_dir, staged, found)
         with _local_download(staged):
             try:
                 builder.download_and_prepare()
             except Exception as e:
                 raise UserError(f"tfds could not build glue/sst2 from {found}: {e}") from e
     return builder.data_dir
+
+
+def _rebuild(builder, data_dir: str | None, staged: str, found: str) -> str:
+    """Builds glue/sst2 beside the prepared one and swaps it in only when complete, so a
+    bad source or a kill mid-build leaves the prepared dataset as it was."""
+    target = builder.data_dir  # <root>/glue/sst2/<version>
+    root = os.path.dirname(os.path.dirname(os.path.dirname(target)))
+    for stale in glob.glob(os.path.join(root, ".sst2-rebuild-*")):  # left by killed builds
+        if not _alive(int(stale.rsplit("-", 1)[1])):
+            shutil.rmtree(stale, ignore_errors=True)
+    staging = os.path.join(root, f".sst2-rebuild-{os.getpid()}")
+    try:
+        new_builder = _builder(staging)
+        with _local_download(staged):
+            try:
+                new_builder.download_and_prepare()
+            except Exception as e:
+                raise UserError(f"tfds could not build glue/sst2 from {found}; the prepared "
+                                f"dataset in {target} is unchanged: {e}") from e
+        replaced = f"{target}.replaced-{os.getpid()}"
+        os.replace(target, replaced)
+        os.replace(new_builder.data_dir, target)
+        shutil.rmtree(replaced)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 # --- Tokenizing and length buckets ----------------------------------------------

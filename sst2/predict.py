@@ -9,11 +9,15 @@ A model of sentence pairs takes each pair as one line, its two texts separated
 by a tab.
 `--export_dir` may also be an export root or a model_dir: the newest version is used.
 Every line is answered: bytes that are not UTF-8 are replaced by U+FFFD, as the
-export itself does.
+export itself does; a pair model's line without a tab gets an `error:` line on
+stderr (and exit status 2 at the end) while every other line is answered.
+Lines from stdin are classified in batches of `--batch_size`, or as soon as
+no more input has arrived for 5 ms, so typed lines are answered at once.
 """
 
 import json
 import os
+import select
 import sys
 from typing import Iterable, Iterator
 
@@ -39,13 +43,12 @@ def as_bytes(text: str | bytes) -> bytes:
     return text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
 
 
-def predict_lines(export_dir: str, lines: Iterable[str | bytes],
-                  batch_size: int = 64) -> Iterator[dict]:
-    """Yields `{"text", "label", "label_id", "probability", "probabilities"}` per line.
+SST2_OUTPUTS = {"probabilities", "label_id", "label"}
 
-    `text` is the line as UTF-8 text, invalid bytes replaced by U+FFFD. For a
-    model of sentence pairs (a `text_pair` input), each line is `text<TAB>text_pair`.
-    """
+
+def load_signature(export_dir: str):
+    """The export's `serving_default`, checked to be an sst2 classifier's; and whether it
+    takes sentence pairs."""
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
 
@@ -55,46 +58,112 @@ def predict_lines(export_dir: str, lines: Iterable[str | bytes],
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         raise UserError(f"{export_dir} holds no loadable SavedModel ({reason}). Export it "
                         "again with: python -m sst2.export --model_dir=...") from e
-    pairs = "text_pair" in serve.structured_input_signature[1]
+    inputs = serve.structured_input_signature[1]
+    outputs = set(serve.structured_outputs)
+    if set(inputs) - {"text", "text_pair"} or "text" not in inputs or not (
+            SST2_OUTPUTS <= outputs) or any(spec.dtype != tf.string for spec in inputs.values()):
+        raise UserError(f"{export_dir} is not an sst2 export: its serving_default takes "
+                        f"{sorted(inputs)} and returns {sorted(outputs)}, where sst2's takes "
+                        "text (and text_pair) strings and returns probabilities, label_id "
+                        "and label.")
+    return serve, "text_pair" in inputs
+
+
+def predict_batches(export_dir: str, batches: Iterable[list]) -> Iterator[dict]:
+    """Yields, per line of each batch (lines as `str` or `bytes`), `{"text", "label",
+    "label_id", "probability", "probabilities"}`, or `{"text", "error"}` for a line a
+    pair model cannot read (no tab). One call of the export per batch.
+
+    `text` is the line as UTF-8 text, invalid bytes replaced by U+FFFD. For a
+    model of sentence pairs (a `text_pair` input), each line is `text<TAB>text_pair`.
+    """
+    import tensorflow as tf
+
+    serve, pairs = load_signature(export_dir)
+    for lines in batches:
+        raw = [as_bytes(line) for line in lines]
+        readable = [i for i, line in enumerate(raw) if not pairs or b"\t" in line]
+        answers = {}
+        if readable:
+            if pairs:
+                split = [raw[i].split(b"\t", 1) for i in readable]
+                out = serve(text=tf.constant([p[0] for p in split], tf.string),
+                            text_pair=tf.constant([p[1] for p in split], tf.string))
+            else:
+                out = serve(text=tf.constant([raw[i] for i in readable], tf.string))
+            # One conversion per batch: indexing tensors row by row costs ~10 ms a line.
+            probabilities = out["probabilities"].numpy().tolist()
+            label_ids, labels = out["label_id"].numpy().tolist(), out["label"].numpy().tolist()
+            for k, i in enumerate(readable):
+                answers[i] = {"label": labels[k].decode(), "label_id": label_ids[k],
+                              "probability": probabilities[k][label_ids[k]],
+                              "probabilities": probabilities[k]}
+        for i, line in enumerate(raw):
+            text = line.decode("utf-8", errors="replace")
+            yield {"text": text, **answers.get(i, {"error": "no tab: this model classifies "
+                                                   "sentence pairs, one pair per line, its two "
+                                                   "texts separated by a tab"})}
+
+
+def predict_lines(export_dir: str, lines: Iterable[str | bytes],
+                  batch_size: int = 256) -> Iterator[dict]:
+    """`predict_batches` over `lines` in batches of `batch_size`."""
     batch = []
-
-    def inputs():
-        if not pairs:
-            return {"text": tf.constant(batch, tf.string)}
-        split = [line.split(b"\t", 1) for line in batch]
-        return {"text": tf.constant([p[0] for p in split], tf.string),
-                "text_pair": tf.constant([p[1] for p in split], tf.string)}
-
-    def flush():
-        out = serve(**inputs())
-        for i, raw in enumerate(batch):
-            text = raw.decode("utf-8", errors="replace")
-            probabilities = out["probabilities"][i].numpy().tolist()
-            label_id = int(out["label_id"][i])
-            yield {"text": text, "label": out["label"][i].numpy().decode(),
-                   "label_id": label_id, "probability": probabilities[label_id],
-                   "probabilities": probabilities}
-
-    for number, line in enumerate(lines, start=1):
-        if pairs and b"\t" not in as_bytes(line):
-            raise UserError(f"Input line {number} has no tab: this model classifies sentence "
-                            "pairs, one pair per line, its two texts separated by a tab.")
-        batch.append(as_bytes(line))
+    for line in lines:
+        batch.append(line)
         if len(batch) == batch_size:
-            yield from flush()
+            yield from predict_batches(export_dir, [batch])
             batch = []
     if batch:
-        yield from flush()
+        yield from predict_batches(export_dir, [batch])
+
+
+def stdin_batches(fd: int, batch_size: int, wait: float = 0.005) -> Iterator[list]:
+    """Lines of the file descriptor `fd` in batches: `batch_size` lines, or what has
+    arrived when nothing more comes within `wait` seconds, so a person typing gets each
+    answer at once and a pipe is read in full batches."""
+    pending, batch = b"", []
+    while True:
+        if batch and not select.select([fd], [], [], wait)[0]:
+            yield batch
+            batch = []
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            batch.append(line.rstrip(b"\r"))
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+    if pending:
+        batch.append(pending.rstrip(b"\r"))
+    if batch:
+        yield batch
 
 
 def main(config: PredictConfig, argv: list[str]) -> None:
     export_dir = resolve_export_dir(config.export_dir)
-    lines = argv[1:] or (line.rstrip(b"\n").rstrip(b"\r") for line in sys.stdin.buffer)
-    for result in predict_lines(export_dir, lines, config.batch_size):
-        if config.json:
+    batches = ([argv[1:][i:i + config.batch_size]
+                for i in range(0, len(argv) - 1, config.batch_size)] if argv[1:]
+               else stdin_batches(sys.stdin.fileno(), config.batch_size))
+    answered, unread = 0, []
+    for number, result in enumerate(predict_batches(export_dir, batches), start=1):
+        answered += 1
+        if "error" in result:
+            unread.append(number)
+            print(f"error: line {number}: {result['error']}", file=sys.stderr, flush=True)
+        elif config.json:
             print(json.dumps(result, ensure_ascii=False), flush=True)
         else:
             print(f"{result['label']}\t{result['probability']:.4f}\t{result['text']}", flush=True)
+    if not answered:
+        raise UserError("No input: give sentences as arguments, or one per line on stdin.")
+    if unread:
+        shown = ", ".join(map(str, unread[:10])) + (", ..." if len(unread) > 10 else "")
+        raise UserError(f"{len(unread)} of {answered} lines were not classified (no tab: "
+                        f"lines {shown}); every other line was answered.")
 
 
 if __name__ == "__main__":

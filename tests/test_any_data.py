@@ -190,5 +190,10 @@ def test_sentence_pairs_train_export_and_predict(tiny_preset, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     answers = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(answers) == 2 and {a["label"] for a in answers} <= {"same", "different"}
-    with pytest.raises(UserError, match="Input line 2 has no tab"):
-        list(predict_lines(export_dir, ["a\tb", "no tab here"]))
+    # Every line is answered; a line without a tab gets an error of its own (issue 25, 26).
+    answered = list(predict_lines(export_dir, ["a\tb", "no tab here", "c\td"]))
+    assert [("label" in a, "error" in a) for a in answered] == [(1, 0), (0, 1), (1, 0)]
+    result = run_module("sst2.predict", f"--export_dir={export_dir}", "a\tb", "no tab", "c\td")
+    assert result.returncode == 2 and len(result.stdout.splitlines()) == 2
+    assert "error: line 2: no tab" in result.stderr
+    assert "1 of 3 lines were not classified" in result.stderr.splitlines()[-1]

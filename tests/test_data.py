@@ -152,3 +152,30 @@ def test_choose_buckets_trades_padding_for_fewer_shapes():
     counts = [len(data.choose_buckets(lengths, 32, data.bucket_lengths(128), cost))
               for cost in (0, 20_000, 200_000, 10**9)]
     assert counts == sorted(counts, reverse=True) and counts[0] > counts[-1] == 1
+
+
+def test_a_forced_rebuild_replaces_the_dataset_only_when_complete(tmp_path, monkeypatch):
+    # Issue 25, case 6: --force deleted the prepared dataset before building the new one.
+    data_dir = str(tmp_path / "tfds")
+    data.prepare_glue_sst2(write_tiny_glue(str(tmp_path / "a"), sizes=(20, 10, 5)), data_dir)
+    real_builder = data._builder
+
+    def failing_builder(where):
+        builder = real_builder(where)
+        if ".sst2-rebuild-" in str(where):
+            def killed():
+                os.makedirs(builder.data_dir, exist_ok=True)  # half-built
+                raise RuntimeError("killed mid-build")
+            builder.download_and_prepare = killed
+        return builder
+
+    monkeypatch.setattr(data, "_builder", failing_builder)
+    source = write_tiny_glue(str(tmp_path / "b"), sizes=(30, 10, 5))
+    with pytest.raises(UserError, match="the prepared dataset in .* is unchanged"):
+        data.prepare_glue_sst2(source, data_dir, force=True)
+    assert data.split_size("train", data_dir) == 20
+    assert not [n for n in os.listdir(data_dir) if n.startswith(".sst2-rebuild")]
+    monkeypatch.setattr(data, "_builder", real_builder)
+    data.prepare_glue_sst2(source, data_dir, force=True)
+    assert data.split_size("train", data_dir) == 30
+    assert sorted(os.listdir(os.path.join(data_dir, "glue", "sst2"))) == ["2.0.0"]

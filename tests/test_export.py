@@ -179,6 +179,13 @@ def test_predict_cli_args_stdin_and_json(trained_run):
     assert all(abs(sum(r["probabilities"]) - 1) < 1e-5 for r in records)
 
 
+def test_predict_cli_on_empty_input_is_a_clear_error(trained_run):
+    empty = subprocess.run([sys.executable, "-m", "sst2.predict", f"--export_dir={trained_run}"],
+                           input="", text=True, capture_output=True,
+                           env=dict(os.environ, PYTHONPATH=REPO), timeout=300)
+    assert empty.returncode == 2 and empty.stderr.startswith("error: No input")
+
+
 def test_predict_cli_without_export_is_a_clear_error(tmp_path):
     result = run_module("sst2.predict", f"--export_dir={tmp_path}", "text")
     assert result.returncode == 2
