@@ -153,7 +153,6 @@ def test_sentence_pairs_train_export_and_predict(tiny_preset, tmp_path):
     import tensorflow_text  # noqa: F401
 
     from sst2.config import ReadingConfig
-    from sst2.errors import UserError
     from sst2.predict import predict_lines
     from sst2.trained import predict_split, restore
 
