@@ -53,16 +53,32 @@ MIGRATIONS = {1: _from_flat_format_1}  # format N -> format N + 1
 
 
 def from_dict(fields: dict) -> TrainConfig:
-    """A `TrainConfig` from `to_dict` output of this or any earlier format."""
+    """A `TrainConfig` from `to_dict` output of this or any earlier format. Anything else
+    (a damaged or hand-edited file) is a `UserError` saying what is wrong."""
+    if not isinstance(fields, dict):
+        raise UserError(f"the config is a JSON {type(fields).__name__}, not an object")
     version = fields.get("format", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version:
+        raise UserError(f"the config's format is {version!r}, not a version number")
     if version > FORMAT:
         raise UserError(f"This config is format {version}, newer than this sst2 reads "
                         f"({FORMAT}); upgrade sst2.")
     while version < FORMAT:
         fields = MIGRATIONS[version](fields)
         version = fields["format"]
-    return TrainConfig(**{group: config_class(**fields.get(group, {}))
-                          for group, config_class in GROUPS.items()})
+    groups = {}
+    for group, config_class in GROUPS.items():
+        values = fields.get(group, {})
+        if not isinstance(values, dict):
+            raise UserError(f"the config's {group!r} is a JSON {type(values).__name__}, not "
+                            "an object")
+        known = {f.name for f in dataclasses.fields(config_class)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"the config's {group!r} has options this sst2 does not know: "
+                            f"{', '.join(unknown)}")
+        groups[group] = config_class(**values)  # each option is validated as a flag is
+    return TrainConfig(**groups)
 
 
 def config_path(model_dir: str) -> str:
@@ -91,10 +107,9 @@ def load_train_buckets(model_dir: str) -> tuple[int, ...] | None:
     per split, every candidate (`data.bucket_lengths`; also what runs on pooled cached
     features, which record none, get: their batches ignore buckets). None without a
     saved run."""
-    path = config_path(model_dir)
-    if not os.path.exists(path):
+    fields = _saved_fields(model_dir)
+    if fields is None:
         return None
-    fields = load_json(path)
     if fields.get("train_buckets"):
         return tuple(fields["train_buckets"])
     from sst2.data import bucket_lengths
@@ -105,8 +120,7 @@ def load_train_buckets(model_dir: str) -> tuple[int, ...] | None:
 def load_precisions(model_dir: str) -> dict | None:
     """The precisions a saved run computes in (`precision.for_run`), or None (no saved
     run, or one from before they were recorded: resolved again)."""
-    path = config_path(model_dir)
-    saved = load_json(path).get("precisions") if os.path.exists(path) else None
+    saved = (_saved_fields(model_dir) or {}).get("precisions")
     valid = isinstance(saved, dict) and set(saved) == {"encode", "train"} and all(
         value in ("float32", "bfloat16") for value in saved.values())
     return dict(saved) if valid else None
@@ -117,9 +131,23 @@ def load_dataset_info(model_dir: str):
     from before it was recorded)."""
     from sst2.datasets import SST2_INFO, DatasetInfo
 
-    path = config_path(model_dir)
-    saved = load_json(path).get("dataset") if os.path.exists(path) else None
-    return DatasetInfo.from_dict(saved) if saved else SST2_INFO
+    saved = (_saved_fields(model_dir) or {}).get("dataset")
+    if not saved:
+        return SST2_INFO
+    try:
+        return DatasetInfo.from_dict(saved)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UserError(f"{config_path(model_dir)} is damaged: its dataset record is "
+                        f"unreadable ({type(e).__name__}: {e}). Restore it from a copy, or "
+                        "use --restart to start the run over.") from e
+
+
+def _saved_fields(model_dir: str) -> dict | None:
+    """config.json's fields, checked as `load_config` checks them; None without one."""
+    if not os.path.exists(config_path(model_dir)):
+        return None
+    load_config(model_dir)
+    return load_json(config_path(model_dir))
 
 
 def load_config(model_dir: str) -> TrainConfig:
@@ -128,4 +156,10 @@ def load_config(model_dir: str) -> TrainConfig:
     if not os.path.exists(path):
         raise UserError(f"{model_dir} holds no trained run (no config.json). "
                         "Train one with: python -m sst2.train --model_dir=...")
-    return from_dict(load_json(path))
+    try:
+        return from_dict(load_json(path))
+    except (UserError, TypeError, ValueError) as e:
+        if "newer than this sst2" in str(e):
+            raise
+        raise UserError(f"{path} is damaged: {e}. Restore it from a copy, or use --restart "
+                        "to start the run over.") from e

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 
 import pytest
 from absl import flags
@@ -173,3 +174,24 @@ def test_compile_cache_sets_xla_flag_once_and_never_overrides(tmp_path, monkeypa
     (tmp_path / "file").write_text("")
     assert not compile_cache.enable(str(tmp_path / "file" / "xla"))  # not a folder
     assert "TF_XLA_FLAGS" not in os.environ
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda f: {**f, "format": "2"}, "format is '2', not a version number"),
+    (lambda f: {**f, "format": 0}, "format is 0, not a version number"),
+    (lambda f: {**f, "model": {**f["model"], "poolng": "mean"}},
+     "'model' has options this sst2 does not know: poolng"),
+    (lambda f: [f], "is a JSON list, not an object"),
+    (lambda f: {**f, "run": ["runs"]}, "'run' is a JSON list, not an object"),
+    (lambda f: {**f, "optimization": {**f["optimization"], "epochs": -3}}, "--epochs=-3"),
+])
+def test_a_hand_damaged_config_is_one_clear_error(edit, message, tmp_path):
+    # Issue 25, case 13: four kinds of traceback.
+    from sst2.config_file import load_dataset_info, load_precisions, save_config
+
+    save_config(str(tmp_path), TrainConfig.from_options(epochs=1))
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    for load in (load_config, load_dataset_info, load_precisions):
+        with pytest.raises(UserError, match=f"config.json is damaged: .*{re.escape(message)}"):
+            load(str(tmp_path))
