@@ -70,7 +70,7 @@ def run(main: Callable, config_class, before_tensorflow: Callable | None = None)
     set in the environment before it starts). Prints a `UserError` as one
     message with exit status 2.
     """
-    from absl import app, logging
+    from absl import app, flags, logging
 
     from sst2.errors import UserError
 
@@ -95,8 +95,15 @@ def run(main: Callable, config_class, before_tensorflow: Callable | None = None)
                 raise  # a bug: the traceback is what a report needs
             fail(message)
 
+    def parse(argv):
+        # absl's own parser says "FATAL Flags parsing error" and exits 1.
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as e:
+            fail(f"{e} (--helpfull lists every flag).")
+
     logging.set_verbosity(logging.WARNING)  # tfds and tf.train log every file they touch
-    app.run(guarded)
+    app.run(guarded, flags_parser=parse)
 
 
 def import_tensorflow_quietly() -> None:

@@ -59,7 +59,13 @@ def _multi_worker() -> tf.distribute.Strategy:
     except ValueError as e:
         raise UserError(f"TF_CONFIG is not valid JSON: {e}") from e
     # A dead peer must end the run in bounded time, not hang a collective forever.
-    timeout = float(os.environ.get("SST2_COLLECTIVE_TIMEOUT", "120"))
+    text = os.environ.get("SST2_COLLECTIVE_TIMEOUT", "120")
+    try:
+        timeout = float(text)
+    except ValueError:
+        timeout = -1.0
+    if not 0 < timeout < float("inf"):
+        raise UserError(f"SST2_COLLECTIVE_TIMEOUT={text!r} is not a number of seconds above 0.")
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
     return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
 

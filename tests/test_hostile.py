@@ -122,3 +122,27 @@ def test_data_paths_are_kept_absolute_and_a_changed_training_file_is_refused(
         (tmp_path / "a" / "train.csv").read_text() + "another good film,1\n")
     with pytest.raises(UserError, match="not what .* was trained on"):
         evaluate(trained, log=lambda s: None)
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--epoch=1", "error: Unknown command line flag 'epoch'. Did you mean: epochs ?"),
+    ("--learning_rate=abc", "error: flag --learning_rate=abc: could not convert"),
+])
+def test_a_flag_that_does_not_parse_is_one_error_line(flag, message):
+    from tests.helpers import run_module
+
+    # Issue 25, case 18: absl's "FATAL Flags parsing error" and exit status 1.
+    result = run_module("sst2.train", flag, timeout=120)
+    assert result.returncode == 2 and result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_collective_timeout_that_is_not_a_number_is_a_user_error(monkeypatch):
+    from sst2 import distribute
+
+    # Issue 25, case 19: a ValueError traceback.
+    monkeypatch.setenv("SST2_COLLECTIVE_TIMEOUT", "abc")
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1"]}, '
+                                    '"task": {"type": "worker", "index": 0}}')
+    with pytest.raises(UserError, match="SST2_COLLECTIVE_TIMEOUT='abc' is not a number"):
+        distribute.make_strategy("multi_worker", None)
