@@ -79,6 +79,12 @@ def decode(path: str, encoding: str) -> str:
     except LookupError:
         raise UserError(f"--encoding={encoding!r} is not an encoding Python knows; use e.g. "
                         "utf-8, latin-1 or cp1252.") from None
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a folder; name a CSV, TSV or JSONL file in it.")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise UserError(f"{path} is not a regular file (a pipe or a device): sst2 reads a "
+                        "data file more than once (to fingerprint and to read it), so save "
+                        "it to a file first.")
     if not os.path.isfile(path):
         raise UserError(f"{path}: no such file.")
     with open(path, "rb") as f:
@@ -105,7 +111,10 @@ def decode(path: str, encoding: str) -> str:
 def _rows(path: str, text: str, fmt: str):
     """Yields `(line, fields)`: the header row first; for JSONL, `fields` is the object."""
     if fmt == "jsonl":
-        for number, line in enumerate(text.splitlines(), start=1):
+        # Lines end at "\n" only: JSON strings may hold U+2028 or U+0085 raw, which
+        # str.splitlines would split at.
+        for number, line in enumerate(text.split("\n"), start=1):
+            line = line.removesuffix("\r")
             if not line.strip():
                 continue
             try:
@@ -118,6 +127,8 @@ def _rows(path: str, text: str, fmt: str):
                                 "object of column names and values.")
             yield number, row
         return
+    # A long review may hold more than the csv module's 128 KiB per field by default.
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
     reader = csv.reader(io.StringIO(text, newline=""), strict=True,
                         **({"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv"
                            else {}))
@@ -202,6 +213,11 @@ def _example_header(text_columns, label_column, fmt) -> str:
 
 def _check_columns(path, header, text_columns, label_column, require_labels, line) -> None:
     needed = list(text_columns) + ([label_column] if require_labels and label_column else [])
+    doubled = [c for c in dict.fromkeys(needed) if list(header).count(c) > 1]
+    if doubled:
+        raise UserError(f"{path}: the header (line 1) names the column {doubled[0]!r} "
+                        f"{list(header).count(doubled[0])} times; rename all but one, so that "
+                        "it is clear which one to read.")
     missing = [c for c in needed if c not in header]
     if missing:
         flag = "--label_column" if missing[0] == label_column else "--text_column"

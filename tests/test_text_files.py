@@ -160,3 +160,36 @@ def test_label_names_must_be_distinct_and_not_empty(names):
     # Issue 25, case 20: a trailing comma made an empty third class.
     with pytest.raises(UserError, match="every class needs a name of its own"):
         DataConfig(label_names=names)
+
+
+def test_a_doubled_column_name_is_refused(tmp_path):
+    # Issue 25, case 8: the first of two "text" columns was read without a word.
+    path = write(tmp_path, "d.csv", "text,text,label\na,b,0\nc,d,1\n")
+    with pytest.raises(UserError, match="names the column 'text' 2 times"):
+        text_files.read_table(path, ("text",), "label")
+
+
+def test_a_field_of_a_megabyte_is_read(tmp_path):
+    # Issue 25, case 9: the csv module's field limit gave a wrong hint about quoting.
+    long_text = "word " * 200_000
+    path = write(tmp_path, "long.csv", f'text,label\n"{long_text}",1\nshort,0\n')
+    table = text_files.read_table(path, ("text",), "label")
+    assert table.texts[0] == (long_text,) and table.lines == [2, 3]
+
+
+def test_jsonl_strings_may_hold_line_separators(tmp_path):
+    # Issue 25, case 10: U+2028 and U+0085 are valid raw inside JSON strings.
+    path = write(tmp_path, "s.jsonl", '{"text": "a\u2028b", "label": 1}\n'
+                                      '{"text": "c\u0085d", "label": 0}\r\n')
+    table = text_files.read_table(path, ("text",), "label")
+    assert table.texts == [("a\u2028b",), ("c\u0085d",)] and table.lines == [1, 2]
+
+
+def test_a_folder_or_a_pipe_is_named_as_such(tmp_path):
+    # Issue 25, case 21: both were "no such file".
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(UserError, match="folder.csv is a folder"):
+        text_files.read_table(str(tmp_path / "folder.csv"), ("text",), "label")
+    os.mkfifo(tmp_path / "pipe.csv")
+    with pytest.raises(UserError, match="pipe.csv is not a regular file"):
+        text_files.read_table(str(tmp_path / "pipe.csv"), ("text",), "label")
