@@ -24,6 +24,7 @@ Example:
     (Position(epoch=0, batch=5, step=5), MetricSums(loss=2.0, correct=4.0, count=5.0))
 """
 
+import contextlib
 import glob
 import os
 
@@ -32,6 +33,7 @@ import tensorflow as tf
 
 from sst2.loop import MetricSums, Position
 from sst2.errors import UserError
+from sst2.files import remove_entry
 from sst2.head import rng_state_variables
 
 
@@ -61,6 +63,7 @@ class RunCheckpoint:
             epoch_sums=self._sums, best_val_accuracy=self._best_score, **tracked)
         for folder in ("checkpoints", "best"):
             _set_aside_unreadable_index(os.path.join(model_dir, folder), log)
+            _remove_partial_files(os.path.join(model_dir, folder))  # left by a killed save
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(model_dir, "checkpoints"), max_to_keep=max(keep, 1),
             checkpoint_name="ckpt")
@@ -80,7 +83,8 @@ class RunCheckpoint:
     def save(self, position: Position, sums: MetricSums | None = None) -> str:
         """Writes a rolling checkpoint at `position` and returns its path."""
         self._store(position, sums)
-        return self.manager.save(checkpoint_number=position.step)
+        with _no_partial_files(self.manager.directory):
+            return self.manager.save(checkpoint_number=position.step)
 
     def save_if_best(self, position: Position, score: float) -> bool:
         """Keeps this state as the best checkpoint if `score` (higher is better) beats the
@@ -89,7 +93,8 @@ class RunCheckpoint:
             return False
         self._best_score.assign(score)
         self._store(position, None)
-        self.best_manager.save(checkpoint_number=position.step)
+        with _no_partial_files(self.best_manager.directory):
+            self.best_manager.save(checkpoint_number=position.step)
         return True
 
     def _rolling_paths(self) -> list[str]:
@@ -163,6 +168,24 @@ class RunCheckpoint:
 
 _INDEX_FIELDS = ("model_checkpoint_path", "all_model_checkpoint_paths",
                  "all_model_checkpoint_timestamps", "last_preserved_timestamp")
+
+
+def _remove_partial_files(folder: str) -> None:
+    """Removes what an unfinished save leaves: TensorFlow writes `<name>_temp/` (and the
+    index as `checkpoint.tmp<hex>`) and renames them only when complete."""
+    for path in glob.glob(os.path.join(folder, "*_temp*")) + glob.glob(
+            os.path.join(folder, "checkpoint.tmp*")):
+        remove_entry(path)
+
+
+@contextlib.contextmanager
+def _no_partial_files(folder: str):
+    """A failed save (a full disk, an interrupt) leaves no partial files behind."""
+    try:
+        yield
+    except BaseException:
+        _remove_partial_files(folder)
+        raise
 
 
 def _set_aside_unreadable_index(folder: str, log) -> None:

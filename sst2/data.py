@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from sst2 import embedded
 from sst2.errors import UserError
-from sst2.files import sha256_of_file
+from sst2.files import process_alive, sha256_of_file
 
 DATASET_NAME = "glue/sst2"
 SST2_URL = "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip"
@@ -237,7 +237,7 @@ def _rebuild(builder, data_dir: str | None, staged: str, found: str) -> str:
     target = builder.data_dir  # <root>/glue/sst2/<version>
     root = os.path.dirname(os.path.dirname(os.path.dirname(target)))
     for stale in glob.glob(os.path.join(root, ".sst2-rebuild-*")):  # left by killed builds
-        if not _alive(int(stale.rsplit("-", 1)[1])):
+        if not process_alive(int(stale.rsplit("-", 1)[1])):
             shutil.rmtree(stale, ignore_errors=True)
     staging = os.path.join(root, f".sst2-rebuild-{os.getpid()}")
     try:
@@ -256,15 +256,6 @@ def _rebuild(builder, data_dir: str | None, staged: str, found: str) -> str:
         shutil.rmtree(staging, ignore_errors=True)
     return target
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 # --- Tokenizing and length buckets ----------------------------------------------

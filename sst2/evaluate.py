@@ -16,12 +16,16 @@ from sst2.config import EvaluateConfig
 
 
 def main(config: EvaluateConfig, argv: list[str]) -> None:
+    from sst2.runlock import RunLock
     from sst2.trained import evaluate, restore
 
-    trained = restore(config.model_dir, config.checkpoint)
-    evaluate(trained, config.data_dir, eval_split=config.eval_split,
-             submission_path=config.output, reading=config, eval_file=config.eval_file,
-             test_file=config.test_file)
+    # The run folder's lock: never a checkpoint a training run is still writing, and one
+    # writer of the files it writes there at a time.
+    with RunLock(config.model_dir, create=False):
+        trained = restore(config.model_dir, config.checkpoint)
+        evaluate(trained, config.data_dir, eval_split=config.eval_split,
+                 submission_path=config.output, reading=config, eval_file=config.eval_file,
+                 test_file=config.test_file)
 
 
 if __name__ == "__main__":

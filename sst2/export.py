@@ -11,10 +11,13 @@ from sst2.config import ExportConfig
 
 
 def main(config: ExportConfig, argv: list[str]) -> None:
+    from sst2.runlock import RunLock
     from sst2.trained import restore
 
-    trained = restore(config.model_dir, config.checkpoint)
-    path = trained.export(config.export_root, config)
+    # The run folder's lock: never a checkpoint a training run is still writing.
+    with RunLock(config.model_dir, create=False):
+        trained = restore(config.model_dir, config.checkpoint)
+        path = trained.export(config.export_root, config)
     print(f"Exported {trained.checkpoint_path} to {path}")
 
 

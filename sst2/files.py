@@ -66,6 +66,18 @@ def remove_entry(path: str) -> None:
         shutil.rmtree(path)
 
 
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (to tell an abandoned temporary
+    file from one being written)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def save_json(path: str, obj) -> None:
     """Writes JSON atomically (`write_atomically`)."""
     write_atomically(path, lambda f: json.dump(obj, f, indent=2, sort_keys=True))

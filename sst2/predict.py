@@ -28,11 +28,21 @@ from sst2.errors import UserError
 
 def resolve_export_dir(path: str) -> str:
     """A SavedModel folder from a version folder, an export root or a model_dir."""
-    from sst2.serving import latest_export
+    from sst2.serving import incomplete_versions, latest_export
 
-    for candidate in (path, latest_export(path), latest_export(os.path.join(path, "export"))):
-        if candidate and os.path.exists(os.path.join(candidate, "saved_model.pb")):
-            return candidate
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        return path
+    for root in (path, os.path.join(path, "export")):
+        broken = incomplete_versions(root)
+        found = latest_export(root)
+        if broken and found:
+            print(f"note: {', '.join(broken)} holds no saved_model.pb (a model server would "
+                  f"fail to load it); using {found}.", file=sys.stderr)
+        if found:
+            return found
+        if broken:
+            raise UserError(f"{broken[-1]} holds no saved_model.pb, and no older version is "
+                            "complete. Export again with: python -m sst2.export --model_dir=...")
     raise UserError(f"No SavedModel at {path}. Export one with: "
                     "python -m sst2.export --model_dir=...")
 

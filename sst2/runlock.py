@@ -28,12 +28,17 @@ from sst2.files import open_for_writing
 class RunLock:
     """`with RunLock(model_dir):` holds the run folder, or raises `UserError` naming the holder."""
 
-    def __init__(self, model_dir: str):
+    def __init__(self, model_dir: str, create: bool = True):
+        """`create=False` (evaluating, exporting): the folder must already hold a run."""
         self.model_dir = model_dir
         self.path = os.path.join(model_dir, ".lock")
+        self.create = create
         self._file = None
 
     def __enter__(self) -> "RunLock":
+        if not self.create and not os.path.isdir(self.model_dir):
+            raise UserError(f"{self.model_dir} holds no trained run (no such folder). Train "
+                            "one with: python -m sst2.train --model_dir=...")
         os.makedirs(self.model_dir, exist_ok=True)
         file = open_for_writing(self.path, "a+")  # never through a link someone left
         try:

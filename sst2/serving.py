@@ -30,6 +30,7 @@ Example:
 """
 
 import os
+import re
 import time
 
 import keras
@@ -40,7 +41,7 @@ from sst2.backbone import FeatureSpec, frozen_features, pool_features
 from sst2.config import ReadingConfig
 from sst2.datasets import SST2_INFO, DatasetInfo
 from sst2.errors import UserError
-from sst2.files import remove_entry
+from sst2.files import process_alive, remove_entry
 from sst2.inference import FastEncoder
 
 def as_ragged(token_ids) -> tf.RaggedTensor:
@@ -280,17 +281,13 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
                        version: int | None = None,
                        reading: ReadingConfig = ReadingConfig(),
                        dataset: DatasetInfo = SST2_INFO) -> str:
-    """Writes `<export_root>/<version>/` (default version: the Unix time) and returns it.
+    """Writes `<export_root>/<version>/` and returns it. The default version is the Unix
+    time, or one more than the newest version there (two exports in one second).
 
-    The folder is written under a temporary name and renamed when complete, so
-    a crash never leaves a half-written version for a server to pick up.
+    The folder is written under a temporary name (`.<version>.<pid>.partial`) and
+    renamed when complete, so a crash never leaves a half-written version for a
+    server to pick up; one left by a killed export is removed by the next.
     """
-    version = version if version is not None else int(time.time())
-    path = os.path.join(export_root, str(version))
-    tmp = os.path.join(export_root, f".{version}.partial")
-    remove_entry(tmp)  # a link there is removed, never written through
-    os.makedirs(export_root, exist_ok=True)
-
     predict = make_predict_fn(preprocessor, backbone, head, spec, reading, dataset)
     inputs = ("text", "text_pair") if dataset.is_pair else ("text",)
     predict(*[tf.constant(["build"])] * len(inputs))  # builds every layer, as export requires
@@ -303,6 +300,15 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
     archive.add_endpoint(
         "serving_default", predict,
         input_signature=[tf.TensorSpec([None], tf.string, name=name) for name in inputs])
+
+    os.makedirs(export_root, exist_ok=True)  # only now: a refused export leaves nothing
+    _remove_abandoned_partials(export_root)
+    if version is None:
+        newest = max(_versions(export_root), default=0)
+        version = max(int(time.time()), newest + 1)
+    path = os.path.join(export_root, str(version))
+    tmp = os.path.join(export_root, f".{version}.{os.getpid()}.partial")
+    remove_entry(tmp)  # a link there is removed, never written through
     try:
         archive.write_out(tmp, verbose=False)
         remove_entry(path)
@@ -313,9 +319,34 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
     return path
 
 
+def _versions(export_root: str) -> list[int]:
+    return [int(v) for v in os.listdir(export_root) if v.isdigit()]
+
+
+def _remove_abandoned_partials(export_root: str) -> None:
+    """Removes temporary export folders whose process is gone (a killed export)."""
+    for name in os.listdir(export_root):
+        match = re.fullmatch(r"\.\d+(?:\.(\d+))?\.partial", name)
+        if match and not (match.group(1) and process_alive(int(match.group(1)))):
+            remove_entry(os.path.join(export_root, name))
+
+
+
 def latest_export(export_root: str) -> str | None:
-    """The newest numbered version under `export_root`, as TF Serving would pick."""
+    """The newest complete version under `export_root` (one holding `saved_model.pb`)."""
     if not os.path.isdir(export_root):
         return None
-    versions = [int(v) for v in os.listdir(export_root) if v.isdigit()]
-    return os.path.join(export_root, str(max(versions))) if versions else None
+    complete = [v for v in _versions(export_root)
+                if os.path.exists(os.path.join(export_root, str(v), "saved_model.pb"))]
+    return os.path.join(export_root, str(max(complete))) if complete else None
+
+
+def incomplete_versions(export_root: str) -> list[str]:
+    """Numbered versions under `export_root` newer than `latest_export` and without
+    `saved_model.pb`: what a model server would fail to load."""
+    if not os.path.isdir(export_root):
+        return []
+    latest = latest_export(export_root)
+    newest_complete = int(os.path.basename(latest)) if latest else -1
+    return [os.path.join(export_root, str(v)) for v in sorted(_versions(export_root))
+            if v > newest_complete]

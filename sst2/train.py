@@ -13,9 +13,22 @@ from sst2.config import TrainConfig
 
 
 def main(config: TrainConfig, argv: list[str]) -> None:
+    import glob
+    import os
+
+    from sst2.errors import UserError
     from sst2.training import run
 
-    run(config)
+    try:
+        run(config)
+    except Exception as e:  # OSError, or TensorFlow's own file errors
+        message = cli.describe_os_error(e) if isinstance(e, OSError) else (
+            cli.describe_tensorflow_file_error(e))
+        if message is None:
+            raise
+        saved = glob.glob(os.path.join(config.run.model_dir, "checkpoints", "ckpt-*.index"))
+        raise UserError(message + (" Checkpoints already saved are intact." if saved else "")
+                        ) from e
 
 
 def before_tensorflow(config: TrainConfig) -> None:

@@ -37,7 +37,7 @@ from sst2.config_file import (config_path, load_config, load_dataset_info, load_
 from sst2.datasets import DatasetInfo, TextDataset, open_dataset
 from sst2.encoder import FeatureEncoder
 from sst2.errors import UserError
-from sst2.files import load_json, open_for_writing
+from sst2.files import load_json, open_for_writing, remove_entry
 from sst2.head import build_head
 from sst2.inputs import Encoding, cache_dir, split_source, tokenize_split
 from sst2.loop import Trainer, fit
@@ -65,10 +65,13 @@ def run(config: TrainConfig, log=print) -> dict:
     keras.utils.set_random_seed(config.optimization.seed)
     tf.config.experimental.enable_op_determinism()
     model_dir = config.run.model_dir
+    existed = os.path.exists(model_dir)
     os.makedirs(model_dir, exist_ok=True)
-    _check_writable(model_dir)
-    out_dir = distribute.write_dir(model_dir, worker)
     with contextlib.ExitStack() as cleanup:
+        if worker.is_chief:
+            cleanup.enter_context(_no_trace_unless_started(model_dir, existed))
+        _check_writable(model_dir)
+        out_dir = distribute.write_dir(model_dir, worker)
         cleanup.callback(distribute.remove_write_dir, out_dir, model_dir)
         if worker.is_chief:  # the chief holds the run folder; others write to temporary ones
             cleanup.enter_context(RunLock(model_dir))
@@ -131,6 +134,24 @@ def run(config: TrainConfig, log=print) -> dict:
 
 def _silent(message: str) -> None:
     pass
+
+
+@contextlib.contextmanager
+def _no_trace_unless_started(model_dir: str, existed: bool):
+    """A run that fails before it has saved its config (bad data, no model) removes what
+    it made: the lock, the empty checkpoints folder, and the run folder if it made that
+    and it is empty. A partial feature cache stays: the next run resumes it."""
+    try:
+        yield
+    except BaseException:
+        if not os.path.exists(config_path(model_dir)):
+            for name in (".lock", "checkpoints"):
+                path = os.path.join(model_dir, name)
+                if os.path.isfile(path) or (os.path.isdir(path) and not os.listdir(path)):
+                    remove_entry(path)
+            if not existed and os.path.isdir(model_dir) and not os.listdir(model_dir):
+                os.rmdir(model_dir)
+        raise
 
 
 def with_absolute_paths(config: TrainConfig) -> TrainConfig:

@@ -211,3 +211,84 @@ def test_evaluate_without_a_run_is_a_clear_error(tmp_path):
     result = run_module("sst2.evaluate", f"--model_dir={tmp_path}")
     assert result.returncode == 2
     assert "no trained run" in result.stderr and "Traceback" not in result.stderr
+
+
+def _copy_run(trained_run, tmp_path):
+    """A copy of the trained run, so a test may damage its exports."""
+    import shutil
+
+    copy = str(tmp_path / "run")
+    shutil.copytree(trained_run, copy, ignore=shutil.ignore_patterns(".lock"))
+    return copy
+
+
+def test_exports_never_collide_and_never_leave_partials(trained_run, tmp_path):
+    # Issue 25, cases 15 (SIGKILL leaves .partial forever), 16 (two exports in one second
+    # collide) and 23 (a refused export leaves an empty export folder).
+    import signal
+    import time
+
+    run = _copy_run(trained_run, tmp_path)
+    root = os.path.join(run, "export")
+    os.makedirs(os.path.join(root, ".17.999999999.partial"))  # a killed export's, old and new
+    os.makedirs(os.path.join(root, ".18.partial"))
+    first = run_module("sst2.export", f"--model_dir={run}")
+    second = run_module("sst2.export", f"--model_dir={run}")
+    assert first.returncode == second.returncode == 0, second.stderr[-2000:]
+    versions = sorted(int(v) for v in os.listdir(root))
+    assert len(versions) == len(set(versions)) and versions[-1] - versions[-2] >= 1
+    assert not [n for n in os.listdir(root) if n.endswith(".partial")]
+    refused = run_module("sst2.export", f"--model_dir={run}", "--export_root=" + str(
+        tmp_path / "nowhere"), "--window_tokens=127")
+    assert refused.returncode == 2 and "--window_tokens=127" in refused.stderr
+    assert not os.path.exists(tmp_path / "nowhere")
+    # SIGTERM mid-export: one error line, exit 2, nothing half-written.
+    process = subprocess.Popen([sys.executable, "-m", "sst2.export", f"--model_dir={run}"],
+                               env=dict(os.environ, PYTHONPATH=REPO), text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and not [n for n in os.listdir(root) if n.endswith(".partial")]:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2, err[-2000:]
+    assert err.strip().splitlines()[-1].startswith("error: Interrupted"), err[-2000:]
+    assert not [n for n in os.listdir(root) if n.endswith(".partial")]
+
+
+def test_a_full_disk_during_export_is_one_error_line_and_leaves_nothing(trained_run, tmp_path):
+    # Issue 25, case 14: an OutOfRangeError traceback, and files left behind.
+    run = _copy_run(trained_run, tmp_path)
+    before = sorted(os.listdir(os.path.join(run, "export")))
+    result = subprocess.run(["bash", "-c", f"ulimit -f 64; exec {sys.executable} -m sst2.export "
+                             f"--model_dir={run}"], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=REPO), timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    # (TensorFlow's C++ runtime may log a line of its own before.)
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in result.stderr
+    assert "file-size limit" in result.stderr or "disk may be full" in result.stderr
+    assert sorted(os.listdir(os.path.join(run, "export"))) == before
+
+
+def test_evaluate_and_export_wait_for_no_training_run(trained_run, tmp_path):
+    # Issue 25, case 17: evaluate scored a mid-run checkpoint without a word.
+    from sst2.runlock import RunLock
+
+    run = _copy_run(trained_run, tmp_path)
+    with RunLock(run):  # as a training run holds it
+        for module in ("sst2.evaluate", "sst2.export"):
+            result = run_module(module, f"--model_dir={run}")
+            assert result.returncode == 2 and "is in use by another run" in result.stderr
+
+
+def test_predict_skips_a_broken_newest_version_and_names_it(trained_run, tmp_path):
+    # Issue 25, case 22: "No SavedModel" beside an intact older version.
+    run = _copy_run(trained_run, tmp_path)
+    root = os.path.join(run, "export")
+    intact = max(int(v) for v in os.listdir(root))
+    os.makedirs(os.path.join(root, str(intact + 100), "variables"))
+    result = run_module("sst2.predict", f"--export_dir={run}", "great fun")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"{intact + 100} holds no saved_model.pb" in result.stderr
+    assert f"using {os.path.join(root, str(intact))}" in result.stderr

@@ -146,3 +146,47 @@ def test_a_collective_timeout_that_is_not_a_number_is_a_user_error(monkeypatch):
                                     '"task": {"type": "worker", "index": 0}}')
     with pytest.raises(UserError, match="SST2_COLLECTIVE_TIMEOUT='abc' is not a number"):
         distribute.make_strategy("multi_worker", None)
+
+
+def test_a_failed_checkpoint_save_leaves_no_partial_files(tmp_path):
+    # Issue 25, case 14: a full disk mid-save left best/*_temp behind.
+    import errno
+
+    from sst2.checkpoint import RunCheckpoint
+    from sst2.head import ClassifierHead
+    from sst2.loop import Position
+
+    head = ClassifierHead(hidden_units=0)
+    head(tf.zeros([1, 1, 8]))
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(head.trainable_variables)
+    checkpoint = RunCheckpoint(str(tmp_path), head, optimizer)
+    real_save = checkpoint.best_manager.save
+
+    def full_disk(checkpoint_number):
+        os.makedirs(tmp_path / "best" / f"best-{checkpoint_number}_temp")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    checkpoint.best_manager.save = full_disk
+    with pytest.raises(OSError):
+        checkpoint.save_if_best(Position(epoch=0, batch=1, step=1), 0.5)
+    assert os.listdir(tmp_path / "best") == []
+    checkpoint.best_manager.save = real_save
+    os.makedirs(tmp_path / "checkpoints" / "ckpt-9_temp")  # as a SIGKILL mid-save leaves it
+    RunCheckpoint(str(tmp_path), head, optimizer)
+    assert os.listdir(tmp_path / "checkpoints") == []
+
+
+@pytest.mark.slow
+def test_a_failed_first_run_leaves_nothing_but_its_feature_cache(tiny_preset, tmp_path):
+    # Issue 25, cases 24 and 25: .lock and checkpoints/ were left, and the message said
+    # "Checkpoints already saved are intact" where no run had started.
+    from tests.helpers import run_module
+
+    (tmp_path / "train.csv").write_text("text,label\ngood,1\nbad,1\n")  # one class only
+    model_dir = tmp_path / "run"
+    result = run_module("sst2.train", f"--preset={tiny_preset}", f"--model_dir={model_dir}",
+                        f"--train_file={tmp_path / 'train.csv'}", "--sequence_length=16")
+    assert result.returncode == 2 and "one class only" in result.stderr
+    assert "intact" not in result.stderr
+    assert not model_dir.exists()

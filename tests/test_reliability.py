@@ -209,7 +209,7 @@ def test_os_errors_read_as_one_line_with_advice():
     full = OSError(errno.ENOSPC, "No space left on device", "/data/run/ckpt-5")
     assert cli.describe_os_error(full) == (
         "No space left on device: /data/run/ckpt-5 (free some space there, or point the run "
-        "elsewhere). Checkpoints already saved are intact.")
+        "elsewhere).")
     assert "use a shorter path" in cli.describe_os_error(
         OSError(errno.ENAMETOOLONG, "File name too long", "/x" * 3000))
 
