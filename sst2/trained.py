@@ -104,6 +104,19 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
 GLUE_NAMED_LABELS = {"QNLI", "RTE"}
 
 
+def _check_recorded_data_dir(data_config: DataConfig) -> None:
+    """Evaluation reads the data dir config.json names, and writes nothing there: a
+    dataset missing from it (the folder moved, or a config edited) is not downloaded
+    or prepared in a place the command line did not name."""
+    import tensorflow_datasets as tfds
+
+    if data_config.data_dir and not tfds.builder(
+            data_config.dataset, data_dir=data_config.data_dir).is_prepared():
+        raise UserError(f"{data_config.dataset} is not prepared in {data_config.data_dir}, the "
+                        "data dir this run was trained with. Pass --data_dir=... to evaluate "
+                        "with a tfds data dir of yours (sst2 prepares the dataset there).")
+
+
 def write_glue_submission(path: str, idx: np.ndarray, predictions: np.ndarray) -> None:
     """GLUE's submission format, `index<TAB>prediction` sorted by index, written atomically."""
     def write(f):
@@ -184,6 +197,8 @@ def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str
     if test_file:
         changes["test_file"] = test_file
     data_config = dataclasses.replace(data_config, **changes)
+    if not data_dir and not data_config.train_file:
+        _check_recorded_data_dir(data_config)
     show_progress = trained.config.run.progress
     scored = predict_split(trained, eval_split, data_config, reading,
                            show_progress=show_progress)

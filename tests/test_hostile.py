@@ -190,3 +190,22 @@ def test_a_failed_first_run_leaves_nothing_but_its_feature_cache(tiny_preset, tm
     assert result.returncode == 2 and "one class only" in result.stderr
     assert "intact" not in result.stderr
     assert not model_dir.exists()
+
+
+def test_evaluate_never_prepares_data_where_only_config_json_points(trained_tiny_run,
+                                                                    tmp_path):
+    # Issue 25, case 5: a crafted config.json data_dir made evaluate build a dataset there.
+    import json
+    import shutil
+
+    from sst2.trained import evaluate, restore
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_tiny_run, run)
+    config = json.loads((run / "config.json").read_text())
+    config["data"]["data_dir"] = str(tmp_path / "elsewhere")
+    (run / "config.json").write_text(json.dumps(config))
+    trained = restore(str(run), log=lambda s: None)
+    with pytest.raises(UserError, match="is not prepared in .*elsewhere.* Pass --data_dir"):
+        evaluate(trained, log=lambda s: None)
+    assert not (tmp_path / "elsewhere").exists()
