@@ -26,7 +26,8 @@ import keras, numpy as np
 from sst2 import features, sources
 from sst2.config import ModelConfig
 from sst2.head import ClassifierHead
-from sst2.loop import Trainer, fit
+from sst2.loop import fit
+from sst2.steps import Trainer
 from sst2.data import bucket_lengths
 
 folder, whole, steps_per_call = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 
 from sst2 import hardware, precision  # noqa: E402
 from sst2.head import ClassifierHead  # noqa: E402
-from sst2.loop import Trainer  # noqa: E402
+from sst2.steps import Trainer  # noqa: E402
 from sst2.sources import Batch  # noqa: E402
 
 

@@ -23,7 +23,8 @@ import tensorflow as tf
 from sst2.checkpoint import RunCheckpoint
 from sst2.metrics import BEST_METRICS
 from sst2.files import save_json
-from sst2.loop import Callback, MetricSums, Position
+from sst2.loop import Callback, Position
+from sst2.metrics import METRICS, MetricSums
 
 
 SUMMARY_EVERY_STEPS = 50
@@ -108,7 +109,7 @@ class SummaryCallback(Callback):
             tf.summary.scalar("epoch_accuracy", record["train_accuracy"])
         if "val_loss" in record:
             with self.eval_writer.as_default(step=record["step"]):
-                for name in ("loss", "accuracy", "macro_f1", "mcc"):
+                for name in METRICS:
                     if f"val_{name}" in record:
                         tf.summary.scalar(name, record[f"val_{name}"])
         self.train_writer.flush()

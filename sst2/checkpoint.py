@@ -31,7 +31,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from sst2.loop import MetricSums, Position
+from sst2.loop import Position
+from sst2.metrics import MetricSums
 from sst2.errors import UserError
 from sst2.files import remove_entry
 from sst2.head import rng_state_variables

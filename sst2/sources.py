@@ -46,6 +46,8 @@ class BatchSource(Protocol):
 
     def batch(self, epoch: int, index: int) -> Batch: ...
 
+    def dataset(self, epoch: int, start: int = 0) -> tf.data.Dataset: ...
+
 
 def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
     if len(array) == rows:
@@ -60,7 +62,10 @@ def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
 
 
 class _PlannedSource:
-    """A deterministic batch plan per epoch: what makes every source resumable."""
+    """A deterministic batch plan per epoch, as a tf.data pipeline: what makes every source
+    resumable, and what every source feeds the steps through."""
+
+    parallel_reads = 2  # batches assembled at a time
 
     def __init__(self, lengths: np.ndarray, batch_size: int,
                  boundaries: tuple[int, ...] | None, seed: int, shuffle: bool):
@@ -94,20 +99,6 @@ class _PlannedSource:
         return {"labels": _pad_rows(labels, self.batch_size),
                 "weights": _pad_rows(np.ones(len(labels), np.float32), self.batch_size)}
 
-
-class _CachedSource(_PlannedSource):
-    """A source over a `features.FeatureSet`, which can also be a tf.data pipeline."""
-
-    def __init__(self, features, lengths: np.ndarray, batch_size: int,
-                 boundaries: tuple[int, ...] | None, seed: int, shuffle: bool):
-        super().__init__(lengths, batch_size, boundaries, seed, shuffle)
-        self.features = features
-
-    @property
-    def idx(self) -> np.ndarray:
-        """The dataset's `idx` of each example, in source order."""
-        return self.features.idx
-
     def element_spec(self):
         """The `tf.TypeSpec`s of `(features, labels, weights)`: a batch as a tf.data element."""
         raise NotImplementedError
@@ -132,9 +123,22 @@ class _CachedSource(_PlannedSource):
             return tf.nest.pack_sequence_as(spec, flat)
 
         return (tf.data.Dataset.range(start, self.num_batches(epoch))
-                .map(load, num_parallel_calls=2, deterministic=True)
+                .map(load, num_parallel_calls=self.parallel_reads, deterministic=True)
                 .prefetch(prefetch))
 
+
+class _CachedSource(_PlannedSource):
+    """A source over a `features.FeatureSet`."""
+
+    def __init__(self, features, lengths: np.ndarray, batch_size: int,
+                 boundaries: tuple[int, ...] | None, seed: int, shuffle: bool):
+        super().__init__(lengths, batch_size, boundaries, seed, shuffle)
+        self.features = features
+
+    @property
+    def idx(self) -> np.ndarray:
+        """The dataset's `idx` of each example, in source order."""
+        return self.features.idx
 
 class CachedFeatureSource(_CachedSource):
     """Batches of cached pooled features, reshuffled every epoch when `shuffle`."""
@@ -195,10 +199,29 @@ class TokenSource(_PlannedSource):
         super().__init__(tokens["length"], batch_size, boundaries, seed, shuffle)
         self.tokens = tokens
         self.encoder = encoder
+        self._spec = None
+
+    # The backbone runs inside the pipeline: one batch at a time.
+    parallel_reads = 1
 
     @property
     def idx(self) -> np.ndarray:
         return self.tokens["idx"]
+
+    def element_spec(self):
+        """From the first batch's shapes: the token axis varies with the bucket."""
+        if self._spec is None:
+            probe = self.batch(0, 0)
+            token_axis = 1 if self.encoder.token_level else None
+
+            def spec(array):
+                shape = [None if axis == token_axis else size
+                         for axis, size in enumerate(array.shape)]
+                return tf.TensorSpec(shape, tf.as_dtype(array.dtype))
+
+            self._spec = (tf.nest.map_structure(spec, probe.features),
+                          ) + self._labels_and_weights_spec()
+        return self._spec
 
     def batch(self, epoch: int, index: int) -> Batch:
         indices, padded = self._plan(epoch)[index]

@@ -40,7 +40,8 @@ from sst2.errors import UserError
 from sst2.files import load_json, open_for_writing, remove_entry
 from sst2.head import build_head
 from sst2.inputs import Encoding, cache_dir, split_source, tokenize_split
-from sst2.loop import Trainer, fit
+from sst2.loop import fit
+from sst2.steps import Trainer
 from sst2.optimization import make_optimizer
 from sst2.runlock import RunLock
 from sst2.trained import restore

@@ -107,7 +107,7 @@ def test_unfrozen_copies_compute_in_bfloat16_with_float32_weights(tiny_preset, t
     rounding."""
     import keras
 
-    from sst2.loop import Trainer
+    from sst2.steps import Trainer
     from sst2.sources import Batch
 
     config = _config(tmp_path, tiny_preset, None, trainable_layers=1, head_layers=1)

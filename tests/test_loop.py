@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import tensorflow as tf
 import pytest
 
 from sst2 import data, presets
@@ -9,7 +10,8 @@ from sst2.backbone import FeatureSpec
 from sst2.datasets import TfdsDataset
 from sst2.encoder import FeatureEncoder
 from sst2.head import ClassifierHead
-from sst2.loop import Trainer, fit, rdrop_loss
+from sst2.loop import fit
+from sst2.steps import Trainer, rdrop_loss
 from sst2.sources import Batch, TokenSource
 from tests.helpers import TINY_SEQUENCE_LENGTH
 
@@ -119,6 +121,10 @@ class _OneBatch:
 
     def batch(self, epoch, index):
         return self._batch
+
+    def dataset(self, epoch, start=0):
+        b = self._batch
+        return tf.data.Dataset.from_tensors((b.features, b.labels, b.weights))
 
 
 def test_trainer_updates_the_average_in_its_step_and_evaluates_with_it():

@@ -21,7 +21,8 @@ from sst2.datasets import open_dataset
 from sst2.encoder import FeatureEncoder
 from sst2.errors import UserError
 from sst2.head import ClassifierHead
-from sst2.loop import MetricSums, Position
+from sst2.loop import Position
+from sst2.metrics import MetricSums
 from sst2.runlock import RunLock
 from tests.helpers import REPO, TINY_SEQUENCE_LENGTH, write_tiny_glue
 
