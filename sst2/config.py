@@ -26,6 +26,7 @@ import types
 from typing import Any
 
 from sst2.errors import UserError
+from sst2.metrics import BEST_METRICS
 
 DEFAULT_PRESET = "distil_bert_base_en_uncased"
 
@@ -208,9 +209,8 @@ class OptimizationConfig(_Options):
         "in the training split, for imbalanced data.", choices=("none", "balanced"),
         identity=True)
     best_metric: str = option(
-        "accuracy", "The validation metric that picks the best checkpoint (the one exported): "
-        "accuracy, macro_f1, mcc (Matthews correlation) or loss (lowest).",
-        choices=("accuracy", "macro_f1", "mcc", "loss"), identity=True)
+        "accuracy", "The validation metric that picks the best checkpoint (the one exported; "
+        "the lowest for loss).", choices=tuple(BEST_METRICS), identity=True)
     seed: int = option(0, "Seed for initialization, shuffling and dropout.", identity=True)
 
 
