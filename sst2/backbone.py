@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from sst2.errors import UserError
+from sst2.pooling import POOLINGS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,9 +35,8 @@ class FeatureSpec:
     """Which frozen-backbone features a head reads, and what the head adds on top.
 
     Attributes:
-        pooling: `cls` (the `[CLS]` vector), `mean` (over real tokens only),
-            `cls_mean` (both, concatenated) or `attention` (a learned weighted
-            sum over real tokens).
+        pooling: a name in `sst2.pooling.POOLINGS` (`cls`, `mean`, `cls_mean`,
+            `attention`).
         layers: `last` (the last layer) or `all` (every layer). Pooled
             features concatenate the layers' vectors. Token features average
             the layers' token states, which keeps the cache one layer wide (a
@@ -70,7 +70,8 @@ class FeatureSpec:
     @property
     def token_level(self) -> bool:
         """Whether the head reads every token's features (else one vector per layer)."""
-        return self.pooling == "attention" or self.head_layers > 0 or self.trainable_layers > 0
+        return (POOLINGS[self.pooling].learned or self.head_layers > 0
+                or self.trainable_layers > 0)
 
     def frozen_layers(self, backbone_layers: int) -> int:
         """How many backbone layers the encode pass runs (and the cache stores the output of)."""
@@ -92,12 +93,11 @@ class FeatureSpec:
 
     def width(self, hidden_dim: int) -> int:
         """Size of one layer's pooled vector."""
-        return hidden_dim * (2 if self.pooling == "cls_mean" else 1)
+        return hidden_dim * POOLINGS[self.pooling].vectors
 
     def describe(self) -> str:
         """One line for the log, e.g. `attention pooling over all layers' average`."""
-        what = {"cls": "[CLS]", "mean": "mean", "cls_mean": "[CLS] + mean",
-                "attention": "attention"}[self.pooling] + " pooling"
+        what = POOLINGS[self.pooling].label + " pooling"
         if self.layers == "last":
             what += " over the last layer"
         else:
@@ -138,16 +138,8 @@ def hidden_states(backbone: keras.Model, token_ids: tf.Tensor, padding_mask: tf.
 
 
 def pool_tokens(x: tf.Tensor, padding_mask: tf.Tensor, pooling: str) -> tf.Tensor:
-    """`[batch, length, hidden]` → `[batch, width]` by `cls`, `mean` or `cls_mean`."""
-    x = tf.cast(x, tf.float32)
-    parts = []
-    if pooling in ("cls", "cls_mean"):
-        parts.append(x[:, 0])
-    if pooling in ("mean", "cls_mean"):
-        # Padding positions hold real numbers too; only real tokens count.
-        mask = tf.cast(padding_mask, tf.float32)[:, :, None]
-        parts.append(tf.reduce_sum(x * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, 1), 1.0))
-    return tf.concat(parts, axis=-1)
+    """`[batch, length, hidden]` → `[batch, width]` by a fixed pooling of `POOLINGS`."""
+    return POOLINGS[pooling].pool(tf.cast(x, tf.float32), padding_mask)
 
 
 def frozen_features(states: list, padding_mask: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:

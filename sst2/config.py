@@ -27,6 +27,7 @@ from typing import Any
 
 from sst2.errors import UserError
 from sst2.metrics import BEST_METRICS
+from sst2.pooling import POOLINGS
 
 DEFAULT_PRESET = "distil_bert_base_en_uncased"
 
@@ -172,7 +173,7 @@ class ModelConfig(_Options):
     pooling: str = option(
         "attention", "How the head pools a layer: [CLS], mean over real tokens, both, or "
         "learned attention over tokens (caches token-level features).",
-        choices=("cls", "mean", "cls_mean", "attention"), identity=True)
+        choices=tuple(POOLINGS), identity=True)
     layers: str = option("all", "Which backbone layers the head reads.",
                          choices=("last", "all"), identity=True)
     head_hidden: int = option(256, "Hidden units in the head; 0 = one dense layer.",

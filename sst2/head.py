@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from sst2 import presets
 from sst2.backbone import FeatureSpec, pool_tokens
+from sst2.pooling import POOLINGS
 
 NUM_CLASSES = 2
 
@@ -99,8 +100,10 @@ class ClassifierHead(keras.Model):
                 setattr(self, f"sequence_layer_{i}", layer)
         else:
             self.sequence_layers = []
-        self.attention_score = (keras.layers.Dense(1, name="attention_score")
-                                if pooling == "attention" else None)
+        # A learned pooling's weights, as the head's attribute the registry names.
+        self._pooling = POOLINGS[pooling]
+        if self._pooling.learned:
+            setattr(self, self._pooling.layer_name, self._pooling.make_layer())
         self.flatten = keras.layers.Flatten()
         self.input_dropout = Dropout(dropout, seed=seed)
         self.hidden = (
@@ -128,12 +131,9 @@ class ClassifierHead(keras.Model):
             x = tokens
         for layer in layers:  # each casts its input to its own compute dtype
             x = layer(x, padding_mask=mask, training=training)
-        if self.pooling != "attention":
+        if not self._pooling.learned:
             return pool_tokens(x, mask, self.pooling)
-        scores = tf.squeeze(tf.cast(self.attention_score(x), tf.float32), -1)
-        scores += (1.0 - tf.cast(mask, tf.float32)) * -1e9
-        weights = tf.nn.softmax(scores, axis=-1)[:, :, None]
-        return tf.reduce_sum(weights * tf.cast(x, tf.float32), axis=1)
+        return self._pooling.pool(x, mask, getattr(self, self._pooling.layer_name))
 
     def call(self, features, training=False):
         if isinstance(features, dict):
