@@ -10,12 +10,11 @@ Example:
     >>> summaries = SummaryCallback(tmp_dir, history=[], extra={"precision": "float32"})
     >>> summaries.on_epoch_end(Position(epoch=1, step=10), {
     ...     "epoch": 1, "step": 10, "train_loss": 0.5, "train_accuracy": 0.75})
-    >>> sorted(load_json(os.path.join(tmp_dir, "metrics.json")))
+    >>> sorted(load_json(RunFolder(tmp_dir).metrics))
     ['epochs', 'precision']
 """
 
 import contextlib
-import os
 import signal
 
 import tensorflow as tf
@@ -25,6 +24,7 @@ from sst2.metrics import BEST_METRICS
 from sst2.files import save_json
 from sst2.loop import Callback, Position
 from sst2.metrics import METRICS, MetricSums
+from sst2.run_folder import RunFolder
 
 
 SUMMARY_EVERY_STEPS = 50
@@ -87,9 +87,10 @@ class SummaryCallback(Callback):
     """
 
     def __init__(self, model_dir: str, history: list, extra: dict):
-        self.train_writer = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
-        self.eval_writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
-        self.path = os.path.join(model_dir, "metrics.json")
+        folder = RunFolder(model_dir)
+        self.train_writer = tf.summary.create_file_writer(folder.train_events)
+        self.eval_writer = tf.summary.create_file_writer(folder.eval_events)
+        self.path = folder.metrics
         self.history = history
         self.extra = extra
 

@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from sst2.loop import Position
 from sst2.metrics import MetricSums
+from sst2.run_folder import RunFolder
 from sst2.errors import UserError
 from sst2.files import remove_entry
 from sst2.head import rng_state_variables
@@ -50,7 +51,7 @@ class RunCheckpoint:
         """
         self.log = log
         self._restored_path = None
-        self.read_dir = os.path.join(read_dir or model_dir, "checkpoints")
+        self.read_dir = RunFolder(read_dir or model_dir).checkpoints
         self._position = tf.Variable(np.zeros(3, np.int64), trainable=False, name="position")
         self._sums = tf.Variable(np.zeros(3, np.float64), trainable=False, name="epoch_sums")
         # The best validation score so far, higher is better (a loss is stored negated).
@@ -62,14 +63,14 @@ class RunCheckpoint:
             head=head, optimizer=optimizer, head_rng=rng_state_variables(head),
             position=self._position,
             epoch_sums=self._sums, best_val_accuracy=self._best_score, **tracked)
-        for folder in ("checkpoints", "best"):
-            _set_aside_unreadable_index(os.path.join(model_dir, folder), log)
-            _remove_partial_files(os.path.join(model_dir, folder))  # left by a killed save
+        for folder in (RunFolder(model_dir).checkpoints, RunFolder(model_dir).best):
+            _set_aside_unreadable_index(folder, log)
+            _remove_partial_files(folder)  # left by a killed save
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(model_dir, "checkpoints"), max_to_keep=max(keep, 1),
+            self.checkpoint, RunFolder(model_dir).checkpoints, max_to_keep=max(keep, 1),
             checkpoint_name="ckpt")
         self.best_manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(model_dir, "best"), max_to_keep=1,
+            self.checkpoint, RunFolder(model_dir).best, max_to_keep=1,
             checkpoint_name="best")
 
     @property

@@ -21,6 +21,7 @@ import os
 from sst2.config import GROUPS, OptimizationConfig, TrainConfig
 from sst2.errors import UserError
 from sst2.files import load_json, save_json
+from sst2.run_folder import RunFolder
 
 FORMAT = 2
 
@@ -82,7 +83,7 @@ def from_dict(fields: dict) -> TrainConfig:
 
 
 def config_path(model_dir: str) -> str:
-    return os.path.join(model_dir, "config.json")
+    return RunFolder(model_dir).config
 
 
 def save_config(model_dir: str, config: TrainConfig, dataset=None,

@@ -23,7 +23,6 @@ Example:
 
 import dataclasses
 import hashlib
-import os
 
 import numpy as np
 
@@ -35,6 +34,7 @@ from sst2.distribute import WorkerInfo
 from sst2.encoder import FeatureEncoder
 from sst2.errors import UserError
 from sst2.features import FeatureSet, encode
+from sst2.run_folder import RunFolder
 from sst2.sources import CachedFeatureSource, CachedTokenSource, TokenSource
 
 
@@ -65,7 +65,7 @@ def content_hash(tokens: dict) -> str:
 
 
 def cache_dir(config: TrainConfig) -> str:
-    return config.run.cache_dir or os.path.join(config.run.model_dir, "feature_cache")
+    return config.run.cache_dir or RunFolder(config.run.model_dir).feature_cache
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,6 +23,7 @@ import socket
 
 from sst2.errors import UserError
 from sst2.files import open_for_writing
+from sst2.run_folder import RunFolder
 
 
 class RunLock:
@@ -31,7 +32,7 @@ class RunLock:
     def __init__(self, model_dir: str, create: bool = True):
         """`create=False` (evaluating, exporting): the folder must already hold a run."""
         self.model_dir = model_dir
-        self.path = os.path.join(model_dir, ".lock")
+        self.path = RunFolder(model_dir).lock
         self.create = create
         self._file = None
 

@@ -17,6 +17,7 @@ def main(config: TrainConfig, argv: list[str]) -> None:
     import os
 
     from sst2.errors import UserError
+    from sst2.run_folder import RunFolder
     from sst2.training import run
 
     try:
@@ -26,7 +27,8 @@ def main(config: TrainConfig, argv: list[str]) -> None:
             cli.describe_tensorflow_file_error(e))
         if message is None:
             raise
-        saved = glob.glob(os.path.join(config.run.model_dir, "checkpoints", "ckpt-*.index"))
+        saved = glob.glob(os.path.join(RunFolder(config.run.model_dir).checkpoints,
+                                       "ckpt-*.index"))
         raise UserError(message + (" Checkpoints already saved are intact." if saved else "")
                         ) from e
 

@@ -1,6 +1,7 @@
 """A trained run, restored: evaluate it, write GLUE's submission file, export it.
 
 Example:
+    >>> import os
     >>> trained = restore(trained_dir, "best", log=lambda message: None)
     >>> type(trained.head).__name__, os.path.basename(trained.checkpoint_path)
     ('ClassifierHead', 'best-...')
@@ -12,7 +13,6 @@ Example:
 
 import dataclasses
 import json
-import os
 
 import keras
 import numpy as np
@@ -29,6 +29,7 @@ from sst2.errors import UserError
 from sst2.files import write_atomically
 from sst2.head import ClassifierHead, build_head
 from sst2.optimization import make_optimizer
+from sst2.run_folder import RunFolder
 
 
 @dataclasses.dataclass
@@ -50,7 +51,7 @@ class TrainedModel:
 
         return serving.export_saved_model(
             self.preprocessor, self.backbone, self.head, self.spec,
-            export_root or os.path.join(self.config.run.model_dir, "export"), reading=reading,
+            export_root or RunFolder(self.config.run.model_dir).export, reading=reading,
             dataset=self.dataset)
 
 
@@ -223,15 +224,15 @@ def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str
         if data_config.test_file:
             test = predict_split(trained, test_split, data_config, reading,
                                  show_progress=show_progress)
-            path = os.path.join(trained.config.run.model_dir, "predictions.jsonl")
+            path = RunFolder(trained.config.run.model_dir).predictions
             write_predictions(path, test, trained.dataset.label_names)
             log(f"Wrote predictions for the {len(test['idx'])} examples of "
                 f"{data_config.test_file} to {path}")
             result["predictions"] = path
         return result
     test = predict_split(trained, test_split, data_config, reading, show_progress=show_progress)
-    submission_path = submission_path or os.path.join(trained.config.run.model_dir,
-                                                      f"{task}.tsv")
+    submission_path = submission_path or RunFolder(trained.config.run.model_dir).submission(
+        task)
     predictions = test["probabilities"].argmax(-1)
     if task in GLUE_NAMED_LABELS:  # these tasks' submissions name the class
         predictions = np.asarray(trained.dataset.label_names)[predictions]

@@ -19,7 +19,6 @@ Example:
 
 import contextlib
 import os
-import shutil
 import time
 
 import keras
@@ -44,10 +43,9 @@ from sst2.loop import fit
 from sst2.steps import Trainer
 from sst2.optimization import make_optimizer
 from sst2.runlock import RunLock
+from sst2.run_folder import RunFolder
 from sst2.trained import restore
 
-# What --restart removes; the feature cache stays (it depends on the data, not on the run).
-RUN_OUTPUTS = ("checkpoints", "best", "metrics.json", "train", "eval", "config.json")
 
 
 def run(config: TrainConfig, log=print) -> dict:
@@ -146,8 +144,8 @@ def _no_trace_unless_started(model_dir: str, existed: bool):
         yield
     except BaseException:
         if not os.path.exists(config_path(model_dir)):
-            for name in (".lock", "checkpoints"):
-                path = os.path.join(model_dir, name)
+            for name in ("lock", "checkpoints"):
+                path = getattr(RunFolder(model_dir), name)
                 if os.path.isfile(path) or (os.path.isdir(path) and not os.listdir(path)):
                     remove_entry(path)
             if not existed and os.path.isdir(model_dir) and not os.listdir(model_dir):
@@ -177,18 +175,15 @@ def with_absolute_paths(config: TrainConfig) -> TrainConfig:
 def _check_writable(model_dir: str) -> None:
     """Writes and removes a file named as long as the longest a run writes, so that a
     read-only folder or a path too long fails now, not at the first checkpoint."""
-    folder = os.path.join(model_dir, "checkpoints")
-    os.makedirs(folder, exist_ok=True)
-    # The process id in it: the workers of a multi-worker run probe the same folder.
-    probe = os.path.join(folder,
-                         f"ckpt-9999999999.data-00000-of-00001.tempstate{os.getpid():017d}")
+    os.makedirs(RunFolder(model_dir).checkpoints, exist_ok=True)
+    probe = RunFolder(model_dir).checkpoint_probe(os.getpid())
     with open_for_writing(probe):
         pass
     os.remove(probe)
 
 
 def _epochs_done(model_dir: str) -> int:
-    path = os.path.join(model_dir, "metrics.json")
+    path = RunFolder(model_dir).metrics
     return len(load_json(path).get("epochs", [])) if os.path.exists(path) else 0
 
 
@@ -202,12 +197,8 @@ def _start_or_check_resume(config: TrainConfig, worker: distribute.WorkerInfo, l
     model_dir = config.run.model_dir
     if config.run.restart:
         if worker.is_chief:
-            for name in RUN_OUTPUTS:
-                path = os.path.join(model_dir, name)
-                if os.path.isdir(path):
-                    shutil.rmtree(path)
-                elif os.path.exists(path):
-                    os.remove(path)
+            for name in RunFolder.RESTART_REMOVES:
+                remove_entry(getattr(RunFolder(model_dir), name))
         return
     if not os.path.exists(config_path(model_dir)):
         return
@@ -347,7 +338,7 @@ def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint:
             f"in {checkpoint.manager.directory}.")
     if worker.is_chief:
         save_config(model_dir, config, info, train_source.boundaries, facts["precisions"])
-    metrics_path = os.path.join(model_dir, "metrics.json")
+    metrics_path = RunFolder(model_dir).metrics
     history = (load_json(metrics_path).get("epochs", [])
                if restored and os.path.exists(metrics_path) else [])
     summaries = SummaryCallback(out_dir, history, {
