@@ -23,7 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHILD = r"""
 import json, resource, sys, time
 import keras, numpy as np
-from sst2 import features, sources
+from sst2 import feature_store, sources
 from sst2.config import ModelConfig
 from sst2.head import ClassifierHead
 from sst2.loop import fit
@@ -31,10 +31,10 @@ from sst2.steps import Trainer
 from sst2.data import bucket_lengths
 
 folder, whole, steps_per_call = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
-cache = features.FeatureCache(folder, {"synthetic": True})
+cache = feature_store.FeatureCache(folder, {"synthetic": True})
 cached = cache.load()
 if whole:
-    cached = features.FeatureSet(np.array(cached.features), cached.labels, cached.idx,
+    cached = feature_store.FeatureSet(np.array(cached.features), cached.labels, cached.idx,
                                  cached.offsets)
 config = ModelConfig()
 keras.utils.set_random_seed(0)
@@ -56,7 +56,7 @@ def write_cache(folder: str, examples: int, width: int, seed: int = 0) -> int:
     import numpy as np
 
     sys.path.insert(0, REPO)
-    from sst2 import embedded, features
+    from sst2 import embedded, feature_store
 
     with open(os.path.join(embedded.unpack_sst2(tempfile.mkdtemp()), "train.tsv")) as f:
         words = np.array([len(line.split("\t")[0].split()) for line in f][1:])
@@ -64,7 +64,7 @@ def write_cache(folder: str, examples: int, width: int, seed: int = 0) -> int:
     # Wordpiece tokens run ~1.1 per word, plus [CLS] and [SEP].
     lengths = np.minimum(np.ceil(rng.choice(words, examples) * 1.1).astype(int) + 2, 128)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    cache = features.FeatureCache(folder, {"synthetic": True})
+    cache = feature_store.FeatureCache(folder, {"synthetic": True})
     cache.start()
     path = os.path.join(cache.folder, "features.tmp.npy")
     stored = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16,

@@ -33,7 +33,8 @@ from sst2.datasets import TextDataset
 from sst2.distribute import WorkerInfo
 from sst2.encoder import FeatureEncoder
 from sst2.errors import UserError
-from sst2.features import FeatureSet, encode
+from sst2.feature_store import FeatureSet
+from sst2.features import encode
 from sst2.run_folder import RunFolder
 from sst2.sources import CachedFeatureSource, CachedTokenSource, TokenSource
 

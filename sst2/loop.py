@@ -8,14 +8,14 @@ Checkpointing, summaries and the metrics file are injected as callbacks
 Example:
     >>> import keras
     >>> import numpy as np
-    >>> from sst2 import features, sources
+    >>> from sst2 import feature_store, sources
     >>> from sst2.head import ClassifierHead
     >>> from sst2.steps import Trainer
     >>> head = ClassifierHead(hidden_units=0)
     >>> trainer = Trainer(head, keras.optimizers.Adam(1e-2), batch_size=4)
     >>> trainer.build(feature_shape=(1, 8))
     >>> labels = np.arange(8, dtype=np.int32) % 2
-    >>> cached = features.FeatureSet(np.eye(8, dtype=np.float16)[:, None], labels, np.arange(8))
+    >>> cached = feature_store.FeatureSet(np.eye(8, dtype=np.float16)[:, None], labels, np.arange(8))
     >>> source = sources.CachedFeatureSource(cached, batch_size=4, seed=0)
     >>> records = fit(trainer, source, source, epochs=2, show_progress=False,
     ...               log=lambda message: None)

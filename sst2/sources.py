@@ -7,8 +7,8 @@ weigh 0) and, for token features, a length from a small fixed set of buckets,
 so compiled steps see few shapes.
 
 Example:
-    >>> from sst2 import features
-    >>> cached = features.FeatureSet(np.ones((10, 1, 4), np.float16), np.ones(10, np.int32),
+    >>> from sst2 import feature_store
+    >>> cached = feature_store.FeatureSet(np.ones((10, 1, 4), np.float16), np.ones(10, np.int32),
     ...                              np.arange(10, dtype=np.int32))
     >>> source = CachedFeatureSource(cached, batch_size=4, seed=0)
     >>> source.num_batches(epoch=0)
@@ -128,7 +128,7 @@ class _PlannedSource:
 
 
 class _CachedSource(_PlannedSource):
-    """A source over a `features.FeatureSet`."""
+    """A source over a `feature_store.FeatureSet`."""
 
     def __init__(self, features, lengths: np.ndarray, batch_size: int,
                  boundaries: tuple[int, ...] | None, seed: int, shuffle: bool):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2 import data, features, presets
+from sst2 import data, feature_store, features, presets
 from sst2.backbone import FeatureSpec
 from sst2.datasets import TfdsDataset
 from sst2.encoder import FeatureEncoder
@@ -123,7 +123,7 @@ def test_a_shard_of_the_wrong_size_is_discarded_and_encoded_again(tiny_preset, t
     backbone = presets.load_backbone(tiny_preset)
     encoder = FeatureEncoder.for_backbone(backbone, FeatureSpec("cls", "last"), jit_compile=False)
     tokens = _tokens(tiny_preset, tiny_data_dir)
-    cache = features.FeatureCache(str(tmp_path), {"split": "train"})
+    cache = feature_store.FeatureCache(str(tmp_path), {"split": "train"})
     cache.start()
     cache.shard_plan({"batch_size": 16, "boundaries": [16], "shard_batches": 2})
     cache.write_shard(0, np.zeros([5, 16], np.float16))  # 5 rows where the plan has 32

@@ -79,11 +79,11 @@ def test_class_weights_scale_each_examples_loss():
 
 
 def test_evaluate_reports_macro_f1_and_mcc_of_its_confusion_matrix():
-    from sst2 import features, metrics, sources
+    from sst2 import feature_store, metrics, sources
 
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 3, 40).astype(np.int32)
-    cached = features.FeatureSet(rng.normal(size=(40, 1, 16)).astype(np.float16), labels,
+    cached = feature_store.FeatureSet(rng.normal(size=(40, 1, 16)).astype(np.float16), labels,
                                  np.arange(40))
     trainer = _trainer(num_classes=3)
     source = sources.CachedFeatureSource(cached, batch_size=8, seed=0)
@@ -223,7 +223,7 @@ class _Recorder:
 @pytest.mark.slow
 @pytest.mark.parametrize("pooling", ["mean", "attention"])
 def test_many_steps_per_call_equal_one_step_per_call_bit_for_bit(pooling):
-    from sst2.features import FeatureSet
+    from sst2.feature_store import FeatureSet
     from sst2.sources import CachedFeatureSource, CachedTokenSource
 
     rng = np.random.default_rng(0)

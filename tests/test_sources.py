@@ -2,12 +2,12 @@
 
 import numpy as np
 
-from sst2 import features
+from sst2 import feature_store
 from sst2.sources import CachedFeatureSource, CachedTokenSource
 
 
 def test_cached_source_pads_last_batch_with_zero_weights():
-    feats = features.FeatureSet(np.ones((10, 1, 4), np.float16), np.ones(10, np.int32),
+    feats = feature_store.FeatureSet(np.ones((10, 1, 4), np.float16), np.ones(10, np.int32),
                                 np.arange(10, dtype=np.int32))
     source = CachedFeatureSource(feats, batch_size=4, seed=0)
     assert source.num_batches(0) == 3
@@ -21,7 +21,7 @@ def _token_set(n=40, width=6, seed=0):
     rng = np.random.default_rng(seed)
     lengths = rng.integers(1, 30, n)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    return features.FeatureSet(rng.normal(size=(offsets[-1], width)).astype(np.float16),
+    return feature_store.FeatureSet(rng.normal(size=(offsets[-1], width)).astype(np.float16),
                                rng.integers(0, 2, n).astype(np.int32), np.arange(n), offsets)
 
 
