@@ -42,9 +42,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
 def _texts_labels(split, data_dir):
-    from sst2 import data
+    from sst2 import glue
 
-    examples = list(data.load_split(split, data_dir, download=False).as_numpy_iterator())
+    examples = list(glue.load_split(split, data_dir, download=False).as_numpy_iterator())
     return [e["sentence"].decode() for e in examples], [int(e["label"]) for e in examples]
 
 

@@ -13,7 +13,7 @@ Example:
     sst2.errors.UserError: Unknown preset 'distil_bert_huge'. DistilBERT presets: ...
 """
 
-from sst2 import data, presets, standin
+from sst2 import glue, presets, standin
 from sst2.errors import UserError
 
 
@@ -24,6 +24,6 @@ def check_assets(preset: str) -> None:
         standin.find_minilm_dir()  # the wheel is installed, or a message with the command
         return
     host = presets.DOWNLOAD_HOSTS.get(kind)
-    if host and not data.can_reach(host):
+    if host and not glue.can_reach(host):
         raise UserError(f"The model preset {preset!r} must be downloaded from {host}, which "
                         f"cannot be reached.\n{presets.OFFLINE_MODEL_HELP}")

@@ -27,11 +27,11 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from sst2 import data, text_files
+from sst2 import glue, text_files
 from sst2.errors import UserError
 from sst2.files import sha256_of_file
 
-DEFAULT_DATASET = data.DATASET_NAME
+DEFAULT_DATASET = glue.DATASET_NAME
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +73,7 @@ class DatasetInfo:
 
 
 # Runs from before datasets were recorded trained on this.
-SST2_INFO = DatasetInfo(DEFAULT_DATASET, data.LABEL_NAMES, ("sentence",),
+SST2_INFO = DatasetInfo(DEFAULT_DATASET, glue.LABEL_NAMES, ("sentence",),
                         {"dataset": DEFAULT_DATASET}, glue_task="SST-2")
 GLUE_TASKS = {"glue/sst2": "SST-2", "glue/cola": "CoLA", "glue/mrpc": "MRPC",
               "glue/qqp": "QQP", "glue/qnli": "QNLI", "glue/rte": "RTE", "glue/wnli": "WNLI"}
@@ -118,10 +118,10 @@ class TfdsDataset(TextDataset):
                  log=print):
         self.name, self.data_dir, self.download, self.log = name, data_dir, download, log
         if name == DEFAULT_DATASET:
-            data.ensure_prepared(data_dir, download, log)
+            glue.ensure_prepared(data_dir, download, log)
         builder = self._builder()
         features = builder.info.features
-        tfds = data._tfds()
+        tfds = glue._tfds()
         texts = [k for k, v in features.items() if isinstance(v, tfds.features.Text)]
         labels = [k for k, v in features.items() if isinstance(v, tfds.features.ClassLabel)]
         if not text_features and len(texts) != 1:
@@ -148,7 +148,7 @@ class TfdsDataset(TextDataset):
             glue_task=GLUE_TASKS.get(name))
 
     def _builder(self):
-        tfds = data._tfds()
+        tfds = glue._tfds()
         try:
             builder = tfds.builder(self.name, data_dir=self.data_dir)
         except Exception as e:  # DatasetNotFoundError and kin: one message
@@ -170,10 +170,10 @@ class TfdsDataset(TextDataset):
 
     def load(self, split: str) -> tf.data.Dataset:
         if self.name == DEFAULT_DATASET:
-            dataset = data.load_split(split, self.data_dir, self.download, self.log)
+            dataset = glue.load_split(split, self.data_dir, self.download, self.log)
         else:
             try:
-                dataset = data._tfds().load(self.name, split=split, data_dir=self.data_dir,
+                dataset = glue._tfds().load(self.name, split=split, data_dir=self.data_dir,
                                             shuffle_files=False)
             except (ValueError, AssertionError, KeyError) as e:
                 raise UserError(f"Bad split {split!r} for {self.name}: {e}") from None

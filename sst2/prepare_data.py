@@ -13,10 +13,10 @@ from sst2.config import PrepareDataConfig
 
 
 def main(config: PrepareDataConfig, argv: list[str]) -> None:
-    from sst2 import data
+    from sst2 import glue
 
-    folder = data.prepare_glue_sst2(config.glue, config.data_dir, force=config.force)
-    sizes = {split: data.split_size(split, config.data_dir) for split in data.SPLIT_FILES}
+    folder = glue.prepare_glue_sst2(config.glue, config.data_dir, force=config.force)
+    sizes = {split: glue.split_size(split, config.data_dir) for split in glue.SPLIT_FILES}
     print(f"glue/sst2 is ready in {folder}: "
           + ", ".join(f"{n:,} {split}" for split, n in sizes.items()))
 

@@ -20,12 +20,12 @@ from tests.helpers import (TINY_SEQUENCE_LENGTH, TINY_VOCABULARY, glue_dir,  # n
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory) -> str:
     """A tfds data dir holding a tiny glue/sst2 (256 train, 64 validation, 32 test)."""
-    from sst2 import data
+    from sst2 import glue
 
     root = tmp_path_factory.mktemp("tiny")
-    glue = write_tiny_glue(str(root / "SST-2"))
+    files = write_tiny_glue(str(root / "SST-2"))
     data_dir = str(root / "tfds")
-    data.prepare_glue_sst2(glue, data_dir)
+    glue.prepare_glue_sst2(files, data_dir)
     return data_dir
 
 
@@ -51,13 +51,13 @@ def tiny_preset(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def sst2_data_dir(tmp_path_factory) -> str:
     """A tfds data dir with the real glue/sst2, built from the GLUE files."""
-    from sst2 import data
+    from sst2 import glue
 
     path = glue_dir()
     if not os.path.exists(os.path.join(path, "train.tsv")):
         pytest.fail(f"The GLUE SST-2 files are missing at {path}; set SST2_GLUE_DIR.")
     data_dir = str(tmp_path_factory.mktemp("sst2") / "tfds")
-    data.prepare_glue_sst2(path, data_dir)
+    glue.prepare_glue_sst2(path, data_dir)
     return data_dir
 
 

@@ -4,17 +4,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2 import data, presets
+from sst2 import data, glue, presets
 from sst2.datasets import TfdsDataset
 from sst2.errors import UserError
 from tests.helpers import TINY_SEQUENCE_LENGTH, write_tiny_glue
 
 
 def test_prepare_tiny_glue_matches_files(tiny_data_dir):
-    assert data.split_size("train", tiny_data_dir) == 256
-    assert data.split_size("validation", tiny_data_dir) == 64
-    assert data.split_size("test", tiny_data_dir) == 32
-    test = list(data.load_split("test", tiny_data_dir).as_numpy_iterator())
+    assert glue.split_size("train", tiny_data_dir) == 256
+    assert glue.split_size("validation", tiny_data_dir) == 64
+    assert glue.split_size("test", tiny_data_dir) == 32
+    test = list(glue.load_split("test", tiny_data_dir).as_numpy_iterator())
     assert {int(x["label"]) for x in test} == {-1}
     assert sorted(int(x["idx"]) for x in test) == list(range(32))
 
@@ -22,39 +22,39 @@ def test_prepare_tiny_glue_matches_files(tiny_data_dir):
 def test_prepare_accepts_a_non_official_zip(tmp_path):
     import zipfile
 
-    glue = write_tiny_glue(str(tmp_path / "SST-2"), seed=3, sizes=(20, 10, 5))
+    files = write_tiny_glue(str(tmp_path / "SST-2"), seed=3, sizes=(20, 10, 5))
     archive = tmp_path / "SST-2.zip"
     with zipfile.ZipFile(archive, "w") as z:
         for name in ("train.tsv", "dev.tsv", "test.tsv"):
-            z.write(os.path.join(glue, name), f"SST-2/{name}")
+            z.write(os.path.join(files, name), f"SST-2/{name}")
     data_dir = str(tmp_path / "tfds")
-    data.prepare_glue_sst2(str(archive), data_dir)
-    assert data.split_size("train", data_dir) == 20
-    assert data.split_size("validation", data_dir) == 10
+    glue.prepare_glue_sst2(str(archive), data_dir)
+    assert glue.split_size("train", data_dir) == 20
+    assert glue.split_size("validation", data_dir) == 10
 
 
 def test_tfds_package_is_left_untouched(tiny_data_dir):
-    size, checksum = data.registered_checksum()
+    size, checksum = glue.registered_checksum()
     assert checksum == "d67e16fb55739c1b32cdce9877596db1c127dc322d93c082281f64057c16deaa"
 
 
 def test_missing_source_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="No GLUE SST-2 files"):
-        data.prepare_glue_sst2(str(tmp_path / "nowhere"), str(tmp_path / "tfds"))
+        glue.prepare_glue_sst2(str(tmp_path / "nowhere"), str(tmp_path / "tfds"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="train.tsv, dev.tsv and test.tsv"):
-        data.prepare_glue_sst2(str(tmp_path / "empty"), str(tmp_path / "tfds"))
+        glue.prepare_glue_sst2(str(tmp_path / "empty"), str(tmp_path / "tfds"))
 
 
 @pytest.mark.slow
 def test_a_missing_dataset_is_prepared_from_the_embedded_copy(tmp_path):
     said = []
-    dataset = data.load_split("validation", str(tmp_path / "tfds"), download=False,
+    dataset = glue.load_split("validation", str(tmp_path / "tfds"), download=False,
                               log=said.append)
     assert said == [f"GLUE SST-2 is not in {tmp_path / 'tfds'} and downloading is off "
                     "(--nodownload): preparing it from the copy embedded in sst2."]
     assert sum(1 for _ in dataset) == 872
-    assert data.split_size("train", str(tmp_path / "tfds")) == 67349
+    assert glue.split_size("train", str(tmp_path / "tfds")) == 67349
 
 
 def test_the_embedded_copy_is_the_original_and_checked(tmp_path):
@@ -157,8 +157,8 @@ def test_choose_buckets_trades_padding_for_fewer_shapes():
 def test_a_forced_rebuild_replaces_the_dataset_only_when_complete(tmp_path, monkeypatch):
     # Issue 25, case 6: --force deleted the prepared dataset before building the new one.
     data_dir = str(tmp_path / "tfds")
-    data.prepare_glue_sst2(write_tiny_glue(str(tmp_path / "a"), sizes=(20, 10, 5)), data_dir)
-    real_builder = data._builder
+    glue.prepare_glue_sst2(write_tiny_glue(str(tmp_path / "a"), sizes=(20, 10, 5)), data_dir)
+    real_builder = glue._builder
 
     def failing_builder(where):
         builder = real_builder(where)
@@ -169,13 +169,13 @@ def test_a_forced_rebuild_replaces_the_dataset_only_when_complete(tmp_path, monk
             builder.download_and_prepare = killed
         return builder
 
-    monkeypatch.setattr(data, "_builder", failing_builder)
+    monkeypatch.setattr(glue, "_builder", failing_builder)
     source = write_tiny_glue(str(tmp_path / "b"), sizes=(30, 10, 5))
     with pytest.raises(UserError, match="the prepared dataset in .* is unchanged"):
-        data.prepare_glue_sst2(source, data_dir, force=True)
-    assert data.split_size("train", data_dir) == 20
+        glue.prepare_glue_sst2(source, data_dir, force=True)
+    assert glue.split_size("train", data_dir) == 20
     assert not [n for n in os.listdir(data_dir) if n.startswith(".sst2-rebuild")]
-    monkeypatch.setattr(data, "_builder", real_builder)
-    data.prepare_glue_sst2(source, data_dir, force=True)
-    assert data.split_size("train", data_dir) == 30
+    monkeypatch.setattr(glue, "_builder", real_builder)
+    glue.prepare_glue_sst2(source, data_dir, force=True)
+    assert glue.split_size("train", data_dir) == 30
     assert sorted(os.listdir(os.path.join(data_dir, "glue", "sst2"))) == ["2.0.0"]

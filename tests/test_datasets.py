@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2 import data, presets, serving
+from sst2 import data, glue, presets, serving
 from sst2.config import DataConfig
 from sst2.datasets import SST2_INFO, FileDataset, TfdsDataset, open_dataset
 from sst2.errors import UserError
@@ -14,7 +14,7 @@ from sst2.errors import UserError
 def test_glue_sst2_is_the_default_and_unchanged(tiny_data_dir):
     dataset = open_dataset(DataConfig(data_dir=tiny_data_dir))
     assert dataset.info == SST2_INFO
-    raw = list(data.load_split("validation", tiny_data_dir).as_numpy_iterator())
+    raw = list(glue.load_split("validation", tiny_data_dir).as_numpy_iterator())
     ours = list(dataset.load("validation").as_numpy_iterator())
     assert [(r["idx"], r["sentence"], r["label"]) for r in raw] == [
         (o["idx"], o["text"], o["label"]) for o in ours]

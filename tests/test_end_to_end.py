@@ -7,25 +7,25 @@ import os
 import numpy as np
 import pytest
 
-from sst2 import data
+from sst2 import glue
 from tests.helpers import glue_dir, run_module
 
 pytestmark = pytest.mark.slow
 
 
 def test_prepared_sst2_matches_the_glue_files(sst2_data_dir):
-    assert data.split_size("train", sst2_data_dir) == 67349
-    assert data.split_size("validation", sst2_data_dir) == 872
-    assert data.split_size("test", sst2_data_dir) == 1821
+    assert glue.split_size("train", sst2_data_dir) == 67349
+    assert glue.split_size("validation", sst2_data_dir) == 872
+    assert glue.split_size("test", sst2_data_dir) == 1821
     with open(os.path.join(glue_dir(), "dev.tsv")) as f:
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    examples = {int(x["idx"]): x for x in data.load_split("validation", sst2_data_dir)
+    examples = {int(x["idx"]): x for x in glue.load_split("validation", sst2_data_dir)
                 .as_numpy_iterator()}
     assert sorted(examples) == list(range(872))
     for i in (0, 1, 500, 871):
         assert examples[i]["sentence"].decode() == rows[i]["sentence"]
         assert int(examples[i]["label"]) == int(rows[i]["label"])
-    test_labels = {int(x["label"]) for x in data.load_split("test", sst2_data_dir)
+    test_labels = {int(x["label"]) for x in glue.load_split("test", sst2_data_dir)
                    .as_numpy_iterator()}
     assert test_labels == {-1}
 
@@ -99,7 +99,7 @@ def test_serving_token_ids_equal_keras_hubs_on_every_sst2_sentence(sst2_data_dir
 
     checked = 0
     for split in ("train", "validation", "test"):
-        for batch in data.load_split(split, sst2_data_dir).batch(2048):
+        for batch in glue.load_split(split, sst2_data_dir).batch(2048):
             assert bool(both(batch["sentence"])), split
             checked += int(tf.shape(batch["sentence"])[0])
     assert checked == 67349 + 872 + 1821

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2 import cli, data, features, inputs
+from sst2 import cli, features, glue, inputs
 from sst2.checkpoint import RunCheckpoint
 from sst2.config import TrainConfig
 from sst2.datasets import open_dataset
@@ -129,13 +129,13 @@ def test_a_sequence_length_beyond_the_presets_positions_is_refused(tiny_preset):
 
 
 def test_glue_files_without_their_label_column_are_refused(tmp_path):
-    glue = write_tiny_glue(str(tmp_path / "SST-2"), sizes=(8, 4, 2))
-    rows = open(os.path.join(glue, "train.tsv")).read().splitlines()
-    with open(os.path.join(glue, "train.tsv"), "w") as f:
+    files = write_tiny_glue(str(tmp_path / "SST-2"), sizes=(8, 4, 2))
+    rows = open(os.path.join(files, "train.tsv")).read().splitlines()
+    with open(os.path.join(files, "train.tsv"), "w") as f:
         f.write("\n".join(r.split("\t")[0] for r in rows) + "\n")
     with pytest.raises(UserError, match="train.tsv: line 1 must name the columns sentence and "
                                         "label .*without label"):
-        data.prepare_glue_sst2(glue, str(tmp_path / "tfds"))
+        glue.prepare_glue_sst2(files, str(tmp_path / "tfds"))
 
 
 # 8. Checkpoints: fallbacks that say what they do.
