@@ -19,7 +19,7 @@ from typing import Callable
 # without a GPU, oneDNN notes). Errors that matter reach Python as exceptions.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from sst2 import config as config_lib  # noqa: E402
+from sst2.options import options  # noqa: E402
 
 
 def _groups(config_class) -> dict:
@@ -35,7 +35,7 @@ def define_flags(config_class, flag_values=None) -> None:
 
     flag_values = flags.FLAGS if flag_values is None else flag_values
     for group_class in _groups(config_class).values():
-        for field, spec, kind in config_lib.options(group_class):
+        for field, spec, kind in options(group_class):
             name, default = field.name, field.default
             text = spec.help + (f" ({spec.rule()}.)" if spec.rule() else "")
             if spec.choices is not None:
@@ -59,7 +59,7 @@ def config_from_flags(config_class, flag_values=None):
     built = {}
     for group, group_class in groups.items():
         values = {field.name: flag_values[field.name].value
-                  for field, _, _ in config_lib.options(group_class)}
+                  for field, _, _ in options(group_class)}
         built[group] = group_class(**values)
     return built[None] if None in built else config_class(**built)
 

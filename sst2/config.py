@@ -22,10 +22,9 @@ Example:
 """
 
 import dataclasses
-import types
-from typing import Any
 
 from sst2.errors import UserError
+from sst2.options import Options, option, options
 from sst2.metrics import BEST_METRICS
 from sst2.pooling import POOLINGS
 
@@ -33,80 +32,7 @@ DEFAULT_PRESET = "distil_bert_base_en_uncased"
 
 
 @dataclasses.dataclass(frozen=True)
-class Option:
-    """What an option allows, beyond its type. `identity`: resuming needs the same value."""
-
-    help: str
-    choices: tuple | None = None
-    minimum: float | None = None  # inclusive
-    above: float | None = None  # exclusive lower bound
-    below: float | None = None  # exclusive upper bound
-    maximum: float | None = None  # inclusive
-    required: bool = False
-    identity: bool = False
-
-    def rule(self) -> str:
-        parts = []
-        if self.minimum is not None:
-            parts.append(f"at least {self.minimum:g}")
-        if self.above is not None:
-            parts.append(f"above {self.above:g}")
-        if self.below is not None:
-            parts.append(f"below {self.below:g}")
-        if self.maximum is not None:
-            parts.append(f"at most {self.maximum:g}")
-        return " and ".join(parts)
-
-
-def option(default: Any, help: str, **allowed) -> Any:
-    """A dataclass field that is a user-facing option (see `Option` for `allowed`)."""
-    return dataclasses.field(default=default, metadata={"option": Option(help, **allowed)})
-
-
-def options(config_class) -> list[tuple[dataclasses.Field, Option, type]]:
-    """The option fields of a config class, with their `Option` and value type."""
-    found = []
-    for field in dataclasses.fields(config_class):
-        if "option" in field.metadata:
-            found.append((field, field.metadata["option"], value_type(field.type)))
-    return found
-
-
-def value_type(annotation) -> type:
-    """`int` for `int`, `str` for `str | None`."""
-    if isinstance(annotation, types.UnionType):
-        (annotation,) = [a for a in annotation.__args__ if a is not type(None)]
-    return annotation
-
-
-def _check(name: str, value, spec: Option, kind: type) -> None:
-    if value is None:
-        if spec.required:
-            raise UserError(f"--{name} is required.")
-        return
-    accepted = (int, float) if kind is float else kind
-    if not isinstance(value, accepted) or (kind is not bool and isinstance(value, bool)):
-        raise UserError(f"--{name}={value!r} is not a {kind.__name__}.")
-    if spec.choices is not None and value not in spec.choices:
-        raise UserError(f"--{name}={value!r} is not allowed: it must be one of "
-                        f"{', '.join(map(str, spec.choices))}.")
-    if ((spec.minimum is not None and value < spec.minimum)
-            or (spec.above is not None and value <= spec.above)
-            or (spec.below is not None and value >= spec.below)
-            or (spec.maximum is not None and value > spec.maximum)):
-        raise UserError(f"--{name}={value!r} is out of range: it must be {spec.rule()}.")
-
-
-class _Options:
-    """Validates every option field on construction."""
-
-    def __post_init__(self):
-        for field, spec, kind in options(type(self)):
-            _check(field.name, getattr(self, field.name), spec, kind)
-
-
-@dataclasses.dataclass(frozen=True)
-class DataConfig(_Options):
+class DataConfig(Options):
     """Which labelled text to train on (`sst2.datasets`): a tfds dataset, or local files."""
 
     dataset: str = option(
@@ -154,7 +80,7 @@ class DataConfig(_Options):
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig(_Options):
+class ModelConfig(Options):
     """The backbone and the head; every field is part of the trained model."""
 
     preset: str = option(
@@ -187,7 +113,7 @@ class ModelConfig(_Options):
 
 
 @dataclasses.dataclass(frozen=True)
-class OptimizationConfig(_Options):
+class OptimizationConfig(Options):
     epochs: int = option(3, "Training epochs.", minimum=1)
     batch_size: int = option(32, "Batch size per replica; the global batch is this times "
                              "the replicas.", minimum=1, identity=True)
@@ -216,7 +142,7 @@ class OptimizationConfig(_Options):
 
 
 @dataclasses.dataclass(frozen=True)
-class RunConfig(_Options):
+class RunConfig(Options):
     """Where and how a run executes; none of it changes the trained model."""
 
     model_dir: str = option("runs/sst2", "Checkpoints, summaries, metrics.json, export.")
@@ -310,7 +236,7 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class RestoreConfig(_Options):
+class RestoreConfig(Options):
     """Which trained run, and which of its checkpoints, to load."""
 
     model_dir: str | None = option(None, "The training run (its --model_dir).", required=True)
@@ -318,7 +244,7 @@ class RestoreConfig(_Options):
 
 
 @dataclasses.dataclass(frozen=True)
-class ReadingConfig(_Options):
+class ReadingConfig(Options):
     """How the served model reads a text longer than one window (`sst2.serving`).
 
     A window is the sequence length less `[CLS]` and `[SEP]`; a longer text is
@@ -356,7 +282,7 @@ class ExportConfig(ReadingConfig, RestoreConfig):
 
 
 @dataclasses.dataclass(frozen=True)
-class PredictConfig(_Options):
+class PredictConfig(Options):
     export_dir: str | None = option(None, "A SavedModel version folder, export root or "
                                     "model_dir.", required=True)
     json: bool = option(False, "Print one JSON object per line.")
@@ -365,7 +291,7 @@ class PredictConfig(_Options):
 
 
 @dataclasses.dataclass(frozen=True)
-class PrepareDataConfig(_Options):
+class PrepareDataConfig(Options):
     glue: str | None = option(None, "The official SST-2.zip, or a folder with "
                               "train/dev/test.tsv (default: the copy embedded in sst2).")
     data_dir: str | None = option(None, "tfds data dir to write into (tfds's default if "

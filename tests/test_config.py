@@ -12,6 +12,7 @@ from sst2 import cli, config as config_lib, config_file
 from sst2.config import EvaluateConfig, ModelConfig, OptimizationConfig, TrainConfig
 from sst2.config_file import from_dict, load_config, to_dict
 from sst2.errors import UserError
+from sst2.options import options
 
 
 def test_defaults_are_explicit_values():
@@ -20,7 +21,7 @@ def test_defaults_are_explicit_values():
     assert config.optimization.backbone_learning_rate == 2e-4
     assert config.model.pooling == "attention" and config.model.layers == "all"
     for group in config_lib.GROUPS.values():
-        for field, spec, kind in config_lib.options(group):
+        for field, spec, kind in options(group):
             assert spec.help, field.name
             # Only options that may be unset (paths, the TPU address) default to None.
             assert field.default is not None or field.type != kind, field.name
@@ -156,7 +157,7 @@ def test_resume_compares_identity_options_only():
         "pooling: checkpoint has 'mean', this run has 'attention'",
         "backbone_learning_rate: checkpoint has 0.0001, this run has 0.0002"]
     identity = {field.name for group in (ModelConfig, OptimizationConfig)
-                for field, spec, _ in config_lib.options(group) if spec.identity}
+                for field, spec, _ in options(group) if spec.identity}
     assert identity == {f.name for f in dataclasses.fields(ModelConfig)} | {
         f.name for f in dataclasses.fields(OptimizationConfig)} - {"epochs"}
 
