@@ -67,7 +67,7 @@ def main() -> None:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import tensorflow as tf
 
-    from sst2 import embedded, serving
+    from sst2 import embedded, packing, serving
     from sst2.config import ReadingConfig
     from sst2.trained import restore
 
@@ -109,7 +109,7 @@ def main() -> None:
     sentence_predictions = np.concatenate([
         read_alone(tf.constant(sentences[i:i + 256]))["label_id"].numpy()
         for i in range(0, len(sentences), 256)])
-    window = serving.window_size(trained.preprocessor.sequence_length, args.window_tokens)
+    window = packing.window_size(trained.preprocessor.sequence_length, args.window_tokens)
     print(f"model: {args.model_dir} ({trained.checkpoint_path}); window {window} tokens, overlap "
           f"{reading.window_overlap}, at most {reading.max_windows} windows")
     print("| sentences per text | tokens (mean) | windows (mean) | first window | mean of "
@@ -119,7 +119,7 @@ def main() -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         texts, truth, chosen = build_texts(sentences, labels, size, args.texts, args.seed,
                                            args.clear)
-        tokens = np.array([len(t) for t in serving.as_ragged(tokenizer(tf.constant(texts)))
+        tokens = np.array([len(t) for t in packing.as_ragged(tokenizer(tf.constant(texts)))
                            .to_list()])
         logits, index = per_window(texts)
         probabilities = tf.nn.softmax(logits).numpy()

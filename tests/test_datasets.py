@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2 import data, glue, presets, serving
+from sst2 import data, glue, packing, presets
 from sst2.config import DataConfig
 from sst2.datasets import SST2_INFO, FileDataset, TfdsDataset, open_dataset
 from sst2.errors import UserError
@@ -92,7 +92,7 @@ def test_pairs_pack_as_keras_hub_in_training_and_serving(tmp_path, tiny_preset):
     np.testing.assert_array_equal(tokens["token_ids"], expected["token_ids"])
     tokenizer = preprocessor.tokenizer
     for length in (16, 9, 6):
-        ids, mask = serving.pack_pair(tokenizer(tf.constant(firsts)),
+        ids, mask = packing.pack_pair(tokenizer(tf.constant(firsts)),
                                       tokenizer(tf.constant(seconds)), length,
                                       tokenizer.cls_token_id, tokenizer.sep_token_id,
                                       tokenizer.pad_token_id, multiple=1)

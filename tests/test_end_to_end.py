@@ -82,14 +82,14 @@ def test_serving_token_ids_equal_keras_hubs_on_every_sst2_sentence(sst2_data_dir
     SST-2 (train, validation, test) with the stand-in's vocabulary."""
     import tensorflow as tf
 
-    from sst2 import presets, serving
+    from sst2 import packing, presets
 
     preprocessor = presets.load_preprocessor(standin_preset, 128)
     tokenizer = preprocessor.tokenizer
 
     @tf.function
     def both(text):
-        ours, mask = serving.pack(tokenizer(text), 128, tokenizer.cls_token_id,
+        ours, mask = packing.pack(tokenizer(text), 128, tokenizer.cls_token_id,
                                   tokenizer.sep_token_id, tokenizer.pad_token_id)
         theirs = preprocessor(text)
         width = tf.shape(ours)[1]

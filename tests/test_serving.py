@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2 import presets, serving
+from sst2 import packing, presets, serving
 from sst2.backbone import FeatureSpec, frozen_features
 from sst2.inference import FastEncoder
 from tests.helpers import NEGATIVE, NEUTRAL, POSITIVE, TINY_SEQUENCE_LENGTH
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.precision
 def test_pack_gives_keras_hubs_token_ids_padded_to_the_longest(tiny_preset):
     preprocessor = presets.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
     tokenizer = preprocessor.tokenizer
-    ids, mask = serving.pack(tokenizer(tf.constant(TEXTS)), TINY_SEQUENCE_LENGTH,
+    ids, mask = packing.pack(tokenizer(tf.constant(TEXTS)), TINY_SEQUENCE_LENGTH,
                              tokenizer.cls_token_id, tokenizer.sep_token_id, 0)
     expected = preprocessor(tf.constant(TEXTS))
     width = ids.shape[1]
@@ -32,7 +32,7 @@ def test_pack_gives_keras_hubs_token_ids_padded_to_the_longest(tiny_preset):
     assert (expected["token_ids"].numpy()[:, width:] == 0).all()
     np.testing.assert_array_equal(mask.numpy().astype(bool),
                                   expected["padding_mask"].numpy()[:, :width])
-    empty, empty_mask = serving.pack(tokenizer(tf.constant([], tf.string)), 16, 2, 3, 0)
+    empty, empty_mask = packing.pack(tokenizer(tf.constant([], tf.string)), 16, 2, 3, 0)
     assert empty.shape == (0, 8) and empty_mask.shape == (0, 8)
 
 
@@ -41,7 +41,7 @@ def test_pack_gives_keras_hubs_token_ids_padded_to_the_longest(tiny_preset):
 def test_encoding_by_length_equals_one_call_on_the_whole_request(tiny_preset, spec):
     backbone = presets.load_backbone(tiny_preset, "float32")
     tokenizer = presets.load_preprocessor(tiny_preset, 64).tokenizer
-    ids, mask = serving.pack(tokenizer(tf.constant(TEXTS * 3)), 64, 2, 3, 0)
+    ids, mask = packing.pack(tokenizer(tf.constant(TEXTS * 3)), 64, 2, 3, 0)
     encoder = FastEncoder(backbone)
     frozen = spec.frozen_layers(backbone.num_layers) if spec.token_level else None
 
@@ -50,7 +50,7 @@ def test_encoding_by_length_equals_one_call_on_the_whole_request(tiny_preset, sp
                                padding_mask, spec)
 
     whole = encode(ids, mask).numpy()
-    by_length = serving.encode_by_length(encode, ids, mask, spec.feature_shape(backbone),
+    by_length = packing.encode_by_length(encode, ids, mask, spec.feature_shape(backbone),
                                          chunk=4).numpy()
     assert by_length.shape == whole.shape
     if spec.token_level:  # padded positions differ (the head masks them); real ones not
@@ -58,7 +58,7 @@ def test_encoding_by_length_equals_one_call_on_the_whole_request(tiny_preset, sp
         np.testing.assert_allclose(by_length[real], whole[real], atol=1e-5)
     else:
         np.testing.assert_allclose(by_length, whole, atol=1e-5)
-    none = serving.encode_by_length(encode, ids[:0], mask[:0], spec.feature_shape(backbone))
+    none = packing.encode_by_length(encode, ids[:0], mask[:0], spec.feature_shape(backbone))
     assert none.shape[0] == 0
 
 
@@ -75,7 +75,7 @@ def _windows_by_the_rule(n, window, stride, max_windows):
 def test_split_windows_follows_the_documented_rule(window, stride, max_windows):
     lengths = [0, 1, window - 1, window, window + 1, 2 * window, 3 * window + 1, 50]
     texts = [list(range(100 * i, 100 * i + n)) for i, n in enumerate(lengths)]
-    windows, text_index = serving.split_windows(tf.ragged.constant(texts, dtype=tf.int32),
+    windows, text_index = packing.split_windows(tf.ragged.constant(texts, dtype=tf.int32),
                                                 window, stride, max_windows)
     expected, expected_index = [], []
     for i, (text, n) in enumerate(zip(texts, lengths)):
@@ -88,7 +88,7 @@ def test_split_windows_follows_the_documented_rule(window, stride, max_windows):
             assert all(b - a <= stride for a, b in zip(starts, starts[1:]))
     assert windows.to_list() == expected
     assert text_index.numpy().tolist() == expected_index
-    none, none_index = serving.split_windows(tf.ragged.constant([], dtype=tf.int32, ragged_rank=1),
+    none, none_index = packing.split_windows(tf.ragged.constant([], dtype=tf.int32, ragged_rank=1),
                                              window, stride, max_windows)
     assert none.nrows() == 0 and none_index.shape == (0,)
 
@@ -142,13 +142,13 @@ def test_a_long_text_is_the_mean_of_its_windows_and_a_short_one_is_unchanged(tin
 
     tokenizer = preprocessor.tokenizer
     for options, expected_counts in ((reading, [1, 1, 3, 4]), (shorter, [1, 2, 3, 4])):
-        window = serving.window_size(TINY_SEQUENCE_LENGTH, options.window_tokens)
-        stride = serving.window_stride(window, options.window_overlap)
+        window = packing.window_size(TINY_SEQUENCE_LENGTH, options.window_tokens)
+        stride = packing.window_stride(window, options.window_overlap)
         outputs = serving.make_predict_fn(preprocessor, backbone, head, spec, options)(
             tf.constant(texts))["probabilities"].numpy()
         counts = []
         for text, probabilities in zip(texts, outputs):
-            tokens = serving.as_ragged(tokenizer(tf.constant([text]))).to_list()[0]
+            tokens = packing.as_ragged(tokenizer(tf.constant([text]))).to_list()[0]
             spans = _windows_by_the_rule(len(tokens), window, stride, options.max_windows)
             one_by_one = _keras_hub_probabilities(preprocessor, backbone, head, spec,
                                                   [tokens[start:end] for start, end in spans])
@@ -170,6 +170,6 @@ def test_a_long_text_is_the_mean_of_its_windows_and_a_short_one_is_unchanged(tin
 def test_a_window_longer_than_the_model_reads_is_refused():
     from sst2.errors import UserError
 
-    assert serving.window_size(16) == 14 and serving.window_size(16, 14) == 14
+    assert packing.window_size(16) == 14 and packing.window_size(16, 14) == 14
     with pytest.raises(UserError, match="--window_tokens=15 does not fit"):
-        serving.window_size(16, 15)
+        packing.window_size(16, 15)

@@ -4,7 +4,7 @@ import os
 
 import tensorflow as tf
 
-from sst2 import serving, serving_audit
+from sst2 import packing, serving_audit
 
 
 def _save(tmp_path, name, function, signature) -> str:
@@ -49,7 +49,7 @@ def test_an_op_newer_than_the_runtime_is_caught(tmp_path):
 def test_encoding_by_length_is_servable_on_the_oldest_runtime(tmp_path):
     def encode(ids):
         mask = tf.cast(ids > 0, tf.int32)
-        return {"y": serving.encode_by_length(
+        return {"y": packing.encode_by_length(
             lambda i, m: tf.cast(tf.reduce_sum(i * m, axis=1, keepdims=True), tf.float32),
             ids, mask, (1,), chunk=2)}
 
