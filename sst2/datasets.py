@@ -27,7 +27,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from sst2 import glue, text_files
+from sst2 import glue, labels, text_files
 from sst2.errors import UserError
 from sst2.files import sha256_of_file
 
@@ -203,7 +203,7 @@ class FileDataset(TextDataset):
         self.encoding, self.fmt = encoding, fmt
         self._tables = {}
         train = self._table("train")
-        names = text_files.label_vocabulary(train, label_names)
+        names = labels.label_vocabulary(train, label_names)
         if len(names) < 2:
             raise UserError(f"{train_file} has one class only ({names[0]!r}); a classifier "
                             "needs at least two.")
@@ -241,7 +241,7 @@ class FileDataset(TextDataset):
         table = self._table(name)
         columns = list(zip(*table.texts))
         arrays = {"idx": np.asarray(table.lines, np.int32)[part],
-                  "label": text_files.label_ids(table, self.info.label_names)[part],
+                  "label": labels.label_ids(table, self.info.label_names)[part],
                   "text": np.asarray(columns[0], object)[part]}
         if len(columns) == 2:
             arrays["text_pair"] = np.asarray(columns[1], object)[part]

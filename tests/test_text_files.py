@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from sst2 import text_files
+from sst2 import labels, text_files
 from sst2.errors import UserError
 from tests.helpers import senteval_dir
 
@@ -34,9 +34,9 @@ def test_every_format_reads_the_same_examples(tmp_path, name):
     expected = [t if not name.endswith(".tsv") else t.replace("\n", " ") for t, _ in ROWS]
     assert [t for (t,) in table.texts] == expected
     assert table.labels == ["good", "bad", "good"]
-    names = text_files.label_vocabulary(table)
+    names = labels.label_vocabulary(table)
     assert names == ("bad", "good")
-    assert text_files.label_ids(table, names).tolist() == [1, 0, 1]
+    assert labels.label_ids(table, names).tolist() == [1, 0, 1]
 
 
 def test_quoted_field_spanning_lines_keeps_line_numbers(tmp_path):
@@ -96,19 +96,19 @@ def test_trec_training_file_is_latin1_as_distributed():
 
 def test_label_vocabulary_integers_names_and_given(tmp_path):
     integers = text_files.TextTable("t", [("a",)] * 3, ["0", "3", "1"], [2, 3, 4])
-    assert text_files.label_vocabulary(integers) == ("0", "1", "2", "3")
+    assert labels.label_vocabulary(integers) == ("0", "1", "2", "3")
     given = ("neg", "neutral", "pos", "other")
-    assert text_files.label_ids(integers, given).tolist() == [0, 3, 1]
+    assert labels.label_ids(integers, given).tolist() == [0, 3, 1]
     names = text_files.TextTable("t", [("a",)] * 3, ["pos", "neg", "pos"], [2, 3, 4])
-    assert text_files.label_ids(names, given).tolist() == [2, 0, 2]
+    assert labels.label_ids(names, given).tolist() == [2, 0, 2]
     negative = text_files.TextTable("t", [("a",)] * 2, ["-1", "0"], [7, 8])
     with pytest.raises(UserError, match="t: line 7: label -1 is negative"):
-        text_files.label_vocabulary(negative)
+        labels.label_vocabulary(negative)
     unseen = text_files.TextTable("eval.csv", [("a",)] * 2, ["neg", "meh"], [2, 9])
     with pytest.raises(UserError, match=r"eval.csv: line 9: label 'meh' is not one of the 2 "
                        r"classes the training file has \(neg, pos\)"):
-        text_files.label_ids(unseen, ("neg", "pos"))
-    assert text_files.label_ids(text_files.TextTable("t", [("a",)], None, [2]),
+        labels.label_ids(unseen, ("neg", "pos"))
+    assert labels.label_ids(text_files.TextTable("t", [("a",)], None, [2]),
                                 ("neg", "pos")).tolist() == [-1]
 
 
@@ -126,7 +126,7 @@ def test_pairs_read_two_columns(tmp_path):
     assert table.texts == [("who?", "me.")]
 
 
-@pytest.mark.parametrize("labels,message", [
+@pytest.mark.parametrize("raw_labels,message", [
     (["1", "1", "1"], r"every example has the label '1' \(one class only\): a classifier needs .* two classes"),
     (["1", "0", "1.0"], r"spelled more than one way: '1' \(line 2\), '1.0' \(line 4\)"),
     (["Pos", "neg", "pos"], r"spelled more than one way: 'Pos' \(line 2\), 'pos' \(line 4\)"),
@@ -134,23 +134,23 @@ def test_pairs_read_two_columns(tmp_path):
                          r"2,021 never occur"),
     (["0", "1", "30000000000"], r"would make 30,000,000,001 classes"),
 ])
-def test_labels_that_would_make_wrong_classes_are_refused(labels, message):
+def test_labels_that_would_make_wrong_classes_are_refused(raw_labels, message):
     # Issue 25, cases 3, 4 and 7: each trained a model with wrong classes, or filled memory.
-    table = text_files.TextTable("train.csv", [("a",)] * len(labels), labels,
-                                 list(range(2, 2 + len(labels))))
+    table = text_files.TextTable("train.csv", [("a",)] * len(raw_labels), raw_labels,
+                                 list(range(2, 2 + len(raw_labels))))
     with pytest.raises(UserError, match="train.csv: .*" + message):
-        text_files.label_vocabulary(table)
+        labels.label_vocabulary(table)
 
 
 def test_a_superscript_digit_is_a_label_name_not_an_id():
     # Issue 25, case 11: "²".isdigit() is true, and int("²") raised a ValueError traceback.
     table = text_files.TextTable("t", [("a",)] * 2, ["\u00b2", "1"], [2, 3])
-    assert text_files.label_vocabulary(table) == ("1", "\u00b2")
+    assert labels.label_vocabulary(table) == ("1", "\u00b2")
 
 
 def test_integer_ids_with_a_few_unused_classes_are_kept():
     table = text_files.TextTable("t", [("a",)] * 3, ["1", "3", "5"], [2, 3, 4])  # 1-5 stars
-    assert text_files.label_vocabulary(table) == ("0", "1", "2", "3", "4", "5")
+    assert labels.label_vocabulary(table) == ("0", "1", "2", "3", "4", "5")
 
 
 @pytest.mark.parametrize("names", ["neg,pos,", "neg,,pos", "neg,pos,neg"])
