@@ -11,7 +11,10 @@ Example:
     ['best', 'checkpoints', 'config', 'eval_events', 'metrics', 'train_events']
 """
 
+import contextlib
 import os
+
+from sst2.files import open_for_writing, remove_entry
 
 
 class RunFolder:
@@ -50,3 +53,31 @@ class RunFolder:
         the process id in it, as the workers of a multi-worker run probe one folder."""
         return os.path.join(self.checkpoints,
                             f"ckpt-9999999999.data-00000-of-00001.tempstate{pid:017d}")
+
+
+def check_writable(model_dir: str) -> None:
+    """Writes and removes a file named as long as the longest a run writes, so that a
+    read-only folder or a path too long fails now, not at the first checkpoint."""
+    os.makedirs(RunFolder(model_dir).checkpoints, exist_ok=True)
+    probe = RunFolder(model_dir).checkpoint_probe(os.getpid())
+    with open_for_writing(probe):
+        pass
+    os.remove(probe)
+
+
+@contextlib.contextmanager
+def no_trace_unless_started(model_dir: str, existed: bool):
+    """A run that fails before it has saved its config (bad data, no model) removes what
+    it made: the lock, the empty checkpoints folder, and the run folder if it made that
+    and it is empty. A partial feature cache stays: the next run resumes it."""
+    try:
+        yield
+    except BaseException:
+        if not os.path.exists(RunFolder(model_dir).config):
+            for name in ("lock", "checkpoints"):
+                path = getattr(RunFolder(model_dir), name)
+                if os.path.isfile(path) or (os.path.isdir(path) and not os.listdir(path)):
+                    remove_entry(path)
+            if not existed and os.path.isdir(model_dir) and not os.listdir(model_dir):
+                os.rmdir(model_dir)
+        raise

@@ -22,7 +22,6 @@ import os
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from sst2 import averaging, distribute, hardware, precision, presets
@@ -31,17 +30,19 @@ from sst2.backbone import FeatureSpec
 from sst2.callbacks import CheckpointCallback, Interrupted, SummaryCallback
 from sst2.checkpoint import RunCheckpoint
 from sst2.config import TrainConfig
-from sst2.config_file import (config_path, load_config, load_dataset_info, load_precisions,
+from sst2.config_file import (load_precisions,
                               load_train_buckets, save_config, to_dict)
 from sst2.datasets import DatasetInfo, TextDataset, open_dataset
 from sst2.encoder import FeatureEncoder
 from sst2.errors import UserError
-from sst2.files import load_json, open_for_writing, remove_entry
+from sst2.files import load_json
 from sst2.head import build_head
 from sst2.inputs import Encoding, cache_dir, split_source, tokenize_split
 from sst2.loop import fit
 from sst2.steps import Trainer
-from sst2.optimization import make_optimizer
+from sst2.optimization import class_weights, make_optimizer
+from sst2.resume import check_same_dataset, start_or_check_resume
+from sst2.run_folder import check_writable, no_trace_unless_started
 from sst2.runlock import RunLock
 from sst2.run_folder import RunFolder
 from sst2.trained import restore
@@ -64,57 +65,21 @@ def run(config: TrainConfig, log=print) -> dict:
     keras.utils.set_random_seed(config.optimization.seed)
     tf.config.experimental.enable_op_determinism()
     model_dir = config.run.model_dir
-    existed = os.path.exists(model_dir)
-    os.makedirs(model_dir, exist_ok=True)
     with contextlib.ExitStack() as cleanup:
-        if worker.is_chief:
-            cleanup.enter_context(_no_trace_unless_started(model_dir, existed))
-        _check_writable(model_dir)
-        out_dir = distribute.write_dir(model_dir, worker)
-        cleanup.callback(distribute.remove_write_dir, out_dir, model_dir)
-        if worker.is_chief:  # the chief holds the run folder; others write to temporary ones
-            cleanup.enter_context(RunLock(model_dir))
-        _start_or_check_resume(config, worker, log)
+        out_dir = _hold_run_folder(config, worker, cleanup, log)
         # The data before the model: a bad file is reported in seconds.
         dataset = open_dataset(config.data, log=log)
-        _check_same_dataset(config, dataset.info)
-        precisions = precision.for_run(
-            config.model.precision, presets.layer_shape(config.model.preset),
-            config.model.trainable_layers,
-            recorded=None if config.run.restart else load_precisions(model_dir), log=log)
-        spec = FeatureSpec.of(config.model)
-        preprocessor = presets.load_preprocessor(config.model.preset,
-                                                 config.model.sequence_length)
-        backbone = presets.load_backbone(config.model.preset, dtype=precisions["encode"])
-        _check_sequence_length(config.model.sequence_length, backbone)
-        # The encode pass runs on every local replica's device.
-        encoder = FeatureEncoder.for_backbone(
-            backbone, spec, hardware.backbone_jit(config.run.jit_compile),
-            devices=list(strategy.extended.worker_devices))
-        encoding = Encoding(encoder, precisions["encode"], backbone.num_layers)
+        check_same_dataset(config, dataset.info)
+        precisions, preprocessor, backbone, encoding = _load_model(config, strategy, log)
         global_batch = config.optimization.batch_size * strategy.num_replicas_in_sync
-
         train_source, eval_source, facts = _sources(config, dataset, preprocessor, encoding,
                                                     backbone, global_batch, worker, precisions,
                                                     log)
-        with strategy.scope():
-            head = build_head(config.model, backbone, config.optimization.seed,
-                              copy_unfrozen=True, num_classes=dataset.info.num_classes,
-                              unfrozen_precision=precisions["train"])
-            total_steps = sum(train_source.num_batches(e)
-                              for e in range(config.optimization.epochs))
-            optimizer = make_optimizer(config.optimization, head, total_steps)
-        weight_average = averaging.from_decay(config.optimization.ema_decay)
-        trainer = Trainer(head, optimizer, global_batch, strategy=strategy,
-                          jit_compile=hardware.head_jit(config.run.jit_compile,
-                                                        spec.has_transformer_blocks),
-                          weight_average=weight_average,
-                          rdrop_alpha=config.optimization.rdrop_alpha,
-                          class_weights=facts["class_weights"])
-        trainer.build(spec.feature_shape(backbone))
-
-        checkpoint = RunCheckpoint(out_dir, head, optimizer, keep=config.run.keep_checkpoints,
-                                   log=log, read_dir=model_dir, weight_average=weight_average)
+        trainer = _build_trainer(config, strategy, backbone, dataset.info, train_source,
+                                 global_batch, precisions, facts)
+        checkpoint = RunCheckpoint(out_dir, trainer.head, trainer.optimizer,
+                                   keep=config.run.keep_checkpoints, log=log, read_dir=model_dir,
+                                   weight_average=trainer.weight_average)
         head_started = time.time()
         final, summaries, history = _train(config, dataset.info, trainer, checkpoint,
                                            train_source, eval_source, out_dir, worker, facts,
@@ -131,26 +96,62 @@ def run(config: TrainConfig, log=print) -> dict:
         return {"epochs": history, "test": final}
 
 
+def _hold_run_folder(config: TrainConfig, worker, cleanup: contextlib.ExitStack, log) -> str:
+    """Makes and locks the run folder (the chief), checks a resume; returns where this
+    process writes (the run folder, or a worker's temporary one)."""
+    model_dir = config.run.model_dir
+    existed = os.path.exists(model_dir)
+    os.makedirs(model_dir, exist_ok=True)
+    if worker.is_chief:
+        cleanup.enter_context(no_trace_unless_started(model_dir, existed))
+    check_writable(model_dir)
+    out_dir = distribute.write_dir(model_dir, worker)
+    cleanup.callback(distribute.remove_write_dir, out_dir, model_dir)
+    if worker.is_chief:  # the chief holds the run folder; others write to temporary ones
+        cleanup.enter_context(RunLock(model_dir))
+    start_or_check_resume(config, worker, log)
+    return out_dir
+
+
+def _load_model(config: TrainConfig, strategy, log) -> tuple:
+    """`(precisions, preprocessor, backbone, encoding)`: the frozen model and how it
+    encodes, on every local replica's device."""
+    precisions = precision.for_run(
+        config.model.precision, presets.layer_shape(config.model.preset),
+        config.model.trainable_layers,
+        recorded=None if config.run.restart else load_precisions(config.run.model_dir), log=log)
+    preprocessor = presets.load_preprocessor(config.model.preset, config.model.sequence_length)
+    backbone = presets.load_backbone(config.model.preset, dtype=precisions["encode"])
+    _check_sequence_length(config.model.sequence_length, backbone)
+    encoder = FeatureEncoder.for_backbone(
+        backbone, FeatureSpec.of(config.model), hardware.backbone_jit(config.run.jit_compile),
+        devices=list(strategy.extended.worker_devices))
+    return (precisions, preprocessor, backbone,
+            Encoding(encoder, precisions["encode"], backbone.num_layers))
+
+
+def _build_trainer(config: TrainConfig, strategy, backbone, info: DatasetInfo, train_source,
+                   global_batch: int, precisions: dict, facts: dict) -> Trainer:
+    """The head, its optimizer and weight average, and the compiled steps, built."""
+    spec = FeatureSpec.of(config.model)
+    with strategy.scope():
+        head = build_head(config.model, backbone, config.optimization.seed,
+                          copy_unfrozen=True, num_classes=info.num_classes,
+                          unfrozen_precision=precisions["train"])
+        total_steps = sum(train_source.num_batches(e) for e in range(config.optimization.epochs))
+        optimizer = make_optimizer(config.optimization, head, total_steps)
+    trainer = Trainer(head, optimizer, global_batch, strategy=strategy,
+                      jit_compile=hardware.head_jit(config.run.jit_compile,
+                                                    spec.has_transformer_blocks),
+                      weight_average=averaging.from_decay(config.optimization.ema_decay),
+                      rdrop_alpha=config.optimization.rdrop_alpha,
+                      class_weights=facts["class_weights"])
+    trainer.build(spec.feature_shape(backbone))
+    return trainer
+
+
 def _silent(message: str) -> None:
     pass
-
-
-@contextlib.contextmanager
-def _no_trace_unless_started(model_dir: str, existed: bool):
-    """A run that fails before it has saved its config (bad data, no model) removes what
-    it made: the lock, the empty checkpoints folder, and the run folder if it made that
-    and it is empty. A partial feature cache stays: the next run resumes it."""
-    try:
-        yield
-    except BaseException:
-        if not os.path.exists(config_path(model_dir)):
-            for name in ("lock", "checkpoints"):
-                path = getattr(RunFolder(model_dir), name)
-                if os.path.isfile(path) or (os.path.isdir(path) and not os.listdir(path)):
-                    remove_entry(path)
-            if not existed and os.path.isdir(model_dir) and not os.listdir(model_dir):
-                os.rmdir(model_dir)
-        raise
 
 
 def with_absolute_paths(config: TrainConfig) -> TrainConfig:
@@ -170,89 +171,6 @@ def with_absolute_paths(config: TrainConfig) -> TrainConfig:
     return config.replace(model={"preset": preset},
                           data={"data_dir": absolute(config.data.data_dir), **files},
                           run={"cache_dir": absolute(config.run.cache_dir)})
-
-
-def _check_writable(model_dir: str) -> None:
-    """Writes and removes a file named as long as the longest a run writes, so that a
-    read-only folder or a path too long fails now, not at the first checkpoint."""
-    os.makedirs(RunFolder(model_dir).checkpoints, exist_ok=True)
-    probe = RunFolder(model_dir).checkpoint_probe(os.getpid())
-    with open_for_writing(probe):
-        pass
-    os.remove(probe)
-
-
-def _epochs_done(model_dir: str) -> int:
-    path = RunFolder(model_dir).metrics
-    return len(load_json(path).get("epochs", [])) if os.path.exists(path) else 0
-
-
-def _start_or_check_resume(config: TrainConfig, worker: distribute.WorkerInfo, log) -> None:
-    """`--restart` clears the run's outputs; otherwise a saved config must match this one.
-
-    Another `--epochs` continues the same run only where that is exact: more
-    epochs at a constant rate. A linear schedule decays to 0 at the last step of
-    the epochs it was started with, so changing them would change every step.
-    """
-    model_dir = config.run.model_dir
-    if config.run.restart:
-        if worker.is_chief:
-            for name in RunFolder.RESTART_REMOVES:
-                remove_entry(getattr(RunFolder(model_dir), name))
-        return
-    if not os.path.exists(config_path(model_dir)):
-        return
-    saved = load_config(model_dir)
-    diffs = config.differences(saved)
-    if diffs:
-        raise UserError(
-            f"{model_dir} holds a run with another configuration:\n  " + "\n  ".join(diffs)
-            + "\nUse the same flags to resume, another --model_dir, or --restart to start "
-            "over.")
-    epochs, saved_epochs = config.optimization.epochs, saved.optimization.epochs
-    if epochs == saved_epochs:
-        return
-    done = _epochs_done(model_dir)
-    if epochs < done:
-        raise UserError(f"{model_dir} has already trained {done} epochs, more than "
-                        f"--epochs={epochs}; its files are left as they are. Evaluate it with "
-                        f"sst2.evaluate, or use --restart to train {epochs} epochs from scratch.")
-    if config.optimization.lr_schedule != "constant":
-        raise UserError(
-            f"{model_dir} was started with --epochs={saved_epochs}, and its "
-            f"--lr_schedule={config.optimization.lr_schedule} decays to 0 at the last step of "
-            f"those epochs: continuing with --epochs={epochs} could not be the same run. Use "
-            f"--epochs={saved_epochs} to resume, or --restart (with --lr_schedule=constant, a "
-            "run can later be extended).")
-    log(f"Extending the run from {saved_epochs} to {epochs} epochs (constant learning rate).")
-
-
-def _check_same_dataset(config: TrainConfig, info: DatasetInfo) -> None:
-    """A resumed run must read the data it started with (a changed training file is a
-    new run)."""
-    model_dir = config.run.model_dir
-    if config.run.restart or not os.path.exists(config_path(model_dir)):
-        return
-    saved = load_dataset_info(model_dir)
-    if saved.identity != info.identity:
-        changed = sorted(k for k in set(saved.identity) | set(info.identity)
-                         if saved.identity.get(k) != info.identity.get(k))
-        raise UserError(f"{model_dir} holds a run trained on other data ({', '.join(changed)} "
-                        f"changed: checkpoint {[saved.identity.get(k) for k in changed]}, now "
-                        f"{[info.identity.get(k) for k in changed]}). Use another --model_dir, "
-                        "or --restart to train on this data from scratch.")
-
-
-def class_weights(labels, num_classes: int):
-    """`balanced` class weights: examples / (classes x the class's examples); 0 for a class
-    without examples.
-
-    >>> class_weights(np.array([0, 0, 0, 1]), 2).tolist()
-    [0.6666666666666666, 2.0]
-    """
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    return np.divide(len(labels), num_classes * counts, out=np.zeros_like(counts),
-                     where=counts > 0)
 
 
 def _check_sequence_length(sequence_length: int, backbone) -> None:
