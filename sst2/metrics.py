@@ -99,6 +99,22 @@ def is_better(metric: str, value: float, best: float | None) -> bool:
     return value > best if BEST_METRICS[metric] else value < best
 
 
+def score(probabilities: np.ndarray, labels: np.ndarray) -> dict:
+    """Every metric of predicted `probabilities` (`[examples, classes]`) against integer
+    `labels`, as the eval step sums them: the mean negative log-likelihood, and the
+    confusion matrix's metrics; and `examples`.
+
+    >>> score(np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 0]))["accuracy"]
+    0.5
+    """
+    num_classes = probabilities.shape[1]
+    chosen = probabilities[np.arange(len(labels)), labels]
+    confusion = np.bincount(labels * num_classes + probabilities.argmax(-1),
+                            minlength=num_classes ** 2).reshape(num_classes, num_classes)
+    loss = float(-np.log(np.maximum(chosen, np.finfo(np.float32).tiny)).mean())
+    return {"loss": loss, **from_confusion(confusion), "examples": len(labels)}
+
+
 class MetricSums:
     """Accumulates the sums that steps return, in float64; with `confusion` (a
     `[classes, classes]` array, for evaluation), a confusion matrix too."""

@@ -208,29 +208,30 @@ def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str
         raise UserError(f"--eval_split={eval_split!r} has {int((labels < 0).sum())} unlabelled "
                         "examples (GLUE's test split has no labels): evaluate on a labelled "
                         "split, e.g. validation.")
-    num_classes = trained.dataset.num_classes
-    predictions = scored["probabilities"].argmax(-1)
-    chosen = scored["probabilities"][np.arange(len(labels)), labels]
-    confusion = np.bincount(labels * num_classes + predictions,
-                            minlength=num_classes ** 2).reshape(num_classes, num_classes)
-    result = {"loss": float(-np.log(np.maximum(chosen, np.finfo(np.float32).tiny)).mean()),
-              **metrics.from_confusion(confusion), "examples": len(labels)}
-    log(f"{eval_file or eval_split}: loss {result['loss']:.4f}, accuracy {result['accuracy']:.4f}, "
-        f"macro-F1 {result['macro_f1']:.4f}, MCC {result['mcc']:.4f} "
-        f"({result['examples']} examples, checkpoint {trained.checkpoint_path})")
+    result = metrics.score(scored["probabilities"], labels)
+    log(f"{eval_file or eval_split}: " + ", ".join(
+        f"{metric.label} {result[name]:.4f}" for name, metric in metrics.METRICS.items())
+        + f" ({result['examples']} examples, checkpoint {trained.checkpoint_path})")
     result = {"split": eval_split, **result, "submission": None}
+    return {**result, **_write_test_outputs(trained, data_config, test_split, reading,
+                                             submission_path, show_progress, log)}
+
+
+def _write_test_outputs(trained: TrainedModel, data_config: DataConfig, test_split: str,
+                        reading: ReadingConfig, submission_path: str | None,
+                        show_progress: bool, log) -> dict:
+    """GLUE's submission file for a GLUE dataset; `predictions.jsonl` for a local
+    `--test_file`; nothing otherwise."""
     task = trained.dataset.glue_task
-    if task is None:
-        if data_config.test_file:
-            test = predict_split(trained, test_split, data_config, reading,
-                                 show_progress=show_progress)
-            path = RunFolder(trained.config.run.model_dir).predictions
-            write_predictions(path, test, trained.dataset.label_names)
-            log(f"Wrote predictions for the {len(test['idx'])} examples of "
-                f"{data_config.test_file} to {path}")
-            result["predictions"] = path
-        return result
+    if task is None and not data_config.test_file:
+        return {}
     test = predict_split(trained, test_split, data_config, reading, show_progress=show_progress)
+    if task is None:
+        path = RunFolder(trained.config.run.model_dir).predictions
+        write_predictions(path, test, trained.dataset.label_names)
+        log(f"Wrote predictions for the {len(test['idx'])} examples of "
+            f"{data_config.test_file} to {path}")
+        return {"predictions": path}
     submission_path = submission_path or RunFolder(trained.config.run.model_dir).submission(
         task)
     predictions = test["probabilities"].argmax(-1)
@@ -239,4 +240,4 @@ def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str
     write_glue_submission(submission_path, test["idx"], predictions)
     log(f"Wrote GLUE predictions for {len(test['idx'])} {test_split} examples to "
         f"{submission_path}")
-    return {**result, "submission": submission_path}
+    return {"submission": submission_path}
