@@ -11,41 +11,60 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import fcntl  # noqa: E402
+
 import pytest  # noqa: E402
 
 from tests.helpers import (TINY_SEQUENCE_LENGTH, TINY_VOCABULARY, glue_dir,  # noqa: E402
                            write_tiny_glue)
 
 
+def _shared(tmp_path_factory, name: str, build) -> str:
+    """`build(folder)` once per test session, shared by every xdist worker: the first
+    builds under a lock, the others wait for it and reuse the folder."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # one base folder for the session's workers
+    folder = root / f"shared-{name}"
+    with open(f"{folder}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / ".complete").exists():
+            folder.mkdir(exist_ok=True)
+            build(str(folder))
+            (folder / ".complete").touch()
+    return str(folder)
+
+
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory) -> str:
     """A tfds data dir holding a tiny glue/sst2 (256 train, 64 validation, 32 test)."""
-    from sst2 import glue
+    def build(root):
+        from sst2 import glue
 
-    root = tmp_path_factory.mktemp("tiny")
-    files = write_tiny_glue(str(root / "SST-2"))
-    data_dir = str(root / "tfds")
-    glue.prepare_glue_sst2(files, data_dir)
-    return data_dir
+        glue.prepare_glue_sst2(write_tiny_glue(os.path.join(root, "SST-2")),
+                               os.path.join(root, "tfds"))
+
+    return os.path.join(_shared(tmp_path_factory, "tiny-data", build), "tfds")
 
 
 @pytest.fixture(scope="session")
 def tiny_preset(tmp_path_factory) -> str:
     """A keras-hub preset folder with a random 2-layer, 16-wide DistilBERT."""
-    import keras
-    import keras_hub
+    def build(folder):
+        import keras
+        import keras_hub
 
-    keras.utils.set_random_seed(1)
-    folder = str(tmp_path_factory.mktemp("tiny_preset"))
-    tokenizer = keras_hub.models.DistilBertTokenizer(vocabulary=TINY_VOCABULARY)
-    preprocessor = keras_hub.models.DistilBertTextClassifierPreprocessor(
-        tokenizer, sequence_length=TINY_SEQUENCE_LENGTH)
-    backbone = keras_hub.models.DistilBertBackbone(
-        vocabulary_size=len(TINY_VOCABULARY), num_layers=2, num_heads=2, hidden_dim=16,
-        intermediate_dim=32, max_sequence_length=64)
-    backbone.save_to_preset(folder)
-    preprocessor.save_to_preset(folder)
-    return folder
+        keras.utils.set_random_seed(1)
+        tokenizer = keras_hub.models.DistilBertTokenizer(vocabulary=TINY_VOCABULARY)
+        preprocessor = keras_hub.models.DistilBertTextClassifierPreprocessor(
+            tokenizer, sequence_length=TINY_SEQUENCE_LENGTH)
+        backbone = keras_hub.models.DistilBertBackbone(
+            vocabulary_size=len(TINY_VOCABULARY), num_layers=2, num_heads=2, hidden_dim=16,
+            intermediate_dim=32, max_sequence_length=64)
+        backbone.save_to_preset(folder)
+        preprocessor.save_to_preset(folder)
+
+    return _shared(tmp_path_factory, "tiny-preset", build)
 
 
 @pytest.fixture(scope="session")
@@ -75,13 +94,15 @@ def standin_preset(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def trained_tiny_run(tiny_preset, tiny_data_dir, tmp_path_factory) -> str:
-    """A finished 1-epoch run of the tiny model (best checkpoint kept), in-process."""
-    from sst2.config import TrainConfig
-    from sst2.training import run
+    """A finished 1-epoch run of the tiny model (best checkpoint kept), trained once per
+    test session; tests that change a run copy it first."""
+    def build(model_dir):
+        from sst2.config import TrainConfig
+        from sst2.training import run
 
-    model_dir = str(tmp_path_factory.mktemp("trained_tiny"))
-    run(TrainConfig.from_options(
-        model_dir=model_dir, preset=tiny_preset, data_dir=tiny_data_dir, epochs=1,
-        batch_size=8, sequence_length=TINY_SEQUENCE_LENGTH, learning_rate=0.01,
-        pooling="mean", head_hidden=8, progress=False, export=False), log=lambda s: None)
-    return model_dir
+        run(TrainConfig.from_options(
+            model_dir=model_dir, preset=tiny_preset, data_dir=tiny_data_dir, epochs=1,
+            batch_size=8, sequence_length=TINY_SEQUENCE_LENGTH, learning_rate=0.01,
+            pooling="mean", head_hidden=8, progress=False, export=False), log=lambda s: None)
+
+    return _shared(tmp_path_factory, "trained-tiny-run", build)

@@ -200,7 +200,17 @@ def test_evaluate_cli_writes_glue_submission(trained_run, tiny_data_dir):
         rows = [line.rstrip("\n").split("\t") for line in f]
     assert rows[0] == ["index", "prediction"]
     assert [int(r[0]) for r in rows[1:]] == list(range(32))
-    assert {r[1] for r in rows[1:]} <= {"0", "1"}
+    # Each row is the export's answer for that test sentence.
+    from sst2.glue import load_split
+    from sst2.serving import make_predict_fn
+    from sst2.trained import restore
+
+    test = list(load_split("test", tiny_data_dir).as_numpy_iterator())
+    trained = restore(trained_run, "best", log=lambda s: None)
+    served = make_predict_fn(trained.preprocessor, trained.backbone, trained.head, trained.spec)(
+        tf.constant([t["sentence"] for t in test]))["label_id"].numpy()
+    expected = {int(t["idx"]): str(label) for t, label in zip(test, served)}
+    assert {int(r[0]): r[1] for r in rows[1:]} == expected
     with open(os.path.join(trained_run, "metrics.json")) as f:
         best = max(e["val_accuracy"] for e in json.load(f)["epochs"])
     reported = float(result.stdout.split("accuracy ")[1].split(",")[0])

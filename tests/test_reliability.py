@@ -71,11 +71,13 @@ def test_a_lock_file_left_by_a_killed_run_never_blocks(tmp_path):
          "from sst2.runlock import RunLock; l = RunLock(sys.argv[2]).__enter__(); "
          "print('held', flush=True); time.sleep(60)", REPO, str(tmp_path)],
         stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "held"
-    with pytest.raises(UserError, match=f"pid {holder.pid}"):
-        RunLock(str(tmp_path)).__enter__()
-    holder.kill()
-    holder.wait()
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match=f"pid {holder.pid}"):
+            RunLock(str(tmp_path)).__enter__()
+    finally:  # a failed assertion must not leave the holder running
+        holder.kill()
+        holder.wait()
     assert json.loads((tmp_path / ".lock").read_text())["pid"] == holder.pid  # file stays
     with RunLock(str(tmp_path)):
         pass
