@@ -42,7 +42,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
 def _texts_labels(split, data_dir):
-    from sst2 import glue
+    from sst2.text import glue
 
     examples = list(glue.load_split(split, data_dir, download=False).as_numpy_iterator())
     return [e["sentence"].decode() for e in examples], [int(e["label"]) for e in examples]
@@ -79,7 +79,7 @@ def path_seed(args) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from sst2 import presets
+    from sst2.model import presets
 
     started = time.time()
     keras.utils.set_random_seed(args.seed)
@@ -213,8 +213,10 @@ def encode_flops(args) -> dict:
     """Backbone FLOPs of the real tokens of the (c) run's encoded splits."""
     import numpy as np
 
-    from sst2 import data, presets
-    from sst2.datasets import TfdsDataset
+    from sst2.model import presets
+
+    from sst2.text import data
+    from sst2.text.datasets import TfdsDataset
 
     backbone = presets.load_backbone(args.preset)
     preprocessor = presets.load_preprocessor(args.preset, 128)

@@ -23,12 +23,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHILD = r"""
 import json, resource, sys, time
 import keras, numpy as np
-from sst2 import feature_store, sources
-from sst2.config import ModelConfig
-from sst2.head import ClassifierHead
-from sst2.loop import fit
-from sst2.steps import Trainer
-from sst2.data import bucket_lengths
+from sst2.fit import sources
+from sst2.model import feature_store
+from sst2.run.config import ModelConfig
+from sst2.model.head import ClassifierHead
+from sst2.fit.loop import fit
+from sst2.fit.steps import Trainer
+from sst2.text.data import bucket_lengths
 
 folder, whole, steps_per_call = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
 cache = feature_store.FeatureCache(folder, {"synthetic": True})
@@ -56,7 +57,8 @@ def write_cache(folder: str, examples: int, width: int, seed: int = 0) -> int:
     import numpy as np
 
     sys.path.insert(0, REPO)
-    from sst2 import embedded, feature_store
+    from sst2.model import feature_store
+    from sst2.text import embedded
 
     with open(os.path.join(embedded.unpack_sst2(tempfile.mkdtemp()), "train.tsv")) as f:
         words = np.array([len(line.split("\t")[0].split()) for line in f][1:])

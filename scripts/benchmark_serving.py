@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from sst2 import embedded
+    from sst2.text import embedded
 
     import tempfile
 

@@ -5,8 +5,9 @@
 The unfrozen copies compute in bfloat16 when `--precision` resolves to bfloat16
 (float32 variables and optimizer state). This measures what that buys on this
 CPU: bfloat16 is emulated and slower without AVX512-BF16 or AMX, and not always
-faster with them, which is why `--precision=auto` measures (`sst2.precision`). Steps run as a training run runs them
-(`sst2.hardware.head_jit`), on random features of the stand-in's shape.
+faster with them, which is why `--precision=auto` measures (`sst2.model.precision`).
+Steps run as a training run runs them
+(`sst2.model.hardware.head_jit`), on random features of the stand-in's shape.
 """
 
 import argparse
@@ -18,10 +19,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sst2 import hardware, precision  # noqa: E402
-from sst2.head import ClassifierHead  # noqa: E402
-from sst2.steps import Trainer  # noqa: E402
-from sst2.sources import Batch  # noqa: E402
+from sst2.model import hardware, precision  # noqa: E402
+from sst2.model.head import ClassifierHead  # noqa: E402
+from sst2.fit.steps import Trainer  # noqa: E402
+from sst2.fit.sources import Batch  # noqa: E402
 
 
 def seconds_per_step(dtype: str, args) -> float:

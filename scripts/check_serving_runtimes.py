@@ -65,7 +65,8 @@ def request_set() -> dict:
         "an empty batch": [],
         "empty and whitespace": ["", " ", "\t\n  "],
         "invalid UTF-8": b"\xff\xfe broken".hex() + "," + b"caf\xe9 au lait".hex(),
-        "emoji and CJK": ["\U0001F600\U0001F44D great", "\u3053\u306e\u6620\u753b\u306f\u7d20\u6674\u3089\u3057\u3044",
+        "emoji and CJK": ["\U0001F600\U0001F44D great",
+                          "\u3053\u306e\u6620\u753b\u306f\u7d20\u6674\u3089\u3057\u3044",
                           "\u5f88\u65e0\u804a\u7684\u7535\u5f71"],
         "5,000 characters": [("an honest, patient and moving story; " * 140)[:5000]],
     }

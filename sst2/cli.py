@@ -1,4 +1,4 @@
-"""What every entry point shares: flags generated from `sst2.config`, quiet logs, and
+"""What every entry point shares: flags generated from `sst2.run.config`, quiet logs, and
 errors without tracebacks.
 
 An entry point is `main(config)` plus `cli.run(main, ConfigClass)`: the flags
@@ -19,7 +19,7 @@ from typing import Callable
 # without a GPU, oneDNN notes). Errors that matter reach Python as exceptions.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from sst2.options import options  # noqa: E402
+from sst2.run.options import options  # noqa: E402
 
 
 def _groups(config_class) -> dict:
@@ -73,7 +73,7 @@ def run(main: Callable, config_class, before_tensorflow: Callable | None = None)
     """
     from absl import app, flags, logging
 
-    from sst2.errors import UserError
+    from sst2.run.errors import UserError
 
     define_flags(config_class)
 

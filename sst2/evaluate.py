@@ -12,12 +12,12 @@ predicts the `--test_file` into `<model_dir>/predictions.jsonl`.
 """
 
 from sst2 import cli
-from sst2.config import EvaluateConfig
+from sst2.run.config import EvaluateConfig
 
 
 def main(config: EvaluateConfig, argv: list[str]) -> None:
-    from sst2.runlock import RunLock
-    from sst2.trained import evaluate, restore
+    from sst2.run.runlock import RunLock
+    from sst2.serve.trained import evaluate, restore
 
     # The run folder's lock: never a checkpoint a training run is still writing, and one
     # writer of the files it writes there at a time.

@@ -7,12 +7,12 @@ Writes `<model_dir>/export/<version>/` (or under --export_root).
 """
 
 from sst2 import cli
-from sst2.config import ExportConfig
+from sst2.run.config import ExportConfig
 
 
 def main(config: ExportConfig, argv: list[str]) -> None:
-    from sst2.runlock import RunLock
-    from sst2.trained import restore
+    from sst2.run.runlock import RunLock
+    from sst2.serve.trained import restore
 
     # The run folder's lock: never a checkpoint a training run is still writing.
     with RunLock(config.model_dir, create=False):

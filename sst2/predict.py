@@ -22,13 +22,13 @@ import sys
 from typing import Iterable, Iterator
 
 from sst2 import cli
-from sst2.config import PredictConfig
-from sst2.errors import UserError
+from sst2.run.config import PredictConfig
+from sst2.run.errors import UserError
 
 
 def resolve_export_dir(path: str) -> str:
     """A SavedModel folder from a version folder, an export root or a model_dir."""
-    from sst2.serving import incomplete_versions, latest_export
+    from sst2.serve.serving import incomplete_versions, latest_export
 
     if os.path.exists(os.path.join(path, "saved_model.pb")):
         return path

@@ -9,11 +9,11 @@ exactly as if tfds had downloaded it.
 """
 
 from sst2 import cli
-from sst2.config import PrepareDataConfig
+from sst2.run.config import PrepareDataConfig
 
 
 def main(config: PrepareDataConfig, argv: list[str]) -> None:
-    from sst2 import glue
+    from sst2.text import glue
 
     folder = glue.prepare_glue_sst2(config.glue, config.data_dir, force=config.force)
     sizes = {split: glue.split_size(split, config.data_dir) for split in glue.SPLIT_FILES}

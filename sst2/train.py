@@ -5,20 +5,22 @@
     python -m sst2.train --train_file=train.csv --eval_file=dev.csv --model_dir=runs/mine
 
 Rerunning with the same --model_dir resumes from its latest checkpoint.
-Every flag is an option of `sst2.config.TrainConfig`; `--helpfull` lists them.
+Every flag is an option of `sst2.run.config.TrainConfig`; `--helpfull` lists them.
 """
 
-from sst2 import cli, compile_cache
-from sst2.config import TrainConfig
+from sst2 import cli
+
+from sst2.fit import compile_cache
+from sst2.run.config import TrainConfig
 
 
 def main(config: TrainConfig, argv: list[str]) -> None:
     import glob
     import os
 
-    from sst2.errors import UserError
-    from sst2.run_folder import RunFolder
-    from sst2.training import run
+    from sst2.run.errors import UserError
+    from sst2.run.run_folder import RunFolder
+    from sst2.fit.training import run
 
     try:
         run(config)

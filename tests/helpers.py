@@ -43,7 +43,7 @@ def glue_dir() -> str:
     if os.environ.get("SST2_GLUE_DIR"):
         return os.environ["SST2_GLUE_DIR"]
     if not _UNPACKED:
-        from sst2 import embedded
+        from sst2.text import embedded
 
         _UNPACKED.append(embedded.unpack_sst2(tempfile.mkdtemp(prefix="sst2-glue-")))
     return _UNPACKED[0]

@@ -28,7 +28,7 @@ def test_sst5_csv_trains_exports_predicts_and_evaluates_five_classes(standin_pre
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
-    from sst2.trained import evaluate, restore
+    from sst2.serve.trained import evaluate, restore
 
     for split, name in (("train", "train.csv"), ("dev", "dev.csv")):
         convert_senteval(os.path.join(senteval_dir(), "SST-5", f"{split}.txt"),
@@ -86,8 +86,8 @@ def test_sst5_csv_trains_exports_predicts_and_evaluates_five_classes(standin_pre
 
 
 def _run_in_process(**options) -> dict:
-    from sst2.config import TrainConfig
-    from sst2.training import run
+    from sst2.run.config import TrainConfig
+    from sst2.fit.training import run
 
     return run(TrainConfig.from_options(progress=False, **options), log=lambda message: None)
 
@@ -117,7 +117,7 @@ def test_trec_latin1_file_class_weights(standin_preset, tmp_path):
     assert metrics["epochs"][-1]["val_accuracy"] > 0.5, metrics["epochs"]
     # A test file without labels: evaluate predicts it into predictions.jsonl, through
     # the served computation, with the class names.
-    from sst2.trained import evaluate, restore
+    from sst2.serve.trained import evaluate, restore
 
     with open(tmp_path / "questions.csv", "w", encoding="latin-1") as f:
         f.write("text\nWho wrote Hamlet ?\nWhere is Lima ?\n")
@@ -133,7 +133,7 @@ def test_trec_latin1_file_class_weights(standin_preset, tmp_path):
 
 
 def test_a_changed_training_file_is_never_resumed(tiny_preset, tmp_path):
-    from sst2.errors import UserError
+    from sst2.run.errors import UserError
 
     train = tmp_path / "train.csv"
     rows = [("good film", "pos"), ("bad film", "neg")] * 16
@@ -153,9 +153,9 @@ def test_sentence_pairs_train_export_and_predict(tiny_preset, tmp_path):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
-    from sst2.config import ReadingConfig
+    from sst2.run.config import ReadingConfig
     from sst2.predict import predict_lines
-    from sst2.trained import predict_split, restore
+    from sst2.serve.trained import predict_split, restore
 
     rng = np.random.default_rng(0)
     words = {0: ["bad", "dull", "awful"], 1: ["good", "great", "superb"]}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2.averaging import ExponentialMovingAverage
+from sst2.fit.averaging import ExponentialMovingAverage
 
 # precision: CI runs these again with SST2_AUTO_PRECISION=bfloat16.
 pytestmark = pytest.mark.precision
@@ -42,9 +42,9 @@ def test_swapped_in_shows_the_average_then_restores_the_raw_weights():
 
 @pytest.mark.slow
 def test_a_run_with_an_average_exports_the_average(tiny_preset, tiny_data_dir, tmp_path):
-    from sst2.config import TrainConfig
-    from sst2.trained import evaluate, restore
-    from sst2.training import run
+    from sst2.run.config import TrainConfig
+    from sst2.serve.trained import evaluate, restore
+    from sst2.fit.training import run
 
     config = TrainConfig.from_options(
         model_dir=str(tmp_path / "run"), preset=tiny_preset, data_dir=tiny_data_dir, epochs=1,

@@ -8,11 +8,13 @@ import re
 import pytest
 from absl import flags
 
-from sst2 import cli, config as config_lib, config_file
-from sst2.config import EvaluateConfig, ModelConfig, OptimizationConfig, TrainConfig
-from sst2.config_file import from_dict, load_config, to_dict
-from sst2.errors import UserError
-from sst2.options import options
+from sst2 import cli
+
+from sst2.run import config as config_lib, config_file
+from sst2.run.config import EvaluateConfig, ModelConfig, OptimizationConfig, TrainConfig
+from sst2.run.config_file import from_dict, load_config, to_dict
+from sst2.run.errors import UserError
+from sst2.run.options import options
 
 
 def test_defaults_are_explicit_values():
@@ -163,7 +165,7 @@ def test_resume_compares_identity_options_only():
 
 
 def test_compile_cache_sets_xla_flag_once_and_never_overrides(tmp_path, monkeypatch):
-    from sst2 import compile_cache
+    from sst2.fit import compile_cache
 
     monkeypatch.setenv("TF_XLA_FLAGS", "--tf_xla_auto_jit=0")
     assert compile_cache.enable(str(tmp_path / "xla"))
@@ -188,7 +190,7 @@ def test_compile_cache_sets_xla_flag_once_and_never_overrides(tmp_path, monkeypa
 ])
 def test_a_hand_damaged_config_is_one_clear_error(edit, message, tmp_path):
     # Issue 25, case 13: four kinds of traceback.
-    from sst2.config_file import load_dataset_info, load_precisions, save_config
+    from sst2.run.config_file import load_dataset_info, load_precisions, save_config
 
     save_config(str(tmp_path), TrainConfig.from_options(epochs=1))
     path = tmp_path / "config.json"

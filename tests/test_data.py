@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2 import data, glue, presets
-from sst2.datasets import TfdsDataset
-from sst2.errors import UserError
+from sst2.model import presets
+
+from sst2.text import data, glue
+from sst2.text.datasets import TfdsDataset
+from sst2.run.errors import UserError
 from tests.helpers import TINY_SEQUENCE_LENGTH, write_tiny_glue
 
 
@@ -62,7 +64,7 @@ def test_the_embedded_copy_is_the_original_and_checked(tmp_path):
     import hashlib
     import shutil
 
-    from sst2 import embedded
+    from sst2.text import embedded
 
     folder = embedded.unpack_sst2(str(tmp_path / "ok"))
     sums = embedded.checksums()

@@ -19,8 +19,8 @@ sys.path.insert(0, sys.argv[1])
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from sst2.config import TrainConfig
-from sst2.training import run
+from sst2.run.config import TrainConfig
+from sst2.fit.training import run
 strategy, batch, trainable_layers = sys.argv[2], int(sys.argv[3]), int(sys.argv[7])
 ema_decay = float(sys.argv[8])
 rates = {"backbone_learning_rate": 0.001} if trainable_layers else {}
@@ -125,7 +125,7 @@ def _serve(export_dir, texts):
 
 def test_two_worker_processes_on_loopback_match_one_process(tiny_preset, tiny_data_dir,
                                                             tmp_path):
-    from sst2.serving import latest_export
+    from sst2.serve.serving import latest_export
 
     common = ["--epochs=2", "--sequence_length=16", f"--preset={tiny_preset}",
               f"--data_dir={tiny_data_dir}", "--noprogress", "--learning_rate=0.05",
@@ -193,10 +193,11 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from sst2 import data, features, presets
-from sst2.backbone import FeatureSpec
-from sst2.datasets import TfdsDataset
-from sst2.encoder import FeatureEncoder
+from sst2.model import features, presets
+from sst2.text import data
+from sst2.model.backbone import FeatureSpec
+from sst2.text.datasets import TfdsDataset
+from sst2.model.encoder import FeatureEncoder
 preset, data_dir = sys.argv[2], sys.argv[3]
 backbone = presets.load_backbone(preset)
 spec = FeatureSpec("mean", "all")

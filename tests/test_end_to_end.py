@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from sst2 import glue
+from sst2.text import glue
 from tests.helpers import glue_dir, run_module
 
 pytestmark = pytest.mark.slow
@@ -82,7 +82,9 @@ def test_serving_token_ids_equal_keras_hubs_on_every_sst2_sentence(sst2_data_dir
     SST-2 (train, validation, test) with the stand-in's vocabulary."""
     import tensorflow as tf
 
-    from sst2 import packing, presets
+    from sst2.model import presets
+
+    from sst2.serve import packing
 
     preprocessor = presets.load_preprocessor(standin_preset, 128)
     tokenizer = preprocessor.tokenizer

@@ -33,7 +33,7 @@ def trained_run(tiny_preset, tiny_data_dir, tmp_path_factory):
 
 
 def _export_dir(model_dir):
-    from sst2.serving import latest_export
+    from sst2.serve.serving import latest_export
 
     path = latest_export(os.path.join(model_dir, "export"))
     assert path and os.path.exists(os.path.join(path, "saved_model.pb"))
@@ -66,8 +66,8 @@ print(json.dumps({
 
 
 def test_export_loads_with_only_tensorflow_and_matches_in_process(trained_run):
-    from sst2.trained import restore
-    from sst2.serving import make_predict_fn
+    from sst2.serve.trained import restore
+    from sst2.serve.serving import make_predict_fn
 
     export_dir = _export_dir(trained_run)
     texts = BAD_INPUTS + ["RAW:" + INVALID_UTF8.decode("latin-1")]
@@ -91,7 +91,7 @@ def test_export_loads_with_only_tensorflow_and_matches_in_process(trained_run):
 
 
 def test_the_export_holds_only_ops_stock_tf_serving_has(trained_run):
-    from sst2.serving_audit import op_types, unservable_ops
+    from sst2.serve.serving_audit import op_types, unservable_ops
 
     export_dir = _export_dir(trained_run)
     assert unservable_ops(export_dir) == []
@@ -104,8 +104,8 @@ def test_the_export_computes_what_keras_hubs_layers_compute(trained_run):
     """For texts that fit one window, packing to the longest text and the fused encoder
     change nothing but rounding (longer texts: tests/test_serving.py)."""
     import tensorflow_text  # noqa: F401
-    from sst2.backbone import pool_features
-    from sst2.trained import restore
+    from sst2.model.backbone import pool_features
+    from sst2.serve.trained import restore
 
     trained = restore(trained_run, "best", log=lambda s: None)
     texts = ["great fun", "a dull , boring and flat film that is very weak", "", "good " * 14]
@@ -132,9 +132,9 @@ def test_saved_model_cli_lists_the_signature(trained_run):
 
 def test_export_cli_from_latest_checkpoint_with_its_reading_options(trained_run, tmp_path):
     import tensorflow_text  # noqa: F401
-    from sst2.config import ReadingConfig
-    from sst2.serving import make_predict_fn
-    from sst2.trained import restore
+    from sst2.run.config import ReadingConfig
+    from sst2.serve.serving import make_predict_fn
+    from sst2.serve.trained import restore
 
     result = run_module("sst2.export", f"--model_dir={trained_run}", "--checkpoint=latest",
                         f"--export_root={tmp_path}", "--max_windows=2", "--window_overlap=0.25")
@@ -153,8 +153,8 @@ def test_export_cli_from_latest_checkpoint_with_its_reading_options(trained_run,
 
 
 def test_predict_cli_args_stdin_and_json(trained_run):
-    from sst2.serving import make_predict_fn
-    from sst2.trained import restore
+    from sst2.serve.serving import make_predict_fn
+    from sst2.serve.trained import restore
 
     texts = ["great fun", "dull film"]
     result = run_module("sst2.predict", f"--export_dir={trained_run}", *texts)
@@ -201,9 +201,9 @@ def test_evaluate_cli_writes_glue_submission(trained_run, tiny_data_dir):
     assert rows[0] == ["index", "prediction"]
     assert [int(r[0]) for r in rows[1:]] == list(range(32))
     # Each row is the export's answer for that test sentence.
-    from sst2.glue import load_split
-    from sst2.serving import make_predict_fn
-    from sst2.trained import restore
+    from sst2.text.glue import load_split
+    from sst2.serve.serving import make_predict_fn
+    from sst2.serve.trained import restore
 
     test = list(load_split("test", tiny_data_dir).as_numpy_iterator())
     trained = restore(trained_run, "best", log=lambda s: None)
@@ -283,7 +283,7 @@ def test_a_full_disk_during_export_is_one_error_line_and_leaves_nothing(trained_
 
 def test_evaluate_and_export_wait_for_no_training_run(trained_run, tmp_path):
     # Issue 25, case 17: evaluate scored a mid-run checkpoint without a word.
-    from sst2.runlock import RunLock
+    from sst2.run.runlock import RunLock
 
     run = _copy_run(trained_run, tmp_path)
     with RunLock(run):  # as a training run holds it

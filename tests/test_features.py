@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2 import data, feature_store, features, presets
-from sst2.backbone import FeatureSpec
-from sst2.datasets import TfdsDataset
-from sst2.encoder import FeatureEncoder
+from sst2.model import feature_store, features, presets
+
+from sst2.text import data
+from sst2.model.backbone import FeatureSpec
+from sst2.text.datasets import TfdsDataset
+from sst2.model.encoder import FeatureEncoder
 from tests.helpers import TINY_SEQUENCE_LENGTH
 
 # precision: CI runs these again with SST2_AUTO_PRECISION=bfloat16.

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2 import presets
-from sst2.backbone import FeatureSpec, hidden_states, pool_features
-from sst2.config import TrainConfig
-from sst2.errors import UserError
-from sst2.head import build_head
-from sst2.trained import restore
-from sst2.training import run
+from sst2.model import presets
+from sst2.model.backbone import FeatureSpec, hidden_states, pool_features
+from sst2.run.config import TrainConfig
+from sst2.run.errors import UserError
+from sst2.model.head import build_head
+from sst2.serve.trained import restore
+from sst2.fit.training import run
 from tests.helpers import TINY_SEQUENCE_LENGTH, tolerance
 
 # precision: CI runs these again with SST2_AUTO_PRECISION=bfloat16.
@@ -107,8 +107,8 @@ def test_unfrozen_copies_compute_in_bfloat16_with_float32_weights(tiny_preset, t
     rounding."""
     import keras
 
-    from sst2.steps import Trainer
-    from sst2.sources import Batch
+    from sst2.fit.steps import Trainer
+    from sst2.fit.sources import Batch
 
     config = _config(tmp_path, tiny_preset, None, trainable_layers=1, head_layers=1)
     heads = [_build_head(config, presets.load_backbone(tiny_preset, precision),
@@ -180,7 +180,7 @@ def test_every_head_trains_exports_and_predicts(options, tiny_preset, tiny_data_
                                  data_dir=tiny_data_dir, model_dir=str(model_dir),
                                  progress=False, **options), log=lambda s: None)
     import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
-    from sst2.serving import latest_export, make_predict_fn
+    from sst2.serve.serving import latest_export, make_predict_fn
 
     texts = tf.constant(["great fun", ""])
     serve = tf.saved_model.load(latest_export(str(model_dir / "export")))

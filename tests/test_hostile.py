@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2.errors import UserError
-from sst2.files import save_json, write_atomically
-from sst2.runlock import RunLock
+from sst2.run.errors import UserError
+from sst2.run.files import save_json, write_atomically
+from sst2.run.runlock import RunLock
 
 
 @pytest.fixture
@@ -46,9 +46,9 @@ def test_a_lock_file_that_is_a_link_is_refused(tmp_path, outside):
 
 
 def test_a_checkpoint_index_listing_files_outside_is_set_aside(tmp_path, outside):
-    from sst2.checkpoint import RunCheckpoint
-    from sst2.head import ClassifierHead
-    from sst2.loop import Position
+    from sst2.fit.checkpoint import RunCheckpoint
+    from sst2.model.head import ClassifierHead
+    from sst2.fit.loop import Position
 
     for suffix in (".index", ".data-00000-of-00001"):
         (outside.parent / f"ckpt-1{suffix}").write_text("not mine")
@@ -73,8 +73,8 @@ def test_a_checkpoint_index_listing_files_outside_is_set_aside(tmp_path, outside
 
 def test_an_export_never_writes_through_a_link_at_its_temporary_name(trained_tiny_run,
                                                                      tmp_path, outside):
-    from sst2.serving import export_saved_model
-    from sst2.trained import restore
+    from sst2.serve.serving import export_saved_model
+    from sst2.serve.trained import restore
 
     trained = restore(trained_tiny_run, log=lambda s: None)
     export_root = tmp_path / "export"
@@ -93,9 +93,9 @@ def test_data_paths_are_kept_absolute_and_a_changed_training_file_is_refused(
         tiny_preset, tmp_path, monkeypatch):
     # Issue 25, case 2: a run trained on relative paths, evaluated from another folder
     # holding its own train.csv and dev.csv, scored those files without a word.
-    from sst2.config import TrainConfig
-    from sst2.trained import evaluate, restore
-    from sst2.training import run
+    from sst2.run.config import TrainConfig
+    from sst2.serve.trained import evaluate, restore
+    from sst2.fit.training import run
     from tests.helpers import NEGATIVE, POSITIVE
 
     def write_files(folder, words):
@@ -138,7 +138,7 @@ def test_a_flag_that_does_not_parse_is_one_error_line(flag, message):
 
 
 def test_a_collective_timeout_that_is_not_a_number_is_a_user_error(monkeypatch):
-    from sst2 import distribute
+    from sst2.fit import distribute
 
     # Issue 25, case 19: a ValueError traceback.
     monkeypatch.setenv("SST2_COLLECTIVE_TIMEOUT", "abc")
@@ -152,9 +152,9 @@ def test_a_failed_checkpoint_save_leaves_no_partial_files(tmp_path):
     # Issue 25, case 14: a full disk mid-save left best/*_temp behind.
     import errno
 
-    from sst2.checkpoint import RunCheckpoint
-    from sst2.head import ClassifierHead
-    from sst2.loop import Position
+    from sst2.fit.checkpoint import RunCheckpoint
+    from sst2.model.head import ClassifierHead
+    from sst2.fit.loop import Position
 
     head = ClassifierHead(hidden_units=0)
     head(tf.zeros([1, 1, 8]))
@@ -198,7 +198,7 @@ def test_evaluate_never_prepares_data_where_only_config_json_points(trained_tiny
     import json
     import shutil
 
-    from sst2.trained import evaluate, restore
+    from sst2.serve.trained import evaluate, restore
 
     run = tmp_path / "run"
     shutil.copytree(trained_tiny_run, run)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2 import presets
-from sst2.backbone import hidden_states
-from sst2.inference import FastEncoder
+from sst2.model import presets
+from sst2.model.backbone import hidden_states
+from sst2.model.inference import FastEncoder
 from tests.helpers import TINY_SEQUENCE_LENGTH
 
 SENTENCES = ["good film", "the plot is very dull and flat and boring", "", "a charming story"]

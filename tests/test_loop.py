@@ -5,14 +5,16 @@ import numpy as np
 import tensorflow as tf
 import pytest
 
-from sst2 import data, presets
-from sst2.backbone import FeatureSpec
-from sst2.datasets import TfdsDataset
-from sst2.encoder import FeatureEncoder
-from sst2.head import ClassifierHead
-from sst2.loop import fit
-from sst2.steps import Trainer, rdrop_loss
-from sst2.sources import Batch, TokenSource
+from sst2.model import presets
+
+from sst2.text import data
+from sst2.model.backbone import FeatureSpec
+from sst2.text.datasets import TfdsDataset
+from sst2.model.encoder import FeatureEncoder
+from sst2.model.head import ClassifierHead
+from sst2.fit.loop import fit
+from sst2.fit.steps import Trainer, rdrop_loss
+from sst2.fit.sources import Batch, TokenSource
 from tests.helpers import TINY_SEQUENCE_LENGTH
 
 
@@ -79,7 +81,8 @@ def test_class_weights_scale_each_examples_loss():
 
 
 def test_evaluate_reports_macro_f1_and_mcc_of_its_confusion_matrix():
-    from sst2 import feature_store, metrics, sources
+    from sst2.fit import metrics, sources
+    from sst2.model import feature_store
 
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 3, 40).astype(np.int32)
@@ -128,7 +131,7 @@ class _OneBatch:
 
 
 def test_trainer_updates_the_average_in_its_step_and_evaluates_with_it():
-    from sst2.averaging import ExponentialMovingAverage
+    from sst2.fit.averaging import ExponentialMovingAverage
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 8).astype(np.int32)
@@ -223,8 +226,8 @@ class _Recorder:
 @pytest.mark.slow
 @pytest.mark.parametrize("pooling", ["mean", "attention"])
 def test_many_steps_per_call_equal_one_step_per_call_bit_for_bit(pooling):
-    from sst2.feature_store import FeatureSet
-    from sst2.sources import CachedFeatureSource, CachedTokenSource
+    from sst2.model.feature_store import FeatureSet
+    from sst2.fit.sources import CachedFeatureSource, CachedTokenSource
 
     rng = np.random.default_rng(0)
     n = 75  # 10 batches of 8, the last partial

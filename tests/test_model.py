@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2 import backbone as backbone_lib, presets
-from sst2.backbone import FeatureSpec
-from sst2.errors import UserError
-from sst2.head import ClassifierHead
+from sst2.model import backbone as backbone_lib, presets
+from sst2.model.backbone import FeatureSpec
+from sst2.run.errors import UserError
+from sst2.model.head import ClassifierHead
 from tests.helpers import TINY_SEQUENCE_LENGTH
 
 

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from sst2 import precision
-from sst2.errors import UserError
+from sst2.model import precision
+from sst2.run.errors import UserError
 
 SHAPE = precision.LayerShape(16, 2, 32)
 

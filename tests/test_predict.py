@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from sst2 import predict
-from sst2.errors import UserError
+from sst2.run.errors import UserError
 
 
 def test_a_pipe_is_read_in_full_batches_and_a_pause_flushes(tmp_path):

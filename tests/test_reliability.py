@@ -14,16 +14,22 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2 import cli, features, glue, inputs
-from sst2.checkpoint import RunCheckpoint
-from sst2.config import TrainConfig
-from sst2.datasets import open_dataset
-from sst2.encoder import FeatureEncoder
-from sst2.errors import UserError
-from sst2.head import ClassifierHead
-from sst2.loop import Position
-from sst2.metrics import MetricSums
-from sst2.runlock import RunLock
+from sst2 import cli
+
+from sst2.fit import inputs
+
+from sst2.model import features
+
+from sst2.text import glue
+from sst2.fit.checkpoint import RunCheckpoint
+from sst2.run.config import TrainConfig
+from sst2.text.datasets import open_dataset
+from sst2.model.encoder import FeatureEncoder
+from sst2.run.errors import UserError
+from sst2.model.head import ClassifierHead
+from sst2.fit.loop import Position
+from sst2.fit.metrics import MetricSums
+from sst2.run.runlock import RunLock
 from tests.helpers import REPO, TINY_SEQUENCE_LENGTH, write_tiny_glue
 
 
@@ -68,7 +74,7 @@ def test_a_second_holder_of_a_run_folder_is_refused_naming_the_first(tmp_path):
 def test_a_lock_file_left_by_a_killed_run_never_blocks(tmp_path):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); "
-         "from sst2.runlock import RunLock; l = RunLock(sys.argv[2]).__enter__(); "
+         "from sst2.run.runlock import RunLock; l = RunLock(sys.argv[2]).__enter__(); "
          "print('held', flush=True); time.sleep(60)", REPO, str(tmp_path)],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -109,7 +115,7 @@ def test_a_truncated_cache_file_is_reported_discarded_and_rebuilt(tmp_path):
 # 6. Flags and data that cannot work are refused before the work.
 
 def test_unlabelled_splits_are_refused_for_training_and_validation(tiny_preset, tiny_data_dir):
-    from sst2 import presets
+    from sst2.model import presets
 
     preprocessor = presets.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
     config = TrainConfig.from_options(data_dir=tiny_data_dir)
@@ -120,8 +126,8 @@ def test_unlabelled_splits_are_refused_for_training_and_validation(tiny_preset, 
 
 
 def test_a_sequence_length_beyond_the_presets_positions_is_refused(tiny_preset):
-    from sst2 import presets
-    from sst2.training import _check_sequence_length
+    from sst2.model import presets
+    from sst2.fit.training import _check_sequence_length
 
     backbone = presets.load_backbone(tiny_preset)
     _check_sequence_length(64, backbone)
@@ -163,7 +169,7 @@ def _saved_run(tmp_path):
     ("accuracy", [0.5, 0.7, 0.6], 2), ("loss", [0.9, 0.4, 0.6], 2), ("mcc", [-0.2, -0.1, -0.3], 2),
     ("macro_f1", [0.3, 0.3, 0.2], 1)])
 def test_best_metric_picks_the_best_checkpoint(tmp_path, metric, values, best):
-    from sst2.callbacks import CheckpointCallback
+    from sst2.fit.callbacks import CheckpointCallback
 
     callback = CheckpointCallback(checkpoint=_checkpoint(tmp_path, []), every_steps=0,
                                   best_metric=metric)
@@ -220,7 +226,7 @@ def test_os_errors_read_as_one_line_with_advice():
 @pytest.mark.slow
 def test_an_interrupt_exits_2_without_a_traceback(tmp_path):
     program = ("import sys; sys.path.insert(0, sys.argv[1]); from sst2 import cli; "
-               "from sst2.config import PredictConfig\n"
+               "from sst2.run.config import PredictConfig\n"
                "def main(config, argv): raise KeyboardInterrupt\n"
                "cli.run(main, PredictConfig)")
     result = subprocess.run([sys.executable, "-c", program, REPO, "--export_dir=x"],
@@ -231,7 +237,7 @@ def test_an_interrupt_exits_2_without_a_traceback(tmp_path):
 
 @pytest.mark.slow
 def test_a_failed_export_leaves_nothing_half_written(trained_tiny_run, tmp_path, monkeypatch):
-    from sst2.trained import restore
+    from sst2.serve.trained import restore
 
     trained = restore(trained_tiny_run, log=lambda s: None)
 
@@ -247,7 +253,7 @@ def test_a_failed_export_leaves_nothing_half_written(trained_tiny_run, tmp_path,
 
 
 def test_a_damaged_config_or_metrics_file_is_one_message(tmp_path):
-    from sst2.config_file import load_config
+    from sst2.run.config_file import load_config
 
     (tmp_path / "config.json").write_text('{"format": 2, "model": {')
     with pytest.raises(UserError, match="config.json is not valid JSON .*--restart"):

@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from sst2.config import TrainConfig
-from sst2.errors import UserError
-from sst2.training import run
+from sst2.run.config import TrainConfig
+from sst2.run.errors import UserError
+from sst2.fit.training import run
 from tests.helpers import REPO, run_module
 
 pytestmark = pytest.mark.slow
@@ -84,7 +84,7 @@ def test_noise_a_user_cannot_act_on_is_not_printed(exported_run, tmp_path):
 def test_a_busy_run_folder_stops_a_second_run_at_once(exported_run, tiny_preset, tiny_data_dir):
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); "
-         "from sst2.runlock import RunLock; l = RunLock(sys.argv[2]).__enter__(); "
+         "from sst2.run.runlock import RunLock; l = RunLock(sys.argv[2]).__enter__(); "
          "print('held', flush=True); time.sleep(120)", REPO, str(exported_run)],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -155,7 +155,7 @@ def test_a_path_too_long_for_checkpoints_fails_before_any_work(tiny_preset, tiny
 
 
 def test_a_damaged_saved_model_is_one_error_line(exported_run, tmp_path):
-    from sst2.serving import latest_export
+    from sst2.serve.serving import latest_export
 
     damaged = tmp_path / "1"
     shutil.copytree(latest_export(str(exported_run / "export")), damaged)

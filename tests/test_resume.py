@@ -77,7 +77,7 @@ def test_sigkill_mid_epoch_then_resume_is_exact(tiny_preset, tiny_data_dir, unin
     assert "Resuming from step" in result.stdout
     # The runs keep their compiled steps in one compile cache; whatever the resumed run
     # loaded from it, its results are the uninterrupted run's.
-    from sst2.compile_cache import default_folder
+    from sst2.fit.compile_cache import default_folder
 
     assert os.listdir(default_folder())
     assert _epochs(model_dir) == _epochs(uninterrupted)

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2 import packing, presets, serving
-from sst2.backbone import FeatureSpec, frozen_features
-from sst2.inference import FastEncoder
+from sst2.model import presets
+
+from sst2.serve import packing, serving
+from sst2.model.backbone import FeatureSpec, frozen_features
+from sst2.model.inference import FastEncoder
 from tests.helpers import NEGATIVE, NEUTRAL, POSITIVE, TINY_SEQUENCE_LENGTH
 
 TEXTS = ["good film", "", "   ", "good " * 40, "caf\xe9 \U0001F600 \u7535\u5f71", "a dull plot",
@@ -94,8 +96,8 @@ def test_split_windows_follows_the_documented_rule(window, stride, max_windows):
 
 
 def _tiny_model(tiny_preset, **model_options):
-    from sst2.config import ModelConfig
-    from sst2.head import build_head
+    from sst2.run.config import ModelConfig
+    from sst2.model.head import build_head
 
     backbone = presets.load_backbone(tiny_preset, "float32")
     preprocessor = presets.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
@@ -108,7 +110,7 @@ def _tiny_model(tiny_preset, **model_options):
 
 def _keras_hub_probabilities(preprocessor, backbone, head, spec, token_rows):
     """Softmax of the head over keras-hub's own layers, one `[CLS] row [SEP]` at a time."""
-    from sst2.backbone import pool_features
+    from sst2.model.backbone import pool_features
 
     tokenizer, length = preprocessor.tokenizer, preprocessor.sequence_length
     out = []
@@ -127,7 +129,7 @@ def _keras_hub_probabilities(preprocessor, backbone, head, spec, token_rows):
 @pytest.mark.parametrize("model_options", [{"pooling": "cls_mean"}, {"pooling": "attention"}])
 def test_a_long_text_is_the_mean_of_its_windows_and_a_short_one_is_unchanged(tiny_preset,
                                                                              model_options):
-    from sst2.config import ReadingConfig
+    from sst2.run.config import ReadingConfig
 
     preprocessor, backbone, head, spec = _tiny_model(tiny_preset, **model_options)
     reading = ReadingConfig(window_overlap=0.5, max_windows=4)
@@ -160,7 +162,7 @@ def test_a_long_text_is_the_mean_of_its_windows_and_a_short_one_is_unchanged(tin
 
     # A text that fits one window: today's (keras-hub's full-length packing) output.
     inputs = preprocessor(tf.constant(texts[:2]))
-    from sst2.backbone import pool_features
+    from sst2.model.backbone import pool_features
     features = pool_features(backbone, inputs["token_ids"], inputs["padding_mask"], spec)
     if spec.token_level:
         features = {"tokens": features, "mask": inputs["padding_mask"]}
@@ -168,7 +170,7 @@ def test_a_long_text_is_the_mean_of_its_windows_and_a_short_one_is_unchanged(tin
 
 
 def test_a_window_longer_than_the_model_reads_is_refused():
-    from sst2.errors import UserError
+    from sst2.run.errors import UserError
 
     assert packing.window_size(16) == 14 and packing.window_size(16, 14) == 14
     with pytest.raises(UserError, match="--window_tokens=15 does not fit"):

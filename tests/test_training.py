@@ -2,8 +2,8 @@
 
 import pytest
 
-from sst2.config import TrainConfig
-from sst2.training import run
+from sst2.run.config import TrainConfig
+from sst2.fit.training import run
 from tests.helpers import TINY_SEQUENCE_LENGTH
 
 # precision: CI runs these again with SST2_AUTO_PRECISION=bfloat16.

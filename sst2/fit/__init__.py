@@ -1,0 +1,1 @@
+"""Training: batch sources, compiled steps, the loop and what it calls, one run."""

@@ -1,0 +1,143 @@
+"""From a split's name to batch sources: tokenize, encode (cached), batch.
+
+`split_source` builds one split's source. With `--cache_features` (the
+default) the frozen backbone runs once per sentence and its features are
+cached (`sst2.model.features`); without it, the backbone runs on every batch.
+
+Example:
+    >>> config = TrainConfig.from_options(data_dir=data_dir, preset=preset, sequence_length=16,
+    ...                                   model_dir=tmp_dir, progress=False)
+    >>> from sst2.text.datasets import open_dataset
+    >>> preprocessor = presets.load_preprocessor(preset, 16)
+    >>> tokens = tokenize_split(open_dataset(config.data), "validation", preprocessor)
+    >>> sorted(tokens)
+    ['idx', 'label', 'length', 'padding_mask', 'token_ids']
+    >>> backbone = presets.load_backbone(preset)
+    >>> encoder = FeatureEncoder.for_backbone(backbone, FeatureSpec.of(config.model),
+    ...                                       jit_compile=False)
+    >>> source = split_source(config, "validation", tokens,
+    ...                       Encoding(encoder, "float32", backbone.num_layers))
+    >>> source.num_batches(0), source.batch(0, 0).features["tokens"].shape[0]
+    (2, 32)
+"""
+
+import dataclasses
+import hashlib
+
+import numpy as np
+
+from sst2.model import presets
+
+from sst2.text import data
+from sst2.model.backbone import FeatureSpec
+from sst2.run.config import TrainConfig
+from sst2.text.datasets import TextDataset
+from sst2.fit.distribute import WorkerInfo
+from sst2.model.encoder import FeatureEncoder
+from sst2.run.errors import UserError
+from sst2.model.feature_store import FeatureSet
+from sst2.model.features import encode
+from sst2.run.run_folder import RunFolder
+from sst2.fit.sources import CachedFeatureSource, CachedTokenSource, TokenSource
+
+
+def tokenize_split(dataset: TextDataset, split: str, preprocessor,
+                   labelled: str | None = None) -> dict:
+    """`split` of `dataset` as numpy token arrays (see `data.tokenize`).
+
+    With `labelled` (the flag that named the split), a split with unlabelled
+    examples (label -1, as GLUE's test split) is refused.
+    """
+    tokens = data.to_numpy(data.tokenize(dataset.load(split), preprocessor))
+    if not tokens:
+        raise UserError(f"The split {split!r} is empty.")
+    unlabelled = int((tokens["label"] < 0).sum())
+    if labelled and unlabelled:
+        raise UserError(f"{labelled}={split!r} has {unlabelled} unlabelled examples (GLUE's "
+                        "test split has no labels): train and validate on labelled splits, "
+                        "e.g. train and validation.")
+    return tokens
+
+
+def content_hash(tokens: dict) -> str:
+    """A SHA-256 of the token ids, labels and dataset indices (about 0.1 s for SST-2)."""
+    digest = hashlib.sha256()
+    for name in ("token_ids", "label", "idx"):
+        digest.update(np.ascontiguousarray(tokens[name]).tobytes())
+    return digest.hexdigest()
+
+
+def cache_dir(config: TrainConfig) -> str:
+    return config.run.cache_dir or RunFolder(config.run.model_dir).feature_cache
+
+
+@dataclasses.dataclass(frozen=True)
+class Encoding:
+    """How a run turns token ids into frozen features.
+
+    Attributes:
+        encoder: the backbone's compiled `FeatureEncoder`.
+        precision: the precision it computes in (part of the cache key).
+        backbone_layers: the backbone's depth (what `FeatureSpec` reads of it).
+    """
+
+    encoder: FeatureEncoder
+    precision: str
+    backbone_layers: int
+
+
+def cached_features(config: TrainConfig, split: str, tokens: dict, encoding: Encoding,
+                    worker: WorkerInfo = WorkerInfo(), dataset=None) -> FeatureSet:
+    """The cached frozen features of `split` (computed on first use); `dataset` (a
+    `datasets.DatasetInfo`) adds the dataset's identity to the key."""
+    spec = FeatureSpec.of(config.model)
+    # The examples themselves (a changed dataset is re-encoded), and for datasets other
+    # than SST-2 (whose keys predate it) where they came from.
+    key = {**presets.preset_fingerprint(config.model.preset),
+           "sequence_length": config.model.sequence_length, "precision": encoding.precision,
+           **spec.cache_fields(encoding.backbone_layers), "examples": content_hash(tokens)}
+    if dataset is not None and dataset.name != "glue/sst2":
+        key["dataset"] = dataset.identity
+    return encode(encoding.encoder, tokens, cache_dir(config), key,
+                  batch_size=config.run.encode_batch_size, description=f"encode {split}",
+                  show_progress=config.run.progress and worker.is_chief, worker=worker)
+
+
+# What one more length bucket (one more compiled shape) costs, in padded token rows
+# trained per epoch, for a head without transformer blocks: an XLA compile of the
+# default head's train step takes ~2.3-3.3 s on CPU, as long as ~1.5-2M padded token
+# rows (~1.6 us each), i.e. ~500,000 per epoch of a ~3-epoch run (docs/measurements.md,
+# "Fewer compiled shapes"; the optimum is flat from ~300,000 to 1,000,000).
+BUCKET_COST_IN_TOKEN_ROWS = 500_000
+
+
+def bucket_boundaries(config: TrainConfig, lengths: np.ndarray,
+                      batch_size: int) -> tuple[int, ...]:
+    """The padded lengths of a split's batches (`data.choose_buckets`).
+
+    For heads with transformer blocks (or unfrozen layers) every padded token
+    costs far more than a compile, so they get the least padding.
+    """
+    has_blocks = FeatureSpec.of(config.model).has_transformer_blocks
+    return data.choose_buckets(lengths, batch_size,
+                               data.bucket_lengths(config.model.sequence_length),
+                               0 if has_blocks else BUCKET_COST_IN_TOKEN_ROWS)
+
+
+def split_source(config: TrainConfig, split: str, tokens: dict, encoding: Encoding, *,
+                 shuffle: bool = False, batch_size: int | None = None,
+                 worker: WorkerInfo = WorkerInfo(), dataset=None,
+                 boundaries: tuple[int, ...] | None = None):
+    """`split`'s batch source: cached features, or the backbone on every batch
+    (`--cache_features=false`). `batch_size` is the global batch (default: the config's);
+    `dataset` is the `datasets.DatasetInfo` (see `cached_features`); `boundaries`, the
+    length buckets (default: `bucket_boundaries`)."""
+    batch_size = batch_size or config.optimization.batch_size
+    boundaries = boundaries or bucket_boundaries(config, tokens["length"], batch_size)
+    seed = config.optimization.seed
+    if not config.run.cache_features:
+        return TokenSource(tokens, encoding.encoder, batch_size, boundaries, seed, shuffle)
+    features = cached_features(config, split, tokens, encoding, worker, dataset)
+    if FeatureSpec.of(config.model).token_level:
+        return CachedTokenSource(features, batch_size, boundaries, seed, shuffle)
+    return CachedFeatureSource(features, batch_size, seed, shuffle)

@@ -1,0 +1,252 @@
+"""The compiled train and eval steps of a head under a tf.distribute strategy (`Trainer`).
+
+What a step computes lives here; when steps run (epochs, callbacks, resume) is
+`sst2.fit.loop`'s, as orbit keeps its StandardTrainer apart from its Controller.
+Every step runs in a graph loop that draws batches from a tf.data iterator,
+any number per compiled call.
+
+Example:
+    >>> import numpy as np
+    >>> from sst2.model.head import ClassifierHead
+    >>> from sst2.fit.sources import Batch
+    >>> trainer = Trainer(ClassifierHead(hidden_units=0), keras.optimizers.Adam(1e-2),
+    ...                   batch_size=4)
+    >>> trainer.build(feature_shape=(1, 8))
+    >>> batch = Batch(np.eye(4, 8, dtype=np.float32)[:, None], np.array([0, 1, 0, 1], np.int32),
+    ...               np.ones(4, np.float32))
+    >>> sorted(trainer.eval_step(batch))
+    ['confusion', 'correct', 'count', 'loss']
+"""
+
+import contextlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from sst2.fit import averaging, metrics
+from sst2.model.head import example_features
+from sst2.fit.metrics import MetricSums
+from sst2.fit.sources import Batch, BatchSource
+
+
+class Trainer:
+    """Train and eval steps for a head, written for `strategy.run`.
+
+    Each step is a `tf.function(jit_compile=...)` that runs once per replica on
+    its share of a global batch. The loss is averaged over the global batch
+    (`tf.nn.compute_average_loss`), so gradients summed across replicas equal
+    the one-device gradient. Steps return sums (loss, correct, count) reduced
+    across replicas; callers divide; eval steps add a confusion matrix. With
+    `class_weights` (one per class), each example's loss is weighted by its
+    class's (the reported loss stays unweighted). With a `weight_average`, each train step
+    also updates it, and `evaluate` runs with the averaged weights. With
+    `rdrop_alpha` > 0 each train step runs the head twice (see `rdrop_loss`);
+    the reported training loss stays the first pass's cross-entropy.
+    """
+
+    def __init__(self, head: keras.Model, optimizer: keras.optimizers.Optimizer,
+                 batch_size: int, strategy: tf.distribute.Strategy | None = None,
+                 jit_compile: bool = True,
+                 weight_average: averaging.ExponentialMovingAverage | None = None,
+                 rdrop_alpha: float = 0.0, class_weights=None):
+        self.head = head
+        self.num_classes = head.num_classes
+        self.class_weights = (None if class_weights is None
+                              else tf.constant(class_weights, tf.float32))
+        self.optimizer = optimizer
+        self.weight_average = weight_average
+        self.rdrop_alpha = rdrop_alpha
+        self.batch_size = batch_size
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.jit_compile = jit_compile
+        if self.strategy.num_replicas_in_sync == 1:
+            # One replica: forward, backward and the Adam update in one XLA program.
+            self._gradients = self._replica_gradients
+            train_replica_step = tf.function(self._train_replica_step, jit_compile=jit_compile)
+        else:
+            # Several replicas: XLA compiles forward and backward; the gradients'
+            # all-reduce and the update run in tf.distribute's runtime (XLA cannot
+            # hold a cross-replica merge).
+            self._gradients = tf.function(self._replica_gradients, jit_compile=jit_compile)
+            train_replica_step = self._train_replica_step
+        eval_jit = tf.function(self._eval_replica_step, jit_compile=jit_compile)
+
+        def eval_replica_step(*args):
+            # Called through a Python function, the compiled step is traced per
+            # replica, with that replica's copies of the variables.
+            return eval_jit(*args)
+
+        # Many steps per call: a graph loop draws batches from a (distributed) tf.data
+        # iterator and runs the step on every replica, adding the sums on the device.
+        self._train_loop = tf.function(self._loop_of(train_replica_step))
+        self._eval_loop = tf.function(self._loop_of(eval_replica_step))
+
+    def _loop_of(self, replica_step):
+        strategy = self.strategy
+
+        def loop(iterator, steps, totals):
+            for _ in tf.range(steps):
+                sums = strategy.run(replica_step, next(iterator))
+                # float64, as the host adds them: the totals are those of one step per call.
+                totals = {name: total + tf.cast(strategy.reduce(
+                    tf.distribute.ReduceOp.SUM, sums[name], axis=None), tf.float64)
+                    for name, total in totals.items()}
+            return totals
+
+        return loop
+
+    def iterator(self, source, epoch: int, start: int = 0):
+        """Batches `start`, `start + 1`, ... of `epoch` from `source.dataset`, for
+        `train_steps` and `eval_steps`. On several replicas each replica receives only
+        its rows of each global batch, the same rows as a step at a time."""
+        return self._distributed(lambda: source.dataset(epoch, start))
+
+    def _distributed(self, make_dataset):
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas == 1:
+            return iter(make_dataset())
+        per_replica = self.batch_size // replicas
+
+        def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+            # One pipeline per worker; it hands its local replicas their shares in turn.
+            local = replicas // context.num_input_pipelines
+            first = context.input_pipeline_id * local
+
+            def shares(*batch):
+                def share(replica):
+                    begin = (first + replica) * per_replica
+                    return tf.nest.map_structure(
+                        lambda v: tf.ensure_shape(v[begin:begin + per_replica],
+                                                  [per_replica] + v.shape[1:]), batch)
+
+                return tf.data.Dataset.range(local).map(share)
+
+            return make_dataset().flat_map(shares)
+
+        return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+
+    def train_steps(self, iterator, steps: int, sums: MetricSums) -> None:
+        """Runs `steps` train steps on batches from `iterator` in one call; adds to `sums`."""
+        sums.set(self._train_loop(iterator, tf.constant(steps, tf.int64), sums.tensors()))
+
+    def eval_steps(self, iterator, steps: int, sums: MetricSums) -> None:
+        """`steps` eval steps in one call, as `train_steps`."""
+        sums.set(self._eval_loop(iterator, tf.constant(steps, tf.int64), sums.tensors()))
+
+    def build(self, feature_shape: tuple) -> None:
+        """Creates the head's and the optimizer's variables (needed before a restore).
+
+        `feature_shape` is one example's; `None` marks a token axis.
+        """
+        with self.strategy.scope():
+            self.head(example_features(feature_shape))
+            self.optimizer.build(self.head.trainable_variables)
+            if self.weight_average is not None:
+                self.weight_average.build(self.head.trainable_variables)
+
+    def _sums(self, logits, labels, weights):
+        per_example = keras.losses.sparse_categorical_crossentropy(
+            labels, logits, from_logits=True)
+        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+        return per_example, {
+            "loss": tf.reduce_sum(per_example * weights),
+            "correct": tf.reduce_sum(correct * weights),
+            "count": tf.reduce_sum(weights),
+        }
+
+    def _replica_gradients(self, features, labels, weights):
+        features = _as_float32(features)
+        with tf.GradientTape() as tape:
+            if self.rdrop_alpha:
+                # Both dropout passes in one call: the batch twice, each row its own masks.
+                twice = tf.nest.map_structure(lambda x: tf.concat([x, x], 0), features)
+                logits, logits_again = tf.split(self.head(twice, training=True), 2)
+                _, sums = self._sums(logits, labels, weights)
+                per_example = rdrop_loss(logits, logits_again, labels, self.rdrop_alpha)
+            else:
+                logits = self.head(features, training=True)
+                per_example, sums = self._sums(logits, labels, weights)
+            if self.class_weights is not None:
+                weights = weights * tf.gather(self.class_weights, labels)
+            loss = tf.nn.compute_average_loss(per_example * weights, global_batch_size=self.batch_size)
+        return tape.gradient(loss, self.head.trainable_variables), sums
+
+    def _train_replica_step(self, features, labels, weights):
+        grads, sums = self._gradients(features, labels, weights)
+        self.optimizer.apply_gradients(zip(grads, self.head.trainable_variables))
+        if self.weight_average is not None:
+            self.weight_average.update(self.head.trainable_variables)
+        return sums
+
+    def _eval_replica_step(self, features, labels, weights):
+        logits = self.head(_as_float32(features), training=False)
+        predictions = tf.argmax(logits, -1, output_type=tf.int32)
+        return {**self._sums(logits, labels, weights)[1],
+                "confusion": metrics.confusion_matrix(labels, predictions, weights,
+                                                      self.num_classes)}
+
+    def _one_batch(self, batch: Batch):
+        """An iterator over one `Batch`, as `iterator` hands out a source's batches."""
+        values = tf.nest.map_structure(tf.constant, (batch.features, batch.labels, batch.weights))
+        return self._distributed(lambda: tf.data.Dataset.from_tensors(values))
+
+    def train_step(self, batch: Batch) -> dict:
+        """One train step on one batch (the same compiled loop); its sums, by name."""
+        sums = MetricSums()
+        self.train_steps(self._one_batch(batch), 1, sums)
+        return {"loss": sums.loss, "correct": sums.correct, "count": sums.count}
+
+    def eval_step(self, batch: Batch) -> dict:
+        """One eval step on one batch; its sums, by name, with the confusion matrix."""
+        sums = MetricSums(confusion=np.zeros((self.num_classes, self.num_classes)))
+        self.eval_steps(self._one_batch(batch), 1, sums)
+        return {"loss": sums.loss, "correct": sums.correct, "count": sums.count,
+                "confusion": sums.confusion}
+
+    def evaluate(self, source: BatchSource, description: str = "eval",
+                 show_progress: bool = True) -> dict:
+        """Loss, accuracy, macro-F1 and MCC over a whole source (in its fixed order), with
+        averaged weights when the trainer averages them."""
+        totals = MetricSums(confusion=np.zeros((self.num_classes, self.num_classes)))
+        averaged = (contextlib.nullcontext() if self.weight_average is None
+                    else self.weight_average.swapped_in(self.head.trainable_variables))
+        num_batches = source.num_batches(0)
+        with averaged, tqdm(total=num_batches, desc=description, leave=False,
+                            disable=not show_progress) as bar:
+            self.eval_steps(self.iterator(source, 0), num_batches, totals)
+            bar.update(num_batches)
+        return totals.result()
+
+
+def _as_float32(features):
+    # Cached features arrive as stored (float16, half the bytes to read and move); the
+    # cast is exact and compiled into the step.
+    return tf.nest.map_structure(
+        lambda x: tf.cast(x, tf.float32) if x.dtype == tf.float16 else x, features)
+
+
+def rdrop_loss(logits: tf.Tensor, logits_again: tf.Tensor, labels: tf.Tensor,
+               alpha: float) -> tf.Tensor:
+    """R-Drop's per-example loss (Liang et al., 2021, "R-Drop: Regularized Dropout").
+
+    `logits` and `logits_again` are two training-mode passes over the same
+    batch, with different dropout masks. The loss is their mean cross-entropy
+    plus `alpha` times the mean of the two KL divergences between their
+    predictions, which pulls the dropout sub-networks toward one answer.
+
+    Example:
+        >>> same = tf.constant([[2.0, 0.0]])
+        >>> rdrop_loss(same, same, tf.constant([0]), alpha=1.0)  # no divergence: cross-entropy
+        <tf.Tensor: shape=(1,), dtype=float32, numpy=array([0.12692805], dtype=float32)>
+    """
+    cross_entropy = 0.5 * (
+        keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        + keras.losses.sparse_categorical_crossentropy(labels, logits_again, from_logits=True))
+    log_p, log_q = tf.nn.log_softmax(logits), tf.nn.log_softmax(logits_again)
+    # KL(p||q) + KL(q||p) = sum((p - q) * (log p - log q)).
+    symmetric_kl = tf.reduce_sum((tf.exp(log_p) - tf.exp(log_q)) * (log_p - log_q), axis=-1)
+    return cross_entropy + alpha * 0.5 * symmetric_kl
+
+

@@ -1,0 +1,295 @@
+"""One training run, assembled: data -> tokens -> (cached) features -> head -> loop -> export.
+
+`run(config)` trains, or resumes, the run in `config.run.model_dir` and
+returns its metrics. Every piece it wires is its own module: `inputs` (batch
+sources), `head`, `optimization`, `loop` (the steps and the epoch loop),
+`callbacks` (checkpoints, summaries), `trained` (restore and export).
+
+Example:
+    >>> from sst2.run.config import DataConfig, ModelConfig, OptimizationConfig, RunConfig
+    >>> config = TrainConfig(
+    ...     data=DataConfig(data_dir=data_dir),
+    ...     model=ModelConfig(preset=preset, sequence_length=16, pooling="mean"),
+    ...     optimization=OptimizationConfig(epochs=1, batch_size=16),
+    ...     run=RunConfig(model_dir=tmp_dir, progress=False, export=False))
+    >>> result = run(config, log=lambda message: None)
+    >>> [record["epoch"] for record in result["epochs"]], result["test"]["examples"]
+    ([1], 64)
+"""
+
+import contextlib
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+from sst2.fit import averaging, distribute
+
+from sst2.model import hardware, precision, presets
+from sst2.model.assets import check_assets
+from sst2.model.backbone import FeatureSpec
+from sst2.fit.callbacks import CheckpointCallback, Interrupted, SummaryCallback
+from sst2.fit.checkpoint import RunCheckpoint
+from sst2.run.config import TrainConfig
+from sst2.run.config_file import (load_precisions,
+                              load_train_buckets, save_config, to_dict)
+from sst2.text.datasets import DatasetInfo, TextDataset, open_dataset
+from sst2.model.encoder import FeatureEncoder
+from sst2.run.errors import UserError
+from sst2.run.files import load_json
+from sst2.model.head import build_head
+from sst2.fit.inputs import Encoding, cache_dir, split_source, tokenize_split
+from sst2.fit.loop import fit
+from sst2.fit.steps import Trainer
+from sst2.fit.optimization import class_weights, make_optimizer
+from sst2.run.resume import check_same_dataset, start_or_check_resume
+from sst2.run.run_folder import check_writable, no_trace_unless_started
+from sst2.run.runlock import RunLock
+from sst2.run.run_folder import RunFolder
+from sst2.serve.trained import restore
+
+
+
+def run(config: TrainConfig, log=print) -> dict:
+    """Trains (or resumes) the run in `config.run.model_dir`; returns the final metrics.
+
+    Returns `{"epochs": [one record per epoch], "test": final validation metrics}`.
+    """
+    started = time.time()
+    config = with_absolute_paths(config)
+    # First: a multi-worker strategy must exist before the TensorFlow runtime starts.
+    strategy = distribute.make_strategy(config.run.strategy, config.run.tpu)
+    worker = distribute.worker_info(strategy)
+    if not worker.is_chief:
+        log = _silent  # the chief speaks for the cluster
+    check_assets(config.model.preset)
+    keras.utils.set_random_seed(config.optimization.seed)
+    tf.config.experimental.enable_op_determinism()
+    model_dir = config.run.model_dir
+    with contextlib.ExitStack() as cleanup:
+        out_dir = _hold_run_folder(config, worker, cleanup, log)
+        # The data before the model: a bad file is reported in seconds.
+        dataset = open_dataset(config.data, log=log)
+        check_same_dataset(config, dataset.info)
+        precisions, preprocessor, backbone, encoding = _load_model(config, strategy, log)
+        global_batch = config.optimization.batch_size * strategy.num_replicas_in_sync
+        train_source, eval_source, facts = _sources(config, dataset, preprocessor, encoding,
+                                                    backbone, global_batch, worker, precisions,
+                                                    log)
+        trainer = _build_trainer(config, strategy, backbone, dataset.info, train_source,
+                                 global_batch, precisions, facts)
+        checkpoint = RunCheckpoint(out_dir, trainer.head, trainer.optimizer,
+                                   keep=config.run.keep_checkpoints, log=log, read_dir=model_dir,
+                                   weight_average=trainer.weight_average)
+        head_started = time.time()
+        final, summaries, history = _train(config, dataset.info, trainer, checkpoint,
+                                           train_source, eval_source, out_dir, worker, facts,
+                                           log)
+        summaries.write(test={"split": config.data.eval_split, **final},
+                        head_seconds=time.time() - head_started,
+                        wall_seconds=time.time() - started)
+        if config.run.export and worker.is_chief:
+            trained = restore(model_dir, "best", config=config, log=log)
+            path = trained.export()
+            log(f"Exported the best checkpoint ({os.path.basename(trained.checkpoint_path)}) "
+                f"as a SavedModel: {path}")
+            summaries.write(export_dir=path)
+        return {"epochs": history, "test": final}
+
+
+def _hold_run_folder(config: TrainConfig, worker, cleanup: contextlib.ExitStack, log) -> str:
+    """Makes and locks the run folder (the chief), checks a resume; returns where this
+    process writes (the run folder, or a worker's temporary one)."""
+    model_dir = config.run.model_dir
+    existed = os.path.exists(model_dir)
+    os.makedirs(model_dir, exist_ok=True)
+    if worker.is_chief:
+        cleanup.enter_context(no_trace_unless_started(model_dir, existed))
+    check_writable(model_dir)
+    out_dir = distribute.write_dir(model_dir, worker)
+    cleanup.callback(distribute.remove_write_dir, out_dir, model_dir)
+    if worker.is_chief:  # the chief holds the run folder; others write to temporary ones
+        cleanup.enter_context(RunLock(model_dir))
+    start_or_check_resume(config, worker, log)
+    return out_dir
+
+
+def _load_model(config: TrainConfig, strategy, log) -> tuple:
+    """`(precisions, preprocessor, backbone, encoding)`: the frozen model and how it
+    encodes, on every local replica's device."""
+    precisions = precision.for_run(
+        config.model.precision, presets.layer_shape(config.model.preset),
+        config.model.trainable_layers,
+        recorded=None if config.run.restart else load_precisions(config.run.model_dir), log=log)
+    preprocessor = presets.load_preprocessor(config.model.preset, config.model.sequence_length)
+    backbone = presets.load_backbone(config.model.preset, dtype=precisions["encode"])
+    _check_sequence_length(config.model.sequence_length, backbone)
+    encoder = FeatureEncoder.for_backbone(
+        backbone, FeatureSpec.of(config.model), hardware.backbone_jit(config.run.jit_compile),
+        devices=list(strategy.extended.worker_devices))
+    return (precisions, preprocessor, backbone,
+            Encoding(encoder, precisions["encode"], backbone.num_layers))
+
+
+def _build_trainer(config: TrainConfig, strategy, backbone, info: DatasetInfo, train_source,
+                   global_batch: int, precisions: dict, facts: dict) -> Trainer:
+    """The head, its optimizer and weight average, and the compiled steps, built."""
+    spec = FeatureSpec.of(config.model)
+    with strategy.scope():
+        head = build_head(config.model, backbone, config.optimization.seed,
+                          copy_unfrozen=True, num_classes=info.num_classes,
+                          unfrozen_precision=precisions["train"])
+        total_steps = sum(train_source.num_batches(e) for e in range(config.optimization.epochs))
+        optimizer = make_optimizer(config.optimization, head, total_steps)
+    trainer = Trainer(head, optimizer, global_batch, strategy=strategy,
+                      jit_compile=hardware.head_jit(config.run.jit_compile,
+                                                    spec.has_transformer_blocks),
+                      weight_average=averaging.from_decay(config.optimization.ema_decay),
+                      rdrop_alpha=config.optimization.rdrop_alpha,
+                      class_weights=facts["class_weights"])
+    trainer.build(spec.feature_shape(backbone))
+    return trainer
+
+
+def _silent(message: str) -> None:
+    pass
+
+
+def with_absolute_paths(config: TrainConfig) -> TrainConfig:
+    """Local paths made absolute, so that a run folder works from any working directory.
+
+    (The run folder itself is whatever `--model_dir` a later command is given: a moved
+    or copied run keeps working.)
+    """
+    def absolute(path):
+        return os.path.abspath(os.path.expanduser(path)) if path else path
+
+    preset = config.model.preset
+    if os.path.isdir(os.path.expanduser(preset)):
+        preset = absolute(preset)
+    files = {name: absolute(getattr(config.data, name))
+             for name in ("train_file", "eval_file", "test_file")}
+    return config.replace(model={"preset": preset},
+                          data={"data_dir": absolute(config.data.data_dir), **files},
+                          run={"cache_dir": absolute(config.run.cache_dir)})
+
+
+def _check_sequence_length(sequence_length: int, backbone) -> None:
+    limit = backbone.max_sequence_length
+    if sequence_length > limit:
+        raise UserError(f"--sequence_length={sequence_length} is out of range: this preset's "
+                        f"position embeddings cover at most {limit} tokens.")
+
+
+def _sources(config: TrainConfig, dataset: TextDataset, preprocessor, encoding: Encoding,
+             backbone, global_batch: int, worker: distribute.WorkerInfo, precisions: dict,
+             log) -> tuple:
+    """The train and eval batch sources, and the facts about them `metrics.json` records."""
+    data_config, optimization, info = config.data, config.optimization, dataset.info
+    log(f"Tokenizing {data_config.train_split} and {data_config.eval_split} of "
+        f"{data_config.train_file or info.name} "
+        f"(sequence length {config.model.sequence_length})...")
+    tokenize_started = time.time()
+    train_tokens = tokenize_split(dataset, data_config.train_split, preprocessor,
+                                  labelled="--train_split")
+    eval_tokens = tokenize_split(dataset, data_config.eval_split, preprocessor,
+                                 labelled="--eval_split")
+    log(f"{len(train_tokens['label'])} training and {len(eval_tokens['label'])} "
+        f"evaluation {'pairs' if info.is_pair else 'sentences'}, {info.num_classes} classes; "
+        f"backbone {backbone.num_layers} layers x {backbone.hidden_dim}, "
+        f"precision {encoding.precision}.")
+    log(f"Head: {FeatureSpec.of(config.model).describe()}; {_describe_optimization(config)}.")
+
+    tokenize_seconds = time.time() - tokenize_started
+    encode_started = time.time()
+    # A resumed run keeps the buckets it started with: the same batches.
+    train_source = split_source(config, data_config.train_split, train_tokens, encoding,
+                                shuffle=True, batch_size=global_batch, worker=worker,
+                                dataset=info,
+                                boundaries=load_train_buckets(config.run.model_dir))
+    eval_source = split_source(config, data_config.eval_split, eval_tokens, encoding,
+                               batch_size=global_batch, worker=worker, dataset=info)
+    encode_seconds = None
+    if config.run.cache_features:
+        encode_seconds = time.time() - encode_started
+        log(f"Features ready in {encode_seconds:.1f}s (cache: {cache_dir(config)}).")
+    buckets = {"train": train_source.boundaries, "eval": eval_source.boundaries}
+    if buckets["train"]:
+        log(f"Length buckets (one compiled shape each): training {buckets['train']}, "
+            f"evaluation {buckets['eval']}.")
+    facts = {"precision": encoding.precision, "precisions": precisions,
+             "length_buckets": buckets if buckets["train"] else None,
+             "learning_rate": optimization.learning_rate,
+             "backbone_learning_rate": (optimization.backbone_learning_rate
+                                        if config.model.trainable_layers else None),
+             "train_examples": len(train_tokens["label"]),
+             "eval_examples": len(eval_tokens["label"]),
+             "tokenize_seconds": tokenize_seconds, "encode_seconds": encode_seconds,
+             "dataset": info.to_dict(),
+             "class_weights": (class_weights(train_tokens["label"], info.num_classes).tolist()
+                               if optimization.class_weights == "balanced" else None)}
+    return train_source, eval_source, facts
+
+
+def _describe_optimization(config: TrainConfig) -> str:
+    optimization = config.optimization
+    text = f"learning rate {optimization.learning_rate:g}"
+    if config.model.trainable_layers:
+        text += f" (unfrozen layers {optimization.backbone_learning_rate:g})"
+    text += f", {optimization.lr_schedule}"
+    if optimization.rdrop_alpha:
+        text += f"; R-Drop (alpha {optimization.rdrop_alpha:g})"
+    if optimization.ema_decay:
+        text += f"; evaluated with a weight average (EMA decay {optimization.ema_decay:g})"
+    return text
+
+
+def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint: RunCheckpoint,
+           train_source, eval_source, out_dir: str, worker: distribute.WorkerInfo, facts: dict,
+           log) -> tuple:
+    """Resumes from the latest checkpoint, runs the epochs, evaluates; returns
+    `(final metrics, the summary callback, every epoch's record)`."""
+    model_dir = config.run.model_dir
+    restored = checkpoint.restore_latest()
+    start, epoch_sums = restored if restored is not None else (None, None)
+    if start is not None:
+        log(f"Resuming from step {start.step} (epoch {start.epoch + 1}, batch {start.batch}) "
+            f"in {checkpoint.manager.directory}.")
+    if worker.is_chief:
+        save_config(model_dir, config, info, train_source.boundaries, facts["precisions"])
+    metrics_path = RunFolder(model_dir).metrics
+    history = (load_json(metrics_path).get("epochs", [])
+               if restored and os.path.exists(metrics_path) else [])
+    summaries = SummaryCallback(out_dir, history, {
+        "config": to_dict(config), **facts,
+        "replicas": trainer.strategy.num_replicas_in_sync, "workers": worker.count})
+    checkpoints = CheckpointCallback(checkpoint=checkpoint,
+                                     every_steps=config.run.checkpoint_every_steps,
+                                     best_metric=config.optimization.best_metric)
+    try:
+        with checkpoints.saving_on_signals():
+            fit(trainer, train_source, eval_source, config.optimization.epochs, start=start,
+                epoch_sums=epoch_sums, callbacks=[checkpoints, summaries],
+                show_progress=config.run.progress, log=log,
+                steps_per_call=config.run.steps_per_call)
+    except Interrupted as e:
+        raise UserError(f"Stopped by {e}; checkpoint saved in {checkpoint.manager.directory}. "
+                        "Run the same command again to resume.") from None
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+            tf.errors.CancelledError, tf.errors.InternalError) as e:
+        if worker.count == 1:
+            raise
+        reason = str(e).strip().splitlines()[0][:200]
+        raise UserError(f"Worker {worker.index}: another worker stopped responding ({reason}). "
+                        f"Checkpoints are in {model_dir}/checkpoints; restart every "
+                        "worker with the same command to resume.") from None
+
+    final = trainer.evaluate(eval_source, show_progress=False)
+    log(f"Test Loss: {final['loss']:.4f}")
+    log(f"Test Accuracy: {final['accuracy']:.4f}")
+    log(f"Test Macro-F1: {final['macro_f1']:.4f}, MCC: {final['mcc']:.4f}")
+    if info.glue_task:
+        log(f"(GLUE's {info.glue_task} test split has no labels, so the test metrics above are "
+            f"computed on {config.data.eval_split!r}.)")
+    return final, summaries, history

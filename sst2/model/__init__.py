@@ -1,0 +1,1 @@
+"""The pretrained backbone, its frozen features and the head over them."""

@@ -1,0 +1,261 @@
+"""The feature cache on disk: one split's frozen features, written once, read by rows.
+
+`FeatureCache` is one split's folder (keyed by everything that changes the
+features); `FeatureSet` the assembled split, its features memory-mapped
+(`MappedNpy`) and read a row at a time, so memory does not grow with the
+dataset. The encode pass that fills it is `sst2.model.features`.
+
+Example:
+    >>> cache = FeatureCache(tmp_dir, {"split": "demo"})
+    >>> cache.start()
+    >>> cache.write(FeatureSet(np.ones((3, 1, 4), np.float16), np.array([0, 1, 0], np.int32),
+    ...                        np.arange(3, dtype=np.int32)))
+    >>> cache.is_complete(), cache.load().read_rows(np.array([1]), np.array([1])).shape
+    (True, (1, 1, 4))
+"""
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import shutil
+
+import numpy as np
+
+from sst2.run.errors import UserError
+from sst2.run.files import load_json, save_json, write_atomically
+
+CACHE_FORMAT = 2  # 2: token-level caches in split order
+# Hidden states are stored in float16: half the memory of float32 and, unlike
+# bfloat16, a numpy dtype; its 3 significant digits exceed the backbone's own
+# bfloat16 precision.
+STORAGE_DTYPE = np.float16
+
+
+@dataclasses.dataclass
+class FeatureSet:
+    """Cached frozen features of one split.
+
+    Pooled features are one `[num_layers, width]` block per example. Token
+    features are ragged: example `i` owns rows `offsets[i]:offsets[i + 1]` of
+    `features` (`[total_tokens, hidden]`, or `[total_tokens, 2, hidden]`, see
+    `backbone.frozen_features`), one per real token.
+    """
+
+    features: np.ndarray  # [N, num_layers, width] or [total_tokens, ...], float16
+    labels: np.ndarray  # [N], int32 (-1 where unlabelled)
+    idx: np.ndarray  # [N], the tfds `idx` of each example
+    offsets: np.ndarray | None = None  # [N + 1] for token features
+    # The cache file `features` maps, when it was loaded from a cache: `read_rows` reads it.
+    file: "MappedNpy | None" = dataclasses.field(default=None, repr=False, compare=False)
+
+    def read_rows(self, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Rows `starts[i]:starts[i] + counts[i]` of `features` for each i, concatenated.
+
+        From a cache file they are read with one `pread` per range, into this
+        process's memory only for as long as the caller keeps them: touching
+        the memory map instead would keep every page read (the OS maps whole
+        folios) and the process would grow to the file's size over an epoch.
+        """
+        if self.file is not None:
+            return self.file.read_rows(starts, counts)
+        return np.asarray(self.features[np.repeat(starts, counts) + positions_within(counts)])
+
+    def read_padded(self, starts: np.ndarray, counts: np.ndarray, length: int) -> np.ndarray:
+        """`[len(starts), length, ...]`: range i's rows first in row i, then zeros, in
+        `features`' dtype (as `read_rows`, read straight into place)."""
+        if self.file is not None:
+            return self.file.read_padded(starts, counts, length)
+        out = np.zeros((len(starts), length) + self.features.shape[1:], self.features.dtype)
+        for i, (start, count) in enumerate(zip(starts.tolist(), counts.tolist())):
+            out[i, :count] = self.features[start:start + count]
+        return out
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def tokens(self, i: int) -> np.ndarray:
+        return self.features[self.offsets[i]:self.offsets[i + 1]]
+
+
+def positions_within(counts: np.ndarray) -> np.ndarray:
+    """Each item's position within its run, for consecutive runs of `counts` items.
+
+    >>> positions_within(np.array([2, 0, 3])).tolist()
+    [0, 1, 0, 1, 2]
+    """
+    return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+class MappedNpy:
+    """An `.npy` file as a read-only memory-mapped `array`, and row reads by `pread`.
+
+    A damaged file (a header that does not parse, fewer bytes than it says)
+    raises `ValueError` or `OSError` here.
+
+    >>> np.save(os.path.join(tmp_dir, "a.npy"), np.arange(6, dtype=np.float16).reshape(3, 2))
+    >>> mapped = MappedNpy(os.path.join(tmp_dir, "a.npy"))
+    >>> mapped.array[1:].tolist(), mapped.array.flags.writeable
+    ([[2.0, 3.0], [4.0, 5.0]], False)
+    >>> mapped.read_rows(np.array([2, 0]), np.array([1, 2])).tolist()
+    [[4.0, 5.0], [0.0, 1.0], [2.0, 3.0]]
+    >>> mapped.read_padded(np.array([2, 0]), np.array([1, 2]), length=2).tolist()
+    [[[4.0, 5.0], [0.0, 0.0]], [[0.0, 1.0], [2.0, 3.0]]]
+    """
+
+    def __init__(self, path: str):
+        self.path, self.fd = path, None
+        # numpy parses the header and checks the file's length; a memmap knows its offset.
+        self.array = np.load(path, mmap_mode="r")
+        self.shape, self.dtype = self.array.shape, self.array.dtype
+        self.header = self.array.offset if isinstance(self.array, np.memmap) else 0
+        self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def read_rows(self, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        out = np.empty((int(np.sum(counts)),) + tuple(self.shape[1:]), self.dtype)
+        self._read_into(out, starts, counts, np.cumsum(counts) - counts)
+        return out
+
+    def read_padded(self, starts: np.ndarray, counts: np.ndarray, length: int) -> np.ndarray:
+        """As `FeatureSet.read_padded`: each range read into its own zero-padded row."""
+        out = np.zeros((len(starts), length) + tuple(self.shape[1:]), self.dtype)
+        self._read_into(out, starts, counts, np.arange(len(starts)) * length)
+        return out
+
+    def _read_into(self, out: np.ndarray, starts, counts, positions) -> None:
+        """Reads rows `starts[i]:starts[i] + counts[i]` into `out`'s rows from `positions[i]`
+        (`out` flattened to rows), one `pread` per range."""
+        if not out.size:
+            return
+        buffer = memoryview(out).cast("B")
+        for start, count, position in zip(starts.tolist(), counts.tolist(), positions.tolist()):
+            size, offset = count * self.row_bytes, position * self.row_bytes
+            if os.preadv(self.fd, [buffer[offset:offset + size]],
+                         self.header + start * self.row_bytes) != size:
+                raise OSError(f"{self.path} ended early (rows {start}..{start + count})")
+
+    def __del__(self):
+        if self.fd is not None:
+            os.close(self.fd)
+
+
+class CorruptCache(Exception):
+    """A cache folder whose files cannot be read back as written."""
+
+
+def cache_key(key_fields: dict) -> str:
+    """A short stable hash of everything that changes the features."""
+    blob = json.dumps({"format": CACHE_FORMAT, **key_fields}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class FeatureCache:
+    """One split's features on disk, in `<cache_dir>/<cache_key(key_fields)>/`.
+
+    While encoding, finished shards are `shard-NNNNN.npy`; when all are done,
+    they are assembled into `features.npy` (+ `labels.npy`, `idx.npy`,
+    `offsets.npy` for tokens) and `complete.json` marks the folder complete.
+    Every file is written under a temporary name and renamed.
+    """
+
+    def __init__(self, cache_dir: str, key_fields: dict):
+        self.key_fields = key_fields
+        self.folder = os.path.join(cache_dir, cache_key(key_fields))
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.folder, name)
+
+    def is_complete(self) -> bool:
+        return os.path.exists(self._path("complete.json"))
+
+    def load(self) -> FeatureSet:
+        """The assembled split; its features are memory-mapped from `features.npy`.
+
+        Raises:
+            CorruptCache: when a file is unreadable or the files disagree in size.
+        """
+        offsets_path = self._path("offsets.npy")
+        try:
+            with open(self._path("complete.json")) as f:
+                examples = json.load(f)["examples"]
+            # Memory-mapped, and read by rows (`read_rows`), so memory does not grow
+            # with the dataset.
+            mapped = MappedNpy(self._path("features.npy"))
+            result = FeatureSet(mapped.array, np.load(self._path("labels.npy")),
+                                np.load(self._path("idx.npy")),
+                                np.load(offsets_path) if os.path.exists(offsets_path) else None,
+                                file=mapped)
+        except (OSError, ValueError, KeyError, EOFError) as e:
+            raise CorruptCache(f"{type(e).__name__}: {e}") from e
+        rows = len(result.features)
+        expected_rows = examples if result.offsets is None else int(result.offsets[-1])
+        if len(result.labels) != examples or len(result.idx) != examples or rows != expected_rows:
+            raise CorruptCache(f"{examples} examples recorded, files hold {len(result.labels)} "
+                               f"labels and {rows} feature rows")
+        return result
+
+    def discard(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def start(self) -> None:
+        os.makedirs(self.folder, exist_ok=True)
+        save_json(self._path("key.json"), self.key_fields)
+
+    def shard_plan(self, plan: dict, log=print) -> dict:
+        """The plan (batch size, buckets, batches per shard) this folder's shards follow.
+
+        A killed pass resumed with other options must continue the plan its shards were
+        written with, or a shard would hold other examples than its place says. Shards
+        without a recorded plan (older versions) are discarded.
+        """
+        path = self._path("plan.json")
+        try:
+            recorded = load_json(path) if os.path.exists(path) else None
+        except UserError as e:
+            raise CorruptCache(str(e)) from e
+        if recorded is None and glob.glob(self._path("shard-*.npy")):
+            log(f"Discarding shards without a recorded plan in {self.folder}.")
+            for shard in glob.glob(self._path("shard-*.npy")):
+                os.remove(shard)
+        if recorded is not None and recorded != plan:
+            log(f"Continuing the partial encode pass in {self.folder} with the batches it "
+                f"started with ({recorded}).")
+            return recorded
+        save_json(path, plan)
+        return plan
+
+    def has_shard(self, shard_id: int) -> bool:
+        return os.path.exists(self._path(f"shard-{shard_id:05d}.npy"))
+
+    def write_shard(self, shard_id: int, array: np.ndarray, writer: int = 0) -> None:
+        write_atomically(self._path(f"shard-{shard_id:05d}.npy"), lambda f: np.save(f, array),
+                         "wb", tmp=self._path(f"shard-{shard_id:05d}.tmp{writer}.npy"))
+
+    def read_shards(self, rows: list[int]) -> list[np.ndarray]:
+        """Every shard, each checked to hold the `rows[i]` feature rows its plan says."""
+        try:
+            parts = [np.load(self._path(f"shard-{i:05d}.npy")) for i in range(len(rows))]
+        except (OSError, ValueError, EOFError) as e:
+            raise CorruptCache(f"{type(e).__name__}: {e}") from e
+        for i, (part, expected) in enumerate(zip(parts, rows)):
+            if len(part) != expected:
+                raise CorruptCache(f"shard {i} holds {len(part)} rows, its plan {expected}")
+        return parts
+
+    def write(self, features: FeatureSet) -> None:
+        """Stores the assembled split, marks the folder complete, removes the shards."""
+        arrays = {"labels.npy": features.labels, "idx.npy": features.idx,
+                  "features.npy": features.features}
+        if features.offsets is not None:
+            arrays["offsets.npy"] = features.offsets
+        for name, array in arrays.items():
+            write_atomically(self._path(name), lambda f, a=array: np.save(f, a), "wb")
+        save_json(self._path("complete.json"), {"examples": int(len(features.labels))})
+        for path in glob.glob(self._path("shard-*.npy")):
+            os.remove(path)

@@ -1,0 +1,222 @@
+"""The trainable classifier head over the frozen backbone's features.
+
+Example:
+    >>> head = ClassifierHead(hidden_units=0)            # the seed's head: one dense layer
+    >>> head(tf.zeros([4, 1, 384])).shape
+    TensorShape([4, 2])
+    >>> head = ClassifierHead(hidden_units=8, pooling="attention", dropout=0.1, seed=0)
+    >>> head({"tokens": tf.zeros([4, 7, 16]), "mask": tf.ones([4, 7], tf.int32)}).shape
+    TensorShape([4, 2])
+"""
+
+import keras
+import tensorflow as tf
+
+from sst2.model import presets
+from sst2.model.backbone import FeatureSpec, pool_tokens
+from sst2.model.pooling import POOLINGS
+
+NUM_CLASSES = 2
+
+
+@keras.saving.register_keras_serializable(package="sst2")
+class Dropout(keras.layers.Dropout):
+    """Keras's `Dropout` with its mask drawn by the Philox generator, named explicitly.
+
+    The generator TensorFlow picks by default is slow under XLA on CPU: it made
+    the two dropouts most of a compiled head step (docs/measurements.md).
+    Same seeds, same state (`seed_generator`, restored on resume), same scaling.
+
+    >>> layer = Dropout(0.5, seed=1)
+    >>> out = layer(tf.ones([2, 4]), training=True).numpy()
+    >>> sorted(set(out.ravel().tolist())) in ([0.0, 2.0], [2.0], [0.0])
+    True
+    >>> layer(tf.ones([2, 4])).numpy().tolist()  # inference: unchanged
+    [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]]
+    """
+
+    def call(self, inputs, training=False):
+        if not training or self.rate <= 0:
+            return inputs
+        seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), tf.int32)
+        keep = tf.random.stateless_uniform(tf.shape(inputs), seed, alg="philox") >= self.rate
+        return tf.where(keep, inputs / tf.cast(1 - self.rate, inputs.dtype),
+                        tf.zeros_like(inputs))
+
+
+@keras.saving.register_keras_serializable(package="sst2")
+class ClassifierHead(keras.Model):
+    """The trainable classifier over frozen features.
+
+    Pooled features (`[batch, num_layers, width]`) are concatenated across
+    layers. Token features (a dict of `tokens` `[batch, length, hidden]` and
+    `mask` `[batch, length]`) first pass through `sequence_layers` transformer
+    blocks (new ones, or trainable copies of the backbone's top layers, see
+    `copy_layers`), then are pooled by `pooling`. With `average_layers`, the
+    tokens are `[batch, length, 2, hidden]`: the last frozen layer's output,
+    which the first `unfrozen_layers` sequence layers continue, and the average
+    of the other `average_layers - unfrozen_layers` backbone layers, which
+    their outputs join (`FeatureSpec(layers="all", trainable_layers=N)`).
+    Then: dropout, an
+    optional GELU hidden layer with dropout, and a dense layer to logits. With
+    `hidden_units=0` over one layer's `[CLS]` vector it is the seed's head.
+
+    With `unfrozen_dtype="mixed_bfloat16"`, the unfrozen copies compute in
+    bfloat16 (as the backbone does at that precision) while their variables,
+    and so the optimizer's state, stay float32: Keras mixed precision. bfloat16
+    has float32's range, so no loss scaling is needed.
+
+    """
+
+    def __init__(self, hidden_units: int = 0, dropout: float = 0.0,
+                 num_classes: int = NUM_CLASSES, seed: int | None = None,
+                 pooling: str = "cls", sequence_layers: int = 0, num_heads: int = 12,
+                 intermediate_dim: int = 3072, average_layers: int = 0,
+                 unfrozen_layers: int = 0, unfrozen_dtype: str = "float32", **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_units = hidden_units
+        self.dropout = dropout
+        self.num_classes = num_classes
+        self.seed = seed
+        self.pooling = pooling
+        self.num_sequence_layers = sequence_layers
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim
+        self.average_layers = average_layers
+        self.unfrozen_layers = unfrozen_layers
+        self.unfrozen_dtype = unfrozen_dtype
+        if sequence_layers:
+            from keras_hub.layers import TransformerEncoder
+
+            # DistilBERT's own block: post-LayerNorm, exact GELU, epsilon 1e-12.
+            self.sequence_layers = [
+                TransformerEncoder(num_heads=num_heads, intermediate_dim=intermediate_dim,
+                                   activation="gelu", dropout=dropout, layer_norm_epsilon=1e-12,
+                                   name=f"sequence_layer_{i}",
+                                   dtype=unfrozen_dtype if i < unfrozen_layers else "float32")
+                for i in range(sequence_layers)]
+            # One attribute each: tf.train.Checkpoint does not see into Keras' tracked lists.
+            for i, layer in enumerate(self.sequence_layers):
+                setattr(self, f"sequence_layer_{i}", layer)
+        else:
+            self.sequence_layers = []
+        # A learned pooling's weights, as the head's attribute the registry names.
+        self._pooling = POOLINGS[pooling]
+        if self._pooling.learned:
+            setattr(self, self._pooling.layer_name, self._pooling.make_layer())
+        self.flatten = keras.layers.Flatten()
+        self.input_dropout = Dropout(dropout, seed=seed)
+        self.hidden = (
+            keras.layers.Dense(hidden_units, activation="gelu", name="hidden")
+            if hidden_units else None)
+        self.hidden_dropout = Dropout(dropout, seed=None if seed is None else seed + 1)
+        self.logits = keras.layers.Dense(num_classes, name="logits")
+
+    def build(self, input_shape):
+        # Sublayers build on the first call; nothing here depends on the shape.
+        pass
+
+    def _pool(self, tokens, mask, training):
+        layers = self.sequence_layers
+        if self.average_layers:
+            x, frozen_average = tokens[:, :, 0], tokens[:, :, 1]
+            unfrozen_outputs = []
+            for layer in layers[:self.unfrozen_layers]:
+                x = layer(x, padding_mask=mask, training=training)
+                unfrozen_outputs.append(tf.cast(x, tf.float32))
+            num_frozen = self.average_layers - self.unfrozen_layers
+            x = (frozen_average * num_frozen + tf.add_n(unfrozen_outputs)) / self.average_layers
+            layers = layers[self.unfrozen_layers:]
+        else:
+            x = tokens
+        for layer in layers:  # each casts its input to its own compute dtype
+            x = layer(x, padding_mask=mask, training=training)
+        if not self._pooling.learned:
+            return pool_tokens(x, mask, self.pooling)
+        return self._pooling.pool(x, mask, getattr(self, self._pooling.layer_name))
+
+    def call(self, features, training=False):
+        if isinstance(features, dict):
+            x = self._pool(features["tokens"], features["mask"], training)
+        else:
+            x = self.flatten(features)
+        x = self.input_dropout(x, training=training)
+        if self.hidden is not None:
+            x = self.hidden_dropout(self.hidden(x), training=training)
+        return self.logits(x)
+
+    @property
+    def backbone_copies(self) -> list:
+        """The sequence layers that continue the backbone (its unfrozen top layers)."""
+        return self.sequence_layers[:self.unfrozen_layers]
+
+    def copy_layers(self, layers: list) -> None:
+        """Initializes the first sequence layers from backbone layers (partial unfreezing)."""
+        for ours, theirs in zip(self.sequence_layers, layers):
+            ours.set_weights([w.numpy().astype("float32") for w in theirs.weights])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_units=self.hidden_units, dropout=self.dropout,
+                      num_classes=self.num_classes, seed=self.seed, pooling=self.pooling,
+                      sequence_layers=self.num_sequence_layers, num_heads=self.num_heads,
+                      intermediate_dim=self.intermediate_dim,
+                      average_layers=self.average_layers, unfrozen_layers=self.unfrozen_layers,
+                      unfrozen_dtype=self.unfrozen_dtype)
+        return config
+
+
+def example_features(feature_shape: tuple, length: int = 8):
+    """A one-example batch of zeros in the head's input format (to build it).
+
+    `feature_shape` is one example's (`FeatureSpec.feature_shape`); `None` marks a token axis.
+    """
+    if feature_shape[0] is None:
+        return {"tokens": tf.zeros((1, length) + tuple(feature_shape[1:])),
+                "mask": tf.ones((1, length), tf.int32)}
+    return tf.zeros((1,) + tuple(feature_shape))
+
+
+def rng_state_variables(layer: keras.layers.Layer) -> list:
+    """The RNG state variables (e.g. dropout's seed generators) inside `layer`.
+
+    Keras does not put them in `weights`, but an exact resume must restore them.
+    """
+    states = []
+    for sublayer in layer._flatten_layers(include_self=True):
+        generator = getattr(sublayer, "seed_generator", None)
+        if generator is not None:
+            states.append(generator.state)
+    return states
+
+
+def build_head(model_config, backbone, seed: int, copy_unfrozen: bool = False,
+               num_classes: int = NUM_CLASSES,
+               unfrozen_precision: str | None = None) -> ClassifierHead:
+    """The head a `config.ModelConfig` describes, built over `backbone`'s features, with
+    `num_classes` outputs.
+
+    The unfrozen layers compute in `unfrozen_precision` (default: the backbone's).
+    With `copy_unfrozen` (a new run), the unfrozen layers start as copies of
+    the backbone's top layers, read in float32 from the preset (a bfloat16
+    backbone's weights are rounded to 8 bits of mantissa). A restored run
+    reads them from its checkpoint instead.
+    """
+    spec = FeatureSpec.of(model_config)
+    head = ClassifierHead(
+        hidden_units=model_config.head_hidden, dropout=model_config.dropout, seed=seed,
+        num_classes=num_classes,
+        pooling=model_config.pooling,
+        sequence_layers=model_config.trainable_layers + model_config.head_layers,
+        num_heads=backbone.num_heads, intermediate_dim=backbone.intermediate_dim,
+        average_layers=backbone.num_layers if spec.averages_unfrozen_layers else 0,
+        unfrozen_layers=model_config.trainable_layers,
+        unfrozen_dtype=("mixed_bfloat16" if (unfrozen_precision or backbone.dtype_policy
+                                             .compute_dtype) == "bfloat16" else "float32"))
+    head(example_features(spec.feature_shape(backbone)))
+    if model_config.trainable_layers and copy_unfrozen:
+        if backbone.dtype_policy.variable_dtype != "float32":
+            backbone = presets.load_backbone(model_config.preset, dtype="float32")
+        # The unfrozen copies come right after the frozen layers; new blocks go on top.
+        head.copy_layers(backbone.transformer_layers[spec.frozen_layers(backbone.num_layers):])
+    return head

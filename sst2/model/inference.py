@@ -1,0 +1,112 @@
+"""A fast, inference-only forward pass of a keras-hub DistilBERT backbone, for CPUs.
+
+On CPU, oneDNN runs bfloat16 matmuls at ~2x float32 and fuses `MatMul +
+BiasAdd + GELU` into one kernel, but only when the graph holds that pattern
+on 2-D matmuls. keras-hub's layers use 3-D einsums, so in bfloat16 their exact
+GELU alone costs as much as the feed-forward matmuls. This forward pass reads
+the backbone's weights once (QKV fused into one matrix) and runs the encoder
+as 2-D `tf.matmul` + `tf.nn.bias_add` + `tf.nn.gelu`, keeping the residual
+stream, LayerNorm and softmax in float32. Nothing is XLA-compiled, so any
+batch shape runs without a recompile: the encode pass pads each
+length-sorted batch only to its own longest sentence.
+
+It computes the same function as the keras-hub layers (exact GELU, post-
+LayerNorm, masked softmax); `tests/test_inference.py` checks it.
+
+Example:
+    >>> from sst2.model import presets
+    >>> encoder = FastEncoder(presets.load_backbone(preset))   # 2 layers, hidden 16
+    >>> states = encoder(tf.constant([[2, 7, 3, 0]]), tf.constant([[1, 1, 1, 0]]))
+    >>> len(states), states[-1].shape                # embeddings, then each layer
+    (3, TensorShape([1, 4, 16]))
+"""
+
+import numpy as np
+import tensorflow as tf
+
+
+def _layer_norm(x, gamma, beta, epsilon):
+    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
+    return (x - mean) * tf.math.rsqrt(variance + epsilon) * gamma + beta
+
+
+class FastEncoder:
+    """Every layer's hidden states of a frozen keras-hub `DistilBertBackbone`.
+
+    The weights are copied once, in the backbone's compute dtype; call the
+    encoder with `token_ids` and `padding_mask` (`[batch, length]`).
+    """
+
+    def __init__(self, backbone):
+        self.compute_dtype = tf.as_dtype(backbone.dtype_policy.compute_dtype)
+        self.num_heads = backbone.num_heads
+        self.hidden_dim = backbone.hidden_dim
+        dt = self.compute_dtype
+
+        def const(value, dtype=tf.float32):
+            return tf.constant(np.asarray(value), dtype)
+
+        embedding = backbone.embeddings
+        self.token_embedding = const(embedding.token_embedding.embeddings.numpy(), dt)
+        self.position_embedding = const(embedding.position_embedding.position_embeddings.numpy())
+        norm = backbone.embeddings_layer_norm
+        self.embedding_norm = (const(norm.gamma.numpy()), const(norm.beta.numpy()),
+                               float(norm.epsilon))
+        h = self.hidden_dim
+        self.layers = []
+        for layer in backbone.transformer_layers:
+            attention = layer._self_attention_layer
+            projections = (attention.query_dense, attention.key_dense, attention.value_dense)
+            attention_norm, ffn_norm = layer._self_attention_layer_norm, layer._feedforward_layer_norm
+            self.layers.append({
+                "qkv_kernel": const(np.concatenate(
+                    [np.reshape(d.kernel.numpy(), [h, h]) for d in projections], axis=1), dt),
+                "qkv_bias": const(np.concatenate(
+                    [np.reshape(d.bias.numpy(), [h]) for d in projections]), dt),
+                "out_kernel": const(np.reshape(attention.output_dense.kernel.numpy(), [h, h]), dt),
+                "out_bias": const(attention.output_dense.bias.numpy(), dt),
+                "attention_norm": (const(attention_norm.gamma.numpy()),
+                                   const(attention_norm.beta.numpy()),
+                                   float(attention_norm.epsilon)),
+                "ffn_kernel": const(layer._feedforward_intermediate_dense.kernel.numpy(), dt),
+                "ffn_bias": const(layer._feedforward_intermediate_dense.bias.numpy(), dt),
+                "ffn_out_kernel": const(layer._feedforward_output_dense.kernel.numpy(), dt),
+                "ffn_out_bias": const(layer._feedforward_output_dense.bias.numpy(), dt),
+                "ffn_norm": (const(ffn_norm.gamma.numpy()), const(ffn_norm.beta.numpy()),
+                             float(ffn_norm.epsilon)),
+            })
+
+    def _attention(self, x, p, batch, length, mask_bias):
+        heads, head_dim = self.num_heads, self.hidden_dim // self.num_heads
+        qkv = tf.nn.bias_add(tf.matmul(x, p["qkv_kernel"]), p["qkv_bias"])
+        qkv = tf.transpose(tf.reshape(qkv, [batch, length, 3, heads, head_dim]), [2, 0, 3, 1, 4])
+        q = qkv[0] * tf.cast(head_dim ** -0.5, x.dtype)
+        scores = tf.cast(tf.matmul(q, qkv[1], transpose_b=True), tf.float32) + mask_bias
+        probs = tf.cast(tf.nn.softmax(scores, axis=-1), x.dtype)
+        context = tf.transpose(tf.matmul(probs, qkv[2]), [0, 2, 1, 3])
+        context = tf.reshape(context, [batch * length, self.hidden_dim])
+        return tf.nn.bias_add(tf.matmul(context, p["out_kernel"]), p["out_bias"])
+
+    def __call__(self, token_ids, padding_mask, num_layers: int | None = None) -> list:
+        """The embeddings' output, then each layer's (the first `num_layers`), in float32.
+
+        Each is `[batch, length, hidden]`, like `sst2.model.backbone.hidden_states`.
+        """
+        shape = tf.shape(token_ids)
+        batch, length = shape[0], shape[1]
+        dt = self.compute_dtype
+        x = tf.cast(tf.gather(self.token_embedding, token_ids), tf.float32)
+        x = x + self.position_embedding[None, :length]
+        x32 = tf.reshape(_layer_norm(x, *self.embedding_norm), [batch * length, self.hidden_dim])
+        mask_bias = (1.0 - tf.cast(padding_mask, tf.float32))[:, None, None, :] * -1e9
+        states = [tf.reshape(x32, [batch, length, self.hidden_dim])]
+        for p in self.layers[:num_layers]:
+            attended = self._attention(tf.cast(x32, dt), p, batch, length, mask_bias)
+            x32 = _layer_norm(x32 + tf.cast(attended, tf.float32), *p["attention_norm"])
+            # MatMul + BiasAdd + GELU: one fused oneDNN kernel.
+            hidden = tf.nn.gelu(tf.nn.bias_add(tf.matmul(tf.cast(x32, dt), p["ffn_kernel"]),
+                                               p["ffn_bias"]), approximate=False)
+            out = tf.nn.bias_add(tf.matmul(hidden, p["ffn_out_kernel"]), p["ffn_out_bias"])
+            x32 = _layer_norm(x32 + tf.cast(out, tf.float32), *p["ffn_norm"])
+            states.append(tf.reshape(x32, [batch, length, self.hidden_dim]))
+        return states

@@ -1,0 +1,183 @@
+"""Which precision `--precision=auto` means on this machine: measured, not read off CPU flags.
+
+A CPU flag (`avx512_bf16`, `amx_bf16`) says an instruction exists, not that
+TensorFlow's kernels run faster with it: on some machines bfloat16 runs at
+half float32's speed despite the flag (docs/measurements.md). So on a CPU,
+the first time a backbone shape meets this machine and TensorFlow build, one
+layer of that shape is timed in float32 and in bfloat16, for the encode pass
+(`FastEncoder`'s forward) and, separately, for the unfrozen layers' train
+step (forward and backward), about a second in all. The verdict is cached in
+`$SST2_CACHE_DIR/precision/` (default `~/.cache/sst2`); later runs read it.
+Accelerators compute in bfloat16 without measuring. `SST2_AUTO_PRECISION`
+(`float32` or `bfloat16`) forces what `auto` means, on any machine: bfloat16
+is emulated where the CPU lacks it, slower but correct, so a float32 machine
+can run what a bfloat16 machine would.
+
+Example:
+    >>> resolve("float32", LayerShape(16, 2, 32))
+    'float32'
+    >>> os.environ[FORCE] = "bfloat16"
+    >>> resolve("auto", LayerShape(16, 2, 32))
+    'bfloat16'
+    >>> del os.environ[FORCE]
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from sst2.run.errors import UserError
+from sst2.run.files import load_json, save_json
+
+FORCE = "SST2_AUTO_PRECISION"
+PRECISIONS = ("float32", "bfloat16")
+# bfloat16 must be clearly faster: it also rounds the features to 8 bits of mantissa.
+BFLOAT16_MUST_TAKE_AT_MOST = 0.9
+MEASURE_SECONDS = 0.2  # per precision and kind
+# Batches as they come: a length-sorted encode batch of SST-2 sentences; a train batch.
+BATCH = {"encode": (16, 32), "train": (8, 32)}
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerShape:
+    """One transformer layer's sizes: what the measurement times."""
+    hidden: int
+    heads: int
+    intermediate: int
+
+    @classmethod
+    def of(cls, backbone) -> "LayerShape":
+        return cls(backbone.hidden_dim, backbone.num_heads, backbone.intermediate_dim)
+
+
+def resolve(precision: str, shape: LayerShape, kind: str = "encode", log=None) -> str:
+    """`float32` or `bfloat16`: `precision` itself unless `auto`; else forced by
+    `SST2_AUTO_PRECISION`, bfloat16 on accelerators, or the faster on this CPU for
+    `kind` (`encode` or `train`), measured once."""
+    if precision != "auto":
+        return precision
+    forced = os.environ.get(FORCE)
+    if forced:
+        if forced not in PRECISIONS:
+            raise UserError(f"{FORCE}={forced!r} is not one of {', '.join(PRECISIONS)}.")
+        return forced
+    if tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"):
+        return "bfloat16"
+    return verdict(shape, kind, log)["precision"]
+
+
+def for_run(precision: str, shape: LayerShape, trainable_layers: int,
+            recorded: dict | None = None, log=None) -> dict:
+    """A run's precisions, `{"encode": ..., "train": ...}` (`train`: its unfrozen
+    layers'): what it recorded when it started (a resumed run computes as it did),
+    else resolved here; `train` is measured only for runs with unfrozen layers."""
+    if recorded:
+        return dict(recorded)
+    encode = resolve(precision, shape, "encode", log)
+    train = resolve(precision, shape, "train", log) if trainable_layers else encode
+    return {"encode": encode, "train": train}
+
+
+def machine_key(shape: LayerShape, kind: str) -> dict:
+    """What a verdict depends on: the CPU, the TensorFlow build, the layer and the kind."""
+    cpu, flags = platform.processor(), ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name.strip() == "model name":
+                    cpu = value.strip()
+                elif name.strip() == "flags":
+                    flags = value.strip()
+                if cpu and flags:
+                    break
+    except OSError:
+        pass
+    return {"cpu": cpu, "flags": hashlib.sha256(flags.encode()).hexdigest()[:16],
+            "cores": os.cpu_count(), "tensorflow": tf.__version__, "kind": kind,
+            **dataclasses.asdict(shape)}
+
+
+def verdict(shape: LayerShape, kind: str, log=None) -> dict:
+    """The cached measurement for this machine, or a new one (saved when the cache
+    folder is writable)."""
+    from sst2.model.standin import cache_root
+
+    key = machine_key(shape, kind)
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    path = os.path.join(cache_root(), "precision", f"{kind}-{name}.json")
+    try:
+        record = load_json(path) if os.path.exists(path) else None
+    except UserError:
+        record = None  # a damaged record is measured again
+    if record and record.get("key") == key and record.get("precision") in PRECISIONS:
+        return record
+    seconds = measure(shape, kind)
+    faster = ("bfloat16" if seconds["bfloat16"] <= BFLOAT16_MUST_TAKE_AT_MOST
+              * seconds["float32"] else "float32")
+    record = {"key": key, "seconds_per_step": seconds, "precision": faster}
+    if log:
+        log(f"Precision for the {kind} pass, measured on this machine ({key['cpu']}, one "
+            f"{shape.hidden}-wide layer): float32 {seconds['float32'] * 1e3:.1f} ms, bfloat16 "
+            f"{seconds['bfloat16'] * 1e3:.1f} ms per step: {faster} (cached in {path}).")
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        save_json(path, record)
+    except (OSError, UserError):
+        pass  # a read-only cache measures again next time
+    return record
+
+
+def _step(shape: LayerShape, precision: str, kind: str):
+    """One layer's encode forward or train step, as a traced function of no arguments."""
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(0)
+    rows, length = BATCH[kind]
+    inputs = tf.constant(np.random.default_rng(0).standard_normal(
+        (rows, length, shape.hidden)), tf.float32)
+    mask = tf.ones((rows, length), tf.int32)
+    if kind == "encode":
+        from sst2.model.inference import FastEncoder
+
+        backbone = keras_hub.models.DistilBertBackbone(
+            vocabulary_size=8, num_layers=1, num_heads=shape.heads, hidden_dim=shape.hidden,
+            intermediate_dim=shape.intermediate, max_sequence_length=length, dtype=precision)
+        encoder = FastEncoder(backbone)
+        ids = tf.zeros((rows, length), tf.int32)
+        return tf.function(lambda: encoder(ids, mask)[-1])
+    layer = keras_hub.layers.TransformerEncoder(
+        shape.intermediate, shape.heads, activation="gelu",
+        dtype="mixed_bfloat16" if precision == "bfloat16" else "float32")
+    layer(inputs, padding_mask=mask)
+
+    @tf.function
+    def train_step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.cast(layer(inputs, padding_mask=mask), tf.float32))
+        return tape.gradient(loss, layer.trainable_variables)
+
+    return train_step
+
+
+def measure(shape: LayerShape, kind: str = "encode") -> dict:
+    """Seconds per step of one layer in each precision: the median over alternating rounds
+    of `MEASURE_SECONDS` in all per precision, after a warm-up call."""
+    steps = {p: _step(shape, p, kind) for p in PRECISIONS}
+    for step in steps.values():
+        tf.nest.map_structure(lambda t: t.numpy(), step())  # trace and warm up
+    times = {p: [] for p in PRECISIONS}
+    deadline = time.perf_counter() + 2 * MEASURE_SECONDS
+    while time.perf_counter() < deadline or min(len(t) for t in times.values()) < 3:
+        for p, step in steps.items():
+            started = time.perf_counter()
+            tf.nest.map_structure(lambda t: t.numpy(), step())
+            times[p].append(time.perf_counter() - started)
+    return {p: float(np.median(t)) for p, t in times.items()}

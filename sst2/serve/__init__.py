@@ -1,0 +1,1 @@
+"""A trained run restored, and the SavedModel on raw strings."""

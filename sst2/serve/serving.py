@@ -1,0 +1,195 @@
+"""A SavedModel that takes raw strings: tokenizer, backbone and head in one graph.
+
+The `serving_default` signature takes `text` (`tf.string`, `[None]`; and
+`text_pair` for a model of sentence pairs) and returns `probabilities`
+(`float32`, `[None, N]`, in the order of the dataset's class names: for SST-2
+negative, positive), `label_id` (`int32`, `[None]`) and `label` (`string`,
+`[None]`, the class name). Loading it needs only
+`tensorflow` and `tensorflow_text` (for the WordPiece ops), as TF Serving does.
+
+The graph holds only ops, and op attributes, of TensorFlow 2.12.1 and
+TensorFlow Text 2.12.1, the runtime of the stock TF Serving 2.12 image
+(`sst2.serve.serving_audit` checks it): keras-hub packs `[CLS] ... [SEP]` with TF
+Text's `RoundRobinTrim`, which that TF Text lacks, so `pack` does it with core
+ragged ops, giving the same token ids. A request is padded only to its longest
+text (rounded up to a multiple of 8), and on CPU the backbone runs as
+`FastEncoder`, as the training encode pass does. A text longer than one
+window is read as overlapping windows (`split_windows`), all of a request's
+windows in one batch, and its probabilities are the mean of its windows'.
+
+Example:
+    >>> from sst2.serve.trained import restore
+    >>> trained = restore(trained_dir, log=lambda message: None)
+    >>> path = export_saved_model(trained.preprocessor, trained.backbone, trained.head,
+    ...                           trained.spec, os.path.join(tmp_dir, "export"))
+    >>> import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
+    >>> serve = tf.saved_model.load(path).signatures["serving_default"]
+    >>> output = serve(text=tf.constant(["a gripping film", ""]))
+    >>> output["probabilities"].shape, output["label"].dtype
+    (TensorShape([2, 2]), tf.string)
+"""
+
+import os
+import re
+import time
+
+import keras
+import tensorflow as tf
+
+from sst2.model import hardware
+from sst2.model.backbone import FeatureSpec, frozen_features, pool_features
+from sst2.run.config import ReadingConfig
+from sst2.text.datasets import SST2_INFO, DatasetInfo
+from sst2.serve.packing import (as_ragged, encode_by_length, pack, pack_pair, split_windows,
+                          window_size, window_stride)
+from sst2.run.files import process_alive, remove_entry
+from sst2.model.inference import FastEncoder
+
+def make_window_logits_fn(preprocessor, backbone, head, spec: FeatureSpec,
+                          reading: ReadingConfig = ReadingConfig()):
+    """A function of a batch of strings returning `(logits, text_index)`: the head's
+    logits for every window of every text (`split_windows`, set by `reading`),
+    all windows encoded as one batch, and the text each window belongs to.
+
+    Given a second batch of strings, it reads sentence pairs instead: each pair
+    packed as `[CLS] text [SEP] text_pair [SEP]` (`pack_pair`), one window each.
+    """
+    tokenizer, sequence_length = preprocessor.tokenizer, preprocessor.sequence_length
+    window = window_size(sequence_length, reading.window_tokens)
+    stride = window_stride(window, reading.window_overlap)
+    # On CPU the fused forward pass on free shapes; elsewhere keras-hub's layers.
+    encoder = None if hardware.has_accelerator() else FastEncoder(backbone)
+    frozen = spec.frozen_layers(backbone.num_layers) if spec.token_level else None
+
+    def encode(ids, mask):
+        return frozen_features(encoder(ids, mask, num_layers=frozen), mask, spec)
+
+    def tokenize(text):
+        # Invalid UTF-8 would make the tokenizer raise; replace bad bytes with U+FFFD.
+        return as_ragged(tokenizer(tf.strings.unicode_transcode(
+            text, "UTF-8", "UTF-8", errors="replace", replacement_char=0xFFFD)))
+
+    special = (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
+
+    def window_logits(text, text_pair=None):
+        if text_pair is None:
+            windows, text_index = split_windows(tokenize(text), window, stride,
+                                                reading.max_windows)
+            token_ids, padding_mask = pack(windows, sequence_length, *special)
+        else:
+            token_ids, padding_mask = pack_pair(tokenize(text), tokenize(text_pair),
+                                                sequence_length, *special)
+            text_index = tf.range(tf.shape(text)[0])
+        if encoder is not None:
+            features = encode_by_length(encode, token_ids, padding_mask,
+                                        spec.feature_shape(backbone))
+        else:
+            features = pool_features(backbone, token_ids, padding_mask, spec)
+        if spec.token_level:
+            features = {"tokens": features, "mask": tf.cast(padding_mask, tf.int32)}
+        return tf.cast(head(features, training=False), tf.float32), text_index
+
+    return window_logits
+
+
+def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
+                    reading: ReadingConfig = ReadingConfig(), dataset: DatasetInfo = SST2_INFO):
+    """The serving computation as a Python function of a batch of strings (two, for a
+    `dataset` of sentence pairs); `label` is named from `dataset.label_names`.
+
+    A text's probabilities are the mean of its windows' (`make_window_logits_fn`):
+    an ensemble of views of one text, which leaves a one-window text's output
+    as it was; docs/measurements.md compares it with other combinations.
+    """
+    label_names = tf.constant(dataset.label_names)
+    window_logits = make_window_logits_fn(preprocessor, backbone, head, spec, reading)
+
+    def predict(text, text_pair=None):
+        text = tf.reshape(tf.convert_to_tensor(text, tf.string), [-1])
+        if text_pair is not None:
+            text_pair = tf.reshape(tf.convert_to_tensor(text_pair, tf.string), [-1])
+            tf.debugging.assert_equal(tf.shape(text), tf.shape(text_pair), message=(
+                "text and text_pair must hold as many strings"))
+        logits, text_index = window_logits(text, text_pair)
+        probabilities = tf.math.unsorted_segment_mean(
+            tf.nn.softmax(logits, axis=-1), text_index, tf.shape(text)[0])
+        label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
+        return {"probabilities": probabilities, "label_id": label_id,
+                "label": tf.gather(label_names, label_id)}
+
+    return predict
+
+
+def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_root: str,
+                       version: int | None = None,
+                       reading: ReadingConfig = ReadingConfig(),
+                       dataset: DatasetInfo = SST2_INFO) -> str:
+    """Writes `<export_root>/<version>/` and returns it. The default version is the Unix
+    time, or one more than the newest version there (two exports in one second).
+
+    The folder is written under a temporary name (`.<version>.<pid>.partial`) and
+    renamed when complete, so a crash never leaves a half-written version for a
+    server to pick up; one left by a killed export is removed by the next.
+    """
+    predict = make_predict_fn(preprocessor, backbone, head, spec, reading, dataset)
+    inputs = ("text", "text_pair") if dataset.is_pair else ("text",)
+    predict(*[tf.constant(["build"])] * len(inputs))  # builds every layer, as export requires
+    archive = keras.export.ExportArchive()
+    # The tokenizer's vocabulary; FastEncoder holds the backbone's weights as constants,
+    # so the backbone is tracked only where its own layers run.
+    for layer in (preprocessor.tokenizer, head) if not hardware.has_accelerator() else (
+            preprocessor.tokenizer, backbone, head):
+        archive.track(layer)
+    archive.add_endpoint(
+        "serving_default", predict,
+        input_signature=[tf.TensorSpec([None], tf.string, name=name) for name in inputs])
+
+    os.makedirs(export_root, exist_ok=True)  # only now: a refused export leaves nothing
+    _remove_abandoned_partials(export_root)
+    if version is None:
+        newest = max(_versions(export_root), default=0)
+        version = max(int(time.time()), newest + 1)
+    path = os.path.join(export_root, str(version))
+    tmp = os.path.join(export_root, f".{version}.{os.getpid()}.partial")
+    remove_entry(tmp)  # a link there is removed, never written through
+    try:
+        archive.write_out(tmp, verbose=False)
+        remove_entry(path)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, an interrupt: leave nothing half-written
+        remove_entry(tmp)
+        raise
+    return path
+
+
+def _versions(export_root: str) -> list[int]:
+    return [int(v) for v in os.listdir(export_root) if v.isdigit()]
+
+
+def _remove_abandoned_partials(export_root: str) -> None:
+    """Removes temporary export folders whose process is gone (a killed export)."""
+    for name in os.listdir(export_root):
+        match = re.fullmatch(r"\.\d+(?:\.(\d+))?\.partial", name)
+        if match and not (match.group(1) and process_alive(int(match.group(1)))):
+            remove_entry(os.path.join(export_root, name))
+
+
+
+def latest_export(export_root: str) -> str | None:
+    """The newest complete version under `export_root` (one holding `saved_model.pb`)."""
+    if not os.path.isdir(export_root):
+        return None
+    complete = [v for v in _versions(export_root)
+                if os.path.exists(os.path.join(export_root, str(v), "saved_model.pb"))]
+    return os.path.join(export_root, str(max(complete))) if complete else None
+
+
+def incomplete_versions(export_root: str) -> list[str]:
+    """Numbered versions under `export_root` newer than `latest_export` and without
+    `saved_model.pb`: what a model server would fail to load."""
+    if not os.path.isdir(export_root):
+        return []
+    latest = latest_export(export_root)
+    newest_complete = int(os.path.basename(latest)) if latest else -1
+    return [os.path.join(export_root, str(v)) for v in sorted(_versions(export_root))
+            if v > newest_complete]

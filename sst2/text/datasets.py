@@ -1,0 +1,280 @@
+"""Which labelled text a run reads: tfds `glue/sst2` (the default), any tfds dataset
+with text features and a `ClassLabel`, or local CSV/TSV/JSONL files.
+
+`open_dataset(data_config)` returns a `TextDataset`: its `info` (class names,
+text features, identity) and `load(split)`, a tf.data pipeline whose
+elements all have one shape, whatever the source:
+`{"idx": int32, "label": int64 (-1 when unlabelled), "text": string}` plus
+`"text_pair"` for sentence pairs. The tokenizer, the feature cache, the heads
+and the export only ever see that.
+
+Split names: tfds split strings (`train[:4096]`) for tfds datasets; for
+files, `train`, `validation` and `test` name `--train_file`, `--eval_file`
+and `--test_file`, with the same `[start:end]` slices.
+
+Example (`data_dir` holds glue/sst2, see `sst2.text.data`):
+    >>> from sst2.run.config import DataConfig
+    >>> dataset = open_dataset(DataConfig(data_dir=data_dir))
+    >>> dataset.info.label_names, dataset.info.text_features
+    (('negative', 'positive'), ('sentence',))
+    >>> sorted(next(iter(dataset.load("validation[:2]"))))
+    ['idx', 'label', 'text']
+"""
+
+import dataclasses
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from sst2.text import glue, labels, text_files
+from sst2.run.errors import UserError
+from sst2.run.files import sha256_of_file
+
+DEFAULT_DATASET = glue.DATASET_NAME
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What a trained model knows of its data; recorded in the run's `config.json`.
+
+    Attributes:
+        name: the tfds name, or `files`.
+        label_names: the classes, in class-id order.
+        text_features: the one (or two, for pairs) text columns or features.
+        identity: what must not change under a resumed run or a cached feature
+            set: the dataset and version, or the training file's SHA-256.
+        glue_task: the GLUE task name (its submission file) for GLUE datasets.
+    """
+
+    name: str
+    label_names: tuple
+    text_features: tuple
+    identity: dict
+    glue_task: str | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_features) == 2
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> "DatasetInfo":
+        fields = dict(fields)
+        fields["label_names"] = tuple(fields["label_names"])
+        fields["text_features"] = tuple(fields["text_features"])
+        return cls(**fields)
+
+
+# Runs from before datasets were recorded trained on this.
+SST2_INFO = DatasetInfo(DEFAULT_DATASET, glue.LABEL_NAMES, ("sentence",),
+                        {"dataset": DEFAULT_DATASET}, glue_task="SST-2")
+GLUE_TASKS = {"glue/sst2": "SST-2", "glue/cola": "CoLA", "glue/mrpc": "MRPC",
+              "glue/qqp": "QQP", "glue/qnli": "QNLI", "glue/rte": "RTE", "glue/wnli": "WNLI"}
+
+
+def _columns(value: str | None) -> tuple | None:
+    if value is None:
+        return None
+    columns = tuple(c.strip() for c in value.split(","))
+    if not 1 <= len(columns) <= 2 or not all(columns):
+        raise UserError(f"--text_column={value!r}: name one text column, or two separated by "
+                        "a comma for sentence pairs.")
+    return columns
+
+
+def _element(idx, label, texts) -> dict:
+    element = {"idx": tf.cast(idx, tf.int32), "label": tf.cast(label, tf.int64),
+               "text": texts[0]}
+    if len(texts) == 2:
+        element["text_pair"] = texts[1]
+    return element
+
+
+class TextDataset:
+    """A dataset's `info` and its splits as tf.data pipelines (see the module)."""
+
+    info: DatasetInfo
+
+    def load(self, split: str) -> tf.data.Dataset:
+        raise NotImplementedError
+
+    def size(self, split: str) -> int:
+        """The number of examples in `split`."""
+        raise NotImplementedError
+
+
+class TfdsDataset(TextDataset):
+    """A tfds dataset; `glue/sst2` is prepared offline from local files when needed."""
+
+    def __init__(self, name: str, data_dir: str | None = None, download: bool = True,
+                 text_features: tuple | None = None, label_feature: str | None = None,
+                 log=print):
+        self.name, self.data_dir, self.download, self.log = name, data_dir, download, log
+        if name == DEFAULT_DATASET:
+            glue.ensure_prepared(data_dir, download, log)
+        builder = self._builder()
+        features = builder.info.features
+        tfds = glue._tfds()
+        texts = [k for k, v in features.items() if isinstance(v, tfds.features.Text)]
+        labels = [k for k, v in features.items() if isinstance(v, tfds.features.ClassLabel)]
+        if not text_features and len(texts) != 1:
+            raise UserError(f"{name} has text features {', '.join(texts) or 'none'}: name the "
+                            "one to classify (or two, for pairs) with --text_column=...")
+        text_features = text_features or tuple(texts)
+        if not label_feature and len(labels) != 1:
+            raise UserError(f"{name} has class label features {', '.join(labels) or 'none'}: "
+                            "name the one to predict with --label_column=...")
+        label_feature = label_feature or labels[0]
+        for wanted, kind, flag in ([(t, "text", "--text_column") for t in text_features]
+                                   + [(label_feature, "class label", "--label_column")]):
+            have = texts if kind == "text" else labels
+            if wanted not in have:
+                raise UserError(f"{name} has no {kind} feature {wanted!r}; its {kind} features "
+                                f"are {', '.join(have) or 'none'}. Name one with {flag}=...")
+        self.text_features, self.label_feature = tuple(text_features), label_feature
+        self.has_idx = "idx" in features
+        self.info = DatasetInfo(
+            name, tuple(features[label_feature].names), self.text_features,
+            {"dataset": name} if name == DEFAULT_DATASET else
+            {"dataset": name, "version": str(builder.info.version),
+             "text_features": list(self.text_features), "label_feature": label_feature},
+            glue_task=GLUE_TASKS.get(name))
+
+    def _builder(self):
+        tfds = glue._tfds()
+        try:
+            builder = tfds.builder(self.name, data_dir=self.data_dir)
+        except Exception as e:  # DatasetNotFoundError and kin: one message
+            raise UserError(f"--dataset={self.name!r}: tfds has no such dataset "
+                            f"({str(e).splitlines()[0][:200]}).") from None
+        if not builder.is_prepared():
+            if not self.download:
+                raise UserError(f"{self.name} is not prepared in "
+                                f"{self.data_dir or 'tfds data dir'} and --nodownload is set.")
+            try:
+                builder.download_and_prepare()
+            except Exception as e:
+                raise UserError(
+                    f"tfds could not download and prepare {self.name} "
+                    f"({str(e).splitlines()[0][:200]}). Prepare it on a machine with network "
+                    "access and pass its --data_dir, or train on local files with "
+                    "--train_file and --eval_file.") from None
+        return builder
+
+    def load(self, split: str) -> tf.data.Dataset:
+        if self.name == DEFAULT_DATASET:
+            dataset = glue.load_split(split, self.data_dir, self.download, self.log)
+        else:
+            try:
+                dataset = glue._tfds().load(self.name, split=split, data_dir=self.data_dir,
+                                            shuffle_files=False)
+            except (ValueError, AssertionError, KeyError) as e:
+                raise UserError(f"Bad split {split!r} for {self.name}: {e}") from None
+        features, label = self.text_features, self.label_feature
+        if self.has_idx:
+            return dataset.map(lambda x: _element(x["idx"], x[label],
+                                                  [x[f] for f in features]))
+        return dataset.enumerate().map(lambda i, x: _element(i, x[label],
+                                                             [x[f] for f in features]))
+
+    def size(self, split: str) -> int:
+        return self._builder().info.splits[split].num_examples
+
+
+_SLICE = re.compile(r"^(\w+)(?:\[(-?\d*):(-?\d*)\])?$")
+
+
+class FileDataset(TextDataset):
+    """Local files: the training file fixes the classes (`text_files`)."""
+
+    def __init__(self, train_file: str, eval_file: str | None = None,
+                 test_file: str | None = None, text_columns: tuple = ("text",),
+                 label_column: str = "label", encoding: str = "utf-8", fmt: str = "auto",
+                 label_names: tuple | None = None):
+        self.files = {"train": train_file, "validation": eval_file, "test": test_file}
+        self.text_columns, self.label_column = text_columns, label_column
+        self.encoding, self.fmt = encoding, fmt
+        self._tables = {}
+        train = self._table("train")
+        names = labels.label_vocabulary(train, label_names)
+        if len(names) < 2:
+            raise UserError(f"{train_file} has one class only ({names[0]!r}); a classifier "
+                            "needs at least two.")
+        self.info = DatasetInfo(
+            "files", names, tuple(text_columns),
+            {"train_file_sha256": sha256_of_file(train_file), "text_columns": list(text_columns),
+             "label_column": label_column, "label_names": list(names)})
+
+    def _table(self, name: str) -> text_files.TextTable:
+        if name not in self._tables:
+            path = self.files.get(name)
+            if path is None:
+                flag = {"train": "--train_file", "validation": "--eval_file",
+                        "test": "--test_file"}.get(name)
+                raise UserError(f"No file for the split {name!r}: pass {flag}=PATH."
+                                if flag else f"Unknown split {name!r} for local files: use "
+                                "train, validation or test.")
+            self._tables[name] = text_files.read_table(
+                path, self.text_columns, self.label_column, self.encoding, self.fmt,
+                require_labels=name != "test")
+        return self._tables[name]
+
+    def _parse(self, split: str) -> tuple[str, slice]:
+        match = _SLICE.match(split.replace(" ", ""))
+        if match is None:
+            raise UserError(f"Bad split {split!r}: use train, validation or test, optionally "
+                            "sliced as train[:1000].")
+        name, start, end = match.groups()
+        return name, slice(int(start) if start else None, int(end) if end else None)
+
+    def arrays(self, split: str) -> dict:
+        """`split` as numpy arrays: `idx` (the example's line), `label`, `text` (and
+        `text_pair`), after checking every label."""
+        name, part = self._parse(split)
+        table = self._table(name)
+        columns = list(zip(*table.texts))
+        arrays = {"idx": np.asarray(table.lines, np.int32)[part],
+                  "label": labels.label_ids(table, self.info.label_names)[part],
+                  "text": np.asarray(columns[0], object)[part]}
+        if len(columns) == 2:
+            arrays["text_pair"] = np.asarray(columns[1], object)[part]
+        if not len(arrays["idx"]):
+            raise UserError(f"The split {split!r} ({table.path}) holds no examples.")
+        return arrays
+
+    def load(self, split: str) -> tf.data.Dataset:
+        arrays = self.arrays(split)
+        return tf.data.Dataset.from_tensor_slices(
+            {k: tf.constant(v.tolist(), tf.string) if v.dtype == object else v
+             for k, v in arrays.items()})
+
+    def size(self, split: str) -> int:
+        return len(self.arrays(split)["idx"])
+
+
+def open_dataset(data_config, log=print) -> TextDataset:
+    """The dataset a `config.DataConfig` names: local files with `--train_file`, else the
+    tfds dataset `--dataset`."""
+    label_names = (tuple(n.strip() for n in data_config.label_names.split(","))
+                   if data_config.label_names else None)
+    if data_config.train_file:
+        return FileDataset(data_config.train_file, data_config.eval_file,
+                           data_config.test_file,
+                           _columns(data_config.text_column) or ("text",),
+                           data_config.label_column or "label", data_config.encoding,
+                           data_config.file_format, label_names)
+    dataset = TfdsDataset(data_config.dataset, data_config.data_dir, data_config.download,
+                          _columns(data_config.text_column), data_config.label_column, log=log)
+    if label_names and len(label_names) != dataset.info.num_classes:
+        raise UserError(f"--label_names names {len(label_names)} classes; "
+                        f"{data_config.dataset} has {dataset.info.num_classes}.")
+    if label_names:
+        dataset.info = dataclasses.replace(dataset.info, label_names=label_names)
+    return dataset

@@ -1,0 +1,221 @@
+"""Labelled text from local CSV, TSV or JSONL files, checked line by line.
+
+`read_table` reads one file into a `TextTable`: its text column (or two, for
+sentence pairs), its raw labels and the line each example starts on (which
+`sst2.text.labels` turns into classes). Every problem a user can
+have with a file ends in a `UserError` that names the file, the line and
+what to do: a missing column, a row with too few fields, a quoted field
+that never closes, bytes that are not valid in the stated encoding (all such
+lines are listed; no row is ever dropped), an empty file, a label the
+training file never had.
+
+Formats: CSV (RFC 4180: quoted fields may hold commas, quotes and line
+breaks), TSV (GLUE's: tab-separated, no quoting) and JSONL (one JSON object
+per line). The first line of a CSV or TSV file names its columns.
+
+Example:
+    >>> path = os.path.join(tmp_dir, "reviews.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write('text,label\\n"a warm, funny film",good\\nflat and dull,bad\\n')
+    >>> table = read_table(path, ("text",), "label")
+    >>> table.texts, table.labels, table.lines
+    ([('a warm, funny film',), ('flat and dull',)], ['good', 'bad'], [2, 3])
+"""
+
+import codecs
+import csv
+import dataclasses
+import io
+import json
+import os
+
+
+from sst2.run.errors import UserError
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_MAX_LISTED = 5  # bad lines named in one message
+
+
+@dataclasses.dataclass
+class TextTable:
+    """One file's examples: `texts[i]` (one string per text column), `labels[i]` (the
+    raw label as text; None when the file has no label column) and `lines[i]`, the
+    1-based line example i starts on."""
+
+    path: str
+    texts: list
+    labels: list | None
+    lines: list
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def file_format(path: str, fmt: str = "auto") -> str:
+    """`csv`, `tsv` or `jsonl`: `fmt`, or with `auto` the file's extension.
+
+    >>> file_format("data/train.tsv"), file_format("x.txt", "csv")
+    ('tsv', 'csv')
+    """
+    if fmt != "auto":
+        return fmt
+    found = FORMATS.get(os.path.splitext(path)[1].lower())
+    if found is None:
+        raise UserError(f"{path}: cannot tell the format from its extension; name the file "
+                        ".csv, .tsv or .jsonl, or pass --file_format=csv, tsv or jsonl.")
+    return found
+
+
+def decode(path: str, encoding: str) -> str:
+    """The file's text; a UserError listing every line with bytes invalid in `encoding`."""
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise UserError(f"--encoding={encoding!r} is not an encoding Python knows; use e.g. "
+                        "utf-8, latin-1 or cp1252.") from None
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a folder; name a CSV, TSV or JSONL file in it.")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise UserError(f"{path} is not a regular file (a pipe or a device): sst2 reads a "
+                        "data file more than once (to fingerprint and to read it), so save "
+                        "it to a file first.")
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no such file.")
+    with open(path, "rb") as f:
+        data = f.read()
+    # A UTF-8 byte-order mark is not part of the first column's name.
+    codec = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError:
+        pass
+    bad = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        try:
+            line.decode(codec)
+        except UnicodeDecodeError as e:
+            bad.append(f"line {number}, byte {e.start + 1} (0x{line[e.start]:02x})")
+    listed = "; ".join(bad[:_MAX_LISTED]) + (f"; and {len(bad) - _MAX_LISTED} more lines"
+                                             if len(bad) > _MAX_LISTED else "")
+    raise UserError(f"{path}: {len(bad)} line(s) hold bytes that are not valid {encoding}: "
+                    f"{listed}. Pass the encoding the file is written in, e.g. "
+                    "--encoding=latin-1 (ISO-8859-1) or --encoding=cp1252; no line is skipped.")
+
+
+def _rows(path: str, text: str, fmt: str):
+    """Yields `(line, fields)`: the header row first; for JSONL, `fields` is the object."""
+    if fmt == "jsonl":
+        # Lines end at "\n" only: JSON strings may hold U+2028 or U+0085 raw, which
+        # str.splitlines would split at.
+        for number, line in enumerate(text.split("\n"), start=1):
+            line = line.removesuffix("\r")
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}: line {number} is not valid JSON ({e.msg}, column "
+                                f"{e.colno}); JSONL holds one JSON object per line.") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path}: line {number} is a JSON {type(row).__name__}, not an "
+                                "object of column names and values.")
+            yield number, row
+        return
+    # A long review may hold more than the csv module's 128 KiB per field by default.
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True,
+                        **({"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv"
+                           else {}))
+    line = 1
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            hint = (" (a quoted field opened here never closes: add its closing quote)"
+                    if "end of data" in str(e) else
+                    " (a field holding a quote must be quoted as a whole, the quote doubled)")
+            raise UserError(f"{path}: line {line}: the CSV does not parse: {e}{hint}.") from None
+        if fields:  # blank lines hold no example
+            yield line, fields
+        line = reader.line_num + 1
+
+
+def read_table(path: str, text_columns: tuple, label_column: str | None,
+               encoding: str = "utf-8", fmt: str = "auto",
+               require_labels: bool = True) -> TextTable:
+    """Reads `path`'s text column(s) and label column (see the module's docstring).
+
+    With `require_labels=False` (a test file), a missing label column gives
+    `labels=None`; empty label fields are an error either way.
+    """
+    fmt = file_format(path, fmt)
+    text = decode(path, encoding)
+    rows = _rows(path, text, fmt)
+    texts, labels, lines = [], [], []
+    if fmt == "jsonl":
+        header = None
+    else:
+        first = next(rows, None)
+        if first is None:
+            raise UserError(f"{path} is empty: it needs a first line naming its columns, e.g. "
+                            f"{_example_header(text_columns, label_column, fmt)}, then one "
+                            "example per line.")
+        header = first[1]
+        _check_columns(path, header, text_columns, label_column, require_labels, line=1)
+    has_label = label_column is not None and (header is None or label_column in header)
+    for number, row in rows:
+        if header is None:
+            _check_columns(path, list(row), text_columns, label_column, require_labels,
+                           line=number)
+            values = [row.get(c) for c in text_columns]
+            label = row.get(label_column) if label_column is not None else None
+            has_label = has_label and label_column in row
+            bad = [c for c, v in zip(text_columns, values) if not isinstance(v, str)]
+            if bad:
+                raise UserError(f"{path}: line {number}: {bad[0]!r} must be a string, not "
+                                f"{json.dumps(row.get(bad[0]))}.")
+            if isinstance(label, bool) or not isinstance(label, (str, int, type(None))):
+                raise UserError(f"{path}: line {number}: the label must be a name or an "
+                                f"integer, not {json.dumps(label)}.")
+        else:
+            if len(row) != len(header):
+                raise UserError(
+                    f"{path}: line {number} has {len(row)} fields, the header {len(header)}"
+                    + (" (is a field holding the delimiter unquoted?)" if fmt == "csv" else
+                       " (a tab inside a sentence, or a missing field?)") + ".")
+            values = [row[header.index(c)] for c in text_columns]
+            label = row[header.index(label_column)] if has_label else None
+        if has_label:
+            label = str(label).strip() if label is not None else ""
+            if not label:
+                raise UserError(f"{path}: line {number} has no label in column "
+                                f"{label_column!r}; every example needs one.")
+        texts.append(tuple(values))
+        labels.append(label)
+        lines.append(number)
+    if not texts:
+        raise UserError(f"{path} holds no examples (only "
+                        f"{'a header' if header is not None else 'blank lines'}).")
+    return TextTable(path, texts, labels if has_label else None, lines)
+
+
+def _example_header(text_columns, label_column, fmt) -> str:
+    return ("," if fmt == "csv" else "\t").join(list(text_columns) + [label_column or "label"])
+
+
+def _check_columns(path, header, text_columns, label_column, require_labels, line) -> None:
+    needed = list(text_columns) + ([label_column] if require_labels and label_column else [])
+    doubled = [c for c in dict.fromkeys(needed) if list(header).count(c) > 1]
+    if doubled:
+        raise UserError(f"{path}: the header (line 1) names the column {doubled[0]!r} "
+                        f"{list(header).count(doubled[0])} times; rename all but one, so that "
+                        "it is clear which one to read.")
+    missing = [c for c in needed if c not in header]
+    if missing:
+        flag = "--label_column" if missing[0] == label_column else "--text_column"
+        where = "the header (line 1)" if line == 1 else f"line {line}"
+        raise UserError(f"{path}: {where} has no column {missing[0]!r}; its columns are "
+                        f"{', '.join(map(repr, header)) or 'none'}. Name the right one with "
+                        f"{flag}=...")
