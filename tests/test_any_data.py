@@ -40,7 +40,7 @@ def test_sst5_csv_trains_exports_predicts_and_evaluates_five_classes(standin_pre
                         f"--model_dir={model_dir}", "--noprogress")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "400 training and 150 evaluation sentences, 5 classes" in result.stdout
-    assert "Test Macro-F1" in result.stdout and "GLUE" not in result.stdout
+    assert "Test macro-F1: " in result.stdout and "GLUE" not in result.stdout
     metrics = load_json(model_dir / "metrics.json")
     epochs = metrics["epochs"]
     for record in epochs:

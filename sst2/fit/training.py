@@ -41,6 +41,7 @@ from sst2.run.files import load_json
 from sst2.model.head import build_head
 from sst2.fit.inputs import Encoding, cache_dir, split_source, tokenize_split
 from sst2.fit.loop import fit
+from sst2.fit.metrics import METRICS
 from sst2.fit.steps import Trainer
 from sst2.fit.optimization import class_weights, make_optimizer
 from sst2.run.resume import check_same_dataset, start_or_check_resume
@@ -288,7 +289,8 @@ def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint:
     final = trainer.evaluate(eval_source, show_progress=False)
     log(f"Test Loss: {final['loss']:.4f}")
     log(f"Test Accuracy: {final['accuracy']:.4f}")
-    log(f"Test Macro-F1: {final['macro_f1']:.4f}, MCC: {final['mcc']:.4f}")
+    log("Test " + ", ".join(f"{metric.label}: {final[name]:.4f}" for name, metric in
+                            METRICS.items() if name not in ("loss", "accuracy")))
     if info.glue_task:
         log(f"(GLUE's {info.glue_task} test split has no labels, so the test metrics above are "
             f"computed on {config.data.eval_split!r}.)")

@@ -137,7 +137,8 @@ class OptimizationConfig(Options):
         identity=True)
     best_metric: str = option(
         "accuracy", "The validation metric that picks the best checkpoint (the one exported; "
-        "the lowest for loss).", choices=tuple(BEST_METRICS), identity=True)
+        "the lowest for " + ", ".join(m for m, higher in BEST_METRICS.items() if not higher)
+        + ").", choices=tuple(BEST_METRICS), identity=True)
     seed: int = option(0, "Seed for initialization, shuffling and dropout.", identity=True)
 
 
