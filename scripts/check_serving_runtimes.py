@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 
+import numpy as np
+
 # (tensorflow, tensorflow-text): the oldest a stock TF Serving image runs, two later ones.
 RUNTIMES = ("2.12.1/2.12.1", "2.15.1/2.15.0", "2.19.0/2.19.0")
 INSTALLED = "installed"
@@ -114,8 +116,6 @@ def compare(answers: dict, reference: dict) -> dict:
                 break
         for key in ("probabilities", "score"):
             if key in a and a[key]:
-                import numpy as np
-
                 worst = max(worst, float(np.max(np.abs(np.subtract(a[key], r[key])))))
     return {"failed": failed, "agreement": agree / total if total else 1.0, "max_delta": worst}
 

@@ -115,17 +115,22 @@ def predict_batches(export_dir: str, batches: Iterable[list]) -> Iterator[dict]:
                                                    "texts separated by a tab"})}
 
 
-def predict_lines(export_dir: str, lines: Iterable[str | bytes],
-                  batch_size: int = 256) -> Iterator[dict]:
-    """`predict_batches` over `lines` in batches of `batch_size`."""
+def in_batches(lines: Iterable, batch_size: int) -> Iterator[list]:
+    """`lines` in lists of `batch_size` (the last may be shorter)."""
     batch = []
     for line in lines:
         batch.append(line)
         if len(batch) == batch_size:
-            yield from predict_batches(export_dir, [batch])
+            yield batch
             batch = []
     if batch:
-        yield from predict_batches(export_dir, [batch])
+        yield batch
+
+
+def predict_lines(export_dir: str, lines: Iterable[str | bytes],
+                  batch_size: int = 256) -> Iterator[dict]:
+    """`predict_batches` over `lines` in batches of `batch_size` (the export loaded once)."""
+    return predict_batches(export_dir, in_batches(lines, batch_size))
 
 
 def stdin_batches(fd: int, batch_size: int, wait: float = 0.005) -> Iterator[list]:
@@ -155,8 +160,7 @@ def stdin_batches(fd: int, batch_size: int, wait: float = 0.005) -> Iterator[lis
 
 def main(config: PredictConfig, argv: list[str]) -> None:
     export_dir = resolve_export_dir(config.export_dir)
-    batches = ([argv[1:][i:i + config.batch_size]
-                for i in range(0, len(argv) - 1, config.batch_size)] if argv[1:]
+    batches = (in_batches(argv[1:], config.batch_size) if argv[1:]
                else stdin_batches(sys.stdin.fileno(), config.batch_size))
     answered, unread = 0, []
     for number, result in enumerate(predict_batches(export_dir, batches), start=1):

@@ -23,6 +23,16 @@ def outside(tmp_path):
     return target
 
 
+def _tiny_head_and_optimizer():
+    from sst2.model.head import ClassifierHead
+
+    head = ClassifierHead(hidden_units=0)
+    head(tf.zeros([1, 1, 8]))
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(head.trainable_variables)
+    return head, optimizer
+
+
 def test_a_link_at_a_temporary_name_is_never_written_through(tmp_path, outside):
     run = tmp_path / "run"
     run.mkdir()
@@ -47,7 +57,6 @@ def test_a_lock_file_that_is_a_link_is_refused(tmp_path, outside):
 
 def test_a_checkpoint_index_listing_files_outside_is_set_aside(tmp_path, outside):
     from sst2.fit.checkpoint import RunCheckpoint
-    from sst2.model.head import ClassifierHead
     from sst2.fit.loop import Position
 
     for suffix in (".index", ".data-00000-of-00001"):
@@ -57,10 +66,7 @@ def test_a_checkpoint_index_listing_files_outside_is_set_aside(tmp_path, outside
     (checkpoints / "checkpoint").write_text(
         f'model_checkpoint_path: "{outside.parent}/ckpt-1"\n'
         f'all_model_checkpoint_paths: "{outside.parent}/ckpt-1"\n')
-    head = ClassifierHead(hidden_units=0)
-    head(tf.zeros([1, 1, 8]))
-    optimizer = keras.optimizers.Adam()
-    optimizer.build(head.trainable_variables)
+    head, optimizer = _tiny_head_and_optimizer()
     messages = []
     checkpoint = RunCheckpoint(str(tmp_path / "run"), head, optimizer, keep=1,
                                log=messages.append)
@@ -153,13 +159,9 @@ def test_a_failed_checkpoint_save_leaves_no_partial_files(tmp_path):
     import errno
 
     from sst2.fit.checkpoint import RunCheckpoint
-    from sst2.model.head import ClassifierHead
     from sst2.fit.loop import Position
 
-    head = ClassifierHead(hidden_units=0)
-    head(tf.zeros([1, 1, 8]))
-    optimizer = keras.optimizers.Adam()
-    optimizer.build(head.trainable_variables)
+    head, optimizer = _tiny_head_and_optimizer()
     checkpoint = RunCheckpoint(str(tmp_path), head, optimizer)
     real_save = checkpoint.best_manager.save
 

@@ -32,6 +32,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from sst2.model import hardware
 from sst2.run.errors import UserError
 from sst2.run.files import load_json, save_json
 
@@ -67,7 +68,7 @@ def resolve(precision: str, shape: LayerShape, kind: str = "encode", log=None) -
         if forced not in PRECISIONS:
             raise UserError(f"{FORCE}={forced!r} is not one of {', '.join(PRECISIONS)}.")
         return forced
-    if tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"):
+    if hardware.has_accelerator():
         return "bfloat16"
     return verdict(shape, kind, log)["precision"]
 
