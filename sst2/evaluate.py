@@ -17,7 +17,8 @@ from sst2.run.config import EvaluateConfig
 
 def main(config: EvaluateConfig, argv: list[str]) -> None:
     from sst2.run.runlock import RunLock
-    from sst2.serve.trained import evaluate, restore
+    from sst2.serve.evaluation import evaluate
+    from sst2.serve.trained import restore
 
     # The run folder's lock: never a checkpoint a training run is still writing, and one
     # writer of the files it writes there at a time.

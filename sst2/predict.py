@@ -4,7 +4,9 @@
     cat reviews.txt | python -m sst2.predict --export_dir=... --json
 
 With no sentences on the command line, reads one per line from stdin. Prints
-the label and its probability per line, or one JSON object per line (--json).
+per line the label and its probability (a multi-label model: the predicted
+labels, joined by its separator, or `(no label)`; a regression model: the
+score), then the text; or one JSON object per line (--json).
 A model of sentence pairs takes each pair as one line, its two texts separated
 by a tab.
 `--export_dir` may also be an export root or a model_dir: the newest version is used.
@@ -53,14 +55,13 @@ def as_bytes(text: str | bytes) -> bytes:
     return text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
 
 
-SST2_OUTPUTS = {"probabilities", "label_id", "label"}
-
-
 def load_signature(export_dir: str):
-    """The export's `serving_default`, checked to be an sst2 classifier's; and whether it
-    takes sentence pairs."""
+    """The export's `serving_default`, checked to be an sst2 model's; whether it takes
+    sentence pairs; and its task (`sst2.serve.serving.OUTPUTS`)."""
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
+
+    from sst2.serve.serving import OUTPUTS
 
     try:
         serve = tf.saved_model.load(export_dir).signatures["serving_default"]
@@ -70,26 +71,29 @@ def load_signature(export_dir: str):
                         "again with: python -m sst2.export --model_dir=...") from e
     inputs = serve.structured_input_signature[1]
     outputs = set(serve.structured_outputs)
-    if set(inputs) - {"text", "text_pair"} or "text" not in inputs or not (
-            SST2_OUTPUTS <= outputs) or any(spec.dtype != tf.string for spec in inputs.values()):
+    tasks = [task for task, names in OUTPUTS.items() if set(names) == outputs]
+    if set(inputs) - {"text", "text_pair"} or "text" not in inputs or not tasks or any(
+            spec.dtype != tf.string for spec in inputs.values()):
         raise UserError(f"{export_dir} is not an sst2 export: its serving_default takes "
                         f"{sorted(inputs)} and returns {sorted(outputs)}, where sst2's takes "
                         "text (and text_pair) strings and returns probabilities, label_id "
-                        "and label.")
-    return serve, "text_pair" in inputs
+                        "and label (or a multi-label or regression model's outputs).")
+    return serve, "text_pair" in inputs, tasks[0]
 
 
 def predict_batches(export_dir: str, batches: Iterable[list]) -> Iterator[dict]:
     """Yields, per line of each batch (lines as `str` or `bytes`), `{"text", "label",
-    "label_id", "probability", "probabilities"}`, or `{"text", "error"}` for a line a
-    pair model cannot read (no tab). One call of the export per batch.
+    "label_id", "probability", "probabilities"}` (multi-label: `{"text", "labels",
+    "probabilities"}`; regression `{"text", "score"}`), or `{"text", "error"}` for a line
+    a pair model cannot read (no tab). One call of the export per batch.
 
     `text` is the line as UTF-8 text, invalid bytes replaced by U+FFFD. For a
     model of sentence pairs (a `text_pair` input), each line is `text<TAB>text_pair`.
     """
     import tensorflow as tf
 
-    serve, pairs = load_signature(export_dir)
+    serve, pairs, task = load_signature(export_dir)
+    label_names, separator = _names(export_dir)
     for lines in batches:
         raw = [as_bytes(line) for line in lines]
         readable = [i for i, line in enumerate(raw) if not pairs or b"\t" in line]
@@ -101,18 +105,53 @@ def predict_batches(export_dir: str, batches: Iterable[list]) -> Iterator[dict]:
                             text_pair=tf.constant([p[1] for p in split], tf.string))
             else:
                 out = serve(text=tf.constant([raw[i] for i in readable], tf.string))
-            # One conversion per batch: indexing tensors row by row costs ~10 ms a line.
-            probabilities = out["probabilities"].numpy().tolist()
-            label_ids, labels = out["label_id"].numpy().tolist(), out["label"].numpy().tolist()
-            for k, i in enumerate(readable):
-                answers[i] = {"label": labels[k].decode(), "label_id": label_ids[k],
-                              "probability": probabilities[k][label_ids[k]],
-                              "probabilities": probabilities[k]}
+            for k, answer in enumerate(_answers(out, task, label_names, separator)):
+                answers[readable[k]] = answer
         for i, line in enumerate(raw):
             text = line.decode("utf-8", errors="replace")
             yield {"text": text, **answers.get(i, {"error": "no tab: this model classifies "
                                                    "sentence pairs, one pair per line, its two "
                                                    "texts separated by a tab"})}
+
+
+def _names(export_dir: str) -> tuple[list | None, str]:
+    """The label names and separator an export records (`sst2.serve.serving`'s
+    `assets.extra/sst2.json`), for a multi-label answer by name."""
+    from sst2.serve.serving import read_export_facts
+
+    facts = read_export_facts(export_dir)
+    return facts.get("label_names"), facts.get("label_separator", ",")
+
+
+def _answers(out: dict, task: str, label_names, separator: str) -> list[dict]:
+    """One batch of the export's answers, per line, as plain values. One conversion per
+    batch: indexing tensors row by row costs ~10 ms a line."""
+    if task == "regression":
+        return [{"score": score} for score in out["score"].numpy().tolist()]
+    probabilities = out["probabilities"].numpy().tolist()
+    if task == "multi_label":
+        joined = [labels.decode() for labels in out["labels"].numpy().tolist()]
+        return [{"labels": text.split(separator) if text else [],
+                 "probabilities": (dict(zip(label_names, p)) if label_names else p)}
+                for text, p in zip(joined, probabilities)]
+    label_ids, labels = out["label_id"].numpy().tolist(), out["label"].numpy().tolist()
+    return [{"label": label.decode(), "label_id": i, "probability": p[i], "probabilities": p}
+            for label, i, p in zip(labels, label_ids, probabilities)]
+
+
+def readable_line(result: dict, separator: str = ",") -> str:
+    """A line of `predict_batches`'s output for a person.
+
+    >>> readable_line({"text": "great", "label": "positive", "probability": 0.98})
+    'positive\t0.9800\tgreat'
+    >>> readable_line({"text": "fine", "labels": []}), readable_line({"text": "a", "score": 3.2})
+    ('(no label)\tfine', '3.2000\ta')
+    """
+    if "score" in result:
+        return f"{result['score']:.4f}\t{result['text']}"
+    if "labels" in result:
+        return f"{separator.join(result['labels']) or '(no label)'}\t{result['text']}"
+    return f"{result['label']}\t{result['probability']:.4f}\t{result['text']}"
 
 
 def in_batches(lines: Iterable, batch_size: int) -> Iterator[list]:
@@ -163,6 +202,7 @@ def main(config: PredictConfig, argv: list[str]) -> None:
     batches = (in_batches(argv[1:], config.batch_size) if argv[1:]
                else stdin_batches(sys.stdin.fileno(), config.batch_size))
     answered, unread = 0, []
+    _, separator = _names(export_dir)
     for number, result in enumerate(predict_batches(export_dir, batches), start=1):
         answered += 1
         if "error" in result:
@@ -171,7 +211,7 @@ def main(config: PredictConfig, argv: list[str]) -> None:
         elif config.json:
             print(json.dumps(result, ensure_ascii=False), flush=True)
         else:
-            print(f"{result['label']}\t{result['probability']:.4f}\t{result['text']}", flush=True)
+            print(readable_line(result, separator), flush=True)
     if not answered:
         raise UserError("No input: give sentences as arguments, or one per line on stdin.")
     if unread:

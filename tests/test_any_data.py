@@ -28,7 +28,8 @@ def test_sst5_csv_trains_exports_predicts_and_evaluates_five_classes(standin_pre
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
-    from sst2.serve.trained import evaluate, restore
+    from sst2.serve.evaluation import evaluate
+    from sst2.serve.trained import restore
 
     for split, name in (("train", "train.csv"), ("dev", "dev.csv")):
         convert_senteval(os.path.join(senteval_dir(), "SST-5", f"{split}.txt"),
@@ -117,7 +118,8 @@ def test_trec_latin1_file_class_weights(standin_preset, tmp_path):
     assert metrics["epochs"][-1]["val_accuracy"] > 0.5, metrics["epochs"]
     # A test file without labels: evaluate predicts it into predictions.jsonl, through
     # the served computation, with the class names.
-    from sst2.serve.trained import evaluate, restore
+    from sst2.serve.evaluation import evaluate
+    from sst2.serve.trained import restore
 
     with open(tmp_path / "questions.csv", "w", encoding="latin-1") as f:
         f.write("text\nWho wrote Hamlet ?\nWhere is Lima ?\n")
@@ -155,7 +157,8 @@ def test_sentence_pairs_train_export_and_predict(tiny_preset, tmp_path):
 
     from sst2.run.config import ReadingConfig
     from sst2.predict import predict_lines
-    from sst2.serve.trained import predict_split, restore
+    from sst2.serve.evaluation import predict_split
+    from sst2.serve.trained import restore
 
     rng = np.random.default_rng(0)
     words = {0: ["bad", "dull", "awful"], 1: ["good", "great", "superb"]}

@@ -43,7 +43,8 @@ def test_swapped_in_shows_the_average_then_restores_the_raw_weights():
 @pytest.mark.slow
 def test_a_run_with_an_average_exports_the_average(tiny_preset, tiny_data_dir, tmp_path):
     from sst2.run.config import TrainConfig
-    from sst2.serve.trained import evaluate, restore
+    from sst2.serve.evaluation import evaluate
+    from sst2.serve.trained import restore
     from sst2.fit.training import run
 
     config = TrainConfig.from_options(

@@ -15,7 +15,7 @@ import pytest
 import sst2
 
 # Examples that train, export or serve a whole model run in the slow tier.
-SLOW = {"sst2.serve.serving", "sst2.serve.trained", "sst2.fit.training"}
+SLOW = {"sst2.serve.serving", "sst2.serve.trained", "sst2.serve.evaluation", "sst2.fit.training"}
 MODULES = [pytest.param(m.name, marks=[pytest.mark.slow] if m.name in SLOW else [])
            for m in sorted(pkgutil.walk_packages(sst2.__path__, "sst2."), key=lambda m: m.name)]
 # Subpackages say what they group; their modules hold the examples.

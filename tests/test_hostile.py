@@ -100,7 +100,8 @@ def test_data_paths_are_kept_absolute_and_a_changed_training_file_is_refused(
     # Issue 25, case 2: a run trained on relative paths, evaluated from another folder
     # holding its own train.csv and dev.csv, scored those files without a word.
     from sst2.run.config import TrainConfig
-    from sst2.serve.trained import evaluate, restore
+    from sst2.serve.evaluation import evaluate
+    from sst2.serve.trained import restore
     from sst2.fit.training import run
     from tests.helpers import NEGATIVE, POSITIVE
 
@@ -200,7 +201,8 @@ def test_evaluate_never_prepares_data_where_only_config_json_points(trained_tiny
     import json
     import shutil
 
-    from sst2.serve.trained import evaluate, restore
+    from sst2.serve.evaluation import evaluate
+    from sst2.serve.trained import restore
 
     run = tmp_path / "run"
     shutil.copytree(trained_tiny_run, run)

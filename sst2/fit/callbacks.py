@@ -102,12 +102,14 @@ class SummaryCallback(Callback):
             current = epoch_sums.result()
             with self.train_writer.as_default(step=position.step):
                 tf.summary.scalar("running_loss", current["loss"])
-                tf.summary.scalar("running_accuracy", current["accuracy"])
+                if "accuracy" in current:
+                    tf.summary.scalar("running_accuracy", current["accuracy"])
 
     def on_epoch_end(self, position: Position, record: dict) -> None:
         with self.train_writer.as_default(step=record["step"]):
             tf.summary.scalar("epoch_loss", record["train_loss"])
-            tf.summary.scalar("epoch_accuracy", record["train_accuracy"])
+            if "train_accuracy" in record:
+                tf.summary.scalar("epoch_accuracy", record["train_accuracy"])
         if "val_loss" in record:
             with self.eval_writer.as_default(step=record["step"]):
                 for name in METRICS:

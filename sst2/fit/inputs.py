@@ -51,12 +51,18 @@ def tokenize_split(dataset: TextDataset, split: str, preprocessor,
     tokens = data.to_numpy(data.tokenize(dataset.load(split), preprocessor))
     if not tokens:
         raise UserError(f"The split {split!r} is empty.")
-    unlabelled = int((tokens["label"] < 0).sum())
+    unlabelled = int(unlabelled_rows(tokens["label"]).sum())
     if labelled and unlabelled:
         raise UserError(f"{labelled}={split!r} has {unlabelled} unlabelled examples (GLUE's "
                         "test split has no labels): train and validate on labelled splits, "
                         "e.g. train and validation.")
     return tokens
+
+
+def unlabelled_rows(labels: np.ndarray) -> np.ndarray:
+    """Which examples have no label: -1 (any entry, multi-label), or NaN (a number)."""
+    missing = np.isnan(labels) if labels.dtype.kind == "f" else labels < 0
+    return missing.reshape(len(labels), -1).any(axis=1)
 
 
 def content_hash(tokens: dict) -> str:

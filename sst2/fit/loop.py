@@ -77,7 +77,7 @@ def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | 
     records = []
     while position.epoch < epochs:
         started = time.time()
-        sums = _train_epoch(trainer, train_source, position, epoch_sums or MetricSums(),
+        sums = _train_epoch(trainer, train_source, position, trainer.sums(epoch_sums),
                             epochs, callbacks, show_progress, steps_per_call)
         epoch_sums = None
         record = {"epoch": position.epoch + 1, "step": position.step,
@@ -112,15 +112,21 @@ def _train_epoch(trainer, source, position, sums, epochs, callbacks, show_progre
         bar.update(steps)
         if position.step % 50 < steps or position.batch == num_batches:
             current = sums.result()
-            bar.set_postfix(loss=f"{current['loss']:.4f}", acc=f"{current['accuracy']:.4f}")
+            bar.set_postfix({"loss": f"{current['loss']:.4f}", **(
+                {"acc": f"{current['accuracy']:.4f}"} if "accuracy" in current else {})})
         for callback in callbacks:
             callback.on_step_end(position, sums)
     bar.close()
     return sums
 
 
+# Per-label results a record keeps beside the metrics (multi-label targets).
+PER_LABEL = ("per_label_f1", "thresholds")
+
+
 def _named(split: str, result: dict) -> dict:
-    return {f"{split}_{name}": value for name, value in result.items() if name in METRICS}
+    return {f"{split}_{name}": value for name, value in result.items()
+            if name in METRICS or name in PER_LABEL}
 
 
 def describe(record: dict) -> str:

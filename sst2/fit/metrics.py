@@ -11,11 +11,11 @@ TensorBoard and `--best_metric`'s choices follow from it.
 Example:
     >>> confusion = np.array([[5, 1], [2, 2]])   # rows: true class; columns: predicted
     >>> {k: round(v, 4) for k, v in from_confusion(confusion).items()}
-    {'accuracy': 0.7, 'macro_f1': 0.6703, 'mcc': 0.3563}
+    {'accuracy': 0.7, 'macro_f1': 0.6703, 'mcc': 0.3563, 'f1': 0.5714}
     >>> sums = MetricSums(confusion=np.zeros((2, 2)))
     >>> sums.add({"loss": 3.0, "correct": 7.0, "count": 10.0, "confusion": confusion})
     >>> {k: round(v, 4) for k, v in sums.result().items()}
-    {'loss': 0.3, 'accuracy': 0.7, 'macro_f1': 0.6703, 'mcc': 0.3563, 'examples': 10}
+    {'loss': 0.3, 'accuracy': 0.7, 'macro_f1': 0.6703, 'f1': 0.5714, 'mcc': 0.3563, 'examples': 10}
 """
 
 import dataclasses
@@ -34,21 +34,38 @@ class Metric:
     higher_is_better: bool = True
 
 
-def _per_example(name: str) -> Callable[[dict], float]:
-    return lambda sums: sums[name] / max(sums["count"], 1.0)
+def _per_example(name: str) -> Callable[[dict], float | None]:
+    return lambda sums: None if sums.get(name) is None else sums[name] / max(sums["count"], 1.0)
 
 
 def _from_confusion(name: str) -> Callable[[dict], float | None]:
     return lambda sums: (None if sums.get("confusion") is None
-                         else from_confusion(sums["confusion"])[name])
+                         else from_confusion(sums["confusion"]).get(name))
+
+
+def _from(key: str, name: str) -> Callable[[dict], float | None]:
+    """A metric of the scores `sums[key]` holds (`multi_label_scores`, `regression_scores`)."""
+    return lambda sums: None if sums.get(key) is None else sums[key].get(name)
+
+
+def _macro_f1(sums: dict) -> float | None:
+    value = _from_confusion("macro_f1")(sums)
+    return value if value is not None else _from("multi_label", "macro_f1")(sums)
 
 
 # Every metric, in the order records and log lines show them.
 METRICS = {
     "loss": Metric(_per_example("loss"), "loss", higher_is_better=False),
     "accuracy": Metric(_per_example("correct"), "accuracy"),
-    "macro_f1": Metric(_from_confusion("macro_f1"), "macro-F1"),
+    "macro_f1": Metric(_macro_f1, "macro-F1"),
+    "f1": Metric(_from_confusion("f1"), "F1"),
     "mcc": Metric(_from_confusion("mcc"), "MCC"),
+    "micro_f1": Metric(_from("multi_label", "micro_f1"), "micro-F1"),
+    "macro_f1_at_half": Metric(_from("multi_label", "macro_f1_at_half"), "macro-F1@0.5"),
+    "subset_accuracy": Metric(_from("multi_label", "subset_accuracy"), "subset accuracy"),
+    "pearson": Metric(_from("regression", "pearson"), "Pearson"),
+    "spearman": Metric(_from("regression", "spearman"), "Spearman"),
+    "mse": Metric(_from("regression", "mse"), "MSE", higher_is_better=False),
 }
 # Each metric `--best_metric` may name, and whether higher is better.
 BEST_METRICS = {name: metric.higher_is_better for name, metric in METRICS.items()}
@@ -65,7 +82,8 @@ def confusion_matrix(labels, predictions, weights, num_classes: int):
 
 
 def from_confusion(confusion: np.ndarray) -> dict:
-    """Accuracy, macro-F1 and the multi-class Matthews correlation of a confusion matrix.
+    """Accuracy, macro-F1 and the multi-class Matthews correlation of a confusion matrix;
+    with two classes, also the F1 of the second (the positive) class.
 
     Macro-F1 averages the per-class F1 over the classes that occur as a label or
     as a prediction (as scikit-learn does). The Matthews correlation is
@@ -83,9 +101,12 @@ def from_confusion(confusion: np.ndarray) -> dict:
     covariance = correct * total - true_counts @ predicted_counts
     scale = np.sqrt((total ** 2 - predicted_counts @ predicted_counts)
                     * (total ** 2 - true_counts @ true_counts))
-    return {"accuracy": float(correct / total) if total else 0.0,
-            "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
-            "mcc": float(covariance / scale) if scale > 0 else 0.0}
+    result = {"accuracy": float(correct / total) if total else 0.0,
+              "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+              "mcc": float(covariance / scale) if scale > 0 else 0.0}
+    if len(confusion) == 2:  # two classes: F1 of the second (GLUE's MRPC and QQP)
+        result["f1"] = float(f1[1])
+    return result
 
 
 def is_better(metric: str, value: float, best: float | None) -> bool:
@@ -99,32 +120,142 @@ def is_better(metric: str, value: float, best: float | None) -> bool:
     return value > best if BEST_METRICS[metric] else value < best
 
 
-def score(probabilities: np.ndarray, labels: np.ndarray) -> dict:
-    """Every metric of predicted `probabilities` (`[examples, classes]`) against integer
-    `labels`, as the eval step sums them: the mean negative log-likelihood, and the
-    confusion matrix's metrics; and `examples`.
+def _f1(tp, fp, fn):
+    denominator = 2 * tp + fp + fn
+    return np.divide(2 * tp, denominator, out=np.zeros_like(denominator, np.float64),
+                     where=denominator > 0)
+
+
+def tune_thresholds(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per label, the probability threshold that maximizes that label's F1 on these
+    examples (the midpoint between the chosen probability and the next lower one;
+    0.5 for a label without positives).
+
+    >>> tune_thresholds(np.array([[0.9, 0.2], [0.3, 0.1], [0.4, 0.3]]),
+    ...                 np.array([[1, 0], [0, 0], [1, 0]])).round(3).tolist()
+    [0.35, 0.5]
+    """
+    thresholds = np.full(labels.shape[1], 0.5)
+    for j in range(labels.shape[1]):
+        positives = labels[:, j].sum()
+        if not positives:
+            continue
+        order = np.argsort(-probabilities[:, j], kind="stable")
+        ranked, hits = probabilities[order, j], labels[order, j]
+        tp = np.cumsum(hits)
+        predicted = np.arange(1, len(hits) + 1)
+        f1 = 2 * tp / (predicted + positives)
+        # Only where the next probability differs can a threshold fall.
+        last_of_run = np.append(ranked[1:] < ranked[:-1], True)
+        best = int(np.argmax(np.where(last_of_run, f1, -1)))
+        below = ranked[best + 1] if best + 1 < len(ranked) else 0.0
+        thresholds[j] = (ranked[best] + below) / 2
+    return thresholds
+
+
+def multi_label_scores(probabilities: np.ndarray, labels: np.ndarray,
+                       thresholds: np.ndarray | None = None) -> dict:
+    """Micro- and macro-F1 (over every label), per-label F1 and subset accuracy at
+    `thresholds` (default: tuned on these examples, `tune_thresholds`), and macro-F1
+    at a fixed 0.5; with `thresholds`, the ones used.
+
+    >>> scores = multi_label_scores(np.array([[0.9, 0.2], [0.3, 0.6]]), np.array([[1, 0], [0, 1]]),
+    ...                             thresholds=np.array([0.5, 0.5]))
+    >>> scores["macro_f1"], scores["subset_accuracy"]
+    (1.0, 1.0)
+    """
+    if thresholds is None:
+        thresholds = tune_thresholds(probabilities, labels)
+    labels = labels.astype(bool)
+
+    def counts(predicted):
+        return ((predicted & labels).sum(0), (predicted & ~labels).sum(0),
+                (~predicted & labels).sum(0))
+
+    predicted = probabilities >= thresholds
+    tp, fp, fn = counts(predicted)
+    per_label = _f1(tp, fp, fn)
+    return {"micro_f1": float(_f1(tp.sum(), fp.sum(), fn.sum())),
+            "macro_f1": float(per_label.mean()),
+            "macro_f1_at_half": float(_f1(*counts(probabilities >= 0.5)).mean()),
+            "subset_accuracy": float((predicted == labels).all(axis=1).mean()),
+            "per_label_f1": per_label.tolist(), "thresholds": thresholds.tolist()}
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks from 1, ties sharing their average rank (as Spearman's rho needs)."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(1, len(values) + 1)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return sums[inverse] / counts[inverse]
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    x, y = x - x.mean(), y - y.mean()
+    scale = np.sqrt((x * x).sum() * (y * y).sum())
+    return float((x * y).sum() / scale) if scale > 0 else 0.0
+
+
+def regression_scores(scores: np.ndarray, labels: np.ndarray) -> dict:
+    """Pearson and Spearman correlation and mean squared error of predicted `scores`.
+
+    >>> {k: round(v, 3) for k, v in regression_scores(np.array([1.0, 2.0, 4.0]),
+    ...                                               np.array([1.0, 3.0, 5.0])).items()}
+    {'pearson': 0.982, 'spearman': 1.0, 'mse': 0.667}
+    """
+    scores, labels = np.asarray(scores, np.float64), np.asarray(labels, np.float64)
+    return {"pearson": _pearson(scores, labels),
+            "spearman": _pearson(_ranks(scores), _ranks(labels)),
+            "mse": float(((scores - labels) ** 2).mean())}
+
+
+def score(outputs: np.ndarray, labels: np.ndarray, task: str = "single_label",
+          thresholds: np.ndarray | None = None, loss: float | None = None) -> dict:
+    """Every metric of a model's `outputs` against `labels`, by name, and `examples`.
+
+    Single-label: `outputs` are probabilities (`[examples, classes]`), labels
+    class ids; the loss is the mean negative log-likelihood. Multi-label:
+    probabilities per label and 0/1 labels (`multi_label_scores`, with
+    `thresholds`). Regression: scores and numbers (`regression_scores`).
+    `loss` is the mean training loss where the caller has it.
 
     >>> score(np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 0]))["accuracy"]
     0.5
     """
-    num_classes = probabilities.shape[1]
-    chosen = probabilities[np.arange(len(labels)), labels]
-    confusion = np.bincount(labels * num_classes + probabilities.argmax(-1),
-                            minlength=num_classes ** 2).reshape(num_classes, num_classes)
-    loss = float(-np.log(np.maximum(chosen, np.finfo(np.float32).tiny)).mean())
-    return {"loss": loss, **from_confusion(confusion), "examples": len(labels)}
+    if task == "single_label":
+        num_classes = outputs.shape[1]
+        chosen = outputs[np.arange(len(labels)), labels]
+        confusion = np.bincount(labels * num_classes + outputs.argmax(-1),
+                                minlength=num_classes ** 2).reshape(num_classes, num_classes)
+        loss = float(-np.log(np.maximum(chosen, np.finfo(np.float32).tiny)).mean())
+        return {"loss": loss, **from_confusion(confusion), "examples": len(labels)}
+    sums = {"loss": loss, "count": float(len(labels)) if loss is None else 1.0,
+            "multi_label": None, "regression": None}
+    extra = {}
+    if task == "multi_label":
+        sums["multi_label"] = multi_label_scores(outputs, labels, thresholds)
+        extra = {k: sums["multi_label"][k] for k in ("per_label_f1", "thresholds")}
+    else:
+        sums["regression"] = regression_scores(outputs, labels)
+    values = {name: metric.value(sums) for name, metric in METRICS.items()}
+    return {**{k: v for k, v in values.items() if v is not None}, **extra,
+            "examples": len(labels)}
 
 
 class MetricSums:
     """Accumulates the sums that steps return, in float64; with `confusion` (a
-    `[classes, classes]` array, for evaluation), a confusion matrix too."""
+    `[classes, classes]` array, for evaluation), a confusion matrix too.
+    `counts_correct=False`: the target has no accuracy (`sst2.fit.targets`)."""
 
     NAMES = ("loss", "correct", "count")
 
     def __init__(self, loss: float = 0.0, correct: float = 0.0, count: float = 0.0,
-                 confusion: np.ndarray | None = None):
+                 confusion: np.ndarray | None = None, counts_correct: bool = True):
         self.loss, self.correct, self.count = loss, correct, count
         self.confusion = confusion
+        self.counts_correct = counts_correct
 
     def add(self, sums: dict) -> None:
         self.loss += float(sums["loss"])
@@ -148,8 +279,8 @@ class MetricSums:
 
     def result(self) -> dict:
         """Every metric of `METRICS` these sums allow, by name, and `examples`."""
-        sums = {"loss": self.loss, "correct": self.correct, "count": self.count,
-                "confusion": self.confusion}
+        sums = {"loss": self.loss, "correct": self.correct if self.counts_correct else None,
+                "count": self.count, "confusion": self.confusion}
         values = {name: metric.value(sums) for name, metric in METRICS.items()}
         return {**{k: v for k, v in values.items() if v is not None},
                 "examples": int(self.count)}

@@ -92,8 +92,14 @@ class _PlannedSource:
         return self._plan(epoch)[index][0]
 
     def _labels_and_weights_spec(self) -> tuple:
-        return (tf.TensorSpec([self.batch_size], tf.int32),
+        labels = self._all_labels()
+        return (tf.TensorSpec([self.batch_size] + list(labels.shape[1:]),
+                              tf.as_dtype(labels.dtype)),
                 tf.TensorSpec([self.batch_size], tf.float32))
+
+    def _all_labels(self) -> np.ndarray:
+        """Every example's label (class ids, 0/1 rows, or numbers)."""
+        raise NotImplementedError
 
     def _labels_and_weights(self, labels: np.ndarray) -> dict:
         return {"labels": _pad_rows(labels, self.batch_size),
@@ -139,6 +145,9 @@ class _CachedSource(_PlannedSource):
     def idx(self) -> np.ndarray:
         """The dataset's `idx` of each example, in source order."""
         return self.features.idx
+
+    def _all_labels(self) -> np.ndarray:
+        return self.features.labels
 
 class CachedFeatureSource(_CachedSource):
     """Batches of cached pooled features, reshuffled every epoch when `shuffle`."""
@@ -207,6 +216,9 @@ class TokenSource(_PlannedSource):
     @property
     def idx(self) -> np.ndarray:
         return self.tokens["idx"]
+
+    def _all_labels(self) -> np.ndarray:
+        return self.tokens["label"]
 
     def element_spec(self):
         """From the first batch's shapes: the token axis varies with the bucket."""

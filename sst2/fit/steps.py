@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from sst2.fit import averaging, metrics
+from sst2.fit import averaging, metrics, targets
 from sst2.model.head import example_features
 from sst2.fit.metrics import MetricSums
 from sst2.fit.sources import Batch, BatchSource
@@ -44,14 +44,22 @@ class Trainer:
     also updates it, and `evaluate` runs with the averaged weights. With
     `rdrop_alpha` > 0 each train step runs the head twice (see `rdrop_loss`);
     the reported training loss stays the first pass's cross-entropy.
+
+    `target` (`sst2.fit.targets`) sets the loss and what logits become; a
+    single-label target's evaluation sums a confusion matrix on the device,
+    the others' collects every output (`evaluate`).
     """
 
     def __init__(self, head: keras.Model, optimizer: keras.optimizers.Optimizer,
                  batch_size: int, strategy: tf.distribute.Strategy | None = None,
                  jit_compile: bool = True,
                  weight_average: averaging.ExponentialMovingAverage | None = None,
-                 rdrop_alpha: float = 0.0, class_weights=None):
+                 rdrop_alpha: float = 0.0, class_weights=None,
+                 target: targets.Target = targets.TARGETS[targets.SINGLE_LABEL],
+                 target_scale: targets.TargetScale | None = None,
+                 threshold: float | None = None):
         self.head = head
+        self.target, self.target_scale, self.threshold = target, target_scale, threshold
         self.num_classes = head.num_classes
         self.class_weights = (None if class_weights is None
                               else tf.constant(class_weights, tf.float32))
@@ -82,6 +90,7 @@ class Trainer:
         # iterator and runs the step on every replica, adding the sums on the device.
         self._train_loop = tf.function(self._loop_of(train_replica_step))
         self._eval_loop = tf.function(self._loop_of(eval_replica_step))
+        self._outputs_step = tf.function(self._outputs_and_loss, jit_compile=jit_compile)
 
     def _loop_of(self, replica_step):
         strategy = self.strategy
@@ -147,9 +156,12 @@ class Trainer:
                 self.weight_average.build(self.head.trainable_variables)
 
     def _sums(self, logits, labels, weights):
-        per_example = keras.losses.sparse_categorical_crossentropy(
-            labels, logits, from_logits=True)
-        correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
+        per_example = self.target.loss(logits, labels, scale=self.target_scale)
+        if self.target.counts_correct:
+            correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels),
+                              tf.float32)
+        else:
+            correct = tf.zeros_like(weights)
         return per_example, {
             "loss": tf.reduce_sum(per_example * weights),
             "correct": tf.reduce_sum(correct * weights),
@@ -168,8 +180,10 @@ class Trainer:
             else:
                 logits = self.head(features, training=True)
                 per_example, sums = self._sums(logits, labels, weights)
-            if self.class_weights is not None:
+            if self.class_weights is not None and self.target.counts_correct:
                 weights = weights * tf.gather(self.class_weights, labels)
+            elif self.class_weights is not None:  # a positive weight per label
+                per_example = self.target.loss(logits, labels, self.class_weights)
             loss = tf.nn.compute_average_loss(per_example * weights, global_batch_size=self.batch_size)
         return tape.gradient(loss, self.head.trainable_variables), sums
 
@@ -179,6 +193,11 @@ class Trainer:
         if self.weight_average is not None:
             self.weight_average.update(self.head.trainable_variables)
         return sums
+
+    def _outputs_and_loss(self, features, labels):
+        logits = self.head(_as_float32(features), training=False)
+        return (self.target.outputs(logits, scale=self.target_scale),
+                self.target.loss(logits, labels, scale=self.target_scale))
 
     def _eval_replica_step(self, features, labels, weights):
         logits = self.head(_as_float32(features), training=False)
@@ -205,19 +224,48 @@ class Trainer:
         return {"loss": sums.loss, "correct": sums.correct, "count": sums.count,
                 "confusion": sums.confusion}
 
+    def sums(self, state: MetricSums | None = None) -> MetricSums:
+        """A training epoch's sums for this trainer's target (continuing `state`)."""
+        state = state or MetricSums()
+        state.counts_correct = self.target.counts_correct
+        return state
+
     def evaluate(self, source: BatchSource, description: str = "eval",
-                 show_progress: bool = True) -> dict:
-        """Loss, accuracy, macro-F1 and MCC over a whole source (in its fixed order), with
-        averaged weights when the trainer averages them."""
-        totals = MetricSums(confusion=np.zeros((self.num_classes, self.num_classes)))
+                 show_progress: bool = True, thresholds=None) -> dict:
+        """Every metric of the target over a whole source (in its fixed order), with
+        averaged weights when the trainer averages them. Multi-label: at `thresholds`
+        (default: the trainer's `threshold` for every label, else each label's tuned on
+        the source), which the head keeps (`head.thresholds`) and the result returns."""
         averaged = (contextlib.nullcontext() if self.weight_average is None
                     else self.weight_average.swapped_in(self.head.trainable_variables))
         num_batches = source.num_batches(0)
         with averaged, tqdm(total=num_batches, desc=description, leave=False,
                             disable=not show_progress) as bar:
+            if self.target.collects_outputs:
+                return self._evaluate_outputs(source, bar, thresholds)
+            totals = MetricSums(confusion=np.zeros((self.num_classes, self.num_classes)))
             self.eval_steps(self.iterator(source, 0), num_batches, totals)
             bar.update(num_batches)
         return totals.result()
+
+    def _evaluate_outputs(self, source: BatchSource, bar, thresholds) -> dict:
+        """Every output of `source`, then its metrics (`metrics.score`)."""
+        outputs, labels, loss = [], [], 0.0
+        for features, batch_labels, weights in source.dataset(0):
+            batch_outputs, per_example = self._outputs_step(features, batch_labels)
+            keep = weights.numpy() > 0
+            outputs.append(batch_outputs.numpy()[keep])
+            labels.append(batch_labels.numpy()[keep])
+            loss += float(np.sum(per_example.numpy()[keep], dtype=np.float64))
+            bar.update(1)
+        labels = np.concatenate(labels)
+        if thresholds is None and self.threshold is not None:
+            thresholds = np.full(labels.shape[1], self.threshold)
+        result = metrics.score(np.concatenate(outputs), labels, self.target.name, thresholds,
+                               loss=loss / max(len(labels), 1))
+        if "thresholds" in result:
+            self.head.thresholds.assign(result["thresholds"])
+        return result
 
 
 def _as_float32(features):

@@ -18,13 +18,14 @@ Example:
 """
 
 import contextlib
+import dataclasses
 import os
 import time
 
 import keras
 import tensorflow as tf
 
-from sst2.fit import averaging, distribute
+from sst2.fit import averaging, distribute, targets
 
 from sst2.model import hardware, precision, presets
 from sst2.model.assets import check_assets
@@ -49,6 +50,7 @@ from sst2.run.run_folder import check_writable, no_trace_unless_started
 from sst2.run.runlock import RunLock
 from sst2.run.run_folder import RunFolder
 from sst2.serve.trained import restore
+from sst2.text.glue_tasks import OFFICIAL_METRICS
 
 
 
@@ -73,6 +75,9 @@ def run(config: TrainConfig, log=print) -> dict:
         # The data before the model: a bad file is reported in seconds.
         dataset = open_dataset(config.data, log=log)
         check_same_dataset(config, dataset.info)
+        best_metric = targets.best_metric(
+            config.optimization.best_metric, dataset.info.task,
+            OFFICIAL_METRICS.get(dataset.info.glue_task), dataset.info.num_classes)
         precisions, preprocessor, backbone, encoding = _load_model(config, strategy, log)
         global_batch = config.optimization.batch_size * strategy.num_replicas_in_sync
         train_source, eval_source, facts = _sources(config, dataset, preprocessor, encoding,
@@ -86,7 +91,7 @@ def run(config: TrainConfig, log=print) -> dict:
         head_started = time.time()
         final, summaries, history = _train(config, dataset.info, trainer, checkpoint,
                                            train_source, eval_source, out_dir, worker, facts,
-                                           log)
+                                           best_metric, log)
         summaries.write(test={"split": config.data.eval_split, **final},
                         head_seconds=time.time() - head_started,
                         wall_seconds=time.time() - started)
@@ -139,8 +144,9 @@ def _build_trainer(config: TrainConfig, strategy, backbone, info: DatasetInfo, t
     spec = FeatureSpec.of(config.model)
     with strategy.scope():
         head = build_head(config.model, backbone, config.optimization.seed,
-                          copy_unfrozen=True, num_classes=info.num_classes,
-                          unfrozen_precision=precisions["train"])
+                          copy_unfrozen=True, num_classes=info.num_outputs,
+                          unfrozen_precision=precisions["train"],
+                          multi_label=info.task == targets.MULTI_LABEL)
         total_steps = sum(train_source.num_batches(e) for e in range(config.optimization.epochs))
         optimizer = make_optimizer(config.optimization, head, total_steps)
     trainer = Trainer(head, optimizer, global_batch, strategy=strategy,
@@ -148,7 +154,11 @@ def _build_trainer(config: TrainConfig, strategy, backbone, info: DatasetInfo, t
                                                     spec.has_transformer_blocks),
                       weight_average=averaging.from_decay(config.optimization.ema_decay),
                       rdrop_alpha=config.optimization.rdrop_alpha,
-                      class_weights=facts["class_weights"])
+                      class_weights=facts["class_weights"],
+                      target=targets.TARGETS[info.task],
+                      target_scale=(targets.TargetScale(**info.target_scale)
+                                    if info.target_scale else None),
+                      threshold=config.model.threshold)
     trainer.build(spec.feature_shape(backbone))
     return trainer
 
@@ -170,7 +180,7 @@ def with_absolute_paths(config: TrainConfig) -> TrainConfig:
     if os.path.isdir(os.path.expanduser(preset)):
         preset = absolute(preset)
     files = {name: absolute(getattr(config.data, name))
-             for name in ("train_file", "eval_file", "test_file")}
+             for name in ("train_file", "eval_file", "test_file", "label_names_file")}
     return config.replace(model={"preset": preset},
                           data={"data_dir": absolute(config.data.data_dir), **files},
                           run={"cache_dir": absolute(config.run.cache_dir)})
@@ -196,8 +206,11 @@ def _sources(config: TrainConfig, dataset: TextDataset, preprocessor, encoding: 
                                   labelled="--train_split")
     eval_tokens = tokenize_split(dataset, data_config.eval_split, preprocessor,
                                  labelled="--eval_split")
+    if info.task == targets.REGRESSION:  # the head learns the standardized number
+        info = dataset.info = dataclasses.replace(info, target_scale=dataclasses.asdict(
+            targets.TargetScale.of(train_tokens["label"])))
     log(f"{len(train_tokens['label'])} training and {len(eval_tokens['label'])} "
-        f"evaluation {'pairs' if info.is_pair else 'sentences'}, {info.num_classes} classes; "
+        f"evaluation {'pairs' if info.is_pair else 'sentences'}, {_describe_labels(info)}; "
         f"backbone {backbone.num_layers} layers x {backbone.hidden_dim}, "
         f"precision {encoding.precision}.")
     log(f"Head: {FeatureSpec.of(config.model).describe()}; {_describe_optimization(config)}.")
@@ -228,9 +241,26 @@ def _sources(config: TrainConfig, dataset: TextDataset, preprocessor, encoding: 
              "eval_examples": len(eval_tokens["label"]),
              "tokenize_seconds": tokenize_seconds, "encode_seconds": encode_seconds,
              "dataset": info.to_dict(),
-             "class_weights": (class_weights(train_tokens["label"], info.num_classes).tolist()
+             "class_weights": (_class_weights(train_tokens["label"], info)
                                if optimization.class_weights == "balanced" else None)}
     return train_source, eval_source, facts
+
+
+def _describe_labels(info: DatasetInfo) -> str:
+    if info.task == targets.REGRESSION:
+        scale = info.target_scale
+        return f"a number to predict (mean {scale['mean']:.3g}, std {scale['std']:.3g})"
+    kind = "classes" if info.task == targets.SINGLE_LABEL else "labels (multi-label)"
+    return f"{info.num_classes} {kind}"
+
+
+def _class_weights(labels, info: DatasetInfo) -> list:
+    """`--class_weights=balanced`: a weight per class, or per label a positive weight."""
+    if info.task == targets.MULTI_LABEL:
+        return targets.positive_weights(labels).tolist()
+    if info.task == targets.REGRESSION:
+        raise UserError("--class_weights=balanced weighs classes; a regression run has none.")
+    return class_weights(labels, info.num_classes).tolist()
 
 
 def _describe_optimization(config: TrainConfig) -> str:
@@ -248,7 +278,7 @@ def _describe_optimization(config: TrainConfig) -> str:
 
 def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint: RunCheckpoint,
            train_source, eval_source, out_dir: str, worker: distribute.WorkerInfo, facts: dict,
-           log) -> tuple:
+           best_metric: str, log) -> tuple:
     """Resumes from the latest checkpoint, runs the epochs, evaluates; returns
     `(final metrics, the summary callback, every epoch's record)`."""
     model_dir = config.run.model_dir
@@ -267,7 +297,7 @@ def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint:
         "replicas": trainer.strategy.num_replicas_in_sync, "workers": worker.count})
     checkpoints = CheckpointCallback(checkpoint=checkpoint,
                                      every_steps=config.run.checkpoint_every_steps,
-                                     best_metric=config.optimization.best_metric)
+                                     best_metric=best_metric)
     try:
         with checkpoints.saving_on_signals():
             fit(trainer, train_source, eval_source, config.optimization.epochs, start=start,
@@ -288,9 +318,11 @@ def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint:
 
     final = trainer.evaluate(eval_source, show_progress=False)
     log(f"Test Loss: {final['loss']:.4f}")
-    log(f"Test Accuracy: {final['accuracy']:.4f}")
+    if "accuracy" in final:
+        log(f"Test Accuracy: {final['accuracy']:.4f}")
     log("Test " + ", ".join(f"{metric.label}: {final[name]:.4f}" for name, metric in
-                            METRICS.items() if name not in ("loss", "accuracy")))
+                            METRICS.items() if name not in ("loss", "accuracy")
+                            and name in final))
     if info.glue_task:
         log(f"(GLUE's {info.glue_task} test split has no labels, so the test metrics above are "
             f"computed on {config.data.eval_split!r}.)")

@@ -44,7 +44,7 @@ class FeatureSet:
     """
 
     features: np.ndarray  # [N, num_layers, width] or [total_tokens, ...], float16
-    labels: np.ndarray  # [N], int32 (-1 where unlabelled)
+    labels: np.ndarray  # [N] int32 class ids, [N, labels] int32 0/1, or [N] float32
     idx: np.ndarray  # [N], the tfds `idx` of each example
     offsets: np.ndarray | None = None  # [N + 1] for token features
     # The cache file `features` maps, when it was loaded from a cache: `read_rows` reads it.

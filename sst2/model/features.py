@@ -187,7 +187,8 @@ def _encode_once(cache: FeatureCache, encoder: FeatureEncoder, tokens: dict, bat
         for shard in shards])
     encoded = np.concatenate(parts) if parts else np.zeros([0, 1, 1], STORAGE_DTYPE)
     features, offsets = to_split_order(encoded, order, lengths, encoder.token_level)
-    result = FeatureSet(features, tokens["label"].astype(np.int32),
+    labels = tokens["label"]
+    result = FeatureSet(features, labels if labels.dtype.kind == "f" else labels.astype(np.int32),
                         tokens["idx"].astype(np.int32), offsets)
     cache.write(result)
     del result, features, encoded, parts  # read back from disk pages instead (`load`)

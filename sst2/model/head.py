@@ -61,6 +61,8 @@ class ClassifierHead(keras.Model):
     optional GELU hidden layer with dropout, and a dense layer to logits. With
     `hidden_units=0` over one layer's `[CLS]` vector it is the seed's head.
 
+    A `multi_label` head also holds `thresholds`, one per label (non-trainable).
+
     With `unfrozen_dtype="mixed_bfloat16"`, the unfrozen copies compute in
     bfloat16 (as the backbone does at that precision) while their variables,
     and so the optimizer's state, stay float32: Keras mixed precision. bfloat16
@@ -72,8 +74,10 @@ class ClassifierHead(keras.Model):
                  num_classes: int = NUM_CLASSES, seed: int | None = None,
                  pooling: str = "cls", sequence_layers: int = 0, num_heads: int = 12,
                  intermediate_dim: int = 3072, average_layers: int = 0,
-                 unfrozen_layers: int = 0, unfrozen_dtype: str = "float32", **kwargs):
+                 unfrozen_layers: int = 0, unfrozen_dtype: str = "float32",
+                 multi_label: bool = False, **kwargs):
         super().__init__(**kwargs)
+        self.multi_label = multi_label
         self.hidden_units = hidden_units
         self.dropout = dropout
         self.num_classes = num_classes
@@ -111,6 +115,11 @@ class ClassifierHead(keras.Model):
             if hidden_units else None)
         self.hidden_dropout = Dropout(dropout, seed=None if seed is None else seed + 1)
         self.logits = keras.layers.Dense(num_classes, name="logits")
+        if multi_label:
+            # Each label's probability threshold, tuned on the validation split at each
+            # evaluation: checkpointed and exported with the weights that earned it.
+            self.thresholds = tf.Variable(tf.fill([num_classes], 0.5), trainable=False,
+                                          name="thresholds")
 
     def build(self, input_shape):
         # Sublayers build on the first call; nothing here depends on the shape.
@@ -162,7 +171,7 @@ class ClassifierHead(keras.Model):
                       sequence_layers=self.num_sequence_layers, num_heads=self.num_heads,
                       intermediate_dim=self.intermediate_dim,
                       average_layers=self.average_layers, unfrozen_layers=self.unfrozen_layers,
-                      unfrozen_dtype=self.unfrozen_dtype)
+                      unfrozen_dtype=self.unfrozen_dtype, multi_label=self.multi_label)
         return config
 
 
@@ -192,9 +201,10 @@ def rng_state_variables(layer: keras.layers.Layer) -> list:
 
 def build_head(model_config, backbone, seed: int, copy_unfrozen: bool = False,
                num_classes: int = NUM_CLASSES,
-               unfrozen_precision: str | None = None) -> ClassifierHead:
+               unfrozen_precision: str | None = None,
+               multi_label: bool = False) -> ClassifierHead:
     """The head a `config.ModelConfig` describes, built over `backbone`'s features, with
-    `num_classes` outputs.
+    `num_classes` outputs (and, `multi_label`, a threshold per output).
 
     The unfrozen layers compute in `unfrozen_precision` (default: the backbone's).
     With `copy_unfrozen` (a new run), the unfrozen layers start as copies of
@@ -210,7 +220,7 @@ def build_head(model_config, backbone, seed: int, copy_unfrozen: bool = False,
         sequence_layers=model_config.trainable_layers + model_config.head_layers,
         num_heads=backbone.num_heads, intermediate_dim=backbone.intermediate_dim,
         average_layers=backbone.num_layers if spec.averages_unfrozen_layers else 0,
-        unfrozen_layers=model_config.trainable_layers,
+        unfrozen_layers=model_config.trainable_layers, multi_label=multi_label,
         unfrozen_dtype=("mixed_bfloat16" if (unfrozen_precision or backbone.dtype_policy
                                              .compute_dtype) == "bfloat16" else "float32"))
     head(example_features(spec.feature_shape(backbone)))

@@ -28,6 +28,8 @@ from sst2.run.options import Options, option, options
 from sst2.fit.metrics import BEST_METRICS
 from sst2.model.pooling import POOLINGS
 
+TASKS = ("auto", "single_label", "multi_label", "regression")
+
 DEFAULT_PRESET = "distil_bert_base_en_uncased"
 
 
@@ -55,11 +57,23 @@ class DataConfig(Options):
         None, "Text column of the files (default text), or text feature of the tfds dataset "
         "(default: its only one); two, comma-separated, for sentence pairs.", identity=True)
     label_column: str | None = option(
-        None, "Label column of the files (default label), or ClassLabel feature of the tfds "
-        "dataset; labels are names or integer class ids.", identity=True)
+        None, "Label column of the files (default label), or label feature of the tfds "
+        "dataset; labels are names or integer class ids (or numbers, for regression). "
+        "Several, comma-separated, are one 0/1 column per label (multi-label).",
+        identity=True)
+    task: str = option(
+        "auto", "What to predict: one class per text, any set of labels, or a number; auto: "
+        "inferred from the training labels (and logged).", choices=TASKS, identity=True)
+    label_separator: str = option(
+        ",", "Separates a multi-label example's labels within its label column.",
+        identity=True)
     label_names: str | None = option(
-        None, "Comma-separated class names in class-id order (default: the dataset's, or "
-        "for files 0..max for integer labels, else the sorted label names).", identity=True)
+        None, "Comma-separated class (or label) names in id order (default: the dataset's, "
+        "or for files 0..max for integer labels, else the sorted label names).",
+        identity=True)
+    label_names_file: str | None = option(
+        None, "A file of class (or label) names, one per line, in id order (instead of "
+        "--label_names).", identity=True)
     file_format: str = option("auto", "Format of the local files; auto: by extension.",
                               choices=("auto", "csv", "tsv", "jsonl"), identity=True)
     encoding: str = option("utf-8", "Text encoding of the local files, e.g. latin-1.",
@@ -77,6 +91,11 @@ class DataConfig(Options):
             if not all(names) or len(set(names)) != len(names):
                 raise UserError(f"--label_names={self.label_names!r}: every class needs a "
                                 "name of its own (no empty or repeated names).")
+        if self.label_names and self.label_names_file:
+            raise UserError("--label_names and --label_names_file both name the classes: "
+                            "give one of them.")
+        if not self.label_separator.strip():
+            raise UserError("--label_separator must hold a character other than spaces.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +129,9 @@ class ModelConfig(Options):
                                    "below them).", minimum=0, identity=True)
     dropout: float = option(0.1, "Dropout rate in the head.", minimum=0, below=1,
                             identity=True)
+    threshold: float | None = option(
+        None, "Multi-label: one probability threshold for every label (default: each "
+        "label's own, tuned on the validation split for its F1).", above=0, below=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,9 +158,11 @@ class OptimizationConfig(Options):
         "in the training split, for imbalanced data.", choices=("none", "balanced"),
         identity=True)
     best_metric: str = option(
-        "accuracy", "The validation metric that picks the best checkpoint (the one exported; "
+        "auto", "The validation metric that picks the best checkpoint (the one exported; "
         "the lowest for " + ", ".join(m for m, higher in BEST_METRICS.items() if not higher)
-        + ").", choices=tuple(BEST_METRICS), identity=True)
+        + "); auto: the task's (accuracy; macro_f1 multi-label; pearson regression; GLUE "
+        "tasks their official one).", choices=("auto",) + tuple(BEST_METRICS),
+        identity=True)
     seed: int = option(0, "Seed for initialization, shuffling and dropout.", identity=True)
 
 
@@ -196,6 +220,9 @@ class TrainConfig:
         if optimization.backbone_learning_rate != default_rate and not model.trainable_layers:
             raise UserError("--backbone_learning_rate is the rate of unfrozen backbone layers; "
                             "use it with --trainable_layers=N, or leave it out.")
+        if optimization.rdrop_alpha and self.data.task in ("multi_label", "regression"):
+            raise UserError("--rdrop_alpha compares two softmax predictions: it is for "
+                            f"single-label tasks, not --task={self.data.task}.")
         if optimization.rdrop_alpha and not model.dropout:
             raise UserError("--rdrop_alpha compares two dropout passes, which are equal with "
                             "--dropout=0; set --dropout above 0, or leave --rdrop_alpha out.")

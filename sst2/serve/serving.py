@@ -1,10 +1,11 @@
 """A SavedModel that takes raw strings: tokenizer, backbone and head in one graph.
 
 The `serving_default` signature takes `text` (`tf.string`, `[None]`; and
-`text_pair` for a model of sentence pairs) and returns `probabilities`
-(`float32`, `[None, N]`, in the order of the dataset's class names: for SST-2
-negative, positive), `label_id` (`int32`, `[None]`) and `label` (`string`,
-`[None]`, the class name). Loading it needs only
+`text_pair` for a model of sentence pairs) and returns, for one class per
+text, `probabilities` (`float32`, `[None, N]`, in the order of the dataset's
+class names: for SST-2 negative, positive), `label_id` (`int32`, `[None]`)
+and `label` (`string`, `[None]`, the class name); for multi-label and
+regression models, `OUTPUTS` says what. Loading it needs only
 `tensorflow` and `tensorflow_text` (for the WordPiece ops), as TF Serving does.
 
 The graph holds only ops, and op attributes, of TensorFlow 2.12.1 and
@@ -36,13 +37,15 @@ import time
 import keras
 import tensorflow as tf
 
+from sst2.fit import targets
 from sst2.model import hardware
 from sst2.model.backbone import FeatureSpec, frozen_features, pool_features
 from sst2.run.config import ReadingConfig
+from sst2.run.errors import UserError
 from sst2.text.datasets import SST2_INFO, DatasetInfo
 from sst2.serve.packing import (as_ragged, encode_by_length, pack, pack_pair, split_windows,
                           window_size, window_stride)
-from sst2.run.files import process_alive, remove_entry
+from sst2.run.files import load_json, process_alive, remove_entry, save_json
 from sst2.model.inference import FastEncoder
 
 def make_window_logits_fn(preprocessor, backbone, head, spec: FeatureSpec,
@@ -95,14 +98,17 @@ def make_window_logits_fn(preprocessor, backbone, head, spec: FeatureSpec,
 def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
                     reading: ReadingConfig = ReadingConfig(), dataset: DatasetInfo = SST2_INFO):
     """The serving computation as a Python function of a batch of strings (two, for a
-    `dataset` of sentence pairs); `label` is named from `dataset.label_names`.
+    `dataset` of sentence pairs); its outputs are the task's (`OUTPUTS`).
 
-    A text's probabilities are the mean of its windows' (`make_window_logits_fn`):
-    an ensemble of views of one text, which leaves a one-window text's output
-    as it was; docs/measurements.md compares it with other combinations.
+    A text's answer is the mean of its windows' (`make_window_logits_fn`):
+    probabilities, or scores; an ensemble of views of one text, which leaves a
+    one-window text's output as it was; docs/measurements.md compares it with
+    other combinations.
     """
-    label_names = tf.constant(dataset.label_names)
     window_logits = make_window_logits_fn(preprocessor, backbone, head, spec, reading)
+    target = targets.TARGETS[dataset.task]
+    scale = targets.TargetScale(**dataset.target_scale) if dataset.target_scale else None
+    answer = _ANSWERS[dataset.task](dataset, head)
 
     def predict(text, text_pair=None):
         text = tf.reshape(tf.convert_to_tensor(text, tf.string), [-1])
@@ -111,13 +117,52 @@ def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
             tf.debugging.assert_equal(tf.shape(text), tf.shape(text_pair), message=(
                 "text and text_pair must hold as many strings"))
         logits, text_index = window_logits(text, text_pair)
-        probabilities = tf.math.unsorted_segment_mean(
-            tf.nn.softmax(logits, axis=-1), text_index, tf.shape(text)[0])
+        return answer(tf.math.unsorted_segment_mean(target.outputs(logits, scale=scale),
+                                                    text_index, tf.shape(text)[0]))
+
+    return predict
+
+
+def _single_label_answer(dataset: DatasetInfo, head):
+    label_names = tf.constant(dataset.label_names)
+
+    def answer(probabilities):
         label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
         return {"probabilities": probabilities, "label_id": label_id,
                 "label": tf.gather(label_names, label_id)}
 
-    return predict
+    return answer
+
+
+def _multi_label_answer(dataset: DatasetInfo, head):
+    label_names = tf.constant(dataset.label_names)
+
+    def answer(probabilities):
+        # The head's tuned thresholds; a text with no label above its threshold has none.
+        predicted = probabilities >= head.thresholds
+        names = tf.ragged.boolean_mask(
+            tf.broadcast_to(label_names, tf.shape(probabilities)), predicted)
+        return {"probabilities": probabilities, "predicted": predicted,
+                "labels": tf.strings.reduce_join(names, axis=-1,
+                                                 separator=dataset.label_separator)}
+
+    return answer
+
+
+def _regression_answer(dataset: DatasetInfo, head):
+    return lambda scores: {"score": scores}
+
+
+# Each task's outputs (every one batch-first): single-label `probabilities` float32
+# [None, classes], `label_id` int32, `label` string; multi-label `probabilities`
+# float32 [None, labels], `predicted` bool [None, labels] (thresholds applied), `labels`
+# string (the predicted names joined by the separator); regression `score` float32.
+_ANSWERS = {targets.SINGLE_LABEL: _single_label_answer,
+            targets.MULTI_LABEL: _multi_label_answer,
+            targets.REGRESSION: _regression_answer}
+OUTPUTS = {targets.SINGLE_LABEL: ("probabilities", "label_id", "label"),
+           targets.MULTI_LABEL: ("probabilities", "predicted", "labels"),
+           targets.REGRESSION: ("score",)}
 
 
 def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_root: str,
@@ -154,12 +199,36 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
     remove_entry(tmp)  # a link there is removed, never written through
     try:
         archive.write_out(tmp, verbose=False)
+        _write_export_facts(tmp, dataset)
         remove_entry(path)
         os.replace(tmp, path)
     except BaseException:  # a full disk, an interrupt: leave nothing half-written
         remove_entry(tmp)
         raise
     return path
+
+
+# Beside the SavedModel, where TF Serving ignores it: what a client needs to read the answers.
+EXPORT_FACTS = os.path.join("assets.extra", "sst2.json")
+
+
+def _write_export_facts(export_dir: str, dataset: DatasetInfo) -> None:
+    os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
+    save_json(os.path.join(export_dir, EXPORT_FACTS), {
+        "task": dataset.task, "label_names": list(dataset.label_names),
+        "label_separator": dataset.label_separator,
+        "inputs": ["text", "text_pair"] if dataset.is_pair else ["text"],
+        "outputs": list(OUTPUTS[dataset.task])})
+
+
+def read_export_facts(export_dir: str) -> dict:
+    """The `assets.extra/sst2.json` of an export: its task, label names, separator,
+    inputs and outputs (empty for exports from before it was written)."""
+    path = os.path.join(export_dir, EXPORT_FACTS)
+    try:
+        return load_json(path) if os.path.isfile(path) else {}
+    except (OSError, UserError):
+        return {}
 
 
 def _versions(export_root: str) -> list[int]:

@@ -85,7 +85,8 @@ def tokenize(dataset: tf.data.Dataset, preprocessor: Callable, batch_size: int =
         mask = tf.cast(features["padding_mask"], tf.int32)
         return {
             "idx": tf.cast(batch["idx"], tf.int32),
-            "label": tf.cast(batch["label"], tf.int32),
+            "label": tf.cast(batch["label"], tf.float32 if batch["label"].dtype.is_floating
+                             else tf.int32),
             "token_ids": tf.cast(features["token_ids"], tf.int32),
             "padding_mask": mask,
             "length": tf.reduce_sum(mask, axis=-1),

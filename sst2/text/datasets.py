@@ -4,8 +4,10 @@ with text features and a `ClassLabel`, or local CSV/TSV/JSONL files.
 `open_dataset(data_config)` returns a `TextDataset`: its `info` (class names,
 text features, identity) and `load(split)`, a tf.data pipeline whose
 elements all have one shape, whatever the source:
-`{"idx": int32, "label": int64 (-1 when unlabelled), "text": string}` plus
-`"text_pair"` for sentence pairs. The tokenizer, the feature cache, the heads
+`{"idx": int32, "label", "text": string}` plus `"text_pair"` for sentence
+pairs. `label` is the task's (`DatasetInfo.task`): an int64 class id
+(single-label), an int64 0/1 vector over the labels (multi-label) or a
+float32 number (regression); -1 (NaN for a number) when unlabelled. The tokenizer, the feature cache, the heads
 and the export only ever see that.
 
 Split names: tfds split strings (`train[:4096]`) for tfds datasets; for
@@ -28,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from sst2.text import glue, labels, text_files
+from sst2.text.glue_tasks import task_of
 from sst2.run.errors import UserError
 from sst2.run.files import sha256_of_file
 
@@ -45,6 +48,11 @@ class DatasetInfo:
         identity: what must not change under a resumed run or a cached feature
             set: the dataset and version, or the training file's SHA-256.
         glue_task: the GLUE task name (its submission file) for GLUE datasets.
+        task: `single_label`, `multi_label` or `regression` (`sst2.fit.targets`);
+            `label_names` are the classes, the labels, or empty (regression).
+        label_separator: joins a multi-label prediction's names (and splits a
+            file's labels).
+        target_scale: a regression target's training `mean` and `std`.
     """
 
     name: str
@@ -52,10 +60,18 @@ class DatasetInfo:
     text_features: tuple
     identity: dict
     glue_task: str | None = None
+    task: str = "single_label"
+    label_separator: str = ","
+    target_scale: dict | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.label_names)
+
+    @property
+    def num_outputs(self) -> int:
+        """The head's outputs: a logit per class or label, one for a number."""
+        return 1 if self.task == "regression" else len(self.label_names)
 
     @property
     def is_pair(self) -> bool:
@@ -75,8 +91,6 @@ class DatasetInfo:
 # Runs from before datasets were recorded trained on this.
 SST2_INFO = DatasetInfo(DEFAULT_DATASET, glue.LABEL_NAMES, ("sentence",),
                         {"dataset": DEFAULT_DATASET}, glue_task="SST-2")
-GLUE_TASKS = {"glue/sst2": "SST-2", "glue/cola": "CoLA", "glue/mrpc": "MRPC",
-              "glue/qqp": "QQP", "glue/qnli": "QNLI", "glue/rte": "RTE", "glue/wnli": "WNLI"}
 
 
 def _columns(value: str | None) -> tuple | None:
@@ -90,8 +104,8 @@ def _columns(value: str | None) -> tuple | None:
 
 
 def _element(idx, label, texts) -> dict:
-    element = {"idx": tf.cast(idx, tf.int32), "label": tf.cast(label, tf.int64),
-               "text": texts[0]}
+    label = tf.cast(label, tf.float32 if label.dtype.is_floating else tf.int64)
+    element = {"idx": tf.cast(idx, tf.int32), "label": label, "text": texts[0]}
     if len(texts) == 2:
         element["text_pair"] = texts[1]
     return element
@@ -115,7 +129,7 @@ class TfdsDataset(TextDataset):
 
     def __init__(self, name: str, data_dir: str | None = None, download: bool = True,
                  text_features: tuple | None = None, label_feature: str | None = None,
-                 log=print):
+                 task_option: str = "auto", log=print):
         self.name, self.data_dir, self.download, self.log = name, data_dir, download, log
         if name == DEFAULT_DATASET:
             glue.ensure_prepared(data_dir, download, log)
@@ -124,28 +138,39 @@ class TfdsDataset(TextDataset):
         tfds = glue._tfds()
         texts = [k for k, v in features.items() if isinstance(v, tfds.features.Text)]
         labels = [k for k, v in features.items() if isinstance(v, tfds.features.ClassLabel)]
+        # A float scalar feature is a number to predict (GLUE's STS-B).
+        numbers = [k for k, v in features.items() if isinstance(v, tfds.features.Tensor)
+                   and v.dtype.is_floating and not v.shape]
+        glue_task = task_of(name)
+        text_features = text_features or (glue_task.texts if glue_task else None)
+        self.split_name = glue_task.split if glue_task else (lambda split: split)
         if not text_features and len(texts) != 1:
             raise UserError(f"{name} has text features {', '.join(texts) or 'none'}: name the "
                             "one to classify (or two, for pairs) with --text_column=...")
         text_features = text_features or tuple(texts)
-        if not label_feature and len(labels) != 1:
+        if not label_feature and len(labels) + (0 if labels else len(numbers)) != 1:
             raise UserError(f"{name} has class label features {', '.join(labels) or 'none'}: "
                             "name the one to predict with --label_column=...")
-        label_feature = label_feature or labels[0]
+        label_feature = label_feature or (labels or numbers)[0]
         for wanted, kind, flag in ([(t, "text", "--text_column") for t in text_features]
-                                   + [(label_feature, "class label", "--label_column")]):
-            have = texts if kind == "text" else labels
+                                   + [(label_feature, "label", "--label_column")]):
+            have = texts if kind == "text" else labels + numbers
             if wanted not in have:
                 raise UserError(f"{name} has no {kind} feature {wanted!r}; its {kind} features "
                                 f"are {', '.join(have) or 'none'}. Name one with {flag}=...")
+        task = "regression" if label_feature in numbers else "single_label"
+        if task_option not in ("auto", task):
+            raise UserError(f"{name}'s {label_feature!r} makes it a {task} task, not "
+                            f"--task={task_option}.")
         self.text_features, self.label_feature = tuple(text_features), label_feature
         self.has_idx = "idx" in features
         self.info = DatasetInfo(
-            name, tuple(features[label_feature].names), self.text_features,
+            name, tuple(features[label_feature].names) if task == "single_label" else (),
+            self.text_features,
             {"dataset": name} if name == DEFAULT_DATASET else
             {"dataset": name, "version": str(builder.info.version),
              "text_features": list(self.text_features), "label_feature": label_feature},
-            glue_task=GLUE_TASKS.get(name))
+            glue_task=glue_task.name if glue_task else None, task=task)
 
     def _builder(self):
         tfds = glue._tfds()
@@ -169,6 +194,7 @@ class TfdsDataset(TextDataset):
         return builder
 
     def load(self, split: str) -> tf.data.Dataset:
+        split = self.split_name(split)
         if self.name == DEFAULT_DATASET:
             dataset = glue.load_split(split, self.data_dir, self.download, self.log)
         else:
@@ -185,32 +211,49 @@ class TfdsDataset(TextDataset):
                                                              [x[f] for f in features]))
 
     def size(self, split: str) -> int:
-        return self._builder().info.splits[split].num_examples
+        return self._builder().info.splits[self.split_name(split)].num_examples
 
 
 _SLICE = re.compile(r"^(\w+)(?:\[(-?\d*):(-?\d*)\])?$")
 
 
 class FileDataset(TextDataset):
-    """Local files: the training file fixes the classes (`text_files`)."""
+    """Local files: the training file fixes the task and the classes (`labels`)."""
 
     def __init__(self, train_file: str, eval_file: str | None = None,
                  test_file: str | None = None, text_columns: tuple = ("text",),
-                 label_column: str = "label", encoding: str = "utf-8", fmt: str = "auto",
-                 label_names: tuple | None = None):
+                 label_column: str | tuple = "label", encoding: str = "utf-8",
+                 fmt: str = "auto", label_names: tuple | None = None, task: str = "auto",
+                 label_separator: str = ",", log=print):
         self.files = {"train": train_file, "validation": eval_file, "test": test_file}
         self.text_columns, self.label_column = text_columns, label_column
-        self.encoding, self.fmt = encoding, fmt
+        self.encoding, self.fmt, self.separator = encoding, fmt, label_separator
         self._tables = {}
         train = self._table("train")
-        names = labels.label_vocabulary(train, label_names)
-        if len(names) < 2:
+        if isinstance(label_column, tuple) and len(label_column) > 1:
+            if task not in ("auto", "multi_label"):
+                raise UserError(f"Several label columns ({', '.join(label_column)}) are one "
+                                f"0/1 column per label: a multi-label task, not --task={task}.")
+            label_names = label_names or label_column
+        if task == "auto":
+            task = labels.infer_task(train, label_separator)
+            log(f"Task: {task} (inferred from the labels of {train_file}; --task sets it).")
+        self.task = task
+        names = {"single_label": lambda: labels.label_vocabulary(train, label_names),
+                 "multi_label": lambda: labels.multi_label_vocabulary(train, label_separator,
+                                                                      label_names),
+                 "regression": lambda: ()}[task]()
+        if task == "single_label" and len(names) < 2:
             raise UserError(f"{train_file} has one class only ({names[0]!r}); a classifier "
                             "needs at least two.")
-        self.info = DatasetInfo(
-            "files", names, tuple(text_columns),
-            {"train_file_sha256": sha256_of_file(train_file), "text_columns": list(text_columns),
-             "label_column": label_column, "label_names": list(names)})
+        identity = {"train_file_sha256": sha256_of_file(train_file),
+                    "text_columns": list(text_columns),
+                    "label_column": (list(label_column) if isinstance(label_column, tuple)
+                                     else label_column), "label_names": list(names)}
+        if task != "single_label":  # (single-label identities predate the task)
+            identity.update(task=task, label_separator=label_separator)
+        self.info = DatasetInfo("files", names, tuple(text_columns), identity, task=task,
+                                label_separator=label_separator)
 
     def _table(self, name: str) -> text_files.TextTable:
         if name not in self._tables:
@@ -241,13 +284,21 @@ class FileDataset(TextDataset):
         table = self._table(name)
         columns = list(zip(*table.texts))
         arrays = {"idx": np.asarray(table.lines, np.int32)[part],
-                  "label": labels.label_ids(table, self.info.label_names)[part],
+                  "label": self._labels(table)[part],
                   "text": np.asarray(columns[0], object)[part]}
         if len(columns) == 2:
             arrays["text_pair"] = np.asarray(columns[1], object)[part]
         if not len(arrays["idx"]):
             raise UserError(f"The split {split!r} ({table.path}) holds no examples.")
         return arrays
+
+    def _labels(self, table: text_files.TextTable) -> np.ndarray:
+        names = self.info.label_names
+        if self.task == "multi_label":
+            return labels.multi_label_targets(table, names, self.separator).astype(np.int64)
+        if self.task == "regression":
+            return labels.regression_targets(table)
+        return labels.label_ids(table, names)
 
     def load(self, split: str) -> tf.data.Dataset:
         arrays = self.arrays(split)
@@ -259,19 +310,40 @@ class FileDataset(TextDataset):
         return len(self.arrays(split)["idx"])
 
 
+def _label_names(data_config) -> tuple | None:
+    """`--label_names`, or the lines of `--label_names_file`."""
+    if data_config.label_names:
+        return tuple(n.strip() for n in data_config.label_names.split(","))
+    if not data_config.label_names_file:
+        return None
+    path = data_config.label_names_file
+    names = tuple(line.strip() for line in text_files.decode(path, data_config.encoding)
+                  .splitlines() if line.strip())
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise UserError(f"--label_names_file={path}: it must name at least two classes, one "
+                        "per line, each once.")
+    return names
+
+
 def open_dataset(data_config, log=print) -> TextDataset:
     """The dataset a `config.DataConfig` names: local files with `--train_file`, else the
     tfds dataset `--dataset`."""
-    label_names = (tuple(n.strip() for n in data_config.label_names.split(","))
-                   if data_config.label_names else None)
+    label_names = _label_names(data_config)
     if data_config.train_file:
+        label_columns = tuple(c.strip() for c in (data_config.label_column or "label")
+                              .split(","))
+        if not all(label_columns) or len(set(label_columns)) != len(label_columns):
+            raise UserError(f"--label_column={data_config.label_column!r}: name one label "
+                            "column, or several distinct ones (0/1 each) for multi-label.")
         return FileDataset(data_config.train_file, data_config.eval_file,
                            data_config.test_file,
                            _columns(data_config.text_column) or ("text",),
-                           data_config.label_column or "label", data_config.encoding,
-                           data_config.file_format, label_names)
+                           label_columns if len(label_columns) > 1 else label_columns[0],
+                           data_config.encoding, data_config.file_format, label_names,
+                           data_config.task, data_config.label_separator, log=log)
     dataset = TfdsDataset(data_config.dataset, data_config.data_dir, data_config.download,
-                          _columns(data_config.text_column), data_config.label_column, log=log)
+                          _columns(data_config.text_column), data_config.label_column,
+                          data_config.task, log=log)
     if label_names and len(label_names) != dataset.info.num_classes:
         raise UserError(f"--label_names names {len(label_names)} classes; "
                         f"{data_config.dataset} has {dataset.info.num_classes}.")

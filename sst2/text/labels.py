@@ -108,3 +108,98 @@ def label_ids(table: TextTable, names: tuple) -> np.ndarray:
                             "Fix the label, or name every class with --label_names=a,b,...")
         ids[i] = found
     return ids
+
+
+# --- Other targets: several labels per text, or a number ---------------------------
+
+
+def infer_task(table: TextTable, separator: str = ",") -> str:
+    """The task the training labels imply: `multi_label` when an example holds a list of
+    labels or a label column holds `separator`; `regression` when every label is a
+    number and some are not integers; else `single_label`.
+
+    >>> from sst2.text.text_files import TextTable
+    >>> infer_task(TextTable("t.csv", [("a",)] * 2, ["3.8", "0.5"], [2, 3]))
+    'regression'
+    >>> infer_task(TextTable("t.csv", [("a",)] * 2, ["joy,love", "anger"], [2, 3]))
+    'multi_label'
+    """
+    if table.labels is None:
+        raise UserError(f"{table.path} has no label column; the training file must.")
+    if any(isinstance(label, list) or separator in label for label in table.labels):
+        return "multi_label"
+    numbers = [_number(label) for label in table.labels]
+    if all(n is not None for n in numbers) and not all(_is_integer(x) for x in table.labels):
+        return "regression"
+    return "single_label"
+
+
+def _number(label: str) -> float | None:
+    try:
+        value = float(label)
+    except ValueError:
+        return None
+    return value if np.isfinite(value) else None
+
+
+def label_sets(table: TextTable, separator: str = ",") -> list[list[str]]:
+    """Each example's labels: its list, or its label split at `separator`."""
+    return [label if isinstance(label, list) else
+            [part.strip() for part in label.split(separator) if part.strip()]
+            for label in table.labels]
+
+
+def multi_label_vocabulary(table: TextTable, separator: str = ",",
+                           names: tuple | None = None) -> tuple:
+    """The labels of a multi-label training file: `names` if given, else `0..max` when
+    every label is an integer id, else the sorted distinct names."""
+    if table.labels is None:
+        raise UserError(f"{table.path} has no label column; the training file must.")
+    if names:
+        return tuple(names)
+    distinct = sorted({label for labels in label_sets(table, separator) for label in labels})
+    if len(distinct) < 2:
+        raise UserError(f"{table.path}: the examples hold {len(distinct)} distinct label(s); "
+                        "multi-label training needs at least two.")
+    if all(_is_integer(label) for label in distinct):
+        values = sorted(int(label) for label in distinct)
+        if values[0] < 0 or values[-1] >= MAX_CLASSES:
+            raise UserError(f"{table.path}: integer labels are label ids 0..max; "
+                            f"{values[0] if values[0] < 0 else values[-1]} is not one.")
+        return tuple(str(i) for i in range(values[-1] + 1))
+    return tuple(distinct)
+
+
+def multi_label_targets(table: TextTable, names: tuple, separator: str = ",") -> np.ndarray:
+    """`[examples, labels]` int32: 1 where the example has the label (a name in `names`, or
+    an integer id); every entry -1 for a file without labels."""
+    if table.labels is None:
+        return np.full((len(table), len(names)), -1, np.int32)
+    index = {name: i for i, name in enumerate(names)}
+    targets = np.zeros((len(table), len(names)), np.int32)
+    for row, labels in enumerate(label_sets(table, separator)):
+        for label in labels:
+            found = index.get(label)
+            if found is None and _is_integer(label) and 0 <= int(label) < len(names):
+                found = int(label)
+            if found is None:
+                shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+                raise UserError(f"{table.path}: line {table.lines[row]}: label {label!r} is not "
+                                f"one of the {len(names)} labels ({shown}). Fix it, or name "
+                                "every label with --label_names or --label_names_file.")
+            targets[row, found] = 1
+    return targets
+
+
+def regression_targets(table: TextTable) -> np.ndarray:
+    """Each example's number, float32; NaN for every example of a file without labels."""
+    if table.labels is None:
+        return np.full(len(table), np.nan, np.float32)
+    values = np.empty(len(table), np.float32)
+    for i, label in enumerate(table.labels):
+        value = None if isinstance(label, list) else _number(label)
+        if value is None:
+            raise UserError(f"{table.path}: line {table.lines[i]}: the label {label!r} is not a "
+                            "finite number; a regression target is one per example.")
+        values[i] = value
+    return values

@@ -39,8 +39,9 @@ _MAX_LISTED = 5  # bad lines named in one message
 @dataclasses.dataclass
 class TextTable:
     """One file's examples: `texts[i]` (one string per text column), `labels[i]` (the
-    raw label as text; None when the file has no label column) and `lines[i]`, the
-    1-based line example i starts on."""
+    raw label as text, or a multi-label example's list of label names; None when
+    the file has no label column) and `lines[i]`, the 1-based line example i
+    starts on."""
 
     path: str
     texts: list
@@ -142,17 +143,22 @@ def _rows(path: str, text: str, fmt: str):
         line = reader.line_num + 1
 
 
-def read_table(path: str, text_columns: tuple, label_column: str | None,
+def read_table(path: str, text_columns: tuple, label_column: str | tuple | None,
                encoding: str = "utf-8", fmt: str = "auto",
                require_labels: bool = True) -> TextTable:
-    """Reads `path`'s text column(s) and label column (see the module's docstring).
+    """Reads `path`'s text column(s) and label column(s) (see the module's docstring).
 
-    With `require_labels=False` (a test file), a missing label column gives
-    `labels=None`; empty label fields are an error either way.
+    A label is a name or an integer, as text; a JSON list in JSONL, or several
+    label columns of 0/1 (`label_column=("a", "b")`), give a list of label names
+    instead (a multi-label example). With `require_labels=False` (a test file),
+    missing label columns give `labels=None`; empty label fields are an error
+    either way.
     """
     fmt = file_format(path, fmt)
     text = decode(path, encoding)
     rows = _rows(path, text, fmt)
+    label_columns = ((label_column,) if isinstance(label_column, str)
+                     else tuple(label_column or ()))
     texts, labels, lines = [], [], []
     if fmt == "jsonl":
         header = None
@@ -160,25 +166,23 @@ def read_table(path: str, text_columns: tuple, label_column: str | None,
         first = next(rows, None)
         if first is None:
             raise UserError(f"{path} is empty: it needs a first line naming its columns, e.g. "
-                            f"{_example_header(text_columns, label_column, fmt)}, then one "
+                            f"{_example_header(text_columns, label_columns, fmt)}, then one "
                             "example per line.")
         header = first[1]
-        _check_columns(path, header, text_columns, label_column, require_labels, line=1)
-    has_label = label_column is not None and (header is None or label_column in header)
+        _check_columns(path, header, text_columns, label_columns, require_labels, line=1)
+    has_label = bool(label_columns) and (header is None or
+                                         all(c in header for c in label_columns))
     for number, row in rows:
         if header is None:
-            _check_columns(path, list(row), text_columns, label_column, require_labels,
+            _check_columns(path, list(row), text_columns, label_columns, require_labels,
                            line=number)
             values = [row.get(c) for c in text_columns]
-            label = row.get(label_column) if label_column is not None else None
-            has_label = has_label and label_column in row
+            has_label = has_label and all(c in row for c in label_columns)
+            raw = [row.get(c) for c in label_columns]
             bad = [c for c, v in zip(text_columns, values) if not isinstance(v, str)]
             if bad:
                 raise UserError(f"{path}: line {number}: {bad[0]!r} must be a string, not "
                                 f"{json.dumps(row.get(bad[0]))}.")
-            if isinstance(label, bool) or not isinstance(label, (str, int, type(None))):
-                raise UserError(f"{path}: line {number}: the label must be a name or an "
-                                f"integer, not {json.dumps(label)}.")
         else:
             if len(row) != len(header):
                 raise UserError(
@@ -186,14 +190,9 @@ def read_table(path: str, text_columns: tuple, label_column: str | None,
                     + (" (is a field holding the delimiter unquoted?)" if fmt == "csv" else
                        " (a tab inside a sentence, or a missing field?)") + ".")
             values = [row[header.index(c)] for c in text_columns]
-            label = row[header.index(label_column)] if has_label else None
-        if has_label:
-            label = str(label).strip() if label is not None else ""
-            if not label:
-                raise UserError(f"{path}: line {number} has no label in column "
-                                f"{label_column!r}; every example needs one.")
+            raw = [row[header.index(c)] for c in label_columns] if has_label else []
         texts.append(tuple(values))
-        labels.append(label)
+        labels.append(_label(path, number, raw, label_columns) if has_label else None)
         lines.append(number)
     if not texts:
         raise UserError(f"{path} holds no examples (only "
@@ -201,12 +200,45 @@ def read_table(path: str, text_columns: tuple, label_column: str | None,
     return TextTable(path, texts, labels if has_label else None, lines)
 
 
-def _example_header(text_columns, label_column, fmt) -> str:
-    return ("," if fmt == "csv" else "\t").join(list(text_columns) + [label_column or "label"])
+_INDICATOR = {"0": False, "1": True, "false": False, "true": True}
 
 
-def _check_columns(path, header, text_columns, label_column, require_labels, line) -> None:
-    needed = list(text_columns) + ([label_column] if require_labels and label_column else [])
+def _label(path: str, number: int, raw: list, label_columns: tuple):
+    """One example's label: a name (text), or the list of its label names."""
+    where = f"{path}: line {number}"
+    if len(label_columns) > 1:  # one 0/1 column per label
+        names = []
+        for column, value in zip(label_columns, raw):
+            flag = _INDICATOR.get(str(value).strip().lower())
+            if flag is None:
+                raise UserError(f"{where}: column {column!r} holds {value!r}; with several "
+                                "label columns each holds 0 or 1 (true or false).")
+            if flag:
+                names.append(column)
+        return names
+    (label,) = raw
+    if isinstance(label, list):  # JSONL: the example's labels
+        if not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in label):
+            raise UserError(f"{where}: a list of labels holds names or integers, not "
+                            f"{json.dumps(label)}.")
+        return [str(v).strip() for v in label]
+    if isinstance(label, bool) or not isinstance(label, (str, int, float, type(None))):
+        raise UserError(f"{where}: the label must be a name, a number or a list of labels, "
+                        f"not {json.dumps(label)}.")
+    label = str(label).strip() if label is not None else ""
+    if not label:
+        raise UserError(f"{where} has no label in column {label_columns[0]!r}; every example "
+                        "needs one.")
+    return label
+
+
+def _example_header(text_columns, label_columns, fmt) -> str:
+    return ("," if fmt == "csv" else "\t").join(list(text_columns)
+                                               + list(label_columns or ("label",)))
+
+
+def _check_columns(path, header, text_columns, label_columns, require_labels, line) -> None:
+    needed = list(text_columns) + (list(label_columns) if require_labels else [])
     doubled = [c for c in dict.fromkeys(needed) if list(header).count(c) > 1]
     if doubled:
         raise UserError(f"{path}: the header (line 1) names the column {doubled[0]!r} "
@@ -214,7 +246,7 @@ def _check_columns(path, header, text_columns, label_column, require_labels, lin
                         "it is clear which one to read.")
     missing = [c for c in needed if c not in header]
     if missing:
-        flag = "--label_column" if missing[0] == label_column else "--text_column"
+        flag = "--label_column" if missing[0] in label_columns else "--text_column"
         where = "the header (line 1)" if line == 1 else f"line {line}"
         raise UserError(f"{path}: {where} has no column {missing[0]!r}; its columns are "
                         f"{', '.join(map(repr, header)) or 'none'}. Name the right one with "

@@ -1,0 +1,235 @@
+"""A trained run scored as it is served: its metrics on labelled data, GLUE's submission
+files, and `predictions.jsonl` for a local test file.
+
+Everything goes through the served computation (`predict_split`, which
+calls `sst2.serve.serving.make_predict_fn`), so what is reported is what the
+export answers.
+
+Example:
+    >>> import os
+    >>> from sst2.serve.trained import restore
+    >>> trained = restore(trained_dir, "best", log=lambda message: None)
+    >>> result = evaluate(trained, submission_path=os.path.join(tmp_dir, "SST-2.tsv"),
+    ...                   log=lambda message: None)
+    >>> result["examples"], open(result["submission"]).readline()
+    (64, 'index\\tprediction\\n')
+"""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from sst2.fit import metrics, targets
+from sst2.fit.inputs import unlabelled_rows
+from sst2.run.config import DataConfig, ReadingConfig
+from sst2.run.errors import UserError
+from sst2.run.files import write_atomically
+from sst2.run.run_folder import RunFolder
+from sst2.serve.trained import TrainedModel
+from sst2.text.datasets import DatasetInfo, open_dataset
+from sst2.text.glue_tasks import task_of
+
+
+def write_glue_submission(path: str, idx: np.ndarray, predictions) -> None:
+    """GLUE's submission format, `index<TAB>prediction` sorted by index, written atomically."""
+    def write(f):
+        f.write("index\tprediction\n")
+        for i in np.argsort(idx):
+            f.write(f"{int(idx[i])}\t{predictions[i]}\n")
+
+    write_atomically(path, write)
+
+
+def answer_record(answers: dict, i: int, dataset: DatasetInfo) -> dict:
+    """Example `i` of a batch of the export's answers, as plain JSON values: `label`,
+    `label_id` and `probabilities`; multi-label `labels` (a list of names) and
+    `probabilities` by name; regression `score`."""
+    if dataset.task == targets.REGRESSION:
+        return {"score": round(float(answers["score"][i]), 6)}
+    probabilities = [round(float(p), 6) for p in answers["probabilities"][i]]
+    if dataset.task == targets.MULTI_LABEL:
+        predicted = answers["predicted"][i]
+        return {"labels": [n for n, chosen in zip(dataset.label_names, predicted) if chosen],
+                "probabilities": dict(zip(dataset.label_names, probabilities))}
+    label_id = int(answers["label_id"][i])
+    return {"label": dataset.label_names[label_id], "label_id": label_id,
+            "probabilities": probabilities}
+
+
+def write_predictions(path: str, scored: dict, dataset: DatasetInfo) -> None:
+    """One JSON object per example, in the file's order: `line` (where the example
+    starts in its file) and the export's answer for it (`answer_record`); written
+    atomically."""
+    def write(f):
+        for i, line in enumerate(scored["idx"]):
+            record = {"line": int(line), **answer_record(scored, i, dataset)}
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    write_atomically(path, write, encoding="utf-8")
+
+
+def _check_same_data(trained: TrainedModel, found: DatasetInfo) -> None:
+    info = trained.dataset
+    if found.identity != info.identity:  # e.g. a training file changed since
+        changed = sorted(k for k in set(info.identity) | set(found.identity)
+                         if info.identity.get(k) != found.identity.get(k))
+        raise UserError(f"The data is not what {trained.config.run.model_dir} was trained on "
+                        f"({', '.join(changed)} changed: the run's "
+                        f"{[info.identity.get(k) for k in changed]}, now "
+                        f"{[found.identity.get(k) for k in changed]}).")
+    if found.label_names != info.label_names:
+        raise UserError(f"The data's classes ({', '.join(found.label_names)}) are not "
+                        f"the model's ({', '.join(info.label_names)}).")
+
+
+def predict_split(trained: TrainedModel, split: str, data_config: DataConfig | None = None,
+                  reading: ReadingConfig = ReadingConfig(), batch_size: int = 256,
+                  show_progress: bool = True, same_data: bool = True) -> dict[str, np.ndarray]:
+    """The export's answers for every example of a split of the run's data (or
+    `data_config`'s; `same_data=False`: another dataset, as GLUE's AX), in its
+    order, with each example's `label` and `idx`: computed as the export computes
+    them (`sst2.serve.serving`), from the raw text, long texts read in windows."""
+    from sst2.serve.serving import OUTPUTS, make_predict_fn
+
+    info = trained.dataset
+    predict = tf.function(
+        make_predict_fn(trained.preprocessor, trained.backbone, trained.head, trained.spec,
+                        reading, info),
+        input_signature=[tf.TensorSpec([None], tf.string)] * len(info.text_features))
+    dataset = open_dataset(data_config or trained.config.data, log=lambda message: None)
+    if same_data:
+        _check_same_data(trained, dataset.info)
+    parts = {name: [] for name in OUTPUTS[info.task] + ("label", "idx")}
+    total = -(-dataset.size(split) // batch_size)
+    for batch in tqdm(dataset.load(split).batch(batch_size), total=total, desc=split,
+                      leave=False, disable=not show_progress):
+        texts = [batch["text"]] + ([batch["text_pair"]] if "text_pair" in batch else [])
+        answers = predict(*texts)
+        for name in OUTPUTS[info.task]:
+            parts[name].append(answers[name].numpy())
+        parts["label"].append(batch["label"].numpy())
+        parts["idx"].append(batch["idx"].numpy())
+    if not parts["idx"]:
+        raise UserError(f"The split {split!r} is empty.")
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def score_split(trained: TrainedModel, split: str, data_config: DataConfig,
+                reading: ReadingConfig, show_progress: bool) -> dict:
+    """Every metric of the run's task on a labelled split, as the export answers it
+    (multi-label: at the thresholds the export holds)."""
+    scored = predict_split(trained, split, data_config, reading, show_progress=show_progress)
+    missing = int(unlabelled_rows(scored["label"]).sum())
+    if missing:
+        raise UserError(f"--eval_split={split!r} has {missing} unlabelled examples (GLUE's test "
+                        "split has no labels): evaluate on a labelled split, e.g. validation.")
+    task = trained.dataset.task
+    outputs = scored["score" if task == targets.REGRESSION else "probabilities"]
+    thresholds = (trained.head.thresholds.numpy() if task == targets.MULTI_LABEL else None)
+    return metrics.score(outputs, scored["label"], task, thresholds)
+
+
+def _data_config(trained: TrainedModel, data_dir, eval_file, test_file) -> DataConfig:
+    changes = {"data_dir": data_dir} if data_dir else {}
+    if eval_file:
+        changes["eval_file"] = eval_file
+    if test_file:
+        changes["test_file"] = test_file
+    data_config = dataclasses.replace(trained.config.data, **changes)
+    if not data_dir and not data_config.train_file:
+        _check_recorded_data_dir(data_config)
+    return data_config
+
+
+def _check_recorded_data_dir(data_config: DataConfig) -> None:
+    """Evaluation reads the data dir config.json names, and writes nothing there: a
+    dataset missing from it (the folder moved, or a config edited) is not downloaded
+    or prepared in a place the command line did not name."""
+    import tensorflow_datasets as tfds
+
+    if data_config.data_dir and not tfds.builder(
+            data_config.dataset, data_dir=data_config.data_dir).is_prepared():
+        raise UserError(f"{data_config.dataset} is not prepared in {data_config.data_dir}, the "
+                        "data dir this run was trained with. Pass --data_dir=... to evaluate "
+                        "with a tfds data dir of yours (sst2 prepares the dataset there).")
+
+
+def _describe(result: dict) -> str:
+    return ", ".join(f"{metric.label} {result[name]:.4f}"
+                     for name, metric in metrics.METRICS.items() if name in result)
+
+
+def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str = "validation",
+             test_split: str = "test", submission_path: str | None = None,
+             reading: ReadingConfig = ReadingConfig(), eval_file: str | None = None,
+             test_file: str | None = None, log=print) -> dict:
+    """The task's metrics on `eval_split` (or `eval_file`); for GLUE datasets, the
+    submission files for their test splits (e.g. `SST-2.tsv`); for local files with a
+    `--test_file`, `predictions.jsonl` (`write_predictions`).
+
+    Returns `{"split", <metric>: value..., "examples", "submission"}`; for a GLUE
+    task scored on several splits (MNLI), each other split's metrics under its name.
+    """
+    data_config = _data_config(trained, data_dir, eval_file, test_file)
+    show_progress = trained.config.run.progress
+    result = score_split(trained, eval_split, data_config, reading, show_progress)
+    log(f"{eval_file or eval_split}: {_describe(result)} ({result['examples']} examples, "
+        f"checkpoint {trained.checkpoint_path})")
+    result = {"split": eval_split, **result, "submission": None}
+    glue_task = task_of(data_config.dataset) if not data_config.train_file else None
+    if glue_task and eval_split == "validation":
+        for split in glue_task.validation[1:]:  # MNLI's mismatched
+            result[split] = score_split(trained, split, data_config, reading, show_progress)
+            log(f"{split}: {_describe(result[split])} ({result[split]['examples']} examples)")
+    return {**result, **_write_test_outputs(trained, data_config, test_split, reading,
+                                             submission_path, show_progress, log)}
+
+
+def _write_test_outputs(trained: TrainedModel, data_config: DataConfig, test_split: str,
+                        reading: ReadingConfig, submission_path: str | None,
+                        show_progress: bool, log) -> dict:
+    """GLUE's submission files for a GLUE dataset; `predictions.jsonl` for a local
+    `--test_file`; nothing otherwise."""
+    glue_task = task_of(data_config.dataset) if not data_config.train_file else None
+    if glue_task is None and not data_config.test_file:
+        return {}
+    if glue_task is None:
+        test = predict_split(trained, test_split, data_config, reading,
+                             show_progress=show_progress)
+        path = RunFolder(trained.config.run.model_dir).predictions
+        write_predictions(path, test, trained.dataset)
+        log(f"Wrote predictions for the {len(test['idx'])} examples of "
+            f"{data_config.test_file} to {path}")
+        return {"predictions": path}
+    written = []
+    for i, submission in enumerate(glue_task.tests):
+        path = (submission_path if i == 0 and submission_path else
+                os.path.join(os.path.dirname(submission_path), f"{submission.file}.tsv")
+                if submission_path else RunFolder(trained.config.run.model_dir).submission(
+                    submission.file))
+        other = submission.dataset != data_config.dataset
+        config = (dataclasses.replace(data_config, dataset=submission.dataset,
+                                      text_column=",".join(glue_task.texts)) if other
+                  else data_config)
+        split = test_split if i == 0 else submission.split
+        test = predict_split(trained, split, config, reading, show_progress=show_progress,
+                             same_data=not other)
+        write_glue_submission(path, test["idx"], _submitted(test, trained.dataset,
+                                                            glue_task.named_labels))
+        log(f"Wrote GLUE predictions for {len(test['idx'])} {split} examples to {path}")
+        written.append(path)
+    return {"submission": written[0], "submissions": written}
+
+
+def _submitted(answers: dict, dataset: DatasetInfo, named: bool) -> list:
+    """What a GLUE submission's prediction column holds: a class id, a class name, or
+    a score with three decimals (STS-B)."""
+    if dataset.task == targets.REGRESSION:
+        return [f"{score:.3f}" for score in answers["score"]]
+    if named:
+        return [name.decode() for name in answers["label"]]
+    return [int(i) for i in answers["label_id"]]
