@@ -38,17 +38,24 @@ from sst2.run.errors import UserError
 from sst2.model.feature_store import FeatureSet
 from sst2.model.features import encode
 from sst2.run.run_folder import RunFolder
-from sst2.fit.sources import CachedFeatureSource, CachedTokenSource, TokenSource
+from sst2.fit.sources import (CachedFeatureSource, CachedPairSource, CachedTokenSource,
+                              TokenSource)
 
 
 def tokenize_split(dataset: TextDataset, split: str, preprocessor,
-                   labelled: str | None = None) -> dict:
+                   labelled: str | None = None, separate_pairs: bool = False) -> dict:
     """`split` of `dataset` as numpy token arrays (see `data.tokenize`).
 
     With `labelled` (the flag that named the split), a split with unlabelled
-    examples (label -1, as GLUE's test split) is refused.
+    examples (label -1, as GLUE's test split) is refused. With `separate_pairs`
+    (a dataset of pairs), each distinct text is tokenized alone: `sentences`
+    holds their tokens, `first` and `second` each pair's two sentences, and
+    `length` the longer one's length (`tokenize_pairs_apart`).
     """
-    tokens = data.to_numpy(data.tokenize(dataset.load(split), preprocessor))
+    if separate_pairs and dataset.info.is_pair:
+        tokens = tokenize_pairs_apart(dataset.load(split), preprocessor)
+    else:
+        tokens = data.to_numpy(data.tokenize(dataset.load(split), preprocessor))
     if not tokens:
         raise UserError(f"The split {split!r} is empty.")
     unlabelled = int(unlabelled_rows(tokens["label"]).sum())
@@ -57,6 +64,29 @@ def tokenize_split(dataset: TextDataset, split: str, preprocessor,
                         "test split has no labels): train and validate on labelled splits, "
                         "e.g. train and validation.")
     return tokens
+
+
+def tokenize_pairs_apart(pairs, preprocessor) -> dict:
+    """A dataset of pairs as its distinct sentences, each tokenized alone (encoded once,
+    however many pairs share it), and each pair's two sentence numbers."""
+    import tensorflow as tf
+
+    rows = data.to_numpy(pairs)
+    if not rows:
+        return {}
+    number = {}
+    first, second = ([number.setdefault(text, len(number)) for text in rows[column]]
+                     for column in ("text", "text_pair"))
+    texts = np.array(list(number), dtype=object)
+    sentences = data.to_numpy(data.tokenize(tf.data.Dataset.from_tensor_slices({
+        "idx": np.arange(len(texts), dtype=np.int32), "label": np.zeros(len(texts), np.int64),
+        "text": tf.constant(texts.tolist(), tf.string)}), preprocessor))
+    first, second = np.asarray(first, np.int64), np.asarray(second, np.int64)
+    return {"sentences": sentences, "first": first, "second": second,
+            "label": rows["label"].astype(np.float32 if rows["label"].dtype.kind == "f"
+                                          else np.int32),
+            "idx": rows["idx"].astype(np.int32),
+            "length": np.maximum(sentences["length"][first], sentences["length"][second])}
 
 
 def unlabelled_rows(labels: np.ndarray) -> np.ndarray:
@@ -141,6 +171,15 @@ def split_source(config: TrainConfig, split: str, tokens: dict, encoding: Encodi
     batch_size = batch_size or config.optimization.batch_size
     boundaries = boundaries or bucket_boundaries(config, tokens["length"], batch_size)
     seed = config.optimization.seed
+    if "sentences" in tokens:  # pairs encoded apart: each sentence once
+        if not config.run.cache_features:
+            raise UserError("--pair_encoding=separate encodes each sentence once into the "
+                            "feature cache; use it with --cache_features (the default).")
+        sentences = cached_features(config, split, tokens["sentences"], encoding, worker,
+                                    dataset)
+        return CachedPairSource(sentences, tokens, batch_size,
+                                boundaries if FeatureSpec.of(config.model).token_level
+                                else None, seed, shuffle)
     if not config.run.cache_features:
         return TokenSource(tokens, encoding.encoder, batch_size, boundaries, seed, shuffle)
     features = cached_features(config, split, tokens, encoding, worker, dataset)

@@ -244,3 +244,51 @@ class TokenSource(_PlannedSource):
         if self.encoder.token_level:
             features = {"tokens": features, "mask": _pad_rows(mask, self.batch_size)}
         return Batch(features=features, **self._labels_and_weights(self.tokens["label"][indices]))
+
+
+class CachedPairSource(_PlannedSource):
+    """Batches of sentence pairs whose sentences were encoded apart: `{"first": ...,
+    "second": ...}`, each side as `CachedFeatureSource` or `CachedTokenSource` gives
+    one sentence (`boundaries=None`: pooled features). A pair's length is its longer
+    sentence's; both sides are padded to its bucket."""
+
+    def __init__(self, sentences, pairs: dict, batch_size: int,
+                 boundaries: tuple[int, ...] | None, seed: int = 0, shuffle: bool = True):
+        token_level = boundaries is not None
+        super().__init__(pairs["length"] if token_level else np.zeros(len(pairs["idx"]),
+                                                                      np.int32),
+                         batch_size, boundaries, seed, shuffle)
+        self.features, self.pairs, self.token_level = sentences, pairs, token_level
+
+    @property
+    def idx(self) -> np.ndarray:
+        return self.pairs["idx"]
+
+    def _all_labels(self) -> np.ndarray:
+        return self.pairs["label"]
+
+    def element_spec(self):
+        stored = self.features.features
+        if self.token_level:
+            side = {"tokens": tf.TensorSpec((self.batch_size, None) + stored.shape[1:],
+                                            stored.dtype),
+                    "mask": tf.TensorSpec((self.batch_size, None), tf.int32)}
+        else:
+            side = tf.TensorSpec((self.batch_size,) + stored.shape[1:], stored.dtype)
+        return ({"first": side, "second": side},) + self._labels_and_weights_spec()
+
+    def _side(self, sentences: np.ndarray, padded: int):
+        if not self.token_level:
+            return _pad_rows(self.features.read_rows(sentences, np.ones_like(sentences)),
+                             self.batch_size)
+        lengths = self.features.lengths[sentences]
+        tokens = _pad_rows(self.features.read_padded(self.features.offsets[sentences], lengths,
+                                                     padded), self.batch_size)
+        mask = (np.arange(padded) < _pad_rows(lengths, self.batch_size)[:, None]).astype(np.int32)
+        return {"tokens": tokens, "mask": mask}
+
+    def batch(self, epoch: int, index: int) -> Batch:
+        indices, padded = self._plan(epoch)[index]
+        return Batch(features={side: self._side(self.pairs[side][indices], padded)
+                               for side in ("first", "second")},
+                     **self._labels_and_weights(self.pairs["label"][indices]))

@@ -150,7 +150,7 @@ class Trainer:
         `feature_shape` is one example's; `None` marks a token axis.
         """
         with self.strategy.scope():
-            self.head(example_features(feature_shape))
+            self.head(example_features(feature_shape, pair=self.head.pair))
             self.optimizer.build(self.head.trainable_variables)
             if self.weight_average is not None:
                 self.weight_average.build(self.head.trainable_variables)

@@ -45,7 +45,7 @@ from sst2.fit.loop import fit
 from sst2.fit.metrics import METRICS
 from sst2.fit.steps import Trainer
 from sst2.fit.optimization import class_weights, make_optimizer
-from sst2.run.resume import check_same_dataset, start_or_check_resume
+from sst2.run.resume import check_same_dataset, resolve_from_data, start_or_check_resume
 from sst2.run.run_folder import check_writable, no_trace_unless_started
 from sst2.run.runlock import RunLock
 from sst2.run.run_folder import RunFolder
@@ -75,9 +75,9 @@ def run(config: TrainConfig, log=print) -> dict:
         # The data before the model: a bad file is reported in seconds.
         dataset = open_dataset(config.data, log=log)
         check_same_dataset(config, dataset.info)
-        best_metric = targets.best_metric(
+        config = resolve_from_data(config, dataset.info, targets.best_metric(
             config.optimization.best_metric, dataset.info.task,
-            OFFICIAL_METRICS.get(dataset.info.glue_task), dataset.info.num_classes)
+            OFFICIAL_METRICS.get(dataset.info.glue_task), dataset.info.num_classes))
         precisions, preprocessor, backbone, encoding = _load_model(config, strategy, log)
         global_batch = config.optimization.batch_size * strategy.num_replicas_in_sync
         train_source, eval_source, facts = _sources(config, dataset, preprocessor, encoding,
@@ -91,7 +91,7 @@ def run(config: TrainConfig, log=print) -> dict:
         head_started = time.time()
         final, summaries, history = _train(config, dataset.info, trainer, checkpoint,
                                            train_source, eval_source, out_dir, worker, facts,
-                                           best_metric, log)
+                                           log)
         summaries.write(test={"split": config.data.eval_split, **final},
                         head_seconds=time.time() - head_started,
                         wall_seconds=time.time() - started)
@@ -202,10 +202,11 @@ def _sources(config: TrainConfig, dataset: TextDataset, preprocessor, encoding: 
         f"{data_config.train_file or info.name} "
         f"(sequence length {config.model.sequence_length})...")
     tokenize_started = time.time()
+    separate = FeatureSpec.of(config.model).separate_pairs
     train_tokens = tokenize_split(dataset, data_config.train_split, preprocessor,
-                                  labelled="--train_split")
+                                  labelled="--train_split", separate_pairs=separate)
     eval_tokens = tokenize_split(dataset, data_config.eval_split, preprocessor,
-                                 labelled="--eval_split")
+                                 labelled="--eval_split", separate_pairs=separate)
     if info.task == targets.REGRESSION:  # the head learns the standardized number
         info = dataset.info = dataclasses.replace(info, target_scale=dataclasses.asdict(
             targets.TargetScale.of(train_tokens["label"])))
@@ -278,7 +279,7 @@ def _describe_optimization(config: TrainConfig) -> str:
 
 def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint: RunCheckpoint,
            train_source, eval_source, out_dir: str, worker: distribute.WorkerInfo, facts: dict,
-           best_metric: str, log) -> tuple:
+           log) -> tuple:
     """Resumes from the latest checkpoint, runs the epochs, evaluates; returns
     `(final metrics, the summary callback, every epoch's record)`."""
     model_dir = config.run.model_dir
@@ -297,7 +298,7 @@ def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint:
         "replicas": trainer.strategy.num_replicas_in_sync, "workers": worker.count})
     checkpoints = CheckpointCallback(checkpoint=checkpoint,
                                      every_steps=config.run.checkpoint_every_steps,
-                                     best_metric=best_metric)
+                                     best_metric=config.optimization.best_metric)
     try:
         with checkpoints.saving_on_signals():
             fit(trainer, train_source, eval_source, config.optimization.epochs, start=start,

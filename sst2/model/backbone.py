@@ -48,19 +48,23 @@ class FeatureSpec:
             token features before pooling.
         trainable_layers: the backbone's top N layers, unfrozen: the cache
             stops below them and the head holds trainable copies of them.
+        separate_pairs: a sentence pair's two texts are encoded apart, each as
+            one sentence (`--pair_encoding=separate`), and the head reads both.
     """
 
     pooling: str = "cls"
     layers: str = "last"
     head_layers: int = 0
     trainable_layers: int = 0
+    separate_pairs: bool = False
 
     @classmethod
     def of(cls, model_config) -> "FeatureSpec":
         """The spec of a `config.ModelConfig` (whose construction validated the values)."""
         return cls(pooling=model_config.pooling, layers=model_config.layers,
                    head_layers=model_config.head_layers,
-                   trainable_layers=model_config.trainable_layers)
+                   trainable_layers=model_config.trainable_layers,
+                   separate_pairs=model_config.pair_encoding == "separate")
 
     @property
     def has_transformer_blocks(self) -> bool:
@@ -106,6 +110,8 @@ class FeatureSpec:
             what += f", {self.head_layers} new transformer block(s)"
         if self.trainable_layers:
             what += f", top {self.trainable_layers} backbone layer(s) unfrozen"
+        if self.separate_pairs:
+            what += ", each text of a pair encoded alone, read as (u, v, |u-v|, u*v)"
         return what
 
     @property

@@ -62,6 +62,9 @@ class ClassifierHead(keras.Model):
     `hidden_units=0` over one layer's `[CLS]` vector it is the seed's head.
 
     A `multi_label` head also holds `thresholds`, one per label (non-trainable).
+    A `pair` head reads two sentences' features, `{"first": ..., "second": ...}`,
+    each as above (encoded apart, `--pair_encoding=separate`), pools each, and
+    reads `(u, v, |u - v|, u * v)` of the two vectors.
 
     With `unfrozen_dtype="mixed_bfloat16"`, the unfrozen copies compute in
     bfloat16 (as the backbone does at that precision) while their variables,
@@ -75,9 +78,10 @@ class ClassifierHead(keras.Model):
                  pooling: str = "cls", sequence_layers: int = 0, num_heads: int = 12,
                  intermediate_dim: int = 3072, average_layers: int = 0,
                  unfrozen_layers: int = 0, unfrozen_dtype: str = "float32",
-                 multi_label: bool = False, **kwargs):
+                 multi_label: bool = False, pair: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.multi_label = multi_label
+        self.pair = pair
         self.hidden_units = hidden_units
         self.dropout = dropout
         self.num_classes = num_classes
@@ -144,11 +148,17 @@ class ClassifierHead(keras.Model):
             return pool_tokens(x, mask, self.pooling)
         return self._pooling.pool(x, mask, getattr(self, self._pooling.layer_name))
 
-    def call(self, features, training=False):
+    def _vector(self, features, training):
         if isinstance(features, dict):
-            x = self._pool(features["tokens"], features["mask"], training)
+            return self._pool(features["tokens"], features["mask"], training)
+        return self.flatten(features)
+
+    def call(self, features, training=False):
+        if self.pair:  # two sentences encoded apart: InferSent's (u, v, |u - v|, u * v)
+            u, v = (self._vector(features[side], training) for side in ("first", "second"))
+            x = tf.concat([u, v, tf.abs(u - v), u * v], axis=-1)
         else:
-            x = self.flatten(features)
+            x = self._vector(features, training)
         x = self.input_dropout(x, training=training)
         if self.hidden is not None:
             x = self.hidden_dropout(self.hidden(x), training=training)
@@ -171,15 +181,19 @@ class ClassifierHead(keras.Model):
                       sequence_layers=self.num_sequence_layers, num_heads=self.num_heads,
                       intermediate_dim=self.intermediate_dim,
                       average_layers=self.average_layers, unfrozen_layers=self.unfrozen_layers,
-                      unfrozen_dtype=self.unfrozen_dtype, multi_label=self.multi_label)
+                      unfrozen_dtype=self.unfrozen_dtype, multi_label=self.multi_label,
+                      pair=self.pair)
         return config
 
 
-def example_features(feature_shape: tuple, length: int = 8):
+def example_features(feature_shape: tuple, length: int = 8, pair: bool = False):
     """A one-example batch of zeros in the head's input format (to build it).
 
-    `feature_shape` is one example's (`FeatureSpec.feature_shape`); `None` marks a token axis.
+    `feature_shape` is one example's (`FeatureSpec.feature_shape`); `None` marks a token
+    axis. `pair`: two sentences' features (`ClassifierHead(pair=True)`).
     """
+    if pair:
+        return {side: example_features(feature_shape, length) for side in ("first", "second")}
     if feature_shape[0] is None:
         return {"tokens": tf.zeros((1, length) + tuple(feature_shape[1:])),
                 "mask": tf.ones((1, length), tf.int32)}
@@ -221,9 +235,10 @@ def build_head(model_config, backbone, seed: int, copy_unfrozen: bool = False,
         num_heads=backbone.num_heads, intermediate_dim=backbone.intermediate_dim,
         average_layers=backbone.num_layers if spec.averages_unfrozen_layers else 0,
         unfrozen_layers=model_config.trainable_layers, multi_label=multi_label,
+        pair=spec.separate_pairs,
         unfrozen_dtype=("mixed_bfloat16" if (unfrozen_precision or backbone.dtype_policy
                                              .compute_dtype) == "bfloat16" else "float32"))
-    head(example_features(spec.feature_shape(backbone)))
+    head(example_features(spec.feature_shape(backbone), pair=spec.separate_pairs))
     if model_config.trainable_layers and copy_unfrozen:
         if backbone.dtype_policy.variable_dtype != "float32":
             backbone = presets.load_backbone(model_config.preset, dtype="float32")

@@ -129,6 +129,11 @@ class ModelConfig(Options):
                                    "below them).", minimum=0, identity=True)
     dropout: float = option(0.1, "Dropout rate in the head.", minimum=0, below=1,
                             identity=True)
+    pair_encoding: str = option(
+        "auto", "Sentence pairs: packed into one sequence, or each text encoded alone (cached "
+        "once per distinct sentence) with the head reading (u, v, |u-v|, u*v); auto: "
+        "separate for regression, joint for classes (docs/measurements.md).",
+        choices=("auto", "joint", "separate"), identity=True)
     threshold: float | None = option(
         None, "Multi-label: one probability threshold for every label (default: each "
         "label's own, tuned on the validation split for its F1).", above=0, below=1)
@@ -199,6 +204,10 @@ class RunConfig(Options):
         "sst2.fit.compile_cache.enable() before TensorFlow starts).")
 
 
+# Options whose `auto` a run resolves from its data (and records in config.json): `auto`
+# resumes a run whatever it resolved to.
+RESOLVED_FROM_DATA = ("task", "best_metric", "pair_encoding")
+
 GROUPS = {"data": DataConfig, "model": ModelConfig, "optimization": OptimizationConfig,
           "run": RunConfig}
 _GROUP_OF = {field.name: group for group, config_class in GROUPS.items()
@@ -254,6 +263,8 @@ class TrainConfig:
         for group in GROUPS:
             for field, spec, _ in options(GROUPS[group]):
                 ours, theirs = (getattr(getattr(c, group), field.name) for c in (self, saved))
+                if field.name in RESOLVED_FROM_DATA and ours == "auto":
+                    continue
                 if spec.identity and ours != theirs:
                     diffs.append(f"{field.name}: checkpoint has {theirs!r}, this run has "
                                  f"{ours!r}")
@@ -320,8 +331,10 @@ class PredictConfig(Options):
 
 @dataclasses.dataclass(frozen=True)
 class PrepareDataConfig(Options):
-    glue: str | None = option(None, "The official SST-2.zip, or a folder with "
-                              "train/dev/test.tsv (default: the copy embedded in sst2).")
+    dataset: str = option("glue/sst2", "The GLUE task to build, glue/<task>.")
+    glue: str | None = option(None, "The official SST-2.zip, or a folder with GLUE's files "
+                              "of the task (train/dev/test.tsv; default for SST-2: the copy "
+                              "embedded in sst2).")
     data_dir: str | None = option(None, "tfds data dir to write into (tfds's default if "
                                   "unset).")
     force: bool = option(False, "Rebuild even if the dataset is already prepared.")

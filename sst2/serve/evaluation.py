@@ -91,7 +91,7 @@ def predict_split(trained: TrainedModel, split: str, data_config: DataConfig | N
                   show_progress: bool = True, same_data: bool = True) -> dict[str, np.ndarray]:
     """The export's answers for every example of a split of the run's data (or
     `data_config`'s; `same_data=False`: another dataset, as GLUE's AX), in its
-    order, with each example's `label` and `idx`: computed as the export computes
+    order, with each example's true label (`gold`) and `idx`: computed as the export computes
     them (`sst2.serve.serving`), from the raw text, long texts read in windows."""
     from sst2.serve.serving import OUTPUTS, make_predict_fn
 
@@ -103,7 +103,7 @@ def predict_split(trained: TrainedModel, split: str, data_config: DataConfig | N
     dataset = open_dataset(data_config or trained.config.data, log=lambda message: None)
     if same_data:
         _check_same_data(trained, dataset.info)
-    parts = {name: [] for name in OUTPUTS[info.task] + ("label", "idx")}
+    parts = {name: [] for name in OUTPUTS[info.task] + ("gold", "idx")}
     total = -(-dataset.size(split) // batch_size)
     for batch in tqdm(dataset.load(split).batch(batch_size), total=total, desc=split,
                       leave=False, disable=not show_progress):
@@ -111,7 +111,7 @@ def predict_split(trained: TrainedModel, split: str, data_config: DataConfig | N
         answers = predict(*texts)
         for name in OUTPUTS[info.task]:
             parts[name].append(answers[name].numpy())
-        parts["label"].append(batch["label"].numpy())
+        parts["gold"].append(batch["label"].numpy())
         parts["idx"].append(batch["idx"].numpy())
     if not parts["idx"]:
         raise UserError(f"The split {split!r} is empty.")
@@ -123,14 +123,14 @@ def score_split(trained: TrainedModel, split: str, data_config: DataConfig,
     """Every metric of the run's task on a labelled split, as the export answers it
     (multi-label: at the thresholds the export holds)."""
     scored = predict_split(trained, split, data_config, reading, show_progress=show_progress)
-    missing = int(unlabelled_rows(scored["label"]).sum())
+    missing = int(unlabelled_rows(scored["gold"]).sum())
     if missing:
         raise UserError(f"--eval_split={split!r} has {missing} unlabelled examples (GLUE's test "
                         "split has no labels): evaluate on a labelled split, e.g. validation.")
     task = trained.dataset.task
     outputs = scored["score" if task == targets.REGRESSION else "probabilities"]
     thresholds = (trained.head.thresholds.numpy() if task == targets.MULTI_LABEL else None)
-    return metrics.score(outputs, scored["label"], task, thresholds)
+    return metrics.score(outputs, scored["gold"], task, thresholds)
 
 
 def _data_config(trained: TrainedModel, data_dir, eval_file, test_file) -> DataConfig:

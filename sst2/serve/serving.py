@@ -55,7 +55,9 @@ def make_window_logits_fn(preprocessor, backbone, head, spec: FeatureSpec,
     all windows encoded as one batch, and the text each window belongs to.
 
     Given a second batch of strings, it reads sentence pairs instead: each pair
-    packed as `[CLS] text [SEP] text_pair [SEP]` (`pack_pair`), one window each.
+    packed as `[CLS] text [SEP] text_pair [SEP]` (`pack_pair`), one window each;
+    or, for a head of pairs encoded apart (`FeatureSpec.separate_pairs`), each
+    text packed alone (truncated to the sequence length), as training read them.
     """
     tokenizer, sequence_length = preprocessor.tokenizer, preprocessor.sequence_length
     window = window_size(sequence_length, reading.window_tokens)
@@ -74,15 +76,7 @@ def make_window_logits_fn(preprocessor, backbone, head, spec: FeatureSpec,
 
     special = (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
 
-    def window_logits(text, text_pair=None):
-        if text_pair is None:
-            windows, text_index = split_windows(tokenize(text), window, stride,
-                                                reading.max_windows)
-            token_ids, padding_mask = pack(windows, sequence_length, *special)
-        else:
-            token_ids, padding_mask = pack_pair(tokenize(text), tokenize(text_pair),
-                                                sequence_length, *special)
-            text_index = tf.range(tf.shape(text)[0])
+    def features_of(token_ids, padding_mask):
         if encoder is not None:
             features = encode_by_length(encode, token_ids, padding_mask,
                                         spec.feature_shape(backbone))
@@ -90,6 +84,25 @@ def make_window_logits_fn(preprocessor, backbone, head, spec: FeatureSpec,
             features = pool_features(backbone, token_ids, padding_mask, spec)
         if spec.token_level:
             features = {"tokens": features, "mask": tf.cast(padding_mask, tf.int32)}
+        return features
+
+    def window_logits(text, text_pair=None):
+        if text_pair is None:
+            windows, text_index = split_windows(tokenize(text), window, stride,
+                                                reading.max_windows)
+            features = features_of(*pack(windows, sequence_length, *special))
+        elif spec.separate_pairs:  # both texts alone, in one batch; then split
+            features = features_of(*pack(tokenize(tf.concat([text, text_pair], 0)),
+                                         sequence_length, *special))
+            text_index = tf.range(tf.shape(text)[0])
+            first, second = (tf.nest.map_structure(lambda x: x[part], features)
+                             for part in (slice(None, tf.shape(text)[0]),
+                                          slice(tf.shape(text)[0], None)))
+            features = {"first": first, "second": second}
+        else:
+            features = features_of(*pack_pair(tokenize(text), tokenize(text_pair),
+                                              sequence_length, *special))
+            text_index = tf.range(tf.shape(text)[0])
         return tf.cast(head(features, training=False), tf.float32), text_index
 
     return window_logits

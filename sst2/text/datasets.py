@@ -7,8 +7,8 @@ elements all have one shape, whatever the source:
 `{"idx": int32, "label", "text": string}` plus `"text_pair"` for sentence
 pairs. `label` is the task's (`DatasetInfo.task`): an int64 class id
 (single-label), an int64 0/1 vector over the labels (multi-label) or a
-float32 number (regression); -1 (NaN for a number) when unlabelled. The tokenizer, the feature cache, the heads
-and the export only ever see that.
+float32 number (regression); -1 (NaN for a number) when unlabelled. The
+tokenizer, the feature cache, the heads and the export only ever see that.
 
 Split names: tfds split strings (`train[:4096]`) for tfds datasets; for
 files, `train`, `validation` and `test` name `--train_file`, `--eval_file`
@@ -204,6 +204,9 @@ class TfdsDataset(TextDataset):
             except (ValueError, AssertionError, KeyError) as e:
                 raise UserError(f"Bad split {split!r} for {self.name}: {e}") from None
         features, label = self.text_features, self.label_feature
+        if self.info.task == "regression":  # GLUE marks a missing score -1: no label
+            dataset = dataset.map(lambda x: {**x, label: tf.where(
+                x[label] < 0, tf.constant(float("nan"), x[label].dtype), x[label])})
         if self.has_idx:
             return dataset.map(lambda x: _element(x["idx"], x[label],
                                                   [x[f] for f in features]))
@@ -254,6 +257,7 @@ class FileDataset(TextDataset):
             identity.update(task=task, label_separator=label_separator)
         self.info = DatasetInfo("files", names, tuple(text_columns), identity, task=task,
                                 label_separator=label_separator)
+        self._labels(train)  # every training label readable, before any work starts
 
     def _table(self, name: str) -> text_files.TextTable:
         if name not in self._tables:

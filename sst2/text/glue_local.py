@@ -1,0 +1,99 @@
+"""Any GLUE task's tfds dataset, built offline from GLUE's own files.
+
+tfds's `glue/<task>` builders download GLUE's zips. `prepare_glue_task`
+answers those downloads from a local folder instead (GLUE's `<TASK>/`
+folder: `train.tsv`, `dev.tsv`, `test.tsv`; MNLI's `dev_matched.tsv` and
+kin; MRPC's `msr_paraphrase_train.txt`, `msr_paraphrase_test.txt` and
+`dev_ids.tsv`; AX's `AX.tsv`), so tfds builds the dataset with its own code
+and `--dataset=glue/<task> --data_dir=...` then reads it as if downloaded.
+(SST-2, which sst2 also embeds, is `sst2.text.glue`.)
+
+Example:
+    >>> folder = os.path.join(tmp_dir, "WNLI")
+    >>> os.makedirs(folder)
+    >>> for name, rows in (("train.tsv", ["a\\tb\\t1", "c\\td\\t0"]), ("dev.tsv", ["e\\tf\\t1"]),
+    ...                    ("test.tsv", ["0\\tg\\th"])):
+    ...     header = "index\\tsentence1\\tsentence2" if name == "test.tsv" else (
+    ...         "sentence1\\tsentence2\\tlabel")
+    ...     _ = open(os.path.join(folder, name), "w").write("\\n".join([header] + rows) + "\\n")
+    >>> built = prepare_glue_task("glue/wnli", folder, data_dir=os.path.join(tmp_dir, "tfds"))
+    Downloading and preparing dataset ...
+    Dataset glue downloaded and prepared to .... Subsequent calls will reuse this data.
+    >>> os.path.basename(os.path.dirname(built))
+    'wnli'
+"""
+
+import contextlib
+import os
+import tempfile
+from unittest import mock
+
+from sst2.run.errors import UserError
+from sst2.text import glue
+
+# The files each kind of GLUE builder reads (besides the plain train/dev/test.tsv).
+MNLI_FILES = ("train.tsv", "dev_matched.tsv", "dev_mismatched.tsv", "test_matched.tsv",
+              "test_mismatched.tsv")
+MRPC_FILES = {"train": "msr_paraphrase_train.txt", "test": "msr_paraphrase_test.txt",
+              "dev_ids": "dev_ids.tsv"}
+
+
+def _needed(config_name: str) -> tuple:
+    if config_name.startswith("mnli"):
+        return MNLI_FILES
+    if config_name == "mrpc":
+        return tuple(MRPC_FILES.values())
+    if config_name == "ax":
+        return ("AX.tsv",)
+    return ("train.tsv", "dev.tsv", "test.tsv")
+
+
+@contextlib.contextmanager
+def _answered_from(folder: str, config, staging: str):
+    """tfds's download manager, answering the builder's downloads from `folder`."""
+    manager = glue._tfds().download.DownloadManager
+    # The zip's layout: <extracted>/<TASK>/<files>.
+    os.symlink(os.path.abspath(folder), os.path.join(staging, config.data_dir or "files"))
+
+    def download_and_extract(self, url):
+        return staging
+
+    def download(self, urls):
+        if isinstance(urls, dict):  # MRPC's three files
+            return {key: os.path.join(folder, MRPC_FILES[key]) for key in urls}
+        return os.path.join(folder, "AX.tsv")
+
+    with mock.patch.object(manager, "download_and_extract", download_and_extract), \
+            mock.patch.object(manager, "download", download):
+        yield
+
+
+def prepare_glue_task(dataset: str, source: str, data_dir: str | None = None) -> str:
+    """Builds tfds `dataset` (`glue/<task>`) in `data_dir` from GLUE's files in the folder
+    `source` (see the module); returns the prepared dataset's folder. An already
+    prepared dataset is left as it is."""
+    if dataset == glue.DATASET_NAME:
+        return glue.prepare_glue_sst2(source, data_dir)
+    tfds = glue._tfds()
+    try:
+        builder = tfds.builder(dataset, data_dir=data_dir)
+    except Exception as e:
+        raise UserError(f"--dataset={dataset!r} is not a tfds GLUE task ({e}).") from None
+    if not dataset.startswith("glue/"):
+        raise UserError(f"--dataset={dataset!r}: local files can build glue/<task> datasets.")
+    if builder.is_prepared():
+        return builder.data_dir
+    config = builder.builder_config
+    missing = [name for name in _needed(config.name)
+               if not os.path.isfile(os.path.join(source, name))]
+    if missing:
+        raise UserError(f"{source} lacks {', '.join(missing)}: {dataset} is built from GLUE's "
+                        f"{', '.join(_needed(config.name))}.")
+    with tempfile.TemporaryDirectory(prefix="sst2-glue-") as staging, \
+            _answered_from(source, config, staging):
+        try:
+            builder.download_and_prepare()
+        except Exception as e:
+            raise UserError(f"tfds could not build {dataset} from {source}: "
+                            f"{str(e).splitlines()[0][:300]}") from None
+    return builder.data_dir
