@@ -143,9 +143,9 @@ def readable_line(result: dict, separator: str = ",") -> str:
     """A line of `predict_batches`'s output for a person.
 
     >>> readable_line({"text": "great", "label": "positive", "probability": 0.98})
-    'positive\t0.9800\tgreat'
+    'positive\\t0.9800\\tgreat'
     >>> readable_line({"text": "fine", "labels": []}), readable_line({"text": "a", "score": 3.2})
-    ('(no label)\tfine', '3.2000\ta')
+    ('(no label)\\tfine', '3.2000\\ta')
     """
     if "score" in result:
         return f"{result['score']:.4f}\t{result['text']}"

@@ -31,7 +31,7 @@ def test_tfds_features_are_checked(tiny_data_dir):
     with pytest.raises(UserError, match=r"glue/sst2 has no text feature 'review'; its text "
                        r"features are sentence. Name one with --text_column"):
         TfdsDataset("glue/sst2", tiny_data_dir, text_features=("review",))
-    with pytest.raises(UserError, match="no class label feature 'stars'"):
+    with pytest.raises(UserError, match="no label feature 'stars'"):
         TfdsDataset("glue/sst2", tiny_data_dir, label_feature="stars")
     with pytest.raises(UserError, match="--dataset='no_such_dataset_xyz': tfds has no such"):
         TfdsDataset("no_such_dataset_xyz", tiny_data_dir)

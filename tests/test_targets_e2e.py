@@ -143,7 +143,7 @@ def test_regression_pairs_encoded_apart_end_to_end(standin_preset, tmp_path):
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     records = [json.loads(line) for line in open(model_dir / "predictions.jsonl")]
     with open(f"{STSB}/dev.tsv", encoding="utf-8") as f:
-        gold = [float(line.rstrip("\n").split("\t")[-1]) for line in f][1:]
+        gold = [float(line.rstrip("\n").split("\t")[-1]) for line in list(f)[1:]]
     found = metrics.regression_scores(np.array([r["score"] for r in records]), np.array(gold))
     assert f"Pearson {found['pearson']:.4f}" in evaluated.stdout
     assert f"Spearman {found['spearman']:.4f}" in evaluated.stdout
@@ -221,7 +221,7 @@ def test_glue_regression_and_mnli_through_tfds_with_their_metrics_and_submission
             assert lines[0] == "index\tprediction" and len(lines) == 10
             assert all(len(line.split("\t")[1].split(".")[1]) == 3 for line in lines[1:])
         else:
-            assert config["model"]["pair_encoding"] == "joint"
+            assert config["model"]["pair_encoding"] == "separate"
             assert evaluated["examples"] == 9
             assert evaluated["validation_mismatched"]["examples"] == 7
             files = {os.path.basename(p): open(p).read().splitlines()

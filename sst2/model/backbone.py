@@ -111,7 +111,7 @@ class FeatureSpec:
         if self.trainable_layers:
             what += f", top {self.trainable_layers} backbone layer(s) unfrozen"
         if self.separate_pairs:
-            what += ", each text of a pair encoded alone, read as (u, v, |u-v|, u*v)"
+            what += ", each text of a pair encoded alone, read as (u, v, |u-v|, u*v, cos)"
         return what
 
     @property

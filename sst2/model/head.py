@@ -64,7 +64,7 @@ class ClassifierHead(keras.Model):
     A `multi_label` head also holds `thresholds`, one per label (non-trainable).
     A `pair` head reads two sentences' features, `{"first": ..., "second": ...}`,
     each as above (encoded apart, `--pair_encoding=separate`), pools each, and
-    reads `(u, v, |u - v|, u * v)` of the two vectors.
+    reads `(u, v, |u - v|, u * v)` of the two vectors and their cosine.
 
     With `unfrozen_dtype="mixed_bfloat16"`, the unfrozen copies compute in
     bfloat16 (as the backbone does at that precision) while their variables,
@@ -154,9 +154,9 @@ class ClassifierHead(keras.Model):
         return self.flatten(features)
 
     def call(self, features, training=False):
-        if self.pair:  # two sentences encoded apart: InferSent's (u, v, |u - v|, u * v)
+        if self.pair:  # two sentences encoded apart: InferSent's features and the cosine
             u, v = (self._vector(features[side], training) for side in ("first", "second"))
-            x = tf.concat([u, v, tf.abs(u - v), u * v], axis=-1)
+            x = tf.concat([u, v, tf.abs(u - v), u * v, _cosine(u, v)], axis=-1)
         else:
             x = self._vector(features, training)
         x = self.input_dropout(x, training=training)
@@ -184,6 +184,13 @@ class ClassifierHead(keras.Model):
                       unfrozen_dtype=self.unfrozen_dtype, multi_label=self.multi_label,
                       pair=self.pair)
         return config
+
+
+def _cosine(u, v):
+    """`[batch, 1]`: the cosine similarity of each row's two vectors (a sentence-embedding
+    backbone's own similarity, which the head starts from)."""
+    return tf.reduce_sum(tf.math.l2_normalize(u, -1) * tf.math.l2_normalize(v, -1), -1,
+                         keepdims=True)
 
 
 def example_features(feature_shape: tuple, length: int = 8, pair: bool = False):

@@ -131,12 +131,13 @@ class ModelConfig(Options):
                             identity=True)
     pair_encoding: str = option(
         "auto", "Sentence pairs: packed into one sequence, or each text encoded alone (cached "
-        "once per distinct sentence) with the head reading (u, v, |u-v|, u*v); auto: "
-        "separate for regression, joint for classes (docs/measurements.md).",
+        "once per distinct sentence) with the head reading (u, v, |u-v|, u*v, cos); auto: "
+        "separate (measured better on regression and class pairs, docs/measurements.md).",
         choices=("auto", "joint", "separate"), identity=True)
     threshold: float | None = option(
         None, "Multi-label: one probability threshold for every label (default: each "
-        "label's own, tuned on the validation split for its F1).", above=0, below=1)
+        "label's own, tuned on the validation split for its F1).", above=0, below=1,
+        identity=True)
 
 
 @dataclasses.dataclass(frozen=True)

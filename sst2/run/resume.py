@@ -70,15 +70,14 @@ def start_or_check_resume(config: TrainConfig, worker: WorkerInfo, log) -> None:
 def resolve_from_data(config: TrainConfig, info: DatasetInfo, best_metric: str) -> TrainConfig:
     """`config` with its `auto` options that depend on the data made definite (see
     `config.RESOLVED_FROM_DATA`): the task, `best_metric` (resolved by the caller),
-    and the pair encoding (`separate` for regression pairs, else `joint`; measured,
-    docs/measurements.md). A resumed run keeps what it resolved to when it started."""
+    and the pair encoding (`separate`, measured better on regression and
+    classification pairs alike, docs/measurements.md). A resumed run keeps what it resolved to when it started."""
     saved = (None if config.run.restart or not os.path.exists(config_path(config.run.model_dir))
              else load_config(config.run.model_dir))
     pair_encoding = config.model.pair_encoding
     if pair_encoding == "auto":
         pair_encoding = (saved.model.pair_encoding if saved and saved.model.pair_encoding
-                         != "auto" else "separate" if info.is_pair and info.task ==
-                         "regression" else "joint")
+                         != "auto" else "separate" if info.is_pair else "joint")
     if config.optimization.best_metric == "auto" and saved and (
             saved.optimization.best_metric != "auto"):
         best_metric = saved.optimization.best_metric
