@@ -12,6 +12,7 @@ from sst2 import cli
 
 from sst2.run import config as config_lib, config_file
 from sst2.run.config import EvaluateConfig, ModelConfig, OptimizationConfig, TrainConfig
+from sst2.model.backbone import FeatureSpec
 from sst2.run.config_file import from_dict, load_config, to_dict
 from sst2.run.errors import UserError
 from sst2.run.options import options
@@ -21,7 +22,12 @@ def test_defaults_are_explicit_values():
     config = TrainConfig()
     assert config.optimization.learning_rate == 1e-3
     assert config.optimization.backbone_learning_rate == 2e-4
-    assert config.model.pooling == "attention" and config.model.layers == "all"
+    assert config.model.pooling == "auto" and config.model.layers == "auto"
+    # auto: attention over every layer, or for pairs encoded apart the last layer's mean.
+    spec = FeatureSpec.of(config.model)
+    assert (spec.pooling, spec.layers) == ("attention", "all")
+    spec = FeatureSpec.of(config.replace(model={"pair_encoding": "separate"}).model)
+    assert (spec.pooling, spec.layers) == ("mean", "last")
     for group in config_lib.GROUPS.values():
         for field, spec, kind in options(group):
             assert spec.help, field.name
@@ -45,8 +51,8 @@ def test_defaults_are_explicit_values():
     ({"sequence_length": 0}, "--sequence_length=0 is out of range: it must be at least 3 and "
                              "at most 512."),
     ({"sequence_length": 10000}, "--sequence_length=10000 is out of range"),
-    ({"pooling": "max"}, "--pooling='max' is not allowed: it must be one of cls, mean, "
-                         "cls_mean, attention."),
+    ({"pooling": "max"}, "--pooling='max' is not allowed: it must be one of auto, cls, "
+                         "mean, cls_mean, attention."),
     ({"lr_schedule": "cosine"}, "--lr_schedule='cosine' is not allowed"),
     ({"epochs": "3"}, "--epochs='3' is not a int."),
     ({"backbone_learning_rate": 1e-4}, "use it with --trainable_layers"),
@@ -73,8 +79,8 @@ def test_flags_are_generated_from_the_config_with_help_choices_and_defaults():
              for field in dataclasses.fields(group)}
     assert all(name in flag_values for name in names)
     pooling = flag_values["pooling"]
-    assert pooling.default == "attention" and "learned attention" in pooling.help
-    assert pooling.parser.enum_values == ["cls", "mean", "cls_mean", "attention"]
+    assert pooling.default == "auto" and "learned attention" in pooling.help
+    assert pooling.parser.enum_values == ["auto", "cls", "mean", "cls_mean", "attention"]
     assert "(above 0.)" in flag_values["learning_rate"].help
     flag_values(["prog", "--epochs=1", "--pooling=mean", "--noexport", "--learning_rate=5e-3"])
     config = cli.config_from_flags(TrainConfig, flag_values)
@@ -126,7 +132,8 @@ FORMAT_1 = {"model_dir": "runs/old", "preset": "p", "data_dir": None, "train_spl
 
 def test_format_1_reads_as_the_same_run_with_explicit_defaults():
     config = from_dict(FORMAT_1)
-    assert config == TrainConfig.from_options(model_dir="runs/old", preset="p", progress=False)
+    assert config == TrainConfig.from_options(model_dir="runs/old", preset="p", progress=False,
+                                              pooling="attention", layers="all")
     assert config.optimization.learning_rate == 1e-3
 
 
@@ -150,9 +157,12 @@ def test_load_config_reads_a_run_folder(tmp_path):
 
 
 def test_resume_compares_identity_options_only():
-    config = TrainConfig.from_options(trainable_layers=2)
+    config = TrainConfig.from_options(trainable_layers=2, pooling="attention")
     assert config.differences(config.replace(run={"model_dir": "elsewhere", "export": False},
                                              optimization={"epochs": 5})) == []
+    # An option resolved from the data at the start: `auto` resumes whatever it became.
+    assert config.replace(model={"pooling": "auto"}).differences(
+        config.replace(model={"pooling": "mean"})) == []
     other = config.replace(optimization={"backbone_learning_rate": 1e-4},
                            model={"pooling": "mean"})
     assert config.differences(other) == [

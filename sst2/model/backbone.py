@@ -30,6 +30,12 @@ from sst2.run.errors import UserError
 from sst2.model.pooling import POOLINGS
 
 
+# What `auto` pooling and layers mean: (pooling, layers) for one text, and for pairs
+# encoded apart.
+AUTOMATIC = ("attention", "all")
+AUTOMATIC_SEPARATE = ("mean", "last")
+
+
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
     """Which frozen-backbone features a head reads, and what the head adds on top.
@@ -60,11 +66,23 @@ class FeatureSpec:
 
     @classmethod
     def of(cls, model_config) -> "FeatureSpec":
-        """The spec of a `config.ModelConfig` (whose construction validated the values)."""
-        return cls(pooling=model_config.pooling, layers=model_config.layers,
-                   head_layers=model_config.head_layers,
-                   trainable_layers=model_config.trainable_layers,
-                   separate_pairs=model_config.pair_encoding == "separate")
+        """The spec of a `config.ModelConfig` (whose construction validated the values).
+
+        `auto` pooling and layers: attention over every layer's average, and for pairs
+        encoded apart the mean of the last layer (a sentence-embedding backbone's own
+        embedding; measured, docs/measurements.md).
+
+        >>> from sst2.run.config import ModelConfig
+        >>> FeatureSpec.of(ModelConfig()).pooling, FeatureSpec.of(ModelConfig(
+        ...     pair_encoding="separate")).pooling
+        ('attention', 'mean')
+        """
+        separate = model_config.pair_encoding == "separate"
+        automatic = AUTOMATIC_SEPARATE if separate else AUTOMATIC
+        pooling, layers = (value if value != "auto" else default for value, default in
+                           zip((model_config.pooling, model_config.layers), automatic))
+        return cls(pooling=pooling, layers=layers, head_layers=model_config.head_layers,
+                   trainable_layers=model_config.trainable_layers, separate_pairs=separate)
 
     @property
     def has_transformer_blocks(self) -> bool:

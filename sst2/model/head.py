@@ -237,7 +237,7 @@ def build_head(model_config, backbone, seed: int, copy_unfrozen: bool = False,
     head = ClassifierHead(
         hidden_units=model_config.head_hidden, dropout=model_config.dropout, seed=seed,
         num_classes=num_classes,
-        pooling=model_config.pooling,
+        pooling=spec.pooling,
         sequence_layers=model_config.trainable_layers + model_config.head_layers,
         num_heads=backbone.num_heads, intermediate_dim=backbone.intermediate_dim,
         average_layers=backbone.num_layers if spec.averages_unfrozen_layers else 0,

@@ -15,6 +15,7 @@ Example:
     ...                      optimization=OptimizationConfig(epochs=1))
     >>> config.model.pooling, config.optimization.learning_rate
     ('mean', 0.001)
+
     >>> OptimizationConfig(learning_rate=0)
     Traceback (most recent call last):
     ...
@@ -114,13 +115,14 @@ class ModelConfig(Options):
         choices=("auto", "float32", "bfloat16"), identity=True)
     # The default head, chosen by measurement (docs/measurements.md): attention
     # pooling over the average of every layer's token states, a 256-unit GELU
-    # layer, dropout 0.1.
+    # layer, dropout 0.1; for pairs encoded apart, the mean of the last layer.
     pooling: str = option(
-        "attention", "How the head pools a layer: [CLS], mean over real tokens, both, or "
-        "learned attention over tokens (caches token-level features).",
-        choices=tuple(POOLINGS), identity=True)
-    layers: str = option("all", "Which backbone layers the head reads.",
-                         choices=("last", "all"), identity=True)
+        "auto", "How the head pools a layer: [CLS], mean over real tokens, both, or "
+        "learned attention over tokens (caches token-level features); auto: attention, or "
+        "mean for pairs encoded apart.", choices=("auto",) + tuple(POOLINGS), identity=True)
+    layers: str = option("auto", "Which backbone layers the head reads; auto: all, or the "
+                         "last for pairs encoded apart.", choices=("auto", "last", "all"),
+                         identity=True)
     head_hidden: int = option(256, "Hidden units in the head; 0 = one dense layer.",
                               minimum=0, identity=True)
     head_layers: int = option(0, "New transformer blocks in the head, over cached token "
@@ -207,7 +209,7 @@ class RunConfig(Options):
 
 # Options whose `auto` a run resolves from its data (and records in config.json): `auto`
 # resumes a run whatever it resolved to.
-RESOLVED_FROM_DATA = ("task", "best_metric", "pair_encoding")
+RESOLVED_FROM_DATA = ("task", "best_metric", "pair_encoding", "pooling", "layers")
 
 GROUPS = {"data": DataConfig, "model": ModelConfig, "optimization": OptimizationConfig,
           "run": RunConfig}

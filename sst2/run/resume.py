@@ -11,8 +11,10 @@ Example:
     >>> start_or_check_resume(config, WorkerInfo(), log=print)   # a new folder: nothing to check
 """
 
+import dataclasses
 import os
 
+from sst2.model.backbone import FeatureSpec
 from sst2.run.config import TrainConfig
 from sst2.run.config_file import config_path, load_config, load_dataset_info
 from sst2.text.datasets import DatasetInfo
@@ -81,7 +83,15 @@ def resolve_from_data(config: TrainConfig, info: DatasetInfo, best_metric: str) 
     if config.optimization.best_metric == "auto" and saved and (
             saved.optimization.best_metric != "auto"):
         best_metric = saved.optimization.best_metric
-    return config.replace(data={"task": info.task}, model={"pair_encoding": pair_encoding},
+    model = config.model
+    if saved:  # what the run resolved when it started (runs from before: their values)
+        model = dataclasses.replace(model, **{
+            name: getattr(saved.model, name) for name in ("pooling", "layers")
+            if getattr(model, name) == "auto"})
+    spec = FeatureSpec.of(dataclasses.replace(model, pair_encoding=pair_encoding))
+    return config.replace(data={"task": info.task},
+                          model={"pair_encoding": pair_encoding, "pooling": spec.pooling,
+                                 "layers": spec.layers},
                           optimization={"best_metric": best_metric})
 
 
