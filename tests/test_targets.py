@@ -206,3 +206,43 @@ def test_label_names_file_and_label_names_are_one_or_the_other(tmp_path):
         open_dataset(DataConfig(train_file=train, label_names_file=bad), log=lambda m: None)
     assert open_dataset(DataConfig(train_file=train, label_names_file=names),
                         log=lambda m: None).info.label_names == ("a", "b")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["multi_label", "regression"])
+def test_a_resumed_run_of_another_target_is_the_uninterrupted_run(tiny_preset, tmp_path, task):
+    """Two epochs straight, and one epoch then a resume to two (a constant rate): the same
+    records and the same thresholds, bit for bit."""
+    from sst2.fit.training import run
+    from sst2.run.config import TrainConfig
+    from tests.helpers import TINY_SEQUENCE_LENGTH
+
+    rng = np.random.default_rng(0)
+    words = ["good", "bad", "film", "plot", "dull", "great", "actor", "slow"]
+    rows = []
+    for i in range(48):
+        text = " ".join(rng.choice(words, 5))
+        tags = sorted({w for w in text.split() if w in ("good", "bad", "dull")}) or ["none"]
+        score = text.count("good") - text.count("bad") + 2.5
+        label = f'"{",".join(tags)}"' if task == "multi_label" else f"{score:.2f}"
+        rows.append(f"{text},{label}")
+    train = write(tmp_path / "train.csv", "text,label\n" + "\n".join(rows[:36]) + "\n")
+    dev = write(tmp_path / "dev.csv", "text,label\n" + "\n".join(rows[36:]) + "\n")
+
+    def train_for(model_dir, epochs):
+        return run(TrainConfig.from_options(
+            train_file=train, eval_file=dev, preset=tiny_preset, model_dir=str(model_dir),
+            sequence_length=TINY_SEQUENCE_LENGTH, epochs=epochs, batch_size=8,
+            lr_schedule="constant", progress=False, export=False), log=lambda m: None)
+
+    straight = train_for(tmp_path / "straight", 2)
+    train_for(tmp_path / "resumed", 1)
+    resumed = train_for(tmp_path / "resumed", 2)
+
+    def without_times(records):
+        return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in records]
+
+    assert without_times(straight["epochs"])[1] == without_times(resumed["epochs"])[-1]
+    assert straight["test"] == resumed["test"]
+    if task == "multi_label":
+        assert "thresholds" in straight["test"] and "val_thresholds" in straight["epochs"][0]
