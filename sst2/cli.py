@@ -34,11 +34,15 @@ def define_flags(config_class, flag_values=None) -> None:
     from absl import flags
 
     flag_values = flags.FLAGS if flag_values is None else flag_values
+    lists = getattr(config_class, "LISTS", ())
     for group_class in _groups(config_class).values():
         for field, spec, kind in options(group_class):
             name, default = field.name, field.default
             text = spec.help + (f" ({spec.rule()}.)" if spec.rule() else "")
-            if spec.choices is not None:
+            if name in lists:  # several values, comma-separated: a search's space
+                flags.DEFINE_string(name, str(default), text + " Comma-separated values to "
+                                    "search.", flag_values=flag_values)
+            elif spec.choices is not None:
                 flags.DEFINE_enum(name, default, list(spec.choices), text, flag_values=flag_values)
             elif kind is bool:
                 flags.DEFINE_boolean(name, default, text, flag_values=flag_values)
@@ -56,11 +60,20 @@ def config_from_flags(config_class, flag_values=None):
 
     flag_values = flags.FLAGS if flag_values is None else flag_values
     groups = _groups(config_class)
-    built = {}
+    lists = getattr(config_class, "LISTS", ())
+    built, space = {}, {}
     for group, group_class in groups.items():
         values = {field.name: flag_values[field.name].value
                   for field, _, _ in options(group_class)}
+        for name in lists:
+            if name in values:  # the first value trains the base configuration
+                from sst2.run.search_config import parse_space
+
+                space.update(parse_space({name: values[name]}))
+                values[name] = space[name][0]
         built[group] = group_class(**values)
+    if lists:
+        built["space"] = space
     return built[None] if None in built else config_class(**built)
 
 

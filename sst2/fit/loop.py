@@ -120,13 +120,14 @@ def _train_epoch(trainer, source, position, sums, epochs, callbacks, show_progre
     return sums
 
 
-# Per-label results a record keeps beside the metrics (multi-label targets).
-PER_LABEL = ("per_label_f1", "thresholds")
+# Results a record keeps beside the metrics: per label (multi-label targets), per head
+# (a search's heads trained together, `sst2.fit.head_group`).
+BESIDE_METRICS = ("per_label_f1", "thresholds", "heads", "best_head")
 
 
 def _named(split: str, result: dict) -> dict:
     return {f"{split}_{name}": value for name, value in result.items()
-            if name in METRICS or name in PER_LABEL}
+            if name in METRICS or name in BESIDE_METRICS}
 
 
 def describe(record: dict) -> str:

@@ -54,10 +54,12 @@ from sst2.text.glue_tasks import OFFICIAL_METRICS
 
 
 
-def run(config: TrainConfig, log=print) -> dict:
+def run(config: TrainConfig, log=print, build_trainer=None) -> dict:
     """Trains (or resumes) the run in `config.run.model_dir`; returns the final metrics.
 
     Returns `{"epochs": [one record per epoch], "test": final validation metrics}`.
+    `build_trainer` (default: one head, `_build_trainer`'s arguments) builds the
+    trainer: `sst2.fit.searching` passes one of many heads trained together.
     """
     started = time.time()
     config = with_absolute_paths(config)
@@ -83,8 +85,9 @@ def run(config: TrainConfig, log=print) -> dict:
         train_source, eval_source, facts = _sources(config, dataset, preprocessor, encoding,
                                                     backbone, global_batch, worker, precisions,
                                                     log)
-        trainer = _build_trainer(config, strategy, backbone, dataset.info, train_source,
-                                 global_batch, precisions, facts)
+        trainer = (build_trainer or _build_trainer)(config, strategy, backbone, dataset.info,
+                                                    train_source, global_batch, precisions,
+                                                    facts)
         checkpoint = RunCheckpoint(out_dir, trainer.head, trainer.optimizer,
                                    keep=config.run.keep_checkpoints, log=log, read_dir=model_dir,
                                    weight_average=trainer.weight_average)

@@ -31,6 +31,13 @@ class RunFolder:
         "export": "export",               # SavedModel versions
         "predictions": "predictions.jsonl",  # sst2.evaluate --test_file
         "lock": ".lock",                  # one process at a time
+        # sst2.search
+        "search": "search.json",          # the space searched and its groups
+        "groups": "groups",               # one run folder per group of heads trained together
+        "best_run": "best_run",           # the best head as a run of its own (sst2.evaluate)
+        "leaderboard": "leaderboard.json",
+        "leaderboard_csv": "leaderboard.csv",
+        "hparams": "hparams",             # TensorBoard's HParams dashboard
     }
     # What --restart removes; the feature cache stays (it depends on the data, not the run).
     RESTART_REMOVES = ("checkpoints", "best", "metrics", "train_events", "eval_events", "config")

@@ -1,0 +1,190 @@
+"""Many heads over the same features, trained together in one compiled step.
+
+The backbone is frozen and its features cached, and on a CPU a head's
+compiled step costs far more than its arithmetic (per-step overhead). A
+`HeadGroup` holds K heads reading the same features (each its own width,
+dropout and seed); a `GroupTrainer` runs all K in one compiled train step on
+the same batches, each updated by its own Adam at its own learning rate, and
+evaluates all K in one pass. `MeanOfHeads` is the ensemble a search exports.
+
+Example:
+    >>> import keras
+    >>> from sst2.model.head import ClassifierHead
+    >>> from sst2.fit.sources import Batch
+    >>> heads = [ClassifierHead(hidden_units=h, seed=s) for h, s in ((0, 0), (4, 1))]
+    >>> trainer = GroupTrainer(HeadGroup(heads), [keras.optimizers.Adam(r) for r in (1e-2, 1e-3)],
+    ...                        batch_size=4, best_metric="accuracy")
+    >>> trainer.build(feature_shape=(1, 8))
+    >>> batch = Batch(np.eye(4, 8, dtype=np.float32)[:, None], np.array([0, 1, 0, 1], np.int32),
+    ...               np.ones(4, np.float32))
+    >>> sorted(trainer.train_step(batch))
+    ['correct', 'count', 'loss']
+    >>> MeanOfHeads(heads, "single_label")(tf.zeros([2, 1, 8])).shape
+    TensorShape([2, 2])
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sst2.fit import metrics, targets
+from sst2.fit.optimization import GroupedOptimizer
+from sst2.fit.steps import Trainer, _as_float32
+
+
+@keras.saving.register_keras_serializable(package="sst2")
+class HeadGroup(keras.Model):
+    """K heads over the same features; `call` stacks their logits, `[K, batch, outputs]`."""
+
+    def __init__(self, heads: list, **kwargs):
+        super().__init__(**kwargs)
+        self.heads = list(heads)
+        # One attribute each: tf.train.Checkpoint does not see into Keras' tracked lists.
+        for i, head in enumerate(self.heads):
+            setattr(self, f"head_{i}", head)
+
+    @property
+    def num_classes(self) -> int:
+        return self.heads[0].num_classes
+
+    @property
+    def pair(self) -> bool:
+        return self.heads[0].pair
+
+    def call(self, features, training=False):
+        return tf.stack([head(features, training=training) for head in self.heads])
+
+
+@keras.saving.register_keras_serializable(package="sst2")
+class MeanOfHeads(keras.Model):
+    """An ensemble as one head: logits whose answer (`targets.TARGETS[task].outputs`) is
+    the mean of the heads' answers: their probabilities, or their scores."""
+
+    def __init__(self, heads: list, task: str, **kwargs):
+        super().__init__(**kwargs)
+        self.heads, self.task = list(heads), task
+        for i, head in enumerate(self.heads):
+            setattr(self, f"head_{i}", head)
+        self.num_classes = self.heads[0].num_classes
+        self.pair = self.heads[0].pair
+        if task == targets.MULTI_LABEL:
+            self.thresholds = tf.Variable(tf.fill([self.num_classes], 0.5), trainable=False,
+                                          name="thresholds")
+
+    def call(self, features, training=False):
+        logits = tf.stack([tf.cast(h(features, training=training), tf.float32)
+                           for h in self.heads])
+        tiny = 1e-7
+        if self.task == targets.SINGLE_LABEL:  # softmax(log p) = p
+            return tf.math.log(tf.maximum(tf.reduce_mean(tf.nn.softmax(logits), 0), tiny))
+        if self.task == targets.MULTI_LABEL:  # sigmoid(logit(p)) = p
+            p = tf.clip_by_value(tf.reduce_mean(tf.sigmoid(logits), 0), tiny, 1 - tiny)
+            return tf.math.log(p) - tf.math.log1p(-p)
+        return tf.reduce_mean(logits, 0)
+
+
+class GroupTrainer(Trainer):
+    """`Trainer`'s steps for a `HeadGroup`: one compiled step trains every head.
+
+    Each head's loss is its own average over the global batch and the step
+    minimizes their sum, so each head's gradient is the one it would get alone;
+    each head has its own optimizer (`optimizers[k]` for `heads[k]`). The
+    reported training loss and accuracy are the heads' mean. `evaluate`
+    scores every head, returns the best head's metrics by `best_metric` (what
+    picks the group's best checkpoint) with `heads` (every head's metrics) and
+    `best_head`; multi-label heads keep their own tuned thresholds.
+    """
+
+    def __init__(self, group: HeadGroup, optimizers: list, batch_size: int,
+                 best_metric: str, **kwargs):
+        optimizer = GroupedOptimizer(optimizers, [h.trainable_variables for h in group.heads]
+                                     ) if group.heads[0].built else _DeferredGroup(
+            optimizers, group)
+        super().__init__(group, optimizer, batch_size, **kwargs)
+        self.best_metric = best_metric
+
+    def _per_head(self, fn, logits, *args):
+        return tf.stack([fn(head_logits, *args) for head_logits in tf.unstack(logits)])
+
+    def _sums(self, logits, labels, weights):
+        per_example = self._per_head(
+            lambda head_logits: self.target.loss(head_logits, labels, scale=self.target_scale),
+            logits)
+        if self.target.counts_correct:
+            correct = tf.reduce_mean(tf.cast(tf.equal(
+                tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32), 0)
+        else:
+            correct = tf.zeros_like(weights)
+        heads = tf.cast(tf.shape(logits)[0], tf.float32)
+        return per_example, {"loss": tf.reduce_sum(per_example * weights) / heads,
+                             "correct": tf.reduce_sum(correct * weights),
+                             "count": tf.reduce_sum(weights)}
+
+    def _replica_gradients(self, features, labels, weights):
+        if self.class_weights is not None and not self.target.counts_correct:
+            features = _as_float32(features)
+            with tf.GradientTape() as tape:  # multi-label: a positive weight per label
+                logits = self.head(features, training=True)
+                _, sums = self._sums(logits, labels, weights)
+                per_example = self._per_head(
+                    lambda head_logits: self.target.loss(head_logits, labels,
+                                                         self.class_weights), logits)
+                loss = tf.nn.compute_average_loss(per_example * weights,
+                                                  global_batch_size=self.batch_size)
+            return tape.gradient(loss, self.head.trainable_variables), sums
+        return super()._replica_gradients(features, labels, weights)
+
+    def _outputs_and_loss(self, features, labels):
+        logits = self.head(_as_float32(features), training=False)
+        return (self._per_head(lambda head_logits: self.target.outputs(
+                    head_logits, scale=self.target_scale), logits),
+                self._per_head(lambda head_logits: self.target.loss(
+                    head_logits, labels, scale=self.target_scale), logits))
+
+    def evaluate(self, source, description: str = "eval", show_progress: bool = True,
+                 thresholds=None) -> dict:
+        from tqdm.auto import tqdm
+
+        outputs, labels, losses = [], [], 0.0
+        with tqdm(total=source.num_batches(0), desc=description, leave=False,
+                  disable=not show_progress) as bar:
+            for features, batch_labels, weights in source.dataset(0):
+                batch_outputs, per_example = self._outputs_step(features, batch_labels)
+                keep = weights.numpy() > 0
+                outputs.append(batch_outputs.numpy()[:, keep])
+                labels.append(batch_labels.numpy()[keep])
+                losses = losses + np.sum(per_example.numpy()[:, keep], axis=1, dtype=np.float64)
+                bar.update(1)
+        outputs, labels = np.concatenate(outputs, axis=1), np.concatenate(labels)
+        self.last_outputs = outputs  # what an ensemble's thresholds are tuned on
+        results = []
+        for k, head in enumerate(self.head.heads):
+            fixed = (None if self.threshold is None
+                     else np.full(labels.shape[1], self.threshold))
+            result = metrics.score(outputs[k], labels, self.target.name, fixed,
+                                   loss=float(losses[k]) / max(len(labels), 1))
+            if "thresholds" in result:
+                head.thresholds.assign(result["thresholds"])
+            results.append(result)
+        higher = metrics.BEST_METRICS[self.best_metric]
+        values = [r[self.best_metric] * (1 if higher else -1) for r in results]
+        best = int(np.argmax(values))
+        return {**results[best], "best_head": best,
+                "heads": [{name: r[name] for name in metrics.METRICS if name in r}
+                          for r in results]}
+
+
+class _DeferredGroup(GroupedOptimizer):
+    """A `GroupedOptimizer` whose groups are the heads' variables once they exist (the
+    heads build on their first call, in `Trainer.build`)."""
+
+    def __init__(self, optimizers: list, group: HeadGroup):
+        tf.Module.__init__(self, name="grouped_optimizer")
+        self.optimizers, self._heads, self._group_of = list(optimizers), group.heads, None
+
+    def _split(self, items, variable_of):
+        if self._group_of is None:
+            self._group_of = {id(v): k for k, head in enumerate(self._heads)
+                              for v in head.trainable_variables}
+        return super()._split(items, variable_of)
+

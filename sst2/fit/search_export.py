@@ -1,0 +1,128 @@
+"""A search's result: the best head as a run of its own, and the export (it, or an ensemble).
+
+`export_best` restores the winning group's best checkpoint, writes the best
+head as `best_run/` (its `config.json`, `metrics.json` and `best`
+checkpoint: `sst2.evaluate` and `sst2.export` take it as any run), and
+exports the best head, or the mean of the top `ensemble` heads of that group
+at that epoch (`head_group.MeanOfHeads`, the backbone run once). The
+export's own validation metrics, computed as it answers, are logged and
+returned.
+
+Example:
+    >>> group_folder("runs/search", 0)
+    'runs/search/groups/0'
+"""
+
+import os
+
+from sst2.fit import metrics, targets
+from sst2.fit.checkpoint import RunCheckpoint
+from sst2.fit.head_group import HeadGroup, MeanOfHeads
+from sst2.fit.loop import Position
+from sst2.fit.optimization import GroupedOptimizer, make_optimizer
+from sst2.fit.searching import configured
+from sst2.model import precision, presets
+from sst2.model.backbone import FeatureSpec
+from sst2.model.head import build_head
+from sst2.run.config_file import (load_config, load_dataset_info, load_precisions,
+                                  load_train_buckets, save_config, to_dict)
+from sst2.run.files import load_json, save_json
+from sst2.run.run_folder import RunFolder
+
+
+def group_folder(search_dir: str, group: int) -> str:
+    return os.path.join(RunFolder(search_dir).groups, str(group))
+
+
+def _restore_group(group_dir: str, members: list, log):
+    """The group's heads, optimizers and model, at its best checkpoint."""
+    config = load_config(group_dir).replace(run={"model_dir": group_dir})
+    info = load_dataset_info(group_dir)
+    model = config.model
+    precisions = precision.for_run(model.precision, presets.layer_shape(model.preset),
+                                   model.trainable_layers, load_precisions(group_dir))
+    preprocessor = presets.load_preprocessor(model.preset, model.sequence_length)
+    backbone = presets.load_backbone(model.preset, dtype=precisions["encode"])
+    heads, optimizers, member_configs = [], [], []
+    for values in members:
+        member = configured(config, {k: v for k, v in values.items()
+                                     if k not in ("pooling", "layers")})
+        head = build_head(member.model, backbone, member.optimization.seed,
+                          num_classes=info.num_outputs, unfrozen_precision=precisions["train"],
+                          multi_label=info.task == targets.MULTI_LABEL)
+        optimizer = make_optimizer(member.optimization, head, total_steps=1)
+        optimizer.build(head.trainable_variables)
+        heads.append(head), optimizers.append(optimizer), member_configs.append(member)
+    group = HeadGroup(heads)
+    checkpoint = RunCheckpoint(group_dir, group, GroupedOptimizer(
+        optimizers, [h.trainable_variables for h in heads]), log=log)
+    path = checkpoint.restore_best()
+    return config, info, preprocessor, backbone, heads, optimizers, member_configs, path
+
+
+def _write_best_run(search_dir: str, best: dict, record: dict, config, head, optimizer,
+                    group_dir: str, info) -> str:
+    """The best head as a run folder of its own."""
+    folder = RunFolder(search_dir).best_run
+    os.makedirs(folder, exist_ok=True)
+    config = config.replace(run={"model_dir": folder, "export": False})
+    save_config(folder, config, info, load_train_buckets(group_dir), load_precisions(group_dir))
+    sign = 1 if metrics.BEST_METRICS[best["metric"]] else -1
+    RunCheckpoint(folder, head, optimizer).save_if_best(
+        Position(epoch=best["best_epoch"], step=record["step"]), sign * best["best"])
+    save_json(RunFolder(folder).metrics, {
+        "config": to_dict(config), "search": search_dir, "search_rank": 1,
+        "epochs": [{"epoch": e["epoch"], **{f"val_{k}": v for k, v in e.items() if k != "epoch"},
+                    **({"best": True} if e["epoch"] == best["best_epoch"] else {})}
+                   for e in best["epochs"]]})
+    return folder
+
+
+def export_best(search_dir: str, rows: list, configurations: list, groups: list, base,
+                ensemble: int, export: bool, log) -> tuple[dict, str | None]:
+    """Writes `best_run/` and (with `export`) the export; returns the best row (with the
+    export's validation metrics under `export_validation`) and the export's folder."""
+    from sst2.serve import serving
+    from sst2.serve.evaluation import predict_split
+    from sst2.serve.trained import TrainedModel
+
+    best = rows[0]
+    group_dir = group_folder(search_dir, best["group"])
+    run = load_json(RunFolder(group_dir).metrics)
+    record = next(r for r in run["epochs"] if r["epoch"] == best["best_epoch"])
+    (config, info, preprocessor, backbone, heads, optimizers, members,
+     checkpoint) = _restore_group(group_dir, [configurations[i] for i in groups[best["group"]]],
+                                  log)
+    k = best["head"]
+    best_run = _write_best_run(search_dir, best, record, members[k], heads[k], optimizers[k],
+                               group_dir, info)
+    log(f"Best: configuration {best['configuration']} ({_describe(best['config'])}), epoch "
+        f"{best['best_epoch']}: {best['metric']} {best['best']:.4f}; saved as {best_run}.")
+    if not export:
+        return best, None
+    sign = 1 if metrics.BEST_METRICS[best["metric"]] else -1
+    ranked = sorted(range(len(heads)), key=lambda h: -sign * record["val_heads"][h][best["metric"]])
+    chosen = ranked[:ensemble]
+    head = heads[k] if ensemble == 1 else MeanOfHeads([heads[h] for h in chosen], info.task)
+    spec = FeatureSpec.of(config.model)
+    trained = TrainedModel(config, preprocessor, backbone, head, spec, checkpoint, info)
+    scored = predict_split(trained, config.data.eval_split, show_progress=config.run.progress)
+    task = info.task
+    outputs = scored["score" if task == targets.REGRESSION else "probabilities"]
+    if task == targets.MULTI_LABEL and ensemble > 1:  # the ensemble's own thresholds
+        head.thresholds.assign(metrics.tune_thresholds(outputs, scored["gold"]))
+    thresholds = head.thresholds.numpy() if task == targets.MULTI_LABEL else None
+    best["export_validation"] = metrics.score(outputs, scored["gold"], task, thresholds)
+    path = serving.export_saved_model(preprocessor, backbone, head, spec,
+                                      RunFolder(search_dir).export, dataset=info)
+    what = "the best head" if ensemble == 1 else f"the mean of the top {len(chosen)} heads"
+    log(f"Exported {what} ({path}); as it answers, validation {best['metric']} "
+        f"{best['export_validation'][best['metric']]:.4f}.")
+    best["export_heads"] = [int(h) for h in chosen]
+    return best, path
+
+
+def _describe(values: dict) -> str:
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in values.items())
+
