@@ -23,6 +23,7 @@ Example:
 """
 
 import os
+import random
 import time
 
 from sst2.fit import training
@@ -111,7 +112,7 @@ def run_search(config: SearchConfig, log=print) -> dict:
     return {"leaderboard": rows, "best": best, "export_dir": export_dir}
 
 
-def _group_builder(members: list[dict]):
+def _group_builder(configurations: list[dict]):
     """A `training.run` trainer factory: the group's heads, trained together."""
     def build(config, strategy, backbone, info, train_source, global_batch, precisions, facts):
         from sst2.fit.head_group import GroupTrainer, HeadGroup
@@ -123,10 +124,14 @@ def _group_builder(members: list[dict]):
         spec = FeatureSpec.of(config.model)
         total_steps = sum(train_source.num_batches(e) for e in range(config.optimization.epochs))
         heads, optimizers = [], []
+        members = [configured(config, {k: v for k, v in values.items()
+                                       if k not in ("pooling", "layers")})
+                   for values in configurations]
+        states = _initial_random_states(config, {m.optimization.seed for m in members},
+                                        precisions["encode"])
         with strategy.scope():
-            for values in members:
-                member = configured(config, {k: v for k, v in values.items()
-                                             if k not in ("pooling", "layers")})
+            for member in members:
+                random.setstate(states[member.optimization.seed])
                 head = build_head(member.model, backbone, member.optimization.seed,
                                   copy_unfrozen=True, num_classes=info.num_outputs,
                                   unfrozen_precision=precisions["train"],
@@ -134,6 +139,7 @@ def _group_builder(members: list[dict]):
                 heads.append(head)
                 optimizers.append(make_optimizer(member.optimization, head, total_steps))
             group = HeadGroup(heads)
+        random.setstate(states["after"])
         trainer = GroupTrainer(
             group, optimizers, global_batch, best_metric=config.optimization.best_metric,
             strategy=strategy, jit_compile=hardware.head_jit(config.run.jit_compile,
@@ -145,3 +151,25 @@ def _group_builder(members: list[dict]):
         return trainer
 
     return build
+
+
+def _initial_random_states(config, seeds: set, precision: str) -> dict:
+    """Python's random state at which `sst2.train --seed=S` builds its head, for each seed
+    S (Keras draws initializer seeds from it), so that each head of a group starts
+    from the weights it would start from alone: the run's own state for its seed, and
+    for another seed the state after seeding and loading the model as a run does."""
+    import keras
+
+    from sst2.model import presets
+
+    base = config.optimization.seed
+    states = {base: random.getstate()}
+    for seed in sorted(seeds - {base}):
+        keras.utils.set_random_seed(seed)
+        presets.load_preprocessor(config.model.preset, config.model.sequence_length)
+        presets.load_backbone(config.model.preset, dtype=precision)
+        states[seed] = random.getstate()
+    if len(states) > 1:
+        keras.utils.set_random_seed(base)  # numpy's and TensorFlow's seeds as the run set them
+    states["after"] = states[base]
+    return states

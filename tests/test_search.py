@@ -1,0 +1,180 @@
+"""sst2.search: heads trained together equal heads trained alone, the leaderboard and its
+files, the best head as a run, an ensemble's answer, exact resume after a kill, and the
+search space's checks."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from sst2.run.errors import UserError
+from sst2.run.search_config import SearchConfig, parse_space
+from tests.helpers import REPO, TINY_SEQUENCE_LENGTH, run_module
+
+
+def load_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _args(preset, data_dir, model_dir, *more):
+    return [f"--preset={preset}", f"--data_dir={data_dir}", f"--model_dir={model_dir}",
+            f"--sequence_length={TINY_SEQUENCE_LENGTH}", "--batch_size=8", "--epochs=3",
+            "--pooling=mean", "--head_hidden=8", "--lr_schedule=constant", "--noprogress",
+            "--checkpoint_every_steps=8", "--precision=float32", *more]
+
+
+SPACE = ["--learning_rate=0.01,0.003", "--dropout=0.1,0.3", "--seed=0,1"]
+
+
+def test_the_space_is_checked_before_any_work():
+    with pytest.raises(UserError, match="'epochs' cannot be searched"):
+        parse_space({"epochs": "1,2"})
+    with pytest.raises(UserError, match="--learning_rate=0.001,abc: every value must be a float"):
+        parse_space({"learning_rate": "0.001,abc"})
+    with pytest.raises(UserError, match="distinct"):
+        parse_space({"seed": "1,1"})
+    assert parse_space({"pooling": "mean,attention"}) == {"pooling": ["mean", "attention"]}
+    with pytest.raises(UserError, match="weight average or R-Drop"):
+        SearchConfig(optimization=SearchConfig().optimization.__class__(ema_decay=0.9))
+
+
+def test_a_bad_value_in_a_list_is_one_error_line(tmp_path):
+    result = run_module("sst2.search", f"--model_dir={tmp_path}", "--dropout=0.1,1.5")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: --dropout=1.5 is out of range: it must be at least 0 and below 1."]
+    assert not os.path.exists(tmp_path / "search.json")
+
+
+@pytest.mark.slow
+def test_heads_trained_together_are_the_heads_trained_alone(tiny_preset, tiny_data_dir,
+                                                             tmp_path):
+    """A configuration trained with seven others in one step gets the validation metrics
+    it gets from sst2.train (whichever its place in the group; the batches follow the
+    first seed, here 0)."""
+    search = tmp_path / "search"
+    searched = run_module("sst2.search", *_args(tiny_preset, tiny_data_dir, search, *SPACE,
+                                                "--ensemble=2"))
+    assert searched.returncode == 0, searched.stderr[-3000:]
+    assert "Searching 8 configurations in 1 group(s)" in searched.stdout
+    rows = load_json(search / "leaderboard.json")
+    assert [r["rank"] for r in rows] == list(range(1, 9))
+    scores = [r["best"] for r in rows]
+    assert scores == sorted(scores, reverse=True)
+    for lr, dropout in ((0.01, 0.1), (0.003, 0.3)):
+        alone = tmp_path / f"alone-{lr}-{dropout}"
+        result = run_module("sst2.train", *_args(tiny_preset, tiny_data_dir, alone,
+                                                 f"--learning_rate={lr}",
+                                                 f"--dropout={dropout}", "--noexport"))
+        assert result.returncode == 0, result.stderr[-3000:]
+        epochs = load_json(alone / "metrics.json")["epochs"]
+        (row,) = [r for r in rows if r["config"]["learning_rate"] == lr and
+                  r["config"]["dropout"] == dropout and r["config"]["seed"] == 0]
+        for together, by_itself in zip(row["epochs"], epochs):
+            for name in ("loss", "accuracy", "macro_f1", "mcc"):
+                assert together[name] == pytest.approx(by_itself[f"val_{name}"], abs=2e-5)
+    # The files a user reads.
+    with open(search / "leaderboard.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [int(r["rank"]) for r in table] == list(range(1, 9))
+    assert float(table[0]["best"]) == rows[0]["best"]
+    assert len(os.listdir(search / "hparams")) == 8 and "rank  learning_rate" in searched.stdout
+    # The best head is a run of its own: sst2.evaluate scores it.
+    best_run = search / "best_run"
+    assert load_json(best_run / "config.json")["optimization"]["learning_rate"] == (
+        rows[0]["config"]["learning_rate"])
+    evaluated = run_module("sst2.evaluate", f"--model_dir={best_run}")
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    assert f"accuracy {rows[0]['best']:.4f}" in evaluated.stdout
+
+
+@pytest.mark.slow
+def test_an_ensemble_export_answers_the_mean_of_its_heads(tiny_preset, tiny_data_dir, tmp_path):
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401
+
+    from sst2.fit.head_group import MeanOfHeads
+    from sst2.fit.searching import run_search
+    from sst2.fit.search_export import _restore_group
+    from sst2.run.config import DataConfig, ModelConfig, OptimizationConfig, RunConfig
+    from sst2.serve.serving import make_predict_fn
+
+    config = SearchConfig(
+        data=DataConfig(data_dir=tiny_data_dir),
+        model=ModelConfig(preset=tiny_preset, sequence_length=TINY_SEQUENCE_LENGTH,
+                          pooling="mean", head_hidden=8),
+        optimization=OptimizationConfig(epochs=2, batch_size=8),
+        run=RunConfig(model_dir=str(tmp_path), progress=False),
+        search=SearchConfig().search.__class__(ensemble=3),
+        space={"learning_rate": [0.01, 0.003], "seed": [0, 1]})
+    result = run_search(config, log=lambda m: None)
+    plan = load_json(tmp_path / "search.json")
+    best = result["best"]
+    assert len(best["export_heads"]) == 3 and best["export_heads"][0] == best["head"]
+    restored = _restore_group(str(tmp_path / "groups" / str(best["group"])),
+                              [plan["configurations"][i] for i in plan["groups"][0]],
+                              lambda m: None)
+    _, info, preprocessor, backbone, heads, _, _, _ = restored
+    from sst2.model.backbone import FeatureSpec
+
+    spec = FeatureSpec("mean", "all")
+    texts = tf.constant(["a good film", "dull and slow", ""])
+    alone = [make_predict_fn(preprocessor, backbone, heads[h], spec, dataset=info)(texts)
+             ["probabilities"].numpy() for h in best["export_heads"]]
+    served = tf.saved_model.load(result["export_dir"]).signatures["serving_default"]
+    np.testing.assert_allclose(served(text=texts)["probabilities"].numpy(),
+                               np.mean(alone, axis=0), atol=1e-5)
+    ensemble = MeanOfHeads([heads[h] for h in best["export_heads"]], "single_label")
+    np.testing.assert_allclose(
+        make_predict_fn(preprocessor, backbone, ensemble, spec, dataset=info)(texts)
+        ["probabilities"].numpy(), np.mean(alone, axis=0), atol=1e-6)
+
+
+def _latest_step(folder):
+    state = os.path.join(folder, "groups", "0", "checkpoints", "checkpoint")
+    if not os.path.exists(state):
+        return -1
+    with open(state) as f:
+        return int(f.readline().rsplit("-", 1)[1].strip().strip('"'))
+
+
+@pytest.mark.slow
+def test_a_killed_search_resumes_bit_for_bit(tiny_preset, tiny_data_dir, tmp_path):
+    straight = tmp_path / "straight"
+    result = run_module("sst2.search", *_args(tiny_preset, tiny_data_dir, straight, *SPACE))
+    assert result.returncode == 0, result.stderr[-3000:]
+    env = dict(os.environ, PYTHONPATH=REPO)
+    # 32 steps an epoch: kill in the second epoch (a run that finished first is tried
+    # again in a fresh folder).
+    for attempt in range(3):
+        killed = tmp_path / f"killed-{attempt}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sst2.search", *_args(tiny_preset, tiny_data_dir, killed,
+                                                         *SPACE)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+        deadline = time.time() + 180
+        while _latest_step(killed) <= 32 and process.poll() is None and time.time() < deadline:
+            time.sleep(0.002)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        if process.returncode == -signal.SIGKILL and 32 < _latest_step(killed) < 96:
+            break
+    else:
+        pytest.fail("the search finished three times before it could be killed")
+    result = run_module("sst2.search", *_args(tiny_preset, tiny_data_dir, killed, *SPACE))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming the search" in result.stdout and "Resuming from step" in result.stdout
+
+    def rows(folder):
+        return [{k: v for k, v in r.items() if "seconds" not in k}
+                for r in load_json(folder / "leaderboard.json")]
+
+    assert rows(killed) == rows(straight)
+    assert load_json(killed / "best_run" / "metrics.json")["epochs"] == load_json(
+        straight / "best_run" / "metrics.json")["epochs"]
