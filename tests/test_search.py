@@ -30,7 +30,8 @@ def _args(preset, data_dir, model_dir, *more):
             "--checkpoint_every_steps=8", "--precision=float32", *more]
 
 
-SPACE = ["--learning_rate=0.01,0.003", "--dropout=0.1,0.3", "--seed=0,1"]
+# Two head shapes (two stacks), two learning rates, two seeds: 8 configurations.
+SPACE = ["--learning_rate=0.01,0.003", "--head_hidden=8,4", "--seed=0,1"]
 
 
 def test_the_space_is_checked_before_any_work():
@@ -55,9 +56,10 @@ def test_a_bad_value_in_a_list_is_one_error_line(tmp_path):
 @pytest.mark.slow
 def test_heads_trained_together_are_the_heads_trained_alone(tiny_preset, tiny_data_dir,
                                                              tmp_path):
-    """A configuration trained with seven others in one step gets the validation metrics
-    it gets from sst2.train (whichever its place in the group; the batches follow the
-    first seed, here 0)."""
+    """A configuration trained with seven others in one step (two stacks of heads, one
+    per width) gets the validation metrics it gets from sst2.train, whichever its place
+    (the batches follow the first seed, 0: configurations of seed 0 see the batches
+    `sst2.train --seed=0` sees)."""
     search = tmp_path / "search"
     searched = run_module("sst2.search", *_args(tiny_preset, tiny_data_dir, search, *SPACE,
                                                 "--ensemble=2"))
@@ -67,15 +69,15 @@ def test_heads_trained_together_are_the_heads_trained_alone(tiny_preset, tiny_da
     assert [r["rank"] for r in rows] == list(range(1, 9))
     scores = [r["best"] for r in rows]
     assert scores == sorted(scores, reverse=True)
-    for lr, dropout in ((0.01, 0.1), (0.003, 0.3)):
-        alone = tmp_path / f"alone-{lr}-{dropout}"
+    for lr, hidden, seed in ((0.01, 8, 0), (0.003, 4, 0)):
+        alone = tmp_path / f"alone-{lr}-{hidden}"
         result = run_module("sst2.train", *_args(tiny_preset, tiny_data_dir, alone,
-                                                 f"--learning_rate={lr}",
-                                                 f"--dropout={dropout}", "--noexport"))
+                                                 f"--learning_rate={lr}", "--noexport",
+                                                 f"--head_hidden={hidden}", f"--seed={seed}"))
         assert result.returncode == 0, result.stderr[-3000:]
         epochs = load_json(alone / "metrics.json")["epochs"]
         (row,) = [r for r in rows if r["config"]["learning_rate"] == lr and
-                  r["config"]["dropout"] == dropout and r["config"]["seed"] == 0]
+                  r["config"]["head_hidden"] == hidden and r["config"]["seed"] == seed]
         for together, by_itself in zip(row["epochs"], epochs):
             for name in ("loss", "accuracy", "macro_f1", "mcc"):
                 assert together[name] == pytest.approx(by_itself[f"val_{name}"], abs=2e-5)
@@ -178,3 +180,44 @@ def test_a_killed_search_resumes_bit_for_bit(tiny_preset, tiny_data_dir, tmp_pat
     assert rows(killed) == rows(straight)
     assert load_json(killed / "best_run" / "metrics.json")["epochs"] == load_json(
         straight / "best_run" / "metrics.json")["epochs"]
+
+
+@pytest.mark.parametrize("schedule", ["constant", "linear"])
+def test_stacked_adam_is_keras_adam_per_head(schedule):
+    import keras
+    import tensorflow as tf
+
+    from sst2.fit.optimization import learning_rate
+    from sst2.fit.stacked_heads import StackedAdam
+
+    rng = np.random.default_rng(0)
+    start = rng.standard_normal((2, 3, 4)).astype(np.float32)
+    stacked = tf.Variable(start)
+    alone = [tf.Variable(start[k]) for k in range(2)]
+    rates = [1e-2, 3e-3]
+    ours = StackedAdam(rates, [schedule] * 2, total_steps=5)
+    ours.build([stacked])
+    theirs = [keras.optimizers.Adam(learning_rate(r, schedule, 5)) for r in rates]
+    for optimizer, variable in zip(theirs, alone):
+        optimizer.build([variable])
+    for _ in range(7):
+        gradient = rng.standard_normal((2, 3, 4)).astype(np.float32)
+        ours.apply_gradients([(tf.constant(gradient), stacked)])
+        for k in range(2):
+            theirs[k].apply_gradients([(tf.constant(gradient[k]), alone[k])])
+    for k in range(2):
+        np.testing.assert_allclose(stacked.numpy()[k], alone[k].numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_head_stacks_answer_in_the_heads_order():
+    import tensorflow as tf
+
+    from sst2.fit.stacked_heads import HeadStacks
+    from sst2.model.head import ClassifierHead
+
+    heads = [ClassifierHead(hidden_units=h, seed=i) for i, h in enumerate((4, 0, 4, 8))]
+    features = tf.random.normal([3, 2, 6])
+    expected = [head(features).numpy() for head in heads]
+    stacks = HeadStacks(heads)
+    assert len(stacks.stacks) == 3
+    np.testing.assert_allclose(stacks(features).numpy(), np.stack(expected), atol=1e-6)

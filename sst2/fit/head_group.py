@@ -1,19 +1,22 @@
 """Many heads over the same features, trained together in one compiled step.
 
-The backbone is frozen and its features cached, and on a CPU a head's
-compiled step costs far more than its arithmetic (per-step overhead). A
-`HeadGroup` holds K heads reading the same features (each its own width,
-dropout and seed); a `GroupTrainer` runs all K in one compiled train step on
-the same batches, each updated by its own Adam at its own learning rate, and
-evaluates all K in one pass. `MeanOfHeads` is the ensemble a search exports.
+The backbone is frozen and its features cached, so a head's step is small.
+A `GroupTrainer` runs K heads that read the same features in one compiled
+train step on the same batches, each updated at its own learning rate, and
+evaluates all K in one pass. The heads are a `HeadGroup` (any heads: each its
+own width, dropout and seed, its own Adam in a `GroupedOptimizer`) or, for
+heads of one shape, `sst2.fit.stacked_heads.StackedHeads` (faster).
+`MeanOfHeads` is the ensemble a search exports.
 
 Example:
     >>> import keras
     >>> from sst2.model.head import ClassifierHead
     >>> from sst2.fit.sources import Batch
     >>> heads = [ClassifierHead(hidden_units=h, seed=s) for h, s in ((0, 0), (4, 1))]
-    >>> trainer = GroupTrainer(HeadGroup(heads), [keras.optimizers.Adam(r) for r in (1e-2, 1e-3)],
-    ...                        batch_size=4, best_metric="accuracy")
+    >>> _ = [head(tf.zeros([1, 1, 8])) for head in heads]
+    >>> optimizer = GroupedOptimizer([keras.optimizers.Adam(r) for r in (1e-2, 1e-3)],
+    ...                              [head.trainable_variables for head in heads])
+    >>> trainer = GroupTrainer(HeadGroup(heads), optimizer, batch_size=4, best_metric="accuracy")
     >>> trainer.build(feature_shape=(1, 8))
     >>> batch = Batch(np.eye(4, 8, dtype=np.float32)[:, None], np.array([0, 1, 0, 1], np.int32),
     ...               np.ones(4, np.float32))
@@ -88,18 +91,15 @@ class GroupTrainer(Trainer):
 
     Each head's loss is its own average over the global batch and the step
     minimizes their sum, so each head's gradient is the one it would get alone;
-    each head has its own optimizer (`optimizers[k]` for `heads[k]`). The
+    each head has its own learning rate (`optimizer`: a `GroupedOptimizer` of an
+    Adam per head, or a `StackedAdam`). The
     reported training loss and accuracy are the heads' mean. `evaluate`
     scores every head, returns the best head's metrics by `best_metric` (what
     picks the group's best checkpoint) with `heads` (every head's metrics) and
     `best_head`; multi-label heads keep their own tuned thresholds.
     """
 
-    def __init__(self, group: HeadGroup, optimizers: list, batch_size: int,
-                 best_metric: str, **kwargs):
-        optimizer = GroupedOptimizer(optimizers, [h.trainable_variables for h in group.heads]
-                                     ) if group.heads[0].built else _DeferredGroup(
-            optimizers, group)
+    def __init__(self, group, optimizer, batch_size: int, best_metric: str, **kwargs):
         super().__init__(group, optimizer, batch_size, **kwargs)
         self.best_metric = best_metric
 
@@ -172,19 +172,4 @@ class GroupTrainer(Trainer):
         return {**results[best], "best_head": best,
                 "heads": [{name: r[name] for name in metrics.METRICS if name in r}
                           for r in results]}
-
-
-class _DeferredGroup(GroupedOptimizer):
-    """A `GroupedOptimizer` whose groups are the heads' variables once they exist (the
-    heads build on their first call, in `Trainer.build`)."""
-
-    def __init__(self, optimizers: list, group: HeadGroup):
-        tf.Module.__init__(self, name="grouped_optimizer")
-        self.optimizers, self._heads, self._group_of = list(optimizers), group.heads, None
-
-    def _split(self, items, variable_of):
-        if self._group_of is None:
-            self._group_of = {id(v): k for k, head in enumerate(self._heads)
-                              for v in head.trainable_variables}
-        return super()._split(items, variable_of)
 

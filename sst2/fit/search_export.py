@@ -17,10 +17,10 @@ import os
 
 from sst2.fit import metrics, targets
 from sst2.fit.checkpoint import RunCheckpoint
-from sst2.fit.head_group import HeadGroup, MeanOfHeads
+from sst2.fit.head_group import MeanOfHeads
 from sst2.fit.loop import Position
-from sst2.fit.optimization import GroupedOptimizer, make_optimizer
-from sst2.fit.searching import configured
+from sst2.fit.optimization import make_optimizer
+from sst2.fit.searching import configured, heads_together
 from sst2.model import precision, presets
 from sst2.model.backbone import FeatureSpec
 from sst2.model.head import build_head
@@ -43,20 +43,24 @@ def _restore_group(group_dir: str, members: list, log):
                                    model.trainable_layers, load_precisions(group_dir))
     preprocessor = presets.load_preprocessor(model.preset, model.sequence_length)
     backbone = presets.load_backbone(model.preset, dtype=precisions["encode"])
-    heads, optimizers, member_configs = [], [], []
+    heads, member_configs = [], []
     for values in members:
         member = configured(config, {k: v for k, v in values.items()
                                      if k not in ("pooling", "layers")})
-        head = build_head(member.model, backbone, member.optimization.seed,
-                          num_classes=info.num_outputs, unfrozen_precision=precisions["train"],
-                          multi_label=info.task == targets.MULTI_LABEL)
-        optimizer = make_optimizer(member.optimization, head, total_steps=1)
-        optimizer.build(head.trainable_variables)
-        heads.append(head), optimizers.append(optimizer), member_configs.append(member)
-    group = HeadGroup(heads)
-    checkpoint = RunCheckpoint(group_dir, group, GroupedOptimizer(
-        optimizers, [h.trainable_variables for h in heads]), log=log)
-    path = checkpoint.restore_best()
+        heads.append(build_head(member.model, backbone, member.optimization.seed,
+                                num_classes=info.num_outputs,
+                                unfrozen_precision=precisions["train"],
+                                multi_label=info.task == targets.MULTI_LABEL))
+        member_configs.append(member)
+    group, optimizer = heads_together(heads, member_configs, total_steps=1)
+    optimizer.build(group.trainable_variables)
+    path = RunCheckpoint(group_dir, group, optimizer, log=log).restore_best()
+    if hasattr(group, "unstack"):
+        group.unstack()
+    optimizers = [make_optimizer(m.optimization, h, total_steps=1)
+                  for h, m in zip(heads, member_configs)]
+    for head, head_optimizer in zip(heads, optimizers):
+        head_optimizer.build(head.trainable_variables)
     return config, info, preprocessor, backbone, heads, optimizers, member_configs, path
 
 

@@ -115,15 +115,14 @@ def run_search(config: SearchConfig, log=print) -> dict:
 def _group_builder(configurations: list[dict]):
     """A `training.run` trainer factory: the group's heads, trained together."""
     def build(config, strategy, backbone, info, train_source, global_batch, precisions, facts):
-        from sst2.fit.head_group import GroupTrainer, HeadGroup
+        from sst2.fit.head_group import GroupTrainer
         from sst2.fit.targets import MULTI_LABEL, TARGETS, TargetScale
         from sst2.model import hardware
         from sst2.model.head import build_head
-        from sst2.fit.optimization import make_optimizer
 
         spec = FeatureSpec.of(config.model)
         total_steps = sum(train_source.num_batches(e) for e in range(config.optimization.epochs))
-        heads, optimizers = [], []
+        heads = []
         members = [configured(config, {k: v for k, v in values.items()
                                        if k not in ("pooling", "layers")})
                    for values in configurations]
@@ -137,11 +136,10 @@ def _group_builder(configurations: list[dict]):
                                   unfrozen_precision=precisions["train"],
                                   multi_label=info.task == MULTI_LABEL)
                 heads.append(head)
-                optimizers.append(make_optimizer(member.optimization, head, total_steps))
-            group = HeadGroup(heads)
+            group, optimizer = heads_together(heads, members, total_steps)
         random.setstate(states["after"])
         trainer = GroupTrainer(
-            group, optimizers, global_batch, best_metric=config.optimization.best_metric,
+            group, optimizer, global_batch, best_metric=config.optimization.best_metric,
             strategy=strategy, jit_compile=hardware.head_jit(config.run.jit_compile,
                                                              spec.has_transformer_blocks),
             class_weights=facts["class_weights"], target=TARGETS[info.task],
@@ -151,6 +149,26 @@ def _group_builder(configurations: list[dict]):
         return trainer
 
     return build
+
+
+def heads_together(heads: list, members: list, total_steps: int) -> tuple:
+    """The built `heads` (of the configurations `members`) as one model, and the
+    optimizer that gives each its own learning rate: stacked by shape (`HeadStacks`, a
+    `StackedAdam` per stack), or for heads with transformer blocks a `HeadGroup` and
+    an Adam per head."""
+    from sst2.fit.head_group import HeadGroup
+    from sst2.fit.optimization import GroupedOptimizer, make_optimizer
+    from sst2.fit.stacked_heads import HeadStacks, StackedAdam, StackedHeads
+
+    if StackedHeads.supports(heads):
+        stacks = HeadStacks(heads)
+        return stacks, GroupedOptimizer([StackedAdam(
+            [members[i].optimization.learning_rate for i in indices],
+            [members[i].optimization.lr_schedule for i in indices], total_steps)
+            for indices in stacks.members], [s.trainable_variables for s in stacks.stacks])
+    optimizers = [make_optimizer(m.optimization, h, total_steps) for h, m in zip(heads, members)]
+    return HeadGroup(heads), GroupedOptimizer(optimizers,
+                                              [h.trainable_variables for h in heads])
 
 
 def _initial_random_states(config, seeds: set, precision: str) -> dict:
