@@ -27,6 +27,10 @@ def main(config: EvaluateConfig, argv: list[str]) -> None:
         evaluate(trained, config.data_dir, eval_split=config.eval_split,
                  submission_path=config.output, reading=config, eval_file=config.eval_file,
                  test_file=config.test_file)
+        if config.report:
+            from sst2.serve.report import write_report
+
+            print(f"Report: {write_report(trained)}")
 
 
 if __name__ == "__main__":

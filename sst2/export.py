@@ -17,6 +17,12 @@ def main(config: ExportConfig, argv: list[str]) -> None:
     # The run folder's lock: never a checkpoint a training run is still writing.
     with RunLock(config.model_dir, create=False):
         trained = restore(config.model_dir, config.checkpoint)
+        if not config.calibrate:
+            trained.temperature = None
+        elif trained.temperature is None:  # a run without one for this checkpoint
+            from sst2.serve.calibrated import calibrate_run
+
+            calibrate_run(trained)
         path = trained.export(config.export_root, config)
     print(f"Exported {trained.checkpoint_path} to {path}")
 

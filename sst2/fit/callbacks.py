@@ -106,6 +106,10 @@ class SummaryCallback(Callback):
                     tf.summary.scalar("running_accuracy", current["accuracy"])
 
     def on_epoch_end(self, position: Position, record: dict) -> None:
+        outputs = record.pop("_val_outputs", None)
+        if outputs is not None or "val_confusion" in record:
+            with self.eval_writer.as_default(step=record["step"]):
+                tensorboard_pictures(record.get("val_confusion"), outputs, record["step"])
         with self.train_writer.as_default(step=record["step"]):
             tf.summary.scalar("epoch_loss", record["train_loss"])
             if "train_accuracy" in record:
@@ -124,3 +128,32 @@ class SummaryCallback(Callback):
         """Rewrites `metrics.json`, adding `more` to its facts."""
         self.extra.update(more)
         save_json(self.path, {**self.extra, "epochs": self.history})
+
+
+def tensorboard_pictures(confusion, outputs, step: int, thresholds: int = 51) -> None:
+    """TensorBoard's confusion-matrix image (row-normalized) and a precision-recall curve
+    per class (one against the rest), into the default summary writer."""
+    import numpy as np
+    from tensorboard.plugins.pr_curve import summary as pr_curve
+
+    if confusion is not None:
+        from sst2.serve import figures
+
+        names = [str(i) for i in range(len(confusion))]
+        png = figures.png(figures.confusion(np.asarray(confusion), names, True))
+        tf.summary.image("confusion_matrix", tf.image.decode_png(png)[None], step=step)
+    if outputs is None:
+        return
+    probabilities, labels = outputs
+    for c in range(probabilities.shape[1]):
+        cut = np.linspace(0, 1, thresholds)[:, None]
+        predicted, positive = probabilities[None, :, c] >= cut, (labels == c)[None]
+        tp = (predicted & positive).sum(1).astype(float)
+        fp = (predicted & ~positive).sum(1).astype(float)
+        fn = (~predicted & positive).sum(1).astype(float)
+        tn = (~predicted & ~positive).sum(1).astype(float)
+        precision = np.divide(tp, tp + fp, out=np.ones_like(tp), where=tp + fp > 0)
+        recall = np.divide(tp, tp + fn, out=np.zeros_like(tp), where=tp + fn > 0)
+        proto = pr_curve.raw_data_pb(f"pr_curve/class_{c}", tp, fp, tn, fn, precision, recall,
+                                     num_thresholds=thresholds)
+        tf.summary.experimental.write_raw_pb(proto.SerializeToString(), step=step)

@@ -142,7 +142,7 @@ class GroupTrainer(Trainer):
                     head_logits, labels, scale=self.target_scale), logits))
 
     def evaluate(self, source, description: str = "eval", show_progress: bool = True,
-                 thresholds=None) -> dict:
+                 thresholds=None, with_outputs: bool = False) -> dict:
         from tqdm.auto import tqdm
 
         outputs, labels, losses = [], [], 0.0

@@ -84,14 +84,17 @@ def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | 
                   **_named("train", sums.result()), "seconds": time.time() - started}
         if eval_source is not None:
             eval_started = time.time()
-            record.update(_named("val", trainer.evaluate(eval_source,
-                                                         show_progress=show_progress)),
-                          eval_seconds=time.time() - eval_started)
+            result = trainer.evaluate(eval_source, show_progress=show_progress,
+                                      with_outputs=True)
+            record.update(_named("val", result), eval_seconds=time.time() - eval_started)
+            if "outputs" in result:  # for the callbacks (TensorBoard), not metrics.json
+                record["_val_outputs"] = (result["outputs"], result["labels"])
         log(f"Epoch {record['epoch']}/{epochs}: " + describe(record))
         position.epoch += 1
         position.batch = 0
         for callback in callbacks:
             callback.on_epoch_end(position, record)
+        record.pop("_val_outputs", None)
         records.append(record)
     return records
 
@@ -122,7 +125,7 @@ def _train_epoch(trainer, source, position, sums, epochs, callbacks, show_progre
 
 # Results a record keeps beside the metrics: per label (multi-label targets), per head
 # (a search's heads trained together, `sst2.fit.head_group`).
-BESIDE_METRICS = ("per_label_f1", "thresholds", "heads", "best_head")
+BESIDE_METRICS = ("per_label_f1", "thresholds", "heads", "best_head", "confusion")
 
 
 def _named(split: str, result: dict) -> dict:

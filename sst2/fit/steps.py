@@ -231,11 +231,15 @@ class Trainer:
         return state
 
     def evaluate(self, source: BatchSource, description: str = "eval",
-                 show_progress: bool = True, thresholds=None) -> dict:
+                 show_progress: bool = True, thresholds=None,
+                 with_outputs: bool = False) -> dict:
         """Every metric of the target over a whole source (in its fixed order), with
         averaged weights when the trainer averages them. Multi-label: at `thresholds`
         (default: the trainer's `threshold` for every label, else each label's tuned on
-        the source), which the head keeps (`head.thresholds`) and the result returns."""
+        the source), which the head keeps (`head.thresholds`) and the result returns.
+        Single-label: the result also holds the `confusion` matrix, and with
+        `with_outputs` every example's `outputs` (probabilities) and `labels` (for
+        TensorBoard's precision-recall curves)."""
         averaged = (contextlib.nullcontext() if self.weight_average is None
                     else self.weight_average.swapped_in(self.head.trainable_variables))
         num_batches = source.num_batches(0)
@@ -246,7 +250,18 @@ class Trainer:
             totals = MetricSums(confusion=np.zeros((self.num_classes, self.num_classes)))
             self.eval_steps(self.iterator(source, 0), num_batches, totals)
             bar.update(num_batches)
-        return totals.result()
+            result = {**totals.result(), "confusion": totals.confusion.astype(int).tolist()}
+            if with_outputs:
+                result.update(self._outputs_of(source))
+        return result
+
+    def _outputs_of(self, source: BatchSource) -> dict:
+        outputs, labels = [], []
+        for features, batch_labels, weights in source.dataset(0):
+            keep = weights.numpy() > 0
+            outputs.append(self._outputs_step(features, batch_labels)[0].numpy()[keep])
+            labels.append(batch_labels.numpy()[keep])
+        return {"outputs": np.concatenate(outputs), "labels": np.concatenate(labels)}
 
     def _evaluate_outputs(self, source: BatchSource, bar, thresholds) -> dict:
         """Every output of `source`, then its metrics (`metrics.score`)."""

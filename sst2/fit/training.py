@@ -49,6 +49,7 @@ from sst2.run.resume import check_same_dataset, resolve_from_data, start_or_chec
 from sst2.run.run_folder import check_writable, no_trace_unless_started
 from sst2.run.runlock import RunLock
 from sst2.run.run_folder import RunFolder
+from sst2.serve.calibrated import calibrate_run
 from sst2.serve.trained import restore
 from sst2.text.glue_tasks import OFFICIAL_METRICS
 
@@ -100,10 +101,16 @@ def run(config: TrainConfig, log=print, build_trainer=None) -> dict:
                         wall_seconds=time.time() - started)
         if config.run.export and worker.is_chief:
             trained = restore(model_dir, "best", config=config, log=log)
+            if config.run.calibrate:
+                summaries.write(calibration=calibrate_run(trained, log=log))
             path = trained.export()
             log(f"Exported the best checkpoint ({os.path.basename(trained.checkpoint_path)}) "
                 f"as a SavedModel: {path}")
             summaries.write(export_dir=path)
+            if config.run.report:
+                from sst2.serve.report import write_report
+
+                log(f"Report: {write_report(trained, log=log)}")
         return {"epochs": history, "test": final}
 
 

@@ -199,6 +199,10 @@ class RunConfig(Options):
     keep_checkpoints: int = option(3, "Rolling checkpoints to keep.", minimum=1)
     restart: bool = option(False, "Ignore existing checkpoints in --model_dir; start fresh.")
     export: bool = option(True, "Export the best checkpoint as a SavedModel at the end.")
+    calibrate: bool = option(
+        True, "Fit a temperature on the validation split after training and fold it into the "
+        "export: calibrated probabilities, the same labels (single-label runs).")
+    report: bool = option(True, "Write <model_dir>/report/index.html at the end (sst2.report).")
     progress: bool = option(True, "Show progress bars.")
     compile_cache: bool = option(
         True, "Keep XLA's compiled train and eval steps in $SST2_CACHE_DIR/xla (default "
@@ -315,12 +319,21 @@ class EvaluateConfig(ReadingConfig, RestoreConfig):
                                    "<model_dir>/predictions.jsonl (default: the run's).")
     output: str | None = option(None, "GLUE submission file, for GLUE datasets (default "
                                 "<model_dir>/<task>.tsv).")
+    report: bool = option(True, "Write <model_dir>/report/index.html (sst2.report).")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportConfig(RestoreConfig):
+    eval_split: str | None = option(None, "The split the report scores (default: the run's "
+                                    "validation split).")
 
 
 @dataclasses.dataclass(frozen=True)
 class ExportConfig(ReadingConfig, RestoreConfig):
     export_root: str | None = option(None, "Where to write versions (default "
                                      "<model_dir>/export).")
+    calibrate: bool = option(True, "Fold in the run's temperature (calibration.json; fitted "
+                             "on the validation split if the run has none).")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,6 +31,8 @@ class RunFolder:
         "export": "export",               # SavedModel versions
         "predictions": "predictions.jsonl",  # sst2.evaluate --test_file
         "lock": ".lock",                  # one process at a time
+        "calibration": "calibration.json",  # the temperature the export folds in
+        "report": "report",               # sst2.report: report/index.html
         # sst2.search
         "search": "search.json",          # the space searched and its groups
         "groups": "groups",               # one run folder per group of heads trained together

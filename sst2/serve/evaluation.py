@@ -88,22 +88,25 @@ def _check_same_data(trained: TrainedModel, found: DatasetInfo) -> None:
 
 def predict_split(trained: TrainedModel, split: str, data_config: DataConfig | None = None,
                   reading: ReadingConfig = ReadingConfig(), batch_size: int = 256,
-                  show_progress: bool = True, same_data: bool = True) -> dict[str, np.ndarray]:
+                  show_progress: bool = True, same_data: bool = True,
+                  with_text: bool = False) -> dict[str, np.ndarray]:
     """The export's answers for every example of a split of the run's data (or
     `data_config`'s; `same_data=False`: another dataset, as GLUE's AX), in its
     order, with each example's true label (`gold`) and `idx`: computed as the export computes
-    them (`sst2.serve.serving`), from the raw text, long texts read in windows."""
+    them (`sst2.serve.serving`), from the raw text, long texts read in windows.
+    `with_text`: each example's `text` (and `text_pair`) too."""
     from sst2.serve.serving import OUTPUTS, make_predict_fn
 
     info = trained.dataset
     predict = tf.function(
         make_predict_fn(trained.preprocessor, trained.backbone, trained.head, trained.spec,
-                        reading, info),
+                        reading, info, trained.temperature),
         input_signature=[tf.TensorSpec([None], tf.string)] * len(info.text_features))
     dataset = open_dataset(data_config or trained.config.data, log=lambda message: None)
     if same_data:
         _check_same_data(trained, dataset.info)
-    parts = {name: [] for name in OUTPUTS[info.task] + ("gold", "idx")}
+    text_columns = (("text", "text_pair") if info.is_pair else ("text",)) if with_text else ()
+    parts = {name: [] for name in OUTPUTS[info.task] + ("gold", "idx") + text_columns}
     total = -(-dataset.size(split) // batch_size)
     for batch in tqdm(dataset.load(split).batch(batch_size), total=total, desc=split,
                       leave=False, disable=not show_progress):
@@ -112,6 +115,8 @@ def predict_split(trained: TrainedModel, split: str, data_config: DataConfig | N
         for name in OUTPUTS[info.task]:
             parts[name].append(answers[name].numpy())
         parts["gold"].append(batch["label"].numpy())
+        for name in text_columns:
+            parts[name].append(batch[name].numpy())
         parts["idx"].append(batch["idx"].numpy())
     if not parts["idx"]:
         raise UserError(f"The split {split!r} is empty.")

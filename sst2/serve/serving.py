@@ -109,14 +109,17 @@ def make_window_logits_fn(preprocessor, backbone, head, spec: FeatureSpec,
 
 
 def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
-                    reading: ReadingConfig = ReadingConfig(), dataset: DatasetInfo = SST2_INFO):
+                    reading: ReadingConfig = ReadingConfig(), dataset: DatasetInfo = SST2_INFO,
+                    temperature: float | None = None):
     """The serving computation as a Python function of a batch of strings (two, for a
     `dataset` of sentence pairs); its outputs are the task's (`OUTPUTS`).
 
     A text's answer is the mean of its windows' (`make_window_logits_fn`):
     probabilities, or scores; an ensemble of views of one text, which leaves a
     one-window text's output as it was; docs/measurements.md compares it with
-    other combinations.
+    other combinations. A single-label model's probabilities are then taken to
+    `temperature` (`sst2.fit.calibration`: `softmax(log p / T)`), which never
+    changes a label.
     """
     window_logits = make_window_logits_fn(preprocessor, backbone, head, spec, reading)
     target = targets.TARGETS[dataset.task]
@@ -130,8 +133,11 @@ def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
             tf.debugging.assert_equal(tf.shape(text), tf.shape(text_pair), message=(
                 "text and text_pair must hold as many strings"))
         logits, text_index = window_logits(text, text_pair)
-        return answer(tf.math.unsorted_segment_mean(target.outputs(logits, scale=scale),
-                                                    text_index, tf.shape(text)[0]))
+        outputs = tf.math.unsorted_segment_mean(target.outputs(logits, scale=scale),
+                                                text_index, tf.shape(text)[0])
+        if temperature is not None and dataset.task == targets.SINGLE_LABEL:
+            outputs = tf.nn.softmax(tf.math.log(tf.maximum(outputs, 1e-12)) / temperature)
+        return answer(outputs)
 
     return predict
 
@@ -181,15 +187,18 @@ OUTPUTS = {targets.SINGLE_LABEL: ("probabilities", "label_id", "label"),
 def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_root: str,
                        version: int | None = None,
                        reading: ReadingConfig = ReadingConfig(),
-                       dataset: DatasetInfo = SST2_INFO) -> str:
+                       dataset: DatasetInfo = SST2_INFO, temperature: float | None = None,
+                       model_card: str | None = None) -> str:
     """Writes `<export_root>/<version>/` and returns it. The default version is the Unix
     time, or one more than the newest version there (two exports in one second).
 
     The folder is written under a temporary name (`.<version>.<pid>.partial`) and
     renamed when complete, so a crash never leaves a half-written version for a
     server to pick up; one left by a killed export is removed by the next.
+    `model_card` (Markdown) is written beside `saved_model.pb` as `MODEL_CARD.md`.
     """
-    predict = make_predict_fn(preprocessor, backbone, head, spec, reading, dataset)
+    predict = make_predict_fn(preprocessor, backbone, head, spec, reading, dataset,
+                              temperature)
     inputs = ("text", "text_pair") if dataset.is_pair else ("text",)
     predict(*[tf.constant(["build"])] * len(inputs))  # builds every layer, as export requires
     archive = keras.export.ExportArchive()
@@ -212,7 +221,10 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
     remove_entry(tmp)  # a link there is removed, never written through
     try:
         archive.write_out(tmp, verbose=False)
-        _write_export_facts(tmp, dataset)
+        _write_export_facts(tmp, dataset, temperature)
+        if model_card is not None:
+            with open(os.path.join(tmp, "MODEL_CARD.md"), "w", encoding="utf-8") as f:
+                f.write(model_card)
         remove_entry(path)
         os.replace(tmp, path)
     except BaseException:  # a full disk, an interrupt: leave nothing half-written
@@ -225,9 +237,10 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
 EXPORT_FACTS = os.path.join("assets.extra", "sst2.json")
 
 
-def _write_export_facts(export_dir: str, dataset: DatasetInfo) -> None:
+def _write_export_facts(export_dir: str, dataset: DatasetInfo,
+                        temperature: float | None = None) -> None:
     os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
-    save_json(os.path.join(export_dir, EXPORT_FACTS), {
+    save_json(os.path.join(export_dir, EXPORT_FACTS), {"temperature": temperature,
         "task": dataset.task, "label_names": list(dataset.label_names),
         "label_separator": dataset.label_separator,
         "inputs": ["text", "text_pair"] if dataset.is_pair else ["text"],

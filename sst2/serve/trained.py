@@ -39,16 +39,20 @@ class TrainedModel:
     spec: FeatureSpec
     checkpoint_path: str
     dataset: DatasetInfo = SST2_INFO
+    temperature: float | None = None  # the calibration the export folds in, if any
 
     def export(self, export_root: str | None = None,
-               reading: ReadingConfig = ReadingConfig()) -> str:
-        """Writes the serving SavedModel (see `sst2.serve.serving`); returns its folder."""
+               reading: ReadingConfig = ReadingConfig(), model_card: bool = True) -> str:
+        """Writes the serving SavedModel (see `sst2.serve.serving`), with its
+        `MODEL_CARD.md` (`sst2.serve.model_card`); returns its folder."""
+        from sst2.serve import model_card as card
         from sst2.serve import serving
 
         return serving.export_saved_model(
             self.preprocessor, self.backbone, self.head, self.spec,
             export_root or RunFolder(self.config.run.model_dir).export, reading=reading,
-            dataset=self.dataset)
+            dataset=self.dataset, temperature=self.temperature,
+            model_card=card.render(self, reading) if model_card else None)
 
 
 def restore(model_dir: str, which: str = "best", config: TrainConfig | None = None,
@@ -97,4 +101,19 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
     if dataset.task == targets.MULTI_LABEL and model_config.threshold is not None:
         head.thresholds.assign(tf.fill([dataset.num_outputs], model_config.threshold))
     return TrainedModel(config, preprocessor, backbone, head, FeatureSpec.of(model_config), path,
-                        dataset)
+                        dataset, _temperature(model_dir, path))
+
+
+def _temperature(model_dir: str, checkpoint_path: str) -> float | None:
+    """The temperature `calibration.json` holds for this checkpoint (None: not calibrated)."""
+    import os
+
+    from sst2.run.files import load_json
+
+    path = RunFolder(model_dir).calibration
+    if not os.path.isfile(path):
+        return None
+    saved = load_json(path)
+    if os.path.basename(saved.get("checkpoint", "")) != os.path.basename(checkpoint_path):
+        return None
+    return float(saved["temperature"])

@@ -1,0 +1,42 @@
+"""A trained run's temperature, fitted where it is used: on the export's own answers.
+
+`calibrate_run(trained)` scores the run's validation split through the
+export's computation (uncalibrated), fits the temperature
+(`sst2.fit.calibration`), records it with the ECE and NLL before and after
+in `calibration.json` (for this checkpoint), and sets it on `trained`, so
+that its export answers calibrated probabilities. Single-label runs only:
+multi-label thresholds are tuned instead, and a number needs none.
+
+Example:
+    >>> from sst2.serve.trained import restore
+    >>> trained = restore(trained_dir, log=lambda message: None)
+    >>> result = calibrate_run(trained, log=lambda message: None)
+    >>> result["accuracy_after"] == result["accuracy_before"], trained.temperature > 0
+    (True, True)
+"""
+
+import os
+
+from sst2.fit import calibration, targets
+from sst2.run.files import save_json
+from sst2.run.run_folder import RunFolder
+
+
+def calibrate_run(trained, split: str | None = None, log=print) -> dict | None:
+    """Fits and records the temperature of `trained`'s checkpoint (see the module);
+    returns what `calibration.json` holds, or None for a run that is not single-label."""
+    from sst2.serve.evaluation import predict_split
+
+    if trained.dataset.task != targets.SINGLE_LABEL:
+        return None
+    split = split or trained.config.data.eval_split
+    trained.temperature = None
+    scored = predict_split(trained, split, show_progress=trained.config.run.progress)
+    result = calibration.calibrate(scored["probabilities"], scored["gold"])
+    result.update(split=split, checkpoint=os.path.basename(trained.checkpoint_path))
+    save_json(RunFolder(trained.config.run.model_dir).calibration, result)
+    trained.temperature = result["temperature"]
+    log(f"Calibration on {split}: temperature {result['temperature']:.3f}, expected "
+        f"calibration error {result['ece_before']:.4f} -> {result['ece_after']:.4f} "
+        "(labels unchanged).")
+    return result

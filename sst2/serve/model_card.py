@@ -1,0 +1,195 @@
+"""`MODEL_CARD.md`, shipped in every export version: what the model is, in words and in the
+YAML front matter model hubs read (base model, datasets, metrics, license, tags).
+
+`render(trained)` reads the run folder (`metrics.json`, `config.json`,
+`calibration.json`) and writes: the front matter (Hugging Face's model-card
+fields, with `model-index` results), then intended use, the classes, the
+training data and options, the evaluation results, calibration, limitations,
+how to serve it, and the command that reproduces it.
+
+Example:
+    >>> from sst2.serve.trained import restore
+    >>> card = render(restore(trained_dir, log=lambda message: None))
+    >>> card.startswith("---\\nlanguage:"), "## How to serve it" in card
+    (True, True)
+"""
+
+import json
+import os
+import platform
+
+from sst2.run.config import GROUPS, ReadingConfig
+from sst2.run.config_file import to_dict
+from sst2.run.files import load_json
+from sst2.run.options import options
+from sst2.run.run_folder import RunFolder
+
+# What each preset is, for the card's `base_model`.
+BASE_MODELS = {"distil_bert_base_en_uncased": "distilbert/distilbert-base-uncased",
+               "minilm_standin": "sentence-transformers/all-MiniLM-L6-v2"}
+TASK_TAGS = {"single_label": "text-classification", "multi_label": "multi-label-classification",
+             "regression": "text-regression"}
+
+
+def _yaml(value, indent: int = 0) -> str:
+    """A small YAML writer: mappings, lists, and scalars (strings as JSON, which YAML reads)."""
+    pad = " " * indent
+    if isinstance(value, dict):
+        lines = []
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) and item:
+                lines.append(f"{pad}{key}:\n{_yaml(item, indent + 2)}")
+            else:
+                lines.append(f"{pad}{key}: {_scalar(item)}")
+        return "\n".join(lines)
+    lines = []
+    for item in value:
+        if isinstance(item, dict) and item:
+            body = _yaml(item, indent + 2)
+            lines.append(f"{pad}- {body.lstrip()}")
+        else:
+            lines.append(f"{pad}- {_scalar(item)}")
+    return "\n".join(lines)
+
+
+def _scalar(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (dict, list)):
+        return "{}" if isinstance(value, dict) else "[]"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def reproduce_command(config) -> str:
+    """The `sst2.train` command line of a run: every option it set away from the default."""
+    flags = []
+    for group, config_class in GROUPS.items():
+        if group == "run":
+            continue
+        values = getattr(config, group)
+        for field, _, kind in options(config_class):
+            value = getattr(values, field.name)
+            if value != field.default and value is not None:
+                flags.append(f"--{field.name}" if value is True else f"--no{field.name}"
+                             if value is False else f"--{field.name}={value}")
+    return " \\\n    ".join(["python -m sst2.train"] + flags)
+
+
+def _front_matter(trained, run: dict) -> dict:
+    info = trained.dataset
+    # The exported checkpoint's own validation results: its epoch's record.
+    kept = [r for r in run.get("epochs", []) if r.get("best")]
+    test = ({k[4:]: v for k, v in kept[-1].items() if k.startswith("val_")} if kept
+            else run.get("test", {}))
+    metric_names = [m for m in ("accuracy", "macro_f1", "f1", "mcc", "micro_f1",
+                                "subset_accuracy", "pearson", "spearman", "mse")
+                    if isinstance(test.get(m), (int, float))]
+    dataset_name = info.name if info.name != "files" else os.path.basename(
+        trained.config.data.train_file or "files")
+    return {
+        "language": ["en"], "license": "mit", "library_name": "tensorflow",
+        "pipeline_tag": "text-classification",
+        "base_model": BASE_MODELS.get(trained.config.model.preset, trained.config.model.preset),
+        "tags": ["sst2", TASK_TAGS[info.task], "frozen-backbone", "keras-hub", "savedmodel"],
+        "datasets": [dataset_name],
+        "metrics": metric_names,
+        "model-index": [{"name": os.path.basename(os.path.abspath(
+            trained.config.run.model_dir)), "results": [{
+                "task": {"type": TASK_TAGS[info.task]},
+                "dataset": {"name": dataset_name, "type": info.name,
+                            "split": trained.config.data.eval_split,
+                            "identity": json.dumps(info.identity, sort_keys=True)},
+                "metrics": [{"type": m, "value": float(test[m])} for m in metric_names]}]}],
+    }
+
+
+def render(trained, reading: ReadingConfig = ReadingConfig()) -> str:
+    """The model card of a restored run (see the module)."""
+    folder = RunFolder(trained.config.run.model_dir)
+    run = load_json(folder.metrics) if os.path.isfile(folder.metrics) else {}
+    info, config = trained.dataset, trained.config
+    calibration = (load_json(folder.calibration) if trained.temperature is not None
+                   and os.path.isfile(folder.calibration) else {})
+    best = [r for r in run.get("epochs", []) if r.get("best")]
+    lines = ["---", _yaml(_front_matter(trained, run)), "---", "",
+             f"# {os.path.basename(os.path.abspath(config.run.model_dir))}", "",
+             "## Intended use", "",
+             f"{TASK_TAGS[info.task].replace('-', ' ').capitalize()} of English text"
+             + (" pairs" if info.is_pair else "") + f", trained on {info.name} with sst2: "
+             "a small head over a frozen backbone. Use it where the training data's "
+             "domain matches yours; check it on your own labelled examples first.", "",
+             "## Classes" if info.task != "regression" else "## Target", ""]
+    if info.task == "regression":
+        scale = info.target_scale or {}
+        lines.append(f"A number (`score`); training mean {scale.get('mean', 0):.3g}, "
+                     f"standard deviation {scale.get('std', 1):.3g}.")
+    else:
+        lines += [f"{i}. {name}" for i, name in enumerate(info.label_names)]
+    lines += ["", "## Training data and options", "",
+              f"- data: `{json.dumps(info.identity, sort_keys=True)}`, text "
+              f"{', '.join(info.text_features)}; {run.get('train_examples', '?')} training "
+              f"and {run.get('eval_examples', '?')} validation examples",
+              f"- backbone: `{config.model.preset}`, frozen; precision "
+              f"{run.get('precision', config.model.precision)}",
+              "- options: `" + json.dumps({g: to_dict(config)[g] for g in ("model",
+                                                                          "optimization")},
+                                         sort_keys=True) + "`",
+              f"- checkpoint: `{os.path.basename(trained.checkpoint_path)}`"
+              + (f" (epoch {best[-1]['epoch']})" if best else ""), "",
+              "## Evaluation", "", "| epoch | " + " | ".join(
+                  k[4:] for k in _val_keys(run)) + " |",
+              "|---|" + "---|" * len(_val_keys(run))]
+    for record in run.get("epochs", []):
+        lines.append(f"| {record['epoch']}{' (kept)' if record.get('best') else ''} | "
+                     + " | ".join(f"{record[k]:.4f}" for k in _val_keys(run)) + " |")
+    if calibration:
+        lines += ["", f"Calibration (temperature {calibration['temperature']:.3f}, fitted on "
+                  f"{calibration['split']}): expected calibration error "
+                  f"{calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} "
+                  "after; the labels are unchanged."]
+    lines += _limits_and_serving(trained, reading)
+    return "\n".join(lines) + "\n"
+
+
+def _val_keys(run: dict) -> list:
+    epochs = run.get("epochs") or [{}]
+    return [k for k, v in epochs[0].items() if k.startswith("val_") and isinstance(v, float)]
+
+
+def _limits_and_serving(trained, reading: ReadingConfig) -> list:
+    config, info = trained.config, trained.dataset
+    window = config.model.sequence_length - 2
+    inputs = ('{"text": "a gripping, funny film", "text_pair": "..."}' if info.is_pair
+              else '{"text": "a gripping, funny film"}')
+    return ["", "## Limitations", "",
+            "- The backbone is frozen: only the head learned this task.",
+            *(["- Trained with the offline stand-in (all-MiniLM-L6-v2 folded into "
+               "DistilBERT's layout), not DistilBERT."]
+              if config.model.preset == "minilm_standin" else []),
+            f"- A text longer than {window} tokens is read in overlapping windows (at most "
+            f"{reading.max_windows}); beyond that, parts are not read. Pairs are cut to "
+            f"{config.model.sequence_length} tokens.",
+            "- English, uncased WordPiece; other languages are not supported.",
+            *(["- Multi-label: a text with no label above its threshold gets none."]
+              if info.task == "multi_label" else []),
+            "", "## How to serve it", "",
+            "```", "docker run -p 8501:8501 -v \"$PWD/export:/models/sst2\" "
+            "-e MODEL_NAME=sst2 tensorflow/serving:2.12.1",
+            "curl -d '{\"instances\": [" + inputs + "]}' "
+            "http://localhost:8501/v1/models/sst2:predict", "```", "",
+            "## Reproduce", "", "```", reproduce_command(config), "```", "",
+            f"Made with sst2 on {platform.platform(terse=True)}, Python "
+            f"{platform.python_version()}, TensorFlow {_version('tensorflow')}, keras-hub "
+            f"{_version('keras_hub')}.", ""]
+
+
+def _version(module: str) -> str:
+    try:
+        return __import__(module).__version__
+    except Exception:  # a missing or odd package: the card says so rather than failing
+        return "unknown"
+

@@ -1,0 +1,192 @@
+"""The report a person reads: `<model_dir>/report/index.html`, one self-contained page.
+
+`write_report(trained)` scores the run's validation split through the
+export's computation and writes what the run is (data, classes, options,
+precision, machine, phase times), its learning curves, and by task: the
+confusion matrix with per-class precision, recall and F1, calibration
+(reliability diagram and ECE before and after the temperature, a confidence
+histogram), the most confidently wrong texts and accuracy by text length
+(and windows); per-label F1 and thresholds for multi-label runs; predicted
+against true, with Pearson and Spearman, for regression. Images are embedded
+(`sst2.serve.figures`); the page needs no network and no JavaScript.
+
+Example:
+    >>> from sst2.serve.trained import restore
+    >>> path = write_report(restore(trained_dir, log=lambda message: None),
+    ...                     log=lambda message: None)
+    >>> page = open(path).read()
+    >>> path.endswith("report/index.html"), page.count("<img") >= 5, "Calibration" in page
+    (True, True, True)
+"""
+
+import html
+import json
+import os
+import platform
+
+import numpy as np
+
+from sst2.fit import calibration, metrics, targets
+from sst2.run.files import load_json, write_atomically
+from sst2.run.run_folder import RunFolder
+from sst2.serve import figures
+
+WRONG_SHOWN = 12  # confidently wrong examples listed
+
+
+def _table(header: list | None, rows: list) -> str:
+    head = ("<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>"
+            if header else "")
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f"<table>{head}{body}</table>"
+
+
+def _image(uri: str, alt: str) -> str:
+    return f'<img src="{uri}" alt="{html.escape(alt)}">'
+
+
+def _run_section(trained, run: dict) -> str:
+    info, config = trained.dataset, trained.config
+    rows = [("data", json.dumps(info.identity, sort_keys=True)),
+            ("task", info.task), ("classes" if info.task != "regression" else "target",
+                                  ", ".join(info.label_names) or "a number"),
+            ("examples", f"{run.get('train_examples', '?')} training, "
+                         f"{run.get('eval_examples', '?')} validation"),
+            ("backbone", f"{config.model.preset} (frozen), precision "
+                         f"{run.get('precision', config.model.precision)}"),
+            ("options", json.dumps({g: json.loads(json.dumps(
+                getattr(config, g).__dict__)) for g in ("model", "optimization")},
+                sort_keys=True)),
+            ("checkpoint", os.path.basename(trained.checkpoint_path)),
+            ("machine", f"{platform.processor() or platform.machine()}, {os.cpu_count()} "
+                        f"cores, {platform.platform(terse=True)}"),
+            ("seconds", ", ".join(f"{k.replace('_seconds', '')} {run[k]:.1f}" for k in
+                                  ("tokenize_seconds", "encode_seconds", "head_seconds",
+                                   "wall_seconds") if isinstance(run.get(k), (int, float))))]
+    return "<h2>The run</h2>" + _table(None, rows)
+
+
+def _curves_section(run: dict, metric: str) -> str:
+    if not run.get("epochs"):
+        return ""
+    return ("<h2>Learning curves</h2>" + _image(figures.learning_curves(run["epochs"], metric),
+                                                "learning curves"))
+
+
+def _single_label_sections(trained, scored: dict, lengths: np.ndarray) -> str:
+    names = list(trained.dataset.label_names)
+    raw, gold = scored["probabilities"], scored["gold"]
+    temperature = trained.temperature or calibration.fit_temperature(raw, gold)
+    calibrated = calibration.scaled(raw, temperature)
+    predicted = calibrated.argmax(1)
+    k = len(names)
+    matrix = np.bincount(gold * k + predicted, minlength=k * k).reshape(k, k)
+    tp, support, said = np.diag(matrix), matrix.sum(1), matrix.sum(0)
+    precision = np.divide(tp, said, out=np.zeros(k), where=said > 0)
+    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k),
+                   where=precision + recall > 0)
+    per_class = [(n, f"{p:.3f}", f"{r:.3f}", f"{f:.3f}", int(s))
+                 for n, p, r, f, s in zip(names, precision, recall, f1, support)]
+    ece = (calibration.expected_calibration_error(raw, gold),
+           calibration.expected_calibration_error(calibrated, gold))
+    confidence = calibrated.max(1)
+    wrong = np.flatnonzero(predicted != gold)
+    wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:WRONG_SHOWN]
+    def text(i):  # a pair's two texts, one after the other
+        return " / ".join(scored[c][i].decode("utf-8", "replace")
+                          for c in ("text", "text_pair") if c in scored)
+
+    wrong_rows = [(text(i), names[gold[i]], names[predicted[i]], f"{confidence[i]:.3f}")
+                  for i in wrong]
+    return ("<h2>Confusion</h2>"
+            + _image(figures.confusion(matrix, names, False), "confusion matrix, counts")
+            + _image(figures.confusion(matrix, names, True), "confusion matrix, normalized")
+            + _table(["class", "precision", "recall", "F1", "support"], per_class)
+            + "<h2>Calibration</h2>"
+            + f"<p>Temperature {temperature:.3f}: expected calibration error {ece[0]:.4f} "
+              f"before, {ece[1]:.4f} after (15 bins). Labels are unchanged.</p>"
+            + _image(figures.reliability(calibration.reliability(raw, gold),
+                                         calibration.reliability(calibrated, gold)),
+                     "reliability diagram")
+            + _image(figures.histogram(confidence, "confidence (calibrated)"),
+                     "confidence histogram")
+            + "<h2>Errors</h2><p>The most confidently wrong validation texts:</p>"
+            + _table(["text", "true", "predicted", "confidence"], wrong_rows)
+            + _by_length(lengths, predicted == gold, trained))
+
+
+def _by_length(lengths: np.ndarray, correct: np.ndarray, trained) -> str:
+    edges = [0, 10, 20, 40, 80, trained.config.model.sequence_length - 2, np.inf]
+    labels, values = [], []
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = (lengths > low) & (lengths <= high)
+        if inside.any():
+            labels.append(f"{low + 1}-{int(high)}" if np.isfinite(high) else f">{low}")
+            values.append(float(correct[inside].mean()))
+    return ("<h2>Accuracy by text length (tokens)</h2>"
+            "<p>Texts longer than the window are read in several windows.</p>"
+            + _image(figures.bars(labels, values, "accuracy"), "accuracy by length"))
+
+
+def _multi_label_sections(trained, scored: dict) -> str:
+    names = list(trained.dataset.label_names)
+    thresholds = trained.head.thresholds.numpy()
+    scores = metrics.multi_label_scores(scored["probabilities"], scored["gold"], thresholds)
+    rows = [(n, f"{f:.3f}", f"{t:.3f}", int(s)) for n, f, t, s in
+            zip(names, scores["per_label_f1"], thresholds, scored["gold"].sum(0))]
+    return ("<h2>Per label</h2>"
+            + f"<p>macro-F1 {scores['macro_f1']:.4f}, micro-F1 {scores['micro_f1']:.4f}, "
+              f"subset accuracy {scores['subset_accuracy']:.4f}.</p>"
+            + _image(figures.bars(names, scores["per_label_f1"], "F1", list(thresholds),
+                                  "threshold"), "F1 and threshold per label")
+            + _table(["label", "F1", "threshold", "support"], rows))
+
+
+def _regression_sections(scored: dict) -> str:
+    found = metrics.regression_scores(scored["score"], scored["gold"])
+    title = f"Pearson {found['pearson']:.4f}, Spearman {found['spearman']:.4f}"
+    return ("<h2>Predicted against true</h2>"
+            + _image(figures.scatter(scored["score"], scored["gold"], title), title))
+
+
+STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+         "padding:4px 8px;text-align:left;vertical-align:top}img{max-width:100%;margin:.5em}")
+
+
+def write_report(trained, split: str | None = None, log=print) -> str:
+    """Writes `<model_dir>/report/index.html` for `trained` (see the module); returns it."""
+    from sst2.serve.evaluation import predict_split
+
+    folder = RunFolder(trained.config.run.model_dir)
+    run = load_json(folder.metrics) if os.path.isfile(folder.metrics) else {}
+    split = split or trained.config.data.eval_split
+    temperature, trained.temperature = trained.temperature, None  # raw probabilities
+    try:
+        scored = predict_split(trained, split, show_progress=trained.config.run.progress,
+                               with_text=True)
+    finally:
+        trained.temperature = temperature
+    task, metric = trained.dataset.task, trained.config.optimization.best_metric
+    metric = targets.TARGETS[task].default_metric if metric == "auto" else metric
+    body = _run_section(trained, run) + _curves_section(run, metric)
+    if task == targets.SINGLE_LABEL:
+        lengths = np.array([len(ids) for ids in trained.preprocessor.tokenizer(
+            [t.decode("utf-8", "replace") for t in scored["text"]])])
+        body += _single_label_sections(trained, scored, lengths)
+    elif task == targets.MULTI_LABEL:
+        body += _multi_label_sections(trained, scored)
+    else:
+        body += _regression_sections(scored)
+    title = f"sst2 report: {os.path.basename(os.path.abspath(trained.config.run.model_dir))}"
+    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>"
+            f"{html.escape(title)}</title><style>{STYLE}</style></head><body><h1>"
+            f"{html.escape(title)}</h1><p>Validation split: {html.escape(split)}, "
+            f"{len(scored['idx'])} examples, scored as the export answers.</p>{body}"
+            "</body></html>\n")
+    os.makedirs(folder.report, exist_ok=True)
+    path = os.path.join(folder.report, "index.html")
+    write_atomically(path, lambda f: f.write(page), encoding="utf-8")
+    return path
