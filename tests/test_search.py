@@ -221,3 +221,65 @@ def test_head_stacks_answer_in_the_heads_order():
     stacks = HeadStacks(heads)
     assert len(stacks.stacks) == 3
     np.testing.assert_allclose(stacks(features).numpy(), np.stack(expected), atol=1e-6)
+
+
+SEARCH_SCRIPT = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from sst2.fit.searching import run_search
+from sst2.run.config import DataConfig, ModelConfig, OptimizationConfig, RunConfig
+from sst2.run.search_config import SearchConfig
+strategy, batch = sys.argv[2], int(sys.argv[3])
+config = SearchConfig(
+    data=DataConfig(data_dir=sys.argv[5]),
+    model=ModelConfig(preset=sys.argv[4], sequence_length=16, pooling="mean", dropout=0.0,
+                      precision="float32"),
+    optimization=OptimizationConfig(epochs=2, batch_size=batch),
+    run=RunConfig(model_dir=sys.argv[6], progress=False, export=False, strategy=strategy),
+    space={"learning_rate": [0.01, 0.003], "head_hidden": [8, 4]})
+rows = run_search(config, log=lambda s: None)["leaderboard"]
+print(json.dumps([[r["configuration"], [e["loss"] for e in r["epochs"]]] for r in rows]))
+"""
+
+
+@pytest.mark.slow
+def test_a_search_over_two_replicas_matches_one_device(tiny_preset, tiny_data_dir, tmp_path):
+    found = {}
+    for strategy, batch in (("one_device", 16), ("mirrored", 8)):  # the same global batch
+        out = subprocess.run([sys.executable, "-c", SEARCH_SCRIPT, REPO, strategy, str(batch),
+                              tiny_preset, tiny_data_dir, str(tmp_path / strategy)],
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-3000:]
+        found[strategy] = dict((c, losses) for c, losses in
+                               json.loads(out.stdout.strip().splitlines()[-1]))
+    assert found["one_device"].keys() == found["mirrored"].keys() == {0, 1, 2, 3}
+    for configuration, losses in found["one_device"].items():
+        np.testing.assert_allclose(found["mirrored"][configuration], losses, rtol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["multi_label", "regression"])
+def test_a_search_of_other_targets_ranks_by_their_metric_and_exports_their_answers(
+        tiny_preset, tmp_path, task):
+    data = os.path.join(REPO, "tests", "data", "goemotions" if task == "multi_label" else "stsb")
+    files = ([f"--train_file={data}/train.tsv", f"--eval_file={data}/dev.tsv",
+              f"--label_names_file={data}/labels.txt"] if task == "multi_label" else
+             [f"--train_file={data}/train.tsv", f"--eval_file={data}/dev.tsv",
+              "--text_column=sentence1,sentence2", "--label_column=score"])
+    result = run_module("sst2.search", *files, f"--preset={tiny_preset}",
+                        f"--model_dir={tmp_path}", f"--sequence_length={TINY_SEQUENCE_LENGTH}",
+                        "--epochs=2", "--learning_rate=0.01,0.003", "--head_hidden=8,4",
+                        "--ensemble=2", "--noprogress", "--noreport")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = load_json(tmp_path / "leaderboard.json")
+    metric = "macro_f1" if task == "multi_label" else "pearson"
+    assert len(rows) == 4 and {r["metric"] for r in rows} == {metric}
+    assert [r["best"] for r in rows] == sorted((r["best"] for r in rows), reverse=True)
+    (version,) = os.listdir(tmp_path / "export")
+    facts = load_json(tmp_path / "export" / version / "assets.extra" / "sst2.json")
+    assert facts["task"] == task
+    assert facts["outputs"] == (["probabilities", "predicted", "labels"]
+                                if task == "multi_label" else ["score"])

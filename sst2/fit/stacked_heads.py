@@ -31,6 +31,10 @@ from sst2.model.head import _cosine
 from sst2.model.pooling import POOLINGS
 
 
+# Every replica computes the same update from all-reduced gradients: each keeps its own.
+_EVERY_REPLICA_ALIKE = tf.VariableAggregation.ONLY_FIRST_REPLICA
+
+
 class StackedHeads(keras.Model):
     """`heads` (built `ClassifierHead`s of one shape) computed as one; `call` returns their
     logits, `[K, batch, outputs]`, as `HeadGroup` does."""
@@ -45,7 +49,7 @@ class StackedHeads(keras.Model):
         self.learned = POOLINGS[first.pooling].learned
         self.weight_names = self._layers_of(first)
         self.stacked = [tf.Variable(np.stack([w.numpy() for w in weights]),
-                                    name=f"stacked_{name}")
+                                    name=f"stacked_{name}", aggregation=_EVERY_REPLICA_ALIKE)
                         for name, weights in zip(self.weight_names, zip(
                             *[self._weights_of(head) for head in self.heads]))]
         for name, variable in zip(self.weight_names, self.stacked):
@@ -162,15 +166,16 @@ class StackedAdam(tf.Module):
         self.linear = tf.constant([s == "linear" for s in schedules])
         self.total_steps = float(max(total_steps, 1))
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
-        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations",
+                                      aggregation=_EVERY_REPLICA_ALIKE)
         self.momentums, self.velocities = [], []
 
     def build(self, variables) -> None:
         for i, variable in enumerate(variables):
             self.momentums.append(tf.Variable(tf.zeros_like(variable), trainable=False,
-                                              name=f"m_{i}"))
+                                              name=f"m_{i}", aggregation=_EVERY_REPLICA_ALIKE))
             self.velocities.append(tf.Variable(tf.zeros_like(variable), trainable=False,
-                                               name=f"v_{i}"))
+                                               name=f"v_{i}", aggregation=_EVERY_REPLICA_ALIKE))
 
     def _learning_rates(self):
         step = tf.cast(self.iterations, tf.float32)
@@ -178,6 +183,14 @@ class StackedAdam(tf.Module):
         return tf.where(self.linear, decayed, self.rates)
 
     def apply_gradients(self, grads_and_vars) -> None:
+        """One Adam step; on several replicas, on the gradients summed across them (as
+        Keras' optimizers do), every replica then applying the same update."""
+        grads_and_vars = list(grads_and_vars)
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync > 1:
+            summed = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                        [g for g, _ in grads_and_vars])
+            grads_and_vars = list(zip(summed, [v for _, v in grads_and_vars]))
         rates = self._learning_rates()
         local_step = tf.cast(self.iterations + 1, tf.float32)
         correction = (tf.sqrt(1 - tf.pow(self.beta_2, local_step))
