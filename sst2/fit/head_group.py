@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from sst2.fit import metrics, targets
-from sst2.fit.optimization import GroupedOptimizer
+from sst2.fit.optimization import GroupedOptimizer  # noqa: F401  (the docstring's example)
 from sst2.fit.steps import Trainer, _as_float32
 
 

@@ -72,8 +72,9 @@ def start_or_check_resume(config: TrainConfig, worker: WorkerInfo, log) -> None:
 def resolve_from_data(config: TrainConfig, info: DatasetInfo, best_metric: str) -> TrainConfig:
     """`config` with its `auto` options that depend on the data made definite (see
     `config.RESOLVED_FROM_DATA`): the task, `best_metric` (resolved by the caller),
-    and the pair encoding (`separate`, measured better on regression and
-    classification pairs alike, docs/measurements.md). A resumed run keeps what it resolved to when it started."""
+    the pair encoding (`separate`, measured better on regression and classification
+    pairs alike, docs/measurements.md) and with it `auto` pooling and layers. A
+    resumed run keeps what it resolved to when it started."""
     saved = (None if config.run.restart or not os.path.exists(config_path(config.run.model_dir))
              else load_config(config.run.model_dir))
     pair_encoding = config.model.pair_encoding

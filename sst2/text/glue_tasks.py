@@ -11,8 +11,8 @@ Example:
     >>> task = GLUE_TASKS["glue/mnli"]
     >>> task.texts, task.metric, task.split("validation")
     (('premise', 'hypothesis'), 'accuracy', 'validation_matched')
-    >>> [(t.file, t.dataset, t.split) for t in task.tests]
-    [('MNLI-m', 'glue/mnli', 'test_matched'), ('MNLI-mm', 'glue/mnli', 'test_mismatched'), ('AX', 'glue/ax', 'test')]
+    >>> [(t.file, t.split) for t in task.tests]
+    [('MNLI-m', 'test_matched'), ('MNLI-mm', 'test_mismatched'), ('AX', 'test')]
 """
 
 import dataclasses
