@@ -23,10 +23,15 @@ Example:
 
 import dataclasses
 import hashlib
+import time
 
 import numpy as np
 
+from sst2.fit import targets
+from sst2.fit.optimization import class_weights
 from sst2.model import presets
+from sst2.run.config_file import load_train_buckets
+from sst2.text.datasets import DatasetInfo
 
 from sst2.text import data
 from sst2.model.backbone import FeatureSpec
@@ -186,3 +191,88 @@ def split_source(config: TrainConfig, split: str, tokens: dict, encoding: Encodi
     if FeatureSpec.of(config.model).token_level:
         return CachedTokenSource(features, batch_size, boundaries, seed, shuffle)
     return CachedFeatureSource(features, batch_size, seed, shuffle)
+
+
+def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encoding: Encoding,
+             backbone, global_batch: int, worker: WorkerInfo, precisions: dict,
+             log) -> tuple:
+    """A run's train and eval batch sources, and the facts about them `metrics.json` records
+    (a regression run's `dataset.info` gains its target's scale)."""
+    data_config, optimization, info = config.data, config.optimization, dataset.info
+    log(f"Tokenizing {data_config.train_split} and {data_config.eval_split} of "
+        f"{data_config.train_file or info.name} "
+        f"(sequence length {config.model.sequence_length})...")
+    tokenize_started = time.time()
+    separate = FeatureSpec.of(config.model).separate_pairs
+    train_tokens = tokenize_split(dataset, data_config.train_split, preprocessor,
+                                  labelled="--train_split", separate_pairs=separate)
+    eval_tokens = tokenize_split(dataset, data_config.eval_split, preprocessor,
+                                 labelled="--eval_split", separate_pairs=separate)
+    if info.task == targets.REGRESSION:  # the head learns the standardized number
+        info = dataset.info = dataclasses.replace(info, target_scale=dataclasses.asdict(
+            targets.TargetScale.of(train_tokens["label"])))
+    log(f"{len(train_tokens['label'])} training and {len(eval_tokens['label'])} "
+        f"evaluation {'pairs' if info.is_pair else 'sentences'}, {_describe_labels(info)}; "
+        f"backbone {backbone.num_layers} layers x {backbone.hidden_dim}, "
+        f"precision {encoding.precision}.")
+    log(f"Head: {FeatureSpec.of(config.model).describe()}; {_describe_optimization(config)}.")
+
+    tokenize_seconds = time.time() - tokenize_started
+    encode_started = time.time()
+    # A resumed run keeps the buckets it started with: the same batches.
+    train_source = split_source(config, data_config.train_split, train_tokens, encoding,
+                                shuffle=True, batch_size=global_batch, worker=worker,
+                                dataset=info,
+                                boundaries=load_train_buckets(config.run.model_dir))
+    eval_source = split_source(config, data_config.eval_split, eval_tokens, encoding,
+                               batch_size=global_batch, worker=worker, dataset=info)
+    encode_seconds = None
+    if config.run.cache_features:
+        encode_seconds = time.time() - encode_started
+        log(f"Features ready in {encode_seconds:.1f}s (cache: {cache_dir(config)}).")
+    buckets = {"train": train_source.boundaries, "eval": eval_source.boundaries}
+    if buckets["train"]:
+        log(f"Length buckets (one compiled shape each): training {buckets['train']}, "
+            f"evaluation {buckets['eval']}.")
+    facts = {"precision": encoding.precision, "precisions": precisions,
+             "length_buckets": buckets if buckets["train"] else None,
+             "learning_rate": optimization.learning_rate,
+             "backbone_learning_rate": (optimization.backbone_learning_rate
+                                        if config.model.trainable_layers else None),
+             "train_examples": len(train_tokens["label"]),
+             "eval_examples": len(eval_tokens["label"]),
+             "tokenize_seconds": tokenize_seconds, "encode_seconds": encode_seconds,
+             "dataset": info.to_dict(),
+             "class_weights": (_class_weights(train_tokens["label"], info)
+                               if optimization.class_weights == "balanced" else None)}
+    return train_source, eval_source, facts
+
+
+def _describe_labels(info: DatasetInfo) -> str:
+    if info.task == targets.REGRESSION:
+        scale = info.target_scale
+        return f"a number to predict (mean {scale['mean']:.3g}, std {scale['std']:.3g})"
+    kind = "classes" if info.task == targets.SINGLE_LABEL else "labels (multi-label)"
+    return f"{info.num_classes} {kind}"
+
+
+def _class_weights(labels, info: DatasetInfo) -> list:
+    """`--class_weights=balanced`: a weight per class, or per label a positive weight."""
+    if info.task == targets.MULTI_LABEL:
+        return targets.positive_weights(labels).tolist()
+    if info.task == targets.REGRESSION:
+        raise UserError("--class_weights=balanced weighs classes; a regression run has none.")
+    return class_weights(labels, info.num_classes).tolist()
+
+
+def _describe_optimization(config: TrainConfig) -> str:
+    optimization = config.optimization
+    text = f"learning rate {optimization.learning_rate:g}"
+    if config.model.trainable_layers:
+        text += f" (unfrozen layers {optimization.backbone_learning_rate:g})"
+    text += f", {optimization.lr_schedule}"
+    if optimization.rdrop_alpha:
+        text += f"; R-Drop (alpha {optimization.rdrop_alpha:g})"
+    if optimization.ema_decay:
+        text += f"; evaluated with a weight average (EMA decay {optimization.ema_decay:g})"
+    return text

@@ -18,7 +18,6 @@ Example:
 """
 
 import contextlib
-import dataclasses
 import os
 import time
 
@@ -34,17 +33,17 @@ from sst2.fit.callbacks import CheckpointCallback, Interrupted, SummaryCallback
 from sst2.fit.checkpoint import RunCheckpoint
 from sst2.run.config import TrainConfig
 from sst2.run.config_file import (load_precisions,
-                              load_train_buckets, save_config, to_dict)
-from sst2.text.datasets import DatasetInfo, TextDataset, open_dataset
+                              save_config, to_dict)
+from sst2.text.datasets import DatasetInfo, open_dataset
 from sst2.model.encoder import FeatureEncoder
 from sst2.run.errors import UserError
 from sst2.run.files import load_json
 from sst2.model.head import build_head
-from sst2.fit.inputs import Encoding, cache_dir, split_source, tokenize_split
+from sst2.fit.inputs import Encoding, run_sources
 from sst2.fit.loop import fit
 from sst2.fit.metrics import METRICS
 from sst2.fit.steps import Trainer
-from sst2.fit.optimization import class_weights, make_optimizer
+from sst2.fit.optimization import make_optimizer
 from sst2.run.resume import check_same_dataset, resolve_from_data, start_or_check_resume
 from sst2.run.run_folder import check_writable, no_trace_unless_started
 from sst2.run.runlock import RunLock
@@ -83,9 +82,9 @@ def run(config: TrainConfig, log=print, build_trainer=None) -> dict:
             OFFICIAL_METRICS.get(dataset.info.glue_task), dataset.info.num_classes))
         precisions, preprocessor, backbone, encoding = _load_model(config, strategy, log)
         global_batch = config.optimization.batch_size * strategy.num_replicas_in_sync
-        train_source, eval_source, facts = _sources(config, dataset, preprocessor, encoding,
-                                                    backbone, global_batch, worker, precisions,
-                                                    log)
+        train_source, eval_source, facts = run_sources(config, dataset, preprocessor,
+                                                       encoding, backbone, global_batch, worker,
+                                                       precisions, log)
         trainer = (build_trainer or _build_trainer)(config, strategy, backbone, dataset.info,
                                                     train_source, global_batch, precisions,
                                                     facts)
@@ -201,90 +200,6 @@ def _check_sequence_length(sequence_length: int, backbone) -> None:
     if sequence_length > limit:
         raise UserError(f"--sequence_length={sequence_length} is out of range: this preset's "
                         f"position embeddings cover at most {limit} tokens.")
-
-
-def _sources(config: TrainConfig, dataset: TextDataset, preprocessor, encoding: Encoding,
-             backbone, global_batch: int, worker: distribute.WorkerInfo, precisions: dict,
-             log) -> tuple:
-    """The train and eval batch sources, and the facts about them `metrics.json` records."""
-    data_config, optimization, info = config.data, config.optimization, dataset.info
-    log(f"Tokenizing {data_config.train_split} and {data_config.eval_split} of "
-        f"{data_config.train_file or info.name} "
-        f"(sequence length {config.model.sequence_length})...")
-    tokenize_started = time.time()
-    separate = FeatureSpec.of(config.model).separate_pairs
-    train_tokens = tokenize_split(dataset, data_config.train_split, preprocessor,
-                                  labelled="--train_split", separate_pairs=separate)
-    eval_tokens = tokenize_split(dataset, data_config.eval_split, preprocessor,
-                                 labelled="--eval_split", separate_pairs=separate)
-    if info.task == targets.REGRESSION:  # the head learns the standardized number
-        info = dataset.info = dataclasses.replace(info, target_scale=dataclasses.asdict(
-            targets.TargetScale.of(train_tokens["label"])))
-    log(f"{len(train_tokens['label'])} training and {len(eval_tokens['label'])} "
-        f"evaluation {'pairs' if info.is_pair else 'sentences'}, {_describe_labels(info)}; "
-        f"backbone {backbone.num_layers} layers x {backbone.hidden_dim}, "
-        f"precision {encoding.precision}.")
-    log(f"Head: {FeatureSpec.of(config.model).describe()}; {_describe_optimization(config)}.")
-
-    tokenize_seconds = time.time() - tokenize_started
-    encode_started = time.time()
-    # A resumed run keeps the buckets it started with: the same batches.
-    train_source = split_source(config, data_config.train_split, train_tokens, encoding,
-                                shuffle=True, batch_size=global_batch, worker=worker,
-                                dataset=info,
-                                boundaries=load_train_buckets(config.run.model_dir))
-    eval_source = split_source(config, data_config.eval_split, eval_tokens, encoding,
-                               batch_size=global_batch, worker=worker, dataset=info)
-    encode_seconds = None
-    if config.run.cache_features:
-        encode_seconds = time.time() - encode_started
-        log(f"Features ready in {encode_seconds:.1f}s (cache: {cache_dir(config)}).")
-    buckets = {"train": train_source.boundaries, "eval": eval_source.boundaries}
-    if buckets["train"]:
-        log(f"Length buckets (one compiled shape each): training {buckets['train']}, "
-            f"evaluation {buckets['eval']}.")
-    facts = {"precision": encoding.precision, "precisions": precisions,
-             "length_buckets": buckets if buckets["train"] else None,
-             "learning_rate": optimization.learning_rate,
-             "backbone_learning_rate": (optimization.backbone_learning_rate
-                                        if config.model.trainable_layers else None),
-             "train_examples": len(train_tokens["label"]),
-             "eval_examples": len(eval_tokens["label"]),
-             "tokenize_seconds": tokenize_seconds, "encode_seconds": encode_seconds,
-             "dataset": info.to_dict(),
-             "class_weights": (_class_weights(train_tokens["label"], info)
-                               if optimization.class_weights == "balanced" else None)}
-    return train_source, eval_source, facts
-
-
-def _describe_labels(info: DatasetInfo) -> str:
-    if info.task == targets.REGRESSION:
-        scale = info.target_scale
-        return f"a number to predict (mean {scale['mean']:.3g}, std {scale['std']:.3g})"
-    kind = "classes" if info.task == targets.SINGLE_LABEL else "labels (multi-label)"
-    return f"{info.num_classes} {kind}"
-
-
-def _class_weights(labels, info: DatasetInfo) -> list:
-    """`--class_weights=balanced`: a weight per class, or per label a positive weight."""
-    if info.task == targets.MULTI_LABEL:
-        return targets.positive_weights(labels).tolist()
-    if info.task == targets.REGRESSION:
-        raise UserError("--class_weights=balanced weighs classes; a regression run has none.")
-    return class_weights(labels, info.num_classes).tolist()
-
-
-def _describe_optimization(config: TrainConfig) -> str:
-    optimization = config.optimization
-    text = f"learning rate {optimization.learning_rate:g}"
-    if config.model.trainable_layers:
-        text += f" (unfrozen layers {optimization.backbone_learning_rate:g})"
-    text += f", {optimization.lr_schedule}"
-    if optimization.rdrop_alpha:
-        text += f"; R-Drop (alpha {optimization.rdrop_alpha:g})"
-    if optimization.ema_decay:
-        text += f"; evaluated with a weight average (EMA decay {optimization.ema_decay:g})"
-    return text
 
 
 def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint: RunCheckpoint,

@@ -1,0 +1,90 @@
+"""The options of the entry points other than training: evaluate, export, report, predict
+and prepare_data (training's, and the option machinery: `sst2.run.config`).
+
+Example:
+    >>> EvaluateConfig(model_dir="runs/sst2").max_windows
+    8
+    >>> ExportConfig()
+    Traceback (most recent call last):
+    ...
+    sst2.run.errors.UserError: --model_dir is required.
+"""
+
+import dataclasses
+
+from sst2.run.options import Options, option
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoreConfig(Options):
+    """Which trained run, and which of its checkpoints, to load."""
+
+    model_dir: str | None = option(None, "The training run (its --model_dir).", required=True)
+    checkpoint: str = option("best", "best, latest, or a checkpoint path.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadingConfig(Options):
+    """How the served model reads a text longer than one window (`sst2.serve.serving`).
+
+    A window is the sequence length less `[CLS]` and `[SEP]`; a longer text is
+    read as overlapping windows, which export fixes and evaluate uses.
+    """
+
+    window_tokens: int = option(
+        0, "Tokens per window, [CLS] and [SEP] not counted; 0 = the sequence length less "
+        "2. Shorter windows read long texts in pieces nearer the training sentences' "
+        "length.", minimum=0)
+    window_overlap: float = option(
+        0.5, "Fraction of a window that the next window of a long text reads again; the "
+        "stride is window x (1 - overlap).", minimum=0, below=1)
+    max_windows: int = option(
+        8, "Windows per text at most; a longer text is read in that many windows spread "
+        "evenly from its start to its end.", minimum=1, maximum=64)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig(ReadingConfig, RestoreConfig):
+    data_dir: str | None = option(None, "tfds data dir (default: the run's own).")
+    eval_split: str = option("validation", "Labelled split to score.")
+    eval_file: str | None = option(None, "A labelled local file to score, in the training "
+                                   "file's columns and encoding (default: the run's).")
+    test_file: str | None = option(None, "A local file to predict into "
+                                   "<model_dir>/predictions.jsonl (default: the run's).")
+    output: str | None = option(None, "GLUE submission file, for GLUE datasets (default "
+                                "<model_dir>/<task>.tsv).")
+    report: bool = option(True, "Write <model_dir>/report/index.html (sst2.report).")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportConfig(RestoreConfig):
+    eval_split: str | None = option(None, "The split the report scores (default: the run's "
+                                    "validation split).")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig(ReadingConfig, RestoreConfig):
+    export_root: str | None = option(None, "Where to write versions (default "
+                                     "<model_dir>/export).")
+    calibrate: bool = option(True, "Fold in the run's temperature (calibration.json; fitted "
+                             "on the validation split if the run has none).")
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictConfig(Options):
+    export_dir: str | None = option(None, "A SavedModel version folder, export root or "
+                                    "model_dir.", required=True)
+    json: bool = option(False, "Print one JSON object per line.")
+    batch_size: int = option(256, "Lines per call of the export (fewer when no more "
+                             "input has arrived).", minimum=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareDataConfig(Options):
+    dataset: str = option("glue/sst2", "The GLUE task to build, glue/<task>.")
+    glue: str | None = option(None, "The official SST-2.zip, or a folder with GLUE's files "
+                              "of the task (train/dev/test.tsv; default for SST-2: the copy "
+                              "embedded in sst2).")
+    data_dir: str | None = option(None, "tfds data dir to write into (tfds's default if "
+                                  "unset).")
+    force: bool = option(False, "Rebuild even if the dataset is already prepared.")

@@ -1,0 +1,103 @@
+"""What a run knows of its data (`DatasetInfo`), and what every dataset offers
+(`TextDataset`): the pieces `sst2.text.datasets`' datasets share.
+
+Example:
+    >>> SST2_INFO.label_names, SST2_INFO.num_outputs, SST2_INFO.task
+    (('negative', 'positive'), 2, 'single_label')
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+from sst2.run.errors import UserError
+from sst2.text import glue
+
+DEFAULT_DATASET = glue.DATASET_NAME
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What a trained model knows of its data; recorded in the run's `config.json`.
+
+    Attributes:
+        name: the tfds name, or `files`.
+        label_names: the classes, in class-id order.
+        text_features: the one (or two, for pairs) text columns or features.
+        identity: what must not change under a resumed run or a cached feature
+            set: the dataset and version, or the training file's SHA-256.
+        glue_task: the GLUE task name (its submission file) for GLUE datasets.
+        task: `single_label`, `multi_label` or `regression` (`sst2.fit.targets`);
+            `label_names` are the classes, the labels, or empty (regression).
+        label_separator: joins a multi-label prediction's names (and splits a
+            file's labels).
+        target_scale: a regression target's training `mean` and `std`.
+    """
+
+    name: str
+    label_names: tuple
+    text_features: tuple
+    identity: dict
+    glue_task: str | None = None
+    task: str = "single_label"
+    label_separator: str = ","
+    target_scale: dict | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def num_outputs(self) -> int:
+        """The head's outputs: a logit per class or label, one for a number."""
+        return 1 if self.task == "regression" else len(self.label_names)
+
+    @property
+    def is_pair(self) -> bool:
+        return len(self.text_features) == 2
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> "DatasetInfo":
+        fields = dict(fields)
+        fields["label_names"] = tuple(fields["label_names"])
+        fields["text_features"] = tuple(fields["text_features"])
+        return cls(**fields)
+
+
+# Runs from before datasets were recorded trained on this.
+SST2_INFO = DatasetInfo(DEFAULT_DATASET, glue.LABEL_NAMES, ("sentence",),
+                        {"dataset": DEFAULT_DATASET}, glue_task="SST-2")
+
+
+def _columns(value: str | None) -> tuple | None:
+    if value is None:
+        return None
+    columns = tuple(c.strip() for c in value.split(","))
+    if not 1 <= len(columns) <= 2 or not all(columns):
+        raise UserError(f"--text_column={value!r}: name one text column, or two separated by "
+                        "a comma for sentence pairs.")
+    return columns
+
+
+def _element(idx, label, texts) -> dict:
+    label = tf.cast(label, tf.float32 if label.dtype.is_floating else tf.int64)
+    element = {"idx": tf.cast(idx, tf.int32), "label": label, "text": texts[0]}
+    if len(texts) == 2:
+        element["text_pair"] = texts[1]
+    return element
+
+
+class TextDataset:
+    """A dataset's `info` and its splits as tf.data pipelines (see the module)."""
+
+    info: DatasetInfo
+
+    def load(self, split: str) -> tf.data.Dataset:
+        raise NotImplementedError
+
+    def size(self, split: str) -> int:
+        """The number of examples in `split`."""
+        raise NotImplementedError
