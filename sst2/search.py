@@ -7,7 +7,7 @@
 Takes every flag of `sst2.train`; the searchable ones (learning_rate, dropout,
 head_hidden, pooling, layers, seed) take comma-separated values, and every
 combination is a configuration (none given as a list: a default space of
-16). Configurations that read the same features train together, in one
+16, one shape: four learning rates, two dropouts, two seeds). Configurations that read the same features train together, in one
 compiled step per batch. Writes the leaderboard (`leaderboard.json`,
 `leaderboard.csv`, TensorBoard's HParams in `hparams/`), the best head as a
 run of its own (`best_run/`) and its export (or, with `--ensemble=K`, the
