@@ -84,7 +84,8 @@ def test_export_loads_with_only_tensorflow_and_matches_in_process(trained_run):
     assert served["label"] == [["negative", "positive"][i] for i in served["label_id"]]
 
     trained = restore(trained_run, "best", log=lambda s: None)
-    predict = make_predict_fn(trained.preprocessor, trained.backbone, trained.head, trained.spec)
+    predict = make_predict_fn(trained.preprocessor, trained.backbone, trained.head, trained.spec,
+                              temperature=trained.temperature)  # the export is calibrated
     raw = BAD_INPUTS + [INVALID_UTF8]
     expected = predict(tf.constant(raw, tf.string))["probabilities"].numpy()
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
@@ -112,7 +113,9 @@ def test_the_export_computes_what_keras_hubs_layers_compute(trained_run):
     inputs = trained.preprocessor(tf.constant(texts))  # keras-hub's packing, full length
     features = pool_features(trained.backbone, inputs["token_ids"], inputs["padding_mask"],
                              trained.spec)
-    expected = tf.nn.softmax(trained.head(features)).numpy()
+    # The export is calibrated: softmax(log p / T) of the head's probabilities p.
+    expected = tf.nn.softmax(tf.nn.log_softmax(trained.head(features)) / trained.temperature
+                             ).numpy()
     serve = tf.saved_model.load(_export_dir(trained_run)).signatures["serving_default"]
     served = serve(text=tf.constant(texts))["probabilities"].numpy()
     np.testing.assert_allclose(served, expected, atol=1e-4)
@@ -136,8 +139,10 @@ def test_export_cli_from_latest_checkpoint_with_its_reading_options(trained_run,
     from sst2.serve.serving import make_predict_fn
     from sst2.serve.trained import restore
 
+    # Without calibration: a temperature would shrink the difference the reading makes.
     result = run_module("sst2.export", f"--model_dir={trained_run}", "--checkpoint=latest",
-                        f"--export_root={tmp_path}", "--max_windows=2", "--window_overlap=0.25")
+                        f"--export_root={tmp_path}", "--max_windows=2", "--window_overlap=0.25",
+                        "--nocalibrate")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "checkpoints/ckpt-" in result.stdout
     (version,) = [v for v in os.listdir(tmp_path) if v.isdigit()]
@@ -148,7 +153,8 @@ def test_export_cli_from_latest_checkpoint_with_its_reading_options(trained_run,
     for reading, same in ((ReadingConfig(max_windows=2, window_overlap=0.25), True),
                           (ReadingConfig(), False)):
         expected = make_predict_fn(trained.preprocessor, trained.backbone, trained.head,
-                                   trained.spec, reading)(long_text)["probabilities"].numpy()
+                                   trained.spec, reading, temperature=trained.temperature)(
+            long_text)["probabilities"].numpy()
         assert np.allclose(served, expected, atol=1e-5) == same
 
 
@@ -164,7 +170,8 @@ def test_predict_cli_args_stdin_and_json(trained_run):
     # The printed label and probability are the model's, as computed in this process.
     trained = restore(trained_run, "best", log=lambda s: None)
     probabilities = make_predict_fn(trained.preprocessor, trained.backbone, trained.head,
-                                    trained.spec)(tf.constant(texts))["probabilities"].numpy()
+                                    trained.spec, temperature=trained.temperature)(
+        tf.constant(texts))["probabilities"].numpy()
     for line, text, expected in zip(lines, texts, probabilities):
         label, probability, echoed = line.split("\t")
         assert label == ["negative", "positive"][int(expected.argmax())]
@@ -207,7 +214,8 @@ def test_evaluate_cli_writes_glue_submission(trained_run, tiny_data_dir):
 
     test = list(load_split("test", tiny_data_dir).as_numpy_iterator())
     trained = restore(trained_run, "best", log=lambda s: None)
-    served = make_predict_fn(trained.preprocessor, trained.backbone, trained.head, trained.spec)(
+    served = make_predict_fn(trained.preprocessor, trained.backbone, trained.head, trained.spec,
+                             temperature=trained.temperature)(
         tf.constant([t["sentence"] for t in test]))["label_id"].numpy()
     expected = {int(t["idx"]): str(label) for t, label in zip(test, served)}
     assert {int(r[0]): r[1] for r in rows[1:]} == expected

@@ -188,5 +188,5 @@ def test_every_head_trains_exports_and_predicts(options, tiny_preset, tiny_data_
     np.testing.assert_allclose(served.sum(-1), 1.0, atol=1e-5)
     trained = restore(str(model_dir), "best", log=lambda s: None)
     in_process = make_predict_fn(trained.preprocessor, trained.backbone, trained.head,
-                                 trained.spec)(texts)["probabilities"]
+                                 trained.spec, temperature=trained.temperature)(texts)["probabilities"]
     np.testing.assert_allclose(served, in_process.numpy(), atol=tolerance(str(model_dir)))

@@ -129,9 +129,15 @@ def test_an_ensemble_export_answers_the_mean_of_its_heads(tiny_preset, tiny_data
     texts = tf.constant(["a good film", "dull and slow", ""])
     alone = [make_predict_fn(preprocessor, backbone, heads[h], spec, dataset=info)(texts)
              ["probabilities"].numpy() for h in best["export_heads"]]
+    from sst2.fit.calibration import scaled
+
     served = tf.saved_model.load(result["export_dir"]).signatures["serving_default"]
+    # The mean of the heads' probabilities, at the temperature fitted for the ensemble.
+    temperature = load_json(os.path.join(result["export_dir"], "assets.extra",
+                                         "sst2.json"))["temperature"]
+    assert temperature > 0
     np.testing.assert_allclose(served(text=texts)["probabilities"].numpy(),
-                               np.mean(alone, axis=0), atol=1e-5)
+                               scaled(np.mean(alone, axis=0), temperature), atol=1e-5)
     ensemble = MeanOfHeads([heads[h] for h in best["export_heads"]], "single_label")
     np.testing.assert_allclose(
         make_predict_fn(preprocessor, backbone, ensemble, spec, dataset=info)(texts)

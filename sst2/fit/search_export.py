@@ -15,7 +15,7 @@ Example:
 
 import os
 
-from sst2.fit import metrics, targets
+from sst2.fit import calibration, metrics, targets
 from sst2.fit.checkpoint import RunCheckpoint
 from sst2.fit.head_group import MeanOfHeads
 from sst2.fit.loop import Position
@@ -86,7 +86,6 @@ def export_best(search_dir: str, rows: list, configurations: list, groups: list,
                 ensemble: int, export: bool, log) -> tuple[dict, str | None]:
     """Writes `best_run/` and (with `export`) the export; returns the best row (with the
     export's validation metrics under `export_validation`) and the export's folder."""
-    from sst2.serve import serving
     from sst2.serve.evaluation import predict_split
     from sst2.serve.trained import TrainedModel
 
@@ -109,16 +108,22 @@ def export_best(search_dir: str, rows: list, configurations: list, groups: list,
     chosen = ranked[:ensemble]
     head = heads[k] if ensemble == 1 else MeanOfHeads([heads[h] for h in chosen], info.task)
     spec = FeatureSpec.of(config.model)
-    trained = TrainedModel(config, preprocessor, backbone, head, spec, checkpoint, info)
+    # The best head's run folder describes the export (its model card reads it).
+    winner = members[k].replace(run={"model_dir": best_run})
+    trained = TrainedModel(winner, preprocessor, backbone, head, spec, checkpoint, info)
     scored = predict_split(trained, config.data.eval_split, show_progress=config.run.progress)
     task = info.task
     outputs = scored["score" if task == targets.REGRESSION else "probabilities"]
     if task == targets.MULTI_LABEL and ensemble > 1:  # the ensemble's own thresholds
         head.thresholds.assign(metrics.tune_thresholds(outputs, scored["gold"]))
     thresholds = head.thresholds.numpy() if task == targets.MULTI_LABEL else None
+    if task == targets.SINGLE_LABEL and base.run.calibrate:  # as sst2.train's export
+        trained.calibration = {**calibration.calibrate(outputs, scored["gold"]),
+                               "split": config.data.eval_split}
+        trained.temperature = trained.calibration["temperature"]
+        outputs = calibration.scaled(outputs, trained.temperature)
     best["export_validation"] = metrics.score(outputs, scored["gold"], task, thresholds)
-    path = serving.export_saved_model(preprocessor, backbone, head, spec,
-                                      RunFolder(search_dir).export, dataset=info)
+    path = trained.export(RunFolder(search_dir).export)
     what = "the best head" if ensemble == 1 else f"the mean of the top {len(chosen)} heads"
     log(f"Exported {what} ({path}); as it answers, validation {best['metric']} "
         f"{best['export_validation'][best['metric']]:.4f}.")

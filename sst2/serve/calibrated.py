@@ -3,7 +3,9 @@
 `calibrate_run(trained)` scores the run's validation split through the
 export's computation (uncalibrated), fits the temperature
 (`sst2.fit.calibration`), records it with the ECE and NLL before and after
-in `calibration.json` (for this checkpoint), and sets it on `trained`, so
+in `calibration.json` (for the run's best checkpoint, the one exported by
+default; another checkpoint's stays in memory, never overwriting it), and
+sets it on `trained`, so
 that its export answers calibrated probabilities. Single-label runs only:
 multi-label thresholds are tuned instead, and a number needs none.
 
@@ -33,9 +35,11 @@ def calibrate_run(trained, split: str | None = None, log=print) -> dict | None:
     trained.temperature = None
     scored = predict_split(trained, split, show_progress=trained.config.run.progress)
     result = calibration.calibrate(scored["probabilities"], scored["gold"])
-    result.update(split=split, checkpoint=os.path.basename(trained.checkpoint_path))
-    save_json(RunFolder(trained.config.run.model_dir).calibration, result)
-    trained.temperature = result["temperature"]
+    checkpoint = os.path.basename(trained.checkpoint_path)
+    result.update(split=split, checkpoint=checkpoint)
+    if checkpoint.startswith("best-"):
+        save_json(RunFolder(trained.config.run.model_dir).calibration, result)
+    trained.temperature, trained.calibration = result["temperature"], result
     log(f"Calibration on {split}: temperature {result['temperature']:.3f}, expected "
         f"calibration error {result['ece_before']:.4f} -> {result['ece_after']:.4f} "
         "(labels unchanged).")

@@ -112,8 +112,8 @@ def render(trained, reading: ReadingConfig = ReadingConfig()) -> str:
     folder = RunFolder(trained.config.run.model_dir)
     run = load_json(folder.metrics) if os.path.isfile(folder.metrics) else {}
     info, config = trained.dataset, trained.config
-    calibration = (load_json(folder.calibration) if trained.temperature is not None
-                   and os.path.isfile(folder.calibration) else {})
+    calibration = trained.calibration if trained.temperature is not None else None
+    calibration = calibration or {}
     best = [r for r in run.get("epochs", []) if r.get("best")]
     lines = ["---", _yaml(_front_matter(trained, run)), "---", "",
              f"# {os.path.basename(os.path.abspath(config.run.model_dir))}", "",

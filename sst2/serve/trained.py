@@ -40,6 +40,7 @@ class TrainedModel:
     checkpoint_path: str
     dataset: DatasetInfo = SST2_INFO
     temperature: float | None = None  # the calibration the export folds in, if any
+    calibration: dict | None = None  # how it was fitted (`sst2.serve.calibrated`)
 
     def export(self, export_root: str | None = None,
                reading: ReadingConfig = ReadingConfig(), model_card: bool = True) -> str:
@@ -101,19 +102,20 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
     if dataset.task == targets.MULTI_LABEL and model_config.threshold is not None:
         head.thresholds.assign(tf.fill([dataset.num_outputs], model_config.threshold))
     return TrainedModel(config, preprocessor, backbone, head, FeatureSpec.of(model_config), path,
-                        dataset, _temperature(model_dir, path))
+                        dataset, *_calibration(model_dir, path))
 
 
-def _temperature(model_dir: str, checkpoint_path: str) -> float | None:
-    """The temperature `calibration.json` holds for this checkpoint (None: not calibrated)."""
+def _calibration(model_dir: str, checkpoint_path: str) -> tuple:
+    """`(temperature, calibration)` as `calibration.json` holds them for this checkpoint;
+    `(None, None)` for a checkpoint it does not describe."""
     import os
 
     from sst2.run.files import load_json
 
     path = RunFolder(model_dir).calibration
     if not os.path.isfile(path):
-        return None
+        return None, None
     saved = load_json(path)
     if os.path.basename(saved.get("checkpoint", "")) != os.path.basename(checkpoint_path):
-        return None
-    return float(saved["temperature"])
+        return None, None
+    return float(saved["temperature"]), saved
