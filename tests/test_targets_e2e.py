@@ -50,7 +50,7 @@ def test_multi_label_trains_exports_serves_predicts_and_evaluates(standin_preset
     result = run_module(
         "sst2.train", f"--train_file={GOEMOTIONS}/train.tsv", f"--eval_file={GOEMOTIONS}/dev.tsv",
         f"--label_names_file={GOEMOTIONS}/labels.txt", f"--preset={standin_preset}",
-        "--sequence_length=64", "--epochs=4", "--class_weights=balanced",
+        "--sequence_length=48", "--epochs=2", "--class_weights=balanced",
         f"--model_dir={model_dir}", "--noprogress")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Task: multi_label (inferred" in result.stdout
@@ -87,8 +87,6 @@ def test_multi_label_trains_exports_serves_predicts_and_evaluates(standin_preset
     assert list(lines[0]["probabilities"]) == names
     np.testing.assert_allclose([list(line["probabilities"].values()) for line in lines],
                                probabilities[:2], atol=1e-6)
-    plain = run_module("sst2.predict", f"--export_dir={model_dir}", *texts[:2])
-    assert plain.stdout.splitlines()[0] == f"{joined[0] or '(no label)'}\t{texts[0]}"
 
     evaluated = run_module("sst2.evaluate", f"--model_dir={model_dir}",
                            f"--test_file={GOEMOTIONS}/dev.tsv")
@@ -113,7 +111,7 @@ def test_regression_pairs_encoded_apart_end_to_end(standin_preset, tmp_path):
     result = run_module(
         "sst2.train", f"--train_file={STSB}/train.tsv", f"--eval_file={STSB}/dev.tsv",
         "--text_column=sentence1,sentence2", "--label_column=score",
-        f"--preset={standin_preset}", "--sequence_length=64", "--epochs=3",
+        f"--preset={standin_preset}", "--sequence_length=48", "--epochs=3",
         f"--model_dir={model_dir}", "--noprogress")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Task: regression (inferred" in result.stdout
