@@ -99,18 +99,29 @@ def run(config: TrainConfig, log=print, build_trainer=None) -> dict:
                         head_seconds=time.time() - head_started,
                         wall_seconds=time.time() - started)
         if config.run.export and worker.is_chief:
-            trained = restore(model_dir, "best", config=config, log=log)
-            if config.run.calibrate:
-                summaries.write(calibration=calibrate_run(trained, log=log))
-            path = trained.export()
-            log(f"Exported the best checkpoint ({os.path.basename(trained.checkpoint_path)}) "
-                f"as a SavedModel: {path}")
-            summaries.write(export_dir=path)
-            if config.run.report:
-                from sst2.serve.report import write_report
-
-                log(f"Report: {write_report(trained, log=log)}")
+            _export(config, summaries, log)
         return {"epochs": history, "test": final}
+
+
+def _export(config: TrainConfig, summaries, log) -> None:
+    """Restores the best checkpoint; calibrates it, exports it, writes the report (one
+    scored pass over the validation split serves both)."""
+    trained = restore(config.run.model_dir, "best", config=config, log=log)
+    scored = None
+    if config.run.calibrate or config.run.report:
+        from sst2.serve.report import scored_split
+
+        scored = scored_split(trained)
+    if config.run.calibrate:
+        summaries.write(calibration=calibrate_run(trained, log=log, scored=scored))
+    path = trained.export()
+    log(f"Exported the best checkpoint ({os.path.basename(trained.checkpoint_path)}) "
+        f"as a SavedModel: {path}")
+    summaries.write(export_dir=path)
+    if config.run.report:
+        from sst2.serve.report import write_report
+
+        log(f"Report: {write_report(trained, log=log, scored=scored)}")
 
 
 def _hold_run_folder(config: TrainConfig, worker, cleanup: contextlib.ExitStack, log) -> str:

@@ -24,16 +24,19 @@ from sst2.run.files import save_json
 from sst2.run.run_folder import RunFolder
 
 
-def calibrate_run(trained, split: str | None = None, log=print) -> dict | None:
+def calibrate_run(trained, split: str | None = None, log=print,
+                  scored: dict | None = None) -> dict | None:
     """Fits and records the temperature of `trained`'s checkpoint (see the module);
-    returns what `calibration.json` holds, or None for a run that is not single-label."""
+    returns what `calibration.json` holds, or None for a run that is not single-label.
+    `scored`: the split's uncalibrated answers, if the caller has them already."""
     from sst2.serve.evaluation import predict_split
 
     if trained.dataset.task != targets.SINGLE_LABEL:
         return None
     split = split or trained.config.data.eval_split
     trained.temperature = None
-    scored = predict_split(trained, split, show_progress=trained.config.run.progress)
+    if scored is None:
+        scored = predict_split(trained, split, show_progress=trained.config.run.progress)
     result = calibration.calibrate(scored["probabilities"], scored["gold"])
     checkpoint = os.path.basename(trained.checkpoint_path)
     result.update(split=split, checkpoint=checkpoint)

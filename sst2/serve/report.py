@@ -156,19 +156,27 @@ STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0
          "padding:4px 8px;text-align:left;vertical-align:top}img{max-width:100%;margin:.5em}")
 
 
-def write_report(trained, split: str | None = None, log=print) -> str:
-    """Writes `<model_dir>/report/index.html` for `trained` (see the module); returns it."""
+def scored_split(trained, split: str | None = None) -> dict:
+    """What the report draws from: the split's uncalibrated answers, with their texts."""
     from sst2.serve.evaluation import predict_split
 
+    temperature, trained.temperature = trained.temperature, None  # raw probabilities
+    try:
+        return predict_split(trained, split or trained.config.data.eval_split,
+                             show_progress=trained.config.run.progress, with_text=True)
+    finally:
+        trained.temperature = temperature
+
+
+def write_report(trained, split: str | None = None, log=print,
+                 scored: dict | None = None) -> str:
+    """Writes `<model_dir>/report/index.html` for `trained` (see the module); returns it.
+    `scored`: `scored_split`'s answers, if the caller has them already."""
     folder = RunFolder(trained.config.run.model_dir)
     run = load_json(folder.metrics) if os.path.isfile(folder.metrics) else {}
     split = split or trained.config.data.eval_split
-    temperature, trained.temperature = trained.temperature, None  # raw probabilities
-    try:
-        scored = predict_split(trained, split, show_progress=trained.config.run.progress,
-                               with_text=True)
-    finally:
-        trained.temperature = temperature
+    if scored is None:
+        scored = scored_split(trained, split)
     task, metric = trained.dataset.task, trained.config.optimization.best_metric
     metric = targets.TARGETS[task].default_metric if metric == "auto" else metric
     body = _run_section(trained, run) + _curves_section(run, metric)
