@@ -56,6 +56,15 @@ def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
     return np.concatenate([array, pad])
 
 
+def _token_batch(features, examples: np.ndarray, padded: int, rows: int) -> dict:
+    """`examples`' cached token features padded to `padded` tokens and `rows` rows, and
+    their mask; each example's rows read straight into its row of the batch."""
+    lengths = features.lengths[examples]
+    tokens = _pad_rows(features.read_padded(features.offsets[examples], lengths, padded), rows)
+    mask = (np.arange(padded) < _pad_rows(lengths, rows)[:, None]).astype(np.int32)
+    return {"tokens": tokens, "mask": mask}
+
+
 def _epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     # One generator per (seed, epoch): any epoch's order is known without replaying earlier ones.
     return np.random.default_rng([seed, epoch])
@@ -185,12 +194,7 @@ class CachedTokenSource(_CachedSource):
 
     def batch(self, epoch: int, index: int) -> Batch:
         indices, padded = self._plan(epoch)[index]
-        lengths = self.lengths[indices]
-        # Each example's rows read straight into its row of the padded batch.
-        tokens = _pad_rows(self.features.read_padded(self.features.offsets[indices], lengths,
-                                                     padded), self.batch_size)
-        mask = (np.arange(padded) < _pad_rows(lengths, self.batch_size)[:, None]).astype(np.int32)
-        return Batch(features={"tokens": tokens, "mask": mask},
+        return Batch(features=_token_batch(self.features, indices, padded, self.batch_size),
                      **self._labels_and_weights(self.features.labels[indices]))
 
 
@@ -281,11 +285,7 @@ class CachedPairSource(_PlannedSource):
         if not self.token_level:
             return _pad_rows(self.features.read_rows(sentences, np.ones_like(sentences)),
                              self.batch_size)
-        lengths = self.features.lengths[sentences]
-        tokens = _pad_rows(self.features.read_padded(self.features.offsets[sentences], lengths,
-                                                     padded), self.batch_size)
-        mask = (np.arange(padded) < _pad_rows(lengths, self.batch_size)[:, None]).astype(np.int32)
-        return {"tokens": tokens, "mask": mask}
+        return _token_batch(self.features, sentences, padded, self.batch_size)
 
     def batch(self, epoch: int, index: int) -> Batch:
         indices, padded = self._plan(epoch)[index]

@@ -90,6 +90,20 @@ def label_vocabulary(table: TextTable, names: tuple | None = None) -> tuple:
     return tuple(sorted(set(table.labels)))
 
 
+def _id_of(label: str, index: dict, names: tuple, table: TextTable, line: int,
+           what: str, fix: str) -> int:
+    """`label`'s id: a name in `index`, or an integer id below `len(names)`; else a
+    `UserError` naming the line."""
+    found = index.get(label)
+    if found is None and _is_integer(label) and 0 <= int(label) < len(names):
+        found = int(label)
+    if found is None:
+        shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+        raise UserError(f"{table.path}: line {line}: label {label!r} is not one of the "
+                        f"{len(names)} {what} ({shown}). {fix}")
+    return found
+
+
 def label_ids(table: TextTable, names: tuple) -> np.ndarray:
     """Each example's class id in `names` (a label is a name in it or an integer id);
     -1 for every example of a file without labels."""
@@ -98,15 +112,9 @@ def label_ids(table: TextTable, names: tuple) -> np.ndarray:
     index = {name: i for i, name in enumerate(names)}
     ids = np.empty(len(table), np.int64)
     for i, label in enumerate(table.labels):
-        found = index.get(label)
-        if found is None and _is_integer(label) and 0 <= int(label) < len(names):
-            found = int(label)
-        if found is None:
-            shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
-            raise UserError(f"{table.path}: line {table.lines[i]}: label {label!r} is not one "
-                            f"of the {len(names)} classes the training file has ({shown}). "
-                            "Fix the label, or name every class with --label_names=a,b,...")
-        ids[i] = found
+        ids[i] = _id_of(label, index, names, table, table.lines[i],
+                        "classes the training file has",
+                        "Fix the label, or name every class with --label_names=a,b,...")
     return ids
 
 
@@ -179,15 +187,9 @@ def multi_label_targets(table: TextTable, names: tuple, separator: str = ",") ->
     targets = np.zeros((len(table), len(names)), np.int32)
     for row, labels in enumerate(label_sets(table, separator)):
         for label in labels:
-            found = index.get(label)
-            if found is None and _is_integer(label) and 0 <= int(label) < len(names):
-                found = int(label)
-            if found is None:
-                shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
-                raise UserError(f"{table.path}: line {table.lines[row]}: label {label!r} is not "
-                                f"one of the {len(names)} labels ({shown}). Fix it, or name "
-                                "every label with --label_names or --label_names_file.")
-            targets[row, found] = 1
+            targets[row, _id_of(label, index, names, table, table.lines[row], "labels",
+                                "Fix it, or name every label with --label_names or "
+                                "--label_names_file.")] = 1
     return targets
 
 
