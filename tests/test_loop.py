@@ -13,7 +13,8 @@ from sst2.text.datasets import TfdsDataset
 from sst2.model.encoder import FeatureEncoder
 from sst2.model.head import ClassifierHead
 from sst2.fit.loop import fit
-from sst2.fit.steps import Trainer, rdrop_loss
+from sst2.fit.rdrop import rdrop_loss
+from sst2.fit.steps import Trainer
 from sst2.fit.sources import Batch, TokenSource
 from tests.helpers import TINY_SEQUENCE_LENGTH
 

@@ -141,22 +141,15 @@ class GroupTrainer(Trainer):
                 self._per_head(lambda head_logits: self.target.loss(
                     head_logits, labels, scale=self.target_scale), logits))
 
+    batch_axis = 1  # outputs are [heads, batch, ...]
+
     def evaluate(self, source, description: str = "eval", show_progress: bool = True,
                  thresholds=None, with_outputs: bool = False) -> dict:
         from tqdm.auto import tqdm
 
-        outputs, labels, losses = [], [], 0.0
         with tqdm(total=source.num_batches(0), desc=description, leave=False,
                   disable=not show_progress) as bar:
-            for features, batch_labels, weights in source.dataset(0):
-                batch_outputs, per_example = self._outputs_step(features, batch_labels)
-                keep = weights.numpy() > 0
-                outputs.append(batch_outputs.numpy()[:, keep])
-                labels.append(batch_labels.numpy()[keep])
-                losses = losses + np.sum(per_example.numpy()[:, keep], axis=1, dtype=np.float64)
-                bar.update(1)
-        outputs, labels = np.concatenate(outputs, axis=1), np.concatenate(labels)
-        self.last_outputs = outputs  # what an ensemble's thresholds are tuned on
+            outputs, labels, losses = self.collect(source, bar)
         results = []
         for k, head in enumerate(self.head.heads):
             fixed = (None if self.threshold is None

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from sst2.fit import averaging, metrics, targets
 from sst2.model.head import example_features
 from sst2.fit.metrics import MetricSums
+from sst2.fit.rdrop import rdrop_loss
 from sst2.fit.sources import Batch, BatchSource
 
 
@@ -255,61 +256,43 @@ class Trainer:
                 result.update(self._outputs_of(source))
         return result
 
-    def _outputs_of(self, source: BatchSource) -> dict:
-        outputs, labels = [], []
-        for features, batch_labels, weights in source.dataset(0):
-            keep = weights.numpy() > 0
-            outputs.append(self._outputs_step(features, batch_labels)[0].numpy()[keep])
-            labels.append(batch_labels.numpy()[keep])
-        return {"outputs": np.concatenate(outputs), "labels": np.concatenate(labels)}
+    # The batch axis of `_outputs_step`'s results (a group of heads stacks them before it).
+    batch_axis = 0
 
-    def _evaluate_outputs(self, source: BatchSource, bar, thresholds) -> dict:
-        """Every output of `source`, then its metrics (`metrics.score`)."""
+    def collect(self, source: BatchSource, bar=None) -> tuple:
+        """`(outputs, labels, loss_sum)` over a whole source, padded rows dropped: every
+        example's outputs (`target.outputs`), its label, and the float64 sum of the
+        per-example losses (per head, for a group)."""
         outputs, labels, loss = [], [], 0.0
+        axis = self.batch_axis
         for features, batch_labels, weights in source.dataset(0):
             batch_outputs, per_example = self._outputs_step(features, batch_labels)
             keep = weights.numpy() > 0
-            outputs.append(batch_outputs.numpy()[keep])
+            outputs.append(np.compress(keep, batch_outputs.numpy(), axis=axis))
             labels.append(batch_labels.numpy()[keep])
-            loss += float(np.sum(per_example.numpy()[keep], dtype=np.float64))
-            bar.update(1)
-        labels = np.concatenate(labels)
+            loss = loss + np.sum(np.compress(keep, per_example.numpy(), axis=axis), axis=axis,
+                                 dtype=np.float64)
+            if bar is not None:
+                bar.update(1)
+        return np.concatenate(outputs, axis=axis), np.concatenate(labels), loss
+
+    def _outputs_of(self, source: BatchSource) -> dict:
+        outputs, labels, _ = self.collect(source)
+        return {"outputs": outputs, "labels": labels}
+
+    def _evaluate_outputs(self, source: BatchSource, bar, thresholds) -> dict:
+        """Every output of `source`, then its metrics (`metrics.score`)."""
+        outputs, labels, loss = self.collect(source, bar)
         if thresholds is None and self.threshold is not None:
             thresholds = np.full(labels.shape[1], self.threshold)
-        result = metrics.score(np.concatenate(outputs), labels, self.target.name, thresholds,
-                               loss=loss / max(len(labels), 1))
+        result = metrics.score(outputs, labels, self.target.name, thresholds,
+                               loss=float(loss) / max(len(labels), 1))
         if "thresholds" in result:
             self.head.thresholds.assign(result["thresholds"])
         return result
-
 
 def _as_float32(features):
     # Cached features arrive as stored (float16, half the bytes to read and move); the
     # cast is exact and compiled into the step.
     return tf.nest.map_structure(
         lambda x: tf.cast(x, tf.float32) if x.dtype == tf.float16 else x, features)
-
-
-def rdrop_loss(logits: tf.Tensor, logits_again: tf.Tensor, labels: tf.Tensor,
-               alpha: float) -> tf.Tensor:
-    """R-Drop's per-example loss (Liang et al., 2021, "R-Drop: Regularized Dropout").
-
-    `logits` and `logits_again` are two training-mode passes over the same
-    batch, with different dropout masks. The loss is their mean cross-entropy
-    plus `alpha` times the mean of the two KL divergences between their
-    predictions, which pulls the dropout sub-networks toward one answer.
-
-    Example:
-        >>> same = tf.constant([[2.0, 0.0]])
-        >>> rdrop_loss(same, same, tf.constant([0]), alpha=1.0)  # no divergence: cross-entropy
-        <tf.Tensor: shape=(1,), dtype=float32, numpy=array([0.12692805], dtype=float32)>
-    """
-    cross_entropy = 0.5 * (
-        keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-        + keras.losses.sparse_categorical_crossentropy(labels, logits_again, from_logits=True))
-    log_p, log_q = tf.nn.log_softmax(logits), tf.nn.log_softmax(logits_again)
-    # KL(p||q) + KL(q||p) = sum((p - q) * (log p - log q)).
-    symmetric_kl = tf.reduce_sum((tf.exp(log_p) - tf.exp(log_q)) * (log_p - log_q), axis=-1)
-    return cross_entropy + alpha * 0.5 * symmetric_kl
-
-
