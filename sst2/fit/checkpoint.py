@@ -109,10 +109,7 @@ class RunCheckpoint:
         except Exception as e:  # garbage or non-UTF-8 bytes in the index file
             self.log(f"The checkpoint index in {self.read_dir} is unreadable "
                      f"({type(e).__name__}); using the checkpoint files themselves.")
-        found = glob.glob(os.path.join(self.read_dir, "ckpt-*.index"))
-        steps = sorted(int(p[:-len(".index")].rsplit("-", 1)[1]) for p in found
-                       if p[:-len(".index")].rsplit("-", 1)[1].isdigit())
-        return [os.path.join(self.read_dir, f"ckpt-{step}") for step in steps]
+        return _saved_by_name(self.read_dir, "ckpt")
 
     def _read(self, path: str) -> bool:
         try:
@@ -151,6 +148,10 @@ class RunCheckpoint:
     def restore_best(self) -> str:
         """Restores the best checkpoint, else the latest readable one; returns its path."""
         best = self.best_manager.latest_checkpoint
+        if best is None:
+            # An index set aside (or lost): each best save beat the one before, so the
+            # newest `best-N` on disk is the best.
+            best = next(iter(_saved_by_name(self.best_manager.directory, "best")[-1:]), None)
         if best is not None:
             try:
                 self.checkpoint.read(best).expect_partial()
@@ -166,6 +167,16 @@ class RunCheckpoint:
     def restored_path(self) -> str | None:
         """The checkpoint the last successful restore read."""
         return self._restored_path
+
+
+def _saved_by_name(folder: str, name: str) -> list[str]:
+    """The checkpoints `<folder>/<name>-<step>` found by their index files, oldest first."""
+    steps = []
+    for path in glob.glob(os.path.join(folder, f"{name}-*.index")):
+        step = os.path.basename(path)[len(name) + 1:-len(".index")]
+        if step.isdigit():
+            steps.append(int(step))
+    return [os.path.join(folder, f"{name}-{step}") for step in sorted(steps)]
 
 
 _INDEX_FIELDS = ("model_checkpoint_path", "all_model_checkpoint_paths",
@@ -208,9 +219,11 @@ def _set_aside_unreadable_index(folder: str, log) -> None:
         if state is None:
             raise ValueError("not a checkpoint index")
         # TensorFlow's manager deletes the checkpoints it lists: only ones in this folder.
+        # `get_checkpoint_state` has already joined a relative entry to `folder` (itself
+        # relative to the working directory when `--model_dir` is), so it is not joined again.
         here = os.path.realpath(folder)
         for listed in [state.model_checkpoint_path, *state.all_model_checkpoint_paths]:
-            if os.path.dirname(os.path.realpath(os.path.join(folder, listed))) != here:
+            if os.path.dirname(os.path.realpath(listed)) != here:
                 raise ValueError(f"it lists {listed}, outside {folder}")
     except Exception as e:
         log(f"The checkpoint index {index} is unreadable ({type(e).__name__}: {e}); set aside "
