@@ -154,9 +154,9 @@ class FileDataset(TextDataset):
                 raise UserError(f"Several label columns ({', '.join(label_column)}) are one "
                                 f"0/1 column per label: a multi-label task, not --task={task}.")
             label_names = label_names or label_column
+        self.inferred_from = train_file if task == "auto" else None
         if task == "auto":
-            task = labels.infer_task(train, label_separator)
-            log(f"Task: {task} (inferred from the labels of {train_file}; --task sets it).")
+            task = labels.infer_task(train, label_separator, log=log)
         self.task = task
         names = {"single_label": lambda: labels.label_vocabulary(train, label_names),
                  "multi_label": lambda: labels.multi_label_vocabulary(train, label_separator,
@@ -173,7 +173,10 @@ class FileDataset(TextDataset):
             identity.update(task=task, label_separator=label_separator)
         self.info = DatasetInfo("files", names, tuple(text_columns), identity, task=task,
                                 label_separator=label_separator)
-        self._labels(train)  # every training label readable, before any work starts
+        targets = self._labels(train)  # every training label readable, before any work
+        if task == "regression" and np.ptp(targets) == 0:
+            raise UserError(f"{train_file}: every example's target is {targets[0]:g} (one "
+                            "value only): a regression needs at least two distinct values.")
 
     def _table(self, name: str) -> text_files.TextTable:
         if name not in self._tables:
@@ -215,7 +218,15 @@ class FileDataset(TextDataset):
     def _labels(self, table: text_files.TextTable) -> np.ndarray:
         names = self.info.label_names
         if self.task == "multi_label":
-            return labels.multi_label_targets(table, names, self.separator).astype(np.int64)
+            try:
+                return labels.multi_label_targets(table, names, self.separator).astype(np.int64)
+            except UserError as e:
+                if self.inferred_from is None or table.path == self.inferred_from:
+                    raise
+                raise UserError(f"{e} (multi_label was inferred from the labels of "
+                                f"{self.inferred_from}, which hold {self.separator!r}; if they "
+                                "are numbers with a decimal comma (3,5), write them with a "
+                                "point, or pass --task.)") from None
         if self.task == "regression":
             return labels.regression_targets(table)
         return labels.label_ids(table, names)
@@ -242,6 +253,12 @@ def _label_names(data_config) -> tuple | None:
     if len(names) < 2 or len(set(names)) != len(names):
         raise UserError(f"--label_names_file={path}: it must name at least two classes, one "
                         "per line, each once.")
+    separator = data_config.label_separator
+    holding = [n for n in names if separator and separator in n]
+    if holding and data_config.task != "single_label":
+        raise UserError(f"--label_names_file={path}: the name {holding[0]!r} holds the label "
+                        f"separator {separator!r}, so no label cell could name it; rename it "
+                        "(or pass another --label_separator).")
     return names
 
 

@@ -120,11 +120,58 @@ def label_ids(table: TextTable, names: tuple) -> np.ndarray:
 
 # --- Other targets: several labels per text, or a number ---------------------------
 
+# The largest regression target: its squared error must stay finite in float32 (3.4e38),
+# or the loss, the MSE and their summaries overflow.
+MAX_SCORE = 1e18
 
-def infer_task(table: TextTable, separator: str = ",") -> str:
+
+def _number(label) -> float | None:
+    """`label` as a finite number within `MAX_SCORE`, else None."""
+    if isinstance(label, list):
+        return None
+    try:
+        value = float(label)
+    except ValueError:
+        return None
+    return value if np.isfinite(value) and abs(value) <= MAX_SCORE else None
+
+
+def _is_number_like(label) -> bool:
+    """Whether `label` parses as a float at all (`nan`, `inf` and `1e400` included)."""
+    try:
+        float(label)
+        return not isinstance(label, list)
+    except (TypeError, ValueError):
+        return False
+
+
+def _decimal_comma_hint(label) -> str:
+    if isinstance(label, str) and re.fullmatch(r"\s*-?[0-9]+,[0-9]+\s*", label):
+        return (f" If {label!r} is a number written with a decimal comma, write it with a "
+                "point (3.5).")
+    return ""
+
+
+def _bad_score(table: TextTable, i: int,
+               rule: str = "a regression target is one finite number per example") -> UserError:
+    label = table.labels[i]
+    if _is_number_like(label) and np.isfinite(float(label)):
+        why = (f"is beyond {MAX_SCORE:g} (its squared error would overflow float32); "
+               "rescale the column")
+    else:
+        why = "is not a finite number"
+    return UserError(f"{table.path}: line {table.lines[i]}: the label {label!r} {why}; "
+                     f"{rule}." + _decimal_comma_hint(label))
+
+
+def infer_task(table: TextTable, separator: str = ",", log=None) -> str:
     """The task the training labels imply: `multi_label` when an example holds a list of
     labels or a label column holds `separator`; `regression` when every label is a
-    number and some are not integers; else `single_label`.
+    number and some are not integers; else `single_label`. `log` is told why.
+
+    A decimal number never becomes a class: beside decimal labels, a label that is not a
+    finite number (`nan`, `inf`, `n/a`, `1e400`) is refused with its line, and so is a
+    `nan` or `inf` among integer class ids.
 
     >>> from sst2.text.text_files import TextTable
     >>> infer_task(TextTable("t.csv", [("a",)] * 2, ["3.8", "0.5"], [2, 3]))
@@ -132,29 +179,52 @@ def infer_task(table: TextTable, separator: str = ",") -> str:
     >>> infer_task(TextTable("t.csv", [("a",)] * 2, ["joy,love", "anger"], [2, 3]))
     'multi_label'
     """
+    log = log or (lambda message: None)
     if table.labels is None:
         raise UserError(f"{table.path} has no label column; the training file must.")
-    if any(isinstance(label, list) or separator in label for label in table.labels):
-        return "multi_label"
-    numbers = [_number(label) for label in table.labels]
-    if all(n is not None for n in numbers) and not all(_is_integer(x) for x in table.labels):
+    for i, label in enumerate(table.labels):
+        if isinstance(label, list) or separator in label:
+            what = "a list of labels" if isinstance(label, list) else f"the separator {separator!r}"
+            log(f"Task: multi_label (inferred from {table.path}: line {table.lines[i]}'s "
+                f"label {label!r} holds {what}; --task sets it)."
+                + _decimal_comma_hint(label))
+            return "multi_label"
+    decimals = [i for i, label in enumerate(table.labels)
+                if _is_number_like(label) and not _is_integer(label)]
+    if decimals:
+        bad = next((i for i in range(len(table)) if _number(table.labels[i]) is None), None)
+        if bad is not None:
+            first = next((i for i in decimals if _number(table.labels[i]) is not None), None)
+            if first is None:
+                raise _bad_score(table, bad, "a label is a class name, an integer class id "
+                                 "or a finite number, and this one reads as none of them")
+            raise UserError(str(_bad_score(table, bad)) + (
+                f" Other labels are decimal numbers (line {table.lines[first]}: "
+                f"{table.labels[first]!r}), so this file reads as a regression target; if "
+                "its labels are class names, pass --task=single_label."))
+        log(f"Task: regression (inferred from {table.path}: every label is a number, and "
+            f"line {table.lines[decimals[0]]}'s {table.labels[decimals[0]]!r} is not an "
+            "integer; --task sets it).")
         return "regression"
+    log(f"Task: single_label (inferred from {table.path}: one label per example; --task "
+        "sets it).")
     return "single_label"
 
 
-def _number(label: str) -> float | None:
-    try:
-        value = float(label)
-    except ValueError:
-        return None
-    return value if np.isfinite(value) else None
-
-
 def label_sets(table: TextTable, separator: str = ",") -> list[list[str]]:
-    """Each example's labels: its list, or its label split at `separator`."""
-    return [label if isinstance(label, list) else
-            [part.strip() for part in label.split(separator) if part.strip()]
-            for label in table.labels]
+    """Each example's labels: its list, or its label split at `separator`. A cell of
+    separators alone is refused, as an empty one is."""
+    sets = []
+    for label, line in zip(table.labels, table.lines):
+        if isinstance(label, list):
+            sets.append(label)
+            continue
+        parts = [part.strip() for part in label.split(separator) if part.strip()]
+        if not parts:
+            raise UserError(f"{table.path}: line {line}: the label cell {label!r} names no "
+                            "label; every example needs at least one (as an empty cell would).")
+        sets.append(parts)
+    return sets
 
 
 def multi_label_vocabulary(table: TextTable, separator: str = ",",
@@ -174,6 +244,17 @@ def multi_label_vocabulary(table: TextTable, separator: str = ",",
         if values[0] < 0 or values[-1] >= MAX_CLASSES:
             raise UserError(f"{table.path}: integer labels are label ids 0..max; "
                             f"{values[0] if values[0] < 0 else values[-1]} is not one.")
+        unused = values[-1] + 1 - len(values)
+        if values[-1] >= 16 and unused > len(values):
+            line = next(line for label, line in zip(table.labels, table.lines)
+                        if str(values[-1]) in (label if isinstance(label, list) else
+                                               [p.strip() for p in label.split(separator)]))
+            raise UserError(
+                f"{table.path}: read as several labels per example (multi-label), its integer "
+                f"labels are label ids 0..max, and the largest, {values[-1]} (line {line}), "
+                f"would make {values[-1] + 1} labels of which {unused} never occur. If the "
+                f"labels are numbers written with a decimal comma (3,5), write them with a "
+                "point (3.5); else name the labels (--label_names_file).")
         return tuple(str(i) for i in range(values[-1] + 1))
     return tuple(distinct)
 
@@ -194,14 +275,14 @@ def multi_label_targets(table: TextTable, names: tuple, separator: str = ",") ->
 
 
 def regression_targets(table: TextTable) -> np.ndarray:
-    """Each example's number, float32; NaN for every example of a file without labels."""
+    """Each example's number, float32; NaN for every example of a file without labels.
+    A label that is not a finite number within `MAX_SCORE` is refused with its line."""
     if table.labels is None:
         return np.full(len(table), np.nan, np.float32)
     values = np.empty(len(table), np.float32)
     for i, label in enumerate(table.labels):
-        value = None if isinstance(label, list) else _number(label)
+        value = _number(label)
         if value is None:
-            raise UserError(f"{table.path}: line {table.lines[i]}: the label {label!r} is not a "
-                            "finite number; a regression target is one per example.")
+            raise _bad_score(table, i)
         values[i] = value
     return values
