@@ -152,3 +152,70 @@ def test_a_label_names_file_with_the_separator_in_a_name_is_refused(tmp_path):
     names.write_text("joy\nanger,rage\n")
     with pytest.raises(UserError, match=r"'anger,rage' holds the label separator ','"):
         _open(str(path), label_names_file=str(names))
+
+
+# --- A loss or metric that is not finite (case 4), undefined correlations (15), a run
+# stopped inside epoch 1 (14) -----------------------------------------------------------
+
+
+def test_a_non_finite_loss_stops_the_run_before_any_checkpoint_holds_it(tmp_path):
+    """Case 4: NaN weights were saved, counted as best (Pearson 0.0) and exported."""
+    from sst2.fit import sources
+    from sst2.fit.callbacks import CheckpointCallback
+    from sst2.fit.checkpoint import RunCheckpoint
+    from sst2.fit.loop import NonFiniteError, fit
+    from sst2.fit.steps import Trainer
+    from sst2.model import feature_store
+    from sst2.model.head import ClassifierHead
+
+    head = ClassifierHead(hidden_units=0)
+    trainer = Trainer(head, keras.optimizers.Adam(1e-2), batch_size=4)
+    trainer.build(feature_shape=(1, 8))
+    features = np.eye(8, dtype=np.float16)[:, None].repeat(2, axis=0)
+    features[12] = np.inf          # the fourth batch of the first epoch (no shuffle)
+    cached = feature_store.FeatureSet(features, np.arange(16, dtype=np.int32) % 2,
+                                      np.arange(16))
+    source = sources.CachedFeatureSource(cached, batch_size=4, seed=0, shuffle=False)
+    checkpoint = RunCheckpoint(str(tmp_path), head, trainer.optimizer, keep=10)
+    saving = CheckpointCallback(checkpoint=checkpoint, every_steps=1)
+    with pytest.raises(NonFiniteError, match=r"training loss became nan by step 4 \(epoch 1\)"):
+        fit(trainer, source, source, epochs=2, callbacks=[saving], show_progress=False,
+            log=lambda message: None)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == sorted(
+        ["checkpoint"] + [f"ckpt-{s}.{x}" for s in (1, 2, 3)
+                          for x in ("index", "data-00000-of-00001")])
+    assert not os.path.exists(tmp_path / "best")
+    assert isinstance(NonFiniteError("x"), UserError)  # one error line, exit status 2
+
+
+def test_an_undefined_correlation_is_undefined_not_zero():
+    """Case 15: one validation example (or constant predictions) scored Pearson 0.0000."""
+    from sst2.fit import metrics
+
+    for scores, labels in (([1.0], [2.0]), ([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])):
+        found = metrics.regression_scores(np.array(scores), np.array(labels))
+        assert found["pearson"] is None and found["spearman"] is None
+        assert "pearson" not in metrics.score(np.array(scores), np.array(labels), "regression")
+    assert np.isnan(metrics.regression_scores(np.array([np.nan, 1.0]),
+                                              np.array([1.0, 2.0]))["pearson"])
+
+
+def _info(task):
+    from sst2.text.dataset_info import DatasetInfo
+
+    return DatasetInfo("files", ("a", "b", "c") if task != "regression" else (), ("text",), {},
+                       task=task)
+
+
+def test_the_model_card_shows_undefined_metrics_and_runs_that_finished_no_epoch():
+    """Cases 14 and 15: `| epoch |  |` for a run stopped in epoch 1; Pearson 0.0 recorded
+    where it is undefined."""
+    from sst2.serve.model_card import _evaluation_table
+
+    lines = _evaluation_table({"epochs": [{"epoch": 1, "best": True, "val_loss": 0.5,
+                                           "val_mse": 0.25}]}, _info("regression"))
+    assert lines[0] == "| epoch | loss | pearson | spearman | mse |"
+    assert lines[2] == "| 1 (kept) | 0.5000 | undefined | undefined | 0.2500 |"
+    stopped = _evaluation_table({"epochs": []}, _info("multi_label"))
+    assert len(stopped) == 1 and "No epoch finished" in stopped[0]
+    assert "thresholds are not tuned" in stopped[0]

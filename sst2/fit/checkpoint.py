@@ -164,6 +164,11 @@ class RunCheckpoint:
         return self.restored_path
 
     @property
+    def position(self) -> Position:
+        """The loop position the last restore (or save) holds."""
+        return Position(*(int(v) for v in self._position.numpy()))
+
+    @property
     def restored_path(self) -> str | None:
         """The checkpoint the last successful restore read."""
         return self._restored_path

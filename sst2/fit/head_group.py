@@ -99,6 +99,9 @@ class GroupTrainer(Trainer):
     `best_head`; multi-label heads keep their own tuned thresholds.
     """
 
+    # One diverging head of a search loses the search; the others train on.
+    stops_on_non_finite = False
+
     def __init__(self, group, optimizer, batch_size: int, best_metric: str, **kwargs):
         super().__init__(group, optimizer, batch_size, **kwargs)
         self.best_metric = best_metric

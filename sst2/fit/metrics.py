@@ -192,14 +192,28 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return sums[inverse] / counts[inverse]
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+def _pearson(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Pearson's r; NaN for non-finite inputs (so the run's finite check sees them), None
+    where it is undefined (fewer than two examples, or constant scores or labels)."""
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return float("nan")
     x, y = x - x.mean(), y - y.mean()
     scale = np.sqrt((x * x).sum() * (y * y).sum())
-    return float((x * y).sum() / scale) if scale > 0 else 0.0
+    return float((x * y).sum() / scale) if scale > 0 else None
+
+
+def shown(value: float | None) -> str:
+    """A metric's value as logs, cards and reports print it; None is undefined.
+
+    >>> shown(0.51234), shown(None)
+    ('0.5123', 'undefined')
+    """
+    return "undefined" if value is None else f"{value:.4f}"
 
 
 def regression_scores(scores: np.ndarray, labels: np.ndarray) -> dict:
-    """Pearson and Spearman correlation and mean squared error of predicted `scores`.
+    """Pearson and Spearman correlation and mean squared error of predicted `scores`
+    (a correlation is None where undefined: one example, or constant scores).
 
     >>> {k: round(v, 3) for k, v in regression_scores(np.array([1.0, 2.0, 4.0]),
     ...                                               np.array([1.0, 3.0, 5.0])).items()}

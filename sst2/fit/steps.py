@@ -51,6 +51,9 @@ class Trainer:
     the others' collects every output (`evaluate`).
     """
 
+    # A loss or metric that is not finite stops the run (`sst2.fit.loop.NonFiniteError`).
+    stops_on_non_finite = True
+
     def __init__(self, head: keras.Model, optimizer: keras.optimizers.Optimizer,
                  batch_size: int, strategy: tf.distribute.Strategy | None = None,
                  jit_compile: bool = True,

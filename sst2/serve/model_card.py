@@ -18,6 +18,8 @@ import json
 import os
 import platform
 
+from sst2.fit.metrics import METRICS, shown
+from sst2.fit.targets import MULTI_LABEL, TARGETS
 from sst2.run.config import GROUPS, ReadingConfig
 from sst2.run.config_file import to_dict
 from sst2.run.files import load_json
@@ -140,12 +142,7 @@ def render(trained, reading: ReadingConfig = ReadingConfig()) -> str:
                                          sort_keys=True) + "`",
               f"- checkpoint: `{os.path.basename(trained.checkpoint_path)}`"
               + (f" (epoch {best[-1]['epoch']})" if best else ""), "",
-              "## Evaluation", "", "| epoch | " + " | ".join(
-                  k[4:] for k in _val_keys(run)) + " |",
-              "|---|" + "---|" * len(_val_keys(run))]
-    for record in run.get("epochs", []):
-        lines.append(f"| {record['epoch']}{' (kept)' if record.get('best') else ''} | "
-                     + " | ".join(f"{record[k]:.4f}" for k in _val_keys(run)) + " |")
+              "## Evaluation", ""] + _evaluation_table(run, info)
     if calibration:
         lines += ["", f"Calibration (temperature {calibration['temperature']:.3f}, fitted on "
                   f"{calibration['split']}): expected calibration error "
@@ -155,9 +152,22 @@ def render(trained, reading: ReadingConfig = ReadingConfig()) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _val_keys(run: dict) -> list:
-    epochs = run.get("epochs") or [{}]
-    return [k for k, v in epochs[0].items() if k.startswith("val_") and isinstance(v, float)]
+def _evaluation_table(run: dict, info) -> list:
+    """Each finished epoch's validation metrics (the task's, `undefined` where a
+    correlation has none), or a warning that no epoch finished."""
+    epochs = run.get("epochs") or []
+    if not epochs:
+        return ["**No epoch finished**: this checkpoint was saved inside epoch 1 and never "
+                "validated" + (" (its thresholds are not tuned)" if info.task == MULTI_LABEL
+                               else "") + ". Train the run to the end of an epoch first."]
+    reported = [m for m in TARGETS[info.task].metrics if m != "f1" or info.num_classes == 2]
+    names = [m for m in METRICS if m in reported or any(
+        isinstance(r.get(f"val_{m}"), float) for r in epochs)]
+    lines = ["| epoch | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for record in epochs:
+        lines.append(f"| {record['epoch']}{' (kept)' if record.get('best') else ''} | "
+                     + " | ".join(shown(record.get(f"val_{m}")) for m in names) + " |")
+    return lines
 
 
 def _limits_and_serving(trained, reading: ReadingConfig) -> list:

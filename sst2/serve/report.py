@@ -146,7 +146,8 @@ def _multi_label_sections(trained, scored: dict) -> str:
 
 def _regression_sections(scored: dict) -> str:
     found = metrics.regression_scores(scored["score"], scored["gold"])
-    title = f"Pearson {found['pearson']:.4f}, Spearman {found['spearman']:.4f}"
+    title = (f"Pearson {metrics.shown(found['pearson'])}, "
+             f"Spearman {metrics.shown(found['spearman'])}")
     return ("<h2>Predicted against true</h2>"
             + _image(figures.scatter(scored["score"], scored["gold"], title), title))
 

@@ -10,6 +10,7 @@ Example:
 """
 
 import dataclasses
+import os
 
 import keras
 import tensorflow as tf
@@ -97,6 +98,11 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
     except (FileNotFoundError, tf.errors.OpError, ValueError) as e:
         raise UserError(f"No usable checkpoint ({which}) in {model_dir}: "
                         f"{e or 'none saved yet'}") from e
+    if ckpt.position.epoch == 0:
+        log(f"Warning: no epoch of this run finished: {os.path.basename(path)} was saved at "
+            f"step {ckpt.position.step}, inside epoch 1, and never validated"
+            + ("; its thresholds are not tuned" if dataset.task == targets.MULTI_LABEL else "")
+            + ". The model card says so.")
     if weight_average is not None:
         weight_average.copy_to(head.trainable_variables)  # serve what was evaluated
     if dataset.task == targets.MULTI_LABEL and model_config.threshold is not None:
@@ -108,8 +114,6 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
 def _calibration(model_dir: str, checkpoint_path: str) -> tuple:
     """`(temperature, calibration)` as `calibration.json` holds them for this checkpoint;
     `(None, None)` for a checkpoint it does not describe."""
-    import os
-
     from sst2.run.files import load_json
 
     path = RunFolder(model_dir).calibration
