@@ -6,7 +6,9 @@ measures the gap (equal-width confidence bins, top label). `fit_temperature`
 finds the one scalar T that makes `softmax(log p / T)` most likely on held-out
 labels (Guo et al., 2017, "On Calibration of Modern Neural Networks"): the
 labels never change (the order of the probabilities is kept), only how sure
-the model says it is. The export folds T in (`sst2.serve.serving`).
+the model says it is. The export folds T in (`sst2.serve.serving`), where
+`calibrate` trusts it: enough examples, and a better likelihood on examples the
+temperature was not fitted on (cross-fitting).
 
 Example:
     >>> labels = np.array([0, 0, 1, 1])
@@ -91,14 +93,54 @@ def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray,
     return float((gaps * table["count"][used]).sum() / table["count"].sum())
 
 
+# Fewer validation examples than this estimate no temperature worth folding in.
+MIN_EXAMPLES = 100
+# Cross-fitting's folds: each fold's negative log-likelihood at the temperature fitted on
+# the others estimates what the temperature does on texts it has not seen.
+FOLDS = 5
+
+
+def cross_fitted_nll(probabilities: np.ndarray, labels: np.ndarray,
+                     folds: int = FOLDS) -> float:
+    """The mean negative log-likelihood of each example at the temperature fitted on the
+    folds it is not in (a fixed split: the same examples give the same number)."""
+    fold = np.random.default_rng(0).permutation(len(labels)) % folds
+    total = 0.0
+    for k in range(folds):
+        held = fold == k
+        if held.any() and (~held).any():
+            temperature = fit_temperature(probabilities[~held], labels[~held])
+            total += negative_log_likelihood(probabilities[held], labels[held],
+                                             temperature) * held.sum()
+    return total / len(labels)
+
+
 def calibrate(probabilities: np.ndarray, labels: np.ndarray) -> dict:
-    """The temperature fitted on these examples, with ECE and NLL before and after."""
-    temperature = fit_temperature(probabilities, labels)
+    """The temperature to fold in, with ECE and NLL before and after.
+
+    A temperature is fitted on every example, but applied (`temperature`) only where
+    it can be trusted: at least `MIN_EXAMPLES` examples, and a cross-fitted
+    negative log-likelihood (`cross_fitted_nll`) below the uncalibrated one. Otherwise
+    `temperature` is 1 (the probabilities are kept) and `reason` says why.
+    """
+    fitted = fit_temperature(probabilities, labels)
+    nll_one = negative_log_likelihood(probabilities, labels)
+    held_out = None
+    if len(labels) < MIN_EXAMPLES:
+        reason = (f"{len(labels)} validation examples, fewer than the {MIN_EXAMPLES} a "
+                  "temperature needs")
+    else:
+        held_out = cross_fitted_nll(probabilities, labels)
+        reason = (f"cross-fitted NLL {held_out:.4f} at fitted temperatures against "
+                  f"{nll_one:.4f} uncalibrated, over {len(labels)} examples")
+    applied = held_out is not None and held_out < nll_one
+    temperature = fitted if applied else 1.0
     after = scaled(probabilities, temperature)
-    return {"temperature": temperature,
+    return {"temperature": temperature, "applied": bool(applied),
+            "fitted_temperature": fitted, "cross_fitted_nll": held_out, "reason": reason,
             "ece_before": expected_calibration_error(probabilities, labels),
             "ece_after": expected_calibration_error(after, labels),
-            "nll_before": negative_log_likelihood(probabilities, labels),
+            "nll_before": nll_one,
             "nll_after": negative_log_likelihood(probabilities, labels, temperature),
             "accuracy_before": float((probabilities.argmax(1) == labels).mean()),
             "accuracy_after": float((after.argmax(1) == labels).mean()),

@@ -43,7 +43,12 @@ def calibrate_run(trained, split: str | None = None, log=print,
     if checkpoint.startswith("best-"):
         save_json(RunFolder(trained.config.run.model_dir).calibration, result)
     trained.temperature, trained.calibration = result["temperature"], result
-    log(f"Calibration on {split}: temperature {result['temperature']:.3f}, expected "
-        f"calibration error {result['ece_before']:.4f} -> {result['ece_after']:.4f} "
-        "(labels unchanged).")
+    if result["applied"]:
+        log(f"Calibration on {split}: temperature {result['temperature']:.3f} "
+            f"({result['reason']}), expected calibration error {result['ece_before']:.4f} -> "
+            f"{result['ece_after']:.4f} (labels unchanged).")
+    else:
+        log(f"Calibration on {split}: temperature kept at 1 ({result['reason']}; fitted "
+            f"{result['fitted_temperature']:.3f} would not be trusted); expected calibration "
+            f"error {result['ece_before']:.4f}.")
     return result

@@ -143,7 +143,11 @@ def render(trained, reading: ReadingConfig = ReadingConfig()) -> str:
               f"- checkpoint: `{os.path.basename(trained.checkpoint_path)}`"
               + (f" (epoch {best[-1]['epoch']})" if best else ""), "",
               "## Evaluation", ""] + _evaluation_table(run, info)
-    if calibration:
+    if calibration and not calibration.get("applied", True):
+        lines += ["", f"Calibration: none folded in (temperature 1: "
+                  f"{calibration.get('reason', '')}); expected calibration error "
+                  f"{calibration['ece_before']:.4f} on {calibration['split']}."]
+    elif calibration:
         lines += ["", f"Calibration (temperature {calibration['temperature']:.3f}, fitted on "
                   f"{calibration['split']}): expected calibration error "
                   f"{calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} "
