@@ -65,12 +65,17 @@ def config_from_flags(config_class, flag_values=None):
     for group, group_class in groups.items():
         values = {field.name: flag_values[field.name].value
                   for field, _, _ in options(group_class)}
+        kinds = {field.name: kind for field, _, kind in options(group_class)}
         for name in lists:
-            if name in values:  # the first value trains the base configuration
+            # A list flag given on the command line is searched (one value: that value
+            # only); its first value trains the base configuration.
+            if name in values and flag_values[name].present:
                 from sst2.run.search_config import parse_space
 
                 space.update(parse_space({name: values[name]}))
                 values[name] = space[name][0]
+            elif name in values:
+                values[name] = kinds[name](values[name])
         built[group] = group_class(**values)
     if lists:
         built["space"] = space

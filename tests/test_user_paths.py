@@ -252,3 +252,34 @@ def test_a_temperature_is_folded_in_only_where_it_can_be_trusted():
     kept = calibration.calibrate(probabilities, labels)
     assert kept["temperature"] == 1.0 and not kept["applied"], kept
     assert kept["cross_fitted_nll"] >= kept["nll_before"]
+
+
+# --- A search's space as the flags give it (case 9) ------------------------------------
+
+
+def _search_config(*argv):
+    from absl import flags
+
+    from sst2 import cli
+    from sst2.run.search_config import SearchConfig
+
+    flag_values = flags.FlagValues()
+    cli.define_flags(SearchConfig, flag_values)
+    flag_values(["sst2.search", *argv])
+    return cli.config_from_flags(SearchConfig, flag_values)
+
+
+def test_a_searchable_flag_given_once_is_its_only_value():
+    """Case 9: `--learning_rate=3e-3 --dropout=0.3` searched the default 16."""
+    from sst2.run.search_config import DEFAULT_SPACE
+
+    config = _search_config("--learning_rate=3e-3", "--dropout=0.3")
+    assert config.searched_space() == {"learning_rate": [0.003], "dropout": [0.3]}
+    assert config.optimization.learning_rate == 0.003
+    assert _search_config("--learning_rate=1e-3,4e-3").searched_space() == {
+        "learning_rate": [0.001, 0.004]}
+    assert _search_config().searched_space() == DEFAULT_SPACE
+    with pytest.raises(UserError, match=r"--learning_rate=1e-3,,: an empty value"):
+        _search_config("--learning_rate=1e-3,,")
+    with pytest.raises(UserError, match=r"every value must be an int"):
+        _search_config("--seed=1,x")

@@ -85,7 +85,8 @@ def run_search(config: SearchConfig, log=print) -> dict:
     search_dir = base.run.model_dir
     base = base.replace(run={"cache_dir": base.run.cache_dir
                              or RunFolder(search_dir).feature_cache})
-    configurations = combinations(config.searched_space())
+    space = config.searched_space()
+    configurations = combinations(space)
     for values in configurations:
         configured(base, values)  # every configuration's values are valid options
     groups = grouped(configurations, base)
@@ -93,7 +94,8 @@ def run_search(config: SearchConfig, log=print) -> dict:
     with RunLock(search_dir):
         _start(config, configurations, groups, log)
         log(f"Searching {len(configurations)} configurations in {len(groups)} group(s) of "
-            "heads trained together.")
+            "heads trained together; the space: " + "; ".join(
+                f"{name} {', '.join(map(str, values))}" for name, values in space.items()) + ".")
         for number, members in enumerate(groups):
             started = time.time()
             group_dir = os.path.join(RunFolder(search_dir).groups, str(number))

@@ -2,7 +2,8 @@
 
 The searchable options take comma-separated values on the command line
 (`--learning_rate=1e-3,3e-3 --dropout=0.1,0.3`); every combination is one
-configuration. With none given as a list, `DEFAULT_SPACE` is searched. A
+configuration; a flag given one value searches that value only. With no
+searchable flag given, `DEFAULT_SPACE` is searched. A
 JSON file (`--space_file`) may give the lists instead:
 `{"learning_rate": [0.001, 0.003], "head_hidden": [256, 512]}`.
 
@@ -33,6 +34,7 @@ SEARCHABLE = ("learning_rate", "dropout", "head_hidden", "pooling", "layers", "s
 # adding widths, and faster).
 DEFAULT_SPACE = {"learning_rate": [5e-4, 1e-3, 2e-3, 4e-3], "dropout": [0.1, 0.2],
                  "seed": [0, 1]}
+_ARTICLE = {int: "an"}
 _KINDS = {field.name: kind for group in (ModelConfig, OptimizationConfig)
           for field, _, kind in options(group)}
 
@@ -74,8 +76,8 @@ class SearchConfig:
         return TrainConfig(self.data, self.model, self.optimization, self.run)
 
     def searched_space(self) -> dict:
-        """The lists searched: `--space_file`'s, the flags' (lists of more than one
-        value), or `DEFAULT_SPACE`."""
+        """The lists searched: `--space_file`'s, else those of the searchable flags given
+        (a flag given one value searches that value only), else `DEFAULT_SPACE`."""
         if self.search.space_file:
             try:
                 with open(self.search.space_file, encoding="utf-8") as f:
@@ -87,8 +89,7 @@ class SearchConfig:
                                 "of option names and lists of values.")
             return parse_space({k: v if isinstance(v, list) else [v]
                                 for k, v in given.items()})
-        lists = {k: v for k, v in self.space.items() if len(v) > 1}
-        return lists or dict(DEFAULT_SPACE)
+        return dict(self.space) or dict(DEFAULT_SPACE)
 
 
 def parse_space(given: dict) -> dict:
@@ -99,13 +100,16 @@ def parse_space(given: dict) -> dict:
             raise UserError(f"{name!r} cannot be searched; the searchable options are "
                             f"{', '.join(SEARCHABLE)}.")
         if isinstance(values, str):
-            values = [v.strip() for v in values.split(",") if v.strip()]
+            values = [v.strip() for v in values.split(",")]
+            if not all(values):
+                raise UserError(f"--{name}={','.join(values)}: an empty value between "
+                                "commas; give one or more comma-separated values.")
         kind = _KINDS[name]
         try:
             parsed = [kind(v) if not isinstance(v, kind) else v for v in values]
         except (TypeError, ValueError):
-            raise UserError(f"--{name}={','.join(map(str, values))}: every value must be a "
-                            f"{kind.__name__}.") from None
+            raise UserError(f"--{name}={','.join(map(str, values))}: every value must be "
+                            f"{_ARTICLE.get(kind, 'a')} {kind.__name__}.") from None
         if not parsed or len(set(parsed)) != len(parsed):
             raise UserError(f"--{name}: give one or more distinct values.")
         space[name] = parsed
