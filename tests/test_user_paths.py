@@ -283,3 +283,24 @@ def test_a_searchable_flag_given_once_is_its_only_value():
         _search_config("--learning_rate=1e-3,,")
     with pytest.raises(UserError, match=r"every value must be an int"):
         _search_config("--seed=1,x")
+
+
+# --- GLUE tasks without network (case 10) ------------------------------------------------
+
+
+@pytest.mark.parametrize("task", ["glue/cola", "glue/stsb"])
+def test_a_glue_task_without_network_fails_at_once_naming_prepare_data(tmp_path, monkeypatch,
+                                                                        task):
+    """Case 10: 3 min 24 s of tfds retries, then advice the README does not give."""
+    from sst2.text import glue
+    from sst2.text.datasets import TfdsDataset
+
+    asked = []
+    monkeypatch.setattr(glue, "can_reach", lambda url, timeout=3.0: asked.append(url) or False)
+    with pytest.raises(UserError, match=rf"{task} is not prepared in {tmp_path} and "
+                                        r"dl\.fbaipublicfiles\.com cannot be reached.*"
+                                        rf"python -m sst2\.prepare_data --dataset={task} "
+                                        rf"--glue=FOLDER --data_dir={tmp_path}"):
+        TfdsDataset(task, data_dir=str(tmp_path))
+    assert asked and asked[0].endswith(".zip")
+    assert os.listdir(tmp_path) == []          # nothing downloaded or left behind

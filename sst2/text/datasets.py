@@ -25,6 +25,7 @@ Example (`data_dir` holds glue/sst2, see `sst2.text.data`):
 
 import dataclasses
 import re
+import urllib.parse
 
 import numpy as np
 import tensorflow as tf
@@ -96,9 +97,24 @@ class TfdsDataset(TextDataset):
             raise UserError(f"--dataset={self.name!r}: tfds has no such dataset "
                             f"({str(e).splitlines()[0][:200]}).") from None
         if not builder.is_prepared():
+            glue_task = task_of(self.name)
+            offline = (f" To build it from GLUE's files: python -m sst2.prepare_data "
+                       f"--dataset={self.name} --glue=FOLDER"
+                       + (f" --data_dir={self.data_dir}" if self.data_dir else "")
+                       + " (FOLDER holds the task's train.tsv, dev.tsv and test.tsv)."
+                       if glue_task else "")
             if not self.download:
                 raise UserError(f"{self.name} is not prepared in "
-                                f"{self.data_dir or 'tfds data dir'} and --nodownload is set.")
+                                f"{self.data_dir or 'tfds data dir'} and --nodownload is "
+                                "set." + offline)
+            # GLUE's configs name their file: no network fails in seconds, not minutes.
+            url = getattr(builder.builder_config, "data_url", None) or ""
+            if url and not glue.can_reach(url):
+                raise UserError(f"{self.name} is not prepared in "
+                                f"{self.data_dir or 'the tfds data dir'} and "
+                                f"{urllib.parse.urlparse(url).hostname} cannot be reached to "
+                                "download it." + (offline or " Prepare it on a machine with "
+                                                  "network access and pass its --data_dir."))
             try:
                 builder.download_and_prepare()
             except Exception as e:
