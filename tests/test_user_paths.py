@@ -304,3 +304,31 @@ def test_a_glue_task_without_network_fails_at_once_naming_prepare_data(tmp_path,
         TfdsDataset(task, data_dir=str(tmp_path))
     assert asked and asked[0].endswith(".zip")
     assert os.listdir(tmp_path) == []          # nothing downloaded or left behind
+
+
+# --- A damaged precision cache (case 11) -------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["[1,2]", "\"bfloat16\"", "null", "folder"])
+def test_a_precision_record_that_is_not_an_object_is_measured_again(tmp_path, monkeypatch,
+                                                                     damage):
+    """Case 11: `[1,2]` gave a traceback, a folder in its place IsADirectoryError."""
+    import hashlib
+    import json
+
+    from sst2.model import precision
+
+    monkeypatch.setenv("SST2_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv(precision.FORCE, raising=False)
+    monkeypatch.setattr(precision, "measure", lambda shape, kind="encode": {
+        "float32": 2.0, "bfloat16": 1.0})
+    shape = precision.LayerShape(16, 2, 32)
+    key = precision.machine_key(shape, "encode")
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    path = tmp_path / "precision" / f"encode-{name}.json"
+    path.parent.mkdir()
+    if damage == "folder":
+        path.mkdir()
+    else:
+        path.write_text(damage)
+    assert precision.verdict(shape, "encode")["precision"] == "bfloat16"

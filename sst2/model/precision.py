@@ -115,9 +115,10 @@ def verdict(shape: LayerShape, kind: str, log=None) -> dict:
     path = os.path.join(cache_root(), "precision", f"{kind}-{name}.json")
     try:
         record = load_json(path) if os.path.exists(path) else None
-    except UserError:
-        record = None  # a damaged record is measured again
-    if record and record.get("key") == key and record.get("precision") in PRECISIONS:
+    except (UserError, OSError):
+        record = None  # a damaged record (or a folder in its place) is measured again
+    if (isinstance(record, dict) and record.get("key") == key
+            and record.get("precision") in PRECISIONS):
         return record
     seconds = measure(shape, kind)
     faster = ("bfloat16" if seconds["bfloat16"] <= BFLOAT16_MUST_TAKE_AT_MOST
