@@ -332,3 +332,42 @@ def test_a_precision_record_that_is_not_an_object_is_measured_again(tmp_path, mo
     else:
         path.write_text(damage)
     assert precision.verdict(shape, "encode")["precision"] == "bfloat16"
+
+
+# --- prepare_data on GLUE files with the wrong columns (case 12), a folder that is not
+# there (case 20) ------------------------------------------------------------------------
+
+
+def _stsb_folder(folder, header):
+    folder.mkdir()
+    rows = ["0\tA plane is taking off.\tAn air plane is taking off.\t5.0",
+            "1\tA man plays a flute.\tA man plays a guitar.\t1.5"]
+    for name in ("train.tsv", "dev.tsv"):
+        (folder / name).write_text("\n".join([header] + rows) + "\n")
+    (folder / "test.tsv").write_text("index\tsentence1\tsentence2\n0\ta\tb\n")
+    return folder
+
+
+def test_prepare_data_names_the_missing_column_and_leaves_nothing(tmp_path):
+    """Case 12: a bare KeyError "'sentence1'", and glue/stsb, glue/.config and
+    downloads/extracted left behind."""
+    from sst2.text.glue_local import prepare_glue_task
+
+    data_dir = tmp_path / "tfds"
+    wrong = _stsb_folder(tmp_path / "wrong", "index\ttext_a\ttext_b\tscore")
+    with pytest.raises(UserError, match=r"wrong/train\.tsv: its first line has no column "
+                                        r"'sentence1' .*glue/stsb reads sentence1, "
+                                        r"sentence2, score"):
+        prepare_glue_task("glue/stsb", str(wrong), str(data_dir))
+    assert not data_dir.exists()
+    # A failure tfds finds itself (a score that is not a number) leaves nothing either,
+    # in a data dir that holds something already.
+    data_dir.mkdir()
+    (data_dir / "keep.txt").write_text("mine")
+    bad = _stsb_folder(tmp_path / "bad", "index\tsentence1\tsentence2\tscore")
+    (bad / "train.tsv").write_text("index\tsentence1\tsentence2\tscore\n0\ta\tb\thigh\n")
+    with pytest.raises(UserError, match="tfds could not build glue/stsb"):
+        prepare_glue_task("glue/stsb", str(bad), str(data_dir))
+    assert os.listdir(data_dir) == ["keep.txt"]
+    with pytest.raises(UserError, match=r"--glue=/nonexistent: no such folder"):
+        prepare_glue_task("glue/stsb", "/nonexistent", str(data_dir))

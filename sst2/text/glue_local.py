@@ -29,6 +29,7 @@ import tempfile
 from unittest import mock
 
 from sst2.run.errors import UserError
+from sst2.run.files import remove_entry
 from sst2.text import glue
 
 # The files each kind of GLUE builder reads (besides the plain train/dev/test.tsv).
@@ -84,16 +85,66 @@ def prepare_glue_task(dataset: str, source: str, data_dir: str | None = None) ->
     if builder.is_prepared():
         return builder.data_dir
     config = builder.builder_config
+    if not os.path.isdir(source):
+        raise UserError(f"--glue={source}: no such folder. Name the folder that holds "
+                        f"{dataset}'s {', '.join(_needed(config.name))}.")
     missing = [name for name in _needed(config.name)
                if not os.path.isfile(os.path.join(source, name))]
     if missing:
         raise UserError(f"{source} lacks {', '.join(missing)}: {dataset} is built from GLUE's "
                         f"{', '.join(_needed(config.name))}.")
+    _check_columns(source, config, dataset)
+    root = data_dir or tfds.core.constants.DATA_DIR
+    before = _entries(root) if os.path.exists(root) else None
     with tempfile.TemporaryDirectory(prefix="sst2-glue-") as staging, \
             _answered_from(source, config, staging):
         try:
             builder.download_and_prepare()
-        except Exception as e:
+        except BaseException as e:
+            _remove_new_entries(root, before)  # a failed build leaves nothing behind
+            if not isinstance(e, Exception):
+                raise
             raise UserError(f"tfds could not build {dataset} from {source}: "
                             f"{str(e).splitlines()[0][:300]}") from None
     return builder.data_dir
+
+
+def _check_columns(source: str, config, dataset: str) -> None:
+    """Refuses a GLUE file whose first line lacks a column tfds's builder reads (CoLA's
+    training files have no header; MRPC's are of another form)."""
+    if config.name == "mrpc":
+        return
+    for name in _needed(config.name):
+        if config.name == "cola" and not name.startswith("test"):
+            continue
+        path = os.path.join(source, name)
+        with open(path, encoding="utf-8", errors="replace") as f:
+            header = f.readline().rstrip("\r\n").split("\t")
+        wanted = list(config.text_features.values())
+        if config.label_column and not name.startswith("test") and config.name != "ax":
+            wanted.append(config.label_column)
+        missing = [column for column in wanted if column not in header]
+        if missing:
+            raise UserError(f"{path}: its first line has no column {missing[0]!r} (it has "
+                            f"{', '.join(repr(c) for c in header[:12])}); {dataset} reads "
+                            f"{', '.join(wanted)} from {name}.")
+
+
+def _entries(root: str, depth: int = 3) -> set:
+    """The paths under `root`, `depth` levels deep (where tfds writes a dataset)."""
+    found, level = set(), [root]
+    for _ in range(depth):
+        level = [os.path.join(folder, name) for folder in level if os.path.isdir(folder)
+                 and not os.path.islink(folder) for name in os.listdir(folder)]
+        found.update(level)
+    return found
+
+
+def _remove_new_entries(root: str, before: set | None) -> None:
+    """Removes what appeared under `root` since `before` (`_entries`; None: `root` itself
+    is new), outermost first."""
+    if before is None:
+        remove_entry(root)
+        return
+    for path in sorted(_entries(root) - before, key=len):
+        remove_entry(path)  # nothing there (inside a folder removed before) is fine
