@@ -95,3 +95,35 @@ def run_module(module: str, *args: str, env: dict | None = None, timeout: float 
     full_env = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=cwd or REPO)
+
+
+def start_paused(target: str, calls: int, module: str, *args: str, output_dir: str,
+                 env: dict | None = None):
+    """Starts `python -m module args`, pausing once `target` (`MODULE:FUNCTION`) has
+    returned `calls` times (`tests.pause`); returns `(process, paused)` when it is paused
+    there or has ended without pausing. Its stdout and stderr go to files in
+    `output_dir` (`read_output(output_dir)`), so no pipe can fill and block it."""
+    read_fd, write_fd = os.pipe()
+    with open(os.path.join(output_dir, "stdout"), "w") as out, \
+            open(os.path.join(output_dir, "stderr"), "w") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.pause", target, str(calls), str(write_fd), module,
+             *args], pass_fds=(write_fd,), stdout=out, stderr=err, cwd=REPO,
+            env=dict(os.environ, PYTHONPATH=REPO, **(env or {})))
+    os.close(write_fd)
+    with os.fdopen(read_fd) as ready:
+        paused = ready.readline() == "paused\n"  # "" if it ended first
+    return process, paused
+
+
+def read_output(output_dir: str) -> tuple[str, str]:
+    """The stdout and stderr a `start_paused` process wrote."""
+    with open(os.path.join(output_dir, "stdout")) as out, \
+            open(os.path.join(output_dir, "stderr")) as err:
+        return out.read(), err.read()
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The `error: ...` lines a process wrote, wherever TensorFlow's C++ runtime logs
+    lines of its own around them."""
+    return [line for line in stderr.splitlines() if line.startswith("error: ")]

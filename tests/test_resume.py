@@ -5,15 +5,12 @@ import glob
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import REPO, run_module
+from tests.helpers import read_output, run_module, start_paused
 
 # precision: CI runs these again with SST2_AUTO_PRECISION=bfloat16.
 pytestmark = [pytest.mark.slow, pytest.mark.precision]
@@ -58,24 +55,16 @@ def uninterrupted(tiny_preset, tiny_data_dir, tmp_path_factory):
 
 def test_sigkill_mid_epoch_then_resume_is_exact(tiny_preset, tiny_data_dir, uninterrupted,
                                                 tmp_path):
-    env = dict(os.environ, PYTHONPATH=REPO)
-    # 64 steps an epoch: kill somewhere in the middle of the second epoch. The kill races
-    # the run (a starved poller could see it finish first): a run that finished is tried
-    # again in a fresh folder, and three finished runs are a failure.
-    for attempt in range(3):
-        model_dir = str(tmp_path / f"killed-{attempt}")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sst2.train", *_args(tiny_preset, tiny_data_dir, model_dir)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.time() + 120
-        while _latest_step(model_dir) <= 64 and process.poll() is None and time.time() < deadline:
-            time.sleep(0.002)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        if process.returncode == -signal.SIGKILL and _latest_step(model_dir) < 192:
-            break
-    else:
-        pytest.fail("training finished three times before it could be killed")
+    # 64 steps an epoch, a checkpoint every step: killed in the middle of the second epoch,
+    # right after its 100th save (the process pauses there and says so: no race).
+    model_dir = str(tmp_path / "killed")
+    process, paused = start_paused("sst2.fit.checkpoint:RunCheckpoint.save", 100,
+                                   "sst2.train", *_args(tiny_preset, tiny_data_dir, model_dir),
+                                   output_dir=str(tmp_path))
+    assert paused, read_output(str(tmp_path))[1][-3000:]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
     killed_at = _latest_step(model_dir)
     assert 64 < killed_at < 192
 
@@ -96,19 +85,16 @@ def test_sigkill_mid_epoch_then_resume_is_exact(tiny_preset, tiny_data_dir, unin
 
 def test_sigterm_saves_and_exits_nonzero(tiny_preset, tiny_data_dir, tmp_path):
     model_dir = str(tmp_path / "terminated")
-    # 200 epochs: minutes of training, so the signal always arrives mid-run.
-    cmd = [sys.executable, "-m", "sst2.train",
-           *_args(tiny_preset, tiny_data_dir, model_dir, "--checkpoint_every_steps=10",
-                  "--epochs=200")]
-    process = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=REPO),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    # The step-10 checkpoint is saved inside the loop, where the signal handlers are installed.
-    while _latest_step(model_dir) < 10 and process.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    assert _latest_step(model_dir) >= 10, process.communicate()[1][-2000:]
+    # Paused after the step-10 checkpoint, saved inside the loop, where the signal
+    # handlers are installed.
+    process, paused = start_paused(
+        "sst2.fit.checkpoint:RunCheckpoint.save", 1, "sst2.train",
+        *_args(tiny_preset, tiny_data_dir, model_dir, "--checkpoint_every_steps=10",
+               "--epochs=200"), output_dir=str(tmp_path))
+    assert paused and _latest_step(model_dir) == 10, read_output(str(tmp_path))[1][-2000:]
     process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=60)
+    process.wait(timeout=60)
+    err = read_output(str(tmp_path))[1]
     assert process.returncode == 2, err[-2000:]
     assert "Stopped by SIGTERM; checkpoint saved" in err and "Traceback" not in err
     assert _latest_step(model_dir) > 10  # saved at the step the signal interrupted

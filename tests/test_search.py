@@ -8,14 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from sst2.run.errors import UserError
 from sst2.run.search_config import SearchConfig, parse_space
-from tests.helpers import REPO, TINY_SEQUENCE_LENGTH, run_module
+from tests.helpers import REPO, TINY_SEQUENCE_LENGTH, read_output, run_module, start_paused
 
 
 def load_json(path):
@@ -170,24 +169,16 @@ def _latest_step(folder):
 @pytest.mark.slow
 def test_a_killed_search_resumes_bit_for_bit(tiny_preset, tiny_data_dir, searched, tmp_path):
     straight, _ = searched
-    env = dict(os.environ, PYTHONPATH=REPO)
-    # 32 steps an epoch: kill in the second epoch (a run that finished first is tried
-    # again in a fresh folder).
-    for attempt in range(3):
-        killed = tmp_path / f"killed-{attempt}"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sst2.search", *_args(tiny_preset, tiny_data_dir, killed,
-                                                         *SPACE)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
-        deadline = time.time() + 180
-        while _latest_step(killed) <= 32 and process.poll() is None and time.time() < deadline:
-            time.sleep(0.002)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        if process.returncode == -signal.SIGKILL and 32 < _latest_step(killed) < 64:
-            break
-    else:
-        pytest.fail("the search finished three times before it could be killed")
+    # 32 steps an epoch, a checkpoint every 8: killed in the second epoch, paused right
+    # after its sixth save (steps 8, 16, 24, 32, the epoch's end, 40; no race).
+    killed = tmp_path / "killed"
+    process, paused = start_paused("sst2.fit.checkpoint:RunCheckpoint.save", 6, "sst2.search",
+                                   *_args(tiny_preset, tiny_data_dir, killed, *SPACE),
+                                   output_dir=str(tmp_path))
+    assert paused, read_output(str(tmp_path))[1][-3000:]
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL and _latest_step(killed) == 40
     result = run_module("sst2.search", *_args(tiny_preset, tiny_data_dir, killed, *SPACE))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resuming the search" in result.stdout and "Resuming from step" in result.stdout
