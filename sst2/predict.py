@@ -81,6 +81,10 @@ def load_signature(export_dir: str):
     return serve, "text_pair" in inputs, tasks[0]
 
 
+NO_TAB = ("no tab: this model {verb} sentence pairs, each given as its two texts separated "
+          "by a tab")
+
+
 def predict_batches(export_dir: str, batches: Iterable[list]) -> Iterator[dict]:
     """Yields, per line of each batch (lines as `str` or `bytes`), `{"text", "label",
     "label_id", "probability", "probabilities"}` (multi-label: `{"text", "labels",
@@ -109,9 +113,8 @@ def predict_batches(export_dir: str, batches: Iterable[list]) -> Iterator[dict]:
                 answers[readable[k]] = answer
         for i, line in enumerate(raw):
             text = line.decode("utf-8", errors="replace")
-            yield {"text": text, **answers.get(i, {"error": "no tab: this model classifies "
-                                                   "sentence pairs, one pair per line, its two "
-                                                   "texts separated by a tab"})}
+            yield {"text": text, **answers.get(i, {"error": NO_TAB.format(
+                verb="scores" if task == "regression" else "classifies")})}
 
 
 def _names(export_dir: str) -> tuple[list | None, str]:
@@ -203,11 +206,12 @@ def main(config: PredictConfig, argv: list[str]) -> None:
                else stdin_batches(sys.stdin.fileno(), config.batch_size))
     answered, unread = 0, []
     _, separator = _names(export_dir)
+    item = "argument" if argv[1:] else "line"
     for number, result in enumerate(predict_batches(export_dir, batches), start=1):
         answered += 1
         if "error" in result:
             unread.append(number)
-            print(f"error: line {number}: {result['error']}", file=sys.stderr, flush=True)
+            print(f"error: {item} {number}: {result['error']}", file=sys.stderr, flush=True)
         elif config.json:
             print(json.dumps(result, ensure_ascii=False), flush=True)
         else:
@@ -216,8 +220,8 @@ def main(config: PredictConfig, argv: list[str]) -> None:
         raise UserError("No input: give sentences as arguments, or one per line on stdin.")
     if unread:
         shown = ", ".join(map(str, unread[:10])) + (", ..." if len(unread) > 10 else "")
-        raise UserError(f"{len(unread)} of {answered} lines were not classified (no tab: "
-                        f"lines {shown}); every other line was answered.")
+        raise UserError(f"{len(unread)} of {answered} {item}s were not answered (no tab: "
+                        f"{item}s {shown}); every other {item} was answered.")
 
 
 if __name__ == "__main__":

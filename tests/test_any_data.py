@@ -203,6 +203,6 @@ def test_sentence_pairs_train_export_and_predict(tiny_preset, tmp_path):
     assert [("label" in a, "error" in a) for a in answered] == [(1, 0), (0, 1), (1, 0)]
     result = run_module("sst2.predict", f"--export_dir={export_dir}", "a\tb", "no tab", "c\td")
     assert result.returncode == 2 and len(result.stdout.splitlines()) == 2
-    assert "error: line 2: no tab" in result.stderr
-    assert any("1 of 3 lines were not classified" in line
+    assert "error: argument 2: no tab: this model classifies sentence pairs" in result.stderr
+    assert any("1 of 3 arguments were not answered" in line
                for line in error_lines(result.stderr)), result.stderr[-2000:]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sst2.fit import metrics
-from tests.helpers import REPO, TINY_SEQUENCE_LENGTH, run_module
+from tests.helpers import REPO, TINY_SEQUENCE_LENGTH, error_lines, run_module
 
 pytestmark = pytest.mark.slow
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -136,6 +136,11 @@ def test_regression_pairs_encoded_apart_end_to_end(standin_preset, tmp_path):
     assert said.returncode == 0, said.stderr[-2000:]
     np.testing.assert_allclose([json.loads(line)["score"] for line in said.stdout.splitlines()],
                                scores, atol=1e-5)
+    # Issue 35, case 19: "this model classifies sentence pairs", and an argument called a line.
+    untabbed = run_module("sst2.predict", f"--export_dir={model_dir}", "one text, no tab")
+    assert untabbed.returncode == 2 and error_lines(untabbed.stderr)[0] == (
+        "error: argument 1: no tab: this model scores sentence pairs, each given as its two "
+        "texts separated by a tab"), untabbed.stderr[-2000:]
     evaluated = run_module("sst2.evaluate", f"--model_dir={model_dir}",
                            f"--test_file={STSB}/dev.tsv")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]

@@ -371,3 +371,14 @@ def test_prepare_data_names_the_missing_column_and_leaves_nothing(tmp_path):
     assert os.listdir(data_dir) == ["keep.txt"]
     with pytest.raises(UserError, match=r"--glue=/nonexistent: no such folder"):
         prepare_glue_task("glue/stsb", "/nonexistent", str(data_dir))
+
+
+def test_the_report_cuts_a_long_text_with_an_ellipsis():
+    """Case 18: a 100 KB line filled thousands of pixels of the report."""
+    from sst2.serve.report import TEXT_SHOWN, shortened
+
+    long_line = "word " * 20_000
+    shown = shortened(long_line)
+    assert shown.endswith("…") and len(shown) <= TEXT_SHOWN + 1
+    assert long_line.startswith(shown[:-1])
+    assert shortened("x" * 1000)[:-1] == "x" * TEXT_SHOWN   # no space to cut at

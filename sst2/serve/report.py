@@ -32,6 +32,22 @@ from sst2.run.run_folder import RunFolder
 from sst2.serve import figures
 
 WRONG_SHOWN = 12  # confidently wrong examples listed
+TEXT_SHOWN = 300  # characters of a listed text; a longer one ends in an ellipsis
+
+
+def shortened(text: str, limit: int = TEXT_SHOWN) -> str:
+    """`text` cut to `limit` characters (at a space where one is near) with an ellipsis.
+
+    >>> shortened("a gripping, funny film", 12)
+    'a gripping,…'
+    >>> shortened("short")
+    'short'
+    """
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit * 0.8 else cut).rstrip() + "…"
 
 
 def _table(header: list | None, rows: list) -> str:
@@ -94,8 +110,8 @@ def _single_label_sections(trained, scored: dict, lengths: np.ndarray) -> str:
     confidence = calibrated.max(1)
     wrong = np.flatnonzero(predicted != gold)
     wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:WRONG_SHOWN]
-    def text(i):  # a pair's two texts, one after the other
-        return " / ".join(scored[c][i].decode("utf-8", "replace")
+    def text(i):  # a pair's two texts, one after the other, each cut to its first words
+        return " / ".join(shortened(scored[c][i].decode("utf-8", "replace"))
                           for c in ("text", "text_pair") if c in scored)
 
     wrong_rows = [(text(i), names[gold[i]], names[predicted[i]], f"{confidence[i]:.3f}")
