@@ -382,3 +382,67 @@ def test_the_report_cuts_a_long_text_with_an_ellipsis():
     assert shown.endswith("…") and len(shown) <= TEXT_SHOWN + 1
     assert long_line.startswith(shown[:-1])
     assert shortened("x" * 1000)[:-1] == "x" * TEXT_SHOWN   # no space to cut at
+
+
+# --- The README's command as a user runs it: a relative run folder (cases 1, 8) ----------
+
+
+@pytest.mark.slow
+def test_train_from_a_working_directory_with_a_relative_run_folder_exports_the_best_epoch(
+        tiny_preset, tmp_path):
+    """Case 1 end to end: `python -m sst2.train` in the user's folder, relative paths. The
+    validation labels are the training labels flipped, so the validation loss rises with
+    every epoch and epoch 1 is the best by it; before the fix the last epoch was exported
+    under the best one's name."""
+    import json
+    import random
+
+    from tests.helpers import NEGATIVE, NEUTRAL, POSITIVE, TINY_SEQUENCE_LENGTH, run_module
+
+    rng = random.Random(0)
+
+    def write(name, n, flip):
+        with open(tmp_path / name, "w") as f:
+            f.write("text,label\n")
+            for i in range(n):
+                words = rng.sample(NEUTRAL, 3) + [rng.choice(POSITIVE if i % 2 else NEGATIVE)]
+                f.write(f"{' '.join(words)},{'pos' if (i % 2) != flip else 'neg'}\n")
+
+    write("train.csv", 256, flip=False)
+    write("dev.csv", 64, flip=True)
+    result = run_module("sst2.train", "--train_file=train.csv", "--eval_file=dev.csv",
+                        "--model_dir=runs/rel", f"--preset={tiny_preset}",
+                        f"--sequence_length={TINY_SEQUENCE_LENGTH}", "--epochs=3",
+                        "--batch_size=8", "--learning_rate=0.05", "--lr_schedule=constant",
+                        "--best_metric=loss", "--pooling=mean", "--noprogress", "--noreport",
+                        cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "runs" / "rel"
+    assert "unreadable" not in result.stdout and not list(run.glob("*/checkpoint.unreadable"))
+    epochs = json.loads((run / "metrics.json").read_text())["epochs"]
+    losses = [r["val_loss"] for r in epochs]
+    assert losses == sorted(losses) and [r.get("best", False) for r in epochs] == [
+        True, False, False], losses
+    assert f"Exported the best checkpoint (best-{epochs[0]['step']})" in result.stdout
+
+    # The export answers as epoch 1 did (before calibration, which keeps the labels and
+    # is checked on its own), not as the last epoch.
+    calibration = json.loads((run / "calibration.json").read_text())
+    assert calibration["checkpoint"] == f"best-{epochs[0]['step']}"
+    (version,) = os.listdir(run / "export")
+    serve = tf.saved_model.load(str(run / "export" / version)).signatures["serving_default"]
+    texts, gold = [], []
+    with open(tmp_path / "dev.csv") as f:
+        for line in list(f)[1:]:
+            text, label = line.rstrip("\n").rsplit(",", 1)
+            texts.append(text)
+            gold.append(["neg", "pos"].index(label))
+    from sst2.fit.calibration import scaled
+
+    served = serve(text=tf.constant(texts))["probabilities"].numpy().astype(np.float64)
+    raw = scaled(served, 1.0 / calibration["temperature"])  # the temperature taken out
+    loss = float(-np.log(raw[np.arange(len(gold)), gold]).mean())
+    assert loss == pytest.approx(losses[0], rel=2e-3)
+    assert abs(loss - losses[-1]) > 10 * 2e-3 * losses[0]
+    card = (run / "export" / version / "MODEL_CARD.md").read_text()
+    assert f"(epoch 1)" in card and "| 1 (kept) |" in card
