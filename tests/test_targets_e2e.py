@@ -214,7 +214,9 @@ def test_glue_regression_and_mnli_through_tfds_with_their_metrics_and_submission
         config = load_json(os.path.join(model_dir, "config.json"))
         assert (config["dataset"]["task"], config["optimization"]["best_metric"]) == (
             task, metric)
-        assert metric in result["test"]
+        # The tiny head answers one score for every pair after one epoch: Pearson is then
+        # undefined, and not reported (issue 35, case 15), where it once was 0.0.
+        assert metric in result["test"] or (task == "regression" and "mse" in result["test"])
         evaluated = evaluate(restore(model_dir, log=said.append), log=said.append)
         if dataset == "glue/stsb":
             assert config["model"]["pair_encoding"] == "separate"
