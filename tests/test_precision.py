@@ -3,6 +3,7 @@
 import os
 
 import pytest
+import tensorflow as tf
 
 from sst2.model import precision
 from sst2.run.errors import UserError
@@ -92,3 +93,50 @@ def test_a_run_keeps_the_precisions_it_recorded(cache, monkeypatch):
 def test_the_measurement_times_both_precisions(kind):
     seconds = precision.measure(SHAPE, kind)
     assert set(seconds) == {"float32", "bfloat16"} and all(s > 0 for s in seconds.values())
+
+
+def test_auto_precision_is_decided_on_the_runs_own_batches_once_per_machine(
+        tiny_preset, tiny_data_dir, tmp_path, monkeypatch):
+    """Issue 36: a verdict measured once on one small layer (under load, it was wrong for
+    good) is a first guess; the run's own batches decide, and later runs read that."""
+    from sst2.fit import frozen_model
+    from sst2.model import precision, precision_trial, presets
+    from sst2.run.config import TrainConfig
+    from sst2.text.datasets import open_dataset
+
+    monkeypatch.setenv("SST2_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv(precision.FORCE, raising=False)
+    shape = presets.layer_shape(tiny_preset)
+    # A first guess that the real work contradicts, as a busy machine once cached it.
+    monkeypatch.setattr(precision, "measure", lambda shape, kind="encode": {
+        "float32": 1.0, "bfloat16": 2.0})
+    assert precision.verdict(shape, "encode")["precision"] == "float32"
+    trials = []
+
+    def timed(encoders, tokens, batch_size, log):
+        trials.append((sorted(encoders), tokens["token_ids"].shape, batch_size))
+        return {"precision": "bfloat16", "seconds": {"float32": 2.0, "bfloat16": 1.0},
+                "batches": 4, "tokens": int(tokens["length"].sum()), "rounds": 3}
+
+    monkeypatch.setattr(precision_trial, "confirm", timed)
+    config = TrainConfig.from_options(preset=tiny_preset, data_dir=tiny_data_dir,
+                                      model_dir=str(tmp_path / "run"), sequence_length=16,
+                                      encode_batch_size=32)
+    dataset = open_dataset(config.data, log=lambda message: None)
+    said = []
+    precisions, _, backbone, encoding = frozen_model.load_model(
+        config, tf.distribute.OneDeviceStrategy("/cpu:0"), dataset, said.append)
+    # The tiny training split's 256 sentences (up to TRIAL_SENTENCES), tokenized as the
+    # encode pass tokenizes them, in its batch size.
+    assert trials == [(["bfloat16", "float32"], (256, 16), 32)]
+    assert precisions == {"encode": "bfloat16", "train": "bfloat16"}
+    assert encoding.precision == "bfloat16" and backbone.dtype_policy.compute_dtype == "bfloat16"
+    assert any("cached verdict for this machine (float32) is replaced" in m for m in said), said
+    record = precision.cached(shape, "encode")
+    assert record["precision"] == "bfloat16" and record["real_work"]["batches"] == 4
+    # The next run on this machine reads the decision: no trial, the same precision.
+    said.clear()
+    again, *_ = frozen_model.load_model(config, tf.distribute.OneDeviceStrategy("/cpu:0"),
+                                        dataset, said.append)
+    assert again == precisions and len(trials) == 1
+    assert any("as timed on a run's own batches" in m for m in said), said

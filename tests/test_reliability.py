@@ -127,13 +127,13 @@ def test_unlabelled_splits_are_refused_for_training_and_validation(tiny_preset, 
 
 def test_a_sequence_length_beyond_the_presets_positions_is_refused(tiny_preset):
     from sst2.model import presets
-    from sst2.fit.training import _check_sequence_length
+    from sst2.fit.frozen_model import check_sequence_length
 
     backbone = presets.load_backbone(tiny_preset)
-    _check_sequence_length(64, backbone)
+    check_sequence_length(64, backbone)
     with pytest.raises(UserError, match="--sequence_length=65 is out of range: this preset's "
                                         "position embeddings cover at most 64 tokens"):
-        _check_sequence_length(65, backbone)
+        check_sequence_length(65, backbone)
 
 
 def test_glue_files_without_their_label_column_are_refused(tmp_path):

@@ -71,6 +71,15 @@ def tokenize_split(dataset: TextDataset, split: str, preprocessor,
     return tokens
 
 
+def sample_tokens(config: TrainConfig, dataset: TextDataset, preprocessor, count: int) -> dict:
+    """The first `count` examples of the training split, tokenized as the encode pass
+    tokenizes them: the sentences it encodes (for pairs apart, each distinct one)."""
+    sample = dataset.load(config.data.train_split).take(count)
+    if FeatureSpec.of(config.model).separate_pairs and dataset.info.is_pair:
+        return tokenize_pairs_apart(sample, preprocessor)["sentences"]
+    return data.to_numpy(data.tokenize(sample, preprocessor))
+
+
 def tokenize_pairs_apart(pairs, preprocessor) -> dict:
     """A dataset of pairs as its distinct sentences, each tokenized alone (encoded once,
     however many pairs share it), and each pair's two sentence numbers."""

@@ -26,20 +26,19 @@ import tensorflow as tf
 
 from sst2.fit import averaging, distribute, targets
 
-from sst2.model import hardware, precision, presets
+from sst2.model import hardware
 from sst2.model.assets import check_assets
 from sst2.model.backbone import FeatureSpec
 from sst2.fit.callbacks import CheckpointCallback, Interrupted, SummaryCallback
 from sst2.fit.checkpoint import RunCheckpoint
 from sst2.run.config import TrainConfig
-from sst2.run.config_file import (load_precisions,
-                              save_config, to_dict)
+from sst2.run.config_file import save_config, to_dict
 from sst2.text.datasets import DatasetInfo, open_dataset
-from sst2.model.encoder import FeatureEncoder
 from sst2.run.errors import UserError
 from sst2.run.files import load_json
 from sst2.model.head import build_head
-from sst2.fit.inputs import Encoding, run_sources
+from sst2.fit.frozen_model import load_model
+from sst2.fit.inputs import run_sources
 from sst2.fit.loop import fit
 from sst2.fit.metrics import METRICS
 from sst2.fit.steps import Trainer
@@ -80,7 +79,8 @@ def run(config: TrainConfig, log=print, build_trainer=None) -> dict:
         config = resolve_from_data(config, dataset.info, targets.best_metric(
             config.optimization.best_metric, dataset.info.task,
             OFFICIAL_METRICS.get(dataset.info.glue_task), dataset.info.num_classes))
-        precisions, preprocessor, backbone, encoding = _load_model(config, strategy, log)
+        precisions, preprocessor, backbone, encoding = load_model(config, strategy, dataset,
+                                                                  log, worker)
         global_batch = config.optimization.batch_size * strategy.num_replicas_in_sync
         train_source, eval_source, facts = run_sources(config, dataset, preprocessor,
                                                        encoding, backbone, global_batch, worker,
@@ -141,23 +141,6 @@ def _hold_run_folder(config: TrainConfig, worker, cleanup: contextlib.ExitStack,
     return out_dir
 
 
-def _load_model(config: TrainConfig, strategy, log) -> tuple:
-    """`(precisions, preprocessor, backbone, encoding)`: the frozen model and how it
-    encodes, on every local replica's device."""
-    precisions = precision.for_run(
-        config.model.precision, presets.layer_shape(config.model.preset),
-        config.model.trainable_layers,
-        recorded=None if config.run.restart else load_precisions(config.run.model_dir), log=log)
-    preprocessor = presets.load_preprocessor(config.model.preset, config.model.sequence_length)
-    backbone = presets.load_backbone(config.model.preset, dtype=precisions["encode"])
-    _check_sequence_length(config.model.sequence_length, backbone)
-    encoder = FeatureEncoder.for_backbone(
-        backbone, FeatureSpec.of(config.model), hardware.backbone_jit(config.run.jit_compile),
-        devices=list(strategy.extended.worker_devices))
-    return (precisions, preprocessor, backbone,
-            Encoding(encoder, precisions["encode"], backbone.num_layers))
-
-
 def _build_trainer(config: TrainConfig, strategy, backbone, info: DatasetInfo, train_source,
                    global_batch: int, precisions: dict, facts: dict) -> Trainer:
     """The head, its optimizer and weight average, and the compiled steps, built."""
@@ -204,13 +187,6 @@ def with_absolute_paths(config: TrainConfig) -> TrainConfig:
     return config.replace(model={"preset": preset},
                           data={"data_dir": absolute(config.data.data_dir), **files},
                           run={"cache_dir": absolute(config.run.cache_dir)})
-
-
-def _check_sequence_length(sequence_length: int, backbone) -> None:
-    limit = backbone.max_sequence_length
-    if sequence_length > limit:
-        raise UserError(f"--sequence_length={sequence_length} is out of range: this preset's "
-                        f"position embeddings cover at most {limit} tokens.")
 
 
 def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint: RunCheckpoint,

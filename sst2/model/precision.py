@@ -7,7 +7,9 @@ the first time a backbone shape meets this machine and TensorFlow build, one
 layer of that shape is timed in float32 and in bfloat16, for the encode pass
 (`FastEncoder`'s forward) and, separately, for the unfrozen layers' train
 step (forward and backward), about a second in all. The verdict is cached in
-`$SST2_CACHE_DIR/precision/` (default `~/.cache/sst2`); later runs read it.
+`$SST2_CACHE_DIR/precision/` (default `~/.cache/sst2`); later runs read it as a
+first guess, and a training run that encodes confirms it on its own batches
+(`sst2.model.precision_trial`), replacing it where the real work disagrees.
 Accelerators compute in bfloat16 without measuring. `SST2_AUTO_PRECISION`
 (`float32` or `bfloat16`) forces what `auto` means, on any machine: bfloat16
 is emulated where the CPU lacks it, slower but correct, so a float32 machine
@@ -22,7 +24,9 @@ Example:
     >>> del os.environ[FORCE]
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -105,20 +109,80 @@ def machine_key(shape: LayerShape, kind: str) -> dict:
             **dataclasses.asdict(shape)}
 
 
-def verdict(shape: LayerShape, kind: str, log=None) -> dict:
-    """The cached measurement for this machine, or a new one (saved when the cache
-    folder is writable)."""
+def _record_path(key: dict) -> str:
     from sst2.model.standin import cache_root
 
-    key = machine_key(shape, kind)
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
-    path = os.path.join(cache_root(), "precision", f"{kind}-{name}.json")
+    return os.path.join(cache_root(), "precision", f"{key['kind']}-{name}.json")
+
+
+def measured_on_real_work(precision: str) -> bool:
+    """Whether `precision` leaves the choice to a measurement on this CPU (`auto`, not
+    forced, no accelerator): the case a run confirms on its own batches
+    (`sst2.model.precision_trial`)."""
+    return (precision == "auto" and not os.environ.get(FORCE)
+            and not hardware.has_accelerator())
+
+
+def remember(shape: LayerShape, kind: str, trial: dict, log=None) -> None:
+    """Replaces this machine's cached verdict with a trial on real work (`trial`:
+    `precision_trial.confirm`'s result), saying so where it changes the verdict."""
+    key = machine_key(shape, kind)
+    path = _record_path(key)
+    try:
+        before = load_json(path) if os.path.isfile(path) else None
+    except (UserError, OSError):
+        before = None
+    previous = before.get("precision") if isinstance(before, dict) else None
+    if previous not in (None, trial["precision"]) and log:
+        log(f"The cached verdict for this machine ({previous}) is replaced: the run's own "
+            f"batches ran faster in {trial['precision']}.")
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        save_json(path, {"key": key, "precision": trial["precision"],
+                         "seconds_per_step": trial["seconds"], "real_work": trial})
+    except (OSError, UserError):
+        pass  # a read-only cache: the next run's trial decides again
+
+
+def cached(shape: LayerShape, kind: str) -> dict | None:
+    """This machine's cached verdict for `shape` and `kind`, or None (none yet, or a
+    damaged record: a folder in its place, or JSON that is not one)."""
+    key = machine_key(shape, kind)
+    path = _record_path(key)
     try:
         record = load_json(path) if os.path.exists(path) else None
     except (UserError, OSError):
-        record = None  # a damaged record (or a folder in its place) is measured again
+        record = None
     if (isinstance(record, dict) and record.get("key") == key
             and record.get("precision") in PRECISIONS):
+        return record
+    return None
+
+
+@contextlib.contextmanager
+def deciding(shape: LayerShape, kind: str):
+    """Held while one process decides `kind`'s precision: runs started together on one
+    machine decide once, and the others read that decision."""
+    path = _record_path(machine_key(shape, kind)) + ".lock"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        lock = open(path, "a")
+    except OSError:  # a read-only cache: each run decides alone
+        yield
+        return
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def verdict(shape: LayerShape, kind: str, log=None) -> dict:
+    """The cached measurement for this machine, or a new one (saved when the cache
+    folder is writable)."""
+    key = machine_key(shape, kind)
+    path = _record_path(key)
+    record = cached(shape, kind)
+    if record is not None:
         return record
     seconds = measure(shape, kind)
     faster = ("bfloat16" if seconds["bfloat16"] <= BFLOAT16_MUST_TAKE_AT_MOST
