@@ -140,3 +140,13 @@ def test_auto_precision_is_decided_on_the_runs_own_batches_once_per_machine(
                                         dataset, said.append)
     assert again == precisions and len(trials) == 1
     assert any("as timed on a run's own batches" in m for m in said), said
+    # A decision flipped by hand (its own times say otherwise) is tried again.
+    import json
+
+    path = precision._record_path(precision.machine_key(shape, "encode"))
+    flipped = dict(record, precision="float32")
+    with open(path, "w") as f:
+        json.dump(flipped, f)
+    frozen_model.load_model(config, tf.distribute.OneDeviceStrategy("/cpu:0"), dataset,
+                            said.append)
+    assert len(trials) == 2 and precision.cached(shape, "encode")["precision"] == "bfloat16"

@@ -75,13 +75,28 @@ def _decide_on_real_work(config: TrainConfig, dataset, preprocessor, shape, log)
              if config.model.trainable_layers else None)
     with precision.deciding(shape, "encode"):
         record = precision.cached(shape, "encode")
-        if record is not None and "real_work" in record:
+        if record is not None and _consistent(record):
             encode = record["precision"]
             log(f"Precision of the encode pass: {encode}, as timed on a run's own batches "
                 "on this machine before (SST2_AUTO_PRECISION or --precision overrides).")
             return _Choice({"encode": encode, "train": train or encode},
                            presets.load_backbone(config.model.preset, dtype=encode))
         return _trial(config, dataset, preprocessor, shape, train, log)
+
+
+def _consistent(record: dict) -> bool:
+    """Whether a cached verdict came from a trial on real work and still says what that
+    trial's own times say (a verdict edited by hand or damaged is tried again)."""
+    trial = record.get("real_work")
+    if not isinstance(trial, dict) or not isinstance(trial.get("seconds"), dict):
+        return False
+    seconds = trial["seconds"]
+    try:
+        faster = ("bfloat16" if seconds["bfloat16"] <= precision.BFLOAT16_MUST_TAKE_AT_MOST
+                  * seconds["float32"] else "float32")
+    except (KeyError, TypeError):
+        return False
+    return record["precision"] == trial.get("precision") == faster
 
 
 def _trial(config: TrainConfig, dataset, preprocessor, shape, train, log) -> _Choice:
