@@ -32,8 +32,18 @@ def _wrap(module, qualname: str, calls: int, ready_fd: int) -> None:
         result = original(*args, **kwargs)
         count[0] += 1
         if count[0] == calls:
+            # Python's signal handler writes to a wakeup pipe whichever thread the signal
+            # lands on; set before saying so, so a signal sent the moment the test reads
+            # `paused` is not lost. The Python handler then runs here (one that raises
+            # does so here).
+            wake_read, wake_write = os.pipe()
+            os.set_blocking(wake_write, False)
+            previous = signal.set_wakeup_fd(wake_write)
             os.write(ready_fd, b"paused\n")
-            signal.pause()  # until a signal: a handler that raises does so here
+            try:
+                os.read(wake_read, 1)
+            finally:
+                signal.set_wakeup_fd(previous)
         return result
 
     setattr(owner, name, paused)

@@ -1,0 +1,159 @@
+"""The encode pass against its physical reference: the time its linear-layer matmuls alone
+take on the same tokens, on this CPU, in each precision, side by side in one process.
+
+For each precision, on the same sentences (the training split, or its first
+`--sentences`), tokenized as a run tokenizes them:
+
+  * encode: the run's encode pass (`sst2.model.features`' length-sorted batches of
+    `--encode_batch_size` sentences through `FeatureEncoder`, features to host),
+    without writing the cache;
+  * matmuls: the linear layers' matmuls alone (per layer: QKV, attention output,
+    the two feed-forward matmuls) on the pass's real tokens, as 2-D matmuls of
+    `--block_tokens` rows, nothing else.
+
+It prints the CPU, both times, their ratio and the achieved linear-layer GFLOP/s, and
+repeats the pair `--repeats` times alternating the order (the median is reported), so
+other load weighs on both alike. Writes `--output` (JSON).
+
+    python scripts/benchmark_encode.py --preset=minilm_standin --sentences=16384
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    flags = open("/proc/cpuinfo").read()
+                    extras = [f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
+                              if f" {f}" in flags]
+                    return f"{name} ({', '.join(extras)}), {os.cpu_count()} cores"
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor()
+
+
+def linear_flops_per_token(hidden: int, intermediate: int, layers: int) -> float:
+    """Multiply-adds x 2 of one token through every layer's linear layers."""
+    return 2.0 * layers * (4 * hidden * hidden + 2 * hidden * intermediate)
+
+
+def time_encode(encoder, tokens, batch_size: int) -> float:
+    import numpy as np
+    import tensorflow as tf
+
+    from sst2.text import data
+
+    plan = data.plan_batches(tokens["length"], batch_size,
+                             encoder.padded_lengths(tokens["token_ids"].shape[1]))
+    started = time.perf_counter()
+    for indices, padded in plan:
+        out = encoder(tf.constant(tokens["token_ids"][indices, :padded]),
+                      tf.constant(tokens["padding_mask"][indices, :padded]))
+        np.asarray(out.numpy(), np.float16)
+    return time.perf_counter() - started
+
+
+def time_matmuls(dtype: str, tokens: int, hidden: int, intermediate: int, layers: int,
+                 block: int) -> float:
+    """Seconds for the linear layers' matmuls of `tokens` tokens, in blocks of `block`."""
+    import tensorflow as tf
+
+    dt = tf.as_dtype(dtype)
+    weights = {"qkv": (hidden, 3 * hidden), "out": (hidden, hidden),
+               "ffn": (hidden, intermediate), "ffn_out": (intermediate, hidden)}
+    kernels = {k: tf.cast(tf.random.normal(s, stddev=0.02), dt) for k, s in weights.items()}
+    inputs = {rows: (tf.cast(tf.random.normal([rows, hidden]), dt),
+                     tf.cast(tf.random.normal([rows, intermediate]), dt))
+              for rows in {block, tokens % block} if rows}
+
+    @tf.function
+    def layer(x, wide):
+        return (tf.matmul(x, kernels["qkv"]), tf.matmul(x, kernels["out"]),
+                tf.matmul(x, kernels["ffn"]), tf.matmul(wide, kernels["ffn_out"]))
+
+    for x, wide in inputs.values():  # trace and warm up
+        [t.numpy() for t in layer(x, wide)]
+    blocks = [block] * (tokens // block) + ([tokens % block] if tokens % block else [])
+    started = time.perf_counter()
+    for _ in range(layers):
+        for rows in blocks:
+            outputs = layer(*inputs[rows])
+    [t.numpy() for t in outputs]
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="minilm_standin")
+    parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--sentences", type=int, default=0, help="0: the whole split")
+    parser.add_argument("--sequence_length", type=int, default=128)
+    parser.add_argument("--encode_batch_size", type=int, default=128)
+    parser.add_argument("--block_tokens", type=int, default=4096)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pooling", default="attention")
+    parser.add_argument("--output", default="benchmark_encode.json")
+    args = parser.parse_args()
+
+    import numpy as np
+
+    from sst2.model import presets
+    from sst2.model.backbone import FeatureSpec
+    from sst2.model.encoder import FeatureEncoder
+    from sst2.text import data, glue
+
+    split = "train" if not args.sentences else f"train[:{args.sentences}]"
+    preprocessor = presets.load_preprocessor(args.preset, args.sequence_length)
+    tokens = data.to_numpy(data.tokenize(glue.load_split(split, args.data_dir, log=print),
+                                         preprocessor))
+    real_tokens = int(tokens["length"].sum())
+    results = {"cpu": cpu_name(), "sentences": len(tokens["length"]),
+               "real_tokens": real_tokens, "precisions": {}}
+    print(f"{results['cpu']}; {results['sentences']:,} sentences, {real_tokens:,} tokens")
+    for precision in ("float32", "bfloat16"):
+        backbone = presets.load_backbone(args.preset, dtype=precision)
+        spec = FeatureSpec(args.pooling, "all")
+        encoder = FeatureEncoder.for_backbone(backbone, spec, jit_compile=False)
+        hidden, intermediate = backbone.hidden_dim, backbone.intermediate_dim
+        layers = backbone.num_layers
+        time_encode(encoder, {k: v[:2048] for k, v in tokens.items()}, args.encode_batch_size)
+        encode, matmuls = [], []
+        for repeat in range(args.repeats):
+            pair = [("encode", lambda: time_encode(encoder, tokens, args.encode_batch_size)),
+                    ("matmuls", lambda: time_matmuls(precision, real_tokens, hidden,
+                                                     intermediate, layers, args.block_tokens))]
+            for name, run in (pair if repeat % 2 == 0 else pair[::-1]):
+                (encode if name == "encode" else matmuls).append(run())
+        flops = linear_flops_per_token(hidden, intermediate, layers) * real_tokens
+        row = {"encode_seconds": float(np.median(encode)),
+               "matmul_seconds": float(np.median(matmuls)),
+               "encode_runs": encode, "matmul_runs": matmuls}
+        row["ratio"] = row["encode_seconds"] / row["matmul_seconds"]
+        row["encode_linear_gflops"] = flops / row["encode_seconds"] / 1e9
+        row["matmul_gflops"] = flops / row["matmul_seconds"] / 1e9
+        results["precisions"][precision] = row
+        print(f"{precision}: encode pass {row['encode_seconds']:.1f} s, its linear-layer "
+              f"matmuls alone {row['matmul_seconds']:.1f} s: {row['ratio']:.1f}x "
+              f"({row['encode_linear_gflops']:.0f} against {row['matmul_gflops']:.0f} "
+              "GFLOP/s of linear layers)")
+    with open(args.output, "w") as f:
+        json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
