@@ -115,12 +115,13 @@ def main() -> None:
     from sst2.model import presets
     from sst2.model.backbone import FeatureSpec
     from sst2.model.encoder import FeatureEncoder
-    from sst2.text import data, glue
+    from sst2.text import data
+    from sst2.text.datasets import TfdsDataset
 
     split = "train" if not args.sentences else f"train[:{args.sentences}]"
     preprocessor = presets.load_preprocessor(args.preset, args.sequence_length)
-    tokens = data.to_numpy(data.tokenize(glue.load_split(split, args.data_dir, log=print),
-                                         preprocessor))
+    dataset = TfdsDataset("glue/sst2", args.data_dir)
+    tokens = data.to_numpy(data.tokenize(dataset.load(split), preprocessor))
     real_tokens = int(tokens["length"].sum())
     results = {"cpu": cpu_name(), "sentences": len(tokens["length"]),
                "real_tokens": real_tokens, "precisions": {}}

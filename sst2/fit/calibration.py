@@ -100,19 +100,22 @@ MIN_EXAMPLES = 100
 FOLDS = 5
 
 
+def _per_example_nll(probabilities, labels, temperature) -> np.ndarray:
+    return -_log_scaled(probabilities, temperature)[np.arange(len(labels)), labels]
+
+
 def cross_fitted_nll(probabilities: np.ndarray, labels: np.ndarray,
-                     folds: int = FOLDS) -> float:
-    """The mean negative log-likelihood of each example at the temperature fitted on the
-    folds it is not in (a fixed split: the same examples give the same number)."""
+                     folds: int = FOLDS) -> np.ndarray:
+    """Each example's negative log-likelihood at the temperature fitted on the folds it
+    is not in (a fixed split: the same examples give the same numbers)."""
     fold = np.random.default_rng(0).permutation(len(labels)) % folds
-    total = 0.0
+    held_out = _per_example_nll(probabilities, labels, 1.0)
     for k in range(folds):
         held = fold == k
         if held.any() and (~held).any():
             temperature = fit_temperature(probabilities[~held], labels[~held])
-            total += negative_log_likelihood(probabilities[held], labels[held],
-                                             temperature) * held.sum()
-    return total / len(labels)
+            held_out[held] = _per_example_nll(probabilities[held], labels[held], temperature)
+    return held_out
 
 
 def calibrate(probabilities: np.ndarray, labels: np.ndarray) -> dict:
@@ -120,20 +123,27 @@ def calibrate(probabilities: np.ndarray, labels: np.ndarray) -> dict:
 
     A temperature is fitted on every example, but applied (`temperature`) only where
     it can be trusted: at least `MIN_EXAMPLES` examples, and a cross-fitted
-    negative log-likelihood (`cross_fitted_nll`) below the uncalibrated one. Otherwise
-    `temperature` is 1 (the probabilities are kept) and `reason` says why.
+    negative log-likelihood (`cross_fitted_nll`) below the uncalibrated one by more
+    than twice the standard error of the per-example gain (a gain within the noise
+    folds in nothing). Otherwise `temperature` is 1 (the probabilities are kept) and
+    `reason` says why.
     """
     fitted = fit_temperature(probabilities, labels)
     nll_one = negative_log_likelihood(probabilities, labels)
-    held_out = None
+    held_out, applied = None, False
     if len(labels) < MIN_EXAMPLES:
         reason = (f"{len(labels)} validation examples, fewer than the {MIN_EXAMPLES} a "
                   "temperature needs")
     else:
-        held_out = cross_fitted_nll(probabilities, labels)
+        per_example = cross_fitted_nll(probabilities, labels)
+        gain = _per_example_nll(probabilities, labels, 1.0) - per_example
+        noise = 2 * gain.std() / np.sqrt(len(gain))
+        held_out = float(per_example.mean())
+        applied = bool(gain.mean() > noise)
         reason = (f"cross-fitted NLL {held_out:.4f} at fitted temperatures against "
-                  f"{nll_one:.4f} uncalibrated, over {len(labels)} examples")
-    applied = held_out is not None and held_out < nll_one
+                  f"{nll_one:.4f} uncalibrated over {len(labels)} examples: a gain of "
+                  f"{gain.mean():.4f}, {'above' if applied else 'within'} twice its "
+                  f"standard error ({noise:.4f})")
     temperature = fitted if applied else 1.0
     after = scaled(probabilities, temperature)
     return {"temperature": temperature, "applied": bool(applied),
