@@ -40,7 +40,7 @@ from sst2.text.datasets import TextDataset
 from sst2.fit.distribute import WorkerInfo
 from sst2.model.encoder import FeatureEncoder
 from sst2.run.errors import UserError
-from sst2.model.feature_store import FeatureSet
+from sst2.model.feature_store import FeatureCache, FeatureSet
 from sst2.model.features import encode
 from sst2.run.run_folder import RunFolder
 from sst2.fit.sources import (CachedFeatureSource, CachedPairSource, CachedTokenSource,
@@ -136,19 +136,41 @@ class Encoding:
     backbone_layers: int
 
 
+def feature_key(config: TrainConfig, tokens: dict, encoding: Encoding, dataset=None) -> dict:
+    """What the cached features of `tokens` depend on: the weights, sequence length,
+    precision and features, the examples themselves (a changed dataset is re-encoded),
+    and for datasets other than SST-2 (whose keys predate it) where they came from."""
+    key = {**presets.preset_fingerprint(config.model.preset),
+           "sequence_length": config.model.sequence_length, "precision": encoding.precision,
+           **FeatureSpec.of(config.model).cache_fields(encoding.backbone_layers),
+           "examples": content_hash(tokens)}
+    if dataset is not None and dataset.name != "glue/sst2":
+        key["dataset"] = dataset.identity
+    return key
+
+
+def encode_work(config: TrainConfig, encoding: Encoding, backbone, token_sets: list,
+                dataset=None) -> dict:
+    """What this run's encode pass computes: `encode_tokens` (the real tokens of every
+    text it encodes), `encode_linear_gflop` (their linear layers' arithmetic), and
+    whether the feature cache already held it all (`features_cached`)."""
+    encoded = [t["sentences"] if "sentences" in t else t for t in token_sets]
+    tokens = int(sum(int(t["length"].sum()) for t in encoded))
+    hidden, intermediate = backbone.hidden_dim, backbone.intermediate_dim
+    per_token = 2.0 * backbone.num_layers * (4 * hidden * hidden + 2 * hidden * intermediate)
+    cached = config.run.cache_features and all(
+        FeatureCache(cache_dir(config), feature_key(config, t, encoding, dataset)).is_complete()
+        for t in encoded)
+    return {"encode_tokens": tokens, "encode_linear_gflop": per_token * tokens / 1e9,
+            "features_cached": bool(cached)}
+
+
 def cached_features(config: TrainConfig, split: str, tokens: dict, encoding: Encoding,
                     worker: WorkerInfo = WorkerInfo(), dataset=None) -> FeatureSet:
     """The cached frozen features of `split` (computed on first use); `dataset` (a
     `datasets.DatasetInfo`) adds the dataset's identity to the key."""
-    spec = FeatureSpec.of(config.model)
-    # The examples themselves (a changed dataset is re-encoded), and for datasets other
-    # than SST-2 (whose keys predate it) where they came from.
-    key = {**presets.preset_fingerprint(config.model.preset),
-           "sequence_length": config.model.sequence_length, "precision": encoding.precision,
-           **spec.cache_fields(encoding.backbone_layers), "examples": content_hash(tokens)}
-    if dataset is not None and dataset.name != "glue/sst2":
-        key["dataset"] = dataset.identity
-    return encode(encoding.encoder, tokens, cache_dir(config), key,
+    return encode(encoding.encoder, tokens, cache_dir(config),
+                  feature_key(config, tokens, encoding, dataset),
                   batch_size=config.run.encode_batch_size, description=f"encode {split}",
                   show_progress=config.run.progress and worker.is_chief, worker=worker)
 
@@ -227,6 +249,7 @@ def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encodin
     log(f"Head: {FeatureSpec.of(config.model).describe()}; {_describe_optimization(config)}.")
 
     tokenize_seconds = time.time() - tokenize_started
+    work = encode_work(config, encoding, backbone, [train_tokens, eval_tokens], info)
     encode_started = time.time()
     # A resumed run keeps the buckets it started with: the same batches.
     train_source = split_source(config, data_config.train_split, train_tokens, encoding,
@@ -238,7 +261,13 @@ def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encodin
     encode_seconds = None
     if config.run.cache_features:
         encode_seconds = time.time() - encode_started
-        log(f"Features ready in {encode_seconds:.1f}s (cache: {cache_dir(config)}).")
+        if not work["features_cached"]:  # the pass ran: its rate against the matmuls'
+            work["encode_linear_gflops_per_second"] = (work["encode_linear_gflop"]
+                                                       / max(encode_seconds, 1e-9))
+        log(f"Features ready in {encode_seconds:.1f}s (cache: {cache_dir(config)}"
+            + (f"; {work['encode_tokens']:,} tokens, "
+               f"{work['encode_linear_gflops_per_second']:.0f} GFLOP/s of linear layers"
+               if "encode_linear_gflops_per_second" in work else "") + ").")
     buckets = {"train": train_source.boundaries, "eval": eval_source.boundaries}
     if buckets["train"]:
         log(f"Length buckets (one compiled shape each): training {buckets['train']}, "
@@ -251,6 +280,7 @@ def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encodin
              "train_examples": len(train_tokens["label"]),
              "eval_examples": len(eval_tokens["label"]),
              "tokenize_seconds": tokenize_seconds, "encode_seconds": encode_seconds,
+             **work,
              "dataset": info.to_dict(),
              "class_weights": (_class_weights(train_tokens["label"], info)
                                if optimization.class_weights == "balanced" else None)}
