@@ -32,7 +32,7 @@ from sst2.model.encoder import FeatureEncoder
 from sst2.model.precision import BFLOAT16_MUST_TAKE_AT_MOST, PRECISIONS
 from sst2.text import data
 
-TRIAL_BATCHES = 4   # batches timed, spread from the shortest sentences to the longest
+TRIAL_BATCHES = 4   # batches timed, spread over the pass's tokens
 TRIAL_ROUNDS = 3    # rounds at least, each precision once per round
 TRIAL_SECONDS = 3.0  # more rounds while the trial has taken less than this
 # Sentences of the training split the trial's batches are drawn from.
@@ -56,7 +56,11 @@ def confirm(encoders: dict, tokens: dict, batch_size: int, log=print) -> dict:
     some = next(iter(encoders.values()))
     plan = data.plan_batches(tokens["length"], batch_size,
                              some.padded_lengths(tokens["token_ids"].shape[1]))
-    picks = sorted(set(np.linspace(0, len(plan) - 1, TRIAL_BATCHES).round().astype(int)))
+    # The batches where the pass's tokens are: at the middles of equal shares of its
+    # tokens (short batches are many but carry few tokens).
+    mass = np.cumsum([tokens["length"][indices].sum() for indices, _ in plan])
+    shares = (np.arange(TRIAL_BATCHES) + 0.5) / TRIAL_BATCHES * mass[-1]
+    picks = sorted(set(np.searchsorted(mass, shares).tolist()))
     batches = [plan[i] for i in picks]
     for encoder in encoders.values():  # trace every shape, warm the caches
         for indices, padded in batches:
