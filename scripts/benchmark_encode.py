@@ -47,11 +47,6 @@ def cpu_name() -> str:
     return platform.processor()
 
 
-def linear_flops_per_token(hidden: int, intermediate: int, layers: int) -> float:
-    """Multiply-adds x 2 of one token through every layer's linear layers."""
-    return 2.0 * layers * (4 * hidden * hidden + 2 * hidden * intermediate)
-
-
 def time_encode(encoder, tokens, batch_size: int) -> float:
     import numpy as np
     import tensorflow as tf
@@ -115,6 +110,7 @@ def main() -> None:
     from sst2.model import presets
     from sst2.model.backbone import FeatureSpec
     from sst2.model.encoder import FeatureEncoder
+    from sst2.model.inference import linear_flops_per_token
     from sst2.text import data
     from sst2.text.datasets import TfdsDataset
 

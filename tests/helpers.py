@@ -127,3 +127,17 @@ def error_lines(stderr: str) -> list[str]:
     """The `error: ...` lines a process wrote, wherever TensorFlow's C++ runtime logs
     lines of its own around them."""
     return [line for line in stderr.splitlines() if line.startswith("error: ")]
+
+
+def tiny_head_and_optimizer():
+    """A built 8-wide `ClassifierHead` and its built Adam: what checkpoint tests save."""
+    import keras
+    import tensorflow as tf
+
+    from sst2.model.head import ClassifierHead
+
+    head = ClassifierHead(hidden_units=0)
+    head(tf.zeros([1, 1, 8]))
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(head.trainable_variables)
+    return head, optimizer

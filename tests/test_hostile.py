@@ -3,14 +3,13 @@ silently wrong. Each test reproduces its case on the code before the fix."""
 
 import os
 
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from sst2.run.errors import UserError
 from sst2.run.files import save_json, write_atomically
 from sst2.run.runlock import RunLock
+from tests.helpers import tiny_head_and_optimizer
 
 
 @pytest.fixture
@@ -21,16 +20,6 @@ def outside(tmp_path):
     target = folder / "precious.txt"
     target.write_text("keep me")
     return target
-
-
-def _tiny_head_and_optimizer():
-    from sst2.model.head import ClassifierHead
-
-    head = ClassifierHead(hidden_units=0)
-    head(tf.zeros([1, 1, 8]))
-    optimizer = keras.optimizers.Adam()
-    optimizer.build(head.trainable_variables)
-    return head, optimizer
 
 
 def test_a_link_at_a_temporary_name_is_never_written_through(tmp_path, outside):
@@ -66,7 +55,7 @@ def test_a_checkpoint_index_listing_files_outside_is_set_aside(tmp_path, outside
     (checkpoints / "checkpoint").write_text(
         f'model_checkpoint_path: "{outside.parent}/ckpt-1"\n'
         f'all_model_checkpoint_paths: "{outside.parent}/ckpt-1"\n')
-    head, optimizer = _tiny_head_and_optimizer()
+    head, optimizer = tiny_head_and_optimizer()
     messages = []
     checkpoint = RunCheckpoint(str(tmp_path / "run"), head, optimizer, keep=1,
                                log=messages.append)
@@ -162,7 +151,7 @@ def test_a_failed_checkpoint_save_leaves_no_partial_files(tmp_path):
     from sst2.fit.checkpoint import RunCheckpoint
     from sst2.fit.loop import Position
 
-    head, optimizer = _tiny_head_and_optimizer()
+    head, optimizer = tiny_head_and_optimizer()
     checkpoint = RunCheckpoint(str(tmp_path), head, optimizer)
     real_save = checkpoint.best_manager.save
 

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from sst2 import cli
 
-from sst2.fit import inputs
+from sst2.fit import cached_features, inputs
 
 from sst2.model import features
 
@@ -45,16 +45,16 @@ def _tokens(n=6, offset=0):
 def test_a_changed_dataset_gets_another_cache_entry(tiny_preset, tmp_path):
     same, changed = _tokens(), _tokens()
     changed["label"] = 1 - changed["label"]  # same sentences, other labels
-    assert inputs.content_hash(same) == inputs.content_hash(_tokens())
-    assert inputs.content_hash(changed) != inputs.content_hash(same)
+    assert cached_features.content_hash(same) == cached_features.content_hash(_tokens())
+    assert cached_features.content_hash(changed) != cached_features.content_hash(same)
     config = TrainConfig.from_options(preset=tiny_preset, pooling="mean",
                                       cache_dir=str(tmp_path), progress=False)
     calls = []
     encoder = FeatureEncoder((lambda ids, mask: calls.append(1) or tf.ones([len(ids), 1, 4]),),
                              static_shapes=False, token_level=False)
-    encoding = inputs.Encoding(encoder, "float32", backbone_layers=2)
-    first = inputs.cached_features(config, "train", same, encoding)
-    second = inputs.cached_features(config, "train", changed, encoding)
+    encoding = cached_features.Encoding(encoder, "float32", backbone_layers=2)
+    first = cached_features.cached_features(config, "train", same, encoding)
+    second = cached_features.cached_features(config, "train", changed, encoding)
     assert len(os.listdir(tmp_path)) == 2 and calls  # encoded again, not served stale
     assert (first.labels != second.labels).all()
 

@@ -10,16 +10,7 @@ import pytest
 import tensorflow as tf
 
 from sst2.run.errors import UserError
-
-
-def _tiny_head_and_optimizer():
-    from sst2.model.head import ClassifierHead
-
-    head = ClassifierHead(hidden_units=0)
-    head(tf.zeros([1, 1, 8]))
-    optimizer = keras.optimizers.Adam()
-    optimizer.build(head.trainable_variables)
-    return head, optimizer
+from tests.helpers import tiny_head_and_optimizer
 
 
 def test_a_relative_run_folder_keeps_its_best_checkpoint(tmp_path, monkeypatch):
@@ -29,7 +20,7 @@ def test_a_relative_run_folder_keeps_its_best_checkpoint(tmp_path, monkeypatch):
     from sst2.fit.loop import Position
 
     monkeypatch.chdir(tmp_path)
-    head, optimizer = _tiny_head_and_optimizer()
+    head, optimizer = tiny_head_and_optimizer()
     first = RunCheckpoint("runs/rel", head, optimizer, keep=3)
     first.save_if_best(Position(epoch=1, step=10), 0.9)   # the best: epoch 1
     first.save(Position(epoch=1, step=10))
@@ -50,7 +41,7 @@ def test_a_best_checkpoint_whose_index_was_set_aside_is_still_found(tmp_path):
     from sst2.fit.checkpoint import RunCheckpoint
     from sst2.fit.loop import Position
 
-    head, optimizer = _tiny_head_and_optimizer()
+    head, optimizer = tiny_head_and_optimizer()
     run = str(tmp_path / "run")
     checkpoint = RunCheckpoint(run, head, optimizer, keep=3)
     checkpoint.save_if_best(Position(epoch=1, step=10), 0.9)

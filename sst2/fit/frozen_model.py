@@ -28,10 +28,12 @@ Example:
 import dataclasses
 
 from sst2.fit.distribute import WorkerInfo
-from sst2.fit.inputs import Encoding, sample_tokens
+from sst2.fit.cached_features import Encoding
+from sst2.fit.inputs import tokenize_pairs_apart
 from sst2.model import hardware, precision, precision_trial, presets
 from sst2.model.backbone import FeatureSpec
 from sst2.model.encoder import FeatureEncoder
+from sst2.text import data
 from sst2.run.config import TrainConfig
 from sst2.run.config_file import load_precisions
 from sst2.run.errors import UserError
@@ -90,10 +92,8 @@ def _consistent(record: dict) -> bool:
     trial = record.get("real_work")
     if not isinstance(trial, dict) or not isinstance(trial.get("seconds"), dict):
         return False
-    seconds = trial["seconds"]
     try:
-        faster = ("bfloat16" if seconds["bfloat16"] <= precision.BFLOAT16_MUST_TAKE_AT_MOST
-                  * seconds["float32"] else "float32")
+        faster = precision.faster_of(trial["seconds"])
     except (KeyError, TypeError):
         return False
     return record["precision"] == trial.get("precision") == faster
@@ -106,11 +106,20 @@ def _trial(config: TrainConfig, dataset, preprocessor, shape, train, log) -> _Ch
     spec = FeatureSpec.of(config.model)
     encoders = {p: FeatureEncoder.for_backbone(b, spec, jit_compile=False)
                 for p, b in backbones.items()}
-    tokens = sample_tokens(config, dataset, preprocessor, precision_trial.TRIAL_SENTENCES)
+    tokens = _sample_tokens(config, dataset, preprocessor, precision_trial.TRIAL_SENTENCES)
     trial = precision_trial.confirm(encoders, tokens, config.run.encode_batch_size, log)
     precision.remember(shape, "encode", trial, log)
     encode = trial["precision"]
     return _Choice({"encode": encode, "train": train or encode}, backbones[encode])
+
+
+def _sample_tokens(config: TrainConfig, dataset, preprocessor, count: int) -> dict:
+    """The first `count` examples of the training split, tokenized as the encode pass
+    tokenizes them: the sentences it encodes (for pairs apart, each distinct one)."""
+    sample = dataset.load(config.data.train_split).take(count)
+    if FeatureSpec.of(config.model).separate_pairs and dataset.info.is_pair:
+        return tokenize_pairs_apart(sample, preprocessor)["sentences"]
+    return data.to_numpy(data.tokenize(sample, preprocessor))
 
 
 def check_sequence_length(sequence_length: int, backbone) -> None:

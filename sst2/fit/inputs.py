@@ -2,7 +2,7 @@
 
 `split_source` builds one split's source. With `--cache_features` (the
 default) the frozen backbone runs once per sentence and its features are
-cached (`sst2.model.features`); without it, the backbone runs on every batch.
+cached (`sst2.fit.cached_features`); without it, the backbone runs on every batch.
 
 Example:
     >>> config = TrainConfig.from_options(data_dir=data_dir, preset=preset, sequence_length=16,
@@ -22,7 +22,6 @@ Example:
 """
 
 import dataclasses
-import hashlib
 import time
 
 import numpy as np
@@ -40,9 +39,8 @@ from sst2.text.datasets import TextDataset
 from sst2.fit.distribute import WorkerInfo
 from sst2.model.encoder import FeatureEncoder
 from sst2.run.errors import UserError
-from sst2.model.feature_store import FeatureCache, FeatureSet
-from sst2.model.features import encode
-from sst2.run.run_folder import RunFolder
+from sst2.fit.cached_features import (Encoding, cache_dir, cached_features, encode_rate,
+                                      encode_work)
 from sst2.fit.sources import (CachedFeatureSource, CachedPairSource, CachedTokenSource,
                               TokenSource)
 
@@ -69,15 +67,6 @@ def tokenize_split(dataset: TextDataset, split: str, preprocessor,
                         "test split has no labels): train and validate on labelled splits, "
                         "e.g. train and validation.")
     return tokens
-
-
-def sample_tokens(config: TrainConfig, dataset: TextDataset, preprocessor, count: int) -> dict:
-    """The first `count` examples of the training split, tokenized as the encode pass
-    tokenizes them: the sentences it encodes (for pairs apart, each distinct one)."""
-    sample = dataset.load(config.data.train_split).take(count)
-    if FeatureSpec.of(config.model).separate_pairs and dataset.info.is_pair:
-        return tokenize_pairs_apart(sample, preprocessor)["sentences"]
-    return data.to_numpy(data.tokenize(sample, preprocessor))
 
 
 def tokenize_pairs_apart(pairs, preprocessor) -> dict:
@@ -107,72 +96,6 @@ def unlabelled_rows(labels: np.ndarray) -> np.ndarray:
     """Which examples have no label: -1 (any entry, multi-label), or NaN (a number)."""
     missing = np.isnan(labels) if labels.dtype.kind == "f" else labels < 0
     return missing.reshape(len(labels), -1).any(axis=1)
-
-
-def content_hash(tokens: dict) -> str:
-    """A SHA-256 of the token ids, labels and dataset indices (about 0.1 s for SST-2)."""
-    digest = hashlib.sha256()
-    for name in ("token_ids", "label", "idx"):
-        digest.update(np.ascontiguousarray(tokens[name]).tobytes())
-    return digest.hexdigest()
-
-
-def cache_dir(config: TrainConfig) -> str:
-    return config.run.cache_dir or RunFolder(config.run.model_dir).feature_cache
-
-
-@dataclasses.dataclass(frozen=True)
-class Encoding:
-    """How a run turns token ids into frozen features.
-
-    Attributes:
-        encoder: the backbone's compiled `FeatureEncoder`.
-        precision: the precision it computes in (part of the cache key).
-        backbone_layers: the backbone's depth (what `FeatureSpec` reads of it).
-    """
-
-    encoder: FeatureEncoder
-    precision: str
-    backbone_layers: int
-
-
-def feature_key(config: TrainConfig, tokens: dict, encoding: Encoding, dataset=None) -> dict:
-    """What the cached features of `tokens` depend on: the weights, sequence length,
-    precision and features, the examples themselves (a changed dataset is re-encoded),
-    and for datasets other than SST-2 (whose keys predate it) where they came from."""
-    key = {**presets.preset_fingerprint(config.model.preset),
-           "sequence_length": config.model.sequence_length, "precision": encoding.precision,
-           **FeatureSpec.of(config.model).cache_fields(encoding.backbone_layers),
-           "examples": content_hash(tokens)}
-    if dataset is not None and dataset.name != "glue/sst2":
-        key["dataset"] = dataset.identity
-    return key
-
-
-def encode_work(config: TrainConfig, encoding: Encoding, backbone, token_sets: list,
-                dataset=None) -> dict:
-    """What this run's encode pass computes: `encode_tokens` (the real tokens of every
-    text it encodes), `encode_linear_gflop` (their linear layers' arithmetic), and
-    whether the feature cache already held it all (`features_cached`)."""
-    encoded = [t["sentences"] if "sentences" in t else t for t in token_sets]
-    tokens = int(sum(int(t["length"].sum()) for t in encoded))
-    hidden, intermediate = backbone.hidden_dim, backbone.intermediate_dim
-    per_token = 2.0 * backbone.num_layers * (4 * hidden * hidden + 2 * hidden * intermediate)
-    cached = config.run.cache_features and all(
-        FeatureCache(cache_dir(config), feature_key(config, t, encoding, dataset)).is_complete()
-        for t in encoded)
-    return {"encode_tokens": tokens, "encode_linear_gflop": per_token * tokens / 1e9,
-            "features_cached": bool(cached)}
-
-
-def cached_features(config: TrainConfig, split: str, tokens: dict, encoding: Encoding,
-                    worker: WorkerInfo = WorkerInfo(), dataset=None) -> FeatureSet:
-    """The cached frozen features of `split` (computed on first use); `dataset` (a
-    `datasets.DatasetInfo`) adds the dataset's identity to the key."""
-    return encode(encoding.encoder, tokens, cache_dir(config),
-                  feature_key(config, tokens, encoding, dataset),
-                  batch_size=config.run.encode_batch_size, description=f"encode {split}",
-                  show_progress=config.run.progress and worker.is_chief, worker=worker)
 
 
 # What one more length bucket (one more compiled shape) costs, in padded token rows
@@ -261,13 +184,8 @@ def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encodin
     encode_seconds = None
     if config.run.cache_features:
         encode_seconds = time.time() - encode_started
-        if not work["features_cached"]:  # the pass ran: its rate against the matmuls'
-            work["encode_linear_gflops_per_second"] = (work["encode_linear_gflop"]
-                                                       / max(encode_seconds, 1e-9))
         log(f"Features ready in {encode_seconds:.1f}s (cache: {cache_dir(config)}"
-            + (f"; {work['encode_tokens']:,} tokens, "
-               f"{work['encode_linear_gflops_per_second']:.0f} GFLOP/s of linear layers"
-               if "encode_linear_gflops_per_second" in work else "") + ").")
+            + encode_rate(work, encode_seconds) + ").")
     buckets = {"train": train_source.boundaries, "eval": eval_source.boundaries}
     if buckets["train"]:
         log(f"Length buckets (one compiled shape each): training {buckets['train']}, "

@@ -68,17 +68,16 @@ class Callback:
 def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | None,
         epochs: int, start: Position | None = None, epoch_sums: MetricSums | None = None,
         callbacks: Iterable[Callback] = (), show_progress: bool = True,
-        log: Callable[[str], None] = print, steps_per_call: int = 1,
-        check_finite: bool = True) -> list[dict]:
+        log: Callable[[str], None] = print, steps_per_call: int = 1) -> list[dict]:
     """Trains from `start` to the end of `epochs`, evaluating after each epoch.
 
     One compiled call runs up to `steps_per_call` steps, stopping early at an
     epoch's end and wherever a callback is due (`Callback.steps_until_due`), so
     checkpoints land on the same steps; callbacks run at call ends.
 
-    With `check_finite`, a training loss or an epoch's metric that is not a finite
-    number raises `NonFiniteError` before any callback sees it (so no checkpoint holds
-    those weights).
+    Where the trainer `stops_on_non_finite`, a training loss or an epoch's metric
+    that is not a finite number raises `NonFiniteError` before any callback sees it
+    (so no checkpoint holds those weights).
 
     Returns one record per epoch finished in this call: `epoch` (1-based),
     `step`, `train_<metric>` and `val_<metric>` for every metric the sums allow
@@ -90,7 +89,7 @@ def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | 
     while position.epoch < epochs:
         started = time.time()
         sums = _train_epoch(trainer, train_source, position, trainer.sums(epoch_sums),
-                            epochs, callbacks, show_progress, steps_per_call, check_finite)
+                            epochs, callbacks, show_progress, steps_per_call)
         epoch_sums = None
         record = {"epoch": position.epoch + 1, "step": position.step,
                   **_named("train", sums.result()), "seconds": time.time() - started}
@@ -101,7 +100,7 @@ def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | 
             record.update(_named("val", result), eval_seconds=time.time() - eval_started)
             if "outputs" in result:  # for the callbacks (TensorBoard), not metrics.json
                 record["_val_outputs"] = (result["outputs"], result["labels"])
-        if check_finite:
+        if trainer.stops_on_non_finite:
             _check_finite(record)
         log(f"Epoch {record['epoch']}/{epochs}: " + describe(record))
         position.epoch += 1
@@ -114,7 +113,7 @@ def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | 
 
 
 def _train_epoch(trainer, source, position, sums, epochs, callbacks, show_progress,
-                 steps_per_call, check_finite) -> MetricSums:
+                 steps_per_call) -> MetricSums:
     """Runs the rest of `position`'s epoch; returns its sums."""
     num_batches = source.num_batches(position.epoch)
     bar = tqdm(total=num_batches, initial=position.batch, unit="batch",
@@ -124,7 +123,7 @@ def _train_epoch(trainer, source, position, sums, epochs, callbacks, show_progre
         due = [c.steps_until_due(position) for c in callbacks]
         steps = min([max(steps_per_call, 1), num_batches - position.batch] + [d for d in due if d])
         trainer.train_steps(iterator, steps, sums)
-        if check_finite and not math.isfinite(sums.loss):
+        if trainer.stops_on_non_finite and not math.isfinite(sums.loss):
             bar.close()
             raise NonFiniteError(
                 f"The training loss became {sums.loss} by step {position.step + steps} (epoch "

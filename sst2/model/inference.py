@@ -25,6 +25,17 @@ import numpy as np
 import tensorflow as tf
 
 
+def linear_flops_per_token(hidden: int, intermediate: int, layers: int) -> float:
+    """One token's arithmetic (2 x multiply-adds) in every layer's linear layers: QKV,
+    the attention output and the two feed-forward matmuls. The encode pass's physical
+    reference is the time these matmuls alone take (`scripts/benchmark_encode.py`).
+
+    >>> linear_flops_per_token(384, 1536, 6)   # the stand-in: 21.2 MFLOP a token
+    21233664.0
+    """
+    return 2.0 * layers * (4 * hidden * hidden + 2 * hidden * intermediate)
+
+
 def _layer_norm(x, gamma, beta, epsilon):
     mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)
     return (x - mean) * tf.math.rsqrt(variance + epsilon) * gamma + beta

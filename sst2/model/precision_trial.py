@@ -6,8 +6,8 @@ get wrong for good. `confirm` times the real work instead: the whole frozen
 backbone in float32 and in bfloat16 on a few of the run's own encode batches
 (its sentences, lengths and batch size), the two precisions alternating round
 by round so that other load on the machine weighs on both alike. bfloat16 wins
-only where it takes at most `BFLOAT16_MUST_TAKE_AT_MOST` of float32's time (it
-also rounds the features), and the cached verdict is replaced where the trial
+only where it is clearly faster (`sst2.model.precision.faster_of`: it also
+rounds the features), and the cached verdict is replaced where the trial
 contradicts it.
 
 Example:
@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from sst2.model.encoder import FeatureEncoder
-from sst2.model.precision import BFLOAT16_MUST_TAKE_AT_MOST, PRECISIONS
+from sst2.model.precision import PRECISIONS, faster_of
 from sst2.text import data
 
 TRIAL_BATCHES = 4   # batches timed, spread over the pass's tokens
@@ -78,8 +78,7 @@ def confirm(encoders: dict, tokens: dict, batch_size: int, log=print) -> dict:
             rounds[p].append(time.perf_counter() - begun)
         round_number += 1
     seconds = {p: float(np.median(t)) for p, t in rounds.items()}
-    faster = ("bfloat16" if seconds["bfloat16"] <= BFLOAT16_MUST_TAKE_AT_MOST
-              * seconds["float32"] else "float32")
+    faster = faster_of(seconds)
     real_tokens = int(sum(tokens["length"][indices].sum() for indices, _ in batches))
     log(f"Precision of the encode pass, timed on {len(batches)} of this run's batches "
         f"({real_tokens:,} tokens), {round_number} alternating rounds: " + ", ".join(
