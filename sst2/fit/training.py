@@ -81,6 +81,9 @@ def run(config: TrainConfig, log=print, build_trainer=None) -> dict:
             OFFICIAL_METRICS.get(dataset.info.glue_task), dataset.info.num_classes))
         precisions, preprocessor, backbone, encoding = load_model(config, strategy, dataset,
                                                                   log, worker)
+        # The head starts from the seed alone, however many backbones loading took (a
+        # precision trial loads two): the same seed gives the same run, bit for bit.
+        keras.utils.set_random_seed(config.optimization.seed)
         global_batch = config.optimization.batch_size * strategy.num_replicas_in_sync
         train_source, eval_source, facts = run_sources(config, dataset, preprocessor,
                                                        encoding, backbone, global_batch, worker,
