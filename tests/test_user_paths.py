@@ -382,9 +382,9 @@ def test_the_report_cuts_a_long_text_with_an_ellipsis():
 def test_train_from_a_working_directory_with_a_relative_run_folder_exports_the_best_epoch(
         tiny_preset, tmp_path):
     """Case 1 end to end: `python -m sst2.train` in the user's folder, relative paths. The
-    validation labels are the training labels flipped, so the validation loss rises with
-    every epoch and epoch 1 is the best by it; before the fix the last epoch was exported
-    under the best one's name."""
+    validation labels are the training labels flipped, so the validation loss rises as the
+    head learns and an early epoch is the best by it; before the fix the last epoch was
+    exported under the best one's name."""
     import json
     import random
 
@@ -412,14 +412,16 @@ def test_train_from_a_working_directory_with_a_relative_run_folder_exports_the_b
     assert "unreadable" not in result.stdout and not list(run.glob("*/checkpoint.unreadable"))
     epochs = json.loads((run / "metrics.json").read_text())["epochs"]
     losses = [r["val_loss"] for r in epochs]
-    assert losses == sorted(losses) and [r.get("best", False) for r in epochs] == [
-        True, False, False], losses
-    assert f"Exported the best checkpoint (best-{epochs[0]['step']})" in result.stdout
+    best = int(np.argmin(losses))
+    assert best < len(epochs) - 1, losses  # the last epoch is not the best: the test bites
+    # (An epoch is marked when it beat the ones before it; the last marked is the best.)
+    assert [e for e, r in enumerate(epochs) if r.get("best")][-1] == best, epochs
+    assert f"Exported the best checkpoint (best-{epochs[best]['step']})" in result.stdout
 
-    # The export answers as epoch 1 did (before calibration, which keeps the labels and
+    # The export answers as the best epoch did (before calibration, which keeps the labels and
     # is checked on its own), not as the last epoch.
     calibration = json.loads((run / "calibration.json").read_text())
-    assert calibration["checkpoint"] == f"best-{epochs[0]['step']}"
+    assert calibration["checkpoint"] == f"best-{epochs[best]['step']}"
     (version,) = os.listdir(run / "export")
     serve = tf.saved_model.load(str(run / "export" / version)).signatures["serving_default"]
     texts, gold = [], []
@@ -433,7 +435,7 @@ def test_train_from_a_working_directory_with_a_relative_run_folder_exports_the_b
     served = serve(text=tf.constant(texts))["probabilities"].numpy().astype(np.float64)
     raw = scaled(served, 1.0 / calibration["temperature"])  # the temperature taken out
     loss = float(-np.log(raw[np.arange(len(gold)), gold]).mean())
-    assert loss == pytest.approx(losses[0], rel=2e-3)
-    assert abs(loss - losses[-1]) > 10 * 2e-3 * losses[0]
+    assert loss == pytest.approx(losses[best], rel=2e-3)
+    assert abs(loss - losses[-1]) > 10 * 2e-3 * losses[best]
     card = (run / "export" / version / "MODEL_CARD.md").read_text()
-    assert f"(epoch 1)" in card and "| 1 (kept) |" in card
+    assert f"(epoch {best + 1})" in card and f"| {best + 1} (kept) |" in card
