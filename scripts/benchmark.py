@@ -111,7 +111,7 @@ def path_seed(args) -> dict:
         ds = tf.data.Dataset.from_tensor_slices((texts, labels))
         if shuffle:
             ds = ds.shuffle(len(texts), seed=args.seed)
-        return ds.batch(32).map(lambda t, l: (preprocessor(t), l),
+        return ds.batch(32).map(lambda t, y: (preprocessor(t), y),
                                 num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)
 
     fit_started = time.time()
@@ -214,7 +214,6 @@ def encode_flops(args) -> dict:
     import numpy as np
 
     from sst2.model import presets
-
     from sst2.text import data
     from sst2.text.datasets import TfdsDataset
 
@@ -250,7 +249,8 @@ def machine() -> dict:
     try:
         with open("/proc/cpuinfo") as f:
             info = f.read()
-        cpu = next(l.split(":", 1)[1].strip() for l in info.splitlines() if "model name" in l)
+        cpu = next(line.split(":", 1)[1].strip() for line in info.splitlines()
+                   if "model name" in line)
         flags = [f for f in ("avx512_bf16", "amx_bf16", "avx512f") if f" {f}" in info]
     except (OSError, StopIteration):
         flags = []
@@ -278,7 +278,8 @@ def main() -> None:
         result = PATHS[args.child](args)
         if args.child == "sst2":  # the training ran in a grandchild; count its memory
             import resource
-            result["grandchild_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
+            result["grandchild_rss_mb"] = children.ru_maxrss / 1024
         with open(args.child_output, "w") as f:
             json.dump(result, f)
         return
@@ -355,7 +356,8 @@ def main() -> None:
             f"| encode (cold cache) | {p['encode_seconds']:.1f} |",
             f"| head: {results['sst2']['epochs']} epochs with evaluations, cold / warm | "
             f"{p['head_seconds_cold']:.1f} / {p['head_seconds_warm']:.1f} |",
-            f"| train epochs, warm | {', '.join(f'{s:.1f}' for s in p['train_epoch_seconds_warm'])} |",
+            "| train epochs, warm | "
+            f"{', '.join(f'{s:.1f}' for s in p['train_epoch_seconds_warm'])} |",
             f"| evaluations, warm | {', '.join(f'{s:.1f}' for s in p['eval_seconds_warm'])} |",
             "",
             f"- head training, warm cache: {p['head_sentence_epochs_per_second_warm']:,.0f} "

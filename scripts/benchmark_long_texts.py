@@ -67,11 +67,10 @@ def main() -> None:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import tensorflow as tf
 
-    from sst2.serve import packing, serving
-
-    from sst2.text import embedded
     from sst2.run.config import ReadingConfig
+    from sst2.serve import packing, serving
     from sst2.serve.trained import restore
+    from sst2.text import embedded
 
     with open(os.path.join(embedded.unpack_sst2(tempfile.mkdtemp()), "dev.tsv")) as f:
         rows = [line.rstrip("\n").split("\t") for line in f][1:]

@@ -27,12 +27,12 @@ def main() -> None:
     import tensorflow as tf
 
     from sst2.fit.head_group import GroupTrainer, HeadGroup
-    from sst2.fit.metrics import MetricSums
     from sst2.fit.optimization import GroupedOptimizer
     from sst2.fit.sources import CachedTokenSource
     from sst2.fit.stacked_heads import StackedAdam, StackedHeads
     from sst2.model.feature_store import FeatureSet
     from sst2.model.head import ClassifierHead
+    from sst2.run.metrics import MetricSums
 
     rng = np.random.default_rng(0)
     width = 384

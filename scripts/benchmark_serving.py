@@ -43,9 +43,9 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from sst2.text import embedded
-
     import tempfile
+
+    from sst2.text import embedded
 
     with open(os.path.join(embedded.unpack_sst2(tempfile.mkdtemp()), "test.tsv")) as f:
         texts = [line.rstrip("\n").split("\t", 1)[1] for line in f][1:]

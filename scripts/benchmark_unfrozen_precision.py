@@ -19,10 +19,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+from sst2.fit.sources import Batch  # noqa: E402
+from sst2.fit.steps import Trainer  # noqa: E402
 from sst2.model import hardware, precision  # noqa: E402
 from sst2.model.head import ClassifierHead  # noqa: E402
-from sst2.fit.steps import Trainer  # noqa: E402
-from sst2.fit.sources import Batch  # noqa: E402
 
 
 def seconds_per_step(dtype: str, args) -> float:

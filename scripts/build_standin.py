@@ -12,8 +12,8 @@ import argparse
 import os
 import sys
 
-from sst2.run.errors import UserError
 from sst2.model.standin import build_standin
+from sst2.run.errors import UserError
 
 
 def main() -> None:

@@ -24,7 +24,8 @@ def rows() -> list[str]:
     for package in sorted(d for d in os.listdir(root)
                           if os.path.exists(os.path.join(root, d, "__init__.py"))):
         folder = os.path.join(root, package)
-        out.append(f"| **`sst2/{package}/`** | **{first_line(os.path.join(folder, '__init__.py'))}** |")
+        summary = first_line(os.path.join(folder, '__init__.py'))
+        out.append(f"| **`sst2/{package}/`** | **{summary}** |")
         out += [f"| `sst2/{package}/{f}` | {first_line(os.path.join(folder, f))} |"
                 for f in sorted(os.listdir(folder)) if f.endswith(".py") and f != "__init__.py"]
     scripts = os.path.join(REPO, "scripts")

@@ -44,9 +44,9 @@ def split_stsb(out_dir: str, source: str = "../shared/data/stsb/train.tsv") -> N
 def zero_shot(dev_file: str) -> None:
     import tensorflow as tf
 
-    from sst2.fit import metrics
     from sst2.model import presets
     from sst2.model.backbone import hidden_states, pool_tokens
+    from sst2.run import metrics
     from sst2.text.text_files import read_table
 
     table = read_table(dev_file, ("sentence1", "sentence2"), "score")
@@ -77,7 +77,7 @@ def _scored(run_dir: str) -> tuple:
 
 
 def multi_label(run_dirs: list) -> None:
-    from sst2.fit import metrics
+    from sst2.run import metrics
 
     for run_dir in run_dirs:
         trained, scored = _scored(run_dir)
@@ -97,7 +97,7 @@ def multi_label(run_dirs: list) -> None:
 
 
 def regression(run_dirs: list) -> None:
-    from sst2.fit import metrics
+    from sst2.run import metrics
 
     for run_dir in run_dirs:
         _, scored = _scored(run_dir)

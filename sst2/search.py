@@ -7,11 +7,12 @@
 Takes every flag of `sst2.train`; the searchable ones (learning_rate, dropout,
 head_hidden, pooling, layers, seed) take comma-separated values, and every
 combination is a configuration (none given as a list: a default space of
-16, one shape: four learning rates, two dropouts, two seeds). Configurations that read the same features train together, in one
-compiled step per batch. Writes the leaderboard (`leaderboard.json`,
-`leaderboard.csv`, TensorBoard's HParams in `hparams/`), the best head as a
-run of its own (`best_run/`) and its export (or, with `--ensemble=K`, the
-mean of the top K heads). Rerunning the same command resumes the search.
+16, one shape: four learning rates, two dropouts, two seeds). Configurations
+that read the same features train together, in one compiled step per batch.
+Writes the leaderboard (`leaderboard.json`, `leaderboard.csv`, TensorBoard's
+HParams in `hparams/`), the best head as a run of its own (`best_run/`) and
+its export (or, with `--ensemble=K`, the mean of the top K heads). Rerunning
+the same command resumes the search.
 """
 
 from sst2 import cli
@@ -20,7 +21,7 @@ from sst2.run.search_config import SearchConfig
 
 
 def main(config: SearchConfig, argv: list[str]) -> None:
-    from sst2.fit.searching import run_search
+    from sst2.head_search.searching import run_search
 
     run_search(config)
 

@@ -9,7 +9,6 @@ Every flag is an option of `sst2.run.config.TrainConfig`; `--helpfull` lists the
 """
 
 from sst2 import cli
-
 from sst2.fit import compile_cache
 from sst2.run.config import TrainConfig
 
@@ -18,12 +17,13 @@ def main(config: TrainConfig, argv: list[str]) -> None:
     import glob
     import os
 
+    from sst2.fit.training import run
     from sst2.run.errors import UserError
     from sst2.run.run_folder import RunFolder
-    from sst2.fit.training import run
+    from sst2.serve.publish import actions
 
     try:
-        run(config)
+        run(config, actions=actions(config))
     except Exception as e:  # OSError, or TensorFlow's own file errors
         message = cli.describe_os_error(e) if isinstance(e, OSError) else (
             cli.describe_tensorflow_file_error(e))

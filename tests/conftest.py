@@ -15,8 +15,7 @@ import fcntl  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests.helpers import (TINY_SEQUENCE_LENGTH, TINY_VOCABULARY, glue_dir,  # noqa: E402
-                           write_tiny_glue)
+from tests.helpers import TINY_SEQUENCE_LENGTH, TINY_VOCABULARY, glue_dir, write_tiny_glue  # noqa: E402
 
 
 def _shared(tmp_path_factory, name: str, build) -> str:
@@ -98,7 +97,7 @@ def trained_tiny_run(tiny_preset, tiny_data_dir, tmp_path_factory) -> str:
     test session; tests that change a run copy it first."""
     def build(model_dir):
         from sst2.run.config import TrainConfig
-        from sst2.fit.training import run
+        from tests.helpers import train as run
 
         run(TrainConfig.from_options(
             model_dir=model_dir, preset=tiny_preset, data_dir=tiny_data_dir, epochs=1,

@@ -141,3 +141,11 @@ def tiny_head_and_optimizer():
     optimizer = keras.optimizers.Adam()
     optimizer.build(head.trainable_variables)
     return head, optimizer
+
+
+def train(config, **kwargs):
+    """`sst2.fit.training.run` as `sst2.train` calls it: with the export's actions."""
+    from sst2.fit import training
+    from sst2.serve import publish
+
+    return training.run(config, actions=publish.actions(config), **kwargs)

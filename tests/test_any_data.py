@@ -88,7 +88,7 @@ def test_sst5_csv_trains_exports_predicts_and_evaluates_five_classes(standin_pre
 
 def _run_in_process(**options) -> dict:
     from sst2.run.config import TrainConfig
-    from sst2.fit.training import run
+    from tests.helpers import train as run
 
     return run(TrainConfig.from_options(progress=False, **options), log=lambda message: None)
 
@@ -155,8 +155,8 @@ def test_sentence_pairs_train_export_and_predict(tiny_preset, tmp_path):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
-    from sst2.run.config import ReadingConfig
     from sst2.predict import predict_lines
+    from sst2.run.config import ReadingConfig
     from sst2.serve.evaluation import predict_split
     from sst2.serve.trained import restore
 
@@ -195,7 +195,7 @@ def test_sentence_pairs_train_export_and_predict(tiny_preset, tmp_path):
     # What predict prints is what the export answers for these pairs.
     pairs = serve(text=tf.constant(["a good film", "a good film"]),
                   text_pair=tf.constant(["it is great", "it is dull"]))
-    assert [a["label"] for a in answers] == [l.decode() for l in pairs["label"].numpy()]
+    assert [a["label"] for a in answers] == [y.decode() for y in pairs["label"].numpy()]
     np.testing.assert_allclose([a["probabilities"] for a in answers],
                                pairs["probabilities"].numpy(), atol=1e-6)
     # Every line is answered; a line without a tab gets an error of its own (issue 25, 26).

@@ -45,7 +45,7 @@ def test_a_run_with_an_average_exports_the_average(tiny_preset, tiny_data_dir, t
     from sst2.run.config import TrainConfig
     from sst2.serve.evaluation import evaluate
     from sst2.serve.trained import restore
-    from sst2.fit.training import run
+    from tests.helpers import train as run
 
     config = TrainConfig.from_options(
         model_dir=str(tmp_path / "run"), preset=tiny_preset, data_dir=tiny_data_dir, epochs=1,

@@ -9,10 +9,10 @@ import pytest
 from absl import flags
 
 from sst2 import cli
-
-from sst2.run import config as config_lib, config_file
-from sst2.run.config import EvaluateConfig, ModelConfig, OptimizationConfig, TrainConfig
 from sst2.model.backbone import FeatureSpec
+from sst2.run import config as config_lib
+from sst2.run import config_file
+from sst2.run.config import EvaluateConfig, ModelConfig, OptimizationConfig, TrainConfig
 from sst2.run.config_file import from_dict, load_config, to_dict
 from sst2.run.errors import UserError
 from sst2.run.options import options
@@ -200,7 +200,8 @@ def test_compile_cache_sets_xla_flag_once_and_never_overrides(tmp_path, monkeypa
 ])
 def test_a_hand_damaged_config_is_one_clear_error(edit, message, tmp_path):
     # Issue 25, case 13: four kinds of traceback.
-    from sst2.run.config_file import load_dataset_info, load_precisions, save_config
+    from sst2.run.config_file import load_precisions, save_config
+    from sst2.text.dataset_info import load_dataset_info
 
     save_config(str(tmp_path), TrainConfig.from_options(epochs=1))
     path = tmp_path / "config.json"

@@ -5,10 +5,9 @@ import pytest
 import tensorflow as tf
 
 from sst2.model import presets
-
+from sst2.run.errors import UserError
 from sst2.text import data, glue
 from sst2.text.datasets import TfdsDataset
-from sst2.run.errors import UserError
 from tests.helpers import TINY_SEQUENCE_LENGTH, write_tiny_glue
 
 

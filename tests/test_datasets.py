@@ -6,13 +6,11 @@ import pytest
 import tensorflow as tf
 
 from sst2.model import presets
-
-from sst2.serve import packing
-
-from sst2.text import data, glue
 from sst2.run.config import DataConfig
-from sst2.text.datasets import SST2_INFO, FileDataset, TfdsDataset, open_dataset
 from sst2.run.errors import UserError
+from sst2.serve import packing
+from sst2.text import data, glue
+from sst2.text.datasets import SST2_INFO, FileDataset, TfdsDataset, open_dataset
 
 
 def test_glue_sst2_is_the_default_and_unchanged(tiny_data_dir):

@@ -20,7 +20,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from sst2.run.config import TrainConfig
-from sst2.fit.training import run
+from tests.helpers import train as run
 strategy, batch, trainable_layers = sys.argv[2], int(sys.argv[3]), int(sys.argv[7])
 ema_decay = float(sys.argv[8])
 rates = {"backbone_learning_rate": 0.001} if trainable_layers else {}

@@ -16,7 +16,7 @@ import sst2
 
 # Examples that train, export or serve a whole model run in the slow tier.
 SLOW = {"sst2.serve.serving", "sst2.serve.trained", "sst2.serve.evaluation", "sst2.fit.training",
-        "sst2.fit.searching", "sst2.serve.report", "sst2.serve.calibrated",
+        "sst2.head_search.searching", "sst2.serve.report", "sst2.serve.calibrated",
         "sst2.serve.model_card"}
 MODULES = [pytest.param(m.name, marks=[pytest.mark.slow] if m.name in SLOW else [])
            for m in sorted(pkgutil.walk_packages(sst2.__path__, "sst2."), key=lambda m: m.name)]

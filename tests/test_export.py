@@ -66,8 +66,8 @@ print(json.dumps({
 
 
 def test_export_loads_with_only_tensorflow_and_matches_in_process(trained_run):
-    from sst2.serve.trained import restore
     from sst2.serve.serving import make_predict_fn
+    from sst2.serve.trained import restore
 
     export_dir = _export_dir(trained_run)
     texts = BAD_INPUTS + ["RAW:" + INVALID_UTF8.decode("latin-1")]
@@ -105,6 +105,7 @@ def test_the_export_computes_what_keras_hubs_layers_compute(trained_run):
     """For texts that fit one window, packing to the longest text and the fused encoder
     change nothing but rounding (longer texts: tests/test_serving.py)."""
     import tensorflow_text  # noqa: F401
+
     from sst2.model.backbone import pool_features
     from sst2.serve.trained import restore
 
@@ -135,6 +136,7 @@ def test_saved_model_cli_lists_the_signature(trained_run):
 
 def test_export_cli_from_latest_checkpoint_with_its_reading_options(trained_run, tmp_path):
     import tensorflow_text  # noqa: F401
+
     from sst2.run.config import ReadingConfig
     from sst2.serve.serving import make_predict_fn
     from sst2.serve.trained import restore
@@ -181,7 +183,7 @@ def test_predict_cli_args_stdin_and_json(trained_run):
                            "--json"], input="great fun\n\nawful and boring\n", text=True,
                           capture_output=True, env=dict(os.environ, PYTHONPATH=REPO), timeout=300)
     assert full.returncode == 0, full.stderr[-3000:]
-    records = [json.loads(l) for l in full.stdout.strip().splitlines()]
+    records = [json.loads(line) for line in full.stdout.strip().splitlines()]
     assert [r["text"] for r in records] == ["great fun", "", "awful and boring"]
     assert all(abs(sum(r["probabilities"]) - 1) < 1e-5 for r in records)
 
@@ -208,9 +210,9 @@ def test_evaluate_cli_writes_glue_submission(trained_run, tiny_data_dir):
     assert rows[0] == ["index", "prediction"]
     assert [int(r[0]) for r in rows[1:]] == list(range(32))
     # Each row is the export's answer for that test sentence.
-    from sst2.text.glue import load_split
     from sst2.serve.serving import make_predict_fn
     from sst2.serve.trained import restore
+    from sst2.text.glue import load_split
 
     test = list(load_split("test", tiny_data_dir).as_numpy_iterator())
     trained = restore(trained_run, "best", log=lambda s: None)

@@ -5,11 +5,10 @@ import pytest
 import tensorflow as tf
 
 from sst2.model import feature_store, features, presets
-
-from sst2.text import data
 from sst2.model.backbone import FeatureSpec
-from sst2.text.datasets import TfdsDataset
 from sst2.model.encoder import FeatureEncoder
+from sst2.text import data
+from sst2.text.datasets import TfdsDataset
 from tests.helpers import TINY_SEQUENCE_LENGTH
 
 # precision: CI runs these again with SST2_AUTO_PRECISION=bfloat16.
@@ -37,8 +36,9 @@ def test_cached_and_uncached_features_agree(tiny_preset, tiny_data_dir, tmp_path
     direct = encoder(tf.constant(tokens["token_ids"]), tf.constant(tokens["padding_mask"])).numpy()
     np.testing.assert_allclose(cached.features.astype(np.float32), direct, atol=2e-3, rtol=2e-3)
     assert np.array_equal(cached.labels, tokens["label"])
-    again = features.encode(_plain(lambda *a: 1 / 0), tokens, str(tmp_path), {"split": "validation"},
-                            show_progress=False)  # served from the cache, backbone never called
+    again = features.encode(_plain(lambda *a: 1 / 0), tokens, str(tmp_path),
+                            {"split": "validation"}, show_progress=False)
+    # (served from the cache: the backbone is never called)
     assert np.array_equal(again.features, cached.features)
 
 
@@ -56,8 +56,8 @@ def test_encode_resumes_after_a_crash(tiny_preset, tiny_data_dir, tmp_path):
 
     key = {"split": "train"}
     try:
-        features.encode(_plain(crashing), tokens, str(tmp_path), key, batch_size=16, shard_batches=2,
-                        show_progress=False)
+        features.encode(_plain(crashing), tokens, str(tmp_path), key, batch_size=16,
+                        shard_batches=2, show_progress=False)
     except KeyboardInterrupt:
         pass
     resumed_calls = {"n": 0}

@@ -7,12 +7,12 @@ import tensorflow as tf
 
 from sst2.model import presets
 from sst2.model.backbone import FeatureSpec, hidden_states, pool_features
+from sst2.model.head import build_head
 from sst2.run.config import TrainConfig
 from sst2.run.errors import UserError
-from sst2.model.head import build_head
 from sst2.serve.trained import restore
-from sst2.fit.training import run
 from tests.helpers import TINY_SEQUENCE_LENGTH, tolerance
+from tests.helpers import train as run
 
 # precision: CI runs these again with SST2_AUTO_PRECISION=bfloat16.
 pytestmark = pytest.mark.precision
@@ -107,8 +107,8 @@ def test_unfrozen_copies_compute_in_bfloat16_with_float32_weights(tiny_preset, t
     rounding."""
     import keras
 
-    from sst2.fit.steps import Trainer
     from sst2.fit.sources import Batch
+    from sst2.fit.steps import Trainer
 
     config = _config(tmp_path, tiny_preset, None, trainable_layers=1, head_layers=1)
     heads = [_build_head(config, presets.load_backbone(tiny_preset, precision),
@@ -180,6 +180,7 @@ def test_every_head_trains_exports_and_predicts(options, tiny_preset, tiny_data_
                                  data_dir=tiny_data_dir, model_dir=str(model_dir),
                                  progress=False, **options), log=lambda s: None)
     import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
+
     from sst2.serve.serving import latest_export, make_predict_fn
 
     texts = tf.constant(["great fun", ""])
@@ -188,5 +189,6 @@ def test_every_head_trains_exports_and_predicts(options, tiny_preset, tiny_data_
     np.testing.assert_allclose(served.sum(-1), 1.0, atol=1e-5)
     trained = restore(str(model_dir), "best", log=lambda s: None)
     in_process = make_predict_fn(trained.preprocessor, trained.backbone, trained.head,
-                                 trained.spec, temperature=trained.temperature)(texts)["probabilities"]
+                                 trained.spec,
+                                 temperature=trained.temperature)(texts)["probabilities"]
     np.testing.assert_allclose(served, in_process.numpy(), atol=tolerance(str(model_dir)))

@@ -91,8 +91,8 @@ def test_data_paths_are_kept_absolute_and_a_changed_training_file_is_refused(
     from sst2.run.config import TrainConfig
     from sst2.serve.evaluation import evaluate
     from sst2.serve.trained import restore
-    from sst2.fit.training import run
     from tests.helpers import NEGATIVE, POSITIVE
+    from tests.helpers import train as run
 
     def write_files(folder, words):
         folder.mkdir()

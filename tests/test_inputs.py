@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from sst2.text import data
-from sst2.run.config import TrainConfig
 from sst2.fit.inputs import BUCKET_COST_IN_TOKEN_ROWS, bucket_boundaries
+from sst2.run.config import TrainConfig
+from sst2.text import data
 
 
 def test_the_default_head_trades_padding_for_fewer_compiled_shapes():
@@ -21,8 +21,9 @@ def test_the_default_head_trades_padding_for_fewer_compiled_shapes():
 
 
 def test_a_resumed_run_keeps_the_buckets_it_started_with(tmp_path):
-    from sst2.run.config_file import config_path, load_train_buckets, save_config
+    from sst2.run.config_file import config_path, save_config
     from sst2.run.files import load_json, save_json
+    from sst2.text.data import load_train_buckets
 
     config = TrainConfig.from_options(model_dir=str(tmp_path), sequence_length=64)
     assert load_train_buckets(str(tmp_path)) is None  # a new run chooses its own

@@ -2,20 +2,19 @@
 
 import keras
 import numpy as np
-import tensorflow as tf
 import pytest
+import tensorflow as tf
 
-from sst2.model import presets
-
-from sst2.text import data
-from sst2.model.backbone import FeatureSpec
-from sst2.text.datasets import TfdsDataset
-from sst2.model.encoder import FeatureEncoder
-from sst2.model.head import ClassifierHead
 from sst2.fit.loop import fit
 from sst2.fit.rdrop import rdrop_loss
-from sst2.fit.steps import Trainer
 from sst2.fit.sources import Batch, TokenSource
+from sst2.fit.steps import Trainer
+from sst2.model import presets
+from sst2.model.backbone import FeatureSpec
+from sst2.model.encoder import FeatureEncoder
+from sst2.model.head import ClassifierHead
+from sst2.text import data
+from sst2.text.datasets import TfdsDataset
 from tests.helpers import TINY_SEQUENCE_LENGTH
 
 
@@ -82,8 +81,9 @@ def test_class_weights_scale_each_examples_loss():
 
 
 def test_evaluate_reports_macro_f1_and_mcc_of_its_confusion_matrix():
-    from sst2.fit import metrics, sources
+    from sst2.fit import sources
     from sst2.model import feature_store
+    from sst2.run import metrics
 
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 3, 40).astype(np.int32)
@@ -227,8 +227,8 @@ class _Recorder:
 @pytest.mark.slow
 @pytest.mark.parametrize("pooling", ["mean", "attention"])
 def test_many_steps_per_call_equal_one_step_per_call_bit_for_bit(pooling):
-    from sst2.model.feature_store import FeatureSet
     from sst2.fit.sources import CachedFeatureSource, CachedTokenSource
+    from sst2.model.feature_store import FeatureSet
 
     rng = np.random.default_rng(0)
     n = 75  # 10 batches of 8, the last partial

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2.fit import metrics
+from sst2.run import metrics
 
 
 def reference(labels, predictions, num_classes):

@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2.model import backbone as backbone_lib, presets
+from sst2.model import backbone as backbone_lib
+from sst2.model import presets
 from sst2.model.backbone import FeatureSpec
-from sst2.run.errors import UserError
 from sst2.model.head import ClassifierHead
+from sst2.run.errors import UserError
 from tests.helpers import TINY_SEQUENCE_LENGTH
 
 
@@ -25,7 +26,8 @@ def test_mean_pooling_ignores_padding(tiny_preset):
     preprocessor = presets.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
     x = preprocessor(["good film"])
     spec = FeatureSpec("mean", "last")
-    short = backbone_lib.pool_features(backbone, x["token_ids"][:, :4], x["padding_mask"][:, :4], spec)
+    short = backbone_lib.pool_features(backbone, x["token_ids"][:, :4],
+                                       x["padding_mask"][:, :4], spec)
     long = backbone_lib.pool_features(backbone, x["token_ids"], x["padding_mask"], spec)
     np.testing.assert_allclose(short.numpy(), long.numpy(), atol=1e-5)
 

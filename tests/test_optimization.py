@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2.run.config import OptimizationConfig
-from sst2.model.head import ClassifierHead
 from sst2.fit.optimization import GroupedOptimizer, learning_rate, make_optimizer
+from sst2.model.head import ClassifierHead
+from sst2.run.config import OptimizationConfig
 
 
 def test_linear_schedule_decays_to_zero_at_the_last_step():

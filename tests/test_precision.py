@@ -158,8 +158,8 @@ def test_a_run_that_decided_the_precision_equals_one_that_read_the_decision(
         tiny_preset, tiny_data_dir, tmp_path, monkeypatch):
     """The trial loads a second backbone; the head must not start from another random
     state for it (it did: val accuracy 0.4062 against 0.5312 for the same command)."""
-    from sst2.fit.training import run
     from sst2.run.config import TrainConfig
+    from tests.helpers import train as run
 
     monkeypatch.setenv("SST2_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv(precision.FORCE, raising=False)

@@ -15,23 +15,19 @@ import pytest
 import tensorflow as tf
 
 from sst2 import cli
-
 from sst2.fit import cached_features, inputs
-
-from sst2.model import features
-
-from sst2.text import glue
 from sst2.fit.checkpoint import RunCheckpoint
-from sst2.run.config import TrainConfig
-from sst2.text.datasets import open_dataset
-from sst2.model.encoder import FeatureEncoder
-from sst2.run.errors import UserError
-from sst2.model.head import ClassifierHead
 from sst2.fit.loop import Position
-from sst2.fit.metrics import MetricSums
+from sst2.model import features
+from sst2.model.encoder import FeatureEncoder
+from sst2.model.head import ClassifierHead
+from sst2.run.config import TrainConfig
+from sst2.run.errors import UserError
+from sst2.run.metrics import MetricSums
 from sst2.run.runlock import RunLock
+from sst2.text import glue
+from sst2.text.datasets import open_dataset
 from tests.helpers import REPO, TINY_SEQUENCE_LENGTH, write_tiny_glue
-
 
 # 1. The cache key covers the data's content.
 
@@ -122,12 +118,13 @@ def test_unlabelled_splits_are_refused_for_training_and_validation(tiny_preset, 
     with pytest.raises(UserError, match="--eval_split='test' has 32 unlabelled examples"):
         inputs.tokenize_split(open_dataset(config.data), "test", preprocessor,
                               labelled="--eval_split")
-    assert len(inputs.tokenize_split(open_dataset(config.data), "test", preprocessor)["label"]) == 32
+    test_split = inputs.tokenize_split(open_dataset(config.data), "test", preprocessor)
+    assert len(test_split["label"]) == 32
 
 
 def test_a_sequence_length_beyond_the_presets_positions_is_refused(tiny_preset):
-    from sst2.model import presets
     from sst2.fit.frozen_model import check_sequence_length
+    from sst2.model import presets
 
     backbone = presets.load_backbone(tiny_preset)
     check_sequence_length(64, backbone)

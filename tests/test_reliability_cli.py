@@ -11,8 +11,8 @@ import pytest
 
 from sst2.run.config import TrainConfig
 from sst2.run.errors import UserError
-from sst2.fit.training import run
 from tests.helpers import REPO, run_module
+from tests.helpers import train as run
 
 pytestmark = pytest.mark.slow
 

@@ -116,8 +116,8 @@ def test_an_ensemble_export_answers_the_mean_of_its_heads(tiny_preset, tiny_data
     import tensorflow_text  # noqa: F401
 
     from sst2.fit.head_group import MeanOfHeads
-    from sst2.fit.searching import run_search
-    from sst2.fit.search_export import _restore_group
+    from sst2.head_search.best import _restore_group
+    from sst2.head_search.searching import run_search
     from sst2.run.config import DataConfig, ModelConfig, OptimizationConfig, RunConfig
     from sst2.serve.serving import make_predict_fn
 
@@ -239,7 +239,7 @@ sys.path.insert(0, sys.argv[1])
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from sst2.fit.searching import run_search
+from sst2.head_search.searching import run_search
 from sst2.run.config import DataConfig, ModelConfig, OptimizationConfig, RunConfig
 from sst2.run.search_config import SearchConfig
 strategy, batch = sys.argv[2], int(sys.argv[3])

@@ -9,10 +9,9 @@ import pytest
 import tensorflow as tf
 
 from sst2.model import presets
-
-from sst2.serve import packing, serving
 from sst2.model.backbone import FeatureSpec, frozen_features
 from sst2.model.inference import FastEncoder
+from sst2.serve import packing, serving
 from tests.helpers import NEGATIVE, NEUTRAL, POSITIVE, TINY_SEQUENCE_LENGTH
 
 TEXTS = ["good film", "", "   ", "good " * 40, "caf\xe9 \U0001F600 \u7535\u5f71", "a dull plot",
@@ -73,7 +72,8 @@ def _windows_by_the_rule(n, window, stride, max_windows):
     return [(start, start + window) for start in starts]
 
 
-@pytest.mark.parametrize("window,stride,max_windows", [(4, 2, 8), (5, 5, 3), (14, 7, 2), (3, 1, 64)])
+@pytest.mark.parametrize("window,stride,max_windows",
+                         [(4, 2, 8), (5, 5, 3), (14, 7, 2), (3, 1, 64)])
 def test_split_windows_follows_the_documented_rule(window, stride, max_windows):
     lengths = [0, 1, window - 1, window, window + 1, 2 * window, 3 * window + 1, 50]
     texts = [list(range(100 * i, 100 * i + n)) for i, n in enumerate(lengths)]
@@ -96,8 +96,8 @@ def test_split_windows_follows_the_documented_rule(window, stride, max_windows):
 
 
 def _tiny_model(tiny_preset, **model_options):
-    from sst2.run.config import ModelConfig
     from sst2.model.head import build_head
+    from sst2.run.config import ModelConfig
 
     backbone = presets.load_backbone(tiny_preset, "float32")
     preprocessor = presets.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from sst2.model import feature_store
 from sst2.fit.sources import CachedFeatureSource, CachedTokenSource
+from sst2.model import feature_store
 
 
 def test_cached_source_pads_last_batch_with_zero_weights():

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from sst2.fit import metrics, targets
+from sst2.run import metrics, targets
 from sst2.run.config import DataConfig
 from sst2.run.errors import UserError
 from sst2.text.datasets import open_dataset
@@ -213,9 +213,9 @@ def test_label_names_file_and_label_names_are_one_or_the_other(tmp_path):
 def test_a_resumed_run_of_another_target_is_the_uninterrupted_run(tiny_preset, tmp_path, task):
     """Two epochs straight, and one epoch then a resume to two (a constant rate): the same
     records and the same thresholds, bit for bit."""
-    from sst2.fit.training import run
     from sst2.run.config import TrainConfig
     from tests.helpers import TINY_SEQUENCE_LENGTH
+    from tests.helpers import train as run
 
     rng = np.random.default_rng(0)
     words = ["good", "bad", "film", "plot", "dull", "great", "actor", "slow"]

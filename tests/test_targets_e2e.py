@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from sst2.fit import metrics
+from sst2.run import metrics
 from tests.helpers import REPO, TINY_SEQUENCE_LENGTH, error_lines, run_module
 
 pytestmark = pytest.mark.slow
@@ -192,10 +192,10 @@ def _write_glue(root, rng):
 
 def test_glue_regression_and_mnli_through_tfds_with_their_metrics_and_submissions(
         tiny_preset, tmp_path):
-    from sst2.fit.training import run
     from sst2.run.config import TrainConfig
     from sst2.serve.evaluation import evaluate
     from sst2.serve.trained import restore
+    from tests.helpers import train as run
 
     stsb, mnli = _write_glue(tmp_path, np.random.default_rng(0))
     data_dir = str(tmp_path / "tfds")

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from sst2.text import labels, text_files
 from sst2.run.errors import UserError
+from sst2.text import labels, text_files
 from tests.helpers import senteval_dir
 
 
@@ -89,7 +89,8 @@ def test_trec_training_file_is_latin1_as_distributed():
         raw = f.read()
     with pytest.raises(UnicodeDecodeError):
         raw.decode("utf-8")
-    with pytest.raises(UserError, match=r"1 line\(s\) hold bytes that are not valid utf-8: line 66, byte 53 \(0xf0\)"):
+    with pytest.raises(UserError, match=r"1 line\(s\) hold bytes that are not valid utf-8: "
+                                        r"line 66, byte 53 \(0xf0\)"):
         text_files.decode(path, "utf-8")
     assert "sister\u00f0city" in text_files.decode(path, "latin-1")
 
@@ -127,7 +128,8 @@ def test_pairs_read_two_columns(tmp_path):
 
 
 @pytest.mark.parametrize("raw_labels,message", [
-    (["1", "1", "1"], r"every example has the label '1' \(one class only\): a classifier needs .* two classes"),
+    (["1", "1", "1"],
+     r"every example has the label '1' \(one class only\): a classifier needs .* two classes"),
     (["1", "0", "1.0"], r"spelled more than one way: '1' \(line 2\), '1.0' \(line 4\)"),
     (["Pos", "neg", "pos"], r"spelled more than one way: 'Pos' \(line 2\), 'pos' \(line 4\)"),
     (["0", "1", "2023"], r"the largest, '2023' \(line 4\), would make 2,024 classes of which "

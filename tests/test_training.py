@@ -3,8 +3,8 @@
 import pytest
 
 from sst2.run.config import TrainConfig
-from sst2.fit.training import run
 from tests.helpers import TINY_SEQUENCE_LENGTH
+from tests.helpers import train as run
 
 # precision: CI runs these again with SST2_AUTO_PRECISION=bfloat16.
 pytestmark = [pytest.mark.slow, pytest.mark.precision]

@@ -181,7 +181,7 @@ def test_a_non_finite_loss_stops_the_run_before_any_checkpoint_holds_it(tmp_path
 
 def test_an_undefined_correlation_is_undefined_not_zero():
     """Case 15: one validation example (or constant predictions) scored Pearson 0.0000."""
-    from sst2.fit import metrics
+    from sst2.run import metrics
 
     for scores, labels in (([1.0], [2.0]), ([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])):
         found = metrics.regression_scores(np.array(scores), np.array(labels))

@@ -20,7 +20,6 @@ import hashlib
 
 import numpy as np
 
-from sst2.fit.distribute import WorkerInfo
 from sst2.model import presets
 from sst2.model.backbone import FeatureSpec
 from sst2.model.encoder import FeatureEncoder
@@ -29,6 +28,7 @@ from sst2.model.features import encode
 from sst2.model.inference import linear_flops_per_token
 from sst2.run.config import TrainConfig
 from sst2.run.run_folder import RunFolder
+from sst2.run.worker import WorkerInfo
 
 
 def content_hash(tokens: dict) -> str:

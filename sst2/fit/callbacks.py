@@ -19,13 +19,12 @@ import signal
 
 import tensorflow as tf
 
+from sst2.fit import figures
 from sst2.fit.checkpoint import RunCheckpoint
-from sst2.fit.metrics import BEST_METRICS
-from sst2.run.files import save_json
 from sst2.fit.loop import Callback, Position
-from sst2.fit.metrics import METRICS, MetricSums
+from sst2.run.files import save_json
+from sst2.run.metrics import BEST_METRICS, METRICS, MetricSums
 from sst2.run.run_folder import RunFolder
-
 
 SUMMARY_EVERY_STEPS = 50
 
@@ -137,8 +136,6 @@ def tensorboard_pictures(confusion, outputs, step: int, thresholds: int = 51) ->
     from tensorboard.plugins.pr_curve import summary as pr_curve
 
     if confusion is not None:
-        from sst2.serve import figures
-
         names = [str(i) for i in range(len(confusion))]
         png = figures.png(figures.confusion(np.asarray(confusion), names, True))
         tf.summary.image("confusion_matrix", tf.image.decode_png(png)[None], step=step)

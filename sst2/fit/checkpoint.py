@@ -32,11 +32,11 @@ import numpy as np
 import tensorflow as tf
 
 from sst2.fit.loop import Position
-from sst2.fit.metrics import MetricSums
-from sst2.run.run_folder import RunFolder
+from sst2.model.head import rng_state_variables
 from sst2.run.errors import UserError
 from sst2.run.files import remove_entry
-from sst2.model.head import rng_state_variables
+from sst2.run.metrics import MetricSums
+from sst2.run.run_folder import RunFolder
 
 
 class RunCheckpoint:

@@ -6,28 +6,22 @@
     --strategy=multi_worker  MultiWorkerMirroredStrategy over the workers in TF_CONFIG
     --strategy=tpu --tpu=... TPUStrategy on a TPU (address, name, or "local")
 
-Only the chief writes checkpoints, summaries, metrics, the feature-cache index
-and the export. Other workers take part in every collective (checkpoint saves
-are collective under MultiWorkerMirroredStrategy) but write into a temporary
-folder that they remove, as TF Model Garden does.
+Only the chief writes (`sst2.run.worker`); other workers take part in every
+collective (checkpoint saves are collective under MultiWorkerMirroredStrategy).
 
 Example:
     >>> strategy = make_strategy("one_device")
     >>> strategy.num_replicas_in_sync, worker_info(strategy)
     (1, WorkerInfo(index=0, count=1))
-    >>> write_dir("runs/a", WorkerInfo(index=0, count=2))     # the chief writes in place
-    'runs/a'
 """
 
-import dataclasses
 import json
 import os
-import shutil
-import tempfile
 
 import tensorflow as tf
 
 from sst2.run.errors import UserError
+from sst2.run.worker import WorkerInfo
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 
@@ -80,18 +74,6 @@ def _tpu(tpu: str | None) -> tf.distribute.Strategy:
     return tf.distribute.TPUStrategy(resolver)
 
 
-@dataclasses.dataclass(frozen=True)
-class WorkerInfo:
-    """This process's place in the cluster."""
-
-    index: int = 0
-    count: int = 1
-
-    @property
-    def is_chief(self) -> bool:
-        return self.index == 0
-
-
 def worker_info(strategy: tf.distribute.Strategy) -> WorkerInfo:
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.cluster_spec().as_dict():
@@ -102,15 +84,3 @@ def worker_info(strategy: tf.distribute.Strategy) -> WorkerInfo:
     index = task_id + (1 if task_type == "worker" and "chief" in resolver.cluster_spec().as_dict()
                        else 0)
     return WorkerInfo(index=index, count=max(workers, 1))
-
-
-def write_dir(model_dir: str, worker: WorkerInfo) -> str:
-    """Where this worker writes: the model dir for the chief, a temporary folder otherwise."""
-    if worker.is_chief:
-        return model_dir
-    return tempfile.mkdtemp(prefix=f"sst2-worker{worker.index}-")
-
-
-def remove_write_dir(path: str, model_dir: str) -> None:
-    if os.path.abspath(path) != os.path.abspath(model_dir):
-        shutil.rmtree(path, ignore_errors=True)

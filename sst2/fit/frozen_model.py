@@ -8,9 +8,10 @@ command compute alike, bit for bit); the first such run, or the first after
 the cached verdict came only from `sst2.model.precision`'s one-layer
 measurement, loads the backbone in both precisions and times them on batches
 of its own training sentences (`sst2.model.precision_trial`), keeps the faster
-and replaces the cached verdict with it. Runs started together decide once. Elsewhere (a forced or fixed precision,
-an accelerator, several workers, which must agree, or XLA's static shapes) the
-precision is resolved as `sst2.model.precision.for_run` says.
+and replaces the cached verdict with it. Runs started together decide once.
+Elsewhere (a forced or fixed precision, an accelerator, several workers, which
+must agree, or XLA's static shapes) the precision is resolved as
+`sst2.model.precision.for_run` says.
 
 Example:
     >>> import tensorflow as tf
@@ -27,16 +28,16 @@ Example:
 
 import dataclasses
 
-from sst2.fit.distribute import WorkerInfo
 from sst2.fit.cached_features import Encoding
 from sst2.fit.inputs import tokenize_pairs_apart
 from sst2.model import hardware, precision, precision_trial, presets
 from sst2.model.backbone import FeatureSpec
 from sst2.model.encoder import FeatureEncoder
-from sst2.text import data
 from sst2.run.config import TrainConfig
 from sst2.run.config_file import load_precisions
 from sst2.run.errors import UserError
+from sst2.run.worker import WorkerInfo
+from sst2.text import data
 
 
 @dataclasses.dataclass(frozen=True)

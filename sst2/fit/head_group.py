@@ -30,9 +30,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sst2.fit import metrics, targets
 from sst2.fit.optimization import GroupedOptimizer  # noqa: F401  (the docstring's example)
 from sst2.fit.steps import Trainer, _as_float32
+from sst2.run import metrics, targets
 
 
 @keras.saving.register_keras_serializable(package="sst2")

@@ -7,6 +7,8 @@ cached (`sst2.fit.cached_features`); without it, the backbone runs on every batc
 Example:
     >>> config = TrainConfig.from_options(data_dir=data_dir, preset=preset, sequence_length=16,
     ...                                   model_dir=tmp_dir, progress=False)
+    >>> from sst2.model import presets
+    >>> from sst2.model.encoder import FeatureEncoder
     >>> from sst2.text.datasets import open_dataset
     >>> preprocessor = presets.load_preprocessor(preset, 16)
     >>> tokens = tokenize_split(open_dataset(config.data), "validation", preprocessor)
@@ -26,23 +28,17 @@ import time
 
 import numpy as np
 
-from sst2.fit import targets
+from sst2.fit.cached_features import Encoding, cache_dir, cached_features, encode_rate, encode_work
 from sst2.fit.optimization import class_weights
-from sst2.model import presets
-from sst2.run.config_file import load_train_buckets
-from sst2.text.datasets import DatasetInfo
-
-from sst2.text import data
+from sst2.fit.sources import CachedFeatureSource, CachedPairSource, CachedTokenSource, TokenSource
 from sst2.model.backbone import FeatureSpec
+from sst2.run import targets
 from sst2.run.config import TrainConfig
-from sst2.text.datasets import TextDataset
-from sst2.fit.distribute import WorkerInfo
-from sst2.model.encoder import FeatureEncoder
 from sst2.run.errors import UserError
-from sst2.fit.cached_features import (Encoding, cache_dir, cached_features, encode_rate,
-                                      encode_work)
-from sst2.fit.sources import (CachedFeatureSource, CachedPairSource, CachedTokenSource,
-                              TokenSource)
+from sst2.run.worker import WorkerInfo
+from sst2.text import data
+from sst2.text.data import load_train_buckets
+from sst2.text.datasets import DatasetInfo, TextDataset
 
 
 def tokenize_split(dataset: TextDataset, split: str, preprocessor,

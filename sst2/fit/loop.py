@@ -32,10 +32,10 @@ from typing import Callable, Iterable
 
 from tqdm.auto import tqdm
 
-from sst2.fit.metrics import METRICS, MetricSums
 from sst2.fit.sources import BatchSource
 from sst2.fit.steps import Trainer
 from sst2.run.errors import UserError
+from sst2.run.metrics import METRICS, MetricSums
 
 
 class NonFiniteError(UserError):

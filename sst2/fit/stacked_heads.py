@@ -28,8 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from sst2.model.head import _cosine
-from sst2.model.pooling import POOLINGS
-
+from sst2.run.pooling import POOLINGS
 
 # Every replica computes the same update from all-reduced gradients: each keeps its own.
 _EVERY_REPLICA_ALIKE = tf.VariableAggregation.ONLY_FIRST_REPLICA

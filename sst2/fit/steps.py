@@ -25,11 +25,12 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from sst2.fit import averaging, metrics, targets
-from sst2.model.head import example_features
-from sst2.fit.metrics import MetricSums
+from sst2.fit import averaging
 from sst2.fit.rdrop import rdrop_loss
 from sst2.fit.sources import Batch, BatchSource
+from sst2.model.head import example_features
+from sst2.run import metrics, targets
+from sst2.run.metrics import MetricSums
 
 
 class Trainer:
@@ -46,7 +47,7 @@ class Trainer:
     `rdrop_alpha` > 0 each train step runs the head twice (see `rdrop_loss`);
     the reported training loss stays the first pass's cross-entropy.
 
-    `target` (`sst2.fit.targets`) sets the loss and what logits become; a
+    `target` (`sst2.run.targets`) sets the loss and what logits become; a
     single-label target's evaluation sums a confusion matrix on the device,
     the others' collects every output (`evaluate`).
     """
@@ -188,7 +189,8 @@ class Trainer:
                 weights = weights * tf.gather(self.class_weights, labels)
             elif self.class_weights is not None:  # a positive weight per label
                 per_example = self.target.loss(logits, labels, self.class_weights)
-            loss = tf.nn.compute_average_loss(per_example * weights, global_batch_size=self.batch_size)
+            loss = tf.nn.compute_average_loss(per_example * weights,
+                                              global_batch_size=self.batch_size)
         return tape.gradient(loss, self.head.trainable_variables), sums
 
     def _train_replica_step(self, features, labels, weights):

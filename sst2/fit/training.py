@@ -3,7 +3,8 @@
 `run(config)` trains, or resumes, the run in `config.run.model_dir` and
 returns its metrics. Every piece it wires is its own module: `inputs` (batch
 sources), `head`, `optimization`, `loop` (the steps and the epoch loop),
-`callbacks` (checkpoints, summaries), `trained` (restore and export).
+`callbacks` (checkpoints, summaries); what follows training (the export) is
+handed in as actions.
 
 Example:
     >>> from sst2.run.config import DataConfig, ModelConfig, OptimizationConfig, RunConfig
@@ -24,41 +25,41 @@ import time
 import keras
 import tensorflow as tf
 
-from sst2.fit import averaging, distribute, targets
-
-from sst2.model import hardware
-from sst2.model.assets import check_assets
-from sst2.model.backbone import FeatureSpec
+from sst2.fit import averaging, distribute
 from sst2.fit.callbacks import CheckpointCallback, Interrupted, SummaryCallback
 from sst2.fit.checkpoint import RunCheckpoint
-from sst2.run.config import TrainConfig
-from sst2.run.config_file import save_config, to_dict
-from sst2.text.datasets import DatasetInfo, open_dataset
-from sst2.run.errors import UserError
-from sst2.run.files import load_json
-from sst2.model.head import build_head
 from sst2.fit.frozen_model import load_model
 from sst2.fit.inputs import run_sources
 from sst2.fit.loop import fit
-from sst2.fit.metrics import METRICS
-from sst2.fit.steps import Trainer
 from sst2.fit.optimization import make_optimizer
-from sst2.run.resume import check_same_dataset, resolve_from_data, start_or_check_resume
-from sst2.run.run_folder import check_writable, no_trace_unless_started
+from sst2.fit.resume import check_same_dataset, resolve_from_data, start_or_check_resume
+from sst2.fit.steps import Trainer
+from sst2.model import hardware
+from sst2.model.assets import check_assets
+from sst2.model.backbone import FeatureSpec
+from sst2.model.head import build_head
+from sst2.run import targets
+from sst2.run.config import TrainConfig
+from sst2.run.config_file import save_config, to_dict
+from sst2.run.errors import UserError
+from sst2.run.files import load_json
+from sst2.run.metrics import METRICS
+from sst2.run.run_folder import RunFolder, check_writable, no_trace_unless_started
 from sst2.run.runlock import RunLock
-from sst2.run.run_folder import RunFolder
-from sst2.serve.calibrated import calibrate_run
-from sst2.serve.trained import restore
+from sst2.run.worker import WorkerInfo, remove_write_dir, write_dir
+from sst2.text.datasets import DatasetInfo, open_dataset
 from sst2.text.glue_tasks import OFFICIAL_METRICS
 
 
-
-def run(config: TrainConfig, log=print, build_trainer=None) -> dict:
+def run(config: TrainConfig, log=print, build_trainer=None, actions=()) -> dict:
     """Trains (or resumes) the run in `config.run.model_dir`; returns the final metrics.
 
     Returns `{"epochs": [one record per epoch], "test": final validation metrics}`.
     `build_trainer` (default: one head, `_build_trainer`'s arguments) builds the
-    trainer: `sst2.fit.searching` passes one of many heads trained together.
+    trainer: the head search passes one of many heads trained together. `actions`
+    run on the chief after the last evaluation, each as `action(config, record, log)`
+    (`record(**fields)` adds to metrics.json): `sst2.train` hands in the export's
+    (`sst2.serve.publish`).
     """
     started = time.time()
     config = with_absolute_paths(config)
@@ -101,30 +102,10 @@ def run(config: TrainConfig, log=print, build_trainer=None) -> dict:
         summaries.write(test={"split": config.data.eval_split, **final},
                         head_seconds=time.time() - head_started,
                         wall_seconds=time.time() - started)
-        if config.run.export and worker.is_chief:
-            _export(config, summaries, log)
+        if worker.is_chief:
+            for action in actions:
+                action(config, summaries.write, log)
         return {"epochs": history, "test": final}
-
-
-def _export(config: TrainConfig, summaries, log) -> None:
-    """Restores the best checkpoint; calibrates it, exports it, writes the report (one
-    scored pass over the validation split serves both)."""
-    trained = restore(config.run.model_dir, "best", config=config, log=log)
-    scored = None
-    if config.run.calibrate or config.run.report:
-        from sst2.serve.report import scored_split
-
-        scored = scored_split(trained)
-    if config.run.calibrate:
-        summaries.write(calibration=calibrate_run(trained, log=log, scored=scored))
-    path = trained.export()
-    log(f"Exported the best checkpoint ({os.path.basename(trained.checkpoint_path)}) "
-        f"as a SavedModel: {path}")
-    summaries.write(export_dir=path)
-    if config.run.report:
-        from sst2.serve.report import write_report
-
-        log(f"Report: {write_report(trained, log=log, scored=scored)}")
 
 
 def _hold_run_folder(config: TrainConfig, worker, cleanup: contextlib.ExitStack, log) -> str:
@@ -136,8 +117,8 @@ def _hold_run_folder(config: TrainConfig, worker, cleanup: contextlib.ExitStack,
     if worker.is_chief:
         cleanup.enter_context(no_trace_unless_started(model_dir, existed))
     check_writable(model_dir)
-    out_dir = distribute.write_dir(model_dir, worker)
-    cleanup.callback(distribute.remove_write_dir, out_dir, model_dir)
+    out_dir = write_dir(model_dir, worker)
+    cleanup.callback(remove_write_dir, out_dir, model_dir)
     if worker.is_chief:  # the chief holds the run folder; others write to temporary ones
         cleanup.enter_context(RunLock(model_dir))
     start_or_check_resume(config, worker, log)
@@ -193,7 +174,7 @@ def with_absolute_paths(config: TrainConfig) -> TrainConfig:
 
 
 def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint: RunCheckpoint,
-           train_source, eval_source, out_dir: str, worker: distribute.WorkerInfo, facts: dict,
+           train_source, eval_source, out_dir: str, worker: WorkerInfo, facts: dict,
            log) -> tuple:
     """Resumes from the latest checkpoint, runs the epochs, evaluates; returns
     `(final metrics, the summary callback, every epoch's record)`."""

@@ -14,9 +14,8 @@ Example:
 """
 
 from sst2.model import presets, standin
-
-from sst2.text import glue
 from sst2.run.errors import UserError
+from sst2.text import glue
 
 
 def check_assets(preset: str) -> None:

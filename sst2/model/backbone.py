@@ -27,8 +27,7 @@ import keras
 import tensorflow as tf
 
 from sst2.run.errors import UserError
-from sst2.model.pooling import POOLINGS
-
+from sst2.run.pooling import POOLINGS
 
 # What `auto` pooling and layers mean: (pooling, layers) for one text, and for pairs
 # encoded apart.
@@ -41,7 +40,7 @@ class FeatureSpec:
     """Which frozen-backbone features a head reads, and what the head adds on top.
 
     Attributes:
-        pooling: a name in `sst2.model.pooling.POOLINGS` (`cls`, `mean`, `cls_mean`,
+        pooling: a name in `sst2.run.pooling.POOLINGS` (`cls`, `mean`, `cls_mean`,
             `attention`).
         layers: `last` (the last layer) or `all` (every layer). Pooled
             features concatenate the layers' vectors. Token features average

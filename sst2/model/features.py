@@ -35,11 +35,12 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from sst2.text import data
-from sst2.fit.distribute import WorkerInfo
 from sst2.model.encoder import FeatureEncoder
-from sst2.run.errors import UserError
 from sst2.model.feature_store import STORAGE_DTYPE, CorruptCache, FeatureCache, FeatureSet
+from sst2.run.errors import UserError
+from sst2.run.worker import WorkerInfo
+from sst2.text import data
+
 
 def plan_shards(lengths: np.ndarray, batch_size: int, boundaries: tuple[int, ...],
                 shard_batches: int) -> list[list[tuple[np.ndarray, int]]]:

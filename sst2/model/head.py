@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from sst2.model import presets
 from sst2.model.backbone import FeatureSpec, pool_tokens
-from sst2.model.pooling import POOLINGS
+from sst2.run.pooling import POOLINGS
 
 NUM_CLASSES = 2
 

@@ -68,7 +68,8 @@ class FastEncoder:
         for layer in backbone.transformer_layers:
             attention = layer._self_attention_layer
             projections = (attention.query_dense, attention.key_dense, attention.value_dense)
-            attention_norm, ffn_norm = layer._self_attention_layer_norm, layer._feedforward_layer_norm
+            attention_norm = layer._self_attention_layer_norm
+            ffn_norm = layer._feedforward_layer_norm
             self.layers.append({
                 "qkv_kernel": const(np.concatenate(
                     [np.reshape(d.kernel.numpy(), [h, h]) for d in projections], axis=1), dt),

@@ -1,1 +1,4 @@
-"""A run: its options, its folder and its files."""
+"""A run: its options, the registries naming what it computes, its folder and its files.
+
+The registries (target kinds, metrics, poolings) import without TensorFlow.
+"""

@@ -25,9 +25,9 @@ Example:
 import dataclasses
 
 from sst2.run.errors import UserError
+from sst2.run.metrics import BEST_METRICS
 from sst2.run.options import Options, option, options
-from sst2.fit.metrics import BEST_METRICS
-from sst2.model.pooling import POOLINGS
+from sst2.run.pooling import POOLINGS
 
 TASKS = ("auto", "single_label", "multi_label", "regression")
 
@@ -258,6 +258,15 @@ class TrainConfig:
             grouped[group][name] = value
         return cls(**{group: GROUPS[group](**fields) for group, fields in grouped.items()})
 
+    def with_options(self, **values) -> "TrainConfig":
+        """A copy with options named as the flags are changed: `with_options(dropout=0.3)`."""
+        grouped = {}
+        for name, value in values.items():
+            if name not in _GROUP_OF:
+                raise TypeError(f"{name!r} is not an option of TrainConfig")
+            grouped.setdefault(_GROUP_OF[name], {})[name] = value
+        return self.replace(**grouped)
+
     def replace(self, **groups) -> "TrainConfig":
         """A copy with some fields of some groups changed: `replace(run={"export": False})`."""
         return dataclasses.replace(self, **{
@@ -279,6 +288,12 @@ class TrainConfig:
 
 
 # The other entry points' options (sst2.evaluate, export, report, predict, prepare_data).
-from sst2.run.command_config import (EvaluateConfig, ExportConfig,  # noqa: E402,F401
-                                     PredictConfig, PrepareDataConfig, ReadingConfig,
-                                     ReportConfig, RestoreConfig)
+from sst2.run.command_config import (  # noqa: E402,F401
+    EvaluateConfig,
+    ExportConfig,
+    PredictConfig,
+    PrepareDataConfig,
+    ReadingConfig,
+    ReportConfig,
+    RestoreConfig,
+)

@@ -102,48 +102,16 @@ def save_config(model_dir: str, config: TrainConfig, dataset=None,
     save_json(config_path(model_dir), fields)
 
 
-def load_train_buckets(model_dir: str) -> tuple[int, ...] | None:
-    """The length buckets a saved run's training batches use, so that a resumed run
-    sees the same batches: the recorded ones, or for runs from before they were chosen
-    per split, every candidate (`data.bucket_lengths`; also what runs on pooled cached
-    features, which record none, get: their batches ignore buckets). None without a
-    saved run."""
-    fields = _saved_fields(model_dir)
-    if fields is None:
-        return None
-    if fields.get("train_buckets"):
-        return tuple(fields["train_buckets"])
-    from sst2.text.data import bucket_lengths
-
-    return bucket_lengths(load_config(model_dir).model.sequence_length)
-
-
 def load_precisions(model_dir: str) -> dict | None:
     """The precisions a saved run computes in (`precision.for_run`), or None (no saved
     run, or one from before they were recorded: resolved again)."""
-    saved = (_saved_fields(model_dir) or {}).get("precisions")
+    saved = (saved_fields(model_dir) or {}).get("precisions")
     valid = isinstance(saved, dict) and set(saved) == {"encode", "train"} and all(
         value in ("float32", "bfloat16") for value in saved.values())
     return dict(saved) if valid else None
 
 
-def load_dataset_info(model_dir: str):
-    """The `datasets.DatasetInfo` a run in `model_dir` trained on (GLUE SST-2 for runs
-    from before it was recorded)."""
-    from sst2.text.datasets import SST2_INFO, DatasetInfo
-
-    saved = (_saved_fields(model_dir) or {}).get("dataset")
-    if not saved:
-        return SST2_INFO
-    try:
-        return DatasetInfo.from_dict(saved)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise UserError(f"{config_path(model_dir)} is damaged: its dataset record is "
-                        f"unreadable ({type(e).__name__}: {e}). Restore it from a copy, or "
-                        "use --restart to start the run over.") from e
-
-
-def _saved_fields(model_dir: str) -> dict | None:
+def saved_fields(model_dir: str) -> dict | None:
     """config.json's fields, checked as `load_config` checks them; None without one."""
     if not os.path.exists(config_path(model_dir)):
         return None

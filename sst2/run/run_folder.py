@@ -53,6 +53,10 @@ class RunFolder:
         except KeyError:
             raise AttributeError(name) from None
 
+    def group(self, number: int) -> str:
+        """A head search's run folder of group `number` (trained together)."""
+        return os.path.join(self.groups, str(number))
+
     def submission(self, task: str) -> str:
         """GLUE's submission file of `task` (e.g. `SST-2.tsv`)."""
         return os.path.join(self.root, f"{task}.tsv")

@@ -21,8 +21,7 @@ import dataclasses
 import itertools
 import json
 
-from sst2.run.config import (DataConfig, ModelConfig, OptimizationConfig, RunConfig,
-                             TrainConfig)
+from sst2.run.config import DataConfig, ModelConfig, OptimizationConfig, RunConfig, TrainConfig
 from sst2.run.errors import UserError
 from sst2.run.options import Options, option, options
 

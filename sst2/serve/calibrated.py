@@ -19,7 +19,8 @@ Example:
 
 import os
 
-from sst2.fit import calibration, targets
+from sst2.fit import calibration
+from sst2.run import targets
 from sst2.run.files import save_json
 from sst2.run.run_folder import RunFolder
 

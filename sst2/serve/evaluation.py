@@ -23,8 +23,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
-from sst2.fit import metrics, targets
 from sst2.fit.inputs import unlabelled_rows
+from sst2.run import metrics, targets
 from sst2.run.config import DataConfig, ReadingConfig
 from sst2.run.errors import UserError
 from sst2.run.files import write_atomically

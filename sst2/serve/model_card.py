@@ -18,13 +18,13 @@ import json
 import os
 import platform
 
-from sst2.fit.metrics import METRICS, shown
-from sst2.fit.targets import MULTI_LABEL, TARGETS
 from sst2.run.config import GROUPS, ReadingConfig
 from sst2.run.config_file import to_dict
 from sst2.run.files import load_json
+from sst2.run.metrics import METRICS, shown
 from sst2.run.options import options
 from sst2.run.run_folder import RunFolder
+from sst2.run.targets import MULTI_LABEL, TARGETS
 
 # What each preset is, for the card's `base_model`.
 BASE_MODELS = {"distil_bert_base_en_uncased": "distilbert/distilbert-base-uncased",

@@ -8,7 +8,7 @@ confusion matrix with per-class precision, recall and F1, calibration
 histogram), the most confidently wrong texts and accuracy by text length
 (and windows); per-label F1 and thresholds for multi-label runs; predicted
 against true, with Pearson and Spearman, for regression. Images are embedded
-(`sst2.serve.figures`); the page needs no network and no JavaScript.
+(`sst2.fit.figures`); the page needs no network and no JavaScript.
 
 Example:
     >>> from sst2.serve.trained import restore
@@ -26,10 +26,10 @@ import platform
 
 import numpy as np
 
-from sst2.fit import calibration, metrics, targets
+from sst2.fit import calibration, figures
+from sst2.run import metrics, targets
 from sst2.run.files import load_json, write_atomically
 from sst2.run.run_folder import RunFolder
-from sst2.serve import figures
 
 WRONG_SHOWN = 12  # confidently wrong examples listed
 TEXT_SHOWN = 300  # characters of a listed text; a longer one ends in an ellipsis

@@ -37,16 +37,24 @@ import time
 import keras
 import tensorflow as tf
 
-from sst2.fit import targets
 from sst2.model import hardware
 from sst2.model.backbone import FeatureSpec, frozen_features, pool_features
+from sst2.model.inference import FastEncoder
+from sst2.run import targets
 from sst2.run.config import ReadingConfig
 from sst2.run.errors import UserError
-from sst2.text.datasets import SST2_INFO, DatasetInfo
-from sst2.serve.packing import (as_ragged, encode_by_length, pack, pack_pair, split_windows,
-                          window_size, window_stride)
 from sst2.run.files import load_json, process_alive, remove_entry, save_json
-from sst2.model.inference import FastEncoder
+from sst2.serve.packing import (
+    as_ragged,
+    encode_by_length,
+    pack,
+    pack_pair,
+    split_windows,
+    window_size,
+    window_stride,
+)
+from sst2.text.datasets import SST2_INFO, DatasetInfo
+
 
 def make_window_logits_fn(preprocessor, backbone, head, spec: FeatureSpec,
                           reading: ReadingConfig = ReadingConfig()):

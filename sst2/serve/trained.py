@@ -15,18 +15,19 @@ import os
 import keras
 import tensorflow as tf
 
-from sst2.fit import averaging, targets
-
+from sst2.fit import averaging
+from sst2.fit.checkpoint import RunCheckpoint
+from sst2.fit.optimization import make_optimizer
 from sst2.model import precision, presets
 from sst2.model.backbone import FeatureSpec
-from sst2.fit.checkpoint import RunCheckpoint
-from sst2.run.config import ReadingConfig, TrainConfig
-from sst2.run.config_file import load_config, load_dataset_info, load_precisions
-from sst2.text.datasets import SST2_INFO, DatasetInfo
-from sst2.run.errors import UserError
 from sst2.model.head import ClassifierHead, build_head
-from sst2.fit.optimization import make_optimizer
+from sst2.run import targets
+from sst2.run.config import ReadingConfig, TrainConfig
+from sst2.run.config_file import load_config, load_precisions
+from sst2.run.errors import UserError
 from sst2.run.run_folder import RunFolder
+from sst2.text.dataset_info import load_dataset_info
+from sst2.text.datasets import SST2_INFO, DatasetInfo
 
 
 @dataclasses.dataclass

@@ -14,6 +14,8 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
+from sst2.run.config_file import load_config, saved_fields
+
 
 def bucket_lengths(sequence_length: int) -> tuple[int, ...]:
     """A small fixed set of padded lengths up to `sequence_length`.
@@ -68,7 +70,8 @@ def choose_buckets(lengths: np.ndarray, batch_size: int, candidates: tuple[int, 
     return tuple(reversed(chosen))
 
 
-def tokenize(dataset: tf.data.Dataset, preprocessor: Callable, batch_size: int = 256) -> tf.data.Dataset:
+def tokenize(dataset: tf.data.Dataset, preprocessor: Callable,
+             batch_size: int = 256) -> tf.data.Dataset:
     """Maps the keras-hub preprocessor over `dataset` in-graph.
 
     `dataset`'s elements are `sst2.text.datasets`': `idx`, `label`, `text` and, for
@@ -137,3 +140,17 @@ def to_numpy(dataset: tf.data.Dataset) -> dict[str, np.ndarray]:
     """Collects a tokenized split into numpy arrays (the whole of SST-2 is ~35 MB)."""
     batches = list(dataset.batch(4096).as_numpy_iterator())
     return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]} if batches else {}
+
+
+def load_train_buckets(model_dir: str) -> tuple[int, ...] | None:
+    """The length buckets a saved run's training batches use, so that a resumed run
+    sees the same batches: the recorded ones, or for runs from before they were chosen
+    per split, every candidate (`data.bucket_lengths`; also what runs on pooled cached
+    features, which record none, get: their batches ignore buckets). None without a
+    saved run."""
+    fields = saved_fields(model_dir)
+    if fields is None:
+        return None
+    if fields.get("train_buckets"):
+        return tuple(fields["train_buckets"])
+    return bucket_lengths(load_config(model_dir).model.sequence_length)

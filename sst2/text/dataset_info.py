@@ -10,6 +10,7 @@ import dataclasses
 
 import tensorflow as tf
 
+from sst2.run.config_file import config_path, saved_fields
 from sst2.run.errors import UserError
 from sst2.text import glue
 
@@ -27,7 +28,7 @@ class DatasetInfo:
         identity: what must not change under a resumed run or a cached feature
             set: the dataset and version, or the training file's SHA-256.
         glue_task: the GLUE task name (its submission file) for GLUE datasets.
-        task: `single_label`, `multi_label` or `regression` (`sst2.fit.targets`);
+        task: `single_label`, `multi_label` or `regression` (`sst2.run.targets`);
             `label_names` are the classes, the labels, or empty (regression).
         label_separator: joins a multi-label prediction's names (and splits a
             file's labels).
@@ -101,3 +102,17 @@ class TextDataset:
     def size(self, split: str) -> int:
         """The number of examples in `split`."""
         raise NotImplementedError
+
+
+def load_dataset_info(model_dir: str):
+    """The `DatasetInfo` a run in `model_dir` trained on (GLUE SST-2 for runs
+    from before it was recorded)."""
+    saved = (saved_fields(model_dir) or {}).get("dataset")
+    if not saved:
+        return SST2_INFO
+    try:
+        return DatasetInfo.from_dict(saved)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UserError(f"{config_path(model_dir)} is damaged: its dataset record is "
+                        f"unreadable ({type(e).__name__}: {e}). Restore it from a copy, or "
+                        "use --restart to start the run over.") from e

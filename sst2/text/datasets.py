@@ -30,15 +30,18 @@ import urllib.parse
 import numpy as np
 import tensorflow as tf
 
-from sst2.text import glue, labels, text_files
-from sst2.text.glue_tasks import task_of
 from sst2.run.errors import UserError
 from sst2.run.files import sha256_of_file
-
-
-
-from sst2.text.dataset_info import (DEFAULT_DATASET, SST2_INFO, DatasetInfo,  # noqa: F401,E402
-                                     TextDataset, _columns, _element)
+from sst2.text import glue, labels, text_files
+from sst2.text.dataset_info import (  # noqa: F401,E402
+    DEFAULT_DATASET,
+    SST2_INFO,
+    DatasetInfo,
+    TextDataset,
+    _columns,
+    _element,
+)
+from sst2.text.glue_tasks import task_of
 
 
 class TfdsDataset(TextDataset):

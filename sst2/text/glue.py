@@ -28,9 +28,9 @@ from unittest import mock
 
 import tensorflow as tf
 
-from sst2.text import embedded
 from sst2.run.errors import UserError
 from sst2.run.files import process_alive, sha256_of_file
+from sst2.text import embedded
 
 DATASET_NAME = "glue/sst2"
 SST2_URL = "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip"

@@ -19,7 +19,6 @@ import numpy as np
 from sst2.run.errors import UserError
 from sst2.text.text_files import TextTable
 
-
 # Integer labels are class ids 0..max: a stray large one would make that many classes.
 MAX_CLASSES = 100_000
 

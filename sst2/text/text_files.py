@@ -29,7 +29,6 @@ import io
 import json
 import os
 
-
 from sst2.run.errors import UserError
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}

@@ -18,9 +18,9 @@ import csv
 import io
 import os
 
-from sst2.fit.metrics import BEST_METRICS, METRICS
 from sst2.run.config_file import load_config
 from sst2.run.files import load_json, remove_entry, save_json, write_atomically
+from sst2.run.metrics import BEST_METRICS, METRICS
 from sst2.run.run_folder import RunFolder
 from sst2.run.search_config import SEARCHABLE
 
@@ -38,7 +38,7 @@ def leaderboard(search_dir: str, configurations: list, groups: list) -> list[dic
     """One row per configuration, best first (ties: the earlier configuration)."""
     rows = []
     for number, members in enumerate(groups):
-        group_dir = os.path.join(RunFolder(search_dir).groups, str(number))
+        group_dir = RunFolder(search_dir).group(number)
         run = load_json(RunFolder(group_dir).metrics)
         metric = run["config"]["optimization"]["best_metric"]
         # The group's training and evaluation time, over every invocation (resumes too).

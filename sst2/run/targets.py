@@ -7,7 +7,7 @@ reach it as `sst2.text.datasets` gives them: a class id (`single_label`),
 a 0/1 vector over the label names (`multi_label`), a float (`regression`,
 standardized by the training split's mean and spread, `TargetScale`).
 Adding a kind of target is one entry here (and its metrics in
-`sst2.fit.metrics`).
+`sst2.run.metrics`).
 
 Example:
     >>> import tensorflow as tf
@@ -100,7 +100,7 @@ class Target:
             on the training scale.
         default_metric: what `--best_metric=auto` picks.
         counts_correct: whether a step counts correct predictions (accuracy).
-        metrics: the names in `sst2.fit.metrics.METRICS` its evaluation reports.
+        metrics: the names in `sst2.run.metrics.METRICS` its evaluation reports.
     """
 
     description: str

@@ -261,7 +261,7 @@ def score(outputs: np.ndarray, labels: np.ndarray, task: str = "single_label",
 class MetricSums:
     """Accumulates the sums that steps return, in float64; with `confusion` (a
     `[classes, classes]` array, for evaluation), a confusion matrix too.
-    `counts_correct=False`: the target has no accuracy (`sst2.fit.targets`)."""
+    `counts_correct=False`: the target has no accuracy (`sst2.run.targets`)."""
 
     NAMES = ("loss", "correct", "count")
 

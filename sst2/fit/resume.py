@@ -6,7 +6,7 @@ only where the longer run is exactly the same run.
 
 Example:
     >>> from sst2.run.config import TrainConfig
-    >>> from sst2.fit.distribute import WorkerInfo
+    >>> from sst2.run.worker import WorkerInfo
     >>> config = TrainConfig.from_options(model_dir=tmp_dir, epochs=1)
     >>> start_or_check_resume(config, WorkerInfo(), log=print)   # a new folder: nothing to check
 """
@@ -16,12 +16,13 @@ import os
 
 from sst2.model.backbone import FeatureSpec
 from sst2.run.config import TrainConfig
-from sst2.run.config_file import config_path, load_config, load_dataset_info
-from sst2.text.datasets import DatasetInfo
-from sst2.fit.distribute import WorkerInfo
+from sst2.run.config_file import config_path, load_config
 from sst2.run.errors import UserError
 from sst2.run.files import load_json, remove_entry
 from sst2.run.run_folder import RunFolder
+from sst2.run.worker import WorkerInfo
+from sst2.text.dataset_info import load_dataset_info
+from sst2.text.datasets import DatasetInfo
 
 
 def _epochs_done(model_dir: str) -> int:

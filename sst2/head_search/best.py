@@ -9,29 +9,29 @@ export's own validation metrics, computed as it answers, are logged and
 returned.
 
 Example:
-    >>> group_folder("runs/search", 0)
-    'runs/search/groups/0'
+    >>> _describe({"learning_rate": 0.003, "pooling": "mean"})
+    'learning_rate 0.003, pooling mean'
 """
 
 import os
 
-from sst2.fit import calibration, metrics, targets
+from sst2.fit import calibration
 from sst2.fit.checkpoint import RunCheckpoint
 from sst2.fit.head_group import MeanOfHeads
 from sst2.fit.loop import Position
 from sst2.fit.optimization import make_optimizer
-from sst2.fit.searching import configured, heads_together
+from sst2.head_search.groups import configured, heads_together
 from sst2.model import precision, presets
 from sst2.model.backbone import FeatureSpec
 from sst2.model.head import build_head
-from sst2.run.config_file import (load_config, load_dataset_info, load_precisions,
-                                  load_train_buckets, save_config, to_dict)
+from sst2.run import metrics, targets
+from sst2.run.config_file import load_config, load_precisions, save_config, to_dict
 from sst2.run.files import load_json, save_json
 from sst2.run.run_folder import RunFolder
-
-
-def group_folder(search_dir: str, group: int) -> str:
-    return os.path.join(RunFolder(search_dir).groups, str(group))
+from sst2.serve.evaluation import predict_split
+from sst2.serve.trained import TrainedModel
+from sst2.text.data import load_train_buckets
+from sst2.text.dataset_info import load_dataset_info
 
 
 def _restore_group(group_dir: str, members: list, log):
@@ -86,11 +86,8 @@ def export_best(search_dir: str, rows: list, configurations: list, groups: list,
                 ensemble: int, export: bool, log) -> tuple[dict, str | None]:
     """Writes `best_run/` and (with `export`) the export; returns the best row (with the
     export's validation metrics under `export_validation`) and the export's folder."""
-    from sst2.serve.evaluation import predict_split
-    from sst2.serve.trained import TrainedModel
-
     best = rows[0]
-    group_dir = group_folder(search_dir, best["group"])
+    group_dir = RunFolder(search_dir).group(best["group"])
     run = load_json(RunFolder(group_dir).metrics)
     record = next(r for r in run["epochs"] if r["epoch"] == best["best_epoch"])
     (config, info, preprocessor, backbone, heads, optimizers, members,

@@ -1,0 +1,1 @@
+"""The head search: many heads over the cached features, trained together, the best exported."""
