@@ -26,6 +26,7 @@ from typing import Iterable, Iterator
 from sst2 import cli
 from sst2.run.config import PredictConfig
 from sst2.run.errors import UserError
+from sst2.run.targets import TARGETS
 
 
 def resolve_export_dir(path: str) -> str:
@@ -57,11 +58,9 @@ def as_bytes(text: str | bytes) -> bytes:
 
 def load_signature(export_dir: str):
     """The export's `serving_default`, checked to be an sst2 model's; whether it takes
-    sentence pairs; and its task (`sst2.serve.serving.OUTPUTS`)."""
+    sentence pairs; and its task (the target whose `export_outputs` it returns)."""
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
-
-    from sst2.serve.serving import OUTPUTS
 
     try:
         serve = tf.saved_model.load(export_dir).signatures["serving_default"]
@@ -71,7 +70,7 @@ def load_signature(export_dir: str):
                         "again with: python -m sst2.export --model_dir=...") from e
     inputs = serve.structured_input_signature[1]
     outputs = set(serve.structured_outputs)
-    tasks = [task for task, names in OUTPUTS.items() if set(names) == outputs]
+    tasks = [name for name, target in TARGETS.items() if set(target.export_outputs) == outputs]
     if set(inputs) - {"text", "text_pair"} or "text" not in inputs or not tasks or any(
             spec.dtype != tf.string for spec in inputs.values()):
         raise UserError(f"{export_dir} is not an sst2 export: its serving_default takes "
@@ -114,7 +113,7 @@ def predict_batches(export_dir: str, batches: Iterable[list]) -> Iterator[dict]:
         for i, line in enumerate(raw):
             text = line.decode("utf-8", errors="replace")
             yield {"text": text, **answers.get(i, {"error": NO_TAB.format(
-                verb="scores" if task == "regression" else "classifies")})}
+                verb=TARGETS[task].verb)})}
 
 
 def _names(export_dir: str) -> tuple[list | None, str]:
@@ -127,19 +126,12 @@ def _names(export_dir: str) -> tuple[list | None, str]:
 
 
 def _answers(out: dict, task: str, label_names, separator: str) -> list[dict]:
-    """One batch of the export's answers, per line, as plain values. One conversion per
-    batch: indexing tensors row by row costs ~10 ms a line."""
-    if task == "regression":
-        return [{"score": score} for score in out["score"].numpy().tolist()]
-    probabilities = out["probabilities"].numpy().tolist()
-    if task == "multi_label":
-        joined = [labels.decode() for labels in out["labels"].numpy().tolist()]
-        return [{"labels": text.split(separator) if text else [],
-                 "probabilities": (dict(zip(label_names, p)) if label_names else p)}
-                for text, p in zip(joined, probabilities)]
-    label_ids, labels = out["label_id"].numpy().tolist(), out["label"].numpy().tolist()
-    return [{"label": label.decode(), "label_id": i, "probability": p[i], "probabilities": p}
-            for label, i, p in zip(labels, label_ids, probabilities)]
+    """One batch of the export's answers, per line, as plain values (its target's
+    `record`). One conversion per batch: indexing tensors row by row costs ~10 ms a line."""
+    answers = {name: value.numpy() for name, value in out.items()}
+    target = TARGETS[task]
+    return [target.record(answers, i, label_names, separator)
+            for i in range(len(next(iter(answers.values()))))]
 
 
 def readable_line(result: dict, separator: str = ",") -> str:

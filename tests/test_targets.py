@@ -147,7 +147,8 @@ def test_losses_and_outputs_of_each_target():
     np.testing.assert_allclose(mse.numpy(), [0.0, 1.0])
     score = targets.TARGETS["regression"].outputs(tf.constant([[2.0]]), scale=scale)
     assert score.numpy().tolist() == [3.0]
-    assert targets.positive_weights(np.array([[1, 0], [0, 0]])).tolist() == [1.0, 1.0]
+    multi_label = targets.TARGETS["multi_label"]
+    assert multi_label.class_weights(np.array([[1, 0], [0, 0]]), 2).tolist() == [1.0, 1.0]
 
 
 def test_best_metric_must_be_one_the_task_reports():

@@ -181,12 +181,13 @@ def test_a_non_finite_loss_stops_the_run_before_any_checkpoint_holds_it(tmp_path
 
 def test_an_undefined_correlation_is_undefined_not_zero():
     """Case 15: one validation example (or constant predictions) scored Pearson 0.0000."""
-    from sst2.run import metrics
+    from sst2.run import metrics, targets
 
     for scores, labels in (([1.0], [2.0]), ([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])):
         found = metrics.regression_scores(np.array(scores), np.array(labels))
         assert found["pearson"] is None and found["spearman"] is None
-        assert "pearson" not in metrics.score(np.array(scores), np.array(labels), "regression")
+        assert "pearson" not in targets.TARGETS["regression"].score(np.array(scores),
+                                                                  np.array(labels))
     assert np.isnan(metrics.regression_scores(np.array([np.nan, 1.0]),
                                               np.array([1.0, 2.0]))["pearson"])
 

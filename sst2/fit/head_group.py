@@ -22,7 +22,8 @@ Example:
     ...               np.ones(4, np.float32))
     >>> sorted(trainer.train_step(batch))
     ['correct', 'count', 'loss']
-    >>> MeanOfHeads(heads, "single_label")(tf.zeros([2, 1, 8])).shape
+    >>> from sst2.run.targets import SingleLabel
+    >>> MeanOfHeads(heads, SingleLabel.name)(tf.zeros([2, 1, 8])).shape
     TensorShape([2, 2])
 """
 
@@ -60,30 +61,25 @@ class HeadGroup(keras.Model):
 
 @keras.saving.register_keras_serializable(package="sst2")
 class MeanOfHeads(keras.Model):
-    """An ensemble as one head: logits whose answer (`targets.TARGETS[task].outputs`) is
-    the mean of the heads' answers: their probabilities, or their scores."""
+    """An ensemble as one head: logits whose answer (`target.outputs`) is the mean of
+    the heads' answers: their probabilities, or their scores (`target.from_mean`)."""
 
     def __init__(self, heads: list, task: str, **kwargs):
         super().__init__(**kwargs)
         self.heads, self.task = list(heads), task
+        self.target = targets.TARGETS[task]
         for i, head in enumerate(self.heads):
             setattr(self, f"head_{i}", head)
         self.num_classes = self.heads[0].num_classes
         self.pair = self.heads[0].pair
-        if task == targets.MULTI_LABEL:
+        if self.target.thresholded:
             self.thresholds = tf.Variable(tf.fill([self.num_classes], 0.5), trainable=False,
                                           name="thresholds")
 
     def call(self, features, training=False):
         logits = tf.stack([tf.cast(h(features, training=training), tf.float32)
                            for h in self.heads])
-        tiny = 1e-7
-        if self.task == targets.SINGLE_LABEL:  # softmax(log p) = p
-            return tf.math.log(tf.maximum(tf.reduce_mean(tf.nn.softmax(logits), 0), tiny))
-        if self.task == targets.MULTI_LABEL:  # sigmoid(logit(p)) = p
-            p = tf.clip_by_value(tf.reduce_mean(tf.sigmoid(logits), 0), tiny, 1 - tiny)
-            return tf.math.log(p) - tf.math.log1p(-p)
-        return tf.reduce_mean(logits, 0)
+        return self.target.mean_of_heads(logits)
 
 
 class GroupTrainer(Trainer):
@@ -157,8 +153,8 @@ class GroupTrainer(Trainer):
         for k, head in enumerate(self.head.heads):
             fixed = (None if self.threshold is None
                      else np.full(labels.shape[1], self.threshold))
-            result = metrics.score(outputs[k], labels, self.target.name, fixed,
-                                   loss=float(losses[k]) / max(len(labels), 1))
+            result = self.target.score(outputs[k], labels, fixed,
+                                       loss=float(losses[k]) / max(len(labels), 1))
             if "thresholds" in result:
                 head.thresholds.assign(result["thresholds"])
             results.append(result)

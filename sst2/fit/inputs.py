@@ -29,7 +29,6 @@ import time
 import numpy as np
 
 from sst2.fit.cached_features import Encoding, cache_dir, cached_features, encode_rate, encode_work
-from sst2.fit.optimization import class_weights
 from sst2.fit.sources import CachedFeatureSource, CachedPairSource, CachedTokenSource, TokenSource
 from sst2.model.backbone import FeatureSpec
 from sst2.run import targets
@@ -38,7 +37,7 @@ from sst2.run.errors import UserError
 from sst2.run.worker import WorkerInfo
 from sst2.text import data
 from sst2.text.data import load_train_buckets
-from sst2.text.datasets import DatasetInfo, TextDataset
+from sst2.text.datasets import TextDataset
 
 
 def tokenize_split(dataset: TextDataset, split: str, preprocessor,
@@ -158,11 +157,12 @@ def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encodin
                                   labelled="--train_split", separate_pairs=separate)
     eval_tokens = tokenize_split(dataset, data_config.eval_split, preprocessor,
                                  labelled="--eval_split", separate_pairs=separate)
-    if info.task == targets.REGRESSION:  # the head learns the standardized number
+    if info.target.standardized:  # the head learns the standardized number
         info = dataset.info = dataclasses.replace(info, target_scale=dataclasses.asdict(
             targets.TargetScale.of(train_tokens["label"])))
     log(f"{len(train_tokens['label'])} training and {len(eval_tokens['label'])} "
-        f"evaluation {'pairs' if info.is_pair else 'sentences'}, {_describe_labels(info)}; "
+        f"evaluation {'pairs' if info.is_pair else 'sentences'}, "
+        f"{info.target.describe_labels(info.num_classes, info.target_scale)}; "
         f"backbone {backbone.num_layers} layers x {backbone.hidden_dim}, "
         f"precision {encoding.precision}.")
     log(f"Head: {FeatureSpec.of(config.model).describe()}; {_describe_optimization(config)}.")
@@ -196,26 +196,10 @@ def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encodin
              "tokenize_seconds": tokenize_seconds, "encode_seconds": encode_seconds,
              **work,
              "dataset": info.to_dict(),
-             "class_weights": (_class_weights(train_tokens["label"], info)
+             "class_weights": (info.target.class_weights(train_tokens["label"],
+                                                          info.num_classes).tolist()
                                if optimization.class_weights == "balanced" else None)}
     return train_source, eval_source, facts
-
-
-def _describe_labels(info: DatasetInfo) -> str:
-    if info.task == targets.REGRESSION:
-        scale = info.target_scale
-        return f"a number to predict (mean {scale['mean']:.3g}, std {scale['std']:.3g})"
-    kind = "classes" if info.task == targets.SINGLE_LABEL else "labels (multi-label)"
-    return f"{info.num_classes} {kind}"
-
-
-def _class_weights(labels, info: DatasetInfo) -> list:
-    """`--class_weights=balanced`: a weight per class, or per label a positive weight."""
-    if info.task == targets.MULTI_LABEL:
-        return targets.positive_weights(labels).tolist()
-    if info.task == targets.REGRESSION:
-        raise UserError("--class_weights=balanced weighs classes; a regression run has none.")
-    return class_weights(labels, info.num_classes).tolist()
 
 
 def _describe_optimization(config: TrainConfig) -> str:

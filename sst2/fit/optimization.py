@@ -26,7 +26,6 @@ Example:
 from typing import Iterable, Sequence
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 SCHEDULES = ("constant", "linear")
@@ -108,15 +107,3 @@ def make_optimizer(optimization_config, head, total_steps: int):
         [adam(head_rate), adam(backbone_rate)],
         [[v for v in head.trainable_variables if id(v) not in copies],
          [v for v in head.trainable_variables if id(v) in copies]])
-
-
-def class_weights(labels, num_classes: int):
-    """`balanced` class weights: examples / (classes x the class's examples); 0 for a class
-    without examples.
-
-    >>> class_weights(np.array([0, 0, 0, 1]), 2).tolist()
-    [0.6666666666666666, 2.0]
-    """
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    return np.divide(len(labels), num_classes * counts, out=np.zeros_like(counts),
-                     where=counts > 0)

@@ -60,7 +60,7 @@ class Trainer:
                  jit_compile: bool = True,
                  weight_average: averaging.ExponentialMovingAverage | None = None,
                  rdrop_alpha: float = 0.0, class_weights=None,
-                 target: targets.Target = targets.TARGETS[targets.SINGLE_LABEL],
+                 target: targets.Target = targets.TARGETS[targets.SingleLabel.name],
                  target_scale: targets.TargetScale | None = None,
                  threshold: float | None = None):
         self.head = head
@@ -286,12 +286,12 @@ class Trainer:
         return {"outputs": outputs, "labels": labels}
 
     def _evaluate_outputs(self, source: BatchSource, bar, thresholds) -> dict:
-        """Every output of `source`, then its metrics (`metrics.score`)."""
+        """Every output of `source`, then its metrics (`target.score`)."""
         outputs, labels, loss = self.collect(source, bar)
         if thresholds is None and self.threshold is not None:
             thresholds = np.full(labels.shape[1], self.threshold)
-        result = metrics.score(outputs, labels, self.target.name, thresholds,
-                               loss=float(loss) / max(len(labels), 1))
+        result = self.target.score(outputs, labels, thresholds,
+                                   loss=float(loss) / max(len(labels), 1))
         if "thresholds" in result:
             self.head.thresholds.assign(result["thresholds"])
         return result

@@ -35,9 +35,9 @@ from sst2.fit.optimization import make_optimizer
 from sst2.fit.resume import check_same_dataset, resolve_from_data, start_or_check_resume
 from sst2.fit.steps import Trainer
 from sst2.model import hardware
+from sst2.model.assembly import head_for
 from sst2.model.assets import check_assets
 from sst2.model.backbone import FeatureSpec
-from sst2.model.head import build_head
 from sst2.run import targets
 from sst2.run.config import TrainConfig
 from sst2.run.config_file import save_config, to_dict
@@ -130,24 +130,26 @@ def _build_trainer(config: TrainConfig, strategy, backbone, info: DatasetInfo, t
     """The head, its optimizer and weight average, and the compiled steps, built."""
     spec = FeatureSpec.of(config.model)
     with strategy.scope():
-        head = build_head(config.model, backbone, config.optimization.seed,
-                          copy_unfrozen=True, num_classes=info.num_outputs,
-                          unfrozen_precision=precisions["train"],
-                          multi_label=info.task == targets.MULTI_LABEL)
+        head = head_for(config, backbone, info, precisions, copy_unfrozen=True)
         total_steps = sum(train_source.num_batches(e) for e in range(config.optimization.epochs))
         optimizer = make_optimizer(config.optimization, head, total_steps)
-    trainer = Trainer(head, optimizer, global_batch, strategy=strategy,
-                      jit_compile=hardware.head_jit(config.run.jit_compile,
-                                                    spec.has_transformer_blocks),
+    trainer = Trainer(head, optimizer, global_batch,
                       weight_average=averaging.from_decay(config.optimization.ema_decay),
                       rdrop_alpha=config.optimization.rdrop_alpha,
-                      class_weights=facts["class_weights"],
-                      target=targets.TARGETS[info.task],
-                      target_scale=(targets.TargetScale(**info.target_scale)
-                                    if info.target_scale else None),
-                      threshold=config.model.threshold)
+                      **trainer_options(config, strategy, info, facts))
     trainer.build(spec.feature_shape(backbone))
     return trainer
+
+
+def trainer_options(config: TrainConfig, strategy, info: DatasetInfo, facts: dict) -> dict:
+    """What every trainer of a run takes from its config and data: the strategy, XLA,
+    class weights, its target (and a number's scale) and a fixed threshold."""
+    spec = FeatureSpec.of(config.model)
+    return {"strategy": strategy,
+            "jit_compile": hardware.head_jit(config.run.jit_compile, spec.has_transformer_blocks),
+            "class_weights": facts["class_weights"], "target": info.target,
+            "target_scale": targets.TargetScale.from_record(info.target_scale),
+            "threshold": config.model.threshold}
 
 
 def _silent(message: str) -> None:

@@ -20,14 +20,14 @@ from sst2.fit.checkpoint import RunCheckpoint
 from sst2.fit.head_group import MeanOfHeads
 from sst2.fit.loop import Position
 from sst2.fit.optimization import make_optimizer
-from sst2.head_search.groups import configured, heads_together
-from sst2.model import precision, presets
+from sst2.head_search.groups import heads_together, members_of
+from sst2.model.assembly import head_for, load_frozen
 from sst2.model.backbone import FeatureSpec
-from sst2.model.head import build_head
-from sst2.run import metrics, targets
+from sst2.run import metrics
 from sst2.run.config_file import load_config, load_precisions, save_config, to_dict
 from sst2.run.files import load_json, save_json
 from sst2.run.run_folder import RunFolder
+from sst2.serve.calibrated import calibrate_run
 from sst2.serve.evaluation import predict_split
 from sst2.serve.trained import TrainedModel
 from sst2.text.data import load_train_buckets
@@ -38,19 +38,10 @@ def _restore_group(group_dir: str, members: list, log):
     """The group's heads, optimizers and model, at its best checkpoint."""
     config = load_config(group_dir).replace(run={"model_dir": group_dir})
     info = load_dataset_info(group_dir)
-    model = config.model
-    precisions = precision.for_run(model.precision, presets.layer_shape(model.preset),
-                                   model.trainable_layers, load_precisions(group_dir))
-    preprocessor = presets.load_preprocessor(model.preset, model.sequence_length)
-    backbone = presets.load_backbone(model.preset, dtype=precisions["encode"])
+    precisions, preprocessor, backbone = load_frozen(config.model, load_precisions(group_dir))
     heads, member_configs = [], []
-    for values in members:
-        member = configured(config, {k: v for k, v in values.items()
-                                     if k not in ("pooling", "layers")})
-        heads.append(build_head(member.model, backbone, member.optimization.seed,
-                                num_classes=info.num_outputs,
-                                unfrozen_precision=precisions["train"],
-                                multi_label=info.task == targets.MULTI_LABEL))
+    for member in members_of(config, members):
+        heads.append(head_for(member, backbone, info, precisions))
         member_configs.append(member)
     group, optimizer = heads_together(heads, member_configs, total_steps=1)
     optimizer.build(group.trainable_variables)
@@ -104,22 +95,20 @@ def export_best(search_dir: str, rows: list, configurations: list, groups: list,
     ranked = sorted(range(len(heads)), key=lambda h: -sign * record["val_heads"][h][best["metric"]])
     chosen = ranked[:ensemble]
     head = heads[k] if ensemble == 1 else MeanOfHeads([heads[h] for h in chosen], info.task)
+    target = info.target
     spec = FeatureSpec.of(config.model)
     # The best head's run folder describes the export (its model card reads it).
     winner = members[k].replace(run={"model_dir": best_run})
     trained = TrainedModel(winner, preprocessor, backbone, head, spec, checkpoint, info)
     scored = predict_split(trained, config.data.eval_split, show_progress=config.run.progress)
-    task = info.task
-    outputs = scored["score" if task == targets.REGRESSION else "probabilities"]
-    if task == targets.MULTI_LABEL and ensemble > 1:  # the ensemble's own thresholds
+    outputs = scored[target.answer]
+    if target.thresholded and ensemble > 1:  # the ensemble's own thresholds
         head.thresholds.assign(metrics.tune_thresholds(outputs, scored["gold"]))
-    thresholds = head.thresholds.numpy() if task == targets.MULTI_LABEL else None
-    if task == targets.SINGLE_LABEL and base.run.calibrate:  # as sst2.train's export
-        trained.calibration = {**calibration.calibrate(outputs, scored["gold"]),
-                               "split": config.data.eval_split}
-        trained.temperature = trained.calibration["temperature"]
+    thresholds = head.thresholds.numpy() if target.thresholded else None
+    if target.calibrated and base.run.calibrate:  # as sst2.train's export
+        calibrate_run(trained, log=log, scored=scored, record=False)
         outputs = calibration.scaled(outputs, trained.temperature)
-    best["export_validation"] = metrics.score(outputs, scored["gold"], task, thresholds)
+    best["export_validation"] = target.score(outputs, scored["gold"], thresholds)
     path = trained.export(RunFolder(search_dir).export)
     what = "the best head" if ensemble == 1 else f"the mean of the top {len(chosen)} heads"
     log(f"Exported {what} ({path}); as it answers, validation {best['metric']} "

@@ -21,16 +21,24 @@ import keras
 from sst2.fit.head_group import GroupTrainer, HeadGroup
 from sst2.fit.optimization import GroupedOptimizer, make_optimizer
 from sst2.fit.stacked_heads import HeadStacks, StackedAdam, StackedHeads
-from sst2.model import hardware, presets
+from sst2.fit.training import trainer_options
+from sst2.model import presets
+from sst2.model.assembly import head_for
 from sst2.model.backbone import FeatureSpec
-from sst2.model.head import build_head
-from sst2.run import targets
 from sst2.run.config import TrainConfig
 
 
 def configured(base: TrainConfig, values: dict) -> TrainConfig:
     """`base` with one configuration's values (validated as any run's options)."""
     return base.with_options(**values)
+
+
+def members_of(group_config: TrainConfig, configurations: list[dict]) -> list:
+    """Each head's config in a group: the group's, with the configuration's own values
+    (pooling and layers are the group's, shared)."""
+    return [configured(group_config, {k: v for k, v in values.items()
+                                      if k not in ("pooling", "layers")})
+            for values in configurations]
 
 
 def grouped(configurations: list[dict], base: TrainConfig) -> list[list[int]]:
@@ -48,28 +56,19 @@ def group_trainer(configurations: list[dict]):
         spec = FeatureSpec.of(config.model)
         total_steps = sum(train_source.num_batches(e) for e in range(config.optimization.epochs))
         heads = []
-        members = [configured(config, {k: v for k, v in values.items()
-                                       if k not in ("pooling", "layers")})
-                   for values in configurations]
+        members = members_of(config, configurations)
         states = _initial_random_states(config, {m.optimization.seed for m in members},
                                         precisions["encode"])
         with strategy.scope():
             for member in members:
                 random.setstate(states[member.optimization.seed])
-                head = build_head(member.model, backbone, member.optimization.seed,
-                                  copy_unfrozen=True, num_classes=info.num_outputs,
-                                  unfrozen_precision=precisions["train"],
-                                  multi_label=info.task == targets.MULTI_LABEL)
-                heads.append(head)
+                heads.append(head_for(member, backbone, info, precisions,
+                                      copy_unfrozen=True))
             group, optimizer = heads_together(heads, members, total_steps)
         random.setstate(states["after"])
-        trainer = GroupTrainer(
-            group, optimizer, global_batch, best_metric=config.optimization.best_metric,
-            strategy=strategy, jit_compile=hardware.head_jit(config.run.jit_compile,
-                                                             spec.has_transformer_blocks),
-            class_weights=facts["class_weights"], target=targets.TARGETS[info.task],
-            target_scale=targets.TargetScale(**info.target_scale) if info.target_scale else None,
-            threshold=config.model.threshold)
+        trainer = GroupTrainer(group, optimizer, global_batch,
+                               best_metric=config.optimization.best_metric,
+                               **trainer_options(config, strategy, info, facts))
         trainer.build(spec.feature_shape(backbone))
         return trainer
 

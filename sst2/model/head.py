@@ -223,9 +223,11 @@ def rng_state_variables(layer: keras.layers.Layer) -> list:
 def build_head(model_config, backbone, seed: int, copy_unfrozen: bool = False,
                num_classes: int = NUM_CLASSES,
                unfrozen_precision: str | None = None,
-               multi_label: bool = False) -> ClassifierHead:
+               thresholded: bool = False) -> ClassifierHead:
     """The head a `config.ModelConfig` describes, built over `backbone`'s features, with
-    `num_classes` outputs (and, `multi_label`, a threshold per output).
+    `num_classes` outputs (and, `thresholded`, a threshold per output).
+
+    (A run's head: `sst2.model.assembly.head_for`.)
 
     The unfrozen layers compute in `unfrozen_precision` (default: the backbone's).
     With `copy_unfrozen` (a new run), the unfrozen layers start as copies of
@@ -241,7 +243,7 @@ def build_head(model_config, backbone, seed: int, copy_unfrozen: bool = False,
         sequence_layers=model_config.trainable_layers + model_config.head_layers,
         num_heads=backbone.num_heads, intermediate_dim=backbone.intermediate_dim,
         average_layers=backbone.num_layers if spec.averages_unfrozen_layers else 0,
-        unfrozen_layers=model_config.trainable_layers, multi_label=multi_label,
+        unfrozen_layers=model_config.trainable_layers, multi_label=thresholded,
         pair=spec.separate_pairs,
         unfrozen_dtype=("mixed_bfloat16" if (unfrozen_precision or backbone.dtype_policy
                                              .compute_dtype) == "bfloat16" else "float32"))

@@ -28,8 +28,7 @@ from sst2.run.errors import UserError
 from sst2.run.metrics import BEST_METRICS
 from sst2.run.options import Options, option, options
 from sst2.run.pooling import POOLINGS
-
-TASKS = ("auto", "single_label", "multi_label", "regression")
+from sst2.run.targets import TARGETS, TASKS
 
 DEFAULT_PRESET = "distil_bert_base_en_uncased"
 
@@ -236,7 +235,8 @@ class TrainConfig:
         if optimization.backbone_learning_rate != default_rate and not model.trainable_layers:
             raise UserError("--backbone_learning_rate is the rate of unfrozen backbone layers; "
                             "use it with --trainable_layers=N, or leave it out.")
-        if optimization.rdrop_alpha and self.data.task in ("multi_label", "regression"):
+        if (optimization.rdrop_alpha and self.data.task != "auto"
+                and not TARGETS[self.data.task].softmax):
             raise UserError("--rdrop_alpha compares two softmax predictions: it is for "
                             f"single-label tasks, not --task={self.data.task}.")
         if optimization.rdrop_alpha and not model.dropout:

@@ -44,13 +44,14 @@ def _from_confusion(name: str) -> Callable[[dict], float | None]:
 
 
 def _from(key: str, name: str) -> Callable[[dict], float | None]:
-    """A metric of the scores `sums[key]` holds (`multi_label_scores`, `regression_scores`)."""
+    """A metric of the scores `sums[key]` holds (`label_sets`: `multi_label_scores`;
+    `numbers`: `regression_scores`)."""
     return lambda sums: None if sums.get(key) is None else sums[key].get(name)
 
 
 def _macro_f1(sums: dict) -> float | None:
     value = _from_confusion("macro_f1")(sums)
-    return value if value is not None else _from("multi_label", "macro_f1")(sums)
+    return value if value is not None else _from("label_sets", "macro_f1")(sums)
 
 
 # Every metric, in the order records and log lines show them.
@@ -60,12 +61,12 @@ METRICS = {
     "macro_f1": Metric(_macro_f1, "macro-F1"),
     "f1": Metric(_from_confusion("f1"), "F1"),
     "mcc": Metric(_from_confusion("mcc"), "MCC"),
-    "micro_f1": Metric(_from("multi_label", "micro_f1"), "micro-F1"),
-    "macro_f1_at_half": Metric(_from("multi_label", "macro_f1_at_half"), "macro-F1@0.5"),
-    "subset_accuracy": Metric(_from("multi_label", "subset_accuracy"), "subset accuracy"),
-    "pearson": Metric(_from("regression", "pearson"), "Pearson"),
-    "spearman": Metric(_from("regression", "spearman"), "Spearman"),
-    "mse": Metric(_from("regression", "mse"), "MSE", higher_is_better=False),
+    "micro_f1": Metric(_from("label_sets", "micro_f1"), "micro-F1"),
+    "macro_f1_at_half": Metric(_from("label_sets", "macro_f1_at_half"), "macro-F1@0.5"),
+    "subset_accuracy": Metric(_from("label_sets", "subset_accuracy"), "subset accuracy"),
+    "pearson": Metric(_from("numbers", "pearson"), "Pearson"),
+    "spearman": Metric(_from("numbers", "spearman"), "Spearman"),
+    "mse": Metric(_from("numbers", "mse"), "MSE", higher_is_better=False),
 }
 # Each metric `--best_metric` may name, and whether higher is better.
 BEST_METRICS = {name: metric.higher_is_better for name, metric in METRICS.items()}
@@ -225,37 +226,19 @@ def regression_scores(scores: np.ndarray, labels: np.ndarray) -> dict:
             "mse": float(((scores - labels) ** 2).mean())}
 
 
-def score(outputs: np.ndarray, labels: np.ndarray, task: str = "single_label",
-          thresholds: np.ndarray | None = None, loss: float | None = None) -> dict:
-    """Every metric of a model's `outputs` against `labels`, by name, and `examples`.
-
-    Single-label: `outputs` are probabilities (`[examples, classes]`), labels
-    class ids; the loss is the mean negative log-likelihood. Multi-label:
-    probabilities per label and 0/1 labels (`multi_label_scores`, with
-    `thresholds`). Regression: scores and numbers (`regression_scores`).
+def from_scores(key: str, found: dict, examples: int, loss: float | None = None,
+                extra: dict | None = None) -> dict:
+    """Every metric in `METRICS` that scores `found` under `key` allow (`label_sets`:
+    `multi_label_scores`; `numbers`: `regression_scores`), `extra`, and `examples`.
     `loss` is the mean training loss where the caller has it.
 
-    >>> score(np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 0]))["accuracy"]
-    0.5
+    >>> from_scores("numbers", regression_scores(np.array([1.0, 2.0]), np.array([1.0, 3.0])), 2)
+    {'pearson': 1.0, 'spearman': 1.0, 'mse': 0.5, 'examples': 2}
     """
-    if task == "single_label":
-        num_classes = outputs.shape[1]
-        chosen = outputs[np.arange(len(labels)), labels]
-        confusion = np.bincount(labels * num_classes + outputs.argmax(-1),
-                                minlength=num_classes ** 2).reshape(num_classes, num_classes)
-        loss = float(-np.log(np.maximum(chosen, np.finfo(np.float32).tiny)).mean())
-        return {"loss": loss, **from_confusion(confusion), "examples": len(labels)}
-    sums = {"loss": loss, "count": float(len(labels)) if loss is None else 1.0,
-            "multi_label": None, "regression": None}
-    extra = {}
-    if task == "multi_label":
-        sums["multi_label"] = multi_label_scores(outputs, labels, thresholds)
-        extra = {k: sums["multi_label"][k] for k in ("per_label_f1", "thresholds")}
-    else:
-        sums["regression"] = regression_scores(outputs, labels)
+    sums = {"loss": loss, "count": float(examples) if loss is None else 1.0, key: found}
     values = {name: metric.value(sums) for name, metric in METRICS.items()}
-    return {**{k: v for k, v in values.items() if v is not None}, **extra,
-            "examples": len(labels)}
+    return {**{k: v for k, v in values.items() if v is not None}, **(extra or {}),
+            "examples": examples}
 
 
 class MetricSums:

@@ -20,19 +20,18 @@ Example:
 import os
 
 from sst2.fit import calibration
-from sst2.run import targets
 from sst2.run.files import save_json
 from sst2.run.run_folder import RunFolder
+from sst2.serve.evaluation import predict_split
 
 
 def calibrate_run(trained, split: str | None = None, log=print,
-                  scored: dict | None = None) -> dict | None:
+                  scored: dict | None = None, record: bool = True) -> dict | None:
     """Fits and records the temperature of `trained`'s checkpoint (see the module);
-    returns what `calibration.json` holds, or None for a run that is not single-label.
-    `scored`: the split's uncalibrated answers, if the caller has them already."""
-    from sst2.serve.evaluation import predict_split
-
-    if trained.dataset.task != targets.SINGLE_LABEL:
+    returns what `calibration.json` holds, or None for a target without a temperature.
+    `scored`: the split's uncalibrated answers, if the caller has them already;
+    `record=False`: kept in memory only (a search's ensemble, which no run folder holds)."""
+    if not trained.dataset.target.calibrated:
         return None
     split = split or trained.config.data.eval_split
     trained.temperature = None
@@ -41,7 +40,7 @@ def calibrate_run(trained, split: str | None = None, log=print,
     result = calibration.calibrate(scored["probabilities"], scored["gold"])
     checkpoint = os.path.basename(trained.checkpoint_path)
     result.update(split=split, checkpoint=checkpoint)
-    if checkpoint.startswith("best-"):
+    if record and checkpoint.startswith("best-"):
         save_json(RunFolder(trained.config.run.model_dir).calibration, result)
     trained.temperature, trained.calibration = result["temperature"], result
     if result["applied"]:

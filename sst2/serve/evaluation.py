@@ -24,7 +24,7 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from sst2.fit.inputs import unlabelled_rows
-from sst2.run import metrics, targets
+from sst2.run import metrics
 from sst2.run.config import DataConfig, ReadingConfig
 from sst2.run.errors import UserError
 from sst2.run.files import write_atomically
@@ -44,29 +44,14 @@ def write_glue_submission(path: str, idx: np.ndarray, predictions) -> None:
     write_atomically(path, write)
 
 
-def answer_record(answers: dict, i: int, dataset: DatasetInfo) -> dict:
-    """Example `i` of a batch of the export's answers, as plain JSON values: `label`,
-    `label_id` and `probabilities`; multi-label `labels` (a list of names) and
-    `probabilities` by name; regression `score`."""
-    if dataset.task == targets.REGRESSION:
-        return {"score": round(float(answers["score"][i]), 6)}
-    probabilities = [round(float(p), 6) for p in answers["probabilities"][i]]
-    if dataset.task == targets.MULTI_LABEL:
-        predicted = answers["predicted"][i]
-        return {"labels": [n for n, chosen in zip(dataset.label_names, predicted) if chosen],
-                "probabilities": dict(zip(dataset.label_names, probabilities))}
-    label_id = int(answers["label_id"][i])
-    return {"label": dataset.label_names[label_id], "label_id": label_id,
-            "probabilities": probabilities}
-
-
 def write_predictions(path: str, scored: dict, dataset: DatasetInfo) -> None:
     """One JSON object per example, in the file's order: `line` (where the example
-    starts in its file) and the export's answer for it (`answer_record`); written
+    starts in its file) and the export's answer for it (its target's `record`); written
     atomically."""
     def write(f):
         for i, line in enumerate(scored["idx"]):
-            record = {"line": int(line), **answer_record(scored, i, dataset)}
+            record = {"line": int(line),
+                      **dataset.target.record(scored, i, dataset.label_names)}
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
 
     write_atomically(path, write, encoding="utf-8")
@@ -95,7 +80,7 @@ def predict_split(trained: TrainedModel, split: str, data_config: DataConfig | N
     order, with each example's true label (`gold`) and `idx`: computed as the export computes
     them (`sst2.serve.serving`), from the raw text, long texts read in windows.
     `with_text`: each example's `text` (and `text_pair`) too."""
-    from sst2.serve.serving import OUTPUTS, make_predict_fn
+    from sst2.serve.serving import make_predict_fn
 
     info = trained.dataset
     predict = tf.function(
@@ -106,13 +91,13 @@ def predict_split(trained: TrainedModel, split: str, data_config: DataConfig | N
     if same_data:
         _check_same_data(trained, dataset.info)
     text_columns = (("text", "text_pair") if info.is_pair else ("text",)) if with_text else ()
-    parts = {name: [] for name in OUTPUTS[info.task] + ("gold", "idx") + text_columns}
+    parts = {name: [] for name in info.target.export_outputs + ("gold", "idx") + text_columns}
     total = -(-dataset.size(split) // batch_size)
     for batch in tqdm(dataset.load(split).batch(batch_size), total=total, desc=split,
                       leave=False, disable=not show_progress):
         texts = [batch["text"]] + ([batch["text_pair"]] if "text_pair" in batch else [])
         answers = predict(*texts)
-        for name in OUTPUTS[info.task]:
+        for name in info.target.export_outputs:
             parts[name].append(answers[name].numpy())
         parts["gold"].append(batch["label"].numpy())
         for name in text_columns:
@@ -132,10 +117,9 @@ def score_split(trained: TrainedModel, split: str, data_config: DataConfig,
     if missing:
         raise UserError(f"--eval_split={split!r} has {missing} unlabelled examples (GLUE's test "
                         "split has no labels): evaluate on a labelled split, e.g. validation.")
-    task = trained.dataset.task
-    outputs = scored["score" if task == targets.REGRESSION else "probabilities"]
-    thresholds = (trained.head.thresholds.numpy() if task == targets.MULTI_LABEL else None)
-    return metrics.score(outputs, scored["gold"], task, thresholds)
+    target = trained.dataset.target
+    thresholds = trained.head.thresholds.numpy() if target.thresholded else None
+    return target.score(scored[target.answer], scored["gold"], thresholds)
 
 
 def _data_config(trained: TrainedModel, data_dir, eval_file, test_file) -> DataConfig:
@@ -223,18 +207,8 @@ def _write_test_outputs(trained: TrainedModel, data_config: DataConfig, test_spl
         split = test_split if i == 0 else submission.split
         test = predict_split(trained, split, config, reading, show_progress=show_progress,
                              same_data=not other)
-        write_glue_submission(path, test["idx"], _submitted(test, trained.dataset,
-                                                            glue_task.named_labels))
+        write_glue_submission(path, test["idx"], trained.dataset.target.submitted(
+            test, glue_task.named_labels))
         log(f"Wrote GLUE predictions for {len(test['idx'])} {split} examples to {path}")
         written.append(path)
     return {"submission": written[0], "submissions": written}
-
-
-def _submitted(answers: dict, dataset: DatasetInfo, named: bool) -> list:
-    """What a GLUE submission's prediction column holds: a class id, a class name, or
-    a score with three decimals (STS-B)."""
-    if dataset.task == targets.REGRESSION:
-        return [f"{score:.3f}" for score in answers["score"]]
-    if named:
-        return [name.decode() for name in answers["label"]]
-    return [int(i) for i in answers["label_id"]]

@@ -24,13 +24,10 @@ from sst2.run.files import load_json
 from sst2.run.metrics import METRICS, shown
 from sst2.run.options import options
 from sst2.run.run_folder import RunFolder
-from sst2.run.targets import MULTI_LABEL, TARGETS
 
 # What each preset is, for the card's `base_model`.
 BASE_MODELS = {"distil_bert_base_en_uncased": "distilbert/distilbert-base-uncased",
                "minilm_standin": "sentence-transformers/all-MiniLM-L6-v2"}
-TASK_TAGS = {"single_label": "text-classification", "multi_label": "multi-label-classification",
-             "regression": "text-regression"}
 
 
 def _yaml(value, indent: int = 0) -> str:
@@ -96,12 +93,12 @@ def _front_matter(trained, run: dict) -> dict:
         "language": ["en"], "license": "mit", "library_name": "tensorflow",
         "pipeline_tag": "text-classification",
         "base_model": BASE_MODELS.get(trained.config.model.preset, trained.config.model.preset),
-        "tags": ["sst2", TASK_TAGS[info.task], "frozen-backbone", "keras-hub", "savedmodel"],
+        "tags": ["sst2", info.target.tag, "frozen-backbone", "keras-hub", "savedmodel"],
         "datasets": [dataset_name],
         "metrics": metric_names,
         "model-index": [{"name": os.path.basename(os.path.abspath(
             trained.config.run.model_dir)), "results": [{
-                "task": {"type": TASK_TAGS[info.task]},
+                "task": {"type": info.target.tag},
                 "dataset": {"name": dataset_name, "type": info.name,
                             "split": trained.config.data.eval_split,
                             "identity": json.dumps(info.identity, sort_keys=True)},
@@ -120,12 +117,12 @@ def render(trained, reading: ReadingConfig = ReadingConfig()) -> str:
     lines = ["---", _yaml(_front_matter(trained, run)), "---", "",
              f"# {os.path.basename(os.path.abspath(config.run.model_dir))}", "",
              "## Intended use", "",
-             f"{TASK_TAGS[info.task].replace('-', ' ').capitalize()} of English text"
+             f"{info.target.tag.replace('-', ' ').capitalize()} of English text"
              + (" pairs" if info.is_pair else "") + f", trained on {info.name} with sst2: "
              "a small head over a frozen backbone. Use it where the training data's "
              "domain matches yours; check it on your own labelled examples first.", "",
-             "## Classes" if info.task != "regression" else "## Target", ""]
-    if info.task == "regression":
+             "## Classes" if info.target.has_classes else "## Target", ""]
+    if not info.target.has_classes:
         scale = info.target_scale or {}
         lines.append(f"A number (`score`); training mean {scale.get('mean', 0):.3g}, "
                      f"standard deviation {scale.get('std', 1):.3g}.")
@@ -162,9 +159,9 @@ def _evaluation_table(run: dict, info) -> list:
     epochs = run.get("epochs") or []
     if not epochs:
         return ["**No epoch finished**: this checkpoint was saved inside epoch 1 and never "
-                "validated" + (" (its thresholds are not tuned)" if info.task == MULTI_LABEL
+                "validated" + (" (its thresholds are not tuned)" if info.target.thresholded
                                else "") + ". Train the run to the end of an epoch first."]
-    reported = [m for m in TARGETS[info.task].metrics if m != "f1" or info.num_classes == 2]
+    reported = info.target.reported(info.num_classes)
     names = [m for m in METRICS if m in reported or any(
         isinstance(r.get(f"val_{m}"), float) for r in epochs)]
     lines = ["| epoch | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
@@ -189,7 +186,7 @@ def _limits_and_serving(trained, reading: ReadingConfig) -> list:
             f"{config.model.sequence_length} tokens.",
             "- English, uncased WordPiece; other languages are not supported.",
             *(["- Multi-label: a text with no label above its threshold gets none."]
-              if info.task == "multi_label" else []),
+              if info.target.thresholded else []),
             "", "## How to serve it", "",
             "```", "docker run -p 8501:8501 -v \"$PWD/export:/models/sst2\" "
             "-e MODEL_NAME=sst2 tensorflow/serving:2.12.1",

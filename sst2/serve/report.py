@@ -27,7 +27,7 @@ import platform
 import numpy as np
 
 from sst2.fit import calibration, figures
-from sst2.run import metrics, targets
+from sst2.run import metrics
 from sst2.run.files import load_json, write_atomically
 from sst2.run.run_folder import RunFolder
 
@@ -65,7 +65,7 @@ def _image(uri: str, alt: str) -> str:
 def _run_section(trained, run: dict) -> str:
     info, config = trained.dataset, trained.config
     rows = [("data", json.dumps(info.identity, sort_keys=True)),
-            ("task", info.task), ("classes" if info.task != "regression" else "target",
+            ("task", info.task), ("classes" if info.target.has_classes else "target",
                                   ", ".join(info.label_names) or "a number"),
             ("examples", f"{run.get('train_examples', '?')} training, "
                          f"{run.get('eval_examples', '?')} validation"),
@@ -90,7 +90,9 @@ def _curves_section(run: dict, metric: str) -> str:
                                                 "learning curves"))
 
 
-def _single_label_sections(trained, scored: dict, lengths: np.ndarray) -> str:
+def _class_sections(trained, scored: dict) -> str:
+    lengths = np.array([len(ids) for ids in trained.preprocessor.tokenizer(
+        [t.decode("utf-8", "replace") for t in scored["text"]])])
     names = list(trained.dataset.label_names)
     raw, gold = scored["probabilities"], scored["gold"]
     temperature = trained.temperature or calibration.fit_temperature(raw, gold)
@@ -146,7 +148,7 @@ def _by_length(lengths: np.ndarray, correct: np.ndarray, trained) -> str:
             + _image(figures.bars(labels, values, "accuracy"), "accuracy by length"))
 
 
-def _multi_label_sections(trained, scored: dict) -> str:
+def _label_set_sections(trained, scored: dict) -> str:
     names = list(trained.dataset.label_names)
     thresholds = trained.head.thresholds.numpy()
     scores = metrics.multi_label_scores(scored["probabilities"], scored["gold"], thresholds)
@@ -160,7 +162,7 @@ def _multi_label_sections(trained, scored: dict) -> str:
             + _table(["label", "F1", "threshold", "support"], rows))
 
 
-def _regression_sections(scored: dict) -> str:
+def _number_sections(trained, scored: dict) -> str:
     found = metrics.regression_scores(scored["score"], scored["gold"])
     title = (f"Pearson {metrics.shown(found['pearson'])}, "
              f"Spearman {metrics.shown(found['spearman'])}")
@@ -185,6 +187,12 @@ def scored_split(trained, split: str | None = None) -> dict:
         trained.temperature = temperature
 
 
+# What the page shows, by how the target's labels are spelled (`Target.labels`): a
+# new kind of target with labels of one of these kinds shows their pictures.
+_SECTIONS = {"classes": _class_sections, "label_sets": _label_set_sections,
+             "numbers": _number_sections}
+
+
 def write_report(trained, split: str | None = None, log=print,
                  scored: dict | None = None) -> str:
     """Writes `<model_dir>/report/index.html` for `trained` (see the module); returns it.
@@ -194,17 +202,10 @@ def write_report(trained, split: str | None = None, log=print,
     split = split or trained.config.data.eval_split
     if scored is None:
         scored = scored_split(trained, split)
-    task, metric = trained.dataset.task, trained.config.optimization.best_metric
-    metric = targets.TARGETS[task].default_metric if metric == "auto" else metric
-    body = _run_section(trained, run) + _curves_section(run, metric)
-    if task == targets.SINGLE_LABEL:
-        lengths = np.array([len(ids) for ids in trained.preprocessor.tokenizer(
-            [t.decode("utf-8", "replace") for t in scored["text"]])])
-        body += _single_label_sections(trained, scored, lengths)
-    elif task == targets.MULTI_LABEL:
-        body += _multi_label_sections(trained, scored)
-    else:
-        body += _regression_sections(scored)
+    target, metric = trained.dataset.target, trained.config.optimization.best_metric
+    metric = target.default_metric if metric == "auto" else metric
+    body = (_run_section(trained, run) + _curves_section(run, metric)
+            + _SECTIONS[target.labels](trained, scored))
     title = f"sst2 report: {os.path.basename(os.path.abspath(trained.config.run.model_dir))}"
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>"
             f"{html.escape(title)}</title><style>{STYLE}</style></head><body><h1>"

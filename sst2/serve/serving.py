@@ -5,7 +5,7 @@ The `serving_default` signature takes `text` (`tf.string`, `[None]`; and
 text, `probabilities` (`float32`, `[None, N]`, in the order of the dataset's
 class names: for SST-2 negative, positive), `label_id` (`int32`, `[None]`)
 and `label` (`string`, `[None]`, the class name); for multi-label and
-regression models, `OUTPUTS` says what. Loading it needs only
+regression models, the target's `export_outputs` say what. Loading it needs only
 `tensorflow` and `tensorflow_text` (for the WordPiece ops), as TF Serving does.
 
 The graph holds only ops, and op attributes, of TensorFlow 2.12.1 and
@@ -120,7 +120,7 @@ def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
                     reading: ReadingConfig = ReadingConfig(), dataset: DatasetInfo = SST2_INFO,
                     temperature: float | None = None):
     """The serving computation as a Python function of a batch of strings (two, for a
-    `dataset` of sentence pairs); its outputs are the task's (`OUTPUTS`).
+    `dataset` of sentence pairs); its outputs are its target's (`export_answer`).
 
     A text's answer is the mean of its windows' (`make_window_logits_fn`):
     probabilities, or scores; an ensemble of views of one text, which leaves a
@@ -130,9 +130,8 @@ def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
     changes a label.
     """
     window_logits = make_window_logits_fn(preprocessor, backbone, head, spec, reading)
-    target = targets.TARGETS[dataset.task]
-    scale = targets.TargetScale(**dataset.target_scale) if dataset.target_scale else None
-    answer = _ANSWERS[dataset.task](dataset, head)
+    target = dataset.target
+    scale = targets.TargetScale.from_record(dataset.target_scale)
 
     def predict(text, text_pair=None):
         text = tf.reshape(tf.convert_to_tensor(text, tf.string), [-1])
@@ -143,53 +142,12 @@ def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
         logits, text_index = window_logits(text, text_pair)
         outputs = tf.math.unsorted_segment_mean(target.outputs(logits, scale=scale),
                                                 text_index, tf.shape(text)[0])
-        if temperature is not None and dataset.task == targets.SINGLE_LABEL:
+        if temperature is not None and target.calibrated:
             outputs = tf.nn.softmax(tf.math.log(tf.maximum(outputs, 1e-12)) / temperature)
-        return answer(outputs)
+        return target.export_answer(outputs, dataset.label_names, dataset.label_separator,
+                                    getattr(head, "thresholds", None))
 
     return predict
-
-
-def _single_label_answer(dataset: DatasetInfo, head):
-    label_names = tf.constant(dataset.label_names)
-
-    def answer(probabilities):
-        label_id = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-        return {"probabilities": probabilities, "label_id": label_id,
-                "label": tf.gather(label_names, label_id)}
-
-    return answer
-
-
-def _multi_label_answer(dataset: DatasetInfo, head):
-    label_names = tf.constant(dataset.label_names)
-
-    def answer(probabilities):
-        # The head's tuned thresholds; a text with no label above its threshold has none.
-        predicted = probabilities >= head.thresholds
-        names = tf.ragged.boolean_mask(
-            tf.broadcast_to(label_names, tf.shape(probabilities)), predicted)
-        return {"probabilities": probabilities, "predicted": predicted,
-                "labels": tf.strings.reduce_join(names, axis=-1,
-                                                 separator=dataset.label_separator)}
-
-    return answer
-
-
-def _regression_answer(dataset: DatasetInfo, head):
-    return lambda scores: {"score": scores}
-
-
-# Each task's outputs (every one batch-first): single-label `probabilities` float32
-# [None, classes], `label_id` int32, `label` string; multi-label `probabilities`
-# float32 [None, labels], `predicted` bool [None, labels] (thresholds applied), `labels`
-# string (the predicted names joined by the separator); regression `score` float32.
-_ANSWERS = {targets.SINGLE_LABEL: _single_label_answer,
-            targets.MULTI_LABEL: _multi_label_answer,
-            targets.REGRESSION: _regression_answer}
-OUTPUTS = {targets.SINGLE_LABEL: ("probabilities", "label_id", "label"),
-           targets.MULTI_LABEL: ("probabilities", "predicted", "labels"),
-           targets.REGRESSION: ("score",)}
 
 
 def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_root: str,
@@ -252,7 +210,7 @@ def _write_export_facts(export_dir: str, dataset: DatasetInfo,
         "task": dataset.task, "label_names": list(dataset.label_names),
         "label_separator": dataset.label_separator,
         "inputs": ["text", "text_pair"] if dataset.is_pair else ["text"],
-        "outputs": list(OUTPUTS[dataset.task])})
+        "outputs": list(dataset.target.export_outputs)})
 
 
 def read_export_facts(export_dir: str) -> dict:

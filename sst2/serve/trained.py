@@ -18,10 +18,9 @@ import tensorflow as tf
 from sst2.fit import averaging
 from sst2.fit.checkpoint import RunCheckpoint
 from sst2.fit.optimization import make_optimizer
-from sst2.model import precision, presets
+from sst2.model.assembly import head_for, load_frozen
 from sst2.model.backbone import FeatureSpec
-from sst2.model.head import ClassifierHead, build_head
-from sst2.run import targets
+from sst2.model.head import ClassifierHead
 from sst2.run.config import ReadingConfig, TrainConfig
 from sst2.run.config_file import load_config, load_precisions
 from sst2.run.errors import UserError
@@ -69,15 +68,9 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
     config = (config or load_config(model_dir)).replace(run={"model_dir": model_dir})
     dataset = load_dataset_info(model_dir)
     model_config = config.model
-    preprocessor = presets.load_preprocessor(model_config.preset, model_config.sequence_length)
     # As the run computed: its recorded precisions (runs from before: resolved here).
-    precisions = precision.for_run(model_config.precision,
-                                   presets.layer_shape(model_config.preset),
-                                   model_config.trainable_layers, load_precisions(model_dir))
-    backbone = presets.load_backbone(model_config.preset, dtype=precisions["encode"])
-    head = build_head(model_config, backbone, seed=config.optimization.seed,
-                      num_classes=dataset.num_outputs, unfrozen_precision=precisions["train"],
-                      multi_label=dataset.task == targets.MULTI_LABEL)
+    precisions, preprocessor, backbone = load_frozen(model_config, load_precisions(model_dir))
+    head = head_for(config, backbone, dataset, precisions)
     # The optimizer's variables must line up with the checkpoint's (a schedule
     # replaces the learning-rate variable; groups add optimizers): build the same kind.
     optimizer = make_optimizer(config.optimization, head, total_steps=1)
@@ -102,11 +95,11 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
     if ckpt.position.epoch == 0:
         log(f"Warning: no epoch of this run finished: {os.path.basename(path)} was saved at "
             f"step {ckpt.position.step}, inside epoch 1, and never validated"
-            + ("; its thresholds are not tuned" if dataset.task == targets.MULTI_LABEL else "")
+            + ("; its thresholds are not tuned" if dataset.target.thresholded else "")
             + ". The model card says so.")
     if weight_average is not None:
         weight_average.copy_to(head.trainable_variables)  # serve what was evaluated
-    if dataset.task == targets.MULTI_LABEL and model_config.threshold is not None:
+    if dataset.target.thresholded and model_config.threshold is not None:
         head.thresholds.assign(tf.fill([dataset.num_outputs], model_config.threshold))
     return TrainedModel(config, preprocessor, backbone, head, FeatureSpec.of(model_config), path,
                         dataset, *_calibration(model_dir, path))

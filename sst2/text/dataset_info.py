@@ -2,8 +2,8 @@
 (`TextDataset`): the pieces `sst2.text.datasets`' datasets share.
 
 Example:
-    >>> SST2_INFO.label_names, SST2_INFO.num_outputs, SST2_INFO.task
-    (('negative', 'positive'), 2, 'single_label')
+    >>> SST2_INFO.label_names, SST2_INFO.num_outputs, SST2_INFO.target.description
+    (('negative', 'positive'), 2, 'one class per text (softmax)')
 """
 
 import dataclasses
@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from sst2.run.config_file import config_path, saved_fields
 from sst2.run.errors import UserError
+from sst2.run.targets import TARGETS, SingleLabel, Target
 from sst2.text import glue
 
 DEFAULT_DATASET = glue.DATASET_NAME
@@ -28,8 +29,8 @@ class DatasetInfo:
         identity: what must not change under a resumed run or a cached feature
             set: the dataset and version, or the training file's SHA-256.
         glue_task: the GLUE task name (its submission file) for GLUE datasets.
-        task: `single_label`, `multi_label` or `regression` (`sst2.run.targets`);
-            `label_names` are the classes, the labels, or empty (regression).
+        task: the kind of target, a name in `sst2.run.targets.TARGETS` (`target`);
+            `label_names` are the classes, the labels, or empty (a number).
         label_separator: joins a multi-label prediction's names (and splits a
             file's labels).
         target_scale: a regression target's training `mean` and `std`.
@@ -40,9 +41,19 @@ class DatasetInfo:
     text_features: tuple
     identity: dict
     glue_task: str | None = None
-    task: str = "single_label"
+    task: str = SingleLabel.name
     label_separator: str = ","
     target_scale: dict | None = None
+
+    def __post_init__(self):
+        if self.task not in TARGETS:
+            raise ValueError(f"unknown task {self.task!r} (this sst2 knows "
+                             f"{', '.join(TARGETS)})")
+
+    @property
+    def target(self) -> Target:
+        """What the run predicts (`sst2.run.targets`)."""
+        return TARGETS[self.task]
 
     @property
     def num_classes(self) -> int:
@@ -51,7 +62,7 @@ class DatasetInfo:
     @property
     def num_outputs(self) -> int:
         """The head's outputs: a logit per class or label, one for a number."""
-        return 1 if self.task == "regression" else len(self.label_names)
+        return self.target.units(len(self.label_names))
 
     @property
     def is_pair(self) -> bool:

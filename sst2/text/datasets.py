@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from sst2.run.errors import UserError
 from sst2.run.files import sha256_of_file
+from sst2.run.targets import INFERRED, TARGETS
 from sst2.text import glue, labels, text_files
 from sst2.text.dataset_info import (  # noqa: F401,E402
     DEFAULT_DATASET,
@@ -78,14 +79,14 @@ class TfdsDataset(TextDataset):
             if wanted not in have:
                 raise UserError(f"{name} has no {kind} feature {wanted!r}; its {kind} features "
                                 f"are {', '.join(have) or 'none'}. Name one with {flag}=...")
-        task = "regression" if label_feature in numbers else "single_label"
+        task = INFERRED["numbers" if label_feature in numbers else "classes"]
         if task_option not in ("auto", task):
             raise UserError(f"{name}'s {label_feature!r} makes it a {task} task, not "
                             f"--task={task_option}.")
         self.text_features, self.label_feature = tuple(text_features), label_feature
         self.has_idx = "idx" in features
         self.info = DatasetInfo(
-            name, tuple(features[label_feature].names) if task == "single_label" else (),
+            name, tuple(features[label_feature].names) if TARGETS[task].has_classes else (),
             self.text_features,
             {"dataset": name} if name == DEFAULT_DATASET else
             {"dataset": name, "version": str(builder.info.version),
@@ -139,7 +140,7 @@ class TfdsDataset(TextDataset):
             except (ValueError, AssertionError, KeyError) as e:
                 raise UserError(f"Bad split {split!r} for {self.name}: {e}") from None
         features, label = self.text_features, self.label_feature
-        if self.info.task == "regression":  # GLUE marks a missing score -1: no label
+        if not self.info.target.has_classes:  # GLUE marks a missing score -1: no label
             dataset = dataset.map(lambda x: {**x, label: tf.where(
                 x[label] < 0, tf.constant(float("nan"), x[label].dtype), x[label])})
         if self.has_idx:
@@ -169,31 +170,28 @@ class FileDataset(TextDataset):
         self._tables = {}
         train = self._table("train")
         if isinstance(label_column, tuple) and len(label_column) > 1:
-            if task not in ("auto", "multi_label"):
+            if task != "auto" and TARGETS[task].labels != "label_sets":
                 raise UserError(f"Several label columns ({', '.join(label_column)}) are one "
                                 f"0/1 column per label: a multi-label task, not --task={task}.")
             label_names = label_names or label_column
         self.inferred_from = train_file if task == "auto" else None
         if task == "auto":
             task = labels.infer_task(train, label_separator, log=log)
-        self.task = task
-        names = {"single_label": lambda: labels.label_vocabulary(train, label_names),
-                 "multi_label": lambda: labels.multi_label_vocabulary(train, label_separator,
-                                                                      label_names),
-                 "regression": lambda: ()}[task]()
-        if task == "single_label" and len(names) < 2:
+        self.task, spelling = task, TARGETS[task].labels
+        names = labels.READERS[spelling].vocabulary(train, label_separator, label_names)
+        if spelling == "classes" and len(names) < 2:
             raise UserError(f"{train_file} has one class only ({names[0]!r}); a classifier "
                             "needs at least two.")
         identity = {"train_file_sha256": sha256_of_file(train_file),
                     "text_columns": list(text_columns),
                     "label_column": (list(label_column) if isinstance(label_column, tuple)
                                      else label_column), "label_names": list(names)}
-        if task != "single_label":  # (single-label identities predate the task)
+        if spelling != "classes":  # (single-label identities predate the task)
             identity.update(task=task, label_separator=label_separator)
         self.info = DatasetInfo("files", names, tuple(text_columns), identity, task=task,
                                 label_separator=label_separator)
         targets = self._labels(train)  # every training label readable, before any work
-        if task == "regression" and np.ptp(targets) == 0:
+        if spelling == "numbers" and np.ptp(targets) == 0:
             raise UserError(f"{train_file}: every example's target is {targets[0]:g} (one "
                             "value only): a regression needs at least two distinct values.")
 
@@ -235,20 +233,17 @@ class FileDataset(TextDataset):
         return arrays
 
     def _labels(self, table: text_files.TextTable) -> np.ndarray:
-        names = self.info.label_names
-        if self.task == "multi_label":
-            try:
-                return labels.multi_label_targets(table, names, self.separator).astype(np.int64)
-            except UserError as e:
-                if self.inferred_from is None or table.path == self.inferred_from:
-                    raise
-                raise UserError(f"{e} (multi_label was inferred from the labels of "
-                                f"{self.inferred_from}, which hold {self.separator!r}; if they "
-                                "are numbers with a decimal comma (3,5), write them with a "
-                                "point, or pass --task.)") from None
-        if self.task == "regression":
-            return labels.regression_targets(table)
-        return labels.label_ids(table, names)
+        spelling = self.info.target.labels
+        try:
+            return labels.READERS[spelling].read(table, self.info.label_names, self.separator)
+        except UserError as e:
+            if (spelling != "label_sets" or self.inferred_from is None
+                    or table.path == self.inferred_from):
+                raise
+            raise UserError(f"{e} ({self.task} was inferred from the labels of "
+                            f"{self.inferred_from}, which hold {self.separator!r}; if they "
+                            "are numbers with a decimal comma (3,5), write them with a "
+                            "point, or pass --task.)") from None
 
     def load(self, split: str) -> tf.data.Dataset:
         arrays = self.arrays(split)
@@ -274,7 +269,8 @@ def _label_names(data_config) -> tuple | None:
                         "per line, each once.")
     separator = data_config.label_separator
     holding = [n for n in names if separator and separator in n]
-    if holding and data_config.task != "single_label":
+    if holding and (data_config.task == "auto"
+                    or TARGETS[data_config.task].labels != "classes"):
         raise UserError(f"--label_names_file={path}: the name {holding[0]!r} holds the label "
                         f"separator {separator!r}, so no label cell could name it; rename it "
                         "(or pass another --label_separator).")

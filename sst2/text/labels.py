@@ -1,8 +1,11 @@
-"""A file's labels as classes: the vocabulary the training file fixes, and each label's id.
+"""A file's labels, as each kind of target spells them: classes, sets of labels, numbers.
 
-Labels are names or integer class ids. The training file fixes the classes
-(`label_vocabulary`), refusing labels that would silently make wrong ones
-(`check_labels`); every file's labels then map to ids (`label_ids`).
+Class labels are names or integer class ids. The training file fixes the
+classes (`label_vocabulary`), refusing labels that would silently make wrong
+ones (`check_labels`); every file's labels then map to ids (`label_ids`). A
+set of labels is a list or a cell split at a separator; a number is a finite
+decimal. `READERS[target.labels]` reads a kind's labels (`sst2.run.targets`),
+and `infer_task` picks the kind the training labels imply.
 
 Example:
     >>> from sst2.text.text_files import TextTable
@@ -12,11 +15,14 @@ Example:
     (('neg', 'pos'), [1, 0, 1])
 """
 
+import dataclasses
 import re
+from typing import Callable
 
 import numpy as np
 
 from sst2.run.errors import UserError
+from sst2.run.targets import INFERRED
 from sst2.text.text_files import TextTable
 
 # Integer labels are class ids 0..max: a stray large one would make that many classes.
@@ -164,19 +170,21 @@ def _bad_score(table: TextTable, i: int,
 
 
 def infer_task(table: TextTable, separator: str = ",", log=None) -> str:
-    """The task the training labels imply: `multi_label` when an example holds a list of
-    labels or a label column holds `separator`; `regression` when every label is a
-    number and some are not integers; else `single_label`. `log` is told why.
+    """The kind of target (`sst2.run.targets.INFERRED`) the training labels imply: sets of
+    labels when an example holds a list of labels or a label column holds `separator`;
+    numbers when every label is a number and some are not integers; else classes. `log`
+    is told why.
 
     A decimal number never becomes a class: beside decimal labels, a label that is not a
     finite number (`nan`, `inf`, `n/a`, `1e400`) is refused with its line, and so is a
     `nan` or `inf` among integer class ids.
 
     >>> from sst2.text.text_files import TextTable
-    >>> infer_task(TextTable("t.csv", [("a",)] * 2, ["3.8", "0.5"], [2, 3]))
-    'regression'
-    >>> infer_task(TextTable("t.csv", [("a",)] * 2, ["joy,love", "anger"], [2, 3]))
-    'multi_label'
+    >>> from sst2.run.targets import TARGETS
+    >>> TARGETS[infer_task(TextTable("t.csv", [("a",)] * 2, ["3.8", "0.5"], [2, 3]))].labels
+    'numbers'
+    >>> TARGETS[infer_task(TextTable("t.csv", [("a",)] * 2, ["joy,love", "b"], [2, 3]))].labels
+    'label_sets'
     """
     log = log or (lambda message: None)
     if table.labels is None:
@@ -184,10 +192,10 @@ def infer_task(table: TextTable, separator: str = ",", log=None) -> str:
     for i, label in enumerate(table.labels):
         if isinstance(label, list) or separator in label:
             what = "a list of labels" if isinstance(label, list) else f"the separator {separator!r}"
-            log(f"Task: multi_label (inferred from {table.path}: line {table.lines[i]}'s "
-                f"label {label!r} holds {what}; --task sets it)."
+            log(f"Task: {INFERRED['label_sets']} (inferred from {table.path}: line "
+                f"{table.lines[i]}'s label {label!r} holds {what}; --task sets it)."
                 + _decimal_comma_hint(label))
-            return "multi_label"
+            return INFERRED["label_sets"]
     decimals = [i for i, label in enumerate(table.labels)
                 if _is_number_like(label) and not _is_integer(label)]
     if decimals:
@@ -200,14 +208,14 @@ def infer_task(table: TextTable, separator: str = ",", log=None) -> str:
             raise UserError(str(_bad_score(table, bad)) + (
                 f" Other labels are decimal numbers (line {table.lines[first]}: "
                 f"{table.labels[first]!r}), so this file reads as a regression target; if "
-                "its labels are class names, pass --task=single_label."))
-        log(f"Task: regression (inferred from {table.path}: every label is a number, and "
-            f"line {table.lines[decimals[0]]}'s {table.labels[decimals[0]]!r} is not an "
-            "integer; --task sets it).")
-        return "regression"
-    log(f"Task: single_label (inferred from {table.path}: one label per example; --task "
-        "sets it).")
-    return "single_label"
+                f"its labels are class names, pass --task={INFERRED['classes']}."))
+        log(f"Task: {INFERRED['numbers']} (inferred from {table.path}: every label is a "
+            f"number, and line {table.lines[decimals[0]]}'s {table.labels[decimals[0]]!r} is "
+            "not an integer; --task sets it).")
+        return INFERRED["numbers"]
+    log(f"Task: {INFERRED['classes']} (inferred from {table.path}: one label per example; "
+        "--task sets it).")
+    return INFERRED["classes"]
 
 
 def label_sets(table: TextTable, separator: str = ",") -> list[list[str]]:
@@ -285,3 +293,25 @@ def regression_targets(table: TextTable) -> np.ndarray:
             raise _bad_score(table, i)
         values[i] = value
     return values
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelReader:
+    """How files spell one kind's labels: `vocabulary(table, separator, names)` is the
+    names the training file fixes (`names`: given ones, or None); `read(table, names,
+    separator)` is every example's label as an array."""
+
+    vocabulary: Callable
+    read: Callable
+
+
+READERS = {
+    "classes": LabelReader(lambda table, separator, names: label_vocabulary(table, names),
+                           lambda table, names, separator: label_ids(table, names)),
+    "label_sets": LabelReader(
+        lambda table, separator, names: multi_label_vocabulary(table, separator, names),
+        lambda table, names, separator: multi_label_targets(table, names,
+                                                            separator).astype(np.int64)),
+    "numbers": LabelReader(lambda table, separator, names: (),
+                           lambda table, names, separator: regression_targets(table)),
+}
