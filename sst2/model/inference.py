@@ -11,7 +11,7 @@ batch shape runs without a recompile: the encode pass pads each
 length-sorted batch only to its own longest sentence.
 
 It computes the same function as the keras-hub layers (exact GELU, post-
-LayerNorm, masked softmax); `tests/test_inference.py` checks it.
+LayerNorm, masked softmax); `tests/model/test_inference.py` checks it.
 
 Example:
     >>> from sst2.model import presets

@@ -1,6 +1,6 @@
 """Every kind of target, by its pieces: labels read from files (a separated column, a JSON
 list, 0/1 columns, names from a file), the task inferred, thresholds, metrics, losses,
-and pairs encoded apart. (End to end: tests/test_targets_e2e.py.)"""
+and pairs encoded apart. (End to end: tests/cli/test_targets_e2e.py.)"""
 
 import os
 
@@ -11,8 +11,9 @@ from sst2.run import metrics, targets
 from sst2.run.config import DataConfig
 from sst2.run.errors import UserError
 from sst2.text.datasets import open_dataset
+from tests.helpers import REPO
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
+DATA = os.path.join(REPO, "tests", "data")
 
 
 def write(path, text):
@@ -247,3 +248,36 @@ def test_a_resumed_run_of_another_target_is_the_uninterrupted_run(tiny_preset, t
     assert straight["test"] == resumed["test"]
     if task == "multi_label":
         assert "thresholds" in straight["test"] and "val_thresholds" in straight["epochs"][0]
+
+
+@pytest.mark.parametrize("name", list(targets.TARGETS))
+def test_every_kind_of_target_keeps_the_contract(name):
+    """What every module asks of a target, on one batch: a new kind passes this too."""
+    import tensorflow as tf
+
+    target = targets.TARGETS[name]
+    assert target.name == name and targets.INFERRED[target.labels] == name
+    assert target.default_metric in target.reported(2) and set(target.metrics) <= set(
+        metrics.METRICS)
+    names = ("a", "b", "c")
+    units = target.units(len(names))
+    logits = tf.constant(np.random.default_rng(0).normal(size=(4, units)), tf.float32)
+    labels = ({"classes": np.array([0, 1, 2, 1]), "numbers": np.array([0.5, 1.0, 2.0, 3.0]),
+               "label_sets": np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]])}
+              [target.labels])
+    assert target.loss(logits, tf.constant(labels)).shape == (4,)
+    outputs = target.outputs(logits)
+    # One head's mean is itself: the ensemble's logits answer what the head answers.
+    again = target.outputs(target.mean_of_heads(logits[None]))
+    np.testing.assert_allclose(again.numpy(), outputs.numpy(), rtol=1e-5, atol=1e-6)
+    thresholds = tf.fill([units], 0.5) if target.thresholded else None
+    answer = target.export_answer(outputs, names, ",", thresholds)
+    assert tuple(answer) == target.export_outputs
+    answers = {key: value.numpy() for key, value in answer.items()}
+    record = target.record(answers, 0, names)
+    assert record and all(isinstance(key, str) for key in record)
+    scored = target.score(answers[target.answer], labels,
+                          thresholds.numpy() if thresholds is not None else None)
+    assert set(target.reported(len(names))) - {"loss"} <= set(scored) | {"pearson", "spearman"}
+    assert scored["examples"] == 4
+    assert target.describe_labels(len(names), {"mean": 0.0, "std": 1.0})

@@ -15,7 +15,7 @@ from sst2.run import metrics
 from tests.helpers import REPO, TINY_SEQUENCE_LENGTH, error_lines, run_module
 
 pytestmark = pytest.mark.slow
-DATA = os.path.join(os.path.dirname(__file__), "data")
+DATA = os.path.join(REPO, "tests", "data")
 GOEMOTIONS = os.path.join(DATA, "goemotions")
 STSB = os.path.join(DATA, "stsb")
 

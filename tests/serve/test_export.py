@@ -103,7 +103,7 @@ def test_the_export_holds_only_ops_stock_tf_serving_has(trained_run):
 
 def test_the_export_computes_what_keras_hubs_layers_compute(trained_run):
     """For texts that fit one window, packing to the longest text and the fused encoder
-    change nothing but rounding (longer texts: tests/test_serving.py)."""
+    change nothing but rounding (longer texts: tests/serve/test_serving.py)."""
     import tensorflow_text  # noqa: F401
 
     from sst2.model.backbone import pool_features

@@ -1,0 +1,83 @@
+"""The packages' imports point one way, without cycles; a kind of target is spelled in one place.
+
+Layers, bottom to top: run < text < model < fit < serve < the head search and
+the entry points (docs/design.md, "Layout"). Every `import sst2...` counts,
+at the top of a module or inside a function.
+"""
+
+import ast
+import os
+import re
+
+from tests.helpers import REPO
+
+ORDER = ["run", "text", "model", "fit", "serve"]
+KIND = re.compile(r"[\"'](single_label|multi_label|regression)[\"']")
+
+
+def _modules() -> dict:
+    found = {}
+    root = os.path.join(REPO, "sst2")
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                parts = os.path.relpath(path, REPO)[:-3].split(os.sep)
+                found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    return ORDER.index(parts[1]) if len(parts) > 1 and parts[1] in ORDER else len(ORDER)
+
+
+def _imports(modules: dict) -> set:
+    edges = set()
+    for name, path in modules.items():
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            edges |= {(name, t) for t in targets if t in modules and t != name}
+    return edges
+
+
+def test_no_import_goes_up_the_layers():
+    edges = _imports(_modules())
+    up = sorted(f"{a} -> {b}" for a, b in edges if _layer(a) < _layer(b))
+    assert not up, up
+
+
+def test_no_modules_import_each_other_in_a_cycle():
+    modules = _modules()
+    edges = _imports(modules)
+    graph = {m: sorted(b for a, b in edges if a == m) for m in modules}
+    state, back = {}, []  # state: 1 on the current path, 2 done
+
+    def visit(module, path):
+        state[module] = 1
+        for imported in graph[module]:
+            if state.get(imported) == 1:
+                back.append(" -> ".join(path[path.index(imported):] + [imported]))
+            elif imported not in state:
+                visit(imported, path + [imported])
+        state[module] = 2
+
+    for module in sorted(modules):
+        if module not in state:
+            visit(module, [module])
+    assert not back, back
+
+
+def test_only_the_targets_module_spells_a_kind_of_target():
+    spelled = []
+    for name, path in _modules().items():
+        with open(path) as f:
+            if name != "sst2.run.targets" and KIND.search(f.read()):
+                spelled.append(name)
+    assert not spelled, spelled
