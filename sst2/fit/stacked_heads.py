@@ -10,8 +10,8 @@ its own dropout layers (the same masks as alone) and thresholds.
 schedule) per head. `unstack()` writes the trained weights back into the K
 `ClassifierHead`s, which export as any head.
 
-Supported: heads without transformer blocks (`StackedHeads.supports`);
-others train as a `head_group.HeadGroup`.
+Supported: heads without transformer blocks whose pooling, if learned, has a
+stacked form (`StackedHeads.supports`); others train as a `head_group.HeadGroup`.
 
 Example:
     >>> from sst2.model.head import ClassifierHead
@@ -45,7 +45,7 @@ class StackedHeads(keras.Model):
             setattr(self, f"head_{i}", head)
         first = self.heads[0]
         self.num_classes, self.pair = first.num_classes, first.pair
-        self.learned = POOLINGS[first.pooling].learned
+        self.pooling = POOLINGS[first.pooling]
         self.weight_names = self._layers_of(first)
         self.stacked = [tf.Variable(np.stack([w.numpy() for w in weights]),
                                     name=f"stacked_{name}", aggregation=_EVERY_REPLICA_ALIKE)
@@ -61,18 +61,22 @@ class StackedHeads(keras.Model):
 
     @staticmethod
     def supports(heads: list) -> bool:
-        """Heads without transformer blocks (of any shapes: `HeadStacks` stacks each)."""
-        return all(not h.sequence_layers and h.average_layers == 0 for h in heads)
+        """Heads without transformer blocks (of any shapes: `HeadStacks` stacks each),
+        whose learned pooling, if any, has a stacked form."""
+        return all(not h.sequence_layers and h.average_layers == 0
+                   and (not POOLINGS[h.pooling].learned or POOLINGS[h.pooling].pool_stacked)
+                   for h in heads)
 
     def _layers_of(self, head) -> list[str]:
-        names = (["score_kernel", "score_bias"] if self.learned else [])
+        names = ([f"score_{w.name}" for w in getattr(head, self.pooling.layer_name).weights]
+                 if self.pooling.learned else [])
         names += ["hidden_kernel", "hidden_bias"] if head.hidden is not None else []
         return names + ["logits_kernel", "logits_bias"]
 
     def _weights_of(self, head) -> list:
         weights = []
-        if self.learned:
-            weights += getattr(head, POOLINGS[head.pooling].layer_name).weights
+        if self.pooling.learned:
+            weights += getattr(head, self.pooling.layer_name).weights
         if head.hidden is not None:
             weights += head.hidden.weights
         return weights + head.logits.weights
@@ -89,12 +93,9 @@ class StackedHeads(keras.Model):
         if not isinstance(features, dict):  # pooled features: the same for every head
             flat = tf.reshape(features, [tf.shape(features)[0], -1])
             return tf.broadcast_to(flat[None], [len(self.heads)] + tf.unstack(tf.shape(flat)))
-        x, mask = tf.cast(features["tokens"], tf.float32), features["mask"]
-        # Attention: a learned score per token, softmax over the real tokens.
-        scores = (tf.einsum("bld,kd->kbl", x, self._weight("score_kernel")[:, :, 0])
-                  + self._weight("score_bias")[:, :, None])
-        scores += (1.0 - tf.cast(mask, tf.float32))[None] * -1e9
-        return tf.einsum("kbl,bld->kbd", tf.nn.softmax(scores, axis=-1), x)
+        learned = [self._weight(name) for name in self.weight_names if name.startswith("score_")]
+        return self.pooling.pool_stacked(tf.cast(features["tokens"], tf.float32),
+                                         features["mask"], learned)
 
     def _per_head(self, layer_name: str, x, training):
         return tf.stack([getattr(head, layer_name)(x[k], training=training)

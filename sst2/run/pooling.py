@@ -25,13 +25,18 @@ class Pooling:
     """`pool(x, mask, layer)`: float32 `[batch, length, hidden]` and its padding mask to
     `[batch, vectors * hidden]`. A learned pooling has `make_layer()`, whose weights the
     head trains, held as the head's attribute `layer_name`; it reads every token's
-    features, so the cache keeps them."""
+    features, so the cache keeps them. `pool_stacked(x, mask, weights)` is a learned
+    pooling for K heads at once (`sst2.fit.stacked_heads`), each with its own layer
+    weights (`weights`: the layer's, each stacked on a first axis of K), to
+    `[K, batch, vectors * hidden]`; a learned pooling without it trains its heads
+    one by one in a group."""
 
     label: str
     vectors: int
     pool: Callable
     make_layer: Callable | None = None
     layer_name: str | None = None
+    pool_stacked: Callable | None = None
 
     @property
     def learned(self) -> bool:
@@ -66,6 +71,17 @@ def _attention(x, mask, layer):
     return tf.reduce_sum(weights * tf.cast(x, tf.float32), axis=1)
 
 
+def _attention_stacked(x, mask, weights):
+    """`_attention` for K heads: `weights` are the score layer's kernels `[K, hidden, 1]`
+    and biases `[K, 1]`."""
+    import tensorflow as tf
+
+    kernel, bias = weights
+    scores = tf.einsum("bld,kd->kbl", x, kernel[:, :, 0]) + bias[:, :, None]
+    scores += (1.0 - tf.cast(mask, tf.float32))[None] * -1e9
+    return tf.einsum("kbl,bld->kbd", tf.nn.softmax(scores, axis=-1), x)
+
+
 def _score_layer():
     import keras
 
@@ -77,5 +93,5 @@ POOLINGS = {
     "mean": Pooling("mean", 1, _mean),
     "cls_mean": Pooling("[CLS] + mean", 2, _cls_mean),
     "attention": Pooling("attention", 1, _attention, make_layer=_score_layer,
-                         layer_name="attention_score"),
+                         layer_name="attention_score", pool_stacked=_attention_stacked),
 }
