@@ -77,14 +77,15 @@ class Target:
             temperature over its probabilities (`--calibrate`); softmax: one softmax
             over its outputs (what `--rdrop_alpha` compares).
         standardized: the head learns the number standardized (`TargetScale`).
-        has_classes: whether `label_names` name its outputs.
+        has_classes: whether `label_names` name its outputs; inferred: what `--task=auto`
+            picks for labels spelled as its are (one kind per spelling).
         tag: the model card's pipeline tag; verb: what the model does to a text.
     """
 
     name = description = labels = default_metric = tag = ""
     metrics: tuple = ()
     counts_correct = thresholded = calibrated = standardized = softmax = False
-    has_classes = True
+    has_classes = inferred = True
     answer = "probabilities"
     export_outputs: tuple = ()
     verb = "classifies"
@@ -315,7 +316,7 @@ TARGETS = {target.name: target for target in (SingleLabel(), MultiLabel(), Regre
 # `--task`'s values: a kind, or `auto` (inferred from the training labels).
 TASKS = ("auto", *TARGETS)
 # The kind a label spelling implies when `--task=auto` (`sst2.text.labels.infer_labels`).
-INFERRED = {target.labels: target.name for target in TARGETS.values()}
+INFERRED = {target.labels: target.name for target in TARGETS.values() if target.inferred}
 
 
 def best_metric(option: str, task: str, official: str | None = None,

@@ -256,7 +256,9 @@ def test_every_kind_of_target_keeps_the_contract(name):
     import tensorflow as tf
 
     target = targets.TARGETS[name]
-    assert target.name == name and targets.INFERRED[target.labels] == name
+    assert target.name == name and target.labels in targets.INFERRED
+    assert (targets.INFERRED[target.labels] == name) == target.inferred
+    assert sum(t.inferred for t in targets.TARGETS.values() if t.labels == target.labels) == 1
     assert target.default_metric in target.reported(2) and set(target.metrics) <= set(
         metrics.METRICS)
     names = ("a", "b", "c")
