@@ -12,8 +12,8 @@ import tensorflow as tf
 
 from tests.helpers import read_output, run_module, start_paused
 
-# precision: CI runs these again with SST2_AUTO_PRECISION=bfloat16.
-pytestmark = [pytest.mark.slow, pytest.mark.precision]
+# Exact resume is checked again in bfloat16; the other checks do not depend on it.
+pytestmark = pytest.mark.slow
 
 
 def _args(preset, data_dir, model_dir, *extra):
@@ -53,6 +53,7 @@ def uninterrupted(tiny_preset, tiny_data_dir, tmp_path_factory):
     return model_dir
 
 
+@pytest.mark.precision
 def test_sigkill_mid_epoch_then_resume_is_exact(tiny_preset, tiny_data_dir, uninterrupted,
                                                 tmp_path):
     # 64 steps an epoch, a checkpoint every step: killed in the middle of the second epoch,

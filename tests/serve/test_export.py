@@ -11,8 +11,8 @@ import tensorflow as tf
 
 from tests.helpers import REPO, error_lines, read_output, run_module, start_paused
 
-# precision: CI runs these again with SST2_AUTO_PRECISION=bfloat16.
-pytestmark = [pytest.mark.slow, pytest.mark.precision]
+# The tests whose numbers or graph depend on the backbone's precision run again in bfloat16.
+pytestmark = pytest.mark.slow
 
 BAD_INPUTS = ["", "   \t ", "good " * 20000, "😀 电影很好 👍", "great fun"]
 INVALID_UTF8 = b"\xff\xfe bad \xc3\x28 film"
@@ -65,6 +65,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.precision
 def test_export_loads_with_only_tensorflow_and_matches_in_process(trained_run):
     from sst2.serve.serving import make_predict_fn
     from sst2.serve.trained import restore
@@ -91,6 +92,7 @@ def test_export_loads_with_only_tensorflow_and_matches_in_process(trained_run):
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
 
 
+@pytest.mark.precision
 def test_the_export_holds_only_ops_stock_tf_serving_has(trained_run):
     from sst2.serve.serving_audit import op_types, unservable_ops
 
@@ -101,6 +103,7 @@ def test_the_export_holds_only_ops_stock_tf_serving_has(trained_run):
     assert not any("RoundRobin" in op for op in used)
 
 
+@pytest.mark.precision
 def test_the_export_computes_what_keras_hubs_layers_compute(trained_run):
     """For texts that fit one window, packing to the longest text and the fused encoder
     change nothing but rounding (longer texts: tests/serve/test_serving.py)."""
@@ -134,6 +137,7 @@ def test_saved_model_cli_lists_the_signature(trained_run):
         assert name in out
 
 
+@pytest.mark.precision
 def test_export_cli_from_latest_checkpoint_with_its_reading_options(trained_run, tmp_path):
     import tensorflow_text  # noqa: F401
 
@@ -160,6 +164,7 @@ def test_export_cli_from_latest_checkpoint_with_its_reading_options(trained_run,
         assert np.allclose(served, expected, atol=1e-5) == same
 
 
+@pytest.mark.precision
 def test_predict_cli_args_stdin_and_json(trained_run):
     from sst2.serve.serving import make_predict_fn
     from sst2.serve.trained import restore
