@@ -81,3 +81,19 @@ def test_only_the_targets_module_spells_a_kind_of_target():
             if name != "sst2.run.targets" and KIND.search(f.read()):
                 spelled.append(name)
     assert not spelled, spelled
+
+
+def test_the_bottom_layer_imports_without_tensorflow():
+    """`sst2.run` (options, registries, run folder) loads in a process without TensorFlow:
+    flags parse and bad options are refused before TensorFlow starts."""
+    import subprocess
+    import sys
+
+    modules = sorted(m for m in _modules() if _layer(m) == 0)
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in modules)
+            + "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('tensorflow', 'keras')))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO))
+    assert found.returncode == 0, found.stderr[-2000:]
+    assert found.stdout.strip() == "[]", found.stdout[-2000:]
