@@ -79,7 +79,11 @@ class Target:
         standardized: the head learns the number standardized (`TargetScale`).
         has_classes: whether `label_names` name its outputs; inferred: what `--task=auto`
             picks for labels spelled as its are (one kind per spelling).
-        tag: the model card's pipeline tag; verb: what the model does to a text.
+        tag: the model card's pipeline tag; verb: what the model does to a text;
+            description_of_names: what the log calls its label names.
+
+    A kind also computes (the methods below that raise here): `loss`, `outputs`,
+    `from_mean`, `export_answer`, `record` and `score`.
     """
 
     name = description = labels = default_metric = tag = ""
@@ -88,10 +92,36 @@ class Target:
     has_classes = inferred = True
     answer = "probabilities"
     export_outputs: tuple = ()
-    verb = "classifies"
+    verb, description_of_names = "classifies", "classes"
 
     def __repr__(self) -> str:
         return f"Target({self.name!r})"
+
+    def loss(self, logits, labels, class_weights=None, scale=None):
+        """The per-example training loss of `logits` `[batch, units]` against `labels`."""
+        raise NotImplementedError
+
+    def outputs(self, logits, scale=None):
+        """What a model answers for `logits`: probabilities, or scores on the training
+        scale (`scale`: a `TargetScale`)."""
+        raise NotImplementedError
+
+    def from_mean(self, mean):
+        """Logits whose `outputs` are `mean`, a mean of outputs (an ensemble's)."""
+        raise NotImplementedError
+
+    def export_answer(self, outputs, label_names: tuple, separator: str, thresholds) -> dict:
+        """The serving signature's outputs (`export_outputs`, batch first) for `outputs`."""
+        raise NotImplementedError
+
+    def record(self, answers: dict, i: int, label_names=None, separator: str = ",") -> dict:
+        """Example `i` of a batch of the export's answers (numpy arrays or lists), as
+        plain JSON values: what `sst2.predict --json` prints and `sst2.evaluate` writes."""
+        raise NotImplementedError
+
+    def score(self, outputs, labels, thresholds=None, loss=None) -> dict:
+        """Every metric it reports of `outputs` against `labels` (numpy), and `examples`."""
+        raise NotImplementedError
 
     @property
     def collects_outputs(self) -> bool:
@@ -111,8 +141,6 @@ class Target:
     def describe_labels(self, num_classes: int, scale: dict | None) -> str:
         """What the log says the run predicts."""
         return f"{num_classes} {self.description_of_names}"
-
-    description_of_names = "classes"
 
     def submitted(self, answers: dict, named: bool) -> list:
         """What a GLUE submission's prediction column holds for the export's `answers`: a
@@ -169,8 +197,7 @@ class SingleLabel(Target):
                 "label": tf.gather(tf.constant(label_names), label_id)}
 
     def record(self, answers: dict, i: int, label_names=None, separator: str = ",") -> dict:
-        """Example `i` of a batch of the export's answers (numpy arrays or lists), as
-        plain JSON values: what `sst2.predict --json` prints and `sst2.evaluate` writes."""
+        """The label, its id and probability, and every class's probability."""
         probabilities = [round(float(p), 6) for p in answers["probabilities"][i]]
         label_id, label = int(answers["label_id"][i]), answers["label"][i]
         return {"label": label.decode() if isinstance(label, bytes) else str(label),
