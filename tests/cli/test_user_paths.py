@@ -424,6 +424,8 @@ def test_train_from_a_working_directory_with_a_relative_run_folder_exports_the_b
     calibration = json.loads((run / "calibration.json").read_text())
     assert calibration["checkpoint"] == f"best-{epochs[best]['step']}"
     (version,) = os.listdir(run / "export")
+    import tensorflow_text  # noqa: F401  (registers the tokenizer's ops, as TF Serving does)
+
     serve = tf.saved_model.load(str(run / "export" / version)).signatures["serving_default"]
     texts, gold = [], []
     with open(tmp_path / "dev.csv") as f:
