@@ -22,7 +22,6 @@ from sst2.fit.head_group import GroupTrainer, HeadGroup
 from sst2.fit.optimization import GroupedOptimizer, make_optimizer
 from sst2.fit.stacked_heads import HeadStacks, StackedAdam, StackedHeads
 from sst2.fit.training import trainer_options
-from sst2.model import presets
 from sst2.model.assembly import head_for
 from sst2.model.backbone import FeatureSpec
 from sst2.run.config import TrainConfig
@@ -57,8 +56,7 @@ def group_trainer(configurations: list[dict]):
         total_steps = sum(train_source.num_batches(e) for e in range(config.optimization.epochs))
         heads = []
         members = members_of(config, configurations)
-        states = _initial_random_states(config, {m.optimization.seed for m in members},
-                                        precisions["encode"])
+        states = _initial_random_states(config, {m.optimization.seed for m in members})
         with strategy.scope():
             for member in members:
                 random.setstate(states[member.optimization.seed])
@@ -91,17 +89,16 @@ def heads_together(heads: list, members: list, total_steps: int) -> tuple:
                                               [h.trainable_variables for h in heads])
 
 
-def _initial_random_states(config, seeds: set, precision: str) -> dict:
+def _initial_random_states(config, seeds: set) -> dict:
     """Python's random state at which `sst2.train --seed=S` builds its head, for each seed
     S (Keras draws initializer seeds from it), so that each head of a group starts
     from the weights it would start from alone: the run's own state for its seed, and
-    for another seed the state after seeding and loading the model as a run does."""
+    for another seed the state right after seeding, as a run seeds itself again once
+    its frozen model has loaded (`sst2.fit.training.run`)."""
     base = config.optimization.seed
     states = {base: random.getstate()}
     for seed in sorted(seeds - {base}):
         keras.utils.set_random_seed(seed)
-        presets.load_preprocessor(config.model.preset, config.model.sequence_length)
-        presets.load_backbone(config.model.preset, dtype=precision)
         states[seed] = random.getstate()
     if len(states) > 1:
         keras.utils.set_random_seed(base)  # numpy's and TensorFlow's seeds as the run set them

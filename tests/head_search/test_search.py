@@ -293,3 +293,34 @@ def test_a_search_of_other_targets_ranks_by_their_metric_and_exports_their_answe
     assert facts["task"] == task
     assert facts["outputs"] == (["probabilities", "predicted", "labels"]
                                 if task == "multi_label" else ["score"])
+
+
+def test_a_head_of_another_seed_starts_where_that_seed_alone_builds_its_head(
+        tiny_preset, tiny_data_dir, tmp_path):
+    """A group's head of seed S is built from the random state `sst2.train --seed=S` builds
+    its head from (the state right after the run seeds itself again, once the frozen
+    model has loaded), whatever loading the model drew."""
+    import random
+
+    from sst2.fit import training
+    from sst2.head_search.groups import _initial_random_states
+    from sst2.run.config import TrainConfig
+
+    def config(seed):
+        return TrainConfig.from_options(
+            model_dir=str(tmp_path / str(seed)), preset=tiny_preset, data_dir=tiny_data_dir,
+            epochs=1, batch_size=16, sequence_length=TINY_SEQUENCE_LENGTH, seed=seed,
+            pooling="mean", head_hidden=8, precision="float32", progress=False, export=False)
+
+    at_build = {}
+
+    def recording(run_config, *args):
+        at_build[run_config.optimization.seed] = random.getstate()
+        return training._build_trainer(run_config, *args)
+
+    training.run(config(1), log=lambda message: None, build_trainer=recording)
+    training.run(config(0), log=lambda message: None, build_trainer=recording)
+    random.setstate(at_build[0])  # where a search of base seed 0 builds its group
+    states = _initial_random_states(config(0), {0, 1})
+    assert states[0] == at_build[0] and states["after"] == at_build[0]
+    assert states[1] == at_build[1]
