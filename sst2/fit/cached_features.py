@@ -71,28 +71,34 @@ def feature_key(config: TrainConfig, tokens: dict, encoding: Encoding, dataset=N
     return key
 
 
-def encode_work(config: TrainConfig, encoding: Encoding, backbone, token_sets: list,
-                dataset=None) -> dict:
+def encoded(tokens: dict) -> dict:
+    """What the encode pass encodes of a split's tokens: its texts, or for pairs encoded
+    apart, each distinct sentence."""
+    return tokens["sentences"] if "sentences" in tokens else tokens
+
+
+def encode_work(config: TrainConfig, backbone, token_sets: list, keys: list) -> dict:
     """What this run's encode pass computes: `encode_tokens` (the real tokens of every
     text it encodes), `encode_linear_gflop` (their linear layers' arithmetic), and
-    whether the feature cache already held it all (`features_cached`)."""
-    encoded = [t["sentences"] if "sentences" in t else t for t in token_sets]
-    tokens = int(sum(int(t["length"].sum()) for t in encoded))
+    whether the feature cache already held it all under `keys` (`feature_key`, one per
+    token set: `features_cached`)."""
+    tokens = int(sum(int(encoded(t)["length"].sum()) for t in token_sets))
     per_token = linear_flops_per_token(backbone.hidden_dim, backbone.intermediate_dim,
                                        backbone.num_layers)
     cached = config.run.cache_features and all(
-        FeatureCache(cache_dir(config), feature_key(config, t, encoding, dataset)).is_complete()
-        for t in encoded)
+        FeatureCache(cache_dir(config), key).is_complete() for key in keys)
     return {"encode_tokens": tokens, "encode_linear_gflop": per_token * tokens / 1e9,
             "features_cached": bool(cached)}
 
 
 def cached_features(config: TrainConfig, split: str, tokens: dict, encoding: Encoding,
-                    worker: WorkerInfo = WorkerInfo(), dataset=None) -> FeatureSet:
+                    worker: WorkerInfo = WorkerInfo(), dataset=None,
+                    key: dict | None = None) -> FeatureSet:
     """The cached frozen features of `split` (computed on first use); `dataset` (a
-    `datasets.DatasetInfo`) adds the dataset's identity to the key."""
+    `datasets.DatasetInfo`) adds the dataset's identity to the key; `key`: the
+    `feature_key`, where the caller has it already (it hashes every example)."""
     return encode(encoding.encoder, tokens, cache_dir(config),
-                  feature_key(config, tokens, encoding, dataset),
+                  key or feature_key(config, tokens, encoding, dataset),
                   batch_size=config.run.encode_batch_size, description=f"encode {split}",
                   show_progress=config.run.progress and worker.is_chief, worker=worker)
 

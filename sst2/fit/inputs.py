@@ -28,7 +28,15 @@ import time
 
 import numpy as np
 
-from sst2.fit.cached_features import Encoding, cache_dir, cached_features, encode_rate, encode_work
+from sst2.fit.cached_features import (
+    Encoding,
+    cache_dir,
+    cached_features,
+    encode_rate,
+    encode_work,
+    encoded,
+    feature_key,
+)
 from sst2.fit.sources import CachedFeatureSource, CachedPairSource, CachedTokenSource, TokenSource
 from sst2.model.backbone import FeatureSpec
 from sst2.run import targets
@@ -117,11 +125,12 @@ def bucket_boundaries(config: TrainConfig, lengths: np.ndarray,
 def split_source(config: TrainConfig, split: str, tokens: dict, encoding: Encoding, *,
                  shuffle: bool = False, batch_size: int | None = None,
                  worker: WorkerInfo = WorkerInfo(), dataset=None,
-                 boundaries: tuple[int, ...] | None = None):
+                 boundaries: tuple[int, ...] | None = None, key: dict | None = None):
     """`split`'s batch source: cached features, or the backbone on every batch
     (`--cache_features=false`). `batch_size` is the global batch (default: the config's);
-    `dataset` is the `datasets.DatasetInfo` (see `cached_features`); `boundaries`, the
-    length buckets (default: `bucket_boundaries`)."""
+    `dataset` is the `datasets.DatasetInfo` and `key` the features' cache key, if known
+    (see `cached_features`); `boundaries`, the length buckets (default:
+    `bucket_boundaries`)."""
     batch_size = batch_size or config.optimization.batch_size
     boundaries = boundaries or bucket_boundaries(config, tokens["length"], batch_size)
     seed = config.optimization.seed
@@ -130,13 +139,13 @@ def split_source(config: TrainConfig, split: str, tokens: dict, encoding: Encodi
             raise UserError("--pair_encoding=separate encodes each sentence once into the "
                             "feature cache; use it with --cache_features (the default).")
         sentences = cached_features(config, split, tokens["sentences"], encoding, worker,
-                                    dataset)
+                                    dataset, key)
         return CachedPairSource(sentences, tokens, batch_size,
                                 boundaries if FeatureSpec.of(config.model).token_level
                                 else None, seed, shuffle)
     if not config.run.cache_features:
         return TokenSource(tokens, encoding.encoder, batch_size, boundaries, seed, shuffle)
-    features = cached_features(config, split, tokens, encoding, worker, dataset)
+    features = cached_features(config, split, tokens, encoding, worker, dataset, key)
     if FeatureSpec.of(config.model).token_level:
         return CachedTokenSource(features, batch_size, boundaries, seed, shuffle)
     return CachedFeatureSource(features, batch_size, seed, shuffle)
@@ -168,15 +177,19 @@ def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encodin
     log(f"Head: {FeatureSpec.of(config.model).describe()}; {_describe_optimization(config)}.")
 
     tokenize_seconds = time.time() - tokenize_started
-    work = encode_work(config, encoding, backbone, [train_tokens, eval_tokens], info)
+    # Each split's cache key once (it hashes every example), where features are cached.
+    keys = ([feature_key(config, encoded(t), encoding, info) for t in (train_tokens, eval_tokens)]
+            if config.run.cache_features else [None, None])
+    work = encode_work(config, backbone, [train_tokens, eval_tokens], keys)
     encode_started = time.time()
     # A resumed run keeps the buckets it started with: the same batches.
     train_source = split_source(config, data_config.train_split, train_tokens, encoding,
                                 shuffle=True, batch_size=global_batch, worker=worker,
-                                dataset=info,
+                                dataset=info, key=keys[0],
                                 boundaries=load_train_buckets(config.run.model_dir))
     eval_source = split_source(config, data_config.eval_split, eval_tokens, encoding,
-                               batch_size=global_batch, worker=worker, dataset=info)
+                               batch_size=global_batch, worker=worker, dataset=info,
+                               key=keys[1])
     encode_seconds = None
     if config.run.cache_features:
         encode_seconds = time.time() - encode_started
