@@ -31,8 +31,6 @@ Example:
 """
 
 import os
-import re
-import time
 
 import keras
 import tensorflow as tf
@@ -42,8 +40,6 @@ from sst2.model.backbone import FeatureSpec, frozen_features, pool_features
 from sst2.model.inference import FastEncoder
 from sst2.run import targets
 from sst2.run.config import ReadingConfig
-from sst2.run.errors import UserError
-from sst2.run.files import load_json, process_alive, remove_entry, save_json
 from sst2.serve.packing import (
     as_ragged,
     encode_by_length,
@@ -53,6 +49,7 @@ from sst2.serve.packing import (
     window_size,
     window_stride,
 )
+from sst2.serve.versions import write_export_facts, write_version
 from sst2.text.datasets import SST2_INFO, DatasetInfo
 
 
@@ -142,12 +139,19 @@ def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
         logits, text_index = window_logits(text, text_pair)
         outputs = tf.math.unsorted_segment_mean(target.outputs(logits, scale=scale),
                                                 text_index, tf.shape(text)[0])
-        if temperature is not None and target.calibrated:
-            outputs = tf.nn.softmax(tf.math.log(tf.maximum(outputs, 1e-12)) / temperature)
-        return target.export_answer(outputs, dataset.label_names, dataset.label_separator,
-                                    getattr(head, "thresholds", None))
+        return answers_of(outputs, dataset, head, temperature)
 
     return predict
+
+
+def answers_of(outputs, dataset: DatasetInfo, head, temperature: float | None) -> dict:
+    """The signature's outputs (the target's `export_answer`) of a batch of outputs
+    (probabilities or scores), a single-label model's taken to `temperature` first."""
+    target = dataset.target
+    if temperature is not None and target.calibrated:
+        outputs = tf.nn.softmax(tf.math.log(tf.maximum(outputs, 1e-12)) / temperature)
+    return target.export_answer(outputs, dataset.label_names, dataset.label_separator,
+                                getattr(head, "thresholds", None))
 
 
 def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_root: str,
@@ -155,12 +159,7 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
                        reading: ReadingConfig = ReadingConfig(),
                        dataset: DatasetInfo = SST2_INFO, temperature: float | None = None,
                        model_card: str | None = None) -> str:
-    """Writes `<export_root>/<version>/` and returns it. The default version is the Unix
-    time, or one more than the newest version there (two exports in one second).
-
-    The folder is written under a temporary name (`.<version>.<pid>.partial`) and
-    renamed when complete, so a crash never leaves a half-written version for a
-    server to pick up; one left by a killed export is removed by the next.
+    """Writes `<export_root>/<version>/` (`write_version`) and returns it.
     `model_card` (Markdown) is written beside `saved_model.pb` as `MODEL_CARD.md`.
     """
     predict = make_predict_fn(preprocessor, backbone, head, spec, reading, dataset,
@@ -177,80 +176,11 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
         "serving_default", predict,
         input_signature=[tf.TensorSpec([None], tf.string, name=name) for name in inputs])
 
-    os.makedirs(export_root, exist_ok=True)  # only now: a refused export leaves nothing
-    _remove_abandoned_partials(export_root)
-    if version is None:
-        newest = max(_versions(export_root), default=0)
-        version = max(int(time.time()), newest + 1)
-    path = os.path.join(export_root, str(version))
-    tmp = os.path.join(export_root, f".{version}.{os.getpid()}.partial")
-    remove_entry(tmp)  # a link there is removed, never written through
-    try:
-        archive.write_out(tmp, verbose=False)
-        _write_export_facts(tmp, dataset, temperature)
+    def write(folder):
+        archive.write_out(folder, verbose=False)
+        write_export_facts(folder, dataset, temperature)
         if model_card is not None:
-            with open(os.path.join(tmp, "MODEL_CARD.md"), "w", encoding="utf-8") as f:
+            with open(os.path.join(folder, "MODEL_CARD.md"), "w", encoding="utf-8") as f:
                 f.write(model_card)
-        remove_entry(path)
-        os.replace(tmp, path)
-    except BaseException:  # a full disk, an interrupt: leave nothing half-written
-        remove_entry(tmp)
-        raise
-    return path
 
-
-# Beside the SavedModel, where TF Serving ignores it: what a client needs to read the answers.
-EXPORT_FACTS = os.path.join("assets.extra", "sst2.json")
-
-
-def _write_export_facts(export_dir: str, dataset: DatasetInfo,
-                        temperature: float | None = None) -> None:
-    os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
-    save_json(os.path.join(export_dir, EXPORT_FACTS), {"temperature": temperature,
-        "task": dataset.task, "label_names": list(dataset.label_names),
-        "label_separator": dataset.label_separator,
-        "inputs": ["text", "text_pair"] if dataset.is_pair else ["text"],
-        "outputs": list(dataset.target.export_outputs)})
-
-
-def read_export_facts(export_dir: str) -> dict:
-    """The `assets.extra/sst2.json` of an export: its task, label names, separator,
-    inputs and outputs (empty for exports from before it was written)."""
-    path = os.path.join(export_dir, EXPORT_FACTS)
-    try:
-        return load_json(path) if os.path.isfile(path) else {}
-    except (OSError, UserError):
-        return {}
-
-
-def _versions(export_root: str) -> list[int]:
-    return [int(v) for v in os.listdir(export_root) if v.isdigit()]
-
-
-def _remove_abandoned_partials(export_root: str) -> None:
-    """Removes temporary export folders whose process is gone (a killed export)."""
-    for name in os.listdir(export_root):
-        match = re.fullmatch(r"\.\d+(?:\.(\d+))?\.partial", name)
-        if match and not (match.group(1) and process_alive(int(match.group(1)))):
-            remove_entry(os.path.join(export_root, name))
-
-
-
-def latest_export(export_root: str) -> str | None:
-    """The newest complete version under `export_root` (one holding `saved_model.pb`)."""
-    if not os.path.isdir(export_root):
-        return None
-    complete = [v for v in _versions(export_root)
-                if os.path.exists(os.path.join(export_root, str(v), "saved_model.pb"))]
-    return os.path.join(export_root, str(max(complete))) if complete else None
-
-
-def incomplete_versions(export_root: str) -> list[str]:
-    """Numbered versions under `export_root` newer than `latest_export` and without
-    `saved_model.pb`: what a model server would fail to load."""
-    if not os.path.isdir(export_root):
-        return []
-    latest = latest_export(export_root)
-    newest_complete = int(os.path.basename(latest)) if latest else -1
-    return [os.path.join(export_root, str(v)) for v in sorted(_versions(export_root))
-            if v > newest_complete]
+    return write_version(export_root, write, version)

@@ -155,7 +155,7 @@ def test_a_path_too_long_for_checkpoints_fails_before_any_work(tiny_preset, tiny
 
 
 def test_a_damaged_saved_model_is_one_error_line(exported_run, tmp_path):
-    from sst2.serve.serving import latest_export
+    from sst2.serve.versions import latest_export
 
     damaged = tmp_path / "1"
     shutil.copytree(latest_export(str(exported_run / "export")), damaged)

@@ -125,7 +125,7 @@ def _serve(export_dir, texts):
 
 def test_two_worker_processes_on_loopback_match_one_process(tiny_preset, tiny_data_dir,
                                                             tmp_path):
-    from sst2.serve.serving import latest_export
+    from sst2.serve.versions import latest_export
 
     common = ["--epochs=2", "--sequence_length=16", f"--preset={tiny_preset}",
               f"--data_dir={tiny_data_dir}", "--noprogress", "--learning_rate=0.05",

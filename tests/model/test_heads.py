@@ -181,7 +181,8 @@ def test_every_head_trains_exports_and_predicts(options, tiny_preset, tiny_data_
                                  progress=False, **options), log=lambda s: None)
     import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
 
-    from sst2.serve.serving import latest_export, make_predict_fn
+    from sst2.serve.serving import make_predict_fn
+    from sst2.serve.versions import latest_export
 
     texts = tf.constant(["great fun", ""])
     serve = tf.saved_model.load(latest_export(str(model_dir / "export")))
