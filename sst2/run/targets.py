@@ -114,6 +114,26 @@ class Target:
         """The serving signature's outputs (`export_outputs`, batch first) for `outputs`."""
         raise NotImplementedError
 
+    def name_answers(self, answers: dict, label_names, separator: str) -> dict:
+        """`answers` (numpy) with the string outputs an artifact without strings leaves
+        to its client (`export_outputs` the numbers imply)."""
+        return answers
+
+    def agrees(self, answers: dict, reference: dict) -> np.ndarray:
+        """Per text, whether two exports' answers (numpy) to it are the same answer:
+        the same label, the same set of labels; a score within 1 % of the reference
+        scores' range."""
+        scores, reference_scores = answers[self.answer], reference[self.answer]
+        spread = np.ptp(reference_scores) if len(reference_scores) else 0.0
+        return np.abs(scores - reference_scores) <= 0.01 * spread
+
+    def agreement(self, answers: dict, reference: dict) -> dict:
+        """How far two exports' answers to the same texts agree: the share of texts that
+        get the same answer (`agrees`) and the largest difference of `answer`."""
+        return {"answers_equal": float(np.mean(self.agrees(answers, reference))),
+                "largest_difference": float(np.abs(
+                    answers[self.answer] - reference[self.answer]).max(initial=0.0))}
+
     def record(self, answers: dict, i: int, label_names=None, separator: str = ",") -> dict:
         """Example `i` of a batch of the export's answers (numpy arrays or lists), as
         plain JSON values: what `sst2.predict --json` prints and `sst2.evaluate` writes."""
@@ -196,6 +216,12 @@ class SingleLabel(Target):
         return {"probabilities": probabilities, "label_id": label_id,
                 "label": tf.gather(tf.constant(label_names), label_id)}
 
+    def name_answers(self, answers: dict, label_names, separator: str) -> dict:
+        return {**answers, "label": np.asarray(label_names, object)[answers["label_id"]]}
+
+    def agrees(self, answers: dict, reference: dict) -> np.ndarray:
+        return answers["label_id"] == reference["label_id"]
+
     def record(self, answers: dict, i: int, label_names=None, separator: str = ",") -> dict:
         """The label, its id and probability, and every class's probability."""
         probabilities = [round(float(p), 6) for p in answers["probabilities"][i]]
@@ -257,6 +283,14 @@ class MultiLabel(Target):
             tf.broadcast_to(tf.constant(label_names), tf.shape(probabilities)), predicted)
         return {"probabilities": probabilities, "predicted": predicted,
                 "labels": tf.strings.reduce_join(names, axis=-1, separator=separator)}
+
+    def name_answers(self, answers: dict, label_names, separator: str) -> dict:
+        names = [separator.join(n for n, chosen in zip(label_names, row) if chosen)
+                 for row in answers["predicted"]]
+        return {**answers, "labels": np.asarray(names, object)}
+
+    def agrees(self, answers: dict, reference: dict) -> np.ndarray:
+        return (answers["predicted"] == reference["predicted"]).all(axis=-1)
 
     def record(self, answers: dict, i: int, label_names=None, separator: str = ",") -> dict:
         """The predicted labels by name, and each label's probability (by name, where

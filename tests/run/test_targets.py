@@ -278,6 +278,15 @@ def test_every_kind_of_target_keeps_the_contract(name):
     answers = {key: value.numpy() for key, value in answer.items()}
     record = target.record(answers, 0, names)
     assert record and all(isinstance(key, str) for key in record)
+    # An artifact without strings (OpenVINO) leaves the names to its client: the same ones.
+    numbers = {key: value for key, value in answers.items() if value.dtype.kind not in "OSU"}
+    named = target.name_answers(numbers, names, ",")
+    assert set(named) == set(target.export_outputs)
+    for key, value in named.items():
+        assert [x.decode() if isinstance(x, bytes) else x for x in answers[key].tolist()] == (
+            value.tolist()), key
+    assert target.agrees(answers, answers).all()
+    assert target.agreement(answers, answers)["answers_equal"] == 1.0
     scored = target.score(answers[target.answer], labels,
                           thresholds.numpy() if thresholds is not None else None)
     assert set(target.reported(len(names))) - {"loss"} <= set(scored) | {"pearson", "spearman"}
