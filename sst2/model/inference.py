@@ -44,12 +44,18 @@ def _layer_norm(x, gamma, beta, epsilon):
 class FastEncoder:
     """Every layer's hidden states of a frozen keras-hub `DistilBertBackbone`.
 
-    The weights are copied once, in the backbone's compute dtype; call the
+    The weights are copied once, in the backbone's compute dtype (or
+    `compute_dtype`: float32 for an artifact of another runtime); call the
     encoder with `token_ids` and `padding_mask` (`[batch, length]`).
+    `unpadded`: the linear layers, LayerNorm and GELU run on the real tokens
+    only (gathered from the batch, scattered back for attention), so a batch of
+    mixed lengths costs its tokens, not its padded size; padded positions of
+    the states are zeros.
     """
 
-    def __init__(self, backbone):
-        self.compute_dtype = tf.as_dtype(backbone.dtype_policy.compute_dtype)
+    def __init__(self, backbone, compute_dtype=None, unpadded: bool = False):
+        self.compute_dtype = tf.as_dtype(compute_dtype or backbone.dtype_policy.compute_dtype)
+        self.unpadded = unpadded
         self.num_heads = backbone.num_heads
         self.hidden_dim = backbone.hidden_dim
         dt = self.compute_dtype
@@ -88,15 +94,19 @@ class FastEncoder:
                              float(ffn_norm.epsilon)),
             })
 
-    def _attention(self, x, p, batch, length, mask_bias):
+    def _attention(self, x, p, batch, length, mask_bias, tokens=None):
         heads, head_dim = self.num_heads, self.hidden_dim // self.num_heads
         qkv = tf.nn.bias_add(tf.matmul(x, p["qkv_kernel"]), p["qkv_bias"])
+        if tokens is not None:
+            qkv = tf.scatter_nd(tokens, qkv, [batch * length, 3 * self.hidden_dim])
         qkv = tf.transpose(tf.reshape(qkv, [batch, length, 3, heads, head_dim]), [2, 0, 3, 1, 4])
         q = qkv[0] * tf.cast(head_dim ** -0.5, x.dtype)
         scores = tf.cast(tf.matmul(q, qkv[1], transpose_b=True), tf.float32) + mask_bias
         probs = tf.cast(tf.nn.softmax(scores, axis=-1), x.dtype)
         context = tf.transpose(tf.matmul(probs, qkv[2]), [0, 2, 1, 3])
         context = tf.reshape(context, [batch * length, self.hidden_dim])
+        if tokens is not None:
+            context = tf.gather_nd(context, tokens)
         return tf.nn.bias_add(tf.matmul(context, p["out_kernel"]), p["out_bias"])
 
     def __call__(self, token_ids, padding_mask, num_layers: int | None = None) -> list:
@@ -111,14 +121,23 @@ class FastEncoder:
         x = x + self.position_embedding[None, :length]
         x32 = tf.reshape(_layer_norm(x, *self.embedding_norm), [batch * length, self.hidden_dim])
         mask_bias = (1.0 - tf.cast(padding_mask, tf.float32))[:, None, None, :] * -1e9
+        tokens = tf.where(tf.reshape(padding_mask, [-1]) > 0) if self.unpadded else None
+
+        def state(x):
+            if tokens is not None:
+                x = tf.scatter_nd(tokens, x, [batch * length, self.hidden_dim])
+            return tf.reshape(x, [batch, length, self.hidden_dim])
+
         states = [tf.reshape(x32, [batch, length, self.hidden_dim])]
+        if tokens is not None:
+            x32 = tf.gather_nd(x32, tokens)
         for p in self.layers[:num_layers]:
-            attended = self._attention(tf.cast(x32, dt), p, batch, length, mask_bias)
+            attended = self._attention(tf.cast(x32, dt), p, batch, length, mask_bias, tokens)
             x32 = _layer_norm(x32 + tf.cast(attended, tf.float32), *p["attention_norm"])
             # MatMul + BiasAdd + GELU: one fused oneDNN kernel.
             hidden = tf.nn.gelu(tf.nn.bias_add(tf.matmul(tf.cast(x32, dt), p["ffn_kernel"]),
                                                p["ffn_bias"]), approximate=False)
             out = tf.nn.bias_add(tf.matmul(hidden, p["ffn_out_kernel"]), p["ffn_out_bias"])
             x32 = _layer_norm(x32 + tf.cast(out, tf.float32), *p["ffn_norm"])
-            states.append(tf.reshape(x32, [batch, length, self.hidden_dim]))
+            states.append(state(x32))
         return states
