@@ -1,11 +1,16 @@
-"""Serving throughput of SavedModel exports on GLUE SST-2's test sentences.
+"""Serving throughput of exports on GLUE SST-2's test sentences, side by side.
 
-Each export is loaded in its own process with only `tensorflow` and
-`tensorflow_text` (as a model server would), warmed up on one batch, then
-timed answering all 1,821 test sentences in batches of `--batch_size`
-(`--repeats` times; the median is reported).
+Each export is loaded in its own process with only its runtime: a SavedModel
+with `tensorflow` and `tensorflow_text` (as a model server would), an OpenVINO
+artifact (`sst2.export --format=openvino`) with `openvino` and
+`openvino-tokenizers`. Each is warmed up on one batch, then timed answering all
+1,821 test sentences in batches of `--batch_size`, in the file's order
+(`--repeats` times), and one sentence at a time for the latency of a single
+request (the median over the first 200 sentences); `--rounds` times, the
+exports interleaved, the medians reported.
 
-    python scripts/benchmark_serving.py EXPORT_DIR [EXPORT_DIR ...] [--batch_size=256]
+    python scripts/benchmark_serving.py EXPORT_DIR [EXPORT_DIR ...] [--batch_size=32]
+    python scripts/benchmark_serving.py SAVED_MODEL OPENVINO_DIR OPENVINO_DIR:throughput
 
 The first export is the reference for the speed ratios.
 """
@@ -17,29 +22,80 @@ import statistics
 import subprocess
 import sys
 
-TIMER = r"""
-import json, sys, time
-import tensorflow as tf, tensorflow_text  # noqa: F401
-serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+TIMING = r"""
 texts = json.loads(sys.stdin.read())
 size, repeats = int(sys.argv[2]), int(sys.argv[3])
-batches = [tf.constant(texts[i:i + size]) for i in range(0, len(texts), size)]
-serve(text=batches[0])
+batches = [convert(texts[i:i + size]) for i in range(0, len(texts), size)]
+answer(batches[0])
 seconds = []
 for _ in range(repeats):
     started = time.perf_counter()
     for batch in batches:
-        serve(text=batch)["probabilities"].numpy()
+        answer(batch)
     seconds.append(time.perf_counter() - started)
-print(json.dumps(seconds))
+single = []
+for text in texts[:200]:
+    one = convert([text])
+    started = time.perf_counter()
+    answer(one)
+    single.append(time.perf_counter() - started)
+print(json.dumps({"seconds": seconds, "latency": sorted(single)[len(single) // 2]}))
 """
+
+# OpenVINO's throughput mode: its own number of requests in flight (AsyncInferQueue).
+THROUGHPUT = r"""
+import json, os, sys, time
+import numpy as np, openvino as ov, openvino_tokenizers  # noqa: F401
+compiled = ov.Core().compile_model(os.path.join(sys.argv[1], "model.xml"), "CPU",
+                                   {"PERFORMANCE_HINT": "THROUGHPUT"})
+queue = ov.AsyncInferQueue(compiled)
+texts = json.loads(sys.stdin.read())
+size, repeats = int(sys.argv[2]), int(sys.argv[3])
+batches = [ov.Tensor(np.array(texts[i:i + size], dtype=np.str_))
+           for i in range(0, len(texts), size)]
+for batch in batches[:len(queue)]:
+    queue.start_async([batch])
+queue.wait_all()
+seconds = []
+for _ in range(repeats):
+    started = time.perf_counter()
+    for batch in batches:
+        queue.start_async([batch])
+    queue.wait_all()
+    seconds.append(time.perf_counter() - started)
+print(json.dumps({"seconds": seconds, "latency": float("nan")}))
+"""
+
+TIMERS = {
+    "saved_model.pb": r"""
+import json, sys, time
+import tensorflow as tf, tensorflow_text  # noqa: F401
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+convert = tf.constant
+def answer(batch):
+    return serve(text=batch)["probabilities"].numpy()
+""" + TIMING,
+    "model.xml": r"""
+import json, os, sys, time
+import numpy as np, openvino as ov, openvino_tokenizers  # noqa: F401
+config = json.loads(os.environ.get("OV_CONFIG", "{}"))
+compiled = ov.Core().compile_model(os.path.join(sys.argv[1], "model.xml"), "CPU", config)
+request = compiled.create_infer_request()
+def convert(texts):
+    return ov.Tensor(np.array(texts, dtype=np.str_))
+def answer(batch):
+    request.infer([batch])
+    return request.get_tensor("probabilities").data
+""" + TIMING,
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("exports", nargs="+")
-    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -49,17 +105,50 @@ def main() -> None:
 
     with open(os.path.join(embedded.unpack_sst2(tempfile.mkdtemp()), "test.tsv")) as f:
         texts = [line.rstrip("\n").split("\t", 1)[1] for line in f][1:]
-    rates = []
-    for export in args.exports:
-        out = subprocess.run([sys.executable, "-c", TIMER, export, str(args.batch_size),
-                              str(args.repeats)], input=json.dumps(texts), text=True,
-                             capture_output=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-        if out.returncode:
-            sys.exit(out.stderr[-2000:])
-        seconds = statistics.median(json.loads(out.stdout.strip().splitlines()[-1]))
-        rates.append(len(texts) / seconds)
-        print(f"{export}: {len(texts)} sentences in {seconds:.2f} s = {rates[-1]:.1f} "
-              f"sentences/s ({rates[-1] / rates[0]:.2f}x the first)")
+    print(f"CPU: {_cpu()}, {os.cpu_count()} cores")
+    # Rounds interleave the exports, so a busy moment of the machine spreads over all.
+    timings = {export: [] for export in args.exports}
+    for _ in range(args.rounds):
+        for export in args.exports:
+            timings[export].append(_time(export, texts, args.batch_size, args.repeats))
+    reference = None
+    for export, runs in timings.items():
+        seconds = statistics.median(s for run in runs for s in run["seconds"])
+        latency = statistics.median(run["latency"] for run in runs)
+        rate = len(texts) / seconds
+        reference = reference or rate
+        single = (f"one sentence {latency * 1000:.1f} ms" if latency == latency
+                  else "throughput mode")
+        print(f"{export}: {len(texts)} sentences in {seconds:.2f} s = {rate:.1f} sentences/s "
+              f"({rate / reference:.2f}x the first); {single}")
+
+
+def _time(export: str, texts: list, batch_size: int, repeats: int) -> dict:
+    """One process's timings of `export` (`DIR:throughput`: an OpenVINO artifact in
+    OpenVINO's throughput mode, several requests in flight)."""
+    folder, _, mode = export.partition(":")
+    kind = [name for name in TIMERS if os.path.exists(os.path.join(folder, name))]
+    if not kind:
+        sys.exit(f"{folder} holds neither a SavedModel nor an OpenVINO artifact")
+    timer = THROUGHPUT if mode == "throughput" and kind[0] == "model.xml" else TIMERS[kind[0]]
+    out = subprocess.run([sys.executable, "-c", timer, folder, str(batch_size),
+                          str(repeats)], input=json.dumps(texts), text=True,
+                         capture_output=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    if out.returncode:
+        sys.exit(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _cpu() -> str:
+    """The CPU's name, family and model, and the matmul extensions it reports."""
+    with open("/proc/cpuinfo") as f:
+        fields = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines()
+                      if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = [f for f in ("avx2", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+             if f in fields.get("flags", "").split()]
+    return (f"{fields.get('model name', 'unknown')} (family {fields.get('cpu family')}, model "
+            f"{fields.get('model')}; {' '.join(flags)})")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""Classifies sentences with an exported SavedModel.
+"""Classifies sentences with an export: a SavedModel, or an OpenVINO artifact.
 
     python -m sst2.predict --export_dir=runs/sst2/export/1700000000 "a gripping film" "dull"
     cat reviews.txt | python -m sst2.predict --export_dir=... --json
+    python -m sst2.predict --export_dir=runs/sst2/export_openvino "dull"   # no TensorFlow
 
 With no sentences on the command line, reads one per line from stdin. Prints
 per line the label and its probability (a multi-label model: the predicted
@@ -9,7 +10,8 @@ labels, joined by its separator, or `(no label)`; a regression model: the
 score), then the text; or one JSON object per line (--json).
 A model of sentence pairs takes each pair as one line, its two texts separated
 by a tab.
-`--export_dir` may also be an export root or a model_dir: the newest version is used.
+`--export_dir` may also be an export root or a model_dir: the newest version is used
+(of a model_dir: its SavedModel, or else its OpenVINO artifact).
 Every line is answered: bytes that are not UTF-8 are replaced by U+FFFD, as the
 export itself does; a pair model's line without a tab gets an `error:` line on
 stderr (and exit status 2 at the end) while every other line is answered.
@@ -28,25 +30,33 @@ from sst2.run.config import PredictConfig
 from sst2.run.errors import UserError
 from sst2.run.targets import TARGETS
 
+# What marks an export's version folder: a SavedModel, or an OpenVINO artifact.
+MARKERS = ("saved_model.pb", "model.xml")
+
 
 def resolve_export_dir(path: str) -> str:
-    """A SavedModel folder from a version folder, an export root or a model_dir."""
-    from sst2.serve.serving import incomplete_versions, latest_export
+    """An export's folder (a SavedModel or an OpenVINO artifact) from a version folder, an
+    export root or a model_dir (its SavedModel export first)."""
+    from sst2.run.run_folder import RunFolder
+    from sst2.serve.versions import incomplete_versions, latest_export
 
-    if os.path.exists(os.path.join(path, "saved_model.pb")):
+    if any(os.path.exists(os.path.join(path, marker)) for marker in MARKERS):
         return path
-    for root in (path, os.path.join(path, "export")):
-        broken = incomplete_versions(root)
-        found = latest_export(root)
+    folder = RunFolder(path)
+    for root in (path, folder.export, folder.export_openvino):
+        # An OpenVINO root has versions holding model.xml; any other, a SavedModel's.
+        marker = next((m for m in reversed(MARKERS) if latest_export(root, m)), MARKERS[0])
+        broken = incomplete_versions(root, marker)
+        found = latest_export(root, marker)
         if broken and found:
-            print(f"note: {', '.join(broken)} holds no saved_model.pb (a model server would "
+            print(f"note: {', '.join(broken)} holds no {marker} (a model server would "
                   f"fail to load it); using {found}.", file=sys.stderr)
         if found:
             return found
         if broken:
-            raise UserError(f"{broken[-1]} holds no saved_model.pb, and no older version is "
+            raise UserError(f"{broken[-1]} holds no {marker}, and no older version is "
                             "complete. Export again with: python -m sst2.export --model_dir=...")
-    raise UserError(f"No SavedModel at {path}. Export one with: "
+    raise UserError(f"No SavedModel or OpenVINO artifact at {path}. Export one with: "
                     "python -m sst2.export --model_dir=...")
 
 
@@ -54,6 +64,37 @@ def as_bytes(text: str | bytes) -> bytes:
     """A line as the bytes it was: command-line arguments that are not UTF-8 reach Python
     as lone surrogates (PEP 383), which encode back to their original bytes."""
     return text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
+
+
+def load_export(export_dir: str):
+    """A function answering a batch of texts (and one of second texts) as numpy arrays
+    (the target's `export_outputs`), whether the export takes sentence pairs, and its task:
+    of a SavedModel (`load_signature`) or an OpenVINO artifact."""
+    if not os.path.exists(os.path.join(export_dir, "model.xml")):
+        serve, pairs, task = load_signature(export_dir)
+
+        def answer(texts, second_texts=None):
+            import tensorflow as tf
+
+            inputs = {"text": tf.constant(texts, tf.string)}
+            if second_texts is not None:
+                inputs["text_pair"] = tf.constant(second_texts, tf.string)
+            return {name: value.numpy() for name, value in serve(**inputs).items()}
+
+        return answer, pairs, task
+    try:
+        from sst2.serve.openvino_runtime import OpenVINOModel
+    except ImportError as e:
+        raise UserError(f"{export_dir} is an OpenVINO artifact: answering with it needs "
+                        "openvino and openvino-tokenizers (pip install 'sst2[openvino]').") from e
+    try:
+        model = OpenVINOModel(export_dir)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise UserError(f"{export_dir} holds no loadable OpenVINO artifact ({reason}). Export "
+                        "it again with: python -m sst2.export --format=openvino "
+                        "--model_dir=...") from e
+    return model, model.pairs, model.task
 
 
 def load_signature(export_dir: str):
@@ -93,9 +134,7 @@ def predict_batches(export_dir: str, batches: Iterable[list]) -> Iterator[dict]:
     `text` is the line as UTF-8 text, invalid bytes replaced by U+FFFD. For a
     model of sentence pairs (a `text_pair` input), each line is `text<TAB>text_pair`.
     """
-    import tensorflow as tf
-
-    serve, pairs, task = load_signature(export_dir)
+    answer, pairs, task = load_export(export_dir)
     label_names, separator = _names(export_dir)
     for lines in batches:
         raw = [as_bytes(line) for line in lines]
@@ -104,12 +143,11 @@ def predict_batches(export_dir: str, batches: Iterable[list]) -> Iterator[dict]:
         if readable:
             if pairs:
                 split = [raw[i].split(b"\t", 1) for i in readable]
-                out = serve(text=tf.constant([p[0] for p in split], tf.string),
-                            text_pair=tf.constant([p[1] for p in split], tf.string))
+                out = answer([p[0] for p in split], [p[1] for p in split])
             else:
-                out = serve(text=tf.constant([raw[i] for i in readable], tf.string))
-            for k, answer in enumerate(_answers(out, task, label_names, separator)):
-                answers[readable[k]] = answer
+                out = answer([raw[i] for i in readable])
+            for k, answer_of_line in enumerate(_answers(out, task, label_names, separator)):
+                answers[readable[k]] = answer_of_line
         for i, line in enumerate(raw):
             text = line.decode("utf-8", errors="replace")
             yield {"text": text, **answers.get(i, {"error": NO_TAB.format(
@@ -119,16 +157,15 @@ def predict_batches(export_dir: str, batches: Iterable[list]) -> Iterator[dict]:
 def _names(export_dir: str) -> tuple[list | None, str]:
     """The label names and separator an export records (`sst2.serve.serving`'s
     `assets.extra/sst2.json`), for a multi-label answer by name."""
-    from sst2.serve.serving import read_export_facts
+    from sst2.serve.versions import read_export_facts
 
     facts = read_export_facts(export_dir)
     return facts.get("label_names"), facts.get("label_separator", ",")
 
 
-def _answers(out: dict, task: str, label_names, separator: str) -> list[dict]:
-    """One batch of the export's answers, per line, as plain values (its target's
-    `record`). One conversion per batch: indexing tensors row by row costs ~10 ms a line."""
-    answers = {name: value.numpy() for name, value in out.items()}
+def _answers(answers: dict, task: str, label_names, separator: str) -> list[dict]:
+    """One batch of the export's answers (numpy), per line, as plain values (its target's
+    `record`)."""
     target = TARGETS[task]
     return [target.record(answers, i, label_names, separator)
             for i in range(len(next(iter(answers.values()))))]

@@ -105,3 +105,15 @@ def trained_tiny_run(tiny_preset, tiny_data_dir, tmp_path_factory) -> str:
             pooling="mean", head_hidden=8, progress=False, export=False), log=lambda s: None)
 
     return _shared(tmp_path_factory, "trained-tiny-run", build)
+
+
+@pytest.fixture(scope="session")
+def openvino_tiny_export(trained_tiny_run, tmp_path_factory) -> str:
+    """The tiny run as a float32 OpenVINO artifact (`sst2.serve.openvino_export`)."""
+    def build(root):
+        from sst2.serve.openvino_export import export_openvino
+        from sst2.serve.trained import restore
+
+        export_openvino(restore(trained_tiny_run, log=lambda s: None), root, "none", version=1)
+
+    return os.path.join(_shared(tmp_path_factory, "openvino-tiny-export", build), "1")

@@ -2,7 +2,8 @@
 
 Examples may use these names, bound here to small fixtures: `preset` (a tiny
 random DistilBERT preset folder), `data_dir` (a tfds data dir holding a tiny
-glue/sst2), `trained_dir` (a finished tiny run) and `tmp_dir` (an empty folder).
+glue/sst2), `trained_dir` (a finished tiny run), `tmp_dir` (an empty folder) and, for the
+modules of `NEEDS_OPENVINO_DIR`, `openvino_dir` (an OpenVINO artifact of the tiny run).
 """
 
 import doctest
@@ -17,7 +18,8 @@ import sst2
 # Examples that train, export or serve a whole model run in the slow tier.
 SLOW = {"sst2.serve.serving", "sst2.serve.trained", "sst2.serve.evaluation", "sst2.fit.training",
         "sst2.head_search.searching", "sst2.serve.report", "sst2.serve.calibrated",
-        "sst2.serve.model_card"}
+        "sst2.serve.model_card", "sst2.serve.openvino_export", "sst2.serve.openvino_runtime"}
+NEEDS_OPENVINO_DIR = {"sst2.serve.openvino_runtime"}
 MODULES = [pytest.param(m.name, marks=[pytest.mark.slow] if m.name in SLOW else [])
            for m in sorted(pkgutil.walk_packages(sst2.__path__, "sst2."), key=lambda m: m.name)]
 # Subpackages say what they group; their modules hold the examples.
@@ -38,9 +40,12 @@ def _run_examples(name, globs) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("name", MODULES)
-def test_docstring_examples_run(name, tiny_preset, tiny_data_dir, trained_tiny_run, tmp_path):
+def test_docstring_examples_run(name, tiny_preset, tiny_data_dir, trained_tiny_run, tmp_path,
+                                request):
     globs = {"preset": tiny_preset, "data_dir": tiny_data_dir, "trained_dir": trained_tiny_run,
              "tmp_dir": str(tmp_path)}
+    if name in NEEDS_OPENVINO_DIR:
+        globs["openvino_dir"] = request.getfixturevalue("openvino_tiny_export")
     tries, failures = _run_examples(name, globs)
     assert not failures, failures
     if name not in WITHOUT_EXAMPLES | PACKAGES:

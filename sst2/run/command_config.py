@@ -62,12 +62,26 @@ class ReportConfig(RestoreConfig):
                                     "validation split).")
 
 
+# `sst2.export --format`'s artifacts, and `--quantize`'s choices for an OpenVINO one.
+FORMATS = ("saved_model", "openvino")
+QUANTIZATIONS = ("int8_weights", "int8", "none")
+
+
 @dataclasses.dataclass(frozen=True)
 class ExportConfig(ReadingConfig, RestoreConfig):
     export_root: str | None = option(None, "Where to write versions (default "
-                                     "<model_dir>/export).")
+                                     "<model_dir>/export, or <model_dir>/export_openvino).")
     calibrate: bool = option(True, "Fold in the run's temperature (calibration.json; fitted "
                              "on the validation split if the run has none).")
+    format: str = option("saved_model", "saved_model (TensorFlow, TF Serving) or openvino "
+                         "(OpenVINO IR with its tokenizer: raw strings in, no TensorFlow "
+                         "needed; pip install 'sst2[openvino]').", choices=FORMATS)
+    quantize: str = option("int8_weights", "For --format=openvino: int8_weights (int8 "
+                           "weights, float activations), int8 (weights and activations; "
+                           "fewer labels equal to the SavedModel's) or none (float32).",
+                           choices=QUANTIZATIONS)
+    calibration_texts: int = option(300, "For --format=openvino: training texts that int8 "
+                                    "activations are calibrated on.", minimum=8)
 
 
 @dataclasses.dataclass(frozen=True)

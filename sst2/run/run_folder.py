@@ -29,6 +29,7 @@ class RunFolder:
         "eval_events": "eval",
         "feature_cache": "feature_cache",  # the frozen backbone's features (default place)
         "export": "export",               # SavedModel versions
+        "export_openvino": "export_openvino",  # OpenVINO artifact versions (sst2.export)
         "predictions": "predictions.jsonl",  # sst2.evaluate --test_file
         "lock": ".lock",                  # one process at a time
         "calibration": "calibration.json",  # the temperature the export folds in

@@ -106,8 +106,10 @@ def _front_matter(trained, run: dict) -> dict:
     }
 
 
-def render(trained, reading: ReadingConfig = ReadingConfig()) -> str:
-    """The model card of a restored run (see the module)."""
+def render(trained, reading: ReadingConfig = ReadingConfig(), artifact: dict | None = None) -> str:
+    """The model card of a restored run (see the module); `artifact`: the facts of an
+    OpenVINO artifact (`sst2.serve.openvino_export`) the card ships in, instead of the
+    SavedModel."""
     folder = RunFolder(trained.config.run.model_dir)
     run = load_json(folder.metrics) if os.path.isfile(folder.metrics) else {}
     info, config = trained.dataset, trained.config
@@ -149,8 +151,29 @@ def render(trained, reading: ReadingConfig = ReadingConfig()) -> str:
                   f"{calibration['split']}): expected calibration error "
                   f"{calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} "
                   "after; the labels are unchanged."]
-    lines += _limits_and_serving(trained, reading)
+    if artifact is not None:
+        lines += _artifact(artifact, info)
+    lines += _limits_and_serving(trained, reading, artifact)
     return "\n".join(lines) + "\n"
+
+
+def _artifact(facts: dict, info) -> list:
+    """What an OpenVINO artifact is and how far its answers agree with the SavedModel's."""
+    agreement = facts.get("agreement") or {}
+    metric = info.target.default_metric
+    lines = ["", "## This artifact", "",
+             f"OpenVINO {facts['openvino']} IR with its tokenizer (raw strings in); "
+             f"{facts['precision']}; the head in float32. Texts are cut to "
+             f"{facts['sequence_length']} tokens."]
+    if agreement:
+        lines += ["", f"Against the SavedModel's answers on {agreement['examples']} "
+                  f"validation examples (OpenVINO's default inference precision on the "
+                  f"exporting CPU): the same answer for {agreement['answers_equal']:.2%}; "
+                  f"largest difference of `{info.target.answer}` "
+                  f"{agreement['largest_difference']:.3g}; {metric} "
+                  f"{shown(agreement[metric])} against the SavedModel's "
+                  f"{shown(agreement['saved_model_' + metric])}."]
+    return lines
 
 
 def _evaluation_table(run: dict, info) -> list:
@@ -171,31 +194,49 @@ def _evaluation_table(run: dict, info) -> list:
     return lines
 
 
-def _limits_and_serving(trained, reading: ReadingConfig) -> list:
+def _limits_and_serving(trained, reading: ReadingConfig, artifact: dict | None = None) -> list:
     config, info = trained.config, trained.dataset
     window = config.model.sequence_length - 2
     inputs = ('{"text": "a gripping, funny film", "text_pair": "..."}' if info.is_pair
               else '{"text": "a gripping, funny film"}')
+    serving = ["```", "docker run -p 8501:8501 -v \"$PWD/export:/models/sst2\" "
+               "-e MODEL_NAME=sst2 tensorflow/serving:2.12.1",
+               "curl -d '{\"instances\": [" + inputs + "]}' "
+               "http://localhost:8501/v1/models/sst2:predict", "```"]
     return ["", "## Limitations", "",
             "- The backbone is frozen: only the head learned this task.",
             *(["- Trained with the offline stand-in (all-MiniLM-L6-v2 folded into "
                "DistilBERT's layout), not DistilBERT."]
               if config.model.preset == "minilm_standin" else []),
-            f"- A text longer than {window} tokens is read in overlapping windows (at most "
-            f"{reading.max_windows}); beyond that, parts are not read. Pairs are cut to "
-            f"{config.model.sequence_length} tokens.",
+            (f"- A text longer than {window} tokens is cut: the rest is not read."
+             if artifact else
+             f"- A text longer than {window} tokens is read in overlapping windows (at most "
+             f"{reading.max_windows}); beyond that, parts are not read. Pairs are cut to "
+             f"{config.model.sequence_length} tokens."),
             "- English, uncased WordPiece; other languages are not supported.",
             *(["- Multi-label: a text with no label above its threshold gets none."]
               if info.target.thresholded else []),
             "", "## How to serve it", "",
-            "```", "docker run -p 8501:8501 -v \"$PWD/export:/models/sst2\" "
-            "-e MODEL_NAME=sst2 tensorflow/serving:2.12.1",
-            "curl -d '{\"instances\": [" + inputs + "]}' "
-            "http://localhost:8501/v1/models/sst2:predict", "```", "",
+            *(_openvino_usage(info) if artifact else serving), "",
             "## Reproduce", "", "```", reproduce_command(config), "```", "",
             f"Made with sst2 on {platform.platform(terse=True)}, Python "
             f"{platform.python_version()}, TensorFlow {_version('tensorflow')}, keras-hub "
             f"{_version('keras_hub')}.", ""]
+
+
+def _openvino_usage(info) -> list:
+    """Answering with the artifact with only `openvino` and `openvino-tokenizers`."""
+    arguments = "[texts, second_texts]" if info.is_pair else "[texts]"
+    return ["```python", "import numpy as np, openvino as ov, openvino_tokenizers  "
+            "# the second registers the tokenizer's operations",
+            'model = ov.Core().compile_model("model.xml")',
+            'texts = ov.Tensor(np.array(["a gripping, funny film"]))'
+            + ("\nsecond_texts = ov.Tensor(np.array([\"...\"]))" if info.is_pair else ""),
+            f"answers = model({arguments})  # "
+            + ", ".join(f'answers["{name}"]' for name in info.target.export_outputs
+                        if name not in ("label", "labels")),
+            "```", "", "Names of classes: `assets.extra/sst2.json`'s `label_names`; "
+            "`python -m sst2.predict --export_dir=` answers with them."]
 
 
 def _version(module: str) -> str:

@@ -33,7 +33,7 @@ def trained_run(tiny_preset, tiny_data_dir, tmp_path_factory):
 
 
 def _export_dir(model_dir):
-    from sst2.serve.serving import latest_export
+    from sst2.serve.versions import latest_export
 
     path = latest_export(os.path.join(model_dir, "export"))
     assert path and os.path.exists(os.path.join(path, "saved_model.pb"))
@@ -271,7 +271,7 @@ def test_exports_never_collide_and_never_leave_partials(trained_run, tmp_path):
     # nothing half-written.
     output = tmp_path / "terminated"
     output.mkdir()
-    process, paused = start_paused("sst2.serve.serving:_write_export_facts", 1, "sst2.export",
+    process, paused = start_paused("sst2.serve.versions:write_export_facts", 1, "sst2.export",
                                    f"--model_dir={run}", output_dir=str(output))
     assert paused, read_output(str(output))[1][-2000:]
     assert [n for n in os.listdir(root) if n.endswith(".partial")]
