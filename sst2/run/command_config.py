@@ -94,6 +94,28 @@ class PredictConfig(Options):
 
 
 @dataclasses.dataclass(frozen=True)
+class ScoreConfig(Options):
+    export_dir: str | None = option(None, "A SavedModel or OpenVINO artifact: a version "
+                                    "folder, export root or model_dir.", required=True)
+    input: str | None = option(None, "Files to score: a path or glob (local, gs://, ...).",
+                               required=True)
+    output: str | None = option(None, "Output prefix: writes <prefix>-00000-of-0000N.jsonl.",
+                                required=True)
+    text_column: str = option("text", "The text column of CSV/TSV/JSONL inputs (two, "
+                              "comma-separated, for a model of pairs).")
+    id_column: str | None = option(None, "A column holding each record's id (default: "
+                                   "<file>:<line>).")
+    file_format: str = option("auto", "csv, tsv, jsonl or text (a record per line); auto: by "
+                              "extension, plain text for any other.",
+                              choices=("auto", "csv", "tsv", "jsonl", "text"))
+    encoding: str = option("utf-8", "The inputs' encoding.")
+    num_shards: int = option(0, "Output shards; 0: the runner's choice.", minimum=0)
+    batch_size: int = option(256, "Records per call of the export, at most.", minimum=1)
+    runner: str = option("DirectRunner", "Beam's runner; its other options follow a lone "
+                         "--, e.g. -- --direct_num_workers=2 or -- --project=P --region=R.")
+
+
+@dataclasses.dataclass(frozen=True)
 class PrepareDataConfig(Options):
     dataset: str = option("glue/sst2", "The GLUE task to build, glue/<task>.")
     glue: str | None = option(None, "The official SST-2.zip, or a folder with GLUE's files "

@@ -296,4 +296,5 @@ from sst2.run.command_config import (  # noqa: E402,F401
     ReadingConfig,
     ReportConfig,
     RestoreConfig,
+    ScoreConfig,
 )

@@ -82,7 +82,11 @@ def decode(path: str, encoding: str) -> str:
     if not os.path.isfile(path):
         raise UserError(f"{path}: no such file.")
     with open(path, "rb") as f:
-        data = f.read()
+        return decode_bytes(path, f.read(), encoding)
+
+
+def decode_bytes(path: str, data: bytes, encoding: str) -> str:
+    """`data`, the bytes of the file `path`, as text (see `decode`)."""
     # A UTF-8 byte-order mark is not part of the first column's name.
     codec = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
     try:
@@ -154,7 +158,28 @@ def read_table(path: str, text_columns: tuple, label_column: str | tuple | None,
     either way.
     """
     fmt = file_format(path, fmt)
-    text = decode(path, encoding)
+    return parse_table(path, decode(path, encoding), text_columns, label_column, fmt,
+                       require_labels)
+
+
+def read_columns(path: str, data: bytes, columns: tuple, encoding: str = "utf-8",
+                 fmt: str = "auto") -> list:
+    """`(line, values)` per row of a file given as bytes: the values of `columns`, text;
+    in JSONL, a column after the first may hold any JSON value (an id), given as JSON.
+
+    >>> read_columns("x.jsonl", b'{"text": "fine", "id": 7}\\n', ("text", "id"))
+    [(1, ('fine', '7'))]
+    """
+    fmt = file_format(path, fmt)
+    table = parse_table(path, decode_bytes(path, data, encoding), columns, None, fmt,
+                        require_labels=False, any_json=columns[1:])
+    return list(zip(table.lines, table.texts))
+
+
+def parse_table(path: str, text: str, text_columns: tuple, label_column, fmt: str,
+                require_labels: bool = True, any_json: tuple = ()) -> TextTable:
+    """`read_table` of a file's decoded `text`; `any_json`: JSONL columns that may hold
+    any JSON value, kept as their JSON text."""
     rows = _rows(path, text, fmt)
     label_columns = ((label_column,) if isinstance(label_column, str)
                      else tuple(label_column or ()))
@@ -178,10 +203,12 @@ def read_table(path: str, text_columns: tuple, label_column: str | tuple | None,
             values = [row.get(c) for c in text_columns]
             has_label = has_label and all(c in row for c in label_columns)
             raw = [row.get(c) for c in label_columns]
-            bad = [c for c, v in zip(text_columns, values) if not isinstance(v, str)]
+            bad = [c for c, v in zip(text_columns, values)
+                   if not isinstance(v, str) and c not in any_json]
             if bad:
                 raise UserError(f"{path}: line {number}: {bad[0]!r} must be a string, not "
                                 f"{json.dumps(row.get(bad[0]))}.")
+            values = [v if isinstance(v, str) else json.dumps(v) for v in values]
         else:
             if len(row) != len(header):
                 raise UserError(

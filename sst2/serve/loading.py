@@ -1,0 +1,108 @@
+"""An export as a client loads it: a SavedModel or an OpenVINO artifact, found from a
+version folder, an export root or a model_dir, and called on batches of texts.
+
+`load_export` returns one function for both kinds, answering numpy arrays (the
+target's `export_outputs`); `sst2.predict` and `sst2.score` call it.
+
+Example:
+    >>> from sst2.serve.versions import latest_export
+    >>> answer, pairs, task = load_export(resolve_export_dir(openvino_dir))
+    >>> sorted(answer(["a gripping film"])), pairs
+    (['label', 'label_id', 'probabilities'], False)
+"""
+
+import os
+import sys
+
+from sst2.run.errors import UserError
+from sst2.run.run_folder import RunFolder
+from sst2.run.targets import TARGETS
+from sst2.serve.versions import incomplete_versions, latest_export, read_export_facts
+
+# What marks an export's version folder: a SavedModel, or an OpenVINO artifact.
+MARKERS = ("saved_model.pb", "model.xml")
+
+
+def resolve_export_dir(path: str) -> str:
+    """An export's folder (a SavedModel or an OpenVINO artifact) from a version folder, an
+    export root or a model_dir (its SavedModel export first)."""
+    if any(os.path.exists(os.path.join(path, marker)) for marker in MARKERS):
+        return path
+    folder = RunFolder(path)
+    for root in (path, folder.export, folder.export_openvino):
+        # An OpenVINO root has versions holding model.xml; any other, a SavedModel's.
+        marker = next((m for m in reversed(MARKERS) if latest_export(root, m)), MARKERS[0])
+        broken = incomplete_versions(root, marker)
+        found = latest_export(root, marker)
+        if broken and found:
+            print(f"note: {', '.join(broken)} holds no {marker} (a model server would "
+                  f"fail to load it); using {found}.", file=sys.stderr)
+        if found:
+            return found
+        if broken:
+            raise UserError(f"{broken[-1]} holds no {marker}, and no older version is "
+                            "complete. Export again with: python -m sst2.export --model_dir=...")
+    raise UserError(f"No SavedModel or OpenVINO artifact at {path}. Export one with: "
+                    "python -m sst2.export --model_dir=...")
+
+
+def load_export(export_dir: str):
+    """A function answering a batch of texts (and one of second texts) as numpy arrays
+    (the target's `export_outputs`), whether the export takes sentence pairs, and its task:
+    of a SavedModel (`load_signature`) or an OpenVINO artifact."""
+    if not os.path.exists(os.path.join(export_dir, "model.xml")):
+        serve, pairs, task = load_signature(export_dir)
+
+        def answer(texts, second_texts=None):
+            import tensorflow as tf
+
+            inputs = {"text": tf.constant(texts, tf.string)}
+            if second_texts is not None:
+                inputs["text_pair"] = tf.constant(second_texts, tf.string)
+            return {name: value.numpy() for name, value in serve(**inputs).items()}
+
+        return answer, pairs, task
+    try:
+        from sst2.serve.openvino_runtime import OpenVINOModel
+    except ImportError as e:
+        raise UserError(f"{export_dir} is an OpenVINO artifact: answering with it needs "
+                        "openvino and openvino-tokenizers (pip install 'sst2[openvino]').") from e
+    try:
+        model = OpenVINOModel(export_dir)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise UserError(f"{export_dir} holds no loadable OpenVINO artifact ({reason}). Export "
+                        "it again with: python -m sst2.export --format=openvino "
+                        "--model_dir=...") from e
+    return model, model.pairs, model.task
+
+
+def load_signature(export_dir: str):
+    """The export's `serving_default`, checked to be an sst2 model's; whether it takes
+    sentence pairs; and its task (the target whose `export_outputs` it returns)."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
+
+    try:
+        serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    except (OSError, ValueError, KeyError, tf.errors.OpError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise UserError(f"{export_dir} holds no loadable SavedModel ({reason}). Export it "
+                        "again with: python -m sst2.export --model_dir=...") from e
+    inputs = serve.structured_input_signature[1]
+    outputs = set(serve.structured_outputs)
+    tasks = [name for name, target in TARGETS.items() if set(target.export_outputs) == outputs]
+    if set(inputs) - {"text", "text_pair"} or "text" not in inputs or not tasks or any(
+            spec.dtype != tf.string for spec in inputs.values()):
+        raise UserError(f"{export_dir} is not an sst2 export: its serving_default takes "
+                        f"{sorted(inputs)} and returns {sorted(outputs)}, where sst2's takes "
+                        "text (and text_pair) strings and returns probabilities, label_id "
+                        "and label (or a multi-label or regression model's outputs).")
+    return serve, "text_pair" in inputs, tasks[0]
+
+
+def label_names(export_dir: str) -> tuple[list | None, str]:
+    """The label names and separator an export records (`sst2.serve.serving`'s
+    `assets.extra/sst2.json`), for a multi-label answer by name."""
+    facts = read_export_facts(export_dir)
+    return facts.get("label_names"), facts.get("label_separator", ",")
