@@ -103,7 +103,7 @@ def convert(trained, quantize: str, calibration_texts: list) -> ov.Model:
     (calibrated on `calibration_texts`)."""
     check_supported(trained)
     tokenizer = trained.preprocessor.tokenizer
-    inputs = tuple(trained.dataset.text_features)
+    inputs = ("text", "text_pair") if trained.dataset.is_pair else ("text",)
     tokens = tokenizer_model(
         tokenizer.get_vocabulary(), trained.preprocessor.sequence_length,
         {"cls": tokenizer.cls_token_id, "sep": tokenizer.sep_token_id,
@@ -121,8 +121,7 @@ def convert(trained, quantize: str, calibration_texts: list) -> ov.Model:
 
 def _tokenized(tokens: ov.Model, texts: list, inputs: int, batch_size: int = 8) -> list:
     """The calibration texts (a pair as a tuple) as model inputs, in batches padded to
-    their longest as served: the attention mask's padding must be among what is measured,
-    or int8 clips it and padded positions are attended to."""
+    their longest, as requests are."""
     compiled = ov.Core().compile_model(tokens, "CPU")
     examples = []
     for i in range(0, len(texts), batch_size):
@@ -139,7 +138,8 @@ def _quantize(model: ov.Model, quantize: str, examples: list) -> ov.Model:
     return nncf.quantize(
         model, nncf.Dataset(examples), model_type=nncf.ModelType.TRANSFORMER,
         subset_size=len(examples),
-        # Quantized masked softmaxes attend to padding.
+        # The head and the attention (scores, mask, softmax) stay float: the time is in
+        # the linear layers, and the head was trained on float features.
         ignored_scope=nncf.IgnoredScope(patterns=[HEAD_OPS],
                                         types=["ScaledDotProductAttention"], validate=False),
         advanced_parameters=AdvancedQuantizationParameters(

@@ -257,6 +257,8 @@ def test_every_kind_of_target_and_pairs_answer_as_the_saved_model(task, tiny_pre
     expected = {k: v.numpy() for k, v in predict(*[tf.constant(x) for x in inputs]).items()}
     artifact = OpenVINOModel(folder, inference_precision="f32")
     assert artifact.pairs == trained.dataset.is_pair and artifact.task == task
+    assert [i.get_any_name() for i in artifact.compiled.inputs] == (
+        ["text", "text_pair"] if trained.dataset.is_pair else ["text"])
     got = artifact(*inputs)
     assert set(got) == set(trained.dataset.target.export_outputs)
     answer = trained.dataset.target.answer
