@@ -70,9 +70,12 @@ def record_format(path: str, reading: RecordReading) -> str:
 
 def read_records(path: str, data: bytes, reading: RecordReading, pairs: bool) -> Iterator[dict]:
     """One file's records: `{"id", "texts"}` (one text, or two for a pair), or
-    `{"id", "error"}` for a record (or, if it cannot be parsed, the whole file) that
-    cannot be read."""
+    `{"id", "error"}` for a record (or, if it is empty or cannot be parsed, the whole
+    file) that cannot be read."""
     fmt = record_format(path, reading)
+    if not data.strip():
+        yield {"id": path, "error": "the file is empty"}
+        return
     if fmt == "text":
         for number, line in enumerate(data.split(b"\n"), start=1):
             line = line.removesuffix(b"\r")
