@@ -29,7 +29,7 @@ from sst2 import cli
 from sst2.run.config import PredictConfig
 from sst2.run.errors import UserError
 from sst2.run.targets import TARGETS
-from sst2.serve.loading import label_names, load_export, resolve_export_dir
+from sst2.serve.loading import NO_TAB, label_names, load_export, resolve_export_dir
 
 
 def as_bytes(text: str | bytes) -> bytes:
@@ -38,8 +38,6 @@ def as_bytes(text: str | bytes) -> bytes:
     return text if isinstance(text, bytes) else text.encode("utf-8", "surrogateescape")
 
 
-NO_TAB = ("no tab: this model {verb} sentence pairs, each given as its two texts separated "
-          "by a tab")
 
 
 def predict_batches(export_dir: str, batches: Iterable[list]) -> Iterator[dict]:

@@ -19,6 +19,10 @@ from sst2.run.run_folder import RunFolder
 from sst2.run.targets import TARGETS
 from sst2.serve.versions import incomplete_versions, latest_export, read_export_facts
 
+# What a line without a tab gets from a model of pairs (`sst2.predict`, `sst2.score`).
+NO_TAB = ("no tab: this model {verb} sentence pairs, each given as its two texts separated "
+          "by a tab")
+
 # What marks an export's version folder: a SavedModel, or an OpenVINO artifact.
 MARKERS = ("saved_model.pb", "model.xml")
 
@@ -51,11 +55,11 @@ def load_export(export_dir: str):
     (the target's `export_outputs`), whether the export takes sentence pairs, and its task:
     of a SavedModel (`load_signature`) or an OpenVINO artifact."""
     if not os.path.exists(os.path.join(export_dir, "model.xml")):
+        import tensorflow as tf
+
         serve, pairs, task = load_signature(export_dir)
 
         def answer(texts, second_texts=None):
-            import tensorflow as tf
-
             inputs = {"text": tf.constant(texts, tf.string)}
             if second_texts is not None:
                 inputs["text_pair"] = tf.constant(second_texts, tf.string)

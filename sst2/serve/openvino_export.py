@@ -45,13 +45,14 @@ from sst2.model.inference import FastEncoder
 from sst2.run import targets
 from sst2.run.command_config import QUANTIZATIONS, ExportConfig, ReadingConfig
 from sst2.run.errors import UserError
+from sst2.run.files import save_json
 from sst2.run.run_folder import RunFolder
 from sst2.serve import model_card as card
 from sst2.serve.evaluation import predict_split
 from sst2.serve.openvino_runtime import MODEL_FILE, OpenVINOModel
 from sst2.serve.openvino_tokenizer import tokenizer_model
 from sst2.serve.serving import answers_of
-from sst2.serve.versions import write_export_facts, write_version
+from sst2.serve.versions import EXPORT_FACTS, export_facts, write_version
 from sst2.text.datasets import open_dataset
 
 # The converted head's operations (Keras names them after the head's class).
@@ -169,16 +170,17 @@ def export_openvino(trained, export_root: str, quantize: str = "int8_weights",
     def write(folder):
         os.makedirs(folder)
         ov.save_model(model, os.path.join(folder, MODEL_FILE), compress_to_fp16=False)
-        facts = {"runtime": "openvino", "openvino": ov.get_version().split("-")[0],
-                 "precision": PRECISIONS[quantize], "quantize": quantize,
-                 "sequence_length": trained.preprocessor.sequence_length}
-        write_export_facts(folder, dataset, trained.temperature, **facts)
+        facts = export_facts(dataset, trained.temperature, runtime="openvino",
+                             openvino=ov.get_version().split("-")[0],
+                             precision=PRECISIONS[quantize], quantize=quantize,
+                             sequence_length=trained.preprocessor.sequence_length)
         if reference is not None:
             thresholds = (trained.head.thresholds.numpy() if dataset.target.thresholded
                           else None)
-            facts["agreement"] = measure_agreement(OpenVINOModel(folder), reference, dataset,
-                                                   thresholds)
-            write_export_facts(folder, dataset, trained.temperature, **facts)
+            facts["agreement"] = measure_agreement(OpenVINOModel(folder, facts=facts),
+                                                   reference, dataset, thresholds)
+        os.makedirs(os.path.join(folder, "assets.extra"))
+        save_json(os.path.join(folder, EXPORT_FACTS), facts)
         if model_card is not None:
             with open(os.path.join(folder, "MODEL_CARD.md"), "w", encoding="utf-8") as f:
                 f.write(model_card(facts))

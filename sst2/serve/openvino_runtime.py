@@ -40,9 +40,11 @@ class OpenVINOModel:
     """
 
     def __init__(self, folder: str, threads: int | None = None,
-                 inference_precision: str | None = None):
-        with open(os.path.join(folder, EXPORT_FACTS), encoding="utf-8") as f:
-            self.facts = json.load(f)
+                 inference_precision: str | None = None, facts: dict | None = None):
+        if facts is None:  # given: an artifact still being written
+            with open(os.path.join(folder, EXPORT_FACTS), encoding="utf-8") as f:
+                facts = json.load(f)
+        self.facts = facts
         self.task = self.facts["task"]
         # OpenVINO's own defaults (bfloat16 where the CPU has it), as any client gets them,
         # unless `inference_precision` (`f32`, `bf16`) says otherwise.

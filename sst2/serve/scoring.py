@@ -40,7 +40,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 from sst2.run.errors import UserError
 from sst2.run.files import remove_entry
 from sst2.run.targets import TARGETS
-from sst2.serve.loading import label_names, load_export
+from sst2.serve.loading import NO_TAB, label_names, load_export
 from sst2.serve.versions import read_export_facts
 from sst2.text import text_files
 
@@ -68,8 +68,10 @@ def record_format(path: str, reading: RecordReading) -> str:
     return text_files.FORMATS.get(os.path.splitext(path)[1].lower(), "text")
 
 
-def read_records(path: str, data: bytes, reading: RecordReading, pairs: bool) -> Iterator[dict]:
-    """One file's records: `{"id", "texts"}` (one text, or two for a pair), or
+def read_records(path: str, data: bytes, reading: RecordReading,
+                 pair_verb: str | None = None) -> Iterator[dict]:
+    """One file's records (`pair_verb`: a model of pairs, what it does to them):
+    `{"id", "texts"}` (one text, or two for a pair), or
     `{"id", "error"}` for a record (or, if it is empty or cannot be parsed, the whole
     file) that cannot be read."""
     fmt = record_format(path, reading)
@@ -82,10 +84,9 @@ def read_records(path: str, data: bytes, reading: RecordReading, pairs: bool) ->
             if not line and number == data.count(b"\n") + 1:
                 break  # the end of the last line
             text = line.decode(reading.encoding, errors="replace")
-            parts = text.split("\t", 1) if pairs else [text]
-            if len(parts) != (2 if pairs else 1):
-                yield {"id": f"{path}:{number}", "error": "no tab: this model reads sentence "
-                       "pairs, each line its two texts separated by a tab"}
+            parts = text.split("\t", 1) if pair_verb else [text]
+            if len(parts) != (2 if pair_verb else 1):
+                yield {"id": f"{path}:{number}", "error": NO_TAB.format(verb=pair_verb)}
             else:
                 yield {"id": f"{path}:{number}", "texts": parts}
         return
@@ -160,13 +161,15 @@ def check_inputs(inputs: str, export_dir: str, reading: RecordReading) -> list:
 def score_pipeline(pipeline, inputs: str, output_prefix: str, export_dir: str,
                    reading: RecordReading):
     """Adds the scoring to `pipeline` (see the module); returns the written files' names."""
-    pairs = read_export_facts(export_dir).get("inputs") == ["text", "text_pair"]
+    facts = read_export_facts(export_dir)
+    pair_verb = (TARGETS[facts["task"]].verb if facts.get("inputs") == ["text", "text_pair"]
+                 else None)
     records = (
         pipeline
         | "Match" >> fileio.MatchFiles(inputs)
         | "Open" >> fileio.ReadMatches()
         | "Read" >> beam.FlatMap(lambda f: read_records(f.metadata.path, f.read(), reading,
-                                                        pairs))
+                                                        pair_verb))
         | "Spread" >> beam.Reshuffle())
     readable, unreadable = records | "Sort out" >> beam.Partition(
         lambda record, _: 0 if "texts" in record else 1, 2)

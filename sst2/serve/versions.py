@@ -51,16 +51,22 @@ def write_version(export_root: str, write, version: int | None = None) -> str:
 EXPORT_FACTS = os.path.join("assets.extra", "sst2.json")
 
 
-def write_export_facts(export_dir: str, dataset,
-                       temperature: float | None = None, **more) -> None:
-    """Writes `assets.extra/sst2.json`: what a client needs to read the answers
-    (`more`: what an artifact of another runtime adds)."""
+def export_facts(dataset, temperature: float | None = None, **more) -> dict:
+    """What a client needs to read an export's answers: task, label names, separator,
+    inputs, outputs, temperature (`more`: what an artifact of another runtime adds)."""
+    return {"temperature": temperature, "task": dataset.task,
+            "label_names": list(dataset.label_names),
+            "label_separator": dataset.label_separator,
+            "inputs": ["text", "text_pair"] if dataset.is_pair else ["text"],
+            "outputs": list(dataset.target.export_outputs), **more}
+
+
+def write_export_facts(export_dir: str, dataset, temperature: float | None = None,
+                       **more) -> None:
+    """Writes `assets.extra/sst2.json` (`export_facts`)."""
     os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
-    save_json(os.path.join(export_dir, EXPORT_FACTS), {"temperature": temperature,
-        "task": dataset.task, "label_names": list(dataset.label_names),
-        "label_separator": dataset.label_separator,
-        "inputs": ["text", "text_pair"] if dataset.is_pair else ["text"],
-        "outputs": list(dataset.target.export_outputs), **more})
+    save_json(os.path.join(export_dir, EXPORT_FACTS),
+              export_facts(dataset, temperature, **more))
 
 
 def read_export_facts(export_dir: str) -> dict:
