@@ -3,11 +3,13 @@
 For each pinned pair of TensorFlow and TensorFlow Text (the one TF Serving's
 stock images link is 2.12.1/2.12.1), a virtual environment is created once
 under `--venv_dir` and kept. In a fresh process per runtime the export is
-loaded and sent a fixed request set (one sentence, a batch of 300, an empty
-batch, empty and whitespace strings, invalid UTF-8, emoji and CJK, a
-5,000-character text read in windows, and pairs for a pair model). One row per
+loaded and sent a fixed request set through `serving_default` and `explain`
+(one sentence, a batch of 300, an empty batch, empty and whitespace strings,
+invalid UTF-8, emoji and CJK, a 5,000-character text read in windows, and pairs
+for a pair model). One row per
 runtime: does it load, does every request answer, the label agreement with
-the installed runtime, and the largest |difference| of a probability.
+the installed runtime, and the largest |difference| of a probability (or of a
+word's attribution).
 
     python scripts/check_serving_runtimes.py EXPORT_DIR [EXPORT_DIR ...]
     python scripts/check_serving_runtimes.py EXPORT_DIR --runtimes=2.12.1/2.12.1
@@ -35,10 +37,13 @@ import json, sys
 import numpy as np
 import tensorflow as tf, tensorflow_text  # noqa: F401
 export, requests = sys.argv[1], json.load(open(sys.argv[2]))
-serve = tf.saved_model.load(export).signatures["serving_default"]
-pair = "text_pair" in serve.structured_input_signature[1]
+signatures = tf.saved_model.load(export).signatures
+pair = "text_pair" in signatures["serving_default"].structured_input_signature[1]
 answers = {}
-for name, texts in requests.items():
+asked = [(f"{signature}/{name}" if signature != "serving_default" else name,
+          signatures[signature], texts) for signature in ("serving_default", "explain")
+         if signature in signatures for name, texts in requests.items()]
+for name, serve, texts in asked:
     if isinstance(texts, str):  # bytes, hex-encoded (invalid UTF-8)
         texts = [bytes.fromhex(t) for t in texts.split(",")]
     batch = tf.constant(texts, dtype=tf.string, shape=[len(texts)])
@@ -114,9 +119,9 @@ def compare(answers: dict, reference: dict) -> dict:
                 total += len(a[key])
                 agree += sum(x == y for x, y in zip(a[key], r[key]))
                 break
-        for key in ("probabilities", "score"):
+        for key in ("probabilities", "score", "word_attributions"):
             if key in a and a[key]:
-                worst = max(worst, float(np.max(np.abs(np.subtract(a[key], r[key])))))
+                worst = max(worst, float(np.max(np.abs(np.subtract(a[key], r[key])), initial=0.0)))
     return {"failed": failed, "agreement": agree / total if total else 1.0, "max_delta": worst}
 
 

@@ -42,7 +42,7 @@ def main(config: ExportConfig, argv: list[str]) -> None:
 
             path = openvino_export.export_run(trained, config)
         else:
-            path = trained.export(config.export_root, config)
+            path = trained.export(config.export_root, config, explaining=config)
     print(f"Exported {trained.checkpoint_path} to {path}")
 
 

@@ -29,7 +29,14 @@ from sst2 import cli
 from sst2.run.config import PredictConfig
 from sst2.run.errors import UserError
 from sst2.run.targets import TARGETS
-from sst2.serve.loading import NO_TAB, label_names, load_export, resolve_export_dir
+from sst2.serve.loading import (
+    NO_TAB,
+    explanation_record,
+    label_names,
+    load_explainer,
+    load_export,
+    resolve_export_dir,
+)
 
 
 def as_bytes(text: str | bytes) -> bytes:
@@ -40,16 +47,19 @@ def as_bytes(text: str | bytes) -> bytes:
 
 
 
-def predict_batches(export_dir: str, batches: Iterable[list]) -> Iterator[dict]:
+def predict_batches(export_dir: str, batches: Iterable[list],
+                    explain: bool = False) -> Iterator[dict]:
     """Yields, per line of each batch (lines as `str` or `bytes`), `{"text", "label",
     "label_id", "probability", "probabilities"}` (multi-label: `{"text", "labels",
     "probabilities"}`; regression `{"text", "score"}`), or `{"text", "error"}` for a line
-    a pair model cannot read (no tab). One call of the export per batch.
+    a pair model cannot read (no tab). One call of the export per batch. With `explain`,
+    the answers come from the export's `explain` signature, with each text's words and
+    tokens and their attributions (`explanation_record`).
 
     `text` is the line as UTF-8 text, invalid bytes replaced by U+FFFD. For a
     model of sentence pairs (a `text_pair` input), each line is `text<TAB>text_pair`.
     """
-    answer, pairs, task = load_export(export_dir)
+    answer, pairs, task = (load_explainer if explain else load_export)(export_dir)
     names, separator = label_names(export_dir)
     for lines in batches:
         raw = [as_bytes(line) for line in lines]
@@ -62,6 +72,9 @@ def predict_batches(export_dir: str, batches: Iterable[list]) -> Iterator[dict]:
             else:
                 out = answer([raw[i] for i in readable])
             for k, answer_of_line in enumerate(_answers(out, task, names, separator)):
+                if explain:
+                    answer_of_line.update(explanation_record(
+                        out, k, TARGETS[task].explains_each_label, names))
                 answers[readable[k]] = answer_of_line
         for i, line in enumerate(raw):
             text = line.decode("utf-8", errors="replace")
@@ -90,6 +103,33 @@ def readable_line(result: dict, separator: str = ",") -> str:
     if "labels" in result:
         return f"{separator.join(result['labels']) or '(no label)'}\t{result['text']}"
     return f"{result['label']}\t{result['probability']:.4f}\t{result['text']}"
+
+
+def readable_explanation(result: dict) -> str:
+    """`predict_batches`'s word attributions for a person: each word with how much it
+    moved the answer (`+`: toward it), one line per explained label.
+
+    >>> readable_explanation({"words": ["so", "dull"], "word_attributions": [0.01, 0.4]})
+    '  so(+0.01) dull(+0.4)'
+    >>> print(readable_explanation({"words": ["sad"], "word_attributions": {"grief": [0.3]},
+    ...                             "pair_words": [], "pair_word_attributions": {"grief": []}}))
+      grief: sad(+0.3) |
+    """
+    def marked(words, values):
+        return " ".join(f"{w}({v:+.2g})" for w, v in zip(words, values))
+
+    def line(values, pair_values):
+        shown = marked(result["words"], values)
+        if pair_values is None:
+            return shown
+        return f"{shown} | {marked(result['pair_words'], pair_values)}".rstrip()
+
+    values, pair_values = result["word_attributions"], result.get("pair_word_attributions")
+    if isinstance(values, dict):
+        return "\n".join(f"  {name}: " + line(v, None if pair_values is None
+                                               else pair_values[name])
+                         for name, v in values.items())
+    return "  " + line(values, pair_values)
 
 
 def in_batches(lines: Iterable, batch_size: int) -> Iterator[list]:
@@ -142,7 +182,8 @@ def main(config: PredictConfig, argv: list[str]) -> None:
     answered, unread = 0, []
     _, separator = label_names(export_dir)
     item = "argument" if argv[1:] else "line"
-    for number, result in enumerate(predict_batches(export_dir, batches), start=1):
+    for number, result in enumerate(predict_batches(export_dir, batches, config.explain),
+                                    start=1):
         answered += 1
         if "error" in result:
             unread.append(number)
@@ -151,6 +192,8 @@ def main(config: PredictConfig, argv: list[str]) -> None:
             print(json.dumps(result, ensure_ascii=False), flush=True)
         else:
             print(readable_line(result, separator), flush=True)
+            if config.explain:
+                print(readable_explanation(result), flush=True)
     if not answered:
         raise UserError("No input: give sentences as arguments, or one per line on stdin.")
     if unread:

@@ -117,3 +117,38 @@ def openvino_tiny_export(trained_tiny_run, tmp_path_factory) -> str:
         export_openvino(restore(trained_tiny_run, log=lambda s: None), root, "none", version=1)
 
     return os.path.join(_shared(tmp_path_factory, "openvino-tiny-export", build), "1")
+
+
+# Tiny runs of the other kinds of target, and of pairs (tests/data's slices).
+TINY_KINDS = {
+    "multi_label": dict(train_file="goemotions/train.tsv", eval_file="goemotions/dev.tsv",
+                        label_names_file="goemotions/labels.txt", pooling="attention"),
+    "regression": dict(train_file="stsb/train.tsv", eval_file="stsb/dev.tsv",
+                       text_column="sentence1,sentence2", label_column="score",
+                       pair_encoding="joint", pooling="mean"),
+    "regression_separate": dict(train_file="stsb/train.tsv", eval_file="stsb/dev.tsv",
+                                text_column="sentence1,sentence2", label_column="score",
+                                pair_encoding="separate", pooling="cls"),
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_kind_run(tiny_preset, tmp_path_factory):
+    """`tiny_kind_run(name)`: a finished 1-epoch float32 run of the tiny model for one of
+    `TINY_KINDS`, trained once per test session."""
+    def run_of(name: str) -> str:
+        def build(model_dir):
+            from sst2.run.config import TrainConfig
+            from tests.helpers import REPO, train
+
+            options = {k: os.path.join(REPO, "tests", "data", v) if k.endswith("file") else v
+                       for k, v in TINY_KINDS[name].items()}
+            train(TrainConfig.from_options(
+                model_dir=model_dir, preset=tiny_preset, epochs=1, batch_size=8,
+                train_split="train", sequence_length=TINY_SEQUENCE_LENGTH, head_hidden=8,
+                progress=False, precision="float32", export=False, **options),
+                log=lambda s: None)
+
+        return _shared(tmp_path_factory, f"tiny-{name}-run", build)
+
+    return run_of

@@ -114,11 +114,20 @@ class FastEncoder:
 
         Each is `[batch, length, hidden]`, like `sst2.model.backbone.hidden_states`.
         """
-        shape = tf.shape(token_ids)
+        return self.encode_embedded(self.embed(token_ids), padding_mask, num_layers)
+
+    def embed(self, token_ids) -> tf.Tensor:
+        """The token embeddings of `token_ids`, in float32 (positions not yet added)."""
+        return tf.cast(tf.gather(self.token_embedding, token_ids), tf.float32)
+
+    def encode_embedded(self, token_embeddings, padding_mask,
+                        num_layers: int | None = None) -> list:
+        """As calling the encoder, from token embeddings (`embed`'s) instead of ids: what
+        gradients with respect to the input are taken of (`sst2.serve.explaining`)."""
+        shape = tf.shape(token_embeddings)
         batch, length = shape[0], shape[1]
         dt = self.compute_dtype
-        x = tf.cast(tf.gather(self.token_embedding, token_ids), tf.float32)
-        x = x + self.position_embedding[None, :length]
+        x = token_embeddings + self.position_embedding[None, :length]
         x32 = tf.reshape(_layer_norm(x, *self.embedding_norm), [batch * length, self.hidden_dim])
         mask_bias = (1.0 - tf.cast(padding_mask, tf.float32))[:, None, None, :] * -1e9
         tokens = tf.where(tf.reshape(padding_mask, [-1]) > 0) if self.unpadded else None

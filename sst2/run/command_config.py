@@ -44,6 +44,17 @@ class ReadingConfig(Options):
 
 
 @dataclasses.dataclass(frozen=True)
+class ExplainConfig(Options):
+    """How the export's `explain` signature attributes an answer to words
+    (`sst2.serve.explaining`)."""
+
+    explain_steps: int = option(
+        2, "Integrated-gradients steps of the export's explain signature: each costs about "
+        "3 predictions; 1 is gradient x input, less faithful (docs/measurements.md).",
+        minimum=1, maximum=64)
+
+
+@dataclasses.dataclass(frozen=True)
 class EvaluateConfig(ReadingConfig, RestoreConfig):
     data_dir: str | None = option(None, "tfds data dir (default: the run's own).")
     eval_split: str = option("validation", "Labelled split to score.")
@@ -68,7 +79,7 @@ QUANTIZATIONS = ("int8_weights", "int8", "none")
 
 
 @dataclasses.dataclass(frozen=True)
-class ExportConfig(ReadingConfig, RestoreConfig):
+class ExportConfig(ExplainConfig, ReadingConfig, RestoreConfig):
     export_root: str | None = option(None, "Where to write versions (default "
                                      "<model_dir>/export, or <model_dir>/export_openvino).")
     calibrate: bool = option(True, "Fold in the run's temperature (calibration.json; fitted "
@@ -89,6 +100,9 @@ class PredictConfig(Options):
     export_dir: str | None = option(None, "A SavedModel version folder, export root or "
                                     "model_dir.", required=True)
     json: bool = option(False, "Print one JSON object per line.")
+    explain: bool = option(False, "Also say how much each word moved the answer (the "
+                           "SavedModel's explain signature: about 7x a prediction's time "
+                           "at its default --explain_steps=2).")
     batch_size: int = option(256, "Lines per call of the export (fewer when no more "
                              "input has arrived).", minimum=1)
 

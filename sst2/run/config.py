@@ -290,6 +290,7 @@ class TrainConfig:
 # The other entry points' options (sst2.evaluate, export, report, predict, prepare_data).
 from sst2.run.command_config import (  # noqa: E402,F401
     EvaluateConfig,
+    ExplainConfig,
     ExportConfig,
     PredictConfig,
     PrepareDataConfig,

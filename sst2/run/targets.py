@@ -72,6 +72,8 @@ class Target:
         default_metric: what `--best_metric=auto` picks; `metrics`: what it reports.
         counts_correct: whether a step counts correct predictions (accuracy).
         answer: the output evaluation scores (and an ensemble averages).
+        explains_each_label: word attributions toward each label (`explained`), else
+            toward the one answer.
         export_outputs: the serving signature's outputs, in order.
         thresholded: a tuned threshold per output (`--threshold`); calibrated: a
             temperature over its probabilities (`--calibrate`); softmax: one softmax
@@ -89,6 +91,7 @@ class Target:
     name = description = labels = default_metric = tag = ""
     metrics: tuple = ()
     counts_correct = thresholded = calibrated = standardized = softmax = False
+    explains_each_label = False
     has_classes = inferred = True
     answer = "probabilities"
     export_outputs: tuple = ()
@@ -109,6 +112,15 @@ class Target:
     def from_mean(self, mean):
         """Logits whose `outputs` are `mean`, a mean of outputs (an ensemble's)."""
         raise NotImplementedError
+
+    def served(self, outputs, temperature: float | None):
+        """A batch of outputs as served: a calibrated kind's probabilities taken to
+        `temperature` (`softmax(log p / T)`, `sst2.fit.calibration`), others unchanged."""
+        if temperature is None or not self.calibrated:
+            return outputs
+        import tensorflow as tf
+
+        return tf.nn.softmax(tf.math.log(tf.maximum(outputs, 1e-12)) / temperature)
 
     def export_answer(self, outputs, label_names: tuple, separator: str, thresholds) -> dict:
         """The serving signature's outputs (`export_outputs`, batch first) for `outputs`."""
@@ -133,6 +145,20 @@ class Target:
         return {"answers_equal": float(np.mean(self.agrees(answers, reference))),
                 "largest_difference": float(np.abs(
                     answers[self.answer] - reference[self.answer]).max(initial=0.0))}
+
+    def explained(self, outputs, answers: dict):
+        """What word attributions explain (`sst2.serve.explaining`): `[n, E]` values of
+        `outputs` (`n` texts' outputs, anywhere on a path to the input) toward the answers
+        the texts got (`export_answer`'s, at the input), one column per explained
+        quantity; `explained_columns(answers)` says which columns each text explains."""
+        raise NotImplementedError
+
+    def explained_columns(self, answers: dict):
+        """Which of `explained`'s columns are explained per text (bool `[n, E]`): all,
+        but for a multi-label answer only its predicted labels'."""
+        import tensorflow as tf
+
+        return tf.ones([tf.shape(answers[self.export_outputs[0]])[0], 1], tf.bool)
 
     def record(self, answers: dict, i: int, label_names=None, separator: str = ",") -> dict:
         """Example `i` of a batch of the export's answers (numpy arrays or lists), as
@@ -219,6 +245,12 @@ class SingleLabel(Target):
     def name_answers(self, answers: dict, label_names, separator: str) -> dict:
         return {**answers, "label": np.asarray(label_names, object)[answers["label_id"]]}
 
+    def explained(self, outputs, answers: dict):
+        """The probability of the class the text got."""
+        import tensorflow as tf
+
+        return tf.gather(outputs, answers["label_id"], batch_dims=1)[:, None]
+
     def agrees(self, answers: dict, reference: dict) -> np.ndarray:
         return answers["label_id"] == reference["label_id"]
 
@@ -244,7 +276,7 @@ class SingleLabel(Target):
 class MultiLabel(Target):
     name, labels, tag = "multi_label", "label_sets", "multi-label-classification"
     description = "any set of labels per text (a sigmoid per label)"
-    default_metric, thresholded = "macro_f1", True
+    default_metric, thresholded, explains_each_label = "macro_f1", True, True
     metrics = ("loss", "macro_f1", "micro_f1", "macro_f1_at_half", "subset_accuracy")
     export_outputs = ("probabilities", "predicted", "labels")
     description_of_names = "labels (multi-label)"
@@ -291,6 +323,13 @@ class MultiLabel(Target):
 
     def agrees(self, answers: dict, reference: dict) -> np.ndarray:
         return (answers["predicted"] == reference["predicted"]).all(axis=-1)
+
+    def explained(self, outputs, answers: dict):
+        """Each label's probability; `explained_columns`: the labels the text got."""
+        return outputs
+
+    def explained_columns(self, answers: dict):
+        return answers["predicted"]
 
     def record(self, answers: dict, i: int, label_names=None, separator: str = ",") -> dict:
         """The predicted labels by name, and each label's probability (by name, where
@@ -357,6 +396,10 @@ class Regression(Target):
     def export_answer(self, scores, label_names: tuple, separator: str, thresholds):
         """`score` float32 [None], on the training scale."""
         return {"score": scores}
+
+    def explained(self, outputs, answers: dict):
+        """The score."""
+        return outputs[:, None]
 
     def record(self, answers: dict, i: int, label_names=None, separator: str = ",") -> dict:
         return {"score": round(float(answers["score"][i]), 6)}

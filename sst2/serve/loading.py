@@ -14,6 +14,8 @@ Example:
 import os
 import sys
 
+import numpy as np
+
 from sst2.run.errors import UserError
 from sst2.run.run_folder import RunFolder
 from sst2.run.targets import TARGETS
@@ -81,14 +83,81 @@ def load_export(export_dir: str):
     return model, model.pairs, model.task
 
 
-def load_signature(export_dir: str):
-    """The export's `serving_default`, checked to be an sst2 model's; whether it takes
-    sentence pairs; and its task (the target whose `export_outputs` it returns)."""
+def load_explainer(export_dir: str):
+    """A function answering a batch of texts (and one of second texts) with the export's
+    `explain` signature (`sst2.serve.explaining`), as numpy arrays."""
+    if os.path.exists(os.path.join(export_dir, "model.xml")):
+        raise UserError(f"{export_dir} is an OpenVINO artifact, which answers without "
+                        "gradients: explain with the run's SavedModel (its export/ folder).")
+    import tensorflow as tf
+
+    explain, pairs, task = load_signature(export_dir, "explain")
+
+    def answer(texts, second_texts=None):
+        inputs = {"text": tf.constant(texts, tf.string)}
+        if second_texts is not None:
+            inputs["text_pair"] = tf.constant(second_texts, tf.string)
+        return {name: value.numpy() for name, value in explain(**inputs).items()}
+
+    return answer, pairs, task
+
+
+def _attribution(value) -> float:
+    return float(f"{value:.4g}")  # 4 significant digits: attributions span many decades
+
+
+def explanation_record(explained: dict, i: int, each_label: bool, label_names=None) -> dict:
+    """Text `i` of a batch of `explain` answers (numpy), as plain JSON values: `words` and
+    `word_attributions` (a pair's second text: `pair_words`, `pair_word_attributions`),
+    `tokens` and `token_attributions`; with `each_label` (a multi-label model,
+    `Target.explains_each_label`) attributions by predicted label, `{label: [...]}`.
+
+    >>> out = {"words": np.array([[b"so", b"dull"]]), "word_attributions": np.array(
+    ...     [[0.01, 0.4]]), "tokens": np.array([[b"so", b"dull"]]),
+    ...     "token_attributions": np.array([[0.01, 0.4]]), "label_id": np.array([0])}
+    >>> explanation_record(out, 0, each_label=False)["word_attributions"]
+    [0.01, 0.4]
+    """
+    words = [w.decode("utf-8", "replace") for w in explained["words"][i] if w]
+    tokens = [t.decode("utf-8", "replace") for t in explained["tokens"][i] if t]
+    first = int(explained["first_words"][i]) if "first_words" in explained else len(words)
+    def listed(values, n):
+        return [_attribution(v) for v in values[:n]]
+
+    def by_label(values, n):  # one list, or a multi-label model's {label: list}
+        if not each_label:
+            return listed(values, n)
+        names = label_names or [str(j) for j in range(len(values))]
+        return {names[j]: listed(values[j], n)
+                for j in np.flatnonzero(explained["predicted"][i])}
+
+    word_values = by_label(explained["word_attributions"][i], len(words))
+    record = {"words": words[:first], "word_attributions": _part(word_values, slice(first))}
+    if "first_words" in explained:
+        record["pair_words"] = words[first:]
+        record["pair_word_attributions"] = _part(word_values, slice(first, None))
+    record["tokens"] = tokens
+    record["token_attributions"] = by_label(explained["token_attributions"][i], len(tokens))
+    return record
+
+
+def _part(values, part: slice):
+    """A pair's values of one of its texts, per label or not."""
+    if isinstance(values, dict):
+        return {name: v[part] for name, v in values.items()}
+    return values[part]
+
+
+def load_signature(export_dir: str, name: str = "serving_default"):
+    """The export's signature `name`, its `serving_default` checked to be an sst2 model's;
+    whether it takes sentence pairs; and its task (the target whose `export_outputs`
+    `serving_default` returns)."""
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
 
     try:
-        serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+        signatures = tf.saved_model.load(export_dir).signatures
+        serve = signatures["serving_default"]
     except (OSError, ValueError, KeyError, tf.errors.OpError) as e:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         raise UserError(f"{export_dir} holds no loadable SavedModel ({reason}). Export it "
@@ -102,7 +171,10 @@ def load_signature(export_dir: str):
                         f"{sorted(inputs)} and returns {sorted(outputs)}, where sst2's takes "
                         "text (and text_pair) strings and returns probabilities, label_id "
                         "and label (or a multi-label or regression model's outputs).")
-    return serve, "text_pair" in inputs, tasks[0]
+    if name not in signatures:
+        raise UserError(f"{export_dir} has no {name} signature (it was exported by an older "
+                        "sst2). Export it again with: python -m sst2.export --model_dir=...")
+    return signatures[name], "text_pair" in inputs, tasks[0]
 
 
 def label_names(export_dir: str) -> tuple[list | None, str]:

@@ -206,7 +206,10 @@ def _limits_and_serving(trained, reading: ReadingConfig, artifact: dict | None =
     serving = ["```", "docker run -p 8501:8501 -v \"$PWD/export:/models/sst2\" "
                "-e MODEL_NAME=sst2 tensorflow/serving:2.12.1",
                "curl -d '{\"instances\": [" + inputs + "]}' "
-               "http://localhost:8501/v1/models/sst2:predict", "```"]
+               "http://localhost:8501/v1/models/sst2:predict", "```", "",
+               "Which words moved each answer: the same request with `\"signature_name\": "
+               "\"explain\"` (each text's words and tokens, and their attributions by "
+               "integrated gradients), or `python -m sst2.predict --export_dir=. --explain`."]
     return ["", "## Limitations", "",
             "- The backbone is frozen: only the head learned this task.",
             *(["- Trained with the offline stand-in (all-MiniLM-L6-v2 folded into "

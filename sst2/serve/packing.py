@@ -164,6 +164,20 @@ def split_windows(token_ids: tf.RaggedTensor, window: int, stride: int,
     ([[1, 2, 3, 4], [3, 4, 5, 6], [7]], [0, 0, 1])
     """
     token_ids = tf.cast(token_ids, tf.int32)
+    positions, text_index = window_positions(token_ids, window, stride, max_windows)
+    return tf.gather(token_ids.flat_values, positions), text_index
+
+
+def window_positions(token_ids: tf.RaggedTensor, window: int, stride: int,
+                     max_windows: int) -> tuple[tf.RaggedTensor, tf.Tensor]:
+    """`split_windows`'s windows as positions in `token_ids.flat_values`, and each
+    window's text index: where each window's tokens come from.
+
+    >>> positions, _ = window_positions(tf.ragged.constant([[1, 2, 3, 4, 5, 6], [7]]),
+    ...                                 window=4, stride=2, max_windows=8)
+    >>> positions.to_list()
+    [[0, 1, 2, 3], [2, 3, 4, 5], [6]]
+    """
     lengths = tf.cast(token_ids.row_lengths(), tf.int32)
     beyond = tf.maximum(lengths - window, 0)  # tokens past the first window
     counts = 1 + tf.minimum((beyond + stride - 1) // stride, max_windows - 1)
@@ -173,5 +187,4 @@ def split_windows(token_ids: tf.RaggedTensor, window: int, stride: int,
     start = number * beyond // tf.maximum(count - 1, 1)
     start += tf.gather(tf.cast(token_ids.row_starts(), tf.int32), text_index)
     size = tf.minimum(tf.gather(lengths, text_index), window)
-    positions = tf.ragged.range(start, start + size)
-    return tf.gather(token_ids.flat_values, positions), text_index
+    return tf.ragged.range(start, start + size), text_index

@@ -25,11 +25,13 @@ import os
 import platform
 
 import numpy as np
+import tensorflow as tf
 
 from sst2.fit import calibration, figures
 from sst2.run import metrics
 from sst2.run.files import load_json, write_atomically
 from sst2.run.run_folder import RunFolder
+from sst2.serve.explaining import make_explain_fn
 
 WRONG_SHOWN = 12  # confidently wrong examples listed
 TEXT_SHOWN = 300  # characters of a listed text; a longer one ends in an ellipsis
@@ -50,12 +52,47 @@ def shortened(text: str, limit: int = TEXT_SHOWN) -> str:
     return (cut[:space] if space > limit * 0.8 else cut).rstrip() + "…"
 
 
+class Markup(str):
+    """A table cell's HTML, written as it is (any other cell is escaped)."""
+
+
+def _cell(value) -> str:
+    return value if isinstance(value, Markup) else html.escape(str(value))
+
+
 def _table(header: list | None, rows: list) -> str:
     head = ("<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>"
             if header else "")
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+    body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>"
                    for row in rows)
     return f"<table>{head}{body}</table>"
+
+
+# Words shaded by attribution: toward the answer the model gave, away from it.
+TOWARD, AWAY = (214, 39, 40), (31, 119, 180)
+
+
+def shaded(words: list[str], attributions, limit: int = TEXT_SHOWN) -> Markup:
+    """Words as HTML, each on a background as strong as its share of the text's largest
+    |attribution|: red toward the answer, blue away; its value in a tooltip. Words after
+    `limit` characters are left out for an ellipsis.
+
+    >>> shaded(["so", "dull"], [0.1, -0.4])
+    '<span title="+0.1" style="background:rgba(214,39,40,0.20)">so</span> <span \
+title="-0.4" style="background:rgba(31,119,180,0.80)">dull</span>'
+    """
+    largest = max((abs(float(a)) for a in attributions), default=0.0) or 1.0
+    spans, length = [], 0
+    for word, value in zip(words, attributions):
+        length += len(word) + 1
+        if length > limit + 1:
+            spans.append("…")
+            break
+        red, green, blue = TOWARD if value >= 0 else AWAY
+        spans.append(f'<span title="{float(value):+.2g}" style="background:rgba({red},{green},'
+                     f'{blue},{0.8 * abs(float(value)) / largest:.2f})">{html.escape(word)}'
+                     "</span>")
+    return Markup(" ".join(spans))
 
 
 def _image(uri: str, alt: str) -> str:
@@ -112,12 +149,19 @@ def _class_sections(trained, scored: dict) -> str:
     confidence = calibrated.max(1)
     wrong = np.flatnonzero(predicted != gold)
     wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:WRONG_SHOWN]
-    def text(i):  # a pair's two texts, one after the other, each cut to its first words
-        return " / ".join(shortened(scored[c][i].decode("utf-8", "replace"))
-                          for c in ("text", "text_pair") if c in scored)
+    explained = _explained(trained, scored, wrong, temperature)
 
-    wrong_rows = [(text(i), names[gold[i]], names[predicted[i]], f"{confidence[i]:.3f}")
-                  for i in wrong]
+    def text(k):  # a pair's two texts, one after the other, each cut to its first words
+        words = [w.decode("utf-8", "replace") for w in explained["words"][k] if w]
+        values = explained["word_attributions"][k]
+        first = int(explained["first_words"][k]) if "first_words" in explained else len(words)
+        parts = [shaded(words[:first], values[:first])]
+        if "first_words" in explained:
+            parts.append(shaded(words[first:], values[first:len(words)]))
+        return Markup(" / ".join(parts))
+
+    wrong_rows = [(text(k), names[gold[i]], names[predicted[i]], f"{confidence[i]:.3f}")
+                  for k, i in enumerate(wrong)]
     return ("<h2>Confusion</h2>"
             + _image(figures.confusion(matrix, names, False), "confusion matrix, counts")
             + _image(figures.confusion(matrix, names, True), "confusion matrix, normalized")
@@ -130,9 +174,21 @@ def _class_sections(trained, scored: dict) -> str:
                      "reliability diagram")
             + _image(figures.histogram(confidence, "confidence (calibrated)"),
                      "confidence histogram")
-            + "<h2>Errors</h2><p>The most confidently wrong validation texts:</p>"
+            + "<h2>Errors</h2><p>The most confidently wrong validation texts, each word "
+              "shaded by how much it moved the model toward its wrong answer (red) or away "
+              "from it (blue), as the export's <code>explain</code> signature says "
+              "(integrated gradients; the value in each word's tooltip):</p>"
             + _table(["text", "true", "predicted", "confidence"], wrong_rows)
             + _by_length(lengths, predicted == gold, trained))
+
+
+def _explained(trained, scored: dict, rows, temperature: float) -> dict:
+    """The export's `explain` answers (numpy) for `rows` of the scored split."""
+    explain = make_explain_fn(trained.preprocessor, trained.backbone, trained.head,
+                              trained.spec, dataset=trained.dataset, temperature=temperature)
+    texts = [tf.constant([scored[c][i] for i in rows], tf.string)
+             for c in ("text", "text_pair") if c in scored]
+    return {name: value.numpy() for name, value in explain(*texts).items()}
 
 
 def _by_length(lengths: np.ndarray, correct: np.ndarray, trained) -> str:

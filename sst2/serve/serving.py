@@ -39,7 +39,8 @@ from sst2.model import hardware
 from sst2.model.backbone import FeatureSpec, frozen_features, pool_features
 from sst2.model.inference import FastEncoder
 from sst2.run import targets
-from sst2.run.config import ReadingConfig
+from sst2.run.config import ExplainConfig, ReadingConfig
+from sst2.serve.explaining import make_explain_fn
 from sst2.serve.packing import (
     as_ragged,
     encode_by_length,
@@ -146,24 +147,26 @@ def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
 
 def answers_of(outputs, dataset: DatasetInfo, head, temperature: float | None) -> dict:
     """The signature's outputs (the target's `export_answer`) of a batch of outputs
-    (probabilities or scores), a single-label model's taken to `temperature` first."""
-    target = dataset.target
-    if temperature is not None and target.calibrated:
-        outputs = tf.nn.softmax(tf.math.log(tf.maximum(outputs, 1e-12)) / temperature)
-    return target.export_answer(outputs, dataset.label_names, dataset.label_separator,
-                                getattr(head, "thresholds", None))
+    (probabilities or scores), taken to `temperature` first (`Target.served`)."""
+    return dataset.target.export_answer(
+        dataset.target.served(outputs, temperature), dataset.label_names,
+        dataset.label_separator, getattr(head, "thresholds", None))
 
 
 def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_root: str,
                        version: int | None = None,
                        reading: ReadingConfig = ReadingConfig(),
                        dataset: DatasetInfo = SST2_INFO, temperature: float | None = None,
-                       model_card: str | None = None) -> str:
-    """Writes `<export_root>/<version>/` (`write_version`) and returns it.
-    `model_card` (Markdown) is written beside `saved_model.pb` as `MODEL_CARD.md`.
+                       model_card: str | None = None,
+                       explaining: ExplainConfig = ExplainConfig()) -> str:
+    """Writes `<export_root>/<version>/` (`write_version`) and returns it: the signatures
+    `serving_default` and `explain` (`sst2.serve.explaining`, `explaining.explain_steps`
+    steps). `model_card` (Markdown) is written beside `saved_model.pb` as `MODEL_CARD.md`.
     """
     predict = make_predict_fn(preprocessor, backbone, head, spec, reading, dataset,
                               temperature)
+    explain = make_explain_fn(preprocessor, backbone, head, spec, reading, dataset,
+                              temperature, explaining)
     inputs = ("text", "text_pair") if dataset.is_pair else ("text",)
     predict(*[tf.constant(["build"])] * len(inputs))  # builds every layer, as export requires
     archive = keras.export.ExportArchive()
@@ -172,9 +175,9 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
     for layer in (preprocessor.tokenizer, head) if not hardware.has_accelerator() else (
             preprocessor.tokenizer, backbone, head):
         archive.track(layer)
-    archive.add_endpoint(
-        "serving_default", predict,
-        input_signature=[tf.TensorSpec([None], tf.string, name=name) for name in inputs])
+    signature = [tf.TensorSpec([None], tf.string, name=name) for name in inputs]
+    archive.add_endpoint("serving_default", predict, input_signature=signature)
+    archive.add_endpoint("explain", explain, input_signature=signature)
 
     def write(folder):
         archive.write_out(folder, verbose=False)

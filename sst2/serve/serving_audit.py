@@ -35,6 +35,11 @@ RECORD = os.path.join(PACKAGE_DIR, "resources",
 # Newer attributes an older runtime may drop without changing any result, with why.
 HARMLESS_ATTRIBUTES = {
     "VarHandleOp.debug_name": "a variable's name for error messages only",
+    # The `explain` signature's gradients: a hint of which input a matmul is the gradient
+    # of, read only by GPU BLAS to pick its precision (TF 2.21's matmul_op_impl.h).
+    **{f"{op}.{attr}": "a gradient matmul's GPU BLAS hint; CPU results unchanged"
+       for op, attrs in (("MatMul", ("grad_a", "grad_b")),
+                         ("BatchMatMulV2", ("grad_x", "grad_y"))) for attr in attrs},
 }
 
 

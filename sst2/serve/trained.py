@@ -21,7 +21,7 @@ from sst2.fit.optimization import make_optimizer
 from sst2.model.assembly import head_for, load_frozen
 from sst2.model.backbone import FeatureSpec
 from sst2.model.head import ClassifierHead
-from sst2.run.config import ReadingConfig, TrainConfig
+from sst2.run.config import ExplainConfig, ReadingConfig, TrainConfig
 from sst2.run.config_file import load_config, load_precisions
 from sst2.run.errors import UserError
 from sst2.run.run_folder import RunFolder
@@ -44,7 +44,8 @@ class TrainedModel:
     calibration: dict | None = None  # how it was fitted (`sst2.serve.calibrated`)
 
     def export(self, export_root: str | None = None,
-               reading: ReadingConfig = ReadingConfig(), model_card: bool = True) -> str:
+               reading: ReadingConfig = ReadingConfig(), model_card: bool = True,
+               explaining: ExplainConfig = ExplainConfig()) -> str:
         """Writes the serving SavedModel (see `sst2.serve.serving`), with its
         `MODEL_CARD.md` (`sst2.serve.model_card`); returns its folder."""
         from sst2.serve import model_card as card
@@ -54,7 +55,8 @@ class TrainedModel:
             self.preprocessor, self.backbone, self.head, self.spec,
             export_root or RunFolder(self.config.run.model_dir).export, reading=reading,
             dataset=self.dataset, temperature=self.temperature,
-            model_card=card.render(self, reading) if model_card else None)
+            model_card=card.render(self, reading) if model_card else None,
+            explaining=explaining)
 
 
 def restore(model_dir: str, which: str = "best", config: TrainConfig | None = None,

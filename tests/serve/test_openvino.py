@@ -218,34 +218,17 @@ def test_what_the_artifact_cannot_do_is_one_error_line(float32_run, tmp_path):
     assert "holds no loadable OpenVINO artifact" in out.stderr and "Traceback" not in out.stderr
 
 
-KINDS = {
-    "multi_label": dict(train_file="goemotions/train.tsv", eval_file="goemotions/dev.tsv",
-                        label_names_file="goemotions/labels.txt", pooling="attention"),
-    "regression": dict(train_file="stsb/train.tsv", eval_file="stsb/dev.tsv",
-                       text_column="sentence1,sentence2", label_column="score",
-                       pair_encoding="joint", pooling="mean"),
-}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("task", list(KINDS))
-def test_every_kind_of_target_and_pairs_answer_as_the_saved_model(task, tiny_preset, tmp_path):
+@pytest.mark.parametrize("task", ["multi_label", "regression"])
+def test_every_kind_of_target_and_pairs_answer_as_the_saved_model(task, tiny_kind_run, tmp_path):
     import tensorflow as tf
 
-    from sst2.run.config import TrainConfig
     from sst2.serve.openvino_export import export_openvino
     from sst2.serve.openvino_runtime import OpenVINOModel
     from sst2.serve.serving import make_predict_fn
     from sst2.serve.trained import restore
-    from tests.helpers import train
 
-    options = {k: os.path.join(DATA, v) if k.endswith("file") else v
-               for k, v in KINDS[task].items()}
-    model_dir = str(tmp_path / task)
-    train(TrainConfig.from_options(
-        model_dir=model_dir, preset=tiny_preset, epochs=1, batch_size=8, train_split="train",
-        sequence_length=TINY_SEQUENCE_LENGTH, head_hidden=8, progress=False,
-        precision="float32", export=False, task=task, **options), log=lambda s: None)
+    model_dir = tiny_kind_run(task)
     trained = restore(model_dir, log=lambda s: None)
     folder = export_openvino(trained, str(tmp_path / "openvino"), "none")
     first = ["the film is great fun", "dull and tedious", "", "a very weak plot " * 6]

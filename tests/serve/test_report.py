@@ -80,6 +80,9 @@ def test_the_report_renders_in_chromium_and_the_card_matches_the_run(trained_tin
                     "Accuracy by text length"):
         assert f"<h2>{heading}" in page
     assert "<script" not in page and "http" not in page.split("<body>", 1)[1]
+    # The confidently wrong texts, word by word, shaded by attribution.
+    errors = page.split("<h2>Errors</h2>", 1)[1].split("</table>", 1)[0]
+    assert errors.count("<tr>") - 1 == errors.count("<td><span title=") > 0
     decoded, total = _decoded_images(page, tmp_path)
     assert total >= 6 and decoded == total
     screenshot = tmp_path / "page.png"
