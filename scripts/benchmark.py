@@ -26,7 +26,6 @@ sst2's encode pass reaches. Writes `benchmark.json` and `benchmark.md`.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,9 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+from sst2.run.machine import MATMUL_EXTENSIONS, cpu_info, cpu_name  # noqa: E402
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -244,17 +246,10 @@ def run_child(name: str, argv: list[str]) -> dict:
     return result
 
 
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            info = f.read()
-        cpu = next(line.split(":", 1)[1].strip() for line in info.splitlines()
-                   if "model name" in line)
-        flags = [f for f in ("avx512_bf16", "amx_bf16", "avx512f") if f" {f}" in info]
-    except (OSError, StopIteration):
-        flags = []
-    return {"cpu": cpu, "cores": os.cpu_count(), "flags": flags,
+def machine_of_run() -> dict:
+    info = cpu_info()
+    return {"cpu": cpu_name(), "cores": info["cores"],
+            "flags": [f for f in MATMUL_EXTENSIONS if f in info["flags"].split()],
             "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)}
 
 
@@ -319,8 +314,8 @@ def main() -> None:
             if other in results:
                 ratios[f"sst2_vs_{other}"] = (results["sst2"]["sentence_epochs_per_second"]
                                               / results[other]["sentence_epochs_per_second"])
-    report = {"machine": machine(), "preset": args.preset, "paths": results, "ratios": ratios,
-              "encode_floor": floor}
+    report = {"machine": machine_of_run(), "preset": args.preset, "paths": results,
+              "ratios": ratios, "encode_floor": floor}
     os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, "benchmark.json"), "w") as f:
         json.dump(report, f, indent=2)

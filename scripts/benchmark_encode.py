@@ -26,25 +26,12 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+from sst2.run import machine  # noqa: E402
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    flags = open("/proc/cpuinfo").read()
-                    extras = [f for f in ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
-                              if f" {f}" in flags]
-                    return f"{name} ({', '.join(extras)}), {os.cpu_count()} cores"
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor()
 
 
 def time_encode(encoder, tokens, batch_size: int) -> float:
@@ -119,7 +106,7 @@ def main() -> None:
     dataset = TfdsDataset("glue/sst2", args.data_dir)
     tokens = data.to_numpy(data.tokenize(dataset.load(split), preprocessor))
     real_tokens = int(tokens["length"].sum())
-    results = {"cpu": cpu_name(), "sentences": len(tokens["length"]),
+    results = {"cpu": machine.cpu_name(), "sentences": len(tokens["length"]),
                "real_tokens": real_tokens, "precisions": {}}
     print(f"{results['cpu']}; {results['sentences']:,} sentences, {real_tokens:,} tokens")
     for precision in ("float32", "bfloat16"):

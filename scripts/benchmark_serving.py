@@ -101,11 +101,12 @@ def main() -> None:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import tempfile
 
+    from sst2.run import machine
     from sst2.text import embedded
 
     with open(os.path.join(embedded.unpack_sst2(tempfile.mkdtemp()), "test.tsv")) as f:
         texts = [line.rstrip("\n").split("\t", 1)[1] for line in f][1:]
-    print(f"CPU: {_cpu()}, {os.cpu_count()} cores")
+    print(f"CPU: {machine.cpu_name()}")
     # Rounds interleave the exports, so a busy moment of the machine spreads over all.
     timings = {export: [] for export in args.exports}
     for _ in range(args.rounds):
@@ -137,18 +138,6 @@ def _time(export: str, texts: list, batch_size: int, repeats: int) -> dict:
     if out.returncode:
         sys.exit(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _cpu() -> str:
-    """The CPU's name, family and model, and the matmul extensions it reports."""
-    with open("/proc/cpuinfo") as f:
-        fields = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines()
-                      if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    flags = [f for f in ("avx2", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-             if f in fields.get("flags", "").split()]
-    return (f"{fields.get('model name', 'unknown')} (family {fields.get('cpu family')}, model "
-            f"{fields.get('model')}; {' '.join(flags)})")
 
 
 if __name__ == "__main__":

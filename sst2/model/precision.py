@@ -30,13 +30,13 @@ import fcntl
 import hashlib
 import json
 import os
-import platform
 import time
 
 import numpy as np
 import tensorflow as tf
 
 from sst2.model import hardware
+from sst2.run import machine
 from sst2.run.errors import UserError
 from sst2.run.files import load_json, save_json
 
@@ -104,20 +104,8 @@ def for_run(precision: str, shape: LayerShape, trainable_layers: int,
 
 def machine_key(shape: LayerShape, kind: str) -> dict:
     """What a verdict depends on: the CPU, the TensorFlow build, the layer and the kind."""
-    cpu, flags = platform.processor(), ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                name, _, value = line.partition(":")
-                if name.strip() == "model name":
-                    cpu = value.strip()
-                elif name.strip() == "flags":
-                    flags = value.strip()
-                if cpu and flags:
-                    break
-    except OSError:
-        pass
-    return {"cpu": cpu, "flags": hashlib.sha256(flags.encode()).hexdigest()[:16],
+    cpu = machine.cpu_info()
+    return {"cpu": cpu["name"], "flags": hashlib.sha256(cpu["flags"].encode()).hexdigest()[:16],
             "cores": os.cpu_count(), "tensorflow": tf.__version__, "kind": kind,
             **dataclasses.asdict(shape)}
 
