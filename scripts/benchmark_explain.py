@@ -18,7 +18,6 @@ the probability lost when it alone is removed (one prediction per word).
 import argparse
 import csv
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -101,9 +100,11 @@ def main() -> None:
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
+    from sst2.run import machine
+
     texts = validation_sentences(args.min_words, args.sentences)
     signatures = {e: tf.saved_model.load(e).signatures for e in args.exports}
-    print(f"CPU: {_cpu()}, {os.cpu_count()} cores; {len(texts)} SST-2 validation sentences "
+    print(f"CPU: {machine.cpu_name()}; {len(texts)} SST-2 validation sentences "
           f"of {args.min_words}+ words, batches of {args.batch_size}")
     seconds = {e: {"plain": [], "explain": []} for e in args.exports}
     for export, found in signatures.items():  # warm-up: every batch shape traced once
@@ -136,17 +137,6 @@ def main() -> None:
             print(f"| occlusion, {export} | {found_faith['drop_top']:.4f} | "
                   f"{found_faith['drop_random']:.4f} | {found_faith['ratio']:.1f}x | "
                   f"{cost * 1e3:.1f} / {plain * 1e3:.2f} | {cost / plain:.1f}x |")
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

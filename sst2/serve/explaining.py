@@ -158,13 +158,9 @@ def make_explain_fn(preprocessor, backbone, head, spec: FeatureSpec,
         ids, mask, source, text_index = rows_of(token_ids, second_ids)
         all_tokens = (token_ids if second_ids is None
                       else tf.concat([token_ids, second_ids], axis=1))
-        embeddings = encoder.embed(ids)
-        answers = target.export_answer(outputs_of(embeddings, mask, text_index, batch),
-                                       dataset.label_names, dataset.label_separator,
-                                       thresholds)
-        attributions = _integrated_gradients(
-            embeddings, mask, source, text_index, answers, encoder.embed(special[2]),
-            outputs_of, explaining.explain_steps, tf.size(all_tokens.flat_values))
+        answers, attributions = integrated_gradients(
+            encoder.embed(ids), mask, source, text_index, batch,
+            tf.size(all_tokens.flat_values))
         result = dict(answers)
         result.update(_by_word_and_token(attributions, all_tokens, word_of_token, words,
                                          vocabulary, target.explains_each_label))
@@ -172,26 +168,37 @@ def make_explain_fn(preprocessor, backbone, head, spec: FeatureSpec,
             result["first_words"] = first_words
         return result
 
-    def _integrated_gradients(embeddings, mask, source, text_index, answers, pad_embedding,
-                              outputs_of, steps, num_tokens):
-        """Each token's attribution per explained column: `[num_tokens, columns]`."""
-        columns = target.explained_columns(answers)
-        units = tf.cast(tf.where(columns), tf.int32)  # (text, column) pairs explained
+    def answer_of(outputs) -> dict:
+        return target.export_answer(outputs, dataset.label_names, dataset.label_separator,
+                                    thresholds)
+
+    def integrated_gradients(embeddings, mask, source, text_index, batch, num_tokens):
+        """The answers, and each token's attribution per explained column
+        (`[num_tokens, columns]`): a unit is a (text, column) pair, its rows the text's."""
+        if target.explains_each_label:  # a text's rows once per label it got
+            answers = answer_of(outputs_of(embeddings, mask, text_index, batch))
+            columns = target.explained_columns(answers)
+        else:  # one column; the answer is the first step's, at the input itself
+            answers, columns = None, tf.ones([batch, 1], tf.bool)
+        units = tf.cast(tf.where(columns), tf.int32)
         unit_text, unit_column = units[:, 0], units[:, 1]
         # Each unit's rows: the rows of its text, in order.
         rows_by_text = tf.RaggedTensor.from_value_rowids(
-            tf.range(tf.shape(text_index)[0]), text_index, nrows=tf.shape(columns)[0])
+            tf.range(tf.shape(text_index)[0]), text_index, nrows=batch)
         unit_rows = tf.gather(rows_by_text, unit_text)
         rows, row_unit = unit_rows.flat_values, tf.cast(unit_rows.value_rowids(), tf.int32)
         x, mask, source = (tf.gather(t, rows) for t in (embeddings, mask, source))
-        baseline = tf.where((source >= 0)[..., None], pad_embedding, x)
-        unit_answers = tf.nest.map_structure(lambda a: tf.gather(a, unit_text), answers)
-        total = tf.zeros_like(x)
-        for step in range(1, steps + 1):
-            point = baseline + (step / steps) * (x - baseline)
+        baseline = tf.where((source >= 0)[..., None], encoder.embed(special[2]), x)
+        total, steps = tf.zeros_like(x), explaining.explain_steps
+        for step in range(steps, 0, -1):  # the input first
+            point = x if step == steps else baseline + (step / steps) * (x - baseline)
             with tf.GradientTape() as tape:
                 tape.watch(point)
                 outputs = outputs_of(point, mask, row_unit, tf.shape(units)[0])
+                if answers is None:  # the units are the texts, in order
+                    answers = answer_of(outputs)
+                unit_answers = tf.nest.map_structure(lambda a: tf.gather(a, unit_text),
+                                                     answers)
                 explained = tf.reduce_sum(tf.gather(target.explained(outputs, unit_answers),
                                                     unit_column, batch_dims=1))
             total += tape.gradient(explained, point)
@@ -202,7 +209,7 @@ def make_explain_fn(preprocessor, backbone, head, spec: FeatureSpec,
         slot = column * num_tokens + tf.gather_nd(source, read)
         summed = tf.math.unsorted_segment_sum(tf.gather_nd(per_position, read), slot,
                                               num_columns * num_tokens)
-        return tf.transpose(tf.reshape(summed, [num_columns, num_tokens]))
+        return answers, tf.transpose(tf.reshape(summed, [num_columns, num_tokens]))
 
     return explain
 

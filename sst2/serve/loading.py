@@ -57,17 +57,7 @@ def load_export(export_dir: str):
     (the target's `export_outputs`), whether the export takes sentence pairs, and its task:
     of a SavedModel (`load_signature`) or an OpenVINO artifact."""
     if not os.path.exists(os.path.join(export_dir, "model.xml")):
-        import tensorflow as tf
-
-        serve, pairs, task = load_signature(export_dir)
-
-        def answer(texts, second_texts=None):
-            inputs = {"text": tf.constant(texts, tf.string)}
-            if second_texts is not None:
-                inputs["text_pair"] = tf.constant(second_texts, tf.string)
-            return {name: value.numpy() for name, value in serve(**inputs).items()}
-
-        return answer, pairs, task
+        return _signature_answers(export_dir, "serving_default")
     try:
         from sst2.serve.openvino_runtime import OpenVINOModel
     except ImportError as e:
@@ -84,20 +74,25 @@ def load_export(export_dir: str):
 
 
 def load_explainer(export_dir: str):
-    """A function answering a batch of texts (and one of second texts) with the export's
-    `explain` signature (`sst2.serve.explaining`), as numpy arrays."""
+    """As `load_export`, with the SavedModel's `explain` signature (`sst2.serve.explaining`):
+    answers with each text's words, tokens and their attributions."""
     if os.path.exists(os.path.join(export_dir, "model.xml")):
         raise UserError(f"{export_dir} is an OpenVINO artifact, which answers without "
                         "gradients: explain with the run's SavedModel (its export/ folder).")
-    import tensorflow as tf
+    return _signature_answers(export_dir, "explain")
 
-    explain, pairs, task = load_signature(export_dir, "explain")
+
+def _signature_answers(export_dir: str, name: str):
+    """`load_export`'s triple for a SavedModel's signature `name`."""
+    import tensorflow as tf  # only for a SavedModel: an OpenVINO client has none
+
+    signature, pairs, task = load_signature(export_dir, name)
 
     def answer(texts, second_texts=None):
         inputs = {"text": tf.constant(texts, tf.string)}
         if second_texts is not None:
             inputs["text_pair"] = tf.constant(second_texts, tf.string)
-        return {name: value.numpy() for name, value in explain(**inputs).items()}
+        return {key: value.numpy() for key, value in signature(**inputs).items()}
 
     return answer, pairs, task
 

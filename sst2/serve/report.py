@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from sst2.fit import calibration, figures
-from sst2.run import metrics
+from sst2.run import machine, metrics
 from sst2.run.files import load_json, write_atomically
 from sst2.run.run_folder import RunFolder
 from sst2.serve.explaining import make_explain_fn
@@ -112,8 +112,7 @@ def _run_section(trained, run: dict) -> str:
                 getattr(config, g).__dict__)) for g in ("model", "optimization")},
                 sort_keys=True)),
             ("checkpoint", os.path.basename(trained.checkpoint_path)),
-            ("machine", f"{platform.processor() or platform.machine()}, {os.cpu_count()} "
-                        f"cores, {platform.platform(terse=True)}"),
+            ("machine", f"{machine.cpu_name()}, {platform.platform(terse=True)}"),
             ("seconds", ", ".join(f"{k.replace('_seconds', '')} {run[k]:.1f}" for k in
                                   ("tokenize_seconds", "encode_seconds", "head_seconds",
                                    "wall_seconds") if isinstance(run.get(k), (int, float))))]

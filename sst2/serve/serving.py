@@ -181,7 +181,9 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
 
     def write(folder):
         archive.write_out(folder, verbose=False)
-        write_export_facts(folder, dataset, temperature)
+        write_export_facts(folder, dataset, temperature,
+                           explain={"method": "integrated_gradients",
+                                    "steps": explaining.explain_steps, "baseline": "[PAD]"})
         if model_card is not None:
             with open(os.path.join(folder, "MODEL_CARD.md"), "w", encoding="utf-8") as f:
                 f.write(model_card)

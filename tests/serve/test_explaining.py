@@ -95,6 +95,7 @@ def test_attributions_sum_to_the_answers_change_from_the_baseline(
     position comes from. Words' attributions are their tokens' sums."""
     from sst2.run.config import ExplainConfig
     from sst2.serve.explaining import make_explain_fn
+    from sst2.serve.loading import explanation_record
     from sst2.serve.serving import make_predict_fn
     from sst2.serve.trained import restore
 
@@ -134,6 +135,20 @@ def test_attributions_sum_to_the_answers_change_from_the_baseline(
         assert out["first_words"].tolist() == [len(t.split()) for t in inputs[0]]
     assert [len([w for w in row if w]) for row in out["words"]] == [
         sum(len(x[i].split()) for x in inputs) for i in range(len(inputs[0]))]
+    # What sst2.predict --json prints of it.
+    names = list(trained.dataset.label_names)
+    for i in range(len(inputs[0])):
+        record = explanation_record(out, i, target.explains_each_label, names)
+        assert record["words"] == inputs[0][i].split()
+        assert record.get("pair_words", []) == (inputs[1][i].split() if pairs else [])
+        values = record["word_attributions"]
+        if target.explains_each_label:
+            assert list(values) == [n for n, p in zip(names, out["predicted"][i]) if p]
+            values = next(iter(values.values()), [])
+        assert len(values) == len(record["words"])
+        assert len(record["token_attributions"] if not target.explains_each_label else next(
+            iter(record["token_attributions"].values()), record["tokens"])) == len(
+                record["tokens"])
 
 
 @pytest.mark.slow
