@@ -78,7 +78,8 @@ def _ranges(starts, lengths) -> tf.RaggedTensor:
 
 def make_explain_fn(preprocessor, backbone, head, spec: FeatureSpec,
                     reading: ReadingConfig = ReadingConfig(), dataset: DatasetInfo = SST2_INFO,
-                    temperature: float | None = None, explaining: ExplainConfig = ExplainConfig()):
+                    temperature: float | None = None, explaining: ExplainConfig = ExplainConfig(),
+                    encoder: FastEncoder | None = None):
     """The `explain` signature's computation, as a Python function of a batch of strings
     (two, for a `dataset` of sentence pairs). Returns the answer (the target's
     `export_answer`) and `words` (string `[batch, words]`, padded with ""), `tokens`
@@ -86,12 +87,13 @@ def make_explain_fn(preprocessor, backbone, head, spec: FeatureSpec,
     attributions `word_attributions` and `token_attributions` (float32 `[batch, n]`; a
     multi-label model's `[batch, labels, n]`, 0 for a label not predicted). A pair's
     words and tokens are its first text's, then its second's; `first_words` says how
-    many words are the first text's.
+    many words are the first text's. `encoder`: the fused forward pass to run (its
+    weights shared with the export's other signature); by default one of its own.
     """
     tokenizer, sequence_length = preprocessor.tokenizer, preprocessor.sequence_length
     window = window_size(sequence_length, reading.window_tokens)
     stride = window_stride(window, reading.window_overlap)
-    encoder = FastEncoder(backbone)
+    encoder = encoder or FastEncoder(backbone)
     frozen = spec.frozen_layers(backbone.num_layers) if spec.token_level else None
     special = (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
     vocabulary = tf.constant(tokenizer.get_vocabulary())

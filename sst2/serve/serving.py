@@ -55,7 +55,8 @@ from sst2.text.datasets import SST2_INFO, DatasetInfo
 
 
 def make_window_logits_fn(preprocessor, backbone, head, spec: FeatureSpec,
-                          reading: ReadingConfig = ReadingConfig()):
+                          reading: ReadingConfig = ReadingConfig(),
+                          encoder: FastEncoder | None = None):
     """A function of a batch of strings returning `(logits, text_index)`: the head's
     logits for every window of every text (`split_windows`, set by `reading`),
     all windows encoded as one batch, and the text each window belongs to.
@@ -64,12 +65,15 @@ def make_window_logits_fn(preprocessor, backbone, head, spec: FeatureSpec,
     packed as `[CLS] text [SEP] text_pair [SEP]` (`pack_pair`), one window each;
     or, for a head of pairs encoded apart (`FeatureSpec.separate_pairs`), each
     text packed alone (truncated to the sequence length), as training read them.
+    On CPU the backbone runs as `encoder` (a `FastEncoder`, its weights shared with
+    another function of the same export), by default one of its own.
     """
     tokenizer, sequence_length = preprocessor.tokenizer, preprocessor.sequence_length
     window = window_size(sequence_length, reading.window_tokens)
     stride = window_stride(window, reading.window_overlap)
     # On CPU the fused forward pass on free shapes; elsewhere keras-hub's layers.
-    encoder = None if hardware.has_accelerator() else FastEncoder(backbone)
+    if encoder is None and not hardware.has_accelerator():
+        encoder = FastEncoder(backbone)
     frozen = spec.frozen_layers(backbone.num_layers) if spec.token_level else None
 
     def encode(ids, mask):
@@ -116,7 +120,7 @@ def make_window_logits_fn(preprocessor, backbone, head, spec: FeatureSpec,
 
 def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
                     reading: ReadingConfig = ReadingConfig(), dataset: DatasetInfo = SST2_INFO,
-                    temperature: float | None = None):
+                    temperature: float | None = None, encoder: FastEncoder | None = None):
     """The serving computation as a Python function of a batch of strings (two, for a
     `dataset` of sentence pairs); its outputs are its target's (`export_answer`).
 
@@ -127,7 +131,7 @@ def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
     `temperature` (`sst2.fit.calibration`: `softmax(log p / T)`), which never
     changes a label.
     """
-    window_logits = make_window_logits_fn(preprocessor, backbone, head, spec, reading)
+    window_logits = make_window_logits_fn(preprocessor, backbone, head, spec, reading, encoder)
     target = dataset.target
     scale = targets.TargetScale.from_record(dataset.target_scale)
 
@@ -163,10 +167,12 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
     `serving_default` and `explain` (`sst2.serve.explaining`, `explaining.explain_steps`
     steps). `model_card` (Markdown) is written beside `saved_model.pb` as `MODEL_CARD.md`.
     """
+    # One copy of the weights for both signatures: the encoder's constants are shared.
+    encoder = FastEncoder(backbone)
     predict = make_predict_fn(preprocessor, backbone, head, spec, reading, dataset,
-                              temperature)
+                              temperature, None if hardware.has_accelerator() else encoder)
     explain = make_explain_fn(preprocessor, backbone, head, spec, reading, dataset,
-                              temperature, explaining)
+                              temperature, explaining, encoder)
     inputs = ("text", "text_pair") if dataset.is_pair else ("text",)
     predict(*[tf.constant(["build"])] * len(inputs))  # builds every layer, as export requires
     archive = keras.export.ExportArchive()
