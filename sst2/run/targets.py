@@ -85,7 +85,7 @@ class Target:
             description_of_names: what the log calls its label names.
 
     A kind also computes (the methods below that raise here): `loss`, `outputs`,
-    `from_mean`, `export_answer`, `record` and `score`.
+    `from_mean`, `export_answer`, `explained`, `record` and `score`.
     """
 
     name = description = labels = default_metric = tag = ""

@@ -287,6 +287,11 @@ def test_every_kind_of_target_keeps_the_contract(name):
             value.tolist()), key
     assert target.agrees(answers, answers).all()
     assert target.agreement(answers, answers)["answers_equal"] == 1.0
+    # What word attributions explain: a column per explained quantity, chosen per text.
+    explained, columns = target.explained(outputs, answer), target.explained_columns(answer)
+    assert explained.shape == columns.shape and explained.shape[0] == 4
+    assert columns.dtype == tf.bool and columns.shape[1] == (units if target.explains_each_label
+                                                             else 1)
     scored = target.score(answers[target.answer], labels,
                           thresholds.numpy() if thresholds is not None else None)
     assert set(target.reported(len(names))) - {"loss"} <= set(scored) | {"pearson", "spearman"}
