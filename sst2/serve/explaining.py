@@ -81,139 +81,159 @@ def make_explain_fn(preprocessor, backbone, head, spec: FeatureSpec,
                     temperature: float | None = None, explaining: ExplainConfig = ExplainConfig(),
                     encoder: FastEncoder | None = None):
     """The `explain` signature's computation, as a Python function of a batch of strings
-    (two, for a `dataset` of sentence pairs). Returns the answer (the target's
-    `export_answer`) and `words` (string `[batch, words]`, padded with ""), `tokens`
-    (`[batch, tokens]`), `token_words` (each token's word, -1 for padding) and their
-    attributions `word_attributions` and `token_attributions` (float32 `[batch, n]`; a
-    multi-label model's `[batch, labels, n]`, 0 for a label not predicted). A pair's
-    words and tokens are its first text's, then its second's; `first_words` says how
-    many words are the first text's. `encoder`: the fused forward pass to run (its
-    weights shared with the export's other signature); by default one of its own.
+    (two, for a `dataset` of sentence pairs): `Explainer.explain`. `encoder`: the fused
+    forward pass to run (its weights shared with the export's other signature); by
+    default one of its own.
     """
-    tokenizer, sequence_length = preprocessor.tokenizer, preprocessor.sequence_length
-    window = window_size(sequence_length, reading.window_tokens)
-    stride = window_stride(window, reading.window_overlap)
-    encoder = encoder or FastEncoder(backbone)
-    frozen = spec.frozen_layers(backbone.num_layers) if spec.token_level else None
-    special = (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
-    vocabulary = tf.constant(tokenizer.get_vocabulary())
-    target = dataset.target
-    scale = targets.TargetScale.from_record(dataset.target_scale)
-    thresholds = getattr(head, "thresholds", None)
+    return Explainer(preprocessor, backbone, head, spec, reading, dataset, temperature,
+                     explaining.explain_steps, encoder or FastEncoder(backbone)).explain
 
-    def rows_of(token_ids, second_ids=None):
-        """The encoder's rows: ids, mask, each position's source (its token's index in
-        the batch's tokens, first texts' then second texts' per text) and each row's
-        text, rows of one text together."""
-        if second_ids is None:
-            positions, text_index = window_positions(token_ids, window, stride,
-                                                     reading.max_windows)
-            ids, mask = pack(tf.gather(token_ids.flat_values, positions), sequence_length,
-                             *special)
-            source, _ = pack(positions, sequence_length, UNREAD, UNREAD, UNREAD)
-            return ids, mask, source, text_index
-        first_length = tf.cast(token_ids.row_lengths(), tf.int32)
-        starts = tf.cast(token_ids.row_starts(), tf.int32) + tf.cast(
-            second_ids.row_starts(), tf.int32)
-        first = _ranges(starts, first_length)
-        second = _ranges(starts + first_length, tf.cast(second_ids.row_lengths(), tf.int32))
-        if spec.separate_pairs:  # each text alone, a pair's two rows one after the other
-            ids, mask = pack(tf.stack([token_ids, second_ids], 1).merge_dims(0, 1),
-                             sequence_length, *special)
-            source, _ = pack(tf.stack([first, second], 1).merge_dims(0, 1), sequence_length,
-                             UNREAD, UNREAD, UNREAD)
-            return ids, mask, source, tf.repeat(tf.range(token_ids.nrows(tf.int32)), 2)
-        ids, mask = pack_pair(token_ids, second_ids, sequence_length, *special)
-        source, _ = pack_pair(first, second, sequence_length, UNREAD, UNREAD, UNREAD)
-        return ids, mask, source, tf.range(token_ids.nrows(tf.int32))
 
-    def outputs_of(embeddings, mask, row_unit, units):
-        """The served outputs of `units` texts from their rows' token embeddings."""
-        features = frozen_features(encoder.encode_embedded(embeddings, mask, frozen), mask,
-                                   spec)
-        if spec.token_level:
-            features = {"tokens": features, "mask": mask}
-        if spec.separate_pairs:  # a pair's rows: its first text's, then its second's
-            features = {part: tf.nest.map_structure(lambda x: x[start::2], features)
-                        for part, start in (("first", 0), ("second", 1))}
-        logits = tf.cast(head(features, training=False), tf.float32)
-        outputs = target.outputs(logits, scale=scale)
-        if not spec.separate_pairs:  # a text's answer: the mean of its windows'
-            outputs = tf.math.unsorted_segment_mean(outputs, row_unit, units)
-        return target.served(outputs, temperature)
+class Explainer:
+    """Integrated gradients of a served model's answers (see the module)."""
 
-    def explain(text, text_pair=None):
+    def __init__(self, preprocessor, backbone, head, spec: FeatureSpec, reading: ReadingConfig,
+                 dataset: DatasetInfo, temperature: float | None, steps: int,
+                 encoder: FastEncoder):
+        self.tokenizer, self.sequence_length = (preprocessor.tokenizer,
+                                                preprocessor.sequence_length)
+        self.window = window_size(self.sequence_length, reading.window_tokens)
+        self.stride = window_stride(self.window, reading.window_overlap)
+        self.max_windows, self.steps = reading.max_windows, steps
+        self.head, self.spec, self.encoder = head, spec, encoder
+        self.frozen = spec.frozen_layers(backbone.num_layers) if spec.token_level else None
+        self.special = (self.tokenizer.cls_token_id, self.tokenizer.sep_token_id,
+                        self.tokenizer.pad_token_id)
+        self.vocabulary = tf.constant(self.tokenizer.get_vocabulary())
+        self.dataset, self.target, self.temperature = dataset, dataset.target, temperature
+        self.scale = targets.TargetScale.from_record(dataset.target_scale)
+
+    def explain(self, text, text_pair=None) -> dict:
+        """The answer (the target's `export_answer`) and `words` (string `[batch, words]`,
+        padded with ""), `tokens` (`[batch, tokens]`), `token_words` (each token's word,
+        -1 for padding) and their attributions `word_attributions` and
+        `token_attributions` (float32 `[batch, n]`; a multi-label model's `[batch,
+        labels, n]`, 0 for a label not predicted). A pair's words and tokens are its
+        first text's, then its second's; `first_words` says how many are the first's."""
         text = tf.reshape(tf.convert_to_tensor(text, tf.string), [-1])
-        batch = tf.shape(text)[0]
-        words, token_ids, word_of_token = words_and_tokens(tokenizer, text)
+        words, token_ids, word_of_token = words_and_tokens(self.tokenizer, text)
         second_ids = None
         if text_pair is not None:
             text_pair = tf.reshape(tf.convert_to_tensor(text_pair, tf.string), [-1])
             tf.debugging.assert_equal(tf.shape(text), tf.shape(text_pair), message=(
                 "text and text_pair must hold as many strings"))
             second_words, second_ids, second_word_of_token = words_and_tokens(
-                tokenizer, text_pair)
+                self.tokenizer, text_pair)
             first_words = tf.cast(words.row_lengths(), tf.int32)
             word_of_token = tf.concat(
                 [word_of_token, second_word_of_token + first_words[:, None]], axis=1)
             words = tf.concat([words, second_words], axis=1)
-        ids, mask, source, text_index = rows_of(token_ids, second_ids)
+        ids, mask, source, text_index = self.rows(token_ids, second_ids)
         all_tokens = (token_ids if second_ids is None
                       else tf.concat([token_ids, second_ids], axis=1))
-        answers, attributions = integrated_gradients(
-            encoder.embed(ids), mask, source, text_index, batch,
+        answers, attributions = self.integrated_gradients(
+            self.encoder.embed(ids), mask, source, text_index, tf.shape(text)[0],
             tf.size(all_tokens.flat_values))
         result = dict(answers)
         result.update(_by_word_and_token(attributions, all_tokens, word_of_token, words,
-                                         vocabulary, target.explains_each_label))
+                                         self.vocabulary, self.target.explains_each_label))
         if text_pair is not None:
             result["first_words"] = first_words
         return result
 
-    def answer_of(outputs) -> dict:
-        return target.export_answer(outputs, dataset.label_names, dataset.label_separator,
-                                    thresholds)
+    def rows(self, token_ids, second_ids=None) -> tuple:
+        """The encoder's rows: ids, mask, each position's source (its token's index in
+        the batch's tokens, first texts' then second texts' per text) and each row's
+        text, the rows of a text together: its windows; a pair's one row, or two
+        (first text, second text) for a head of pairs encoded apart."""
+        length, special = self.sequence_length, self.special
+        if second_ids is None:
+            positions, text_index = window_positions(token_ids, self.window, self.stride,
+                                                     self.max_windows)
+            ids, mask = pack(tf.gather(token_ids.flat_values, positions), length, *special)
+            source, _ = pack(positions, length, UNREAD, UNREAD, UNREAD)
+            return ids, mask, source, text_index
+        first_length = tf.cast(token_ids.row_lengths(), tf.int32)
+        starts = tf.cast(token_ids.row_starts(), tf.int32) + tf.cast(
+            second_ids.row_starts(), tf.int32)
+        first = _ranges(starts, first_length)
+        second = _ranges(starts + first_length, tf.cast(second_ids.row_lengths(), tf.int32))
+        texts = tf.range(token_ids.nrows(tf.int32))
+        if self.spec.separate_pairs:
+            ids, mask = pack(tf.stack([token_ids, second_ids], 1).merge_dims(0, 1), length,
+                             *special)
+            source, _ = pack(tf.stack([first, second], 1).merge_dims(0, 1), length,
+                             UNREAD, UNREAD, UNREAD)
+            return ids, mask, source, tf.repeat(texts, 2)
+        ids, mask = pack_pair(token_ids, second_ids, length, *special)
+        source, _ = pack_pair(first, second, length, UNREAD, UNREAD, UNREAD)
+        return ids, mask, source, texts
 
-    def integrated_gradients(embeddings, mask, source, text_index, batch, num_tokens):
+    def outputs(self, embeddings, mask, row_unit, units):
+        """The served outputs of `units` texts from their rows' token embeddings
+        (`row_unit`: each row's text, among the units)."""
+        spec = self.spec
+        features = frozen_features(self.encoder.encode_embedded(embeddings, mask, self.frozen),
+                                   mask, spec)
+        if spec.token_level:
+            features = {"tokens": features, "mask": mask}
+        if spec.separate_pairs:  # a pair's rows: its first text's, then its second's
+            features = {part: tf.nest.map_structure(lambda x: x[start::2], features)
+                        for part, start in (("first", 0), ("second", 1))}
+        logits = tf.cast(self.head(features, training=False), tf.float32)
+        outputs = self.target.outputs(logits, scale=self.scale)
+        if not spec.separate_pairs:  # a text's answer: the mean of its windows'
+            outputs = tf.math.unsorted_segment_mean(outputs, row_unit, units)
+        return self.target.served(outputs, self.temperature)
+
+    def answer(self, outputs) -> dict:
+        return self.target.export_answer(outputs, self.dataset.label_names,
+                                         self.dataset.label_separator,
+                                         getattr(self.head, "thresholds", None))
+
+    def integrated_gradients(self, embeddings, mask, source, text_index, batch, num_tokens):
         """The answers, and each token's attribution per explained column
-        (`[num_tokens, columns]`): a unit is a (text, column) pair, its rows the text's."""
+        (`[num_tokens, columns]`). A unit is a (text, column) pair, its rows the text's."""
+        target = self.target
         if target.explains_each_label:  # a text's rows once per label it got
-            answers = answer_of(outputs_of(embeddings, mask, text_index, batch))
+            answers = self.answer(self.outputs(embeddings, mask, text_index, batch))
             columns = target.explained_columns(answers)
         else:  # one column; the answer is the first step's, at the input itself
             answers, columns = None, tf.ones([batch, 1], tf.bool)
         units = tf.cast(tf.where(columns), tf.int32)
         unit_text, unit_column = units[:, 0], units[:, 1]
-        # Each unit's rows: the rows of its text, in order.
-        rows_by_text = tf.RaggedTensor.from_value_rowids(
-            tf.range(tf.shape(text_index)[0]), text_index, nrows=batch)
-        unit_rows = tf.gather(rows_by_text, unit_text)
+        unit_rows = tf.gather(tf.RaggedTensor.from_value_rowids(
+            tf.range(tf.shape(text_index)[0]), text_index, nrows=batch), unit_text)
         rows, row_unit = unit_rows.flat_values, tf.cast(unit_rows.value_rowids(), tf.int32)
         x, mask, source = (tf.gather(t, rows) for t in (embeddings, mask, source))
-        baseline = tf.where((source >= 0)[..., None], encoder.embed(special[2]), x)
-        total, steps = tf.zeros_like(x), explaining.explain_steps
-        for step in range(steps, 0, -1):  # the input first
-            point = x if step == steps else baseline + (step / steps) * (x - baseline)
+        baseline = tf.where((source >= 0)[..., None], self.encoder.embed(self.special[2]), x)
+        total = tf.zeros_like(x)
+        for step in range(self.steps, 0, -1):  # the input first
+            point = (x if step == self.steps
+                     else baseline + (step / self.steps) * (x - baseline))
             with tf.GradientTape() as tape:
                 tape.watch(point)
-                outputs = outputs_of(point, mask, row_unit, tf.shape(units)[0])
+                outputs = self.outputs(point, mask, row_unit, tf.shape(units)[0])
                 if answers is None:  # the units are the texts, in order
-                    answers = answer_of(outputs)
+                    answers = self.answer(outputs)
                 unit_answers = tf.nest.map_structure(lambda a: tf.gather(a, unit_text),
                                                      answers)
                 explained = tf.reduce_sum(tf.gather(target.explained(outputs, unit_answers),
                                                     unit_column, batch_dims=1))
             total += tape.gradient(explained, point)
-        per_position = tf.reduce_sum(total / steps * (x - baseline), axis=-1)
-        read = tf.where(source >= 0)  # (row, position) of every token read
-        num_columns = tf.shape(columns)[1]
-        column = tf.gather(unit_column, tf.gather(row_unit, read[:, 0]))
-        slot = column * num_tokens + tf.gather_nd(source, read)
-        summed = tf.math.unsorted_segment_sum(tf.gather_nd(per_position, read), slot,
-                                              num_columns * num_tokens)
-        return answers, tf.transpose(tf.reshape(summed, [num_columns, num_tokens]))
+        per_position = tf.reduce_sum(total / self.steps * (x - baseline), axis=-1)
+        return answers, _per_token(per_position, source, tf.gather(unit_column, row_unit),
+                                   tf.shape(columns)[1], num_tokens)
 
-    return explain
+
+def _per_token(per_position, source, row_column, num_columns, num_tokens):
+    """Positions' attributions summed into their tokens', per column: a token read by
+    several windows gets the sum of its positions'. `[num_tokens, num_columns]`."""
+    read = tf.where(source >= 0)  # (row, position) of every token read
+    slot = (tf.gather(row_column, read[:, 0]) * num_tokens + tf.gather_nd(source, read))
+    summed = tf.math.unsorted_segment_sum(tf.gather_nd(per_position, read), slot,
+                                          num_columns * num_tokens)
+    return tf.transpose(tf.reshape(summed, [num_columns, num_tokens]))
 
 
 def _by_word_and_token(attributions, all_tokens, word_of_token, words, vocabulary,
