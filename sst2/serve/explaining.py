@@ -47,6 +47,9 @@ from sst2.serve.packing import (
 from sst2.text.datasets import SST2_INFO, DatasetInfo
 
 UNREAD = -1  # the source of a [CLS], [SEP] or padding position: no token of the text
+# Row positions explained at once: a row's gradient keeps every layer's activations
+# (about 60 MB for 128 tokens), so a large request is explained in chunks of rows.
+TOKENS_AT_ONCE = 2048
 
 
 def words_and_tokens(tokenizer, text) -> tuple[tf.RaggedTensor, tf.RaggedTensor,
@@ -79,14 +82,15 @@ def _ranges(starts, lengths) -> tf.RaggedTensor:
 def make_explain_fn(preprocessor, backbone, head, spec: FeatureSpec,
                     reading: ReadingConfig = ReadingConfig(), dataset: DatasetInfo = SST2_INFO,
                     temperature: float | None = None, explaining: ExplainConfig = ExplainConfig(),
-                    encoder: FastEncoder | None = None):
+                    encoder: FastEncoder | None = None, tokens_at_once: int = TOKENS_AT_ONCE):
     """The `explain` signature's computation, as a Python function of a batch of strings
     (two, for a `dataset` of sentence pairs): `Explainer.explain`. `encoder`: the fused
     forward pass to run (its weights shared with the export's other signature); by
     default one of its own.
     """
     return Explainer(preprocessor, backbone, head, spec, reading, dataset, temperature,
-                     explaining.explain_steps, encoder or FastEncoder(backbone)).explain
+                     explaining.explain_steps, encoder or FastEncoder(backbone),
+                     tokens_at_once).explain
 
 
 class Explainer:
@@ -94,12 +98,13 @@ class Explainer:
 
     def __init__(self, preprocessor, backbone, head, spec: FeatureSpec, reading: ReadingConfig,
                  dataset: DatasetInfo, temperature: float | None, steps: int,
-                 encoder: FastEncoder):
+                 encoder: FastEncoder, tokens_at_once: int = TOKENS_AT_ONCE):
         self.tokenizer, self.sequence_length = (preprocessor.tokenizer,
                                                 preprocessor.sequence_length)
         self.window = window_size(self.sequence_length, reading.window_tokens)
         self.stride = window_stride(self.window, reading.window_overlap)
-        self.max_windows, self.steps = reading.max_windows, steps
+        self.max_windows, self.steps, self.tokens_at_once = (reading.max_windows, steps,
+                                                             tokens_at_once)
         self.head, self.spec, self.encoder = head, spec, encoder
         self.frozen = spec.frozen_layers(backbone.num_layers) if spec.token_level else None
         self.special = (self.tokenizer.cls_token_id, self.tokenizer.sep_token_id,
@@ -193,7 +198,9 @@ class Explainer:
 
     def integrated_gradients(self, embeddings, mask, source, text_index, batch, num_tokens):
         """The answers, and each token's attribution per explained column
-        (`[num_tokens, columns]`). A unit is a (text, column) pair, its rows the text's."""
+        (`[num_tokens, columns]`). A unit is a (text, column) pair, its rows the text's;
+        units are explained about `tokens_at_once` row positions at a time, whatever the
+        request's size."""
         target = self.target
         if target.explains_each_label:  # a text's rows once per label it got
             answers = self.answer(self.outputs(embeddings, mask, text_index, batch))
@@ -201,29 +208,62 @@ class Explainer:
         else:  # one column; the answer is the first step's, at the input itself
             answers, columns = None, tf.ones([batch, 1], tf.bool)
         units = tf.cast(tf.where(columns), tf.int32)
-        unit_text, unit_column = units[:, 0], units[:, 1]
         unit_rows = tf.gather(tf.RaggedTensor.from_value_rowids(
-            tf.range(tf.shape(text_index)[0]), text_index, nrows=batch), unit_text)
-        rows, row_unit = unit_rows.flat_values, tf.cast(unit_rows.value_rowids(), tf.int32)
-        x, mask, source = (tf.gather(t, rows) for t in (embeddings, mask, source))
+            tf.range(tf.shape(text_index)[0]), text_index, nrows=batch), units[:, 0])
+        # Consecutive units in chunks of about `tokens_at_once` positions (a unit is never
+        # split): rows are as wide as the request's longest.
+        rows_at_once = tf.maximum(1, self.tokens_at_once // tf.shape(mask)[1])
+        first_row = tf.cast(unit_rows.row_starts(), tf.int32) // rows_at_once
+        chunk = tf.concat([[0], tf.cumsum(tf.cast(first_row[1:] != first_row[:-1], tf.int32))],
+                          0)[:tf.shape(units)[0]]
+        chunks = tf.reduce_max(tf.concat([chunk, [-1]], 0)) + 1
+
+        def explain_chunk(k, total, outputs_at_input):
+            in_chunk = tf.where(chunk == k)[:, 0]
+            rows = tf.gather(unit_rows, in_chunk)
+            chunk_answers = None if answers is None else tf.nest.map_structure(
+                lambda a: tf.gather(a, tf.gather(units[:, 0], in_chunk)), answers)
+            per_position, outputs = self._chunk(
+                *(tf.gather(t, rows.flat_values) for t in (embeddings, mask, source)),
+                tf.cast(rows.value_rowids(), tf.int32), tf.size(in_chunk),
+                tf.gather(units[:, 1], in_chunk), chunk_answers)
+            row_column = tf.gather(tf.gather(units[:, 1], in_chunk), rows.value_rowids())
+            total += _per_token(per_position, tf.gather(source, rows.flat_values), row_column,
+                                tf.shape(columns)[1], num_tokens)
+            return k + 1, total, outputs_at_input.write(k, outputs)
+
+        # Sized up front: TF 2.12's runtime drops a growing list's attribute (packing.py).
+        # One chunk at a time: chunks run side by side would hold their memory together.
+        _, total, outputs_at_input = tf.while_loop(
+            lambda k, *_: k < chunks, explain_chunk,
+            [0, tf.zeros([num_tokens, tf.shape(columns)[1]]),
+             tf.TensorArray(tf.float32, size=chunks, infer_shape=False)],
+            parallel_iterations=1)
+        if answers is None:  # each text's answer, from its chunk's first step
+            answers = self.answer(tf.cond(
+                chunks > 0, outputs_at_input.concat,
+                lambda: self.outputs(embeddings[:0], mask[:0], text_index[:0], 0)))
+        return answers, total
+
+    def _chunk(self, x, mask, source, row_unit, units, unit_column, answers):
+        """One chunk's integrated gradients: each row position's attribution toward its
+        unit's column, and the units' outputs at the input (its `answers`: theirs, or
+        None to take them from those outputs)."""
         baseline = tf.where((source >= 0)[..., None], self.encoder.embed(self.special[2]), x)
-        total = tf.zeros_like(x)
+        total, at_input = tf.zeros_like(x), None
         for step in range(self.steps, 0, -1):  # the input first
             point = (x if step == self.steps
                      else baseline + (step / self.steps) * (x - baseline))
             with tf.GradientTape() as tape:
                 tape.watch(point)
-                outputs = self.outputs(point, mask, row_unit, tf.shape(units)[0])
-                if answers is None:  # the units are the texts, in order
-                    answers = self.answer(outputs)
-                unit_answers = tf.nest.map_structure(lambda a: tf.gather(a, unit_text),
-                                                     answers)
-                explained = tf.reduce_sum(tf.gather(target.explained(outputs, unit_answers),
+                outputs = self.outputs(point, mask, row_unit, units)
+                if at_input is None:
+                    at_input = outputs
+                    answers = answers if answers is not None else self.answer(outputs)
+                explained = tf.reduce_sum(tf.gather(self.target.explained(outputs, answers),
                                                     unit_column, batch_dims=1))
             total += tape.gradient(explained, point)
-        per_position = tf.reduce_sum(total / self.steps * (x - baseline), axis=-1)
-        return answers, _per_token(per_position, source, tf.gather(unit_column, row_unit),
-                                   tf.shape(columns)[1], num_tokens)
+        return tf.reduce_sum(total / self.steps * (x - baseline), axis=-1), at_input
 
 
 def _per_token(per_position, source, row_column, num_columns, num_tokens):

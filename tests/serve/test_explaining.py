@@ -152,6 +152,33 @@ def test_attributions_sum_to_the_answers_change_from_the_baseline(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["single_label", "multi_label"])
+def test_a_large_request_is_explained_in_chunks_as_small_ones_are(kind, trained_tiny_run,
+                                                                  tiny_kind_run):
+    """Past `tokens_at_once` row positions a request is explained chunk by chunk
+    (memory stays bounded); its answers and attributions are those of small requests."""
+    from sst2.serve.explaining import make_explain_fn
+    from sst2.serve.trained import restore
+
+    trained = restore(trained_tiny_run if kind == "single_label" else tiny_kind_run(kind),
+                      log=lambda s: None)
+    # 64 positions: 4 rows of the tiny model's 16 tokens a chunk.
+    explain = tf.function(make_explain_fn(trained.preprocessor, trained.backbone, trained.head,
+                                          trained.spec, dataset=trained.dataset,
+                                          tokens_at_once=64))
+    texts = [("a very weak plot " * (i % 7) + "fun " * (i % 3)).strip() for i in range(60)]
+    whole = explain(tf.constant(texts))
+
+    for start in range(0, len(texts), 10):
+        part = explain(tf.constant(texts[start:start + 10]))
+        for name in ("probabilities", "word_attributions", "token_attributions"):
+            got, expected = whole[name].numpy()[start:start + 10], part[name].numpy()
+            width = expected.shape[-1]
+            np.testing.assert_allclose(got[..., :width], expected, atol=1e-6, err_msg=name)
+            assert not got[..., width:].any(), name
+
+
+@pytest.mark.slow
 def test_the_export_explains_and_predict_prints_words_and_tokens(trained_tiny_run,
                                                                  openvino_tiny_export, tmp_path):
     from sst2.predict import predict_lines, readable_explanation
