@@ -101,7 +101,7 @@ class PredictConfig(Options):
                                     "model_dir.", required=True)
     json: bool = option(False, "Print one JSON object per line.")
     explain: bool = option(False, "Also say how much each word moved the answer (the "
-                           "SavedModel's explain signature: about 7x a prediction's time "
+                           "SavedModel's explain signature: about 6x a prediction's time "
                            "at its default --explain_steps=2).")
     batch_size: int = option(256, "Lines per call of the export (fewer when no more "
                              "input has arrived).", minimum=1)
