@@ -15,9 +15,8 @@ by a tab.
 Every line is answered: bytes that are not UTF-8 are replaced by U+FFFD, as the
 export itself does; a pair model's line without a tab gets an `error:` line on
 stderr (and exit status 2 at the end) while every other line is answered.
-Lines from stdin are classified in batches of `--batch_size` (with `--explain`: at
-most 32), or as soon as no more input has arrived for 5 ms, so typed lines are
-answered at once.
+Lines from stdin are classified in batches of `--batch_size`, or as soon as
+no more input has arrived for 5 ms, so typed lines are answered at once.
 """
 
 import json
@@ -38,8 +37,6 @@ from sst2.serve.loading import (
     load_export,
     resolve_export_dir,
 )
-
-EXPLAINED_BATCH = 32  # lines per call of the explain signature, at most
 
 
 def as_bytes(text: str | bytes) -> bytes:
@@ -180,10 +177,8 @@ def stdin_batches(fd: int, batch_size: int, wait: float = 0.005) -> Iterator[lis
 
 def main(config: PredictConfig, argv: list[str]) -> None:
     export_dir = resolve_export_dir(config.export_dir)
-    # Gradients keep every layer's activations: explained batches stay small.
-    batch_size = min(config.batch_size, EXPLAINED_BATCH) if config.explain else config.batch_size
-    batches = (in_batches(argv[1:], batch_size) if argv[1:]
-               else stdin_batches(sys.stdin.fileno(), batch_size))
+    batches = (in_batches(argv[1:], config.batch_size) if argv[1:]
+               else stdin_batches(sys.stdin.fileno(), config.batch_size))
     answered, unread = 0, []
     _, separator = label_names(export_dir)
     item = "argument" if argv[1:] else "line"

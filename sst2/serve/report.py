@@ -37,21 +37,6 @@ WRONG_SHOWN = 12  # confidently wrong examples listed
 TEXT_SHOWN = 300  # characters of a listed text; a longer one ends in an ellipsis
 
 
-def shortened(text: str, limit: int = TEXT_SHOWN) -> str:
-    """`text` cut to `limit` characters (at a space where one is near) with an ellipsis.
-
-    >>> shortened("a gripping, funny film", 12)
-    'a gripping,…'
-    >>> shortened("short")
-    'short'
-    """
-    if len(text) <= limit:
-        return text
-    cut = text[:limit]
-    space = cut.rfind(" ")
-    return (cut[:space] if space > limit * 0.8 else cut).rstrip() + "…"
-
-
 class Markup(str):
     """A table cell's HTML, written as it is (any other cell is escaped)."""
 
@@ -74,25 +59,31 @@ TOWARD, AWAY = (214, 39, 40), (31, 119, 180)
 
 def shaded(words: list[str], attributions, limit: int = TEXT_SHOWN) -> Markup:
     """Words as HTML, each on a background as strong as its share of the text's largest
-    |attribution|: red toward the answer, blue away; its value in a tooltip. Words after
-    `limit` characters are left out for an ellipsis.
+    |attribution|: red toward the answer, blue away; its value in a tooltip. A text
+    longer than `limit` characters is cut after its last whole word that fits (or
+    inside its first, if that alone is longer) and ends in an ellipsis.
 
     >>> shaded(["so", "dull"], [0.1, -0.4])
     '<span title="+0.1" style="background:rgba(214,39,40,0.20)">so</span> <span \
 title="-0.4" style="background:rgba(31,119,180,0.80)">dull</span>'
+    >>> shaded(["a" * 9], [0.0], limit=4)
+    '<span title="+0" style="background:rgba(214,39,40,0.00)">aaaa</span>…'
     """
     largest = max((abs(float(a)) for a in attributions), default=0.0) or 1.0
-    spans, length = [], 0
+    spans, length = [], -1
     for word, value in zip(words, attributions):
         length += len(word) + 1
-        if length > limit + 1:
-            spans.append("…")
+        cut = length > limit
+        if cut and spans:
             break
         red, green, blue = TOWARD if value >= 0 else AWAY
         spans.append(f'<span title="{float(value):+.2g}" style="background:rgba({red},{green},'
-                     f'{blue},{0.8 * abs(float(value)) / largest:.2f})">{html.escape(word)}'
-                     "</span>")
-    return Markup(" ".join(spans))
+                     f'{blue},{0.8 * abs(float(value)) / largest:.2f})">'
+                     f"{html.escape(word[:limit])}</span>")
+        if cut:
+            break
+    ellipsis = "…" if length > limit else ""
+    return Markup(" ".join(spans) + ellipsis)
 
 
 def _image(uri: str, alt: str) -> str:

@@ -367,13 +367,19 @@ def test_prepare_data_names_the_missing_column_and_leaves_nothing(tmp_path):
 
 def test_the_report_cuts_a_long_text_with_an_ellipsis():
     """Case 18: a 100 KB line filled thousands of pixels of the report."""
-    from sst2.serve.report import TEXT_SHOWN, shortened
+    import re
+
+    from sst2.serve.report import TEXT_SHOWN, shaded
+
+    def visible(page):
+        return re.sub(r"<[^>]+>", "", page)
 
     long_line = "word " * 20_000
-    shown = shortened(long_line)
+    shown = visible(shaded(long_line.split(), [0.1] * 20_000))
     assert shown.endswith("…") and len(shown) <= TEXT_SHOWN + 1
     assert long_line.startswith(shown[:-1])
-    assert shortened("x" * 1000)[:-1] == "x" * TEXT_SHOWN   # no space to cut at
+    assert visible(shaded(["x" * 1000], [0.0])) == "x" * TEXT_SHOWN + "…"  # no space to cut at
+    assert visible(shaded(["fits", "whole"], [0.1, 0.2])) == "fits whole"
 
 
 # --- The README's command as a user runs it: a relative run folder (cases 1, 8) ----------
