@@ -221,14 +221,15 @@ class Explainer:
         def explain_chunk(k, total, outputs_at_input):
             in_chunk = tf.where(chunk == k)[:, 0]
             rows = tf.gather(unit_rows, in_chunk)
+            row_unit = tf.cast(rows.value_rowids(), tf.int32)
+            x, row_mask, row_source = (tf.gather(t, rows.flat_values)
+                                       for t in (embeddings, mask, source))
+            unit_column = tf.gather(units[:, 1], in_chunk)
             chunk_answers = None if answers is None else tf.nest.map_structure(
                 lambda a: tf.gather(a, tf.gather(units[:, 0], in_chunk)), answers)
-            per_position, outputs = self._chunk(
-                *(tf.gather(t, rows.flat_values) for t in (embeddings, mask, source)),
-                tf.cast(rows.value_rowids(), tf.int32), tf.size(in_chunk),
-                tf.gather(units[:, 1], in_chunk), chunk_answers)
-            row_column = tf.gather(tf.gather(units[:, 1], in_chunk), rows.value_rowids())
-            total += _per_token(per_position, tf.gather(source, rows.flat_values), row_column,
+            per_position, outputs = self._chunk(x, row_mask, row_source, row_unit,
+                                                tf.size(in_chunk), unit_column, chunk_answers)
+            total += _per_token(per_position, row_source, tf.gather(unit_column, row_unit),
                                 tf.shape(columns)[1], num_tokens)
             return k + 1, total, outputs_at_input.write(k, outputs)
 

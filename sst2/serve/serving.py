@@ -65,15 +65,13 @@ def make_window_logits_fn(preprocessor, backbone, head, spec: FeatureSpec,
     packed as `[CLS] text [SEP] text_pair [SEP]` (`pack_pair`), one window each;
     or, for a head of pairs encoded apart (`FeatureSpec.separate_pairs`), each
     text packed alone (truncated to the sequence length), as training read them.
-    On CPU the backbone runs as `encoder` (a `FastEncoder`, its weights shared with
-    another function of the same export), by default one of its own.
+    On CPU the backbone runs as `encoder` (`FastEncoder`; by default one of its own).
     """
     tokenizer, sequence_length = preprocessor.tokenizer, preprocessor.sequence_length
     window = window_size(sequence_length, reading.window_tokens)
     stride = window_stride(window, reading.window_overlap)
     # On CPU the fused forward pass on free shapes; elsewhere keras-hub's layers.
-    if encoder is None and not hardware.has_accelerator():
-        encoder = FastEncoder(backbone)
+    encoder = encoder or (None if hardware.has_accelerator() else FastEncoder(backbone))
     frozen = spec.frozen_layers(backbone.num_layers) if spec.token_level else None
 
     def encode(ids, mask):
