@@ -10,7 +10,10 @@ draws); the ratio of the mean drops is reported. Cost: the time `explain`
 takes per sentence against `serving_default` on the same batches of
 `--batch_size`, timed in `--rounds` interleaved rounds (medians).
 `--occlusion` adds occlusion as a reference method: each word's attribution is
-the probability lost when it alone is removed (one prediction per word).
+the probability lost when it alone is removed (one prediction per word). The
+physical reference, on a row of its own: the time the linear layers' matmuls
+alone take on the same padded batches (`--dims`, `--precision`), times 2 per
+integrated-gradients step (a forward and an input-gradient backward pass).
 
     python scripts/benchmark_explain.py EXPORT_DIR [EXPORT_DIR ...] [--occlusion]
 """
@@ -80,6 +83,55 @@ def occlusion(serve, texts: list, classes: np.ndarray, batch_size: int) -> list:
     return found
 
 
+def linear_matmuls_seconds(explained: list, hidden: int, intermediate: int, layers: int,
+                           dtype: str, repeats: int = 5) -> tuple[float, float]:
+    """The physical reference: seconds a forward pass's linear-layer matmuls alone take on
+    `explained`'s batches, as `explain` pads them (each batch to its longest text plus
+    [CLS] and [SEP], in multiples of 8) and as `serving_default` packs them (in
+    length-sorted sub-batches of 32 padded to their own longest), at `dtype`; the
+    medians of `repeats` rounds, after a warm-up."""
+    import tensorflow as tf
+
+    weights = [tf.random.normal(shape, dtype=tf.float32, seed=i) * 0.02 for i, shape in
+               enumerate([(hidden, 3 * hidden), (hidden, hidden), (hidden, intermediate),
+                          (intermediate, hidden)])]
+    weights = [tf.cast(w, dtype) for w in weights]
+
+    @tf.function(reduce_retracing=True)
+    def forward_matmuls(x):  # QKV, attention output, the two feed-forward matmuls
+        kept = tf.zeros([], dtype)
+        for _ in range(layers):
+            qkv = tf.matmul(x, weights[0])
+            hidden_states = tf.matmul(tf.matmul(x, weights[1]), weights[2])
+            x = tf.matmul(hidden_states, weights[3])
+            kept += qkv[0, 0]  # keeps the QKV matmul from being pruned
+        return x, kept
+
+    def rounded(n):
+        return (n + 7) // 8 * 8
+
+    shapes = {"explain": [], "plain": []}
+    for out in explained:
+        lengths = sorted(int((row != b"").sum()) + 2 for row in out["tokens"].numpy())
+        shapes["explain"].append(len(lengths) * rounded(max(lengths)))
+        shapes["plain"] += [len(lengths[i:i + 32]) * rounded(max(lengths[i:i + 32]))
+                            for i in range(0, len(lengths), 32)]
+    inputs = {kind: [tf.cast(tf.random.normal([rows, hidden]), dtype) for rows in found]
+              for kind, found in shapes.items()}
+    seconds = {}
+    for kind, batches in inputs.items():
+        for x in batches:
+            forward_matmuls(x)[0].numpy()
+        rounds = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            for x in batches:
+                forward_matmuls(x)[0].numpy()
+            rounds.append(time.perf_counter() - started)
+        seconds[kind] = statistics.median(rounds)
+    return seconds["explain"], seconds["plain"]
+
+
 def timed(function, texts: list, batch_size: int) -> float:
     started = time.perf_counter()
     in_batches(function, texts, batch_size)
@@ -94,6 +146,10 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--occlusion", action="store_true")
+    parser.add_argument("--dims", default="384,1536,6",
+                        help="hidden, intermediate, layers (default: the stand-in's)")
+    parser.add_argument("--precision", default="bfloat16",
+                        help="the exports' compute dtype, for the matmul reference")
     args = parser.parse_args()
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -101,6 +157,7 @@ def main() -> None:
     import tensorflow_text  # noqa: F401
 
     from sst2.run import machine
+    from sst2.serve.versions import read_export_facts
 
     texts = validation_sentences(args.min_words, args.sentences)
     signatures = {e: tf.saved_model.load(e).signatures for e in args.exports}
@@ -129,6 +186,15 @@ def main() -> None:
         print(f"| {export} | {found_faith['drop_top']:.4f} | {found_faith['drop_random']:.4f} "
               f"| {found_faith['ratio']:.1f}x | {explain * 1e3:.1f} / {plain * 1e3:.2f} | "
               f"{explain / plain:.1f}x |")
+        steps = read_export_facts(export).get("explain", {}).get("steps", 1)
+        explain_matmuls, plain_matmuls = linear_matmuls_seconds(
+            explained, *map(int, args.dims.split(",")), args.precision)
+        explain_matmuls *= 2 * steps  # each step: a forward and an input-gradient backward
+        print(f"|   matmuls alone ({args.precision}, {steps} steps) | | | | "
+              f"{explain_matmuls / len(texts) * 1e3:.1f} / "
+              f"{plain_matmuls / len(texts) * 1e3:.2f} | measured / matmuls: explain "
+              f"{explain / (explain_matmuls / len(texts)):.1f}x, plain "
+              f"{plain / (plain_matmuls / len(texts)):.1f}x |")
         if args.occlusion:
             started = time.perf_counter()
             occluded = occlusion(serve, texts, classes, args.batch_size)
