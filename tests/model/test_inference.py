@@ -1,10 +1,13 @@
 """FastEncoder computes what the keras-hub DistilBERT layers compute."""
 
+import collections
+
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.python.eager import context
 
-from sst2.model import presets
+from sst2.model import inference, presets
 from sst2.model.backbone import hidden_states
 from sst2.model.inference import FastEncoder
 from tests.helpers import TINY_SEQUENCE_LENGTH
@@ -49,3 +52,48 @@ def test_padding_does_not_change_real_positions(tiny_preset):
     full = encoder(token_ids, mask)[-1].numpy()
     real = mask.numpy()[:, :12].astype(bool)
     np.testing.assert_allclose(short[real], full[:, :12][real], atol=2e-5)
+
+
+@pytest.mark.parametrize("shape", [(5, 16), (3, 4, 16)])
+def test_fused_layer_norm_equals_moments_form(shape):
+    x = tf.random.stateless_normal(shape, seed=[1, 2]) * 3.0 + 1.0
+    gamma, beta = tf.linspace(0.5, 1.5, 16), tf.linspace(-1.0, 1.0, 16)
+    np.testing.assert_allclose(inference.fused_layer_norm(x, gamma, beta, 1e-12).numpy(),
+                               inference.moments_layer_norm(x, gamma, beta, 1e-12).numpy(),
+                               atol=1e-5)
+
+
+def test_encoder_states_do_not_depend_on_the_layer_norm_form(tiny_preset):
+    token_ids, mask = _inputs(tiny_preset)
+    backbone = presets.load_backbone(tiny_preset, "float32")
+    real = mask.numpy().astype(bool)
+    fused = FastEncoder(backbone, fuse_layer_norm=True)(token_ids, mask)
+    separate = FastEncoder(backbone, fuse_layer_norm=False)(token_ids, mask)
+    for a, b in zip(fused, separate):
+        np.testing.assert_allclose(a.numpy()[real], b.numpy()[real], atol=2e-5)
+
+
+def _kernels_run(fn, *args) -> collections.Counter:
+    """The ops of the graphs TensorFlow ran for `fn(*args)`, after its rewrites."""
+    context.context().enable_run_metadata()
+    try:
+        fn(*args)
+        metadata = context.context().export_run_metadata()
+    finally:
+        context.context().disable_run_metadata()
+    return collections.Counter(node.op for graph in metadata.function_graphs
+                               for partition in graph.partition_graphs for node in partition.node)
+
+
+def test_every_layer_norm_runs_as_one_onednn_kernel(tiny_preset):
+    """The point of the fused form: TensorFlow's oneDNN remapper turns each LayerNorm
+    into one `_MklLayerNorm` kernel in the encode pass's graph (a TensorFlow upgrade
+    that stops matching the pattern fails here, not silently in speed)."""
+    if not inference._onednn_enabled():
+        pytest.skip("oneDNN's rewrites are off in this TensorFlow build")
+    backbone = presets.load_backbone(tiny_preset, "float32")
+    encoder = FastEncoder(backbone)
+    encode = tf.function(lambda ids, mask: encoder(ids, mask)[-1],
+                         input_signature=[tf.TensorSpec([None, None], tf.int32)] * 2)
+    kernels = _kernels_run(encode, *[tf.cast(x, tf.int32) for x in _inputs(tiny_preset)])
+    assert kernels["_MklLayerNorm"] == 1 + 2 * backbone.num_layers, kernels
