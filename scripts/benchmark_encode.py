@@ -5,8 +5,8 @@ For each precision, on the same sentences (the training split, or its first
 `--sentences`), tokenized as a run tokenizes them:
 
   * encode: the run's encode pass (`sst2.model.features`' length-sorted batches of
-    `--encode_batch_size` sentences through `FeatureEncoder`, features to host),
-    without writing the cache;
+    `--encode_batch_tokens` padded tokens through `FeatureEncoder`, features to
+    host), without writing the cache;
   * matmuls: the linear layers' matmuls alone (per layer: QKV, attention output,
     the two feed-forward matmuls) on the pass's real tokens, as 2-D matmuls of
     `--block_tokens` rows, nothing else.
@@ -34,14 +34,15 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
 
-def time_encode(encoder, tokens, batch_size: int) -> float:
+def time_encode(encoder, tokens, batch_size: int, batch_tokens: int) -> float:
     import numpy as np
     import tensorflow as tf
 
+    from sst2.model.features import batch_plan
     from sst2.text import data
 
-    plan = data.plan_batches(tokens["length"], batch_size,
-                             encoder.padded_lengths(tokens["token_ids"].shape[1]))
+    plan = data.planned_batches(tokens["length"], batch_plan(
+        encoder, tokens["token_ids"].shape[1], batch_size, batch_tokens))
     started = time.perf_counter()
     for indices, padded in plan:
         out = encoder(tf.constant(tokens["token_ids"][indices, :padded]),
@@ -86,6 +87,8 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=0, help="0: the whole split")
     parser.add_argument("--sequence_length", type=int, default=128)
     parser.add_argument("--encode_batch_size", type=int, default=128)
+    parser.add_argument("--encode_batch_tokens", type=int, default=8192,
+                        help="0: batches of --encode_batch_size sentences")
     parser.add_argument("--block_tokens", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pooling", default="attention")
@@ -115,10 +118,11 @@ def main() -> None:
         encoder = FeatureEncoder.for_backbone(backbone, spec, jit_compile=False)
         hidden, intermediate = backbone.hidden_dim, backbone.intermediate_dim
         layers = backbone.num_layers
-        time_encode(encoder, {k: v[:2048] for k, v in tokens.items()}, args.encode_batch_size)
+        batching = (args.encode_batch_size, args.encode_batch_tokens)
+        time_encode(encoder, {k: v[:2048] for k, v in tokens.items()}, *batching)
         encode, matmuls = [], []
         for repeat in range(args.repeats):
-            pair = [("encode", lambda: time_encode(encoder, tokens, args.encode_batch_size)),
+            pair = [("encode", lambda: time_encode(encoder, tokens, *batching)),
                     ("matmuls", lambda: time_matmuls(precision, real_tokens, hidden,
                                                      intermediate, layers, args.block_tokens))]
             for name, run in (pair if repeat % 2 == 0 else pair[::-1]):

@@ -99,7 +99,8 @@ def cached_features(config: TrainConfig, split: str, tokens: dict, encoding: Enc
     `feature_key`, where the caller has it already (it hashes every example)."""
     return encode(encoding.encoder, tokens, cache_dir(config),
                   key or feature_key(config, tokens, encoding, dataset),
-                  batch_size=config.run.encode_batch_size, description=f"encode {split}",
+                  batch_size=config.run.encode_batch_size,
+                  batch_tokens=config.run.encode_batch_tokens, description=f"encode {split}",
                   show_progress=config.run.progress and worker.is_chief, worker=worker)
 
 

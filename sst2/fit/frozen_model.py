@@ -108,7 +108,8 @@ def _trial(config: TrainConfig, dataset, preprocessor, shape, train, log) -> _Ch
     encoders = {p: FeatureEncoder.for_backbone(b, spec, jit_compile=False)
                 for p, b in backbones.items()}
     tokens = _sample_tokens(config, dataset, preprocessor, precision_trial.TRIAL_SENTENCES)
-    trial = precision_trial.confirm(encoders, tokens, config.run.encode_batch_size, log)
+    trial = precision_trial.confirm(encoders, tokens, config.run.encode_batch_size,
+                                    config.run.encode_batch_tokens, log)
     precision.remember(shape, "encode", trial, log)
     encode = trial["precision"]
     return _Choice({"encode": encode, "train": train or encode}, backbones[encode])

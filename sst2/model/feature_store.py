@@ -155,13 +155,69 @@ def cache_key(key_fields: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+class SplitOrderWriter:
+    """`features.npy` of a split, filled part by part in any order: each run of a
+    part's rows is written straight to its place with `pwrite`, so the process holds
+    no copy of the split and memory does not grow with it (as `MappedNpy` reads);
+    under a temporary name until `close`.
+
+    >>> writer = SplitOrderWriter(os.path.join(tmp_dir, "f.npy"), rows=4)
+    >>> writer.put(np.array([3, 0]), np.array([1, 2]), np.array([[3], [0], [1]], np.float16))
+    >>> writer.put(np.array([2]), np.array([1]), np.array([[2]], np.float16))
+    >>> writer.close()
+    >>> np.load(os.path.join(tmp_dir, "f.npy")).ravel().tolist()
+    [0.0, 1.0, 2.0, 3.0]
+    """
+
+    def __init__(self, path: str, rows: int):
+        self.path, self.tmp, self.rows, self.fd = path, f"{path}.tmp", rows, None
+
+    def _create(self, shape: tuple, dtype) -> None:
+        if os.path.lexists(self.tmp):  # a killed pass's, or a link: never written through
+            os.unlink(self.tmp)
+        header = np.lib.format.open_memmap(self.tmp, "w+", dtype, shape)  # header + holes
+        self.header, self.row_bytes = header.offset, int(np.prod(shape[1:])) * header.itemsize
+        del header
+        self.fd = os.open(self.tmp, os.O_WRONLY | os.O_NOFOLLOW)
+        if hasattr(os, "posix_fallocate"):  # a full disk: an error now, not at writeback
+            try:
+                os.posix_fallocate(self.fd, 0, os.fstat(self.fd).st_size)
+            except OSError as e:
+                os.close(self.fd)
+                self.fd = None
+                os.unlink(self.tmp)  # nothing left holding the space it got
+                raise OSError(e.errno, e.strerror, self.tmp) from e
+
+    def put(self, starts: np.ndarray, counts: np.ndarray, part: np.ndarray) -> None:
+        """Writes `part`'s rows, run after run: run i's `counts[i]` rows to rows
+        `starts[i]:starts[i] + counts[i]` of the file."""
+        if self.fd is None:
+            self._create((self.rows,) + part.shape[1:], part.dtype)
+        data = memoryview(np.ascontiguousarray(part)).cast("B")
+        sources = (np.cumsum(counts) - counts).tolist()
+        for start, count, source in zip(starts.tolist(), counts.tolist(), sources):
+            block = data[source * self.row_bytes:(source + count) * self.row_bytes]
+            if os.pwrite(self.fd, block, self.header + start * self.row_bytes) != len(block):
+                raise OSError(f"{self.tmp}: a short write (rows {start}..{start + count})")
+
+    def close(self, empty_shape: tuple = (1, 1), dtype=STORAGE_DTYPE) -> None:
+        """Renames the file into place (with no part put: `[0, *empty_shape]`)."""
+        if self.fd is None:
+            self._create((self.rows,) + empty_shape, dtype)
+        os.close(self.fd)
+        self.fd = None
+        os.replace(self.tmp, self.path)
+
+
 class FeatureCache:
     """One split's features on disk, in `<cache_dir>/<cache_key(key_fields)>/`.
 
-    While encoding, finished shards are `shard-NNNNN.npy`; when all are done,
-    they are assembled into `features.npy` (+ `labels.npy`, `idx.npy`,
-    `offsets.npy` for tokens) and `complete.json` marks the folder complete.
-    Every file is written under a temporary name and renamed.
+    While encoding, finished shards are `shard-NNNNN.npy` (what a killed pass
+    resumes from, and how workers share the pass); the split's `features.npy`
+    is filled in split order as shards finish (`features_writer`), then
+    `finish` adds `labels.npy`, `idx.npy` (+ `offsets.npy` for tokens) and
+    `complete.json`, which marks the folder complete. Every file is written
+    under a temporary name and renamed.
     """
 
     def __init__(self, cache_dir: str, key_fields: dict):
@@ -237,25 +293,35 @@ class FeatureCache:
         write_atomically(self._path(f"shard-{shard_id:05d}.npy"), lambda f: np.save(f, array),
                          "wb", tmp=self._path(f"shard-{shard_id:05d}.tmp{writer}.npy"))
 
-    def read_shards(self, rows: list[int]) -> list[np.ndarray]:
-        """Every shard, each checked to hold the `rows[i]` feature rows its plan says."""
+    def read_shard(self, shard_id: int, rows: int) -> np.ndarray:
+        """A finished shard, checked to hold the `rows` feature rows its plan says."""
         try:
-            parts = [np.load(self._path(f"shard-{i:05d}.npy")) for i in range(len(rows))]
+            part = np.load(self._path(f"shard-{shard_id:05d}.npy"))
         except (OSError, ValueError, EOFError) as e:
             raise CorruptCache(f"{type(e).__name__}: {e}") from e
-        for i, (part, expected) in enumerate(zip(parts, rows)):
-            if len(part) != expected:
-                raise CorruptCache(f"shard {i} holds {len(part)} rows, its plan {expected}")
-        return parts
+        if len(part) != rows:
+            raise CorruptCache(f"shard {shard_id} holds {len(part)} rows, its plan {rows}")
+        return part
 
-    def write(self, features: FeatureSet) -> None:
-        """Stores the assembled split, marks the folder complete, removes the shards."""
-        arrays = {"labels.npy": features.labels, "idx.npy": features.idx,
-                  "features.npy": features.features}
-        if features.offsets is not None:
-            arrays["offsets.npy"] = features.offsets
+    def features_writer(self, rows: int) -> SplitOrderWriter:
+        """The writer of this split's `features.npy` (`rows` rows), for `finish`."""
+        return SplitOrderWriter(self._path("features.npy"), rows)
+
+    def finish(self, labels: np.ndarray, idx: np.ndarray, offsets: np.ndarray | None) -> None:
+        """With `features.npy` written: stores the rest, marks the folder complete,
+        removes the shards."""
+        arrays = {"labels.npy": labels, "idx.npy": idx}
+        if offsets is not None:
+            arrays["offsets.npy"] = offsets
         for name, array in arrays.items():
             write_atomically(self._path(name), lambda f, a=array: np.save(f, a), "wb")
-        save_json(self._path("complete.json"), {"examples": int(len(features.labels))})
+        save_json(self._path("complete.json"), {"examples": int(len(labels))})
         for path in glob.glob(self._path("shard-*.npy")):
             os.remove(path)
+
+    def write(self, features: FeatureSet) -> None:
+        """Stores a whole split at once (`features_writer` + `finish`)."""
+        writer = self.features_writer(len(features.features))
+        writer.put(np.zeros(1, np.int64), np.array([len(features.features)]), features.features)
+        writer.close()
+        self.finish(features.labels, features.idx, features.offsets)

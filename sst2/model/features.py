@@ -8,7 +8,8 @@ reads them back. A killed encode pass resumes at its last finished shard.
 
 The pieces: `plan_shards` (which batches, in which shards), `encode` (runs the
 missing shards into a `feature_store.FeatureCache`; under multi-worker
-training, each worker its share) and `to_split_order`.
+training, each worker its share) and `destinations` (where a shard's rows go in
+split order).
 
 Example:
     >>> from sst2.model import presets
@@ -41,31 +42,49 @@ from sst2.run.errors import UserError
 from sst2.run.worker import WorkerInfo
 from sst2.text import data
 
-
-def plan_shards(lengths: np.ndarray, batch_size: int, boundaries: tuple[int, ...],
-                shard_batches: int) -> list[list[tuple[np.ndarray, int]]]:
-    """Length-sorted batches `(indices, padded_length)`, grouped `shard_batches` to a shard."""
-    plan = data.plan_batches(lengths, batch_size, boundaries)
-    return [plan[i:i + shard_batches] for i in range(0, len(plan), shard_batches)]
+# A shard of a token plan holds about this many tokens (as 32 batches of 128 SST-2
+# sentences do): what a killed pass can lose, and the unit workers share.
+SHARD_TOKENS = 65536
 
 
-def to_split_order(encoded: np.ndarray, order: np.ndarray, lengths: np.ndarray,
-                   token_level: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Features in encode order (`order[k]` is the k-th encoded example) -> split order.
+def batch_plan(encoder: FeatureEncoder, sequence_length: int, batch_size: int,
+               batch_tokens: int | None, boundaries: tuple[int, ...] | None = None,
+               shard_batches: int | None = None) -> dict:
+    """How the encode pass batches (`data.planned_batches`) and shards: by padded
+    tokens where any shape runs, else `batch_size` sentences padded to `boundaries`
+    (default: the encoder's own lengths, e.g. XLA's fixed shapes)."""
+    if batch_tokens and not encoder.static_shapes and boundaries is None:
+        return {"batch_tokens": batch_tokens,
+                "shard_batches": shard_batches or max(1, SHARD_TOKENS // batch_tokens)}
+    return {"batch_size": batch_size,
+            "boundaries": list(boundaries or encoder.padded_lengths(sequence_length)),
+            "shard_batches": shard_batches or 32}
 
-    Returns the features and, for ragged token features, their offsets, so that
-    every source sees the same examples in the same order, cached or not.
+
+def plan_shards(lengths: np.ndarray, plan: dict) -> list[list[tuple[np.ndarray, int]]]:
+    """A `batch_plan`'s length-sorted batches `(indices, padded_length)`, grouped into
+    shards of its `shard_batches`."""
+    batches, size = data.planned_batches(lengths, plan), plan["shard_batches"]
+    return [batches[i:i + size] for i in range(0, len(batches), size)]
+
+
+def destinations(shard: list[tuple[np.ndarray, int]], lengths: np.ndarray,
+                 offsets: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Where a shard's rows (its examples in encode order; for tokens, each example's
+    real tokens) go in the split-order features: `(starts, counts)`, a run of rows
+    per example.
+
+    >>> lengths = np.array([2, 1, 3])
+    >>> [x.tolist() for x in destinations([(np.array([2, 0]), 3)], lengths, None)]
+    [[2, 0], [1, 1]]
+    >>> [x.tolist() for x in destinations([(np.array([2, 0]), 3)], lengths,
+    ...                                   np.array([0, 2, 3, 6]))]
+    [[3, 0], [3, 2]]
     """
-    if not token_level:
-        features = np.empty_like(encoded)
-        features[order] = encoded
-        return features, None
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    encoded_offsets = np.concatenate([[0], np.cumsum(lengths[order])])
-    position = np.empty_like(order)
-    position[order] = np.arange(len(order))
-    shift = encoded_offsets[position] - offsets[:-1]
-    return encoded[np.repeat(shift, lengths) + np.arange(offsets[-1])], offsets
+    indices = np.concatenate([ix for ix, _ in shard])
+    if offsets is None:
+        return indices, np.ones_like(indices)
+    return offsets[indices], lengths[indices].astype(np.int64)
 
 
 def _encode_batch(fn, tokens: dict, indices: np.ndarray, padded: int, rows: int | None,
@@ -77,11 +96,10 @@ def _encode_batch(fn, tokens: dict, indices: np.ndarray, padded: int, rows: int 
     valid = (np.arange(num_rows) < len(indices))[:, None]
     out = fn(tf.constant(tokens["token_ids"][picked, :padded] * valid),
              tf.constant(tokens["padding_mask"][picked, :padded] * valid))
-    out = out.numpy()[:len(indices)].astype(STORAGE_DTYPE)
+    out = out.numpy()[:len(indices)]
     if token_level:  # keep the real tokens only, example after example
-        lengths = tokens["length"]
-        out = np.concatenate([out[i, :lengths[e]] for i, e in enumerate(indices)])
-    return out
+        out = out[np.arange(out.shape[1]) < tokens["length"][indices][:, None]]
+    return out.astype(STORAGE_DTYPE)
 
 
 def _wait_for(condition, seconds: float, folder: str) -> None:
@@ -99,7 +117,8 @@ def encode(
     key_fields: dict,
     batch_size: int = 128,
     boundaries: tuple[int, ...] | None = None,
-    shard_batches: int = 32,
+    batch_tokens: int | None = None,
+    shard_batches: int | None = None,
     description: str = "encode",
     show_progress: bool = True,
     worker: WorkerInfo = WorkerInfo(),
@@ -114,11 +133,14 @@ def encode(
         cache_dir: root of the feature cache (see `FeatureCache`).
         key_fields: everything that changes the features (weights, sequence
             length, precision, pooling, split...).
-        batch_size: sentences per backbone call.
+        batch_size: sentences per backbone call (without `batch_tokens`).
         boundaries: padded lengths (default: `encoder.padded_lengths`). With
             `encoder.static_shapes`, short batches are also padded with empty
             rows, so XLA compiles once per length.
-        shard_batches: batches per shard on disk; a killed pass loses at most one.
+        batch_tokens: padded tokens per backbone call, where the encoder runs
+            any shape and no `boundaries` are given (`batch_plan`).
+        shard_batches: batches per shard on disk; a killed pass loses at most one
+            (default: 32 batches of sentences, or `SHARD_TOKENS` tokens).
         worker: this process's place among workers sharing `cache_dir`: worker
             i encodes every count-th shard from shard i (skipping shards on
             disk); the chief then assembles the cache and the others wait for it.
@@ -129,8 +151,10 @@ def encode(
     cache = FeatureCache(cache_dir, key_fields)
     for attempt in (1, 2):
         try:
-            return _encode_once(cache, encoder, tokens, batch_size, boundaries, shard_batches,
-                                description, show_progress, worker, wait_seconds, log)
+            plan = batch_plan(encoder, tokens["token_ids"].shape[1], batch_size, batch_tokens,
+                              boundaries, shard_batches) if encoder else {}
+            return _encode_once(cache, encoder, tokens, plan, description, show_progress,
+                                worker, wait_seconds, log)
         except CorruptCache as e:
             if attempt == 2 or worker.count > 1:
                 raise UserError(f"The feature cache {cache.folder} is unreadable ({e}); "
@@ -140,25 +164,22 @@ def encode(
             cache.discard()
 
 
-def _encode_once(cache: FeatureCache, encoder: FeatureEncoder, tokens: dict, batch_size: int,
-                 boundaries, shard_batches: int, description: str, show_progress: bool,
-                 worker: WorkerInfo, wait_seconds: float, log=print) -> FeatureSet:
+def _encode_once(cache: FeatureCache, encoder: FeatureEncoder, tokens: dict, plan: dict,
+                 description: str, show_progress: bool, worker: WorkerInfo,
+                 wait_seconds: float, log=print) -> FeatureSet:
     if cache.is_complete():
         return cache.load()
     cache.start()
     lengths = tokens["length"]
-    boundaries = boundaries or encoder.padded_lengths(tokens["token_ids"].shape[1])
-    plan = cache.shard_plan({"batch_size": batch_size, "boundaries": list(boundaries),
-                             "shard_batches": shard_batches}, log)
-    batch_size, shard_batches = plan["batch_size"], plan["shard_batches"]
-    shards = plan_shards(lengths, batch_size, tuple(plan["boundaries"]), shard_batches)
+    plan = cache.shard_plan(plan, log)
+    shards = plan_shards(lengths, plan)
     mine = [i for i in range(len(shards)) if i % worker.count == worker.index]
 
     done = sum(len(ix) for i in range(len(shards)) if cache.has_shard(i) for ix, _ in shards[i])
     progress = tqdm(total=len(lengths), desc=description, unit="sent", initial=done,
                     disable=not show_progress)
     replicas = encoder.replicas
-    rows = batch_size if encoder.static_shapes else None
+    rows = plan.get("batch_size") if encoder.static_shapes else None
 
     def run(item):
         position, (indices, padded) = item
@@ -167,11 +188,22 @@ def _encode_once(cache: FeatureCache, encoder: FeatureEncoder, tokens: dict, bat
         progress.update(len(indices))
         return out
 
-    with ThreadPoolExecutor(len(replicas)) as pool:  # one batch per device at a time
-        for shard_id in mine:
+    offsets = (np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+               if encoder.token_level else None)
+    writer = cache.features_writer(len(lengths) if offsets is None else int(offsets[-1]))
+    placed, saved = set(), []
+    with ThreadPoolExecutor(len(replicas)) as pool, ThreadPoolExecutor(1) as saver:
+        for shard_id in mine:  # one batch per device at a time, in order
             if not cache.has_shard(shard_id):
-                outputs = list(pool.map(run, enumerate(shards[shard_id])))  # keeps the order
-                cache.write_shard(shard_id, np.concatenate(outputs), writer=worker.index)
+                part = np.concatenate(list(pool.map(run, enumerate(shards[shard_id]))))
+                # Its file (what a killed pass resumes from) is written while the next
+                # shard encodes; the chief also puts it in place in the split's file.
+                saved.append(saver.submit(cache.write_shard, shard_id, part, worker.index))
+                if worker.is_chief:
+                    writer.put(*destinations(shards[shard_id], lengths, offsets), part)
+                    placed.add(shard_id)
+    for future in saved:
+        future.result()  # a failed write (a full disk) is raised here
     progress.close()
 
     if worker.count > 1:
@@ -180,17 +212,12 @@ def _encode_once(cache: FeatureCache, encoder: FeatureEncoder, tokens: dict, bat
             return cache.load()
         _wait_for(lambda: all(cache.has_shard(i) for i in range(len(shards))), wait_seconds,
                   cache.folder)
-
-    order = (np.concatenate([ix for shard in shards for ix, _ in shard]) if shards
-             else np.zeros([0], np.int64))
-    parts = cache.read_shards([
-        sum(int(lengths[ix].sum()) if encoder.token_level else len(ix) for ix, _ in shard)
-        for shard in shards])
-    encoded = np.concatenate(parts) if parts else np.zeros([0, 1, 1], STORAGE_DTYPE)
-    features, offsets = to_split_order(encoded, order, lengths, encoder.token_level)
+    for shard_id, shard in enumerate(shards):  # an earlier pass's shards, other workers'
+        if shard_id not in placed:
+            starts, counts = destinations(shard, lengths, offsets)
+            writer.put(starts, counts, cache.read_shard(shard_id, int(counts.sum())))
+    writer.close()
     labels = tokens["label"]
-    result = FeatureSet(features, labels if labels.dtype.kind == "f" else labels.astype(np.int32),
-                        tokens["idx"].astype(np.int32), offsets)
-    cache.write(result)
-    del result, features, encoded, parts  # read back from disk pages instead (`load`)
+    cache.finish(labels if labels.dtype.kind == "f" else labels.astype(np.int32),
+                 tokens["idx"].astype(np.int32), offsets)
     return cache.load()

@@ -4,7 +4,7 @@
 machine, and caches the answer: a first guess, and one that a busy machine can
 get wrong for good. `confirm` times the real work instead: the whole frozen
 backbone in float32 and in bfloat16 on a few of the run's own encode batches
-(its sentences, lengths and batch size), the two precisions alternating round
+(its sentences, lengths and batching), the two precisions alternating round
 by round so that other load on the machine weighs on both alike. bfloat16 wins
 only where it is clearly faster (`sst2.model.precision.faster_of`: it also
 rounds the features), and the cached verdict is replaced where the trial
@@ -18,9 +18,10 @@ Example:
     ...             for p in PRECISIONS}
     >>> tokens = {"token_ids": np.full((64, 8), 7, np.int32),
     ...           "padding_mask": np.ones((64, 8), np.int32), "length": np.full(64, 8)}
-    >>> trial = confirm(encoders, tokens, batch_size=16, log=lambda message: None)
+    >>> trial = confirm(encoders, tokens, batch_size=16, batch_tokens=128,
+    ...                 log=lambda message: None)
     >>> trial["precision"] in PRECISIONS, trial["batches"], trial["tokens"]
-    (True, 4, 512)
+    (True, 2, 256)
 """
 
 import time
@@ -29,10 +30,11 @@ import numpy as np
 import tensorflow as tf
 
 from sst2.model.encoder import FeatureEncoder
+from sst2.model.features import batch_plan
 from sst2.model.precision import PRECISIONS, faster_of
 from sst2.text import data
 
-TRIAL_BATCHES = 4   # batches timed, spread over the pass's tokens
+TRIAL_BATCHES = 2   # batches timed, spread over the pass's tokens
 TRIAL_ROUNDS = 3    # rounds at least, each precision once per round
 TRIAL_SECONDS = 3.0  # more rounds while the trial has taken less than this
 # Sentences of the training split the trial's batches are drawn from.
@@ -45,17 +47,19 @@ def _call(encoder: FeatureEncoder, tokens: dict, indices: np.ndarray, padded: in
     encoder(ids, mask).numpy()
 
 
-def confirm(encoders: dict, tokens: dict, batch_size: int, log=print) -> dict:
+def confirm(encoders: dict, tokens: dict, batch_size: int, batch_tokens: int | None = None,
+            log=print) -> dict:
     """Times `encoders` (a `FeatureEncoder` per precision, same weights) on the encode
-    pass's batches of `tokens` (`data.to_numpy(data.tokenize(...))` of real sentences).
+    pass's batches of `tokens` (`data.to_numpy(data.tokenize(...))` of real sentences),
+    batched as the pass batches them (`sst2.model.features.batch_plan`).
 
     Returns `precision` (the faster, see the module), `seconds` (per precision, the
     median of its rounds' times for the trial's batches), `batches` and `tokens`
     (their real tokens).
     """
     some = next(iter(encoders.values()))
-    plan = data.plan_batches(tokens["length"], batch_size,
-                             some.padded_lengths(tokens["token_ids"].shape[1]))
+    plan = data.planned_batches(tokens["length"], batch_plan(
+        some, tokens["token_ids"].shape[1], batch_size, batch_tokens))
     # The batches where the pass's tokens are: at the middles of equal shares of its
     # tokens (short batches are many but carry few tokens).
     mass = np.cumsum([tokens["length"][indices].sum() for indices, _ in plan])

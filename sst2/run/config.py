@@ -182,7 +182,11 @@ class RunConfig(Options):
         True, "Run the frozen backbone once and cache its features (false: every step).")
     cache_dir: str | None = option(None, "Feature cache folder (default: "
                                    "<model_dir>/feature_cache).")
-    encode_batch_size: int = option(128, "Sentences per backbone call.", minimum=1)
+    encode_batch_tokens: int = option(
+        8192, "Padded tokens per backbone call of the encode pass where any shape runs "
+        "(CPU): length-sorted sentences, each call padded to its longest.", minimum=1)
+    encode_batch_size: int = option(128, "Sentences per backbone call where shapes are "
+                                    "compiled (XLA: GPU, TPU).", minimum=1)
     jit_compile: bool = option(True, "XLA-compile the train and eval steps (on CPU, not for "
                                "heads with transformer blocks: oneDNN is faster there).")
     strategy: str = option("auto", "tf.distribute strategy; multi_worker reads TF_CONFIG.",

@@ -7,6 +7,8 @@ Example:
     (8, 16, 24, 32, 40, 48, 50)
     >>> [len(ix) for ix, _ in plan_batches(np.array([3, 5, 12, 30]), 2, (8, 32))]
     [2, 2]
+    >>> [(ix.tolist(), padded) for ix, padded in plan_token_batches(np.array([9, 3, 4, 5]), 12)]
+    [([1, 2], 4), ([3], 5), ([0], 9)]
 """
 
 from typing import Callable
@@ -134,6 +136,35 @@ def plan_batches(
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
+
+
+def plan_token_batches(lengths: np.ndarray, max_tokens: int) -> list[tuple[np.ndarray, int]]:
+    """Length-sorted batches `(indices, padded_length)` of at most `max_tokens` padded
+    tokens each (at least one example): the encode pass where any shape runs. Each
+    batch is padded to its own longest example, so a batch of short sentences holds
+    many of them and every matmul gets thousands of rows whatever the lengths.
+    """
+    order = np.argsort(lengths, kind="stable")
+    sorted_lengths = np.maximum(lengths[order], 1)
+    batches, start = [], 0
+    while start < len(order):
+        # Sorted, so a batch's padded size is its count times its last length (and it
+        # holds at most `max_tokens` examples).
+        window = sorted_lengths[start:start + max_tokens]
+        fits = np.arange(1, len(window) + 1) * window <= max_tokens
+        end = start + max(1, int(np.sum(fits)))
+        batches.append((order[start:end], max(1, int(sorted_lengths[end - 1]))))
+        start = end
+    return batches
+
+
+def planned_batches(lengths: np.ndarray, plan: dict) -> list[tuple[np.ndarray, int]]:
+    """The encode pass's batches a recorded plan names: `{"batch_tokens": n}`
+    (`plan_token_batches`) or `{"batch_size": n, "boundaries": [...]}` (`plan_batches`,
+    sorted: the fixed shapes XLA compiles)."""
+    if plan.get("batch_tokens"):
+        return plan_token_batches(lengths, plan["batch_tokens"])
+    return plan_batches(lengths, plan["batch_size"], tuple(plan["boundaries"]))
 
 
 def to_numpy(dataset: tf.data.Dataset) -> dict[str, np.ndarray]:

@@ -1,5 +1,8 @@
 """The encode pass and its cache: features equal the backbone's, in split order, resumable."""
 
+import errno
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -76,6 +79,24 @@ def test_encode_resumes_after_a_crash(tiny_preset, tiny_data_dir, tmp_path):
     np.testing.assert_array_equal(resumed.features, fresh.features)
 
 
+def test_batches_of_tokens_give_the_features_of_batches_of_sentences(tiny_preset,
+                                                                    tiny_data_dir, tmp_path):
+    backbone = presets.load_backbone(tiny_preset)
+    encoder = FeatureEncoder.for_backbone(backbone, FeatureSpec("mean", "all"), jit_compile=False)
+    tokens = _tokens(tiny_preset, tiny_data_dir)
+    by_sentences = features.encode(encoder, tokens, str(tmp_path / "sentences"), {"k": 1},
+                                   batch_size=16, show_progress=False)
+    calls = []
+    counted = _plain(lambda ids, mask: calls.append(ids.shape) or encoder(ids, mask))
+    by_tokens = features.encode(counted, tokens, str(tmp_path / "tokens"), {"k": 1},
+                                batch_size=16, batch_tokens=300, show_progress=False)
+    assert all(rows * length <= 300 for rows, length in calls), calls
+    assert sum(rows for rows, _ in calls) == len(tokens["length"])
+    assert len(calls) < len(data.plan_batches(tokens["length"], 16, tuple(range(1, 17))))
+    np.testing.assert_allclose(by_tokens.features.astype(np.float32),
+                               by_sentences.features.astype(np.float32), atol=2e-3, rtol=2e-3)
+
+
 def test_token_cache_is_in_split_order(tiny_preset, tiny_data_dir, tmp_path):
     backbone = presets.load_backbone(tiny_preset)
     encoder = FeatureEncoder.for_backbone(backbone, FeatureSpec("attention"), jit_compile=False)
@@ -107,17 +128,25 @@ def test_a_resumed_encode_pass_with_another_batch_size_continues_its_plan(tiny_p
             raise KeyboardInterrupt
         return encoder(*args)
 
-    for batch_size in (8, 128):
-        folder, messages = str(tmp_path / f"killed-{batch_size}"), []
+    # Killed with batches of sentences or of tokens; resumed with other sizes of either.
+    cases = [({"batch_size": 16}, {"batch_size": 8}), ({"batch_size": 16}, {"batch_size": 128}),
+             ({"batch_size": 16}, {"batch_tokens": 64}),
+             ({"batch_tokens": 100}, {"batch_tokens": 300}),
+             ({"batch_tokens": 100}, {"batch_size": 16})]
+    for number, (killed, resumed_with) in enumerate(cases):
+        folder, messages = str(tmp_path / f"killed-{number}"), []
         try:
-            features.encode(_plain(crashing), tokens, folder, {"split": "train"}, batch_size=16,
-                            shard_batches=2, show_progress=False)
+            features.encode(_plain(crashing), tokens, folder, {"split": "train"},
+                            shard_batches=2, show_progress=False, **killed)
         except KeyboardInterrupt:
             calls["n"] = 0
         resumed = features.encode(encoder, tokens, folder, {"split": "train"},
-                                  batch_size=batch_size, show_progress=False, log=messages.append)
-        assert any("batches it started with" in m for m in messages), messages
-        np.testing.assert_array_equal(resumed.features, clean.features)
+                                  show_progress=False, log=messages.append, **resumed_with)
+        assert any("batches it started with" in m for m in messages), (killed, messages)
+        if "batch_size" in killed:  # the same batches as the clean pass: the same bits
+            np.testing.assert_array_equal(resumed.features, clean.features)
+        np.testing.assert_allclose(resumed.features.astype(np.float32),
+                                   clean.features.astype(np.float32), atol=2e-3, rtol=2e-3)
 
 
 def test_a_shard_of_the_wrong_size_is_discarded_and_encoded_again(tiny_preset, tiny_data_dir,
@@ -134,3 +163,27 @@ def test_a_shard_of_the_wrong_size_is_discarded_and_encoded_again(tiny_preset, t
                              shard_batches=2, show_progress=False, log=messages.append)
     assert any("damaged" in m for m in messages), messages
     assert len(result.features) == len(tokens["label"]) and result.features.any()
+
+
+def test_a_full_disk_names_the_features_file_and_leaves_no_partial(tmp_path, monkeypatch):
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
+    writer = feature_store.SplitOrderWriter(str(tmp_path / "features.npy"), rows=10)
+    with pytest.raises(OSError) as raised:
+        writer.put(np.array([0]), np.array([1]), np.zeros([1, 4], np.float16))
+    assert raised.value.errno == errno.ENOSPC
+    assert raised.value.filename == str(tmp_path / "features.npy.tmp")
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_split_order_writer_never_writes_through_a_link(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.write_text("keep")
+    os.symlink(target, tmp_path / "features.npy.tmp")
+    writer = feature_store.SplitOrderWriter(str(tmp_path / "features.npy"), rows=2)
+    writer.put(np.array([1, 0]), np.array([1, 1]), np.array([[1.0], [0.0]], np.float16))
+    writer.close()
+    assert target.read_text() == "keep"
+    assert np.load(tmp_path / "features.npy").ravel().tolist() == [0.0, 1.0]

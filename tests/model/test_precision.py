@@ -114,8 +114,8 @@ def test_auto_precision_is_decided_on_the_runs_own_batches_once_per_machine(
     assert precision.verdict(shape, "encode")["precision"] == "float32"
     trials = []
 
-    def timed(encoders, tokens, batch_size, log):
-        trials.append((sorted(encoders), tokens["token_ids"].shape, batch_size))
+    def timed(encoders, tokens, batch_size, batch_tokens, log):
+        trials.append((sorted(encoders), tokens["token_ids"].shape, batch_size, batch_tokens))
         return {"precision": "bfloat16", "seconds": {"float32": 2.0, "bfloat16": 1.0},
                 "batches": 4, "tokens": int(tokens["length"].sum()), "rounds": 3}
 
@@ -128,8 +128,8 @@ def test_auto_precision_is_decided_on_the_runs_own_batches_once_per_machine(
     precisions, _, backbone, encoding = frozen_model.load_model(
         config, tf.distribute.OneDeviceStrategy("/cpu:0"), dataset, said.append)
     # The tiny training split's 256 sentences (up to TRIAL_SENTENCES), tokenized as the
-    # encode pass tokenizes them, in its batch size.
-    assert trials == [(["bfloat16", "float32"], (256, 16), 32)]
+    # encode pass tokenizes them, batched as it batches them.
+    assert trials == [(["bfloat16", "float32"], (256, 16), 32, 8192)]
     assert precisions == {"encode": "bfloat16", "train": "bfloat16"}
     assert encoding.precision == "bfloat16" and backbone.dtype_policy.compute_dtype == "bfloat16"
     assert any("cached verdict for this machine (float32) is replaced" in m for m in said), said
@@ -171,6 +171,6 @@ def test_a_run_that_decided_the_precision_equals_one_that_read_the_decision(
             log=said.append)
         epochs.append([{k: v for k, v in r.items() if "seconds" not in k}
                        for r in json.load(open(tmp_path / name / "metrics.json"))["epochs"]])
-    assert any("timed on 4 of this run's batches" in m for m in said)
+    assert any("timed on 1 of this run's batches" in m for m in said)  # 256 short ones
     assert any("as timed on a run's own batches on this machine before" in m for m in said)
     assert epochs[0] == epochs[1]

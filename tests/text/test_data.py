@@ -111,6 +111,21 @@ def test_plan_batches_covers_every_example_once():
     assert shapes <= set(boundaries)  # a small fixed set: no per-batch recompiles
 
 
+def test_token_batches_hold_every_example_once_sorted_and_within_the_budget():
+    lengths = np.random.default_rng(3).integers(2, 100, 500)
+    lengths[7] = 128  # longer than the budget's share: a batch of its own
+    plan = data.plan_token_batches(lengths, 120)
+    order = np.concatenate([indices for indices, _ in plan])
+    assert sorted(order.tolist()) == list(range(500))
+    assert np.all(np.diff(lengths[order]) >= 0)  # length-sorted, least padding
+    for (indices, padded), (following, _) in zip(plan, plan[1:] + [(None, 0)]):
+        assert padded == lengths[indices].max()
+        assert len(indices) * padded <= 120 or len(indices) == 1
+        if following is not None:  # full: the next example would not have fitted
+            assert (len(indices) + 1) * lengths[following[0]] > 120
+    assert any(7 in indices and len(indices) == 1 for indices, _ in plan)
+
+
 def test_plan_batches_is_deterministic_per_seed():
     lengths = np.random.default_rng(0).integers(3, 60, size=500)
     a = data.plan_batches(lengths, 16, (16, 32, 64), np.random.default_rng([7, 0]))
