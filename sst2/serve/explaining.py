@@ -89,7 +89,8 @@ def make_explain_fn(preprocessor, backbone, head, spec: FeatureSpec,
     default one of its own.
     """
     return Explainer(preprocessor, backbone, head, spec, reading, dataset, temperature,
-                     explaining.explain_steps, encoder or FastEncoder(backbone),
+                     explaining.explain_steps,
+                     encoder or FastEncoder(backbone, fuse_layer_norm=False),  # as serving's
                      tokens_at_once).explain
 
 

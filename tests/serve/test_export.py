@@ -101,6 +101,9 @@ def test_the_export_holds_only_ops_stock_tf_serving_has(trained_run):
     used = op_types(export_dir)
     assert "FastWordpieceTokenizeWithOffsets" in used and "TensorListSetItem" in used
     assert not any("RoundRobin" in op for op in used)
+    # LayerNorm in separate ops: in the form oneDNN fuses, TF 2.12.1's kernel aborts the
+    # server on a batch of 300 short texts (sst2.serve.serving).
+    assert not any(op.startswith("FusedBatchNorm") for op in used), sorted(used)
 
 
 @pytest.mark.precision
