@@ -23,7 +23,7 @@ from typing import Callable
 import tensorflow as tf
 
 from sst2.model.backbone import FeatureSpec, frozen_features, pool_features
-from sst2.model.inference import FastEncoder
+from sst2.model.inference import FastEncoder, onednn_fuses
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +78,7 @@ def _compile(backbone, spec: FeatureSpec, jit_compile: bool) -> Callable:
             return pool_features(backbone, token_ids, padding_mask, spec)
 
         return features_fn
-    encoder = FastEncoder(backbone)
+    encoder = FastEncoder(backbone, fuse_layer_norm=onednn_fuses())
     frozen = spec.frozen_layers(backbone.num_layers) if spec.token_level else None
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32)] * 2)

@@ -6,9 +6,9 @@ on 2-D matmuls. keras-hub's layers use 3-D einsums, so in bfloat16 their exact
 GELU alone costs as much as the feed-forward matmuls. This forward pass reads
 the backbone's weights once (QKV fused into one matrix) and runs the encoder
 as 2-D `tf.matmul` + `tf.nn.bias_add` + `tf.nn.gelu`, keeping the residual
-stream, LayerNorm and softmax in float32. Where oneDNN's graph rewrites are on,
-LayerNorm is written in the one form they fuse into a single kernel
-(`fused_layer_norm`). Nothing is XLA-compiled, so any
+stream, LayerNorm and softmax in float32. The encode pass, where oneDNN's graph
+rewrites are on, writes LayerNorm in the one form they fuse into a single kernel
+(`fused_layer_norm`, `onednn_fuses`). Nothing is XLA-compiled, so any
 batch shape runs without a recompile: the encode pass pads each
 length-sorted batch only to its own longest sentence.
 
@@ -27,9 +27,9 @@ import numpy as np
 import tensorflow as tf
 
 try:  # whether oneDNN's graph rewrites are on: TensorFlow's own check, not a public API
-    from tensorflow.python.util._pywrap_util_port import IsMklEnabled as _onednn_enabled
+    from tensorflow.python.util._pywrap_util_port import IsMklEnabled as onednn_fuses
 except ImportError:  # a build without it: the portable LayerNorm
-    def _onednn_enabled() -> bool:
+    def onednn_fuses() -> bool:
         return False
 
 
@@ -56,8 +56,7 @@ def fused_layer_norm(x, gamma, beta, epsilon):
     `tf.keras` 2 wrote it: TensorFlow's oneDNN remapper fuses exactly this pattern,
     with the `gamma` product and `beta` sum, into one `_MklLayerNorm` kernel, several
     times faster than the separate ops. Without oneDNN it runs as a plain batch norm,
-    slower than they are, so `FastEncoder` uses it only with oneDNN on (and exports,
-    which run on the servers' TensorFlow, never: see `sst2.serve.serving`).
+    slower than they are, so only the encode pass uses it, with oneDNN on.
 
     >>> x = tf.constant([[1.0, 2.0, 3.0, 6.0]])
     >>> fused_layer_norm(x, tf.ones([4]), tf.zeros([4]), 1e-12).numpy().round(3)
@@ -81,16 +80,16 @@ class FastEncoder:
     only (gathered from the batch, scattered back for attention), so a batch of
     mixed lengths costs its tokens, not its padded size; padded positions of
     the states are zeros. `fuse_layer_norm`: LayerNorm in the form oneDNN fuses
-    (default: when oneDNN's rewrites are on in this process); the two forms
-    agree to float32 rounding.
+    (the encode pass's, with `onednn_fuses()`); the two forms agree to float32
+    rounding. Off by default: exports run on the servers' TensorFlow, and TF
+    2.12.1's fused kernel aborts the process (free(): invalid pointer) on a batch
+    of 300 short texts (`scripts/check_serving_runtimes.py`).
     """
 
     def __init__(self, backbone, compute_dtype=None, unpadded: bool = False,
-                 fuse_layer_norm: bool | None = None):
+                 fuse_layer_norm: bool = False):
         self.compute_dtype = tf.as_dtype(compute_dtype or backbone.dtype_policy.compute_dtype)
         self.unpadded = unpadded
-        if fuse_layer_norm is None:
-            fuse_layer_norm = _onednn_enabled()
         self.layer_norm = fused_layer_norm if fuse_layer_norm else moments_layer_norm
         self.num_heads = backbone.num_heads
         self.hidden_dim = backbone.hidden_dim

@@ -89,8 +89,7 @@ def make_explain_fn(preprocessor, backbone, head, spec: FeatureSpec,
     default one of its own.
     """
     return Explainer(preprocessor, backbone, head, spec, reading, dataset, temperature,
-                     explaining.explain_steps,
-                     encoder or FastEncoder(backbone, fuse_layer_norm=False),  # as serving's
+                     explaining.explain_steps, encoder or FastEncoder(backbone),
                      tokens_at_once).explain
 
 

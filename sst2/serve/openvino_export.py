@@ -73,10 +73,7 @@ def answer_function(trained) -> tf.types.experimental.ConcreteFunction:
     `padding_mask` (int32 `[batch, length]`): what the SavedModel computes after
     tokenizing, for texts of one window."""
     backbone, spec, head, dataset = trained.backbone, trained.spec, trained.head, trained.dataset
-    # LayerNorm in separate ops whatever this machine's TensorFlow fuses: OpenVINO fuses
-    # them itself, and the artifact does not depend on where it was exported.
-    encoder = FastEncoder(backbone, compute_dtype=tf.float32, unpadded=True,
-                          fuse_layer_norm=False)
+    encoder = FastEncoder(backbone, compute_dtype=tf.float32, unpadded=True)
     frozen = spec.frozen_layers(backbone.num_layers) if spec.token_level else None
     scale = targets.TargetScale.from_record(dataset.target_scale)
 

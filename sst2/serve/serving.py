@@ -71,8 +71,7 @@ def make_window_logits_fn(preprocessor, backbone, head, spec: FeatureSpec,
     window = window_size(sequence_length, reading.window_tokens)
     stride = window_stride(window, reading.window_overlap)
     # On CPU the fused forward pass on free shapes; elsewhere keras-hub's layers.
-    encoder = encoder or (None if hardware.has_accelerator()
-                          else FastEncoder(backbone, fuse_layer_norm=False))
+    encoder = encoder or (None if hardware.has_accelerator() else FastEncoder(backbone))
     frozen = spec.frozen_layers(backbone.num_layers) if spec.token_level else None
 
     def encode(ids, mask):
@@ -167,10 +166,7 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
     steps). `model_card` (Markdown) is written beside `saved_model.pb` as `MODEL_CARD.md`.
     """
     # One copy of the weights for both signatures: the encoder's constants are shared.
-    # LayerNorm in separate ops: the export runs on the servers' TensorFlow, and TF 2.12.1's
-    # fused `_MklLayerNorm` aborts the process (free(): invalid pointer) on a batch of
-    # 300 short texts (`scripts/check_serving_runtimes.py`).
-    encoder = FastEncoder(backbone, fuse_layer_norm=False)
+    encoder = FastEncoder(backbone)
     predict = make_predict_fn(preprocessor, backbone, head, spec, reading, dataset,
                               temperature, None if hardware.has_accelerator() else encoder)
     explain = make_explain_fn(preprocessor, backbone, head, spec, reading, dataset,

@@ -8,7 +8,8 @@ import tensorflow as tf
 from tensorflow.python.eager import context
 
 from sst2.model import inference, presets
-from sst2.model.backbone import hidden_states
+from sst2.model.backbone import FeatureSpec, hidden_states
+from sst2.model.encoder import FeatureEncoder
 from sst2.model.inference import FastEncoder
 from tests.helpers import TINY_SEQUENCE_LENGTH
 
@@ -89,11 +90,10 @@ def test_every_layer_norm_runs_as_one_onednn_kernel(tiny_preset):
     """The point of the fused form: TensorFlow's oneDNN remapper turns each LayerNorm
     into one `_MklLayerNorm` kernel in the encode pass's graph (a TensorFlow upgrade
     that stops matching the pattern fails here, not silently in speed)."""
-    if not inference._onednn_enabled():
+    if not inference.onednn_fuses():
         pytest.skip("oneDNN's rewrites are off in this TensorFlow build")
     backbone = presets.load_backbone(tiny_preset, "float32")
-    encoder = FastEncoder(backbone)
-    encode = tf.function(lambda ids, mask: encoder(ids, mask)[-1],
-                         input_signature=[tf.TensorSpec([None, None], tf.int32)] * 2)
+    encode = FeatureEncoder.for_backbone(backbone, FeatureSpec("mean", "all"),
+                                         jit_compile=False)  # the encode pass's function
     kernels = _kernels_run(encode, *[tf.cast(x, tf.int32) for x in _inputs(tiny_preset)])
     assert kernels["_MklLayerNorm"] == 1 + 2 * backbone.num_layers, kernels
