@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2.model import feature_store, features, presets
+from sst2.model import feature_store, features, npy_rows, presets
 from sst2.model.backbone import FeatureSpec
 from sst2.model.encoder import FeatureEncoder
 from sst2.text import data
@@ -170,7 +170,7 @@ def test_a_full_disk_names_the_features_file_and_leaves_no_partial(tmp_path, mon
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
-    writer = feature_store.SplitOrderWriter(str(tmp_path / "features.npy"), rows=10)
+    writer = npy_rows.SplitOrderWriter(str(tmp_path / "features.npy"), rows=10)
     with pytest.raises(OSError) as raised:
         writer.put(np.array([0]), np.array([1]), np.zeros([1, 4], np.float16))
     assert raised.value.errno == errno.ENOSPC
@@ -182,7 +182,7 @@ def test_the_split_order_writer_never_writes_through_a_link(tmp_path):
     target = tmp_path / "elsewhere"
     target.write_text("keep")
     os.symlink(target, tmp_path / "features.npy.tmp")
-    writer = feature_store.SplitOrderWriter(str(tmp_path / "features.npy"), rows=2)
+    writer = npy_rows.SplitOrderWriter(str(tmp_path / "features.npy"), rows=2)
     writer.put(np.array([1, 0]), np.array([1, 1]), np.array([[1.0], [0.0]], np.float16))
     writer.close()
     assert target.read_text() == "keep"
