@@ -30,13 +30,13 @@ from sst2.run.config import PredictConfig
 from sst2.run.errors import UserError
 from sst2.run.targets import TARGETS
 from sst2.serve.loading import (
-    NO_TAB,
     explanation_record,
     label_names,
     load_explainer,
     load_export,
     resolve_export_dir,
 )
+from sst2.text.records import NO_TAB
 
 
 def as_bytes(text: str | bytes) -> bytes:

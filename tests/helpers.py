@@ -98,7 +98,7 @@ def run_module(module: str, *args: str, env: dict | None = None, timeout: float 
 
 
 def start_paused(target: str, calls: int, module: str, *args: str, output_dir: str,
-                 env: dict | None = None):
+                 env: dict | None = None, cwd: str | None = None):
     """Starts `python -m module args`, pausing once `target` (`MODULE:FUNCTION`) has
     returned `calls` times (`tests.pause`); returns `(process, paused)` when it is paused
     there or has ended without pausing. Its stdout and stderr go to files in
@@ -108,7 +108,7 @@ def start_paused(target: str, calls: int, module: str, *args: str, output_dir: s
             open(os.path.join(output_dir, "stderr"), "w") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "tests.pause", target, str(calls), str(write_fd), module,
-             *args], pass_fds=(write_fd,), stdout=out, stderr=err, cwd=REPO,
+             *args], pass_fds=(write_fd,), stdout=out, stderr=err, cwd=cwd or REPO,
             env=dict(os.environ, PYTHONPATH=REPO, **(env or {})))
     os.close(write_fd)
     with os.fdopen(read_fd) as ready:

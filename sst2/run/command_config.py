@@ -113,8 +113,11 @@ class ScoreConfig(Options):
                                     "folder, export root or model_dir.", required=True)
     input: str | None = option(None, "Files to score: a path or glob (local, gs://, ...).",
                                required=True)
-    output: str | None = option(None, "Output prefix: writes <prefix>-00000-of-0000N.jsonl.",
-                                required=True)
+    output: str | None = option(None, "Output prefix: writes <prefix>-00000-of-0000N.jsonl, "
+                                "all at once when the run has succeeded.", required=True)
+    overwrite: bool = option(False, "Replace the shards an earlier run wrote under --output "
+                             "(removed once this run has succeeded); without it they are "
+                             "refused.")
     text_column: str = option("text", "The text column of CSV/TSV/JSONL inputs (two, "
                               "comma-separated, for a model of pairs).")
     id_column: str | None = option(None, "A column holding each record's id (default: "

@@ -21,10 +21,6 @@ from sst2.run.run_folder import RunFolder
 from sst2.run.targets import TARGETS
 from sst2.serve.versions import incomplete_versions, latest_export, read_export_facts
 
-# What a line without a tab gets from a model of pairs (`sst2.predict`, `sst2.score`).
-NO_TAB = ("no tab: this model {verb} sentence pairs, each given as its two texts separated "
-          "by a tab")
-
 # What marks an export's version folder: a SavedModel, or an OpenVINO artifact.
 MARKERS = ("saved_model.pb", "model.xml")
 

@@ -1,27 +1,24 @@
 """Scoring files at scale: an Apache Beam pipeline that runs an export over every record.
 
-`score_pipeline(pipeline, inputs, output_prefix, export_dir, reading)` reads the
+`run_scoring(options, inputs, output_prefix, export_dir, reading)` reads the
 files a glob matches (each file whole, by one worker: lines keep their
-numbers), gives each record an id, answers them in batches with
+numbers; `sst2.text.records`), answers their records in batches with
 `RunInference` and `ExportHandler` (the export loaded once per worker: a
-SavedModel, or an OpenVINO artifact), and writes sharded JSONL
+SavedModel, or an OpenVINO artifact), writes sharded JSONL
 (`<prefix>-00000-of-0000N.jsonl`): per record its `id` and the export's
-answer (`sst2.predict --json`'s, without the text), or its `error`. No record
-is dropped: a record or a file that cannot be read becomes an error record.
-
-Inputs, by extension (or `RecordReading.file_format`): CSV, TSV and JSONL
-read by column (`text_column`, a second one for pairs, an optional
-`id_column`); any other file is plain text, a record per line (a pair: its
-two texts separated by a tab), its id `<file>:<line>`.
+answer (`sst2.predict --json`'s, without the text), or its `error`, and
+returns what happened (`Outcome`): records scored and not, files that could
+not be read, ids given more than once, texts an artifact cut. No record is
+dropped: a record or a file that cannot be read becomes an error record.
 
 Example:
-    >>> import apache_beam as beam
     >>> path = os.path.join(tmp_dir, "lines.txt")
     >>> with open(path, "w") as f:
     ...     _ = f.write("a gripping film\\ndull\\n")
-    >>> with beam.Pipeline() as p:
-    ...     _ = score_pipeline(p, path, os.path.join(tmp_dir, "out"), openvino_dir,
-    ...                        RecordReading(num_shards=1))
+    >>> outcome = run_scoring([], path, os.path.join(tmp_dir, "out"), openvino_dir,
+    ...                       RecordReading(num_shards=1))
+    >>> outcome.scored, outcome.unreadable_records
+    (2, 0)
     >>> [json.loads(line)["id"].rsplit("/", 1)[1] for line in open(
     ...     os.path.join(tmp_dir, "out-00000-of-00001.jsonl"))]
     ['lines.txt:1', 'lines.txt:2']
@@ -30,76 +27,26 @@ Example:
 import dataclasses
 import json
 import os
-from typing import Iterator
 
 import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.ml.inference.base import ModelHandler, RunInference
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from sst2.run.errors import UserError
-from sst2.run.files import remove_entry
 from sst2.run.targets import TARGETS
-from sst2.serve.loading import NO_TAB, label_names, load_export
+from sst2.serve.loading import label_names, load_export
 from sst2.serve.versions import read_export_facts
-from sst2.text import text_files
+from sst2.text.records import RecordReading, check_head, read_records, record_format
 
-
-@dataclasses.dataclass(frozen=True)
-class RecordReading:
-    """How input files are read into records (see the module)."""
-
-    text_column: str = "text"  # "a,b" for pairs
-    id_column: str | None = None
-    file_format: str = "auto"  # csv, tsv, jsonl, text
-    encoding: str = "utf-8"
-    num_shards: int = 0  # 0: the runner's choice
-    batch_size: int = 256
-
-    @property
-    def columns(self) -> tuple:
-        return tuple(c.strip() for c in self.text_column.split(","))
-
-
-def record_format(path: str, reading: RecordReading) -> str:
-    """`csv`, `tsv`, `jsonl`, or `text` (a record per line) for a file."""
-    if reading.file_format != "auto":
-        return reading.file_format
-    return text_files.FORMATS.get(os.path.splitext(path)[1].lower(), "text")
-
-
-def read_records(path: str, data: bytes, reading: RecordReading,
-                 pair_verb: str | None = None) -> Iterator[dict]:
-    """One file's records (`pair_verb`: a model of pairs, what it does to them):
-    `{"id", "texts"}` (one text, or two for a pair), or
-    `{"id", "error"}` for a record (or, if it is empty or cannot be parsed, the whole
-    file) that cannot be read."""
-    fmt = record_format(path, reading)
-    if not data.strip():
-        yield {"id": path, "error": "the file is empty"}
-        return
-    if fmt == "text":
-        for number, line in enumerate(data.split(b"\n"), start=1):
-            line = line.removesuffix(b"\r")
-            if not line and number == data.count(b"\n") + 1:
-                break  # the end of the last line
-            text = line.decode(reading.encoding, errors="replace")
-            parts = text.split("\t", 1) if pair_verb else [text]
-            if len(parts) != (2 if pair_verb else 1):
-                yield {"id": f"{path}:{number}", "error": NO_TAB.format(verb=pair_verb)}
-            else:
-                yield {"id": f"{path}:{number}", "texts": parts}
-        return
-    columns = reading.columns + ((reading.id_column,) if reading.id_column else ())
-    try:
-        table = text_files.read_columns(path, data, columns, reading.encoding, fmt)
-    except UserError as e:
-        yield {"id": path, "error": str(e)}
-        return
-    width = len(reading.columns)
-    for number, values in table:
-        record_id = values[width] if reading.id_column else f"{path}:{number}"
-        yield {"id": record_id, "texts": list(values[:width])}
+# The pipeline's counters and samples (Beam metrics: counted on every runner).
+NAMESPACE = "sst2"
+EXAMPLES = 3  # error messages and duplicate ids each worker keeps as examples
+# Loaded in this process before the pipeline starts (`preload`): an in-process worker's.
+_PRELOADED = {}
 
 
 @dataclasses.dataclass
@@ -113,20 +60,26 @@ class LoadedExport:
 
 
 class ExportHandler(ModelHandler):
-    """`RunInference`'s handler for an sst2 export: loads it once per worker and answers
-    a batch of records as `sst2.predict --json` would (`Target.record`), with their ids."""
+    """`RunInference`'s handler for an sst2 export: loads it once per worker (in the
+    driver's process: the one `preload` loaded) and answers a batch of records as
+    `sst2.predict --json` would (`Target.record`), with their ids; counts the texts an
+    OpenVINO artifact cut to its sequence length (`texts_cut`)."""
 
     def __init__(self, export_dir: str, batch_size: int = 256):
         super().__init__()
         self.export_dir, self.batch_size = export_dir, batch_size
 
     def load_model(self) -> "LoadedExport":
+        if self.export_dir in _PRELOADED:
+            return _PRELOADED[self.export_dir]
         answer, _, task = load_export(self.export_dir)
         return LoadedExport(answer, TARGETS[task], *label_names(self.export_dir))
 
     def run_inference(self, batch, model, inference_args=None):
         columns = list(zip(*[record["texts"] for record in batch]))
         answers = model.answer(*[list(column) for column in columns])
+        if "cut" in answers:
+            Metrics.counter(NAMESPACE, "texts_cut").inc(int(answers["cut"].sum()))
         return [{"id": record["id"], **model.target.record(answers, i, model.names,
                                                            model.separator)}
                 for i, record in enumerate(batch)]
@@ -138,12 +91,28 @@ class ExportHandler(ModelHandler):
         return False
 
 
+def preload(export_dir: str) -> None:
+    """Loads the export in this process, before the pipeline starts: a broken export is
+    one error line now, and a worker in this process (the DirectRunner's default) uses it."""
+    answer, _, task = load_export(export_dir)
+    _PRELOADED[export_dir] = LoadedExport(answer, TARGETS[task], *label_names(export_dir))
+
+
 def check_inputs(inputs: str, export_dir: str, reading: RecordReading) -> list:
     """The files `inputs` matches, checked before any worker starts: something matches,
-    the export is an sst2 export, and a pair model is given two text columns."""
-    matched = [m.path for r in FileSystems.match([inputs]) for m in r.metadata_list]
+    none is a folder, the export is an sst2 export, a pair model is given two text
+    columns, and every CSV, TSV or JSONL file has the columns named (`check_head`)."""
+    try:
+        matched = [m.path for r in FileSystems.match([inputs]) for m in r.metadata_list]
+    except (ValueError, beam.io.filesystem.BeamIOError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise UserError(f"--input={inputs}: {reason}") from None
     if not matched:
         raise UserError(f"--input={inputs} matches no file.")
+    folders = [p for p in matched if os.path.isdir(p)]
+    if folders:
+        raise UserError(f"--input={inputs}: {folders[0]} is a folder; name the files in it, "
+                        f"e.g. --input='{folders[0].rstrip('/')}/*'.")
     facts = read_export_facts(export_dir)
     if facts.get("task") not in TARGETS:
         raise UserError(f"{export_dir} is not an sst2 export (its assets.extra/sst2.json "
@@ -155,12 +124,58 @@ def check_inputs(inputs: str, export_dir: str, reading: RecordReading) -> list:
                         f"{TARGETS[facts['task']].verb} "
                         + ("sentence pairs: name two columns, e.g. --text_column=a,b."
                            if pairs else "single texts: name one column."))
+    for path in matched:
+        if record_format(path, reading) != "text":
+            with FileSystems.open(path, compression_type="uncompressed") as f:
+                check_head(path, f.read(1 << 20), reading)
     return matched
 
 
+class ReadFile(beam.DoFn):
+    """A matched file's records (`read_records`), counted: files, files that could not be
+    read, records, records that could not be read; a few error messages as examples."""
+
+    def __init__(self, reading: RecordReading, pair_verb: str | None):
+        self.reading, self.pair_verb = reading, pair_verb
+
+    def setup(self):
+        self.examples = 0
+
+    def process(self, readable_file):
+        path = readable_file.metadata.path
+        Metrics.counter(NAMESPACE, "files").inc()
+        for record in read_records(path, readable_file.read(), self.reading, self.pair_verb):
+            whole_file = "error" in record and record["id"] == path
+            if "error" in record:
+                Metrics.counter(NAMESPACE, "unreadable_files" if whole_file
+                                else "unreadable_records").inc()
+                if self.examples < EXAMPLES:
+                    self.examples += 1
+                    Metrics.string_set(NAMESPACE, "error_examples").add(
+                        record["error"] if whole_file or record["error"].startswith(path)
+                        else f"{record['id']}: {record['error']}")
+            if not whole_file:
+                Metrics.counter(NAMESPACE, "records").inc()
+            yield record
+
+
+class CountDuplicates(beam.DoFn):
+    """Counts ids given to more than one record, keeping a few as examples."""
+
+    def setup(self):
+        self.examples = 0
+
+    def process(self, id_and_count):
+        Metrics.counter(NAMESPACE, "duplicate_ids").inc()
+        if self.examples < EXAMPLES:
+            self.examples += 1
+            Metrics.string_set(NAMESPACE, "duplicate_examples").add(
+                f"{id_and_count[0]!r} x{id_and_count[1]}")
+
+
 def score_pipeline(pipeline, inputs: str, output_prefix: str, export_dir: str,
-                   reading: RecordReading):
-    """Adds the scoring to `pipeline` (see the module); returns the written files' names."""
+                   reading: RecordReading) -> None:
+    """Adds the scoring to `pipeline` (see the module)."""
     facts = read_export_facts(export_dir)
     pair_verb = (TARGETS[facts["task"]].verb if facts.get("inputs") == ["text", "text_pair"]
                  else None)
@@ -168,25 +183,61 @@ def score_pipeline(pipeline, inputs: str, output_prefix: str, export_dir: str,
         pipeline
         | "Match" >> fileio.MatchFiles(inputs)
         | "Open" >> fileio.ReadMatches()
-        | "Read" >> beam.FlatMap(lambda f: read_records(f.metadata.path, f.read(), reading,
-                                                        pair_verb))
+        | "Read" >> beam.ParDo(ReadFile(reading, pair_verb))
         | "Spread" >> beam.Reshuffle())
+    _ = (records
+         | "Ids" >> beam.Map(lambda record: record["id"])
+         | "Count ids" >> beam.combiners.Count.PerElement()
+         | "Given twice" >> beam.Filter(lambda id_and_count: id_and_count[1] > 1)
+         | "Duplicates" >> beam.ParDo(CountDuplicates()))
     readable, unreadable = records | "Sort out" >> beam.Partition(
         lambda record, _: 0 if "texts" in record else 1, 2)
     answers = readable | "Answer" >> RunInference(
         ExportHandler(export_dir, reading.batch_size))
-    return ((answers, unreadable)
-            | "Together" >> beam.Flatten()
-            | "JSON" >> beam.Map(lambda record: json.dumps(record, ensure_ascii=False))
-            | "Write" >> beam.io.WriteToText(output_prefix, file_name_suffix=".jsonl",
-                                             num_shards=reading.num_shards))
+    _ = ((answers, unreadable)
+         | "Together" >> beam.Flatten()
+         | "JSON" >> beam.Map(lambda record: json.dumps(record, ensure_ascii=False))
+         | "Write" >> beam.io.WriteToText(output_prefix, file_name_suffix=".jsonl",
+                                          num_shards=reading.num_shards))
 
 
-def remove_temporary(output_prefix: str) -> None:
-    """Removes what a failed pipeline's writer left beside the outputs (Beam's
-    `beam-temp-<name>-*` folders), local outputs only."""
-    folder, name = os.path.split(os.path.abspath(output_prefix))
-    if os.path.isdir(folder):
-        for entry in os.listdir(folder):
-            if entry.startswith(f"beam-temp-{name}-"):
-                remove_entry(os.path.join(folder, entry))
+@dataclasses.dataclass
+class Outcome:
+    """What a scoring run did, from its pipeline's metrics."""
+
+    files: int = 0
+    unreadable_files: int = 0
+    records: int = 0
+    unreadable_records: int = 0
+    duplicate_ids: int = 0
+    texts_cut: int = 0
+    error_examples: tuple = ()
+    duplicate_examples: tuple = ()
+
+    @property
+    def scored(self) -> int:
+        return self.records - self.unreadable_records
+
+    @classmethod
+    def of(cls, result) -> "Outcome":
+        """The outcome of a finished pipeline (`PipelineResult`)."""
+        found = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+        values = {}
+        for kind in ("counters", "string_sets"):
+            for metric in found[kind]:
+                value = metric.committed if metric.committed is not None else metric.attempted
+                values[metric.key.metric.name] = (tuple(sorted(value))[:EXAMPLES]
+                                                  if kind == "string_sets" else value)
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in values.items() if name in fields})
+
+
+def run_scoring(beam_args: list, inputs: str, output_prefix: str, export_dir: str,
+                reading: RecordReading) -> Outcome:
+    """Runs the scoring pipeline (see the module) with Beam's options `beam_args` and
+    returns its `Outcome`."""
+    pipeline = beam.Pipeline(options=PipelineOptions(beam_args))
+    score_pipeline(pipeline, inputs, output_prefix, export_dir, reading)
+    result = pipeline.run()
+    result.wait_until_finish()
+    return Outcome.of(result)

@@ -106,24 +106,17 @@ def decode_bytes(path: str, data: bytes, encoding: str) -> str:
                     "--encoding=latin-1 (ISO-8859-1) or --encoding=cp1252; no line is skipped.")
 
 
-def _rows(path: str, text: str, fmt: str):
-    """Yields `(line, fields)`: the header row first; for JSONL, `fields` is the object."""
+def rows(path: str, text: str, fmt: str):
+    """Yields `(line, fields)` per row, the header row first (for JSONL, `fields` is the
+    object); a row that does not parse is yielded as `(line, UserError)` and reading goes
+    on with the next (a quoted field that never closes takes the rest of the file)."""
     if fmt == "jsonl":
         # Lines end at "\n" only: JSON strings may hold U+2028 or U+0085 raw, which
         # str.splitlines would split at.
         for number, line in enumerate(text.split("\n"), start=1):
             line = line.removesuffix("\r")
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}: line {number} is not valid JSON ({e.msg}, column "
-                                f"{e.colno}); JSONL holds one JSON object per line.") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}: line {number} is a JSON {type(row).__name__}, not an "
-                                "object of column names and values.")
-            yield number, row
+            if line.strip():
+                yield number, _json_object(path, number, line)
         return
     # A long review may hold more than the csv module's 128 KiB per field by default.
     csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
@@ -140,10 +133,52 @@ def _rows(path: str, text: str, fmt: str):
             hint = (" (a quoted field opened here never closes: add its closing quote)"
                     if "end of data" in str(e) else
                     " (a field holding a quote must be quoted as a whole, the quote doubled)")
-            raise UserError(f"{path}: line {line}: the CSV does not parse: {e}{hint}.") from None
+            fields = UserError(f"{path}: line {line}: the CSV does not parse: {e}{hint}.")
         if fields:  # blank lines hold no example
             yield line, fields
         line = reader.line_num + 1
+
+
+def _json_object(path: str, number: int, line: str):
+    """One JSONL line's object, or the UserError saying why it is none."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        return UserError(f"{path}: line {number} is not valid JSON ({e.msg}, column "
+                         f"{e.colno}); JSONL holds one JSON object per line.")
+    if not isinstance(row, dict):
+        return UserError(f"{path}: line {number} is a JSON {type(row).__name__}, not an "
+                         "object of column names and values.")
+    return row
+
+
+def row_texts(path: str, number: int, row, header: list | None, columns: tuple, fmt: str,
+              any_json: tuple = ()) -> tuple:
+    """The values of `columns` in one parsed row (`rows`), as text; a UserError for a row
+    that cannot give them. `header`: a CSV or TSV file's column names (None for JSONL,
+    whose columns are each object's); `any_json`: JSONL columns that may hold any JSON
+    value, given as its JSON text (an id).
+
+    >>> row_texts("x.jsonl", 3, {"text": "fine", "id": 7}, None, ("text", "id"), "jsonl",
+    ...           any_json=("id",))
+    ('fine', '7')
+    """
+    if isinstance(row, UserError):
+        raise row
+    if header is None:
+        check_columns(path, list(row), columns, line=number, id_column=(any_json or [None])[0])
+        values = [row[c] for c in columns]
+        bad = [c for c, v in zip(columns, values) if not isinstance(v, str) and c not in any_json]
+        if bad:
+            raise UserError(f"{path}: line {number}: {bad[0]!r} must be a string, not "
+                            f"{json.dumps(row[bad[0]])}.")
+        return tuple(v if isinstance(v, str) else json.dumps(v) for v in values)
+    if len(row) != len(header):
+        raise UserError(
+            f"{path}: line {number} has {len(row)} fields, the header {len(header)}"
+            + (" (is a field holding the delimiter unquoted?)" if fmt == "csv" else
+               " (a tab inside a sentence, or a missing field?)") + ".")
+    return tuple(row[header.index(c)] for c in columns)
 
 
 def read_table(path: str, text_columns: tuple, label_column: str | tuple | None,
@@ -179,51 +214,48 @@ def read_columns(path: str, data: bytes, columns: tuple, encoding: str = "utf-8"
 def parse_table(path: str, text: str, text_columns: tuple, label_column, fmt: str,
                 require_labels: bool = True, any_json: tuple = ()) -> TextTable:
     """`read_table` of a file's decoded `text`; `any_json`: JSONL columns that may hold
-    any JSON value, kept as their JSON text."""
-    rows = _rows(path, text, fmt)
+    any JSON value, kept as their JSON text. The first bad row raises its UserError."""
+    parsed = rows(path, text, fmt)
     label_columns = ((label_column,) if isinstance(label_column, str)
                      else tuple(label_column or ()))
     texts, labels, lines = [], [], []
-    if fmt == "jsonl":
-        header = None
-    else:
-        first = next(rows, None)
-        if first is None:
-            raise UserError(f"{path} is empty: it needs a first line naming its columns, e.g. "
-                            f"{_example_header(text_columns, label_columns, fmt)}, then one "
-                            "example per line.")
-        header = first[1]
-        _check_columns(path, header, text_columns, label_columns, require_labels, line=1)
+    header = None if fmt == "jsonl" else read_header(path, parsed, text_columns, fmt,
+                                                     label_columns, require_labels)
     has_label = bool(label_columns) and (header is None or
                                          all(c in header for c in label_columns))
-    for number, row in rows:
+    for number, row in parsed:
+        if isinstance(row, UserError):
+            raise row
         if header is None:
-            _check_columns(path, list(row), text_columns, label_columns, require_labels,
-                           line=number)
-            values = [row.get(c) for c in text_columns]
+            check_columns(path, list(row), text_columns, label_columns, require_labels,
+                          line=number)
             has_label = has_label and all(c in row for c in label_columns)
             raw = [row.get(c) for c in label_columns]
-            bad = [c for c, v in zip(text_columns, values)
-                   if not isinstance(v, str) and c not in any_json]
-            if bad:
-                raise UserError(f"{path}: line {number}: {bad[0]!r} must be a string, not "
-                                f"{json.dumps(row.get(bad[0]))}.")
-            values = [v if isinstance(v, str) else json.dumps(v) for v in values]
         else:
-            if len(row) != len(header):
-                raise UserError(
-                    f"{path}: line {number} has {len(row)} fields, the header {len(header)}"
-                    + (" (is a field holding the delimiter unquoted?)" if fmt == "csv" else
-                       " (a tab inside a sentence, or a missing field?)") + ".")
-            values = [row[header.index(c)] for c in text_columns]
             raw = [row[header.index(c)] for c in label_columns] if has_label else []
-        texts.append(tuple(values))
+        texts.append(row_texts(path, number, row, header, text_columns, fmt, any_json))
         labels.append(_label(path, number, raw, label_columns) if has_label else None)
         lines.append(number)
     if not texts:
         raise UserError(f"{path} holds no examples (only "
                         f"{'a header' if header is not None else 'blank lines'}).")
     return TextTable(path, texts, labels if has_label else None, lines)
+
+
+def read_header(path: str, parsed, text_columns: tuple, fmt: str, label_columns: tuple = (),
+                require_labels: bool = False, id_column: str | None = None) -> list:
+    """A CSV or TSV file's column names, its first row of `parsed` (`rows`), checked to
+    hold the columns named (`check_columns`)."""
+    first = next(parsed, None)
+    if first is None:
+        raise UserError(f"{path} is empty: it needs a first line naming its columns, e.g. "
+                        f"{_example_header(text_columns, label_columns, fmt)}, then one "
+                        "example per line.")
+    if isinstance(first[1], UserError):
+        raise first[1]
+    check_columns(path, first[1], text_columns, label_columns, require_labels, line=1,
+                  id_column=id_column)
+    return first[1]
 
 
 _INDICATOR = {"0": False, "1": True, "false": False, "true": True}
@@ -263,7 +295,10 @@ def _example_header(text_columns, label_columns, fmt) -> str:
                                                + list(label_columns or ("label",)))
 
 
-def _check_columns(path, header, text_columns, label_columns, require_labels, line) -> None:
+def check_columns(path, header, text_columns, label_columns=(), require_labels=False,
+                  line=1, id_column=None) -> None:
+    """Raises UserError if `header` (a row's column names) lacks a column named, or names
+    one twice; the message names the flag that chose it."""
     needed = list(text_columns) + (list(label_columns) if require_labels else [])
     doubled = [c for c in dict.fromkeys(needed) if list(header).count(c) > 1]
     if doubled:
@@ -272,7 +307,8 @@ def _check_columns(path, header, text_columns, label_columns, require_labels, li
                         "it is clear which one to read.")
     missing = [c for c in needed if c not in header]
     if missing:
-        flag = "--label_column" if missing[0] in label_columns else "--text_column"
+        flag = ("--id_column" if missing[0] == id_column else
+                "--label_column" if missing[0] in label_columns else "--text_column")
         where = "the header (line 1)" if line == 1 else f"line {line}"
         raise UserError(f"{path}: {where} has no column {missing[0]!r}; its columns are "
                         f"{', '.join(map(repr, header)) or 'none'}. Name the right one with "
