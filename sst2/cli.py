@@ -82,12 +82,14 @@ def config_from_flags(config_class, flag_values=None):
     return built[None] if None in built else config_class(**built)
 
 
-def run(main: Callable, config_class, before_tensorflow: Callable | None = None) -> None:
+def run(main: Callable, config_class, before_tensorflow: Callable | None = None,
+        needs_tensorflow: Callable | None = None) -> None:
     """Defines `config_class`'s flags, parses them, and calls `main(config, argv)`.
 
     `before_tensorflow(config)` runs before TensorFlow is imported (what must be
-    set in the environment before it starts). Prints a `UserError` as one
-    message with exit status 2.
+    set in the environment before it starts); `needs_tensorflow(config)`, if
+    given, says whether to import it at all (an OpenVINO artifact answers without
+    it). Prints a `UserError` as one message with exit status 2.
     """
     from absl import app, flags, logging
 
@@ -103,7 +105,8 @@ def run(main: Callable, config_class, before_tensorflow: Callable | None = None)
             config = config_from_flags(config_class)
             if before_tensorflow is not None:
                 before_tensorflow(config)
-            import_tensorflow_quietly()
+            if needs_tensorflow is None or needs_tensorflow(config):
+                import_tensorflow_quietly()
             main(config, argv)
         except UserError as e:
             fail(str(e))

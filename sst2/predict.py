@@ -23,6 +23,7 @@ import json
 import os
 import select
 import sys
+import unicodedata
 from typing import Iterable, Iterator
 
 from sst2 import cli
@@ -31,6 +32,7 @@ from sst2.run.errors import UserError
 from sst2.run.targets import TARGETS
 from sst2.serve.loading import (
     explanation_record,
+    is_openvino_artifact,
     label_names,
     load_explainer,
     load_export,
@@ -51,8 +53,9 @@ def predict_batches(export_dir: str, batches: Iterable[list],
                     explain: bool = False) -> Iterator[dict]:
     """Yields, per line of each batch (lines as `str` or `bytes`), `{"text", "label",
     "label_id", "probability", "probabilities"}` (multi-label: `{"text", "labels",
-    "probabilities"}`; regression `{"text", "score"}`), or `{"text", "error"}` for a line
-    a pair model cannot read (no tab). One call of the export per batch. With `explain`,
+    "probabilities"}`; regression `{"text", "score"}`; with `"cut": true` for a text
+    longer than an OpenVINO artifact reads), or `{"text", "error"}` for a line a pair
+    model cannot read (no tab). One call of the export per batch. With `explain`,
     the answers come from the export's `explain` signature, with each text's words and
     tokens and their attributions (`explanation_record`).
 
@@ -72,6 +75,8 @@ def predict_batches(export_dir: str, batches: Iterable[list],
             else:
                 out = answer([raw[i] for i in readable])
             for k, answer_of_line in enumerate(_answers(out, task, names, separator)):
+                if "cut" in out and out["cut"][k]:
+                    answer_of_line["cut"] = True  # longer than an OpenVINO artifact reads
                 if explain:
                     answer_of_line.update(explanation_record(
                         out, k, TARGETS[task].explains_each_label, names))
@@ -91,18 +96,30 @@ def _answers(answers: dict, task: str, label_names, separator: str) -> list[dict
 
 
 def readable_line(result: dict, separator: str = ",") -> str:
-    """A line of `predict_batches`'s output for a person.
+    """A line of `predict_batches`'s output for a person: tab-separated, the text last,
+    its control characters and line breaks escaped (no escape sequence reaches the
+    terminal, no answer spans two lines).
 
     >>> readable_line({"text": "great", "label": "positive", "probability": 0.98})
     'positive\\t0.9800\\tgreat'
     >>> readable_line({"text": "fine", "labels": []}), readable_line({"text": "a", "score": 3.2})
     ('(no label)\\tfine', '3.2000\\ta')
+    >>> readable_line({"text": "bell\\x07 esc\\x1b[31m", "score": 1.0}).split("\\t")[1]
+    'bell\\\\x07 esc\\\\x1b[31m'
     """
+    text = printable(result["text"])
     if "score" in result:
-        return f"{result['score']:.4f}\t{result['text']}"
+        return f"{result['score']:.4f}\t{text}"
     if "labels" in result:
-        return f"{separator.join(result['labels']) or '(no label)'}\t{result['text']}"
-    return f"{result['label']}\t{result['probability']:.4f}\t{result['text']}"
+        return f"{separator.join(result['labels']) or '(no label)'}\t{text}"
+    return f"{result['label']}\t{result['probability']:.4f}\t{text}"
+
+
+def printable(text: str) -> str:
+    """`text` with control characters and line or paragraph separators escaped as Python
+    writes them (`\\x07`, `\\t`, `\\u2028`); everything else as it is."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c
+                   for c in text)
 
 
 def readable_explanation(result: dict) -> str:
@@ -179,12 +196,13 @@ def main(config: PredictConfig, argv: list[str]) -> None:
     export_dir = resolve_export_dir(config.export_dir)
     batches = (in_batches(argv[1:], config.batch_size) if argv[1:]
                else stdin_batches(sys.stdin.fileno(), config.batch_size))
-    answered, unread = 0, []
+    answered, unread, cut = 0, [], 0
     _, separator = label_names(export_dir)
     item = "argument" if argv[1:] else "line"
     for number, result in enumerate(predict_batches(export_dir, batches, config.explain),
                                     start=1):
         answered += 1
+        cut += result.get("cut", False)
         if "error" in result:
             unread.append(number)
             print(f"error: {item} {number}: {result['error']}", file=sys.stderr, flush=True)
@@ -196,6 +214,10 @@ def main(config: PredictConfig, argv: list[str]) -> None:
                 print(readable_explanation(result), flush=True)
     if not answered:
         raise UserError("No input: give sentences as arguments, or one per line on stdin.")
+    if cut:
+        print(f"note: {cut} of {answered} {item}s were longer than the OpenVINO artifact "
+              "reads and were cut to its sequence length (the SavedModel reads long texts "
+              "in windows; docs/serving.md).", file=sys.stderr)
     if unread:
         shown = ", ".join(map(str, unread[:10])) + (", ..." if len(unread) > 10 else "")
         raise UserError(f"{len(unread)} of {answered} {item}s were not answered (no tab: "
@@ -203,4 +225,5 @@ def main(config: PredictConfig, argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main, PredictConfig)
+    cli.run(main, PredictConfig, needs_tensorflow=lambda config: not is_openvino_artifact(
+        config.export_dir))

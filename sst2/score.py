@@ -33,6 +33,7 @@ import tempfile
 from sst2 import cli
 from sst2.run.config import ScoreConfig
 from sst2.run.errors import UserError
+from sst2.serve.loading import is_openvino_artifact
 
 
 def main(config: ScoreConfig, argv: list[str]) -> None:
@@ -174,4 +175,5 @@ def report(outcome, output: str, shards: int) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main, ScoreConfig)
+    cli.run(main, ScoreConfig, needs_tensorflow=lambda config: not is_openvino_artifact(
+        config.export_dir))

@@ -85,10 +85,13 @@ def encode_work(config: TrainConfig, backbone, token_sets: list, keys: list) -> 
     tokens = int(sum(int(encoded(t)["length"].sum()) for t in token_sets))
     per_token = linear_flops_per_token(backbone.hidden_dim, backbone.intermediate_dim,
                                        backbone.num_layers)
-    cached = config.run.cache_features and all(
-        FeatureCache(cache_dir(config), key).is_complete() for key in keys)
+    caches = [FeatureCache(cache_dir(config), key) for key in keys] if config.run.cache_features \
+        else []
+    cached = bool(caches) and all(cache.is_complete() for cache in caches)
     return {"encode_tokens": tokens, "encode_linear_gflop": per_token * tokens / 1e9,
-            "features_cached": bool(cached)}
+            "features_cached": cached,
+            # A resumed pass encodes only what its shards lack: its rate would count the rest.
+            "features_resumed": any(not c.is_complete() and c.has_shards() for c in caches)}
 
 
 def cached_features(config: TrainConfig, split: str, tokens: dict, encoding: Encoding,
@@ -105,10 +108,13 @@ def cached_features(config: TrainConfig, split: str, tokens: dict, encoding: Enc
 
 
 def encode_rate(work: dict, encode_seconds: float) -> str:
-    """Where the encode pass ran (not read from the cache): records its linear layers'
-    GFLOP/s in `work` and returns it for the log line."""
+    """Where the encode pass ran whole (not read from the cache, not resumed from a killed
+    pass's shards): records its linear layers' GFLOP/s in `work` and returns it for the
+    log line."""
     if work["features_cached"]:
         return ""
+    if work["features_resumed"]:
+        return "; resumed, so no rate is recorded for it"
     rate = work["encode_linear_gflops_per_second"] = (work["encode_linear_gflop"]
                                                       / max(encode_seconds, 1e-9))
     return f"; {work['encode_tokens']:,} tokens, {rate:.0f} GFLOP/s of linear layers"

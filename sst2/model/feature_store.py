@@ -171,6 +171,13 @@ class FeatureCache:
         save_json(path, plan)
         return plan
 
+    def has_shards(self) -> bool:
+        """Whether a pass started here left finished shards (a killed pass resumes from
+        them)."""
+        return os.path.isdir(self.folder) and any(
+            name.startswith("shard-") and name.endswith(".npy") and ".tmp" not in name
+            for name in os.listdir(self.folder))
+
     def has_shard(self, shard_id: int) -> bool:
         return os.path.exists(self._path(f"shard-{shard_id:05d}.npy"))
 

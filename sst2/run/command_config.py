@@ -12,6 +12,7 @@ Example:
 
 import dataclasses
 
+from sst2.run.errors import UserError
 from sst2.run.options import Options, option
 
 
@@ -91,8 +92,24 @@ class ExportConfig(ExplainConfig, ReadingConfig, RestoreConfig):
                            "weights, float activations), int8 (weights and activations; "
                            "fewer labels equal to the SavedModel's) or none (float32).",
                            choices=QUANTIZATIONS)
-    calibration_texts: int = option(300, "For --format=openvino: training texts that int8 "
-                                    "activations are calibrated on.", minimum=8)
+    calibration_texts: int = option(300, "For --format=openvino --quantize=int8: training "
+                                    "texts that int8 activations are calibrated on.", minimum=8)
+
+    def __post_init__(self):
+        super().__post_init__()
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        if self.format != "openvino" and (self.quantize != defaults["quantize"] or
+                                          self.calibration_texts != defaults["calibration_texts"]):
+            raise UserError("--quantize and --calibration_texts are for --format=openvino; a "
+                            "SavedModel keeps the run's weights. Add --format=openvino, or "
+                            "leave them out.")
+        if self.format == "openvino" and self.explain_steps != defaults["explain_steps"]:
+            raise UserError("--explain_steps sets the SavedModel's explain signature; the "
+                            "OpenVINO artifact has none. Leave it out, or export a SavedModel.")
+        if self.quantize != "int8" and self.calibration_texts != defaults["calibration_texts"]:
+            raise UserError("--calibration_texts calibrates int8 activations "
+                            "(--quantize=int8); --quantize="
+                            f"{self.quantize} uses none. Leave it out.")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -200,7 +200,9 @@ class RunConfig(Options):
         500, "Save a checkpoint every N steps (and at every epoch end; 0: epoch ends only).",
         minimum=0)
     keep_checkpoints: int = option(3, "Rolling checkpoints to keep.", minimum=1)
-    restart: bool = option(False, "Ignore existing checkpoints in --model_dir; start fresh.")
+    restart: bool = option(False, "Start the run in --model_dir over: its checkpoints, "
+                           "metrics, events, exports (SavedModel and OpenVINO), calibration "
+                           "and report are removed; its feature cache is kept.")
     export: bool = option(True, "Export the best checkpoint as a SavedModel at the end.")
     calibrate: bool = option(
         True, "Fit a temperature on the validation split after training and fold it into the "

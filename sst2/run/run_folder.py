@@ -42,8 +42,11 @@ class RunFolder:
         "leaderboard_csv": "leaderboard.csv",
         "hparams": "hparams",             # TensorBoard's HParams dashboard
     }
-    # What --restart removes; the feature cache stays (it depends on the data, not the run).
-    RESTART_REMOVES = ("checkpoints", "best", "metrics", "train_events", "eval_events", "config")
+    # What --restart removes: everything of the run before, its exports too (a model that
+    # is gone must not be served from its folder); the feature cache stays (it depends on
+    # the data, not the run).
+    RESTART_REMOVES = ("checkpoints", "best", "metrics", "train_events", "eval_events", "config",
+                       "export", "export_openvino", "calibration", "report", "predictions")
 
     def __init__(self, root: str):
         self.root = root

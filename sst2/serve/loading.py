@@ -8,7 +8,7 @@ Example:
     >>> from sst2.serve.versions import latest_export
     >>> answer, pairs, task = load_export(resolve_export_dir(openvino_dir))
     >>> sorted(answer(["a gripping film"])), pairs
-    (['label', 'label_id', 'probabilities'], False)
+    (['cut', 'label', 'label_id', 'probabilities'], False)
 """
 
 import os
@@ -25,9 +25,10 @@ from sst2.serve.versions import incomplete_versions, latest_export, read_export_
 MARKERS = ("saved_model.pb", "model.xml")
 
 
-def resolve_export_dir(path: str) -> str:
+def resolve_export_dir(path: str, quiet: bool = False) -> str:
     """An export's folder (a SavedModel or an OpenVINO artifact) from a version folder, an
-    export root or a model_dir (its SavedModel export first)."""
+    export root or a model_dir (its SavedModel export first); `quiet`: without the note
+    on incomplete versions skipped."""
     if any(os.path.exists(os.path.join(path, marker)) for marker in MARKERS):
         return path
     folder = RunFolder(path)
@@ -36,7 +37,7 @@ def resolve_export_dir(path: str) -> str:
         marker = next((m for m in reversed(MARKERS) if latest_export(root, m)), MARKERS[0])
         broken = incomplete_versions(root, marker)
         found = latest_export(root, marker)
-        if broken and found:
+        if broken and found and not quiet:
             print(f"note: {', '.join(broken)} holds no {marker} (a model server would "
                   f"fail to load it); using {found}.", file=sys.stderr)
         if found:
@@ -46,6 +47,16 @@ def resolve_export_dir(path: str) -> str:
                             "complete. Export again with: python -m sst2.export --model_dir=...")
     raise UserError(f"No SavedModel or OpenVINO artifact at {path}. Export one with: "
                     "python -m sst2.export --model_dir=...")
+
+
+def is_openvino_artifact(path: str) -> bool:
+    """Whether `path` (as `resolve_export_dir` takes it) is, or leads to, an OpenVINO
+    artifact: answered without TensorFlow. Where it leads nowhere, False (the error is
+    said where the export is loaded)."""
+    try:
+        return os.path.exists(os.path.join(resolve_export_dir(path, quiet=True), "model.xml"))
+    except UserError:
+        return False
 
 
 def load_export(export_dir: str):

@@ -117,7 +117,10 @@ def convert(trained, quantize: str, calibration_texts: list) -> ov.Model:
         output.get_tensor().set_names({output.get_any_name().split(":")[0]})
     if quantize != "none":
         model = _quantize(model, quantize, _tokenized(tokens, calibration_texts, len(inputs)))
-    return connect_models(tokens, model)
+    # The tokenizer's `cut` stays an output: which texts were longer than it reads.
+    return connect_models(tokens, model, {"token_ids": "token_ids",
+                                          "padding_mask": "padding_mask"},
+                          keep_remaining_first_model_outputs=True)
 
 
 def _tokenized(tokens: ov.Model, texts: list, inputs: int, batch_size: int = 8) -> list:
@@ -207,10 +210,27 @@ def measure_agreement(artifact, reference: dict, dataset, thresholds=None,
     return result
 
 
+def calibration_texts(trained, count: int) -> list:
+    """`count` of the run's training texts, shuffled (a pair as a tuple): what int8
+    activations are calibrated on."""
+    data = trained.config.data
+    try:
+        dataset = open_dataset(data, log=lambda message: None)
+        sample = dataset.load(data.train_split).shuffle(dataset.size(data.train_split), seed=0)
+    except UserError as e:
+        raise UserError(f"{e} --quantize=int8 calibrates on the run's training texts: put the "
+                        "file back where the run read it, or use --quantize=int8_weights, "
+                        "which needs none.") from e
+    columns = ("text", "text_pair") if trained.dataset.is_pair else ("text",)
+    texts = [tuple(example[c].numpy().decode("utf-8", "replace") for c in columns)
+             for example in sample.take(count)]
+    return [t if len(columns) > 1 else t[0] for t in texts]
+
+
 def export_run(trained, config: ExportConfig, log=print) -> str:
-    """`sst2.export --format=openvino`: the artifact of a restored run, calibrated on
-    `config.calibration_texts` of its training texts, its agreement with the SavedModel
-    measured on the run's validation split. Returns its folder."""
+    """`sst2.export --format=openvino`: the artifact of a restored run (`--quantize=int8`:
+    calibrated on `config.calibration_texts` of its training texts), its agreement with
+    the SavedModel measured on the run's validation split. Returns its folder."""
     reading = {f.name: getattr(config, f.name) for f in dataclasses.fields(ReadingConfig)}
     if ReadingConfig(**reading) != ReadingConfig():
         raise UserError("--window_tokens, --window_overlap and --max_windows set how the "
@@ -218,19 +238,25 @@ def export_run(trained, config: ExportConfig, log=print) -> str:
                         f"{trained.preprocessor.sequence_length} tokens. Leave them unset.")
     check_supported(trained)
     data = trained.config.data
-    dataset = open_dataset(data, log=lambda message: None)
-    sample = dataset.load(data.train_split).shuffle(dataset.size(data.train_split), seed=0)
-    columns = ("text", "text_pair") if trained.dataset.is_pair else ("text",)
-    texts = [tuple(example[c].numpy().decode("utf-8", "replace") for c in columns)
-             for example in sample.take(config.calibration_texts)]
-    texts = [t if len(columns) > 1 else t[0] for t in texts]
+    texts = (calibration_texts(trained, config.calibration_texts) if config.quantize == "int8"
+             else [])
     log(f"Scoring {data.eval_split} with the SavedModel's computation, to measure the "
         "artifact against it.")
-    reference = predict_split(trained, data.eval_split, with_text=True,
-                              show_progress=trained.config.run.progress)
-    log(f"Converting to OpenVINO ({PRECISIONS[config.quantize]}; calibrated on "
-        f"{len(texts)} training texts).")
-    return export_openvino(
+    try:
+        reference = predict_split(trained, data.eval_split, with_text=True,
+                                  show_progress=trained.config.run.progress)
+    except UserError as e:
+        raise UserError(f"{e} The OpenVINO export measures the artifact against the "
+                        "SavedModel on the run's validation data: put the file back where the "
+                        "run read it.") from e
+    log(f"Converting to OpenVINO ({PRECISIONS[config.quantize]}"
+        + (f"; calibrated on {len(texts)} training texts)." if texts else ")."))
+    folder = export_openvino(
         trained, config.export_root or RunFolder(trained.config.run.model_dir).export_openvino,
         config.quantize, texts, reference,
         model_card=lambda facts: card.render(trained, artifact=facts))
+    if not trained.dataset.is_pair:
+        log(f"note: the artifact reads the first {trained.preprocessor.sequence_length - 2} "
+            "tokens of a text and cuts the rest, where the SavedModel reads a long text in "
+            "windows; sst2.predict and sst2.score say when they cut one.")
+    return folder

@@ -5,7 +5,7 @@ Needs only `openvino`, `openvino-tokenizers` and numpy:
     >>> model = OpenVINOModel(openvino_dir)
     >>> answers = model(["a gripping film", "dull"])
     >>> sorted(answers), answers["probabilities"].shape, model.pairs
-    (['label', 'label_id', 'probabilities'], (2, 2), False)
+    (['cut', 'label', 'label_id', 'probabilities'], (2, 2), False)
     >>> set(answers["label"]) <= {"negative", "positive"}
     True
 

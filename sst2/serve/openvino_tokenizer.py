@@ -90,12 +90,17 @@ def _cut(segments: list, budget: int) -> list:
 
 def tokenizer_outputs(texts: list, vocabulary: list, sequence_length: int, special: dict) -> list:
     """`[token_ids, padding_mask]` (int32 `[batch, longest]`) of one or two string inputs
-    (a pair packed as `[CLS] text [SEP] text_pair [SEP]`), cut to `sequence_length`.
-    `special`: the ids of `cls`, `sep` and `pad`."""
+    (a pair packed as `[CLS] text [SEP] text_pair [SEP]`), cut to `sequence_length`; for
+    one input, then `cut` (bool `[batch]`): which texts had more tokens than were kept,
+    where the SavedModel would have read on in windows. `special`: the ids of `cls`,
+    `sep` and `pad`."""
     wordpiece = WordPieceTokenizationStep(vocab=list(vocabulary), unk_token="[UNK]",
                                           suffix_indicator="##", max_bytes_per_word=100)
-    ragged = _cut([wordpiece.get_ov_subgraph(_words(text)) for text in texts],
-                  sequence_length - len(texts) - 1)
+    whole = [wordpiece.get_ov_subgraph(_words(text)) for text in texts]
+    budget = sequence_length - len(texts) - 1
+    ragged = _cut(whole, budget)
+    cut = ([ops.greater(ops.subtract(whole[0][1], whole[0][0]),
+                        ops.constant(np.int32(budget))).output(0)] if len(texts) == 1 else [])
     def token(token_id):
         return [ops.constant(np.int32(0)).output(0), ops.constant(np.int32(1)).output(0),
                 ops.constant(np.array([token_id], np.int32)).output(0)]
@@ -112,13 +117,13 @@ def tokenizer_outputs(texts: list, vocabulary: list, sequence_length: int, speci
         "RaggedToDense", combined[:3] + [longest.output(0),
                                          ops.constant(np.int32(special["pad"])).output(0)],
         {"pad_right": True, "pad_max_length": False}).outputs()
-    return [token_ids, ops.convert(mask, "i32").output(0)]
+    return [token_ids, ops.convert(mask, "i32").output(0)] + cut
 
 
 def tokenizer_model(vocabulary: list, sequence_length: int, special: dict,
                     inputs: tuple = ("text",)) -> ov.Model:
     """The tokenizer alone as a model: string inputs named `inputs`, outputs
-    `token_ids` and `padding_mask`."""
+    `token_ids`, `padding_mask` and, for one input, `cut` (`tokenizer_outputs`)."""
     texts = []
     for name in inputs:
         parameter = ops.parameter(PartialShape([-1]), Type.string, name=name)
@@ -126,6 +131,6 @@ def tokenizer_model(vocabulary: list, sequence_length: int, special: dict,
         texts.append(parameter)
     outputs = tokenizer_outputs([t.output(0) for t in texts], vocabulary, sequence_length,
                                 special)
-    for output, name in zip(outputs, ("token_ids", "padding_mask")):
+    for output, name in zip(outputs, ("token_ids", "padding_mask", "cut")):
         output.set_names({name})
     return ov.Model(outputs, texts, "tokenizer")

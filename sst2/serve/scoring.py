@@ -6,7 +6,8 @@ numbers; `sst2.text.records`), answers their records in batches with
 `RunInference` and `ExportHandler` (the export loaded once per worker: a
 SavedModel, or an OpenVINO artifact), writes sharded JSONL
 (`<prefix>-00000-of-0000N.jsonl`): per record its `id` and the export's
-answer (`sst2.predict --json`'s, without the text), or its `error`, and
+answer (`sst2.predict --json`'s, without the text; `"cut": true` for a text
+longer than an OpenVINO artifact reads), or its `error`, and
 returns what happened (`Outcome`): records scored and not, files that could
 not be read, ids given more than once, texts an artifact cut. No record is
 dropped: a record or a file that cannot be read becomes an error record.
@@ -29,6 +30,7 @@ import json
 import os
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
@@ -78,10 +80,11 @@ class ExportHandler(ModelHandler):
     def run_inference(self, batch, model, inference_args=None):
         columns = list(zip(*[record["texts"] for record in batch]))
         answers = model.answer(*[list(column) for column in columns])
-        if "cut" in answers:
-            Metrics.counter(NAMESPACE, "texts_cut").inc(int(answers["cut"].sum()))
+        cut = answers.get("cut", np.zeros(len(batch), bool))
+        Metrics.counter(NAMESPACE, "texts_cut").inc(int(cut.sum()))
         return [{"id": record["id"], **model.target.record(answers, i, model.names,
-                                                           model.separator)}
+                                                           model.separator),
+                 **({"cut": True} if cut[i] else {})}
                 for i, record in enumerate(batch)]
 
     def batch_elements_kwargs(self):

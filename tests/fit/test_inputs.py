@@ -34,3 +34,28 @@ def test_a_resumed_run_keeps_the_buckets_it_started_with(tmp_path):
     del fields["train_buckets"]
     save_json(config_path(str(tmp_path)), fields)
     assert load_train_buckets(str(tmp_path)) == data.bucket_lengths(64)
+
+
+def test_a_resumed_encode_pass_records_no_rate(tmp_path):
+    """Issue 47, case 12: a pass resumed from a killed pass's shards encodes only what they
+    lack, so a rate of all its tokens over its time would be too high: none is recorded."""
+    import types
+
+    from sst2.fit.cached_features import encode_rate, encode_work
+    from sst2.model.feature_store import FeatureCache
+
+    config = TrainConfig.from_options(model_dir=str(tmp_path))
+    backbone = types.SimpleNamespace(hidden_dim=16, intermediate_dim=32, num_layers=2)
+    tokens = {"length": np.array([5, 7, 9])}
+    keys = [{"split": "train"}, {"split": "validation"}]
+    whole = encode_work(config, backbone, [tokens, tokens], keys)
+    assert not whole["features_resumed"]
+    assert "GFLOP/s" in encode_rate(whole, 2.0) and whole["encode_linear_gflops_per_second"]
+
+    cache = FeatureCache(str(tmp_path / "feature_cache"), keys[0])
+    cache.start()
+    cache.write_shard(0, np.zeros([2, 16], np.float32))
+    resumed = encode_work(config, backbone, [tokens, tokens], keys)
+    assert resumed["features_resumed"] and resumed["encode_tokens"] == 42
+    assert encode_rate(resumed, 1.0) == "; resumed, so no rate is recorded for it"
+    assert "encode_linear_gflops_per_second" not in resumed

@@ -132,7 +132,13 @@ def test_restart_starts_fresh(tiny_preset, tiny_data_dir, uninterrupted, tmp_pat
 
     model_dir = str(tmp_path / "restart")
     shutil.copytree(uninterrupted, model_dir)
+    # The run before had exports: none may be served as this run's (issue 47, case 18).
+    for version in ("export/1700000000/saved_model.pb", "export_openvino/1700000000/model.xml"):
+        os.makedirs(os.path.dirname(os.path.join(model_dir, version)))
+        open(os.path.join(model_dir, version), "w").close()
     result = run_module("sst2.train", *_args(tiny_preset, tiny_data_dir, model_dir, "--restart"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resuming" not in result.stdout
+    assert not os.path.exists(os.path.join(model_dir, "export_openvino"))
+    assert not os.path.exists(os.path.join(model_dir, "export"))  # --noexport
     assert _epochs(model_dir) == _epochs(uninterrupted)

@@ -209,3 +209,20 @@ def test_a_hand_damaged_config_is_one_clear_error(edit, message, tmp_path):
     for load in (load_config, load_dataset_info, load_precisions):
         with pytest.raises(UserError, match=f"config.json is damaged: .*{re.escape(message)}"):
             load(str(tmp_path))
+
+
+def test_export_options_that_would_be_ignored_are_refused():
+    """Issue 47, case 9: an option the chosen format does not use is one error, not a
+    silently different export."""
+    from sst2.run.command_config import ExportConfig
+
+    ExportConfig(model_dir="runs/x", format="openvino", quantize="int8", calibration_texts=8)
+    refused = {
+        (("quantize", "int8"), ("calibration_texts", 8)): "--quantize and --calibration_texts "
+                                                          "are for --format=openvino",
+        (("format", "openvino"), ("explain_steps", 8)): "--explain_steps sets the SavedModel's",
+        (("format", "openvino"), ("calibration_texts", 8)): "--quantize=int8_weights uses none",
+    }
+    for given, message in refused.items():
+        with pytest.raises(UserError, match=re.escape(message)):
+            ExportConfig(model_dir="runs/x", **dict(given))

@@ -98,9 +98,12 @@ def test_an_openvino_artifact_answers_as_the_saved_model(float32_run):
     from sst2.serve.openvino_runtime import OpenVINOModel
     from sst2.serve.versions import latest_export
 
+    home = os.path.join(float32_run, "home")  # nothing written outside the run (telemetry)
+    os.makedirs(home, exist_ok=True)
     result = run_module("sst2.export", f"--model_dir={float32_run}", "--format=openvino",
-                        "--quantize=none")
+                        "--quantize=none", env={"HOME": home})
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "note: the artifact reads the first 14 tokens of a text" in result.stdout
     folder = latest_export(os.path.join(float32_run, "export_openvino"), "model.xml")
     assert sorted(os.listdir(folder)) == ["MODEL_CARD.md", "assets.extra", "model.bin",
                                           "model.xml"]
@@ -122,12 +125,18 @@ def test_an_openvino_artifact_answers_as_the_saved_model(float32_run):
 
     # sst2.predict reads it, from its folder or root, without loading TensorFlow.
     for where in (folder, os.path.dirname(folder)):
-        out = run_module("sst2.predict", f"--export_dir={where}", "--json", *TEXTS)
+        out = run_module("sst2.predict", f"--export_dir={where}", "--json", *TEXTS,
+                         env={"HOME": home})
         assert out.returncode == 0, out.stderr[-3000:]
         lines = [json.loads(line) for line in out.stdout.splitlines()]
         default = OpenVINOModel(folder)(TEXTS)
         assert [line["label"] for line in lines] == default["label"].tolist()
         assert [line["text"] for line in lines] == TEXTS
+        assert [line.get("cut", False) for line in lines] == [False] * 4 + [True]
+        assert ("note: 1 of 5 arguments were longer than the OpenVINO artifact reads and "
+                "were cut to its sequence length") in out.stderr
+
+    assert os.listdir(home) == [], os.listdir(home)
 
     # The default quantization, int8 weights: the same answers on these clear texts.
     result = run_module("sst2.export", f"--model_dir={float32_run}", "--format=openvino")
@@ -155,6 +164,20 @@ def serve_saved_model(export_dir: str, texts: list) -> dict:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.splitlines()[-1])
+
+
+# `python -m sst2.predict ARGS` where TensorFlow and Keras cannot load.
+PREDICT_WITHOUT_TENSORFLOW = """
+import runpy, sys
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "keras", "keras_hub", "tf_keras",
+                                  "tensorflow_text"):
+            raise ImportError("refused: " + name)
+sys.meta_path.insert(0, Refuse())
+sys.argv = ["sst2.predict", *sys.argv[1:]]
+runpy.run_module("sst2.predict", run_name="__main__")
+"""
 
 
 # The model card's snippet, in a process where TensorFlow, Keras and sst2 cannot load.
@@ -189,6 +212,13 @@ def test_the_artifact_answers_without_tensorflow(float32_run):
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.splitlines()[-1]) == OpenVINOModel(folder)(TEXTS)[
         "label"].tolist()
+    # sst2.predict with the artifact imports neither TensorFlow nor Keras (issue 47, case 13).
+    result = subprocess.run([sys.executable, "-c", PREDICT_WITHOUT_TENSORFLOW,
+                             f"--export_dir={folder}", "--json", *TEXTS[:2]],
+                            capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [json.loads(line)["label"] for line in result.stdout.splitlines()] == OpenVINOModel(
+        folder)(TEXTS[:2])["label"].tolist()
 
 
 @pytest.mark.slow
@@ -243,9 +273,41 @@ def test_every_kind_of_target_and_pairs_answer_as_the_saved_model(task, tiny_kin
     assert [i.get_any_name() for i in artifact.compiled.inputs] == (
         ["text", "text_pair"] if trained.dataset.is_pair else ["text"])
     got = artifact(*inputs)
-    assert set(got) == set(trained.dataset.target.export_outputs)
+    assert set(got) == set(trained.dataset.target.export_outputs) | (
+        set() if trained.dataset.is_pair else {"cut"})
+    assert "cut" in got or trained.dataset.is_pair
     answer = trained.dataset.target.answer
     np.testing.assert_allclose(got[answer], expected[answer], atol=1e-5)
-    for name in set(got) - {answer}:
+    for name in set(got) - {answer, "cut"}:
         values = [x.decode() if isinstance(x, bytes) else x for x in expected[name].tolist()]
         assert got[name].tolist() == values, name
+
+
+@pytest.mark.slow
+def test_int8_weights_need_no_training_file(tiny_preset, tmp_path):
+    """Issue 47, case 11: the training file moved after the run: `int8_weights` (the
+    default) exports without it; `int8`, which calibrates on its texts, says why it needs
+    it and what needs none."""
+    import shutil
+
+    from sst2.run.config import TrainConfig
+    from tests.helpers import train
+
+    data = tmp_path / "data"
+    shutil.copytree(os.path.join(REPO, "tests", "data", "goemotions"), data)
+    model_dir = str(tmp_path / "run")
+    train(TrainConfig.from_options(
+        model_dir=model_dir, preset=tiny_preset, epochs=1, batch_size=8, train_split="train",
+        sequence_length=TINY_SEQUENCE_LENGTH, head_hidden=8, progress=False,
+        precision="float32", export=False, train_file=str(data / "train.tsv"),
+        eval_file=str(data / "dev.tsv"), label_names_file=str(data / "labels.txt")),
+        log=lambda s: None)
+    os.rename(data / "train.tsv", tmp_path / "moved.tsv")
+    exported = run_module("sst2.export", f"--model_dir={model_dir}", "--format=openvino")
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    refused = run_module("sst2.export", f"--model_dir={model_dir}", "--format=openvino",
+                         "--quantize=int8")
+    assert refused.returncode == 2 and error_lines(refused.stderr) == [
+        f"error: {data / 'train.tsv'}: no such file. --quantize=int8 calibrates on the run's "
+        "training texts: put the file back where the run read it, or use "
+        "--quantize=int8_weights, which needs none."], refused.stderr[-2000:]
