@@ -4,6 +4,9 @@
     cat reviews.txt | python -m sst2.predict --export_dir=... --json
     python -m sst2.predict --export_dir=runs/sst2/export_openvino "dull"   # no TensorFlow
 
+An OpenVINO artifact is answered without importing TensorFlow or Keras: sst2 with
+openvino, openvino-tokenizers, numpy and absl-py is enough.
+
 With no sentences on the command line, reads one per line from stdin. Prints
 per line the label and its probability (a multi-label model: the predicted
 labels, joined by its separator, or `(no label)`; a regression model: the
