@@ -7,8 +7,8 @@ Example:
     >>> folder = RunFolder("runs/sst2")
     >>> folder.metrics, folder.checkpoints, folder.submission("SST-2")
     ('runs/sst2/metrics.json', 'runs/sst2/checkpoints', 'runs/sst2/SST-2.tsv')
-    >>> sorted(RunFolder.RESTART_REMOVES)
-    ['best', 'checkpoints', 'config', 'eval_events', 'metrics', 'train_events']
+    >>> "feature_cache" in RunFolder.RESTART_REMOVES, "export" in RunFolder.RESTART_REMOVES
+    (False, True)
 """
 
 import contextlib

@@ -173,6 +173,9 @@ def _artifact(facts: dict, info) -> list:
                   f"{agreement['largest_difference']:.3g}; {metric} "
                   f"{shown(agreement[metric])} against the SavedModel's "
                   f"{shown(agreement['saved_model_' + metric])}."]
+    elif facts.get("agreement_not_measured"):
+        lines += ["", "Not measured against the SavedModel's answers: "
+                  f"{facts['agreement_not_measured']}."]
     lines += ["", "OpenVINO's default CPU precision (bfloat16 where the CPU has it) answers a "
               "text slightly differently beside different texts in a batch; compile with "
               '`{"INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}` '

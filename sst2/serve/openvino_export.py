@@ -161,12 +161,13 @@ def _numbers(compiled, inputs: dict) -> dict:
 
 def export_openvino(trained, export_root: str, quantize: str = "int8_weights",
                     calibration_texts: list = (), reference: dict | None = None,
-                    model_card=None, version: int | None = None) -> str:
+                    model_card=None, version: int | None = None,
+                    unmeasured: str | None = None) -> str:
     """Writes the artifact (see the module) as `<export_root>/<version>/` (default: the
     Unix time, as `write_version` numbers it) and returns its folder. `reference`: the
     SavedModel's answers to texts (`predict_split(..., with_text=True)`), whose
-    agreement with the artifact `sst2.json` and the model card record; `model_card`:
-    a function of those facts returning Markdown."""
+    agreement with the artifact `sst2.json` and the model card record (`unmeasured`:
+    why there is none); `model_card`: a function of those facts returning Markdown."""
     model = convert(trained, quantize, list(calibration_texts))
     dataset = trained.dataset
 
@@ -182,6 +183,8 @@ def export_openvino(trained, export_root: str, quantize: str = "int8_weights",
                           else None)
             facts["agreement"] = measure_agreement(OpenVINOModel(folder, facts=facts),
                                                    reference, dataset, thresholds)
+        elif unmeasured:
+            facts["agreement_not_measured"] = unmeasured
         os.makedirs(os.path.join(folder, "assets.extra"))
         save_json(os.path.join(folder, EXPORT_FACTS), facts)
         if model_card is not None:
@@ -242,18 +245,20 @@ def export_run(trained, config: ExportConfig, log=print) -> str:
              else [])
     log(f"Scoring {data.eval_split} with the SavedModel's computation, to measure the "
         "artifact against it.")
+    reference, unmeasured = None, None
     try:
         reference = predict_split(trained, data.eval_split, with_text=True,
                                   show_progress=trained.config.run.progress)
-    except UserError as e:
-        raise UserError(f"{e} The OpenVINO export measures the artifact against the "
-                        "SavedModel on the run's validation data: put the file back where the "
-                        "run read it.") from e
+    except UserError as e:  # moved data: the artifact is still exported, said unmeasured
+        unmeasured = f"the run's data could not be read at export time ({e})"
+        log(f"warning: not measuring the artifact against the SavedModel on the run's "
+            f"validation data: {e} To measure it, put the file back where the run read it "
+            "and export again.")
     log(f"Converting to OpenVINO ({PRECISIONS[config.quantize]}"
         + (f"; calibrated on {len(texts)} training texts)." if texts else ")."))
     folder = export_openvino(
         trained, config.export_root or RunFolder(trained.config.run.model_dir).export_openvino,
-        config.quantize, texts, reference,
+        config.quantize, texts, reference, unmeasured=unmeasured,
         model_card=lambda facts: card.render(trained, artifact=facts))
     if not trained.dataset.is_pair:
         log(f"note: the artifact reads the first {trained.preprocessor.sequence_length - 2} "

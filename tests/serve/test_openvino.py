@@ -305,6 +305,10 @@ def test_int8_weights_need_no_training_file(tiny_preset, tmp_path):
     os.rename(data / "train.tsv", tmp_path / "moved.tsv")
     exported = run_module("sst2.export", f"--model_dir={model_dir}", "--format=openvino")
     assert exported.returncode == 0, exported.stderr[-3000:]
+    assert (f"warning: not measuring the artifact against the SavedModel on the run's "
+            f"validation data: {data / 'train.tsv'}: no such file.") in exported.stdout
+    card = open(glob.glob(f"{model_dir}/export_openvino/*/MODEL_CARD.md")[0]).read()
+    assert "Not measured against the SavedModel's answers: the run's data could not" in card
     refused = run_module("sst2.export", f"--model_dir={model_dir}", "--format=openvino",
                          "--quantize=int8")
     assert refused.returncode == 2 and error_lines(refused.stderr) == [
