@@ -69,15 +69,16 @@ def main(config: ScoreConfig, argv: list[str]) -> None:
                                               output.staging_prefix, export_dir, reading)
             except UserError:
                 raise
-            except KeyboardInterrupt:
-                raise UserError(f"Interrupted: {config.output} is as it was before this run; "
-                                "run the same command again to score the files.") from None
             except Exception as e:  # a worker's failure, as Beam reports it
-                if interrupted:
-                    raise UserError(f"Interrupted: {config.output} is as it was before this "
-                                    "run; run the same command again to score the files.") from e
-                raise UserError("The scoring pipeline failed: "
-                                f"{failure_reason(e, config.output)}") from e
+                if not interrupted:
+                    raise UserError("The scoring pipeline failed: "
+                                    f"{failure_reason(e, config.output)}") from e
+                interrupted.append(e)  # an interrupt Beam wrapped: said as one, below
+            except KeyboardInterrupt:
+                interrupted.append(None)
+        if interrupted:
+            raise UserError(f"Interrupted: {config.output} is as it was before this run; run "
+                            "the same command again to score the files.")
         written = output.publish()
     report(outcome, config.output, len(written))
 

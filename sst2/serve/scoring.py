@@ -130,7 +130,7 @@ def check_inputs(inputs: str, export_dir: str, reading: RecordReading) -> list:
     for path in matched:
         if record_format(path, reading) != "text":
             with FileSystems.open(path, compression_type="uncompressed") as f:
-                check_head(path, f.read(1 << 20), reading)
+                check_head(path, f.read(1 << 16), reading)  # a first line fits
     return matched
 
 

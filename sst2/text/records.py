@@ -69,11 +69,7 @@ class RecordReading:
 
     def check_encoding(self) -> None:
         """Raises UserError for an encoding Python does not know."""
-        try:
-            codecs.lookup(self.encoding)
-        except LookupError:
-            raise UserError(f"--encoding={self.encoding!r} is not an encoding Python knows; "
-                            "use e.g. utf-8, utf-16, latin-1 or cp1252.") from None
+        text_files.codec(self.encoding)
 
 
 def record_format(path: str, reading: RecordReading) -> str:
@@ -91,7 +87,7 @@ def decode(data: bytes, encoding: str) -> str:
     >>> decode(b"\\xef\\xbb\\xbfok \\xff", "utf-8")
     'ok \\udcff'
     """
-    codec = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+    codec = text_files.codec(encoding)
     try:
         return data.decode(codec, "surrogateescape")
     except UnicodeDecodeError:  # a codec that escapes no bytes below 0x80 (UTF-16's odd end)
@@ -177,9 +173,8 @@ def check_head(path: str, head: bytes, reading: RecordReading) -> None:
     fmt = record_format(path, reading)
     if fmt == "text":
         return
-    decoder = codecs.getincrementaldecoder(
-        "utf-8-sig" if codecs.lookup(reading.encoding).name == "utf-8" else reading.encoding)
-    text = decoder("replace").decode(head)
+    text = codecs.getincrementaldecoder(text_files.codec(reading.encoding))("replace").decode(
+        head)
     first_line = text.split("\n", 1)[0] if "\n" in text else None
     if first_line is None or not first_line.strip():
         return  # no whole first line in the head, or a blank one: read with the file

@@ -66,13 +66,25 @@ def file_format(path: str, fmt: str = "auto") -> str:
     return found
 
 
-def decode(path: str, encoding: str) -> str:
-    """The file's text; a UserError listing every line with bytes invalid in `encoding`."""
+def codec(encoding: str) -> str:
+    """The codec that reads a file in `encoding`: for UTF-8, one that drops a leading
+    byte-order mark (not part of the first column's name, nor of the first line). A
+    UserError for an encoding Python does not know.
+
+    >>> codec("UTF8"), codec("latin-1")
+    ('utf-8-sig', 'latin-1')
+    """
     try:
-        codecs.lookup(encoding)
+        name = codecs.lookup(encoding).name
     except LookupError:
         raise UserError(f"--encoding={encoding!r} is not an encoding Python knows; use e.g. "
-                        "utf-8, latin-1 or cp1252.") from None
+                        "utf-8, utf-16, latin-1 or cp1252.") from None
+    return "utf-8-sig" if name == "utf-8" else encoding
+
+
+def decode(path: str, encoding: str) -> str:
+    """The file's text; a UserError listing every line with bytes invalid in `encoding`."""
+    codec(encoding)
     if os.path.isdir(path):
         raise UserError(f"{path} is a folder; name a CSV, TSV or JSONL file in it.")
     if os.path.exists(path) and not os.path.isfile(path):
@@ -87,16 +99,15 @@ def decode(path: str, encoding: str) -> str:
 
 def decode_bytes(path: str, data: bytes, encoding: str) -> str:
     """`data`, the bytes of the file `path`, as text (see `decode`)."""
-    # A UTF-8 byte-order mark is not part of the first column's name.
-    codec = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+    reading = codec(encoding)
     try:
-        return data.decode(codec)
+        return data.decode(reading)
     except UnicodeDecodeError:
         pass
     bad = []
     for number, line in enumerate(data.split(b"\n"), start=1):
         try:
-            line.decode(codec)
+            line.decode(reading)
         except UnicodeDecodeError as e:
             bad.append(f"line {number}, byte {e.start + 1} (0x{line[e.start]:02x})")
     listed = "; ".join(bad[:_MAX_LISTED]) + (f"; and {len(bad) - _MAX_LISTED} more lines"
@@ -166,7 +177,9 @@ def row_texts(path: str, number: int, row, header: list | None, columns: tuple, 
     if isinstance(row, UserError):
         raise row
     if header is None:
-        check_columns(path, list(row), columns, line=number, id_column=(any_json or [None])[0])
+        if any(c not in row for c in columns):  # the message names the flag to fix
+            check_columns(path, list(row), columns, line=number,
+                          id_column=(any_json or [None])[0])
         values = [row[c] for c in columns]
         bad = [c for c, v in zip(columns, values) if not isinstance(v, str) and c not in any_json]
         if bad:
