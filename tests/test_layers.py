@@ -97,3 +97,21 @@ def test_the_bottom_layer_imports_without_tensorflow():
                            cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO))
     assert found.returncode == 0, found.stderr[-2000:]
     assert found.stdout.strip() == "[]", found.stdout[-2000:]
+
+
+def test_nothing_in_the_bottom_layer_imports_tensorflow_even_inside_a_function():
+    """`sst2.run` declares (options, registries, kinds of target, the run folder); the
+    tensor work lives on the floors that compute it. Read from the source: an import
+    inside a function, which the import check above cannot see, counts too."""
+    found = []
+    for name, path in _modules().items():
+        if _layer(name) != 0:
+            continue
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{name}:{node.lineno} {n}" for n in names
+                      if n.split(".")[0] in ("tensorflow", "keras", "tf_keras", "keras_hub")]
+    assert not found, found

@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from sst2.fit.optimization import GroupedOptimizer  # noqa: F401  (the docstring's example)
 from sst2.fit.steps import Trainer, _as_float32
+from sst2.model import target_math
 from sst2.run import metrics, targets
 
 
@@ -61,8 +62,8 @@ class HeadGroup(keras.Model):
 
 @keras.saving.register_keras_serializable(package="sst2")
 class MeanOfHeads(keras.Model):
-    """An ensemble as one head: logits whose answer (`target.outputs`) is the mean of
-    the heads' answers: their probabilities, or their scores (`target.from_mean`)."""
+    """An ensemble as one head: logits whose answer (`target_math.outputs`) is the mean of
+    the heads' answers: their probabilities, or their scores (`target_math.mean_of_heads`)."""
 
     def __init__(self, heads: list, task: str, **kwargs):
         super().__init__(**kwargs)
@@ -79,7 +80,7 @@ class MeanOfHeads(keras.Model):
     def call(self, features, training=False):
         logits = tf.stack([tf.cast(h(features, training=training), tf.float32)
                            for h in self.heads])
-        return self.target.mean_of_heads(logits)
+        return target_math.mean_of_heads(self.target, logits)
 
 
 class GroupTrainer(Trainer):
@@ -107,8 +108,8 @@ class GroupTrainer(Trainer):
 
     def _sums(self, logits, labels, weights):
         per_example = self._per_head(
-            lambda head_logits: self.target.loss(head_logits, labels, scale=self.target_scale),
-            logits)
+            lambda head_logits: target_math.loss(self.target, head_logits, labels,
+                                                 scale=self.target_scale), logits)
         if self.target.counts_correct:
             correct = tf.reduce_mean(tf.cast(tf.equal(
                 tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32), 0)
@@ -126,7 +127,7 @@ class GroupTrainer(Trainer):
                 logits = self.head(features, training=True)
                 _, sums = self._sums(logits, labels, weights)
                 per_example = self._per_head(
-                    lambda head_logits: self.target.loss(head_logits, labels,
+                    lambda head_logits: target_math.loss(self.target, head_logits, labels,
                                                          self.class_weights), logits)
                 loss = tf.nn.compute_average_loss(per_example * weights,
                                                   global_batch_size=self.batch_size)
@@ -135,10 +136,10 @@ class GroupTrainer(Trainer):
 
     def _outputs_and_loss(self, features, labels):
         logits = self.head(_as_float32(features), training=False)
-        return (self._per_head(lambda head_logits: self.target.outputs(
-                    head_logits, scale=self.target_scale), logits),
-                self._per_head(lambda head_logits: self.target.loss(
-                    head_logits, labels, scale=self.target_scale), logits))
+        return (self._per_head(lambda head_logits: target_math.outputs(
+                    self.target, head_logits, scale=self.target_scale), logits),
+                self._per_head(lambda head_logits: target_math.loss(
+                    self.target, head_logits, labels, scale=self.target_scale), logits))
 
     batch_axis = 1  # outputs are [heads, batch, ...]
 

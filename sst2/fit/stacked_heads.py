@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from sst2.model.head import _cosine
-from sst2.run.pooling import POOLINGS
+from sst2.model.pooling import POOLING_MATH
 
 # Every replica computes the same update from all-reduced gradients: each keeps its own.
 _EVERY_REPLICA_ALIKE = tf.VariableAggregation.ONLY_FIRST_REPLICA
@@ -45,7 +45,7 @@ class StackedHeads(keras.Model):
             setattr(self, f"head_{i}", head)
         first = self.heads[0]
         self.num_classes, self.pair = first.num_classes, first.pair
-        self.pooling = POOLINGS[first.pooling]
+        self.pooling = POOLING_MATH[first.pooling]
         self.weight_names = self._layers_of(first)
         self.stacked = [tf.Variable(np.stack([w.numpy() for w in weights]),
                                     name=f"stacked_{name}", aggregation=_EVERY_REPLICA_ALIKE)
@@ -63,19 +63,20 @@ class StackedHeads(keras.Model):
     def supports(heads: list) -> bool:
         """Heads without transformer blocks (of any shapes: `HeadStacks` stacks each),
         whose learned pooling, if any, has a stacked form."""
+        poolings = [POOLING_MATH[h.pooling] for h in heads]
         return all(not h.sequence_layers and h.average_layers == 0
-                   and (not POOLINGS[h.pooling].learned or POOLINGS[h.pooling].pool_stacked)
-                   for h in heads)
+                   and (not pooling.make_layer or pooling.pool_stacked)
+                   for h, pooling in zip(heads, poolings))
 
     def _layers_of(self, head) -> list[str]:
         names = ([f"score_{w.name}" for w in getattr(head, self.pooling.layer_name).weights]
-                 if self.pooling.learned else [])
+                 if self.pooling.make_layer else [])
         names += ["hidden_kernel", "hidden_bias"] if head.hidden is not None else []
         return names + ["logits_kernel", "logits_bias"]
 
     def _weights_of(self, head) -> list:
         weights = []
-        if self.pooling.learned:
+        if self.pooling.make_layer:
             weights += getattr(head, self.pooling.layer_name).weights
         if head.hidden is not None:
             weights += head.hidden.weights

@@ -28,8 +28,9 @@ from tqdm.auto import tqdm
 from sst2.fit import averaging
 from sst2.fit.rdrop import rdrop_loss
 from sst2.fit.sources import Batch, BatchSource
+from sst2.model import target_math
 from sst2.model.head import example_features
-from sst2.run import metrics, targets
+from sst2.run import targets
 from sst2.run.metrics import MetricSums
 
 
@@ -143,11 +144,11 @@ class Trainer:
 
     def train_steps(self, iterator, steps: int, sums: MetricSums) -> None:
         """Runs `steps` train steps on batches from `iterator` in one call; adds to `sums`."""
-        sums.set(self._train_loop(iterator, tf.constant(steps, tf.int64), sums.tensors()))
+        sums.set(self._train_loop(iterator, tf.constant(steps, tf.int64), _on_device(sums)))
 
     def eval_steps(self, iterator, steps: int, sums: MetricSums) -> None:
         """`steps` eval steps in one call, as `train_steps`."""
-        sums.set(self._eval_loop(iterator, tf.constant(steps, tf.int64), sums.tensors()))
+        sums.set(self._eval_loop(iterator, tf.constant(steps, tf.int64), _on_device(sums)))
 
     def build(self, feature_shape: tuple) -> None:
         """Creates the head's and the optimizer's variables (needed before a restore).
@@ -161,7 +162,7 @@ class Trainer:
                 self.weight_average.build(self.head.trainable_variables)
 
     def _sums(self, logits, labels, weights):
-        per_example = self.target.loss(logits, labels, scale=self.target_scale)
+        per_example = target_math.loss(self.target, logits, labels, scale=self.target_scale)
         if self.target.counts_correct:
             correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels),
                               tf.float32)
@@ -188,7 +189,7 @@ class Trainer:
             if self.class_weights is not None and self.target.counts_correct:
                 weights = weights * tf.gather(self.class_weights, labels)
             elif self.class_weights is not None:  # a positive weight per label
-                per_example = self.target.loss(logits, labels, self.class_weights)
+                per_example = target_math.loss(self.target, logits, labels, self.class_weights)
             loss = tf.nn.compute_average_loss(per_example * weights,
                                               global_batch_size=self.batch_size)
         return tape.gradient(loss, self.head.trainable_variables), sums
@@ -202,14 +203,14 @@ class Trainer:
 
     def _outputs_and_loss(self, features, labels):
         logits = self.head(_as_float32(features), training=False)
-        return (self.target.outputs(logits, scale=self.target_scale),
-                self.target.loss(logits, labels, scale=self.target_scale))
+        return (target_math.outputs(self.target, logits, scale=self.target_scale),
+                target_math.loss(self.target, logits, labels, scale=self.target_scale))
 
     def _eval_replica_step(self, features, labels, weights):
         logits = self.head(_as_float32(features), training=False)
         predictions = tf.argmax(logits, -1, output_type=tf.int32)
         return {**self._sums(logits, labels, weights)[1],
-                "confusion": metrics.confusion_matrix(labels, predictions, weights,
+                "confusion": confusion_matrix(labels, predictions, weights,
                                                       self.num_classes)}
 
     def _one_batch(self, batch: Batch):
@@ -301,3 +302,16 @@ def _as_float32(features):
     # cast is exact and compiled into the step.
     return tf.nest.map_structure(
         lambda x: tf.cast(x, tf.float32) if x.dtype == tf.float16 else x, features)
+
+
+def _on_device(sums: MetricSums) -> dict:
+    """`sums`' totals as float64 tensors, for a loop that continues them on the device."""
+    return {name: tf.constant(value, tf.float64) for name, value in sums.totals().items()}
+
+
+def confusion_matrix(labels, predictions, weights, num_classes: int):
+    """`[num_classes, num_classes]` float32 counts: row = true class, column = predicted;
+    rows with weight 0 (padding) count for nothing."""
+    index = labels * num_classes + predictions
+    return tf.reshape(tf.math.unsorted_segment_sum(weights, index, num_classes * num_classes),
+                      [num_classes, num_classes])

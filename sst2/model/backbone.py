@@ -26,6 +26,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from sst2.model.pooling import POOLING_MATH
 from sst2.run.errors import UserError
 from sst2.run.pooling import POOLINGS
 
@@ -162,7 +163,7 @@ def hidden_states(backbone: keras.Model, token_ids: tf.Tensor, padding_mask: tf.
 
 def pool_tokens(x: tf.Tensor, padding_mask: tf.Tensor, pooling: str) -> tf.Tensor:
     """`[batch, length, hidden]` → `[batch, width]` by a fixed pooling of `POOLINGS`."""
-    return POOLINGS[pooling].pool(tf.cast(x, tf.float32), padding_mask)
+    return POOLING_MATH[pooling].pool(tf.cast(x, tf.float32), padding_mask)
 
 
 def frozen_features(states: list, padding_mask: tf.Tensor, spec: FeatureSpec) -> tf.Tensor:

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from sst2.model import presets
 from sst2.model.backbone import FeatureSpec, pool_tokens
-from sst2.run.pooling import POOLINGS
+from sst2.model.pooling import POOLING_MATH
 
 NUM_CLASSES = 2
 
@@ -109,8 +109,8 @@ class ClassifierHead(keras.Model):
         else:
             self.sequence_layers = []
         # A learned pooling's weights, as the head's attribute the registry names.
-        self._pooling = POOLINGS[pooling]
-        if self._pooling.learned:
+        self._pooling = POOLING_MATH[pooling]
+        if self._pooling.make_layer:
             setattr(self, self._pooling.layer_name, self._pooling.make_layer())
         self.flatten = keras.layers.Flatten()
         self.input_dropout = Dropout(dropout, seed=seed)
@@ -144,7 +144,7 @@ class ClassifierHead(keras.Model):
             x = tokens
         for layer in layers:  # each casts its input to its own compute dtype
             x = layer(x, padding_mask=mask, training=training)
-        if not self._pooling.learned:
+        if not self._pooling.make_layer:
             return pool_tokens(x, mask, self.pooling)
         return self._pooling.pool(x, mask, getattr(self, self._pooling.layer_name))
 

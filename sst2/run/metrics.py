@@ -2,7 +2,7 @@
 and `--best_metric`.
 
 A step returns sums (`loss`, `correct`, `count`; an eval step also a
-confusion matrix summed on the device, `confusion_matrix`). `MetricSums`
+confusion matrix summed on the device). `MetricSums`
 adds them up; `MetricSums.result()` turns them into every metric in
 `METRICS` that its sums allow, by name. Adding a metric is one entry in
 `METRICS`: the epoch record (`train_<name>`, `val_<name>`), the log line,
@@ -70,16 +70,6 @@ METRICS = {
 }
 # Each metric `--best_metric` may name, and whether higher is better.
 BEST_METRICS = {name: metric.higher_is_better for name, metric in METRICS.items()}
-
-
-def confusion_matrix(labels, predictions, weights, num_classes: int):
-    """`[num_classes, num_classes]` float32 counts: row = true class, column = predicted;
-    rows with weight 0 (padding) count for nothing."""
-    import tensorflow as tf
-
-    index = labels * num_classes + predictions
-    return tf.reshape(tf.math.unsorted_segment_sum(weights, index, num_classes * num_classes),
-                      [num_classes, num_classes])
 
 
 def from_confusion(confusion: np.ndarray) -> dict:
@@ -261,12 +251,11 @@ class MetricSums:
         if self.confusion is not None:
             self.confusion = self.confusion + np.asarray(sums["confusion"], np.float64)
 
-    def tensors(self) -> dict:
-        """The sums as float64 tensors, for a loop that continues them on the device."""
-        import tensorflow as tf
-
+    def totals(self) -> dict:
+        """The sums by name, for a loop that continues them on the device (`set` takes
+        back what it returns)."""
         names = self.NAMES + (("confusion",) if self.confusion is not None else ())
-        return {name: tf.constant(getattr(self, name), tf.float64) for name in names}
+        return {name: getattr(self, name) for name in names}
 
     def set(self, totals: dict) -> None:
         """Takes the totals such a loop returns."""

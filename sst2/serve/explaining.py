@@ -32,10 +32,12 @@ Example:
 
 import tensorflow as tf
 
+from sst2.model import target_math
 from sst2.model.backbone import FeatureSpec, frozen_features
 from sst2.model.inference import FastEncoder
 from sst2.run import targets
 from sst2.run.config import ExplainConfig, ReadingConfig
+from sst2.serve import answers as answering
 from sst2.serve.packing import (
     as_ragged,
     pack,
@@ -114,7 +116,7 @@ class Explainer:
         self.scale = targets.TargetScale.from_record(dataset.target_scale)
 
     def explain(self, text, text_pair=None) -> dict:
-        """The answer (the target's `export_answer`) and `words` (string `[batch, words]`,
+        """The answer (`sst2.serve.answers.answer`'s) and `words` (string `[batch, words]`,
         padded with ""), `tokens` (`[batch, tokens]`), `token_words` (each token's word,
         -1 for padding) and their attributions `word_attributions` and
         `token_attributions` (float32 `[batch, n]`; a multi-label model's `[batch,
@@ -186,15 +188,13 @@ class Explainer:
             features = {part: tf.nest.map_structure(lambda x: x[start::2], features)
                         for part, start in (("first", 0), ("second", 1))}
         logits = tf.cast(self.head(features, training=False), tf.float32)
-        outputs = self.target.outputs(logits, scale=self.scale)
+        outputs = target_math.outputs(self.target, logits, self.scale)
         if not spec.separate_pairs:  # a text's answer: the mean of its windows'
             outputs = tf.math.unsorted_segment_mean(outputs, row_unit, units)
-        return self.target.served(outputs, self.temperature)
+        return answering.served(self.target, outputs, self.temperature)
 
     def answer(self, outputs) -> dict:
-        return self.target.export_answer(outputs, self.dataset.label_names,
-                                         self.dataset.label_separator,
-                                         getattr(self.head, "thresholds", None))
+        return answering.decided(self.dataset, outputs, getattr(self.head, "thresholds", None))
 
     def integrated_gradients(self, embeddings, mask, source, text_index, batch, num_tokens):
         """The answers, and each token's attribution per explained column
@@ -204,7 +204,7 @@ class Explainer:
         target = self.target
         if target.explains_each_label:  # a text's rows once per label it got
             answers = self.answer(self.outputs(embeddings, mask, text_index, batch))
-            columns = target.explained_columns(answers)
+            columns = answering.explained_columns(target, answers)
         else:  # one column; the answer is the first step's, at the input itself
             answers, columns = None, tf.ones([batch, 1], tf.bool)
         units = tf.cast(tf.where(columns), tf.int32)
@@ -261,7 +261,8 @@ class Explainer:
                 if at_input is None:
                     at_input = outputs
                     answers = answers if answers is not None else self.answer(outputs)
-                explained = tf.reduce_sum(tf.gather(self.target.explained(outputs, answers),
+                explained = tf.reduce_sum(tf.gather(answering.explained(self.target, outputs,
+                                                                        answers),
                                                     unit_column, batch_dims=1))
             total += tape.gradient(explained, point)
         return tf.reduce_sum(total / self.steps * (x - baseline), axis=-1), at_input

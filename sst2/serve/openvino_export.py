@@ -40,6 +40,7 @@ from nncf.quantization.advanced_parameters import (
 )
 from openvino_tokenizers import connect_models
 
+from sst2.model import target_math
 from sst2.model.backbone import frozen_features
 from sst2.model.inference import FastEncoder
 from sst2.run import targets
@@ -48,10 +49,10 @@ from sst2.run.errors import UserError
 from sst2.run.files import save_json
 from sst2.run.run_folder import RunFolder
 from sst2.serve import model_card as card
+from sst2.serve.answers import answer
 from sst2.serve.evaluation import predict_split
 from sst2.serve.openvino_runtime import MODEL_FILE, OpenVINOModel
 from sst2.serve.openvino_tokenizer import tokenizer_model
-from sst2.serve.serving import answers_of
 from sst2.serve.versions import EXPORT_FACTS, export_facts, write_version
 from sst2.text.datasets import open_dataset
 
@@ -85,8 +86,8 @@ def answer_function(trained) -> tf.types.experimental.ConcreteFunction:
         if spec.token_level:
             features = {"tokens": features, "mask": padding_mask}
         logits = tf.cast(head(features, training=False), tf.float32)
-        outputs = dataset.target.outputs(logits, scale=scale)
-        numbers = answers_of(outputs, dataset, head, trained.temperature)
+        outputs = target_math.outputs(dataset.target, logits, scale)
+        numbers = answer(dataset, outputs, trained.temperature, getattr(head, "thresholds", None))
         return {name: value for name, value in numbers.items() if value.dtype != tf.string}
 
     return answers.get_concrete_function()

@@ -35,11 +35,12 @@ import os
 import keras
 import tensorflow as tf
 
-from sst2.model import hardware
+from sst2.model import hardware, target_math
 from sst2.model.backbone import FeatureSpec, frozen_features, pool_features
 from sst2.model.inference import FastEncoder
 from sst2.run import targets
 from sst2.run.config import ExplainConfig, ReadingConfig
+from sst2.serve import answers
 from sst2.serve.explaining import make_explain_fn
 from sst2.serve.packing import (
     as_ragged,
@@ -120,7 +121,7 @@ def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
                     reading: ReadingConfig = ReadingConfig(), dataset: DatasetInfo = SST2_INFO,
                     temperature: float | None = None, encoder: FastEncoder | None = None):
     """The serving computation as a Python function of a batch of strings (two, for a
-    `dataset` of sentence pairs); its outputs are its target's (`export_answer`).
+    `dataset` of sentence pairs); its outputs are `sst2.serve.answers.answer`'s.
 
     A text's answer is the mean of its windows' (`make_window_logits_fn`):
     probabilities, or scores; an ensemble of views of one text, which leaves a
@@ -140,19 +141,11 @@ def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
             tf.debugging.assert_equal(tf.shape(text), tf.shape(text_pair), message=(
                 "text and text_pair must hold as many strings"))
         logits, text_index = window_logits(text, text_pair)
-        outputs = tf.math.unsorted_segment_mean(target.outputs(logits, scale=scale),
+        outputs = tf.math.unsorted_segment_mean(target_math.outputs(target, logits, scale),
                                                 text_index, tf.shape(text)[0])
-        return answers_of(outputs, dataset, head, temperature)
+        return answers.answer(dataset, outputs, temperature, getattr(head, "thresholds", None))
 
     return predict
-
-
-def answers_of(outputs, dataset: DatasetInfo, head, temperature: float | None) -> dict:
-    """The signature's outputs (the target's `export_answer`) of a batch of outputs
-    (probabilities or scores), taken to `temperature` first (`Target.served`)."""
-    return dataset.target.export_answer(
-        dataset.target.served(outputs, temperature), dataset.label_names,
-        dataset.label_separator, getattr(head, "thresholds", None))
 
 
 def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_root: str,

@@ -135,18 +135,20 @@ def test_regression_metrics_match_their_definitions():
 def test_losses_and_outputs_of_each_target():
     import tensorflow as tf
 
+    from sst2.model import target_math
+
     logits = tf.constant([[1.0, -1.0], [0.0, 2.0]])
-    bce = targets.TARGETS["multi_label"].loss(logits, tf.constant([[1, 0], [0, 1]]))
+    bce = target_math.loss(targets.TARGETS["multi_label"], logits, tf.constant([[1, 0], [0, 1]]))
     expected = np.mean(np.log1p(np.exp(-np.array([[1.0, 1.0], [0.0, 2.0]]))), axis=1)
     np.testing.assert_allclose(bce.numpy(), expected, rtol=1e-6)
-    weighted = targets.TARGETS["multi_label"].loss(logits, tf.constant([[1, 0], [0, 1]]),
-                                                   tf.constant([3.0, 1.0]))
+    weighted = target_math.loss(targets.TARGETS["multi_label"], logits,
+                                tf.constant([[1, 0], [0, 1]]), tf.constant([3.0, 1.0]))
     assert weighted.numpy()[0] > bce.numpy()[0] and weighted.numpy()[1] == bce.numpy()[1]
     scale = targets.TargetScale(mean=2.0, std=0.5)
-    mse = targets.TARGETS["regression"].loss(tf.constant([[0.0], [2.0]]),
-                                             tf.constant([2.0, 2.5]), scale=scale)
+    mse = target_math.loss(targets.TARGETS["regression"], tf.constant([[0.0], [2.0]]),
+                           tf.constant([2.0, 2.5]), scale=scale)
     np.testing.assert_allclose(mse.numpy(), [0.0, 1.0])
-    score = targets.TARGETS["regression"].outputs(tf.constant([[2.0]]), scale=scale)
+    score = target_math.outputs(targets.TARGETS["regression"], tf.constant([[2.0]]), scale)
     assert score.numpy().tolist() == [3.0]
     multi_label = targets.TARGETS["multi_label"]
     assert multi_label.class_weights(np.array([[1, 0], [0, 0]]), 2).tolist() == [1.0, 1.0]
@@ -255,6 +257,9 @@ def test_every_kind_of_target_keeps_the_contract(name):
     """What every module asks of a target, on one batch: a new kind passes this too."""
     import tensorflow as tf
 
+    from sst2.model import target_math
+    from sst2.serve import answers as answering
+
     target = targets.TARGETS[name]
     assert target.name == name and target.labels in targets.INFERRED
     assert (targets.INFERRED[target.labels] == name) == target.inferred
@@ -267,13 +272,13 @@ def test_every_kind_of_target_keeps_the_contract(name):
     labels = ({"classes": np.array([0, 1, 2, 1]), "numbers": np.array([0.5, 1.0, 2.0, 3.0]),
                "label_sets": np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]])}
               [target.labels])
-    assert target.loss(logits, tf.constant(labels)).shape == (4,)
-    outputs = target.outputs(logits)
+    assert target_math.loss(target, logits, tf.constant(labels)).shape == (4,)
+    outputs = target_math.outputs(target, logits)
     # One head's mean is itself: the ensemble's logits answer what the head answers.
-    again = target.outputs(target.mean_of_heads(logits[None]))
+    again = target_math.outputs(target, target_math.mean_of_heads(target, logits[None]))
     np.testing.assert_allclose(again.numpy(), outputs.numpy(), rtol=1e-5, atol=1e-6)
     thresholds = tf.fill([units], 0.5) if target.thresholded else None
-    answer = target.export_answer(outputs, names, ",", thresholds)
+    answer = answering.DECISIONS[target.decision].outputs(outputs, names, ",", thresholds)
     assert tuple(answer) == target.export_outputs
     answers = {key: value.numpy() for key, value in answer.items()}
     record = target.record(answers, 0, names)
@@ -288,7 +293,8 @@ def test_every_kind_of_target_keeps_the_contract(name):
     assert target.agrees(answers, answers).all()
     assert target.agreement(answers, answers)["answers_equal"] == 1.0
     # What word attributions explain: a column per explained quantity, chosen per text.
-    explained, columns = target.explained(outputs, answer), target.explained_columns(answer)
+    explained = answering.explained(target, outputs, answer)
+    columns = answering.explained_columns(target, answer)
     assert explained.shape == columns.shape and explained.shape[0] == 4
     assert columns.dtype == tf.bool and columns.shape[1] == (units if target.explains_each_label
                                                              else 1)

@@ -45,9 +45,11 @@ def test_words_tokenized_alone_give_the_texts_own_tokens(tiny_preset):
 def _baseline_output(trained, first: list, second: list | None):
     """The served output of texts whose every token is [PAD] (the attribution's
     baseline), computed here from the packing functions and the model's layers."""
+    from sst2.model import target_math
     from sst2.model.backbone import frozen_features
     from sst2.model.inference import FastEncoder
     from sst2.run.targets import TargetScale
+    from sst2.serve import answers as answering
     from sst2.serve.packing import pack, pack_pair, split_windows
 
     tokenizer, length = trained.preprocessor.tokenizer, trained.preprocessor.sequence_length
@@ -68,16 +70,17 @@ def _baseline_output(trained, first: list, second: list | None):
     scale = TargetScale.from_record(trained.dataset.target_scale)
     if second is None:
         windows, text_index = split_windows(as_pad(first), length - 2, (length - 2) // 2, 8)
-        outputs = target.outputs(trained.head(features(*pack(windows, length, *special))), scale)
+        outputs = target_math.outputs(
+            target, trained.head(features(*pack(windows, length, *special))), scale)
         outputs = tf.math.unsorted_segment_mean(outputs, text_index, len(first))
     elif spec.separate_pairs:
         head_input = {"first": features(*pack(as_pad(first), length, *special)),
                       "second": features(*pack(as_pad(second), length, *special))}
-        outputs = target.outputs(trained.head(head_input), scale)
+        outputs = target_math.outputs(target, trained.head(head_input), scale)
     else:
-        outputs = target.outputs(trained.head(features(*pack_pair(
+        outputs = target_math.outputs(target, trained.head(features(*pack_pair(
             as_pad(first), as_pad(second), length, *special))), scale)
-    return target.served(outputs, trained.temperature).numpy()
+    return answering.served(target, outputs, trained.temperature).numpy()
 
 
 FIRST = ["the film is great fun", "dull and tedious", "", "a very weak plot " * 6]
