@@ -76,7 +76,7 @@ def main() -> None:
         rows = [line.rstrip("\n").split("\t") for line in f][1:]
     sentences, labels = [r[0] for r in rows], np.array([int(r[1]) for r in rows])
 
-    trained = restore(args.model_dir, args.checkpoint, log=lambda message: None)
+    trained = restore(args.model_dir, args.checkpoint)
     reading = ReadingConfig(max_windows=args.max_windows, window_tokens=args.window_tokens)
     window_logits = tf.function(
         serving.make_window_logits_fn(trained.preprocessor, trained.backbone, trained.head,

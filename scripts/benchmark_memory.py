@@ -45,7 +45,7 @@ trainer = Trainer(head, keras.optimizers.Adam(1e-3), 32)
 trainer.build((None,) + cached.features.shape[1:])
 source = sources.CachedTokenSource(cached, 32, bucket_lengths(128), seed=0)
 started = time.time()
-fit(trainer, source, None, epochs=1, show_progress=False, log=lambda m: None,
+fit(trainer, source, None, epochs=1, show_progress=False,
     steps_per_call=steps_per_call)
 print(json.dumps({"seconds": time.time() - started,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

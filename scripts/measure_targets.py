@@ -71,7 +71,7 @@ def _scored(run_dir: str) -> tuple:
     from sst2.serve.evaluation import predict_split
     from sst2.serve.trained import restore
 
-    trained = restore(run_dir, log=lambda m: None)
+    trained = restore(run_dir)
     scored = predict_split(trained, "validation", show_progress=False)
     return trained, scored
 

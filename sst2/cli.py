@@ -93,6 +93,7 @@ def run(main: Callable, config_class, before_tensorflow: Callable | None = None,
     """
     from absl import app, flags, logging
 
+    from sst2.run import log_lines
     from sst2.run.errors import UserError
 
     define_flags(config_class)
@@ -101,6 +102,7 @@ def run(main: Callable, config_class, before_tensorflow: Callable | None = None,
         # SIGTERM (a scheduler, `kill`) as Ctrl-C: temporary files are removed and the
         # process says so, not exit status 143 and a half-written export.
         signal.signal(signal.SIGTERM, _interrupt)
+        log_lines.show()  # sst2's lines on stdout, as users read them
         try:
             config = config_from_flags(config_class)
             if before_tensorflow is not None:

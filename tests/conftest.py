@@ -102,7 +102,7 @@ def trained_tiny_run(tiny_preset, tiny_data_dir, tmp_path_factory) -> str:
         run(TrainConfig.from_options(
             model_dir=model_dir, preset=tiny_preset, data_dir=tiny_data_dir, epochs=1,
             batch_size=8, sequence_length=TINY_SEQUENCE_LENGTH, learning_rate=0.01,
-            pooling="mean", head_hidden=8, progress=False, export=False), log=lambda s: None)
+            pooling="mean", head_hidden=8, progress=False, export=False))
 
     return _shared(tmp_path_factory, "trained-tiny-run", build)
 
@@ -114,7 +114,7 @@ def openvino_tiny_export(trained_tiny_run, tmp_path_factory) -> str:
         from sst2.serve.openvino_export import export_openvino
         from sst2.serve.trained import restore
 
-        export_openvino(restore(trained_tiny_run, log=lambda s: None), root, "none", version=1)
+        export_openvino(restore(trained_tiny_run), root, "none", version=1)
 
     return os.path.join(_shared(tmp_path_factory, "openvino-tiny-export", build), "1")
 
@@ -146,9 +146,28 @@ def tiny_kind_run(tiny_preset, tmp_path_factory):
             train(TrainConfig.from_options(
                 model_dir=model_dir, preset=tiny_preset, epochs=1, batch_size=8,
                 train_split="train", sequence_length=TINY_SEQUENCE_LENGTH, head_hidden=8,
-                progress=False, precision="float32", export=False, **options),
-                log=lambda s: None)
+                progress=False, precision="float32", export=False, **options))
 
         return _shared(tmp_path_factory, f"tiny-{name}-run", build)
 
     return run_of
+
+
+@pytest.fixture
+def said():
+    """The lines sst2 logs during the test (`sst2.run.log_lines`), one message each, as an
+    entry point shows them (a warning as `warning: ...`)."""
+    from sst2.run import log_lines
+
+    lines = []
+
+    class Collected:
+        def write(self, text: str) -> None:
+            lines.append(text[:-1] if text.endswith("\n") else text)
+
+        def flush(self) -> None:
+            pass
+
+    log_lines.show(Collected())
+    yield lines
+    log_lines.hide()

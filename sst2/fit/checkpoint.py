@@ -30,6 +30,7 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from sst2.fit.loop import Position
 from sst2.model.head import rng_state_variables
@@ -42,14 +43,13 @@ from sst2.run.run_folder import RunFolder
 class RunCheckpoint:
     """Rolling checkpoints in `<model_dir>/checkpoints`, the best in `<model_dir>/best`."""
 
-    def __init__(self, model_dir: str, head, optimizer, keep: int = 3, log=print,
+    def __init__(self, model_dir: str, head, optimizer, keep: int = 3,
                  read_dir: str | None = None, weight_average=None):
         """Writes under `model_dir`; restores from `read_dir` (default: the same).
 
         Under multi-worker training, non-chief workers write to a temporary
         `model_dir` (saving is collective) but restore the chief's checkpoints.
         """
-        self.log = log
         self._restored_path = None
         self.read_dir = RunFolder(read_dir or model_dir).checkpoints
         self._position = tf.Variable(np.zeros(3, np.int64), trainable=False, name="position")
@@ -64,7 +64,7 @@ class RunCheckpoint:
             position=self._position,
             epoch_sums=self._sums, best_val_accuracy=self._best_score, **tracked)
         for folder in (RunFolder(model_dir).checkpoints, RunFolder(model_dir).best):
-            _set_aside_unreadable_index(folder, log)
+            _set_aside_unreadable_index(folder)
             _remove_partial_files(folder)  # left by a killed save
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, RunFolder(model_dir).checkpoints, max_to_keep=max(keep, 1),
@@ -107,8 +107,8 @@ class RunCheckpoint:
             if state is not None:
                 return list(state.all_model_checkpoint_paths)
         except Exception as e:  # garbage or non-UTF-8 bytes in the index file
-            self.log(f"The checkpoint index in {self.read_dir} is unreadable "
-                     f"({type(e).__name__}); using the checkpoint files themselves.")
+            logging.info(f"The checkpoint index in {self.read_dir} is unreadable "
+                         f"({type(e).__name__}); using the checkpoint files themselves.")
         return _saved_by_name(self.read_dir, "ckpt")
 
     def _read(self, path: str) -> bool:
@@ -119,8 +119,8 @@ class RunCheckpoint:
             status.expect_partial()
             return True
         except Exception as e:  # truncated files raise IndexError, others OpError...
-            self.log(f"Checkpoint {path} is unreadable ({type(e).__name__}); "
-                     "trying the one before it.")
+            logging.info(f"Checkpoint {path} is unreadable ({type(e).__name__}); "
+                         "trying the one before it.")
             return False
 
     def restore_latest(self) -> tuple[Position, MetricSums] | None:
@@ -157,8 +157,8 @@ class RunCheckpoint:
                 self.checkpoint.read(best).expect_partial()
                 return best
             except Exception as e:
-                self.log(f"The best checkpoint {best} is unreadable ({type(e).__name__}); "
-                         "using the latest readable one instead.")
+                logging.info(f"The best checkpoint {best} is unreadable ({type(e).__name__}); "
+                             "using the latest readable one instead.")
         if self.restore_latest() is None:
             raise FileNotFoundError("no checkpoint")
         return self.restored_path
@@ -206,7 +206,7 @@ def _no_partial_files(folder: str):
         raise
 
 
-def _set_aside_unreadable_index(folder: str, log) -> None:
+def _set_aside_unreadable_index(folder: str) -> None:
     """Renames a `checkpoint` index file TensorFlow cannot parse (its manager would raise).
 
     The checkpoints themselves are then found by their file names.
@@ -231,6 +231,6 @@ def _set_aside_unreadable_index(folder: str, log) -> None:
             if os.path.dirname(os.path.realpath(listed)) != here:
                 raise ValueError(f"it lists {listed}, outside {folder}")
     except Exception as e:
-        log(f"The checkpoint index {index} is unreadable ({type(e).__name__}: {e}); set aside "
-            "as checkpoint.unreadable.")
+        logging.info(f"The checkpoint index {index} is unreadable ({type(e).__name__}: {e}); "
+                     "set aside as checkpoint.unreadable.")
         os.replace(index, index + ".unreadable")

@@ -21,12 +21,14 @@ Example:
     ...                                   sequence_length=16, precision="float32")
     >>> strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     >>> precisions, preprocessor, backbone, encoding = load_model(
-    ...     config, strategy, open_dataset(config.data), log=print)
+    ...     config, strategy, open_dataset(config.data))
     >>> precisions, encoding.precision
     ({'encode': 'float32', 'train': 'float32'}, 'float32')
 """
 
 import dataclasses
+
+from absl import logging
 
 from sst2.fit.cached_features import Encoding
 from sst2.fit.inputs import tokenize_pairs_apart
@@ -46,7 +48,7 @@ class _Choice:
     backbone: object
 
 
-def load_model(config: TrainConfig, strategy, dataset, log,
+def load_model(config: TrainConfig, strategy, dataset,
                worker: WorkerInfo = WorkerInfo()) -> tuple:
     """`(precisions, preprocessor, backbone, encoding)`: the frozen model and how it
     encodes, on every local replica's device (see the module)."""
@@ -56,10 +58,10 @@ def load_model(config: TrainConfig, strategy, dataset, log,
     jit = hardware.backbone_jit(config.run.jit_compile)
     if (not recorded and worker.count == 1 and not jit
             and precision.measured_on_real_work(config.model.precision)):
-        choice = _decide_on_real_work(config, dataset, preprocessor, shape, log)
+        choice = _decide_on_real_work(config, dataset, preprocessor, shape)
     else:
         precisions = precision.for_run(config.model.precision, shape,
-                                       config.model.trainable_layers, recorded=recorded, log=log)
+                                       config.model.trainable_layers, recorded=recorded)
         choice = _Choice(precisions, presets.load_backbone(config.model.preset,
                                                            dtype=precisions["encode"]))
     backbone = choice.backbone
@@ -70,21 +72,21 @@ def load_model(config: TrainConfig, strategy, dataset, log,
             Encoding(encoder, choice.precisions["encode"], backbone.num_layers))
 
 
-def _decide_on_real_work(config: TrainConfig, dataset, preprocessor, shape, log) -> _Choice:
+def _decide_on_real_work(config: TrainConfig, dataset, preprocessor, shape) -> _Choice:
     """The precision a trial on real work chose on this machine before (so that runs of
     one command compute alike), else a trial now: both backbones timed on the run's
     batches, the faster kept and remembered."""
-    train = (precision.resolve(config.model.precision, shape, "train", log)
+    train = (precision.resolve(config.model.precision, shape, "train")
              if config.model.trainable_layers else None)
     with precision.deciding(shape, "encode"):
         record = precision.cached(shape, "encode")
         if record is not None and _consistent(record):
             encode = record["precision"]
-            log(f"Precision of the encode pass: {encode}, as timed on a run's own batches "
-                "on this machine before (SST2_AUTO_PRECISION or --precision overrides).")
+            logging.info(f"Precision of the encode pass: {encode}, as timed on a run's own batches "
+                         "on this machine before (SST2_AUTO_PRECISION or --precision overrides).")
             return _Choice({"encode": encode, "train": train or encode},
                            presets.load_backbone(config.model.preset, dtype=encode))
-        return _trial(config, dataset, preprocessor, shape, train, log)
+        return _trial(config, dataset, preprocessor, shape, train)
 
 
 def _consistent(record: dict) -> bool:
@@ -100,7 +102,7 @@ def _consistent(record: dict) -> bool:
     return record["precision"] == trial.get("precision") == faster
 
 
-def _trial(config: TrainConfig, dataset, preprocessor, shape, train, log) -> _Choice:
+def _trial(config: TrainConfig, dataset, preprocessor, shape, train) -> _Choice:
     backbones = {p: presets.load_backbone(config.model.preset, dtype=p)
                  for p in precision.PRECISIONS}
     check_sequence_length(config.model.sequence_length, backbones["float32"])
@@ -109,8 +111,8 @@ def _trial(config: TrainConfig, dataset, preprocessor, shape, train, log) -> _Ch
                 for p, b in backbones.items()}
     tokens = _sample_tokens(config, dataset, preprocessor, precision_trial.TRIAL_SENTENCES)
     trial = precision_trial.confirm(encoders, tokens, config.run.encode_batch_size,
-                                    config.run.encode_batch_tokens, log)
-    precision.remember(shape, "encode", trial, log)
+                                    config.run.encode_batch_tokens)
+    precision.remember(shape, "encode", trial)
     encode = trial["precision"]
     return _Choice({"encode": encode, "train": train or encode}, backbones[encode])
 

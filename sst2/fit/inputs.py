@@ -27,6 +27,7 @@ import dataclasses
 import time
 
 import numpy as np
+from absl import logging
 
 from sst2.fit.cached_features import (
     Encoding,
@@ -152,14 +153,13 @@ def split_source(config: TrainConfig, split: str, tokens: dict, encoding: Encodi
 
 
 def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encoding: Encoding,
-             backbone, global_batch: int, worker: WorkerInfo, precisions: dict,
-             log) -> tuple:
+             backbone, global_batch: int, worker: WorkerInfo, precisions: dict) -> tuple:
     """A run's train and eval batch sources, and the facts about them `metrics.json` records
     (a regression run's `dataset.info` gains its target's scale)."""
     data_config, optimization, info = config.data, config.optimization, dataset.info
-    log(f"Tokenizing {data_config.train_split} and {data_config.eval_split} of "
-        f"{data_config.train_file or info.name} "
-        f"(sequence length {config.model.sequence_length})...")
+    logging.info(f"Tokenizing {data_config.train_split} and {data_config.eval_split} of "
+                 f"{data_config.train_file or info.name} "
+                 f"(sequence length {config.model.sequence_length})...")
     tokenize_started = time.time()
     separate = FeatureSpec.of(config.model).separate_pairs
     train_tokens = tokenize_split(dataset, data_config.train_split, preprocessor,
@@ -169,12 +169,13 @@ def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encodin
     if info.target.standardized:  # the head learns the standardized number
         info = dataset.info = dataclasses.replace(info, target_scale=dataclasses.asdict(
             targets.TargetScale.of(train_tokens["label"])))
-    log(f"{len(train_tokens['label'])} training and {len(eval_tokens['label'])} "
-        f"evaluation {'pairs' if info.is_pair else 'sentences'}, "
-        f"{info.target.describe_labels(info.num_classes, info.target_scale)}; "
-        f"backbone {backbone.num_layers} layers x {backbone.hidden_dim}, "
-        f"precision {encoding.precision}.")
-    log(f"Head: {FeatureSpec.of(config.model).describe()}; {_describe_optimization(config)}.")
+    logging.info(f"{len(train_tokens['label'])} training and {len(eval_tokens['label'])} "
+                 f"evaluation {'pairs' if info.is_pair else 'sentences'}, "
+                 f"{info.target.describe_labels(info.num_classes, info.target_scale)}; "
+                 f"backbone {backbone.num_layers} layers x {backbone.hidden_dim}, "
+                 f"precision {encoding.precision}.")
+    logging.info(f"Head: {FeatureSpec.of(config.model).describe()}; "
+                 f"{_describe_optimization(config)}.")
 
     tokenize_seconds = time.time() - tokenize_started
     # Each split's cache key once (it hashes every example), where features are cached.
@@ -193,12 +194,12 @@ def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encodin
     encode_seconds = None
     if config.run.cache_features:
         encode_seconds = time.time() - encode_started
-        log(f"Features ready in {encode_seconds:.1f}s (cache: {cache_dir(config)}"
-            + encode_rate(work, encode_seconds) + ").")
+        logging.info(f"Features ready in {encode_seconds:.1f}s (cache: {cache_dir(config)}"
+                     + encode_rate(work, encode_seconds) + ").")
     buckets = {"train": train_source.boundaries, "eval": eval_source.boundaries}
     if buckets["train"]:
-        log(f"Length buckets (one compiled shape each): training {buckets['train']}, "
-            f"evaluation {buckets['eval']}.")
+        logging.info(f"Length buckets (one compiled shape each): training {buckets['train']}, "
+                     f"evaluation {buckets['eval']}.")
     facts = {"precision": encoding.precision, "precisions": precisions,
              "length_buckets": buckets if buckets["train"] else None,
              "learning_rate": optimization.learning_rate,

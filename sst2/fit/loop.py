@@ -19,8 +19,7 @@ Example:
     >>> cached = feature_store.FeatureSet(np.eye(8, dtype=np.float16)[:, None], labels,
     ...                                   np.arange(8))
     >>> source = sources.CachedFeatureSource(cached, batch_size=4, seed=0)
-    >>> records = fit(trainer, source, source, epochs=2, show_progress=False,
-    ...               log=lambda message: None)
+    >>> records = fit(trainer, source, source, epochs=2, show_progress=False)
     >>> [(r["epoch"], r["step"]) for r in records]
     [(1, 2), (2, 4)]
 """
@@ -28,8 +27,9 @@ Example:
 import dataclasses
 import math
 import time
-from typing import Callable, Iterable
+from typing import Iterable
 
+from absl import logging
 from tqdm.auto import tqdm
 
 from sst2.fit.sources import BatchSource
@@ -68,7 +68,7 @@ class Callback:
 def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | None,
         epochs: int, start: Position | None = None, epoch_sums: MetricSums | None = None,
         callbacks: Iterable[Callback] = (), show_progress: bool = True,
-        log: Callable[[str], None] = print, steps_per_call: int = 1) -> list[dict]:
+        steps_per_call: int = 1) -> list[dict]:
     """Trains from `start` to the end of `epochs`, evaluating after each epoch.
 
     One compiled call runs up to `steps_per_call` steps, stopping early at an
@@ -102,7 +102,7 @@ def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | 
                 record["_val_outputs"] = (result["outputs"], result["labels"])
         if trainer.stops_on_non_finite:
             _check_finite(record)
-        log(f"Epoch {record['epoch']}/{epochs}: " + describe(record))
+        logging.info(f"Epoch {record['epoch']}/{epochs}: " + describe(record))
         position.epoch += 1
         position.batch = 0
         for callback in callbacks:

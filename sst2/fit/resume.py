@@ -8,11 +8,13 @@ Example:
     >>> from sst2.run.config import TrainConfig
     >>> from sst2.run.worker import WorkerInfo
     >>> config = TrainConfig.from_options(model_dir=tmp_dir, epochs=1)
-    >>> start_or_check_resume(config, WorkerInfo(), log=print)   # a new folder: nothing to check
+    >>> start_or_check_resume(config, WorkerInfo())   # a new folder: nothing to check
 """
 
 import dataclasses
 import os
+
+from absl import logging
 
 from sst2.model.backbone import FeatureSpec
 from sst2.run.config import TrainConfig
@@ -30,7 +32,7 @@ def _epochs_done(model_dir: str) -> int:
     return len(load_json(path).get("epochs", [])) if os.path.exists(path) else 0
 
 
-def start_or_check_resume(config: TrainConfig, worker: WorkerInfo, log) -> None:
+def start_or_check_resume(config: TrainConfig, worker: WorkerInfo) -> None:
     """`--restart` clears the run's outputs; otherwise a saved config must match this one.
 
     Another `--epochs` continues the same run only where that is exact: more
@@ -67,7 +69,8 @@ def start_or_check_resume(config: TrainConfig, worker: WorkerInfo, log) -> None:
             f"those epochs: continuing with --epochs={epochs} could not be the same run. Use "
             f"--epochs={saved_epochs} to resume, or --restart (with --lr_schedule=constant, a "
             "run can later be extended).")
-    log(f"Extending the run from {saved_epochs} to {epochs} epochs (constant learning rate).")
+    logging.info(f"Extending the run from {saved_epochs} to {epochs} epochs "
+                 "(constant learning rate).")
 
 
 def resolve_from_data(config: TrainConfig, info: DatasetInfo, best_metric: str) -> TrainConfig:

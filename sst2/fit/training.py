@@ -13,7 +13,7 @@ Example:
     ...     model=ModelConfig(preset=preset, sequence_length=16, pooling="mean"),
     ...     optimization=OptimizationConfig(epochs=1, batch_size=16),
     ...     run=RunConfig(model_dir=tmp_dir, progress=False, export=False))
-    >>> result = run(config, log=lambda message: None)
+    >>> result = run(config)
     >>> [record["epoch"] for record in result["epochs"]], result["test"]["examples"]
     ([1], 64)
 """
@@ -24,6 +24,7 @@ import time
 
 import keras
 import tensorflow as tf
+from absl import logging
 
 from sst2.fit import averaging, distribute
 from sst2.fit.callbacks import CheckpointCallback, Interrupted, SummaryCallback
@@ -38,7 +39,7 @@ from sst2.model import hardware
 from sst2.model.assembly import head_for
 from sst2.model.assets import check_assets
 from sst2.model.backbone import FeatureSpec
-from sst2.run import targets
+from sst2.run import log_lines, targets
 from sst2.run.config import TrainConfig
 from sst2.run.config_file import save_config, to_dict
 from sst2.run.errors import UserError
@@ -51,13 +52,13 @@ from sst2.text.datasets import DatasetInfo, open_dataset
 from sst2.text.glue_tasks import OFFICIAL_METRICS
 
 
-def run(config: TrainConfig, log=print, build_trainer=None, actions=()) -> dict:
+def run(config: TrainConfig, build_trainer=None, actions=()) -> dict:
     """Trains (or resumes) the run in `config.run.model_dir`; returns the final metrics.
 
     Returns `{"epochs": [one record per epoch], "test": final validation metrics}`.
     `build_trainer` (default: one head, `_build_trainer`'s arguments) builds the
     trainer: the head search passes one of many heads trained together. `actions`
-    run on the chief after the last evaluation, each as `action(config, record, log)`
+    run on the chief after the last evaluation, each as `action(config, record)`
     (`record(**fields)` adds to metrics.json): `sst2.train` hands in the export's
     (`sst2.serve.publish`).
     """
@@ -66,49 +67,47 @@ def run(config: TrainConfig, log=print, build_trainer=None, actions=()) -> dict:
     # First: a multi-worker strategy must exist before the TensorFlow runtime starts.
     strategy = distribute.make_strategy(config.run.strategy, config.run.tpu)
     worker = distribute.worker_info(strategy)
-    if not worker.is_chief:
-        log = _silent  # the chief speaks for the cluster
     check_assets(config.model.preset)
     keras.utils.set_random_seed(config.optimization.seed)
     tf.config.experimental.enable_op_determinism()
     model_dir = config.run.model_dir
     with contextlib.ExitStack() as cleanup:
-        out_dir = _hold_run_folder(config, worker, cleanup, log)
+        if not worker.is_chief:
+            cleanup.enter_context(log_lines.quiet())  # the chief speaks for the cluster
+        out_dir = _hold_run_folder(config, worker, cleanup)
         # The data before the model: a bad file is reported in seconds.
-        dataset = open_dataset(config.data, log=log)
+        dataset = open_dataset(config.data)
         check_same_dataset(config, dataset.info)
         config = resolve_from_data(config, dataset.info, targets.best_metric(
             config.optimization.best_metric, dataset.info.task,
             OFFICIAL_METRICS.get(dataset.info.glue_task), dataset.info.num_classes))
-        precisions, preprocessor, backbone, encoding = load_model(config, strategy, dataset,
-                                                                  log, worker)
+        precisions, preprocessor, backbone, encoding = load_model(config, strategy, dataset, worker)
         # The head starts from the seed alone, however many backbones loading took (a
         # precision trial loads two): the same seed gives the same run, bit for bit.
         keras.utils.set_random_seed(config.optimization.seed)
         global_batch = config.optimization.batch_size * strategy.num_replicas_in_sync
         train_source, eval_source, facts = run_sources(config, dataset, preprocessor,
                                                        encoding, backbone, global_batch, worker,
-                                                       precisions, log)
+                                                       precisions)
         trainer = (build_trainer or _build_trainer)(config, strategy, backbone, dataset.info,
                                                     train_source, global_batch, precisions,
                                                     facts)
         checkpoint = RunCheckpoint(out_dir, trainer.head, trainer.optimizer,
-                                   keep=config.run.keep_checkpoints, log=log, read_dir=model_dir,
+                                   keep=config.run.keep_checkpoints, read_dir=model_dir,
                                    weight_average=trainer.weight_average)
         head_started = time.time()
         final, summaries, history = _train(config, dataset.info, trainer, checkpoint,
-                                           train_source, eval_source, out_dir, worker, facts,
-                                           log)
+                                           train_source, eval_source, out_dir, worker, facts)
         summaries.write(test={"split": config.data.eval_split, **final},
                         head_seconds=time.time() - head_started,
                         wall_seconds=time.time() - started)
         if worker.is_chief:
             for action in actions:
-                action(config, summaries.write, log)
+                action(config, summaries.write)
         return {"epochs": history, "test": final}
 
 
-def _hold_run_folder(config: TrainConfig, worker, cleanup: contextlib.ExitStack, log) -> str:
+def _hold_run_folder(config: TrainConfig, worker, cleanup: contextlib.ExitStack) -> str:
     """Makes and locks the run folder (the chief), checks a resume; returns where this
     process writes (the run folder, or a worker's temporary one)."""
     model_dir = config.run.model_dir
@@ -121,7 +120,7 @@ def _hold_run_folder(config: TrainConfig, worker, cleanup: contextlib.ExitStack,
     cleanup.callback(remove_write_dir, out_dir, model_dir)
     if worker.is_chief:  # the chief holds the run folder; others write to temporary ones
         cleanup.enter_context(RunLock(model_dir))
-    start_or_check_resume(config, worker, log)
+    start_or_check_resume(config, worker)
     return out_dir
 
 
@@ -152,10 +151,6 @@ def trainer_options(config: TrainConfig, strategy, info: DatasetInfo, facts: dic
             "threshold": config.model.threshold}
 
 
-def _silent(message: str) -> None:
-    pass
-
-
 def with_absolute_paths(config: TrainConfig) -> TrainConfig:
     """Local paths made absolute, so that a run folder works from any working directory.
 
@@ -176,16 +171,15 @@ def with_absolute_paths(config: TrainConfig) -> TrainConfig:
 
 
 def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint: RunCheckpoint,
-           train_source, eval_source, out_dir: str, worker: WorkerInfo, facts: dict,
-           log) -> tuple:
+           train_source, eval_source, out_dir: str, worker: WorkerInfo, facts: dict) -> tuple:
     """Resumes from the latest checkpoint, runs the epochs, evaluates; returns
     `(final metrics, the summary callback, every epoch's record)`."""
     model_dir = config.run.model_dir
     restored = checkpoint.restore_latest()
     start, epoch_sums = restored if restored is not None else (None, None)
     if start is not None:
-        log(f"Resuming from step {start.step} (epoch {start.epoch + 1}, batch {start.batch}) "
-            f"in {checkpoint.manager.directory}.")
+        logging.info(f"Resuming from step {start.step} (epoch {start.epoch + 1}, "
+                     f"batch {start.batch}) in {checkpoint.manager.directory}.")
     if worker.is_chief:
         save_config(model_dir, config, info, train_source.boundaries, facts["precisions"])
     metrics_path = RunFolder(model_dir).metrics
@@ -201,7 +195,7 @@ def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint:
         with checkpoints.saving_on_signals():
             fit(trainer, train_source, eval_source, config.optimization.epochs, start=start,
                 epoch_sums=epoch_sums, callbacks=[checkpoints, summaries],
-                show_progress=config.run.progress, log=log,
+                show_progress=config.run.progress,
                 steps_per_call=config.run.steps_per_call)
     except Interrupted as e:
         raise UserError(f"Stopped by {e}; checkpoint saved in {checkpoint.manager.directory}. "
@@ -216,13 +210,13 @@ def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint:
                         "worker with the same command to resume.") from None
 
     final = trainer.evaluate(eval_source, show_progress=False)
-    log(f"Test Loss: {final['loss']:.4f}")
+    logging.info(f"Test Loss: {final['loss']:.4f}")
     if "accuracy" in final:
-        log(f"Test Accuracy: {final['accuracy']:.4f}")
-    log("Test " + ", ".join(f"{metric.label}: {final[name]:.4f}" for name, metric in
-                            METRICS.items() if name not in ("loss", "accuracy")
-                            and name in final))
+        logging.info(f"Test Accuracy: {final['accuracy']:.4f}")
+    logging.info("Test " + ", ".join(f"{metric.label}: {final[name]:.4f}" for name, metric in
+                                     METRICS.items() if name not in ("loss", "accuracy")
+                                     and name in final))
     if info.glue_task:
-        log(f"(GLUE's {info.glue_task} test split has no labels, so the test metrics above are "
-            f"computed on {config.data.eval_split!r}.)")
+        logging.info(f"(GLUE's {info.glue_task} test split has no labels, so the test metrics "
+                     f"above are computed on {config.data.eval_split!r}.)")
     return final, summaries, history

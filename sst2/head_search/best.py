@@ -15,6 +15,8 @@ Example:
 
 import os
 
+from absl import logging
+
 from sst2.fit import calibration
 from sst2.fit.checkpoint import RunCheckpoint
 from sst2.fit.head_group import MeanOfHeads
@@ -34,7 +36,7 @@ from sst2.text.data import load_train_buckets
 from sst2.text.dataset_info import load_dataset_info
 
 
-def _restore_group(group_dir: str, members: list, log):
+def _restore_group(group_dir: str, members: list):
     """The group's heads, optimizers and model, at its best checkpoint."""
     config = load_config(group_dir).replace(run={"model_dir": group_dir})
     info = load_dataset_info(group_dir)
@@ -45,7 +47,7 @@ def _restore_group(group_dir: str, members: list, log):
         member_configs.append(member)
     group, optimizer = heads_together(heads, member_configs, total_steps=1)
     optimizer.build(group.trainable_variables)
-    path = RunCheckpoint(group_dir, group, optimizer, log=log).restore_best()
+    path = RunCheckpoint(group_dir, group, optimizer).restore_best()
     if hasattr(group, "unstack"):
         group.unstack()
     optimizers = [make_optimizer(m.optimization, h, total_steps=1)
@@ -74,7 +76,7 @@ def _write_best_run(search_dir: str, best: dict, record: dict, config, head, opt
 
 
 def export_best(search_dir: str, rows: list, configurations: list, groups: list, base,
-                ensemble: int, export: bool, log) -> tuple[dict, str | None]:
+                ensemble: int, export: bool) -> tuple[dict, str | None]:
     """Writes `best_run/` and (with `export`) the export; returns the best row (with the
     export's validation metrics under `export_validation`) and the export's folder."""
     best = rows[0]
@@ -82,13 +84,13 @@ def export_best(search_dir: str, rows: list, configurations: list, groups: list,
     run = load_json(RunFolder(group_dir).metrics)
     record = next(r for r in run["epochs"] if r["epoch"] == best["best_epoch"])
     (config, info, preprocessor, backbone, heads, optimizers, members,
-     checkpoint) = _restore_group(group_dir, [configurations[i] for i in groups[best["group"]]],
-                                  log)
+     checkpoint) = _restore_group(group_dir, [configurations[i] for i in groups[best["group"]]])
     k = best["head"]
     best_run = _write_best_run(search_dir, best, record, members[k], heads[k], optimizers[k],
                                group_dir, info)
-    log(f"Best: configuration {best['configuration']} ({_describe(best['config'])}), epoch "
-        f"{best['best_epoch']}: {best['metric']} {best['best']:.4f}; saved as {best_run}.")
+    logging.info(f"Best: configuration {best['configuration']} ({_describe(best['config'])}), "
+                 f"epoch {best['best_epoch']}: {best['metric']} {best['best']:.4f}; saved as "
+                 f"{best_run}.")
     if not export:
         return best, None
     sign = 1 if metrics.BEST_METRICS[best["metric"]] else -1
@@ -106,13 +108,13 @@ def export_best(search_dir: str, rows: list, configurations: list, groups: list,
         head.thresholds.assign(metrics.tune_thresholds(outputs, scored["gold"]))
     thresholds = head.thresholds.numpy() if target.thresholded else None
     if target.calibrated and base.run.calibrate:  # as sst2.train's export
-        calibrate_run(trained, log=log, scored=scored, record=False)
+        calibrate_run(trained, scored=scored, record=False)
         outputs = calibration.scaled(outputs, trained.temperature)
     best["export_validation"] = target.score(outputs, scored["gold"], thresholds)
     path = trained.export(RunFolder(search_dir).export)
     what = "the best head" if ensemble == 1 else f"the mean of the top {len(chosen)} heads"
-    log(f"Exported {what} ({path}); as it answers, validation {best['metric']} "
-        f"{best['export_validation'][best['metric']]:.4f}.")
+    logging.info(f"Exported {what} ({path}); as it answers, validation {best['metric']} "
+                 f"{best['export_validation'][best['metric']]:.4f}.")
     best["export_heads"] = [int(h) for h in chosen]
     return best, path
 

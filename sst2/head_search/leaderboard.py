@@ -18,6 +18,8 @@ import csv
 import io
 import os
 
+from absl import logging
+
 from sst2.run.config_file import load_config
 from sst2.run.files import load_json, remove_entry, save_json, write_atomically
 from sst2.run.metrics import BEST_METRICS, METRICS
@@ -72,10 +74,10 @@ def table(rows: list[dict]) -> str:
                      for line in [header] + lines)
 
 
-def write_leaderboard(search_dir: str, rows: list[dict], log=print) -> None:
+def write_leaderboard(search_dir: str, rows: list[dict]) -> None:
     """Logs the table; writes `leaderboard.json`, `leaderboard.csv` and HParams."""
     folder = RunFolder(search_dir)
-    log("Leaderboard (validation):\n" + table(rows))
+    logging.info("Leaderboard (validation):\n" + table(rows))
     save_json(folder.leaderboard, rows)
     metrics = [m for m in METRICS if m in rows[0]["epochs"][0]] if rows[0]["epochs"] else []
     buffer = io.StringIO()

@@ -17,13 +17,15 @@ Example:
     ...     optimization=OptimizationConfig(epochs=1, batch_size=16),
     ...     run=RunConfig(model_dir=tmp_dir, progress=False, export=False),
     ...     space={"learning_rate": [1e-3, 1e-2], "seed": [0, 1]})
-    >>> result = run_search(config, log=lambda message: None)
+    >>> result = run_search(config)
     >>> len(result["leaderboard"]), sorted(result["best"]["config"])
     (4, ['dropout', 'head_hidden', 'layers', 'learning_rate', 'pooling', 'seed'])
 """
 
 import os
 import time
+
+from absl import logging
 
 from sst2.fit import training
 from sst2.head_search.best import export_best
@@ -40,7 +42,7 @@ SEARCH_REMOVES = ("search", "groups", "best_run", "leaderboard", "leaderboard_cs
                   "hparams")
 
 
-def _start(config: SearchConfig, configurations: list, groups: list, log) -> None:
+def _start(config: SearchConfig, configurations: list, groups: list) -> None:
     """Checks a resumed search is the same search (or clears it with `--restart`)."""
     folder = RunFolder(config.run.model_dir)
     plan = {"configurations": configurations, "groups": groups}
@@ -53,11 +55,11 @@ def _start(config: SearchConfig, configurations: list, groups: list, log) -> Non
             raise UserError(f"{config.run.model_dir} holds another search (other "
                             "configurations). Use the same flags to resume, another "
                             "--model_dir, or --restart to start over.")
-        log(f"Resuming the search in {config.run.model_dir}.")
+        logging.info(f"Resuming the search in {config.run.model_dir}.")
     save_json(folder.search, plan)
 
 
-def run_search(config: SearchConfig, log=print) -> dict:
+def run_search(config: SearchConfig) -> dict:
     """Trains every configuration of `config`'s space (see the module); returns
     `{"leaderboard": rows, "best": the best row, "export_dir": ...}`."""
     base = training.with_absolute_paths(config.train_config)
@@ -71,23 +73,24 @@ def run_search(config: SearchConfig, log=print) -> dict:
     groups = grouped(configurations, base)
     os.makedirs(search_dir, exist_ok=True)
     with RunLock(search_dir):
-        _start(config, configurations, groups, log)
-        log(f"Searching {len(configurations)} configurations in {len(groups)} group(s) of "
-            "heads trained together; the space: " + "; ".join(
-                f"{name} {', '.join(map(str, values))}" for name, values in space.items()) + ".")
+        _start(config, configurations, groups)
+        described = "; ".join(f"{name} {', '.join(map(str, values))}"
+                              for name, values in space.items())
+        logging.info(f"Searching {len(configurations)} configurations in {len(groups)} group(s) "
+                     f"of heads trained together; the space: {described}.")
         for number, members in enumerate(groups):
             started = time.time()
             group_dir = RunFolder(search_dir).group(number)
             group_config = configured(base, configurations[members[0]]).replace(
                 run={"model_dir": group_dir, "export": False})
-            log(f"Group {number + 1}/{len(groups)}: {len(members)} heads.")
-            training.run(group_config, log=log, build_trainer=group_trainer(
+            logging.info(f"Group {number + 1}/{len(groups)}: {len(members)} heads.")
+            training.run(group_config, build_trainer=group_trainer(
                 [configurations[i] for i in members]))
-            log(f"Group {number + 1} done in {time.time() - started:.1f}s.")
+            logging.info(f"Group {number + 1} done in {time.time() - started:.1f}s.")
         rows = leaderboard(search_dir, configurations, groups)
-        write_leaderboard(search_dir, rows, log)
+        write_leaderboard(search_dir, rows)
         best, export_dir = export_best(search_dir, rows, configurations, groups,
-                                       base, config.search.ensemble, base.run.export, log)
+                                       base, config.search.ensemble, base.run.export)
     return {"leaderboard": rows, "best": best, "export_dir": export_dir}
 
 

@@ -22,6 +22,7 @@ import os
 import shutil
 
 import numpy as np
+from absl import logging
 
 from sst2.model.npy_rows import MappedNpy, SplitOrderWriter, positions_within
 from sst2.run.errors import UserError
@@ -148,7 +149,7 @@ class FeatureCache:
         os.makedirs(self.folder, exist_ok=True)
         save_json(self._path("key.json"), self.key_fields)
 
-    def shard_plan(self, plan: dict, log=print) -> dict:
+    def shard_plan(self, plan: dict) -> dict:
         """The plan (batch size, buckets, batches per shard) this folder's shards follow.
 
         A killed pass resumed with other options must continue the plan its shards were
@@ -161,12 +162,12 @@ class FeatureCache:
         except UserError as e:
             raise CorruptCache(str(e)) from e
         if recorded is None and glob.glob(self._path("shard-*.npy")):
-            log(f"Discarding shards without a recorded plan in {self.folder}.")
+            logging.info(f"Discarding shards without a recorded plan in {self.folder}.")
             for shard in glob.glob(self._path("shard-*.npy")):
                 os.remove(shard)
         if recorded is not None and recorded != plan:
-            log(f"Continuing the partial encode pass in {self.folder} with the batches it "
-                f"started with ({recorded}).")
+            logging.info(f"Continuing the partial encode pass in {self.folder} with the batches it "
+                         f"started with ({recorded}).")
             return recorded
         save_json(path, plan)
         return plan

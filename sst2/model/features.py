@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from tqdm.auto import tqdm
 
 from sst2.model.encoder import FeatureEncoder
@@ -123,7 +124,6 @@ def encode(
     show_progress: bool = True,
     worker: WorkerInfo = WorkerInfo(),
     wait_seconds: float = 3600,
-    log=print,
 ) -> FeatureSet:
     """Returns the features of `tokens`, computing only what the cache lacks.
 
@@ -154,24 +154,24 @@ def encode(
             plan = batch_plan(encoder, tokens["token_ids"].shape[1], batch_size, batch_tokens,
                               boundaries, shard_batches) if encoder else {}
             return _encode_once(cache, encoder, tokens, plan, description, show_progress,
-                                worker, wait_seconds, log)
+                                worker, wait_seconds)
         except CorruptCache as e:
             if attempt == 2 or worker.count > 1:
                 raise UserError(f"The feature cache {cache.folder} is unreadable ({e}); "
                                 "check the disk, then delete the folder.") from e
-            log(f"The feature cache {cache.folder} is damaged ({e}); discarding and "
-                "re-encoding it.")
+            logging.info(f"The feature cache {cache.folder} is damaged ({e}); discarding and "
+                         "re-encoding it.")
             cache.discard()
 
 
 def _encode_once(cache: FeatureCache, encoder: FeatureEncoder, tokens: dict, plan: dict,
                  description: str, show_progress: bool, worker: WorkerInfo,
-                 wait_seconds: float, log=print) -> FeatureSet:
+                 wait_seconds: float) -> FeatureSet:
     if cache.is_complete():
         return cache.load()
     cache.start()
     lengths = tokens["length"]
-    plan = cache.shard_plan(plan, log)
+    plan = cache.shard_plan(plan)
     shards = plan_shards(lengths, plan)
     mine = [i for i in range(len(shards)) if i % worker.count == worker.index]
 

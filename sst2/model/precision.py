@@ -34,6 +34,7 @@ import time
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from sst2.model import hardware
 from sst2.run import machine
@@ -74,7 +75,7 @@ class LayerShape:
         return cls(backbone.hidden_dim, backbone.num_heads, backbone.intermediate_dim)
 
 
-def resolve(precision: str, shape: LayerShape, kind: str = "encode", log=None) -> str:
+def resolve(precision: str, shape: LayerShape, kind: str = "encode") -> str:
     """`float32` or `bfloat16`: `precision` itself unless `auto`; else forced by
     `SST2_AUTO_PRECISION`, bfloat16 on accelerators, or the faster on this CPU for
     `kind` (`encode` or `train`), measured once."""
@@ -87,18 +88,18 @@ def resolve(precision: str, shape: LayerShape, kind: str = "encode", log=None) -
         return forced
     if hardware.has_accelerator():
         return "bfloat16"
-    return verdict(shape, kind, log)["precision"]
+    return verdict(shape, kind)["precision"]
 
 
 def for_run(precision: str, shape: LayerShape, trainable_layers: int,
-            recorded: dict | None = None, log=None) -> dict:
+            recorded: dict | None = None) -> dict:
     """A run's precisions, `{"encode": ..., "train": ...}` (`train`: its unfrozen
     layers'): what it recorded when it started (a resumed run computes as it did),
     else resolved here; `train` is measured only for runs with unfrozen layers."""
     if recorded:
         return dict(recorded)
-    encode = resolve(precision, shape, "encode", log)
-    train = resolve(precision, shape, "train", log) if trainable_layers else encode
+    encode = resolve(precision, shape, "encode")
+    train = resolve(precision, shape, "train") if trainable_layers else encode
     return {"encode": encode, "train": train}
 
 
@@ -125,15 +126,15 @@ def measured_on_real_work(precision: str) -> bool:
             and not hardware.has_accelerator())
 
 
-def remember(shape: LayerShape, kind: str, trial: dict, log=None) -> None:
+def remember(shape: LayerShape, kind: str, trial: dict) -> None:
     """Replaces this machine's cached verdict with a trial on real work (`trial`:
     `precision_trial.confirm`'s result), saying so where it changes the verdict."""
     key = machine_key(shape, kind)
     path = _record_path(key)
     previous = (cached(shape, kind) or {}).get("precision")
-    if previous not in (None, trial["precision"]) and log:
-        log(f"The cached verdict for this machine ({previous}) is replaced: the run's own "
-            f"batches ran faster in {trial['precision']}.")
+    if previous not in (None, trial["precision"]):
+        logging.info(f"The cached verdict for this machine ({previous}) is replaced: the run's own "
+                     f"batches ran faster in {trial['precision']}.")
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         save_json(path, {"key": key, "precision": trial["precision"],
@@ -173,7 +174,7 @@ def deciding(shape: LayerShape, kind: str):
         yield
 
 
-def verdict(shape: LayerShape, kind: str, log=None) -> dict:
+def verdict(shape: LayerShape, kind: str) -> dict:
     """The cached measurement for this machine, or a new one (saved when the cache
     folder is writable)."""
     key = machine_key(shape, kind)
@@ -184,10 +185,10 @@ def verdict(shape: LayerShape, kind: str, log=None) -> dict:
     seconds = measure(shape, kind)
     faster = faster_of(seconds)
     record = {"key": key, "seconds_per_step": seconds, "precision": faster}
-    if log:
-        log(f"Precision for the {kind} pass, measured on this machine ({key['cpu']}, one "
-            f"{shape.hidden}-wide layer): float32 {seconds['float32'] * 1e3:.1f} ms, bfloat16 "
-            f"{seconds['bfloat16'] * 1e3:.1f} ms per step: {faster} (cached in {path}).")
+    logging.info(f"Precision for the {kind} pass, measured on this machine ({key['cpu']}, one "
+                 f"{shape.hidden}-wide layer): float32 {seconds['float32'] * 1e3:.1f} ms, "
+                 f"bfloat16 {seconds['bfloat16'] * 1e3:.1f} ms per step: {faster} (cached in "
+                 f"{path}).")
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         save_json(path, record)

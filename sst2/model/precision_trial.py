@@ -18,8 +18,7 @@ Example:
     ...             for p in PRECISIONS}
     >>> tokens = {"token_ids": np.full((64, 8), 7, np.int32),
     ...           "padding_mask": np.ones((64, 8), np.int32), "length": np.full(64, 8)}
-    >>> trial = confirm(encoders, tokens, batch_size=16, batch_tokens=128,
-    ...                 log=lambda message: None)
+    >>> trial = confirm(encoders, tokens, batch_size=16, batch_tokens=128)
     >>> trial["precision"] in PRECISIONS, trial["batches"], trial["tokens"]
     (True, 2, 256)
 """
@@ -28,6 +27,7 @@ import time
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from sst2.model.encoder import FeatureEncoder
 from sst2.model.features import batch_plan
@@ -47,8 +47,7 @@ def _call(encoder: FeatureEncoder, tokens: dict, indices: np.ndarray, padded: in
     encoder(ids, mask).numpy()
 
 
-def confirm(encoders: dict, tokens: dict, batch_size: int, batch_tokens: int | None = None,
-            log=print) -> dict:
+def confirm(encoders: dict, tokens: dict, batch_size: int, batch_tokens: int | None = None) -> dict:
     """Times `encoders` (a `FeatureEncoder` per precision, same weights) on the encode
     pass's batches of `tokens` (`data.to_numpy(data.tokenize(...))` of real sentences),
     batched as the pass batches them (`sst2.model.features.batch_plan`).
@@ -84,8 +83,8 @@ def confirm(encoders: dict, tokens: dict, batch_size: int, batch_tokens: int | N
     seconds = {p: float(np.median(t)) for p, t in rounds.items()}
     faster = faster_of(seconds)
     real_tokens = int(sum(tokens["length"][indices].sum() for indices, _ in batches))
-    log(f"Precision of the encode pass, timed on {len(batches)} of this run's batches "
-        f"({real_tokens:,} tokens), {round_number} alternating rounds: " + ", ".join(
-            f"{p} {seconds[p] * 1e3:.0f} ms" for p in PRECISIONS) + f": {faster}.")
+    logging.info(f"Precision of the encode pass, timed on {len(batches)} of this run's batches "
+                 f"({real_tokens:,} tokens), {round_number} alternating rounds: " + ", ".join(
+                     f"{p} {seconds[p] * 1e3:.0f} ms" for p in PRECISIONS) + f": {faster}.")
     return {"precision": faster, "seconds": seconds, "batches": len(batches),
             "tokens": real_tokens, "rounds": round_number}

@@ -11,13 +11,15 @@ multi-label thresholds are tuned instead, and a number needs none.
 
 Example:
     >>> from sst2.serve.trained import restore
-    >>> trained = restore(trained_dir, log=lambda message: None)
-    >>> result = calibrate_run(trained, log=lambda message: None)
+    >>> trained = restore(trained_dir)
+    >>> result = calibrate_run(trained)
     >>> result["accuracy_after"] == result["accuracy_before"], trained.temperature > 0
     (True, True)
 """
 
 import os
+
+from absl import logging
 
 from sst2.fit import calibration
 from sst2.run.files import save_json
@@ -25,7 +27,7 @@ from sst2.run.run_folder import RunFolder
 from sst2.serve.evaluation import predict_split
 
 
-def calibrate_run(trained, split: str | None = None, log=print,
+def calibrate_run(trained, split: str | None = None,
                   scored: dict | None = None, record: bool = True) -> dict | None:
     """Fits and records the temperature of `trained`'s checkpoint (see the module);
     returns what `calibration.json` holds, or None for a target without a temperature.
@@ -44,11 +46,11 @@ def calibrate_run(trained, split: str | None = None, log=print,
         save_json(RunFolder(trained.config.run.model_dir).calibration, result)
     trained.temperature, trained.calibration = result["temperature"], result
     if result["applied"]:
-        log(f"Calibration on {split}: temperature {result['temperature']:.3f} "
-            f"({result['reason']}), expected calibration error {result['ece_before']:.4f} -> "
-            f"{result['ece_after']:.4f} (labels unchanged).")
+        logging.info(f"Calibration on {split}: temperature {result['temperature']:.3f} "
+                     f"({result['reason']}), expected calibration error "
+                     f"{result['ece_before']:.4f} -> {result['ece_after']:.4f} (labels unchanged).")
     else:
-        log(f"Calibration on {split}: temperature kept at 1 ({result['reason']}; fitted "
-            f"{result['fitted_temperature']:.3f} would not be trusted); expected calibration "
-            f"error {result['ece_before']:.4f}.")
+        logging.info(f"Calibration on {split}: temperature kept at 1 ({result['reason']}; "
+                     f"fitted {result['fitted_temperature']:.3f} would not be trusted); expected "
+                     f"calibration error {result['ece_before']:.4f}.")
     return result

@@ -8,9 +8,8 @@ export answers.
 Example:
     >>> import os
     >>> from sst2.serve.trained import restore
-    >>> trained = restore(trained_dir, "best", log=lambda message: None)
-    >>> result = evaluate(trained, submission_path=os.path.join(tmp_dir, "SST-2.tsv"),
-    ...                   log=lambda message: None)
+    >>> trained = restore(trained_dir, "best")
+    >>> result = evaluate(trained, submission_path=os.path.join(tmp_dir, "SST-2.tsv"))
     >>> result["examples"], open(result["submission"]).readline()
     (64, 'index\\tprediction\\n')
 """
@@ -21,10 +20,11 @@ import os
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from tqdm.auto import tqdm
 
 from sst2.fit.inputs import unlabelled_rows
-from sst2.run import metrics
+from sst2.run import log_lines, metrics
 from sst2.run.config import DataConfig, ReadingConfig
 from sst2.run.errors import UserError
 from sst2.run.files import write_atomically
@@ -87,13 +87,15 @@ def predict_split(trained: TrainedModel, split: str, data_config: DataConfig | N
         make_predict_fn(trained.preprocessor, trained.backbone, trained.head, trained.spec,
                         reading, info, trained.temperature),
         input_signature=[tf.TensorSpec([None], tf.string)] * len(info.text_features))
-    dataset = open_dataset(data_config or trained.config.data, log=lambda message: None)
-    if same_data:
-        _check_same_data(trained, dataset.info)
+    with log_lines.quiet():  # the run's data again: its log said what it is
+        dataset = open_dataset(data_config or trained.config.data)
+        if same_data:
+            _check_same_data(trained, dataset.info)
+        batches = dataset.load(split).batch(batch_size)
     text_columns = (("text", "text_pair") if info.is_pair else ("text",)) if with_text else ()
     parts = {name: [] for name in info.target.export_outputs + ("gold", "idx") + text_columns}
     total = -(-dataset.size(split) // batch_size)
-    for batch in tqdm(dataset.load(split).batch(batch_size), total=total, desc=split,
+    for batch in tqdm(batches, total=total, desc=split,
                       leave=False, disable=not show_progress):
         texts = [batch["text"]] + ([batch["text_pair"]] if "text_pair" in batch else [])
         answers = predict(*texts)
@@ -155,7 +157,7 @@ def _describe(result: dict) -> str:
 def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str = "validation",
              test_split: str = "test", submission_path: str | None = None,
              reading: ReadingConfig = ReadingConfig(), eval_file: str | None = None,
-             test_file: str | None = None, log=print) -> dict:
+             test_file: str | None = None) -> dict:
     """The task's metrics on `eval_split` (or `eval_file`); for GLUE datasets, the
     submission files for their test splits (e.g. `SST-2.tsv`); for local files with a
     `--test_file`, `predictions.jsonl` (`write_predictions`).
@@ -166,21 +168,22 @@ def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str
     data_config = _data_config(trained, data_dir, eval_file, test_file)
     show_progress = trained.config.run.progress
     result = score_split(trained, eval_split, data_config, reading, show_progress)
-    log(f"{eval_file or eval_split}: {_describe(result)} ({result['examples']} examples, "
-        f"checkpoint {trained.checkpoint_path})")
+    logging.info(f"{eval_file or eval_split}: {_describe(result)} ({result['examples']} examples, "
+                 f"checkpoint {trained.checkpoint_path})")
     result = {"split": eval_split, **result, "submission": None}
     glue_task = task_of(data_config.dataset) if not data_config.train_file else None
     if glue_task and eval_split == "validation":
         for split in glue_task.validation[1:]:  # MNLI's mismatched
             result[split] = score_split(trained, split, data_config, reading, show_progress)
-            log(f"{split}: {_describe(result[split])} ({result[split]['examples']} examples)")
+            logging.info(f"{split}: {_describe(result[split])} "
+                         f"({result[split]['examples']} examples)")
     return {**result, **_write_test_outputs(trained, data_config, test_split, reading,
-                                             submission_path, show_progress, log)}
+                                             submission_path, show_progress)}
 
 
 def _write_test_outputs(trained: TrainedModel, data_config: DataConfig, test_split: str,
                         reading: ReadingConfig, submission_path: str | None,
-                        show_progress: bool, log) -> dict:
+                        show_progress: bool) -> dict:
     """GLUE's submission files for a GLUE dataset; `predictions.jsonl` for a local
     `--test_file`; nothing otherwise."""
     glue_task = task_of(data_config.dataset) if not data_config.train_file else None
@@ -191,8 +194,8 @@ def _write_test_outputs(trained: TrainedModel, data_config: DataConfig, test_spl
                              show_progress=show_progress)
         path = RunFolder(trained.config.run.model_dir).predictions
         write_predictions(path, test, trained.dataset)
-        log(f"Wrote predictions for the {len(test['idx'])} examples of "
-            f"{data_config.test_file} to {path}")
+        logging.info(f"Wrote predictions for the {len(test['idx'])} examples of "
+                     f"{data_config.test_file} to {path}")
         return {"predictions": path}
     written = []
     for i, submission in enumerate(glue_task.tests):
@@ -209,6 +212,6 @@ def _write_test_outputs(trained: TrainedModel, data_config: DataConfig, test_spl
                              same_data=not other)
         write_glue_submission(path, test["idx"], trained.dataset.target.submitted(
             test, glue_task.named_labels))
-        log(f"Wrote GLUE predictions for {len(test['idx'])} {split} examples to {path}")
+        logging.info(f"Wrote GLUE predictions for {len(test['idx'])} {split} examples to {path}")
         written.append(path)
     return {"submission": written[0], "submissions": written}

@@ -20,7 +20,7 @@ window is explained through the mean of its windows, as it is answered.
 
 Example:
     >>> from sst2.serve.trained import restore
-    >>> trained = restore(trained_dir, log=lambda message: None)
+    >>> trained = restore(trained_dir)
     >>> explain = make_explain_fn(trained.preprocessor, trained.backbone, trained.head,
     ...                           trained.spec)
     >>> out = explain(tf.constant(["a gripping film", ""]))

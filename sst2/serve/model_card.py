@@ -9,7 +9,7 @@ how to serve it, and the command that reproduces it.
 
 Example:
     >>> from sst2.serve.trained import restore
-    >>> card = render(restore(trained_dir, log=lambda message: None))
+    >>> card = render(restore(trained_dir))
     >>> card.startswith("---\\nlanguage:"), "## How to serve it" in card
     (True, True)
 """

@@ -19,7 +19,7 @@ windows (docs/measurements.md measures what that costs).
 
 Example:
     >>> from sst2.serve.trained import restore
-    >>> trained = restore(trained_dir, log=lambda message: None)
+    >>> trained = restore(trained_dir)
     >>> folder = export_openvino(trained, os.path.join(tmp_dir, "openvino"), "none")
     >>> sorted(os.listdir(folder))
     ['assets.extra', 'model.bin', 'model.xml']
@@ -34,6 +34,7 @@ import nncf
 import numpy as np
 import openvino as ov
 import tensorflow as tf
+from absl import logging
 from nncf.quantization.advanced_parameters import (
     AdvancedQuantizationParameters,
     AdvancedSmoothQuantParameters,
@@ -43,7 +44,7 @@ from openvino_tokenizers import connect_models
 from sst2.model import target_math
 from sst2.model.backbone import frozen_features
 from sst2.model.inference import FastEncoder
-from sst2.run import targets
+from sst2.run import log_lines, targets
 from sst2.run.command_config import QUANTIZATIONS, ExportConfig, ReadingConfig
 from sst2.run.errors import UserError
 from sst2.run.files import save_json
@@ -219,8 +220,10 @@ def calibration_texts(trained, count: int) -> list:
     activations are calibrated on."""
     data = trained.config.data
     try:
-        dataset = open_dataset(data, log=lambda message: None)
-        sample = dataset.load(data.train_split).shuffle(dataset.size(data.train_split), seed=0)
+        with log_lines.quiet():
+            dataset = open_dataset(data)
+            sample = dataset.load(data.train_split).shuffle(dataset.size(data.train_split),
+                                                            seed=0)
     except UserError as e:
         raise UserError(f"{e} --quantize=int8 calibrates on the run's training texts: put the "
                         "file back where the run read it, or use --quantize=int8_weights, "
@@ -231,7 +234,7 @@ def calibration_texts(trained, count: int) -> list:
     return [t if len(columns) > 1 else t[0] for t in texts]
 
 
-def export_run(trained, config: ExportConfig, log=print) -> str:
+def export_run(trained, config: ExportConfig) -> str:
     """`sst2.export --format=openvino`: the artifact of a restored run (`--quantize=int8`:
     calibrated on `config.calibration_texts` of its training texts), its agreement with
     the SavedModel measured on the run's validation split. Returns its folder."""
@@ -244,25 +247,26 @@ def export_run(trained, config: ExportConfig, log=print) -> str:
     data = trained.config.data
     texts = (calibration_texts(trained, config.calibration_texts) if config.quantize == "int8"
              else [])
-    log(f"Scoring {data.eval_split} with the SavedModel's computation, to measure the "
-        "artifact against it.")
+    logging.info(f"Scoring {data.eval_split} with the SavedModel's computation, to measure the "
+                 "artifact against it.")
     reference, unmeasured = None, None
     try:
         reference = predict_split(trained, data.eval_split, with_text=True,
                                   show_progress=trained.config.run.progress)
     except UserError as e:  # moved data: the artifact is still exported, said unmeasured
         unmeasured = f"the run's data could not be read at export time ({e})"
-        log(f"warning: not measuring the artifact against the SavedModel on the run's "
-            f"validation data: {e} To measure it, put the file back where the run read it "
-            "and export again.")
-    log(f"Converting to OpenVINO ({PRECISIONS[config.quantize]}"
-        + (f"; calibrated on {len(texts)} training texts)." if texts else ")."))
+        logging.warning(f"not measuring the artifact against the SavedModel on the run's "
+                        f"validation data: {e} To measure it, put the file back where the run "
+                        "read it and export again.")
+    logging.info(f"Converting to OpenVINO ({PRECISIONS[config.quantize]}"
+                 + (f"; calibrated on {len(texts)} training texts)." if texts else ")."))
     folder = export_openvino(
         trained, config.export_root or RunFolder(trained.config.run.model_dir).export_openvino,
         config.quantize, texts, reference, unmeasured=unmeasured,
         model_card=lambda facts: card.render(trained, artifact=facts))
     if not trained.dataset.is_pair:
-        log(f"note: the artifact reads the first {trained.preprocessor.sequence_length - 2} "
-            "tokens of a text and cuts the rest, where the SavedModel reads a long text in "
-            "windows; sst2.predict and sst2.score say when they cut one.")
+        logging.info(f"note: the artifact reads the first "
+                     f"{trained.preprocessor.sequence_length - 2} tokens of a text and cuts the "
+                     "rest, where the SavedModel reads a long text in windows; sst2.predict and "
+                     "sst2.score say when they cut one.")
     return folder

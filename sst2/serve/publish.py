@@ -18,6 +18,8 @@ Example:
 
 import os
 
+from absl import logging
+
 from sst2.run.config import TrainConfig
 from sst2.serve.calibrated import calibrate_run
 from sst2.serve.report import scored_split, write_report
@@ -29,16 +31,16 @@ def actions(config: TrainConfig) -> tuple:
     return (publish,) if config.run.export else ()
 
 
-def publish(config: TrainConfig, record, log=print) -> None:
+def publish(config: TrainConfig, record) -> None:
     """Restores the best checkpoint; calibrates it (`--calibrate`), exports it, and
     writes the report (`--report`); `record` keeps the calibration and export folder."""
-    trained = restore(config.run.model_dir, "best", config=config, log=log)
+    trained = restore(config.run.model_dir, "best", config=config)
     scored = scored_split(trained) if config.run.calibrate or config.run.report else None
     if config.run.calibrate:
-        record(calibration=calibrate_run(trained, log=log, scored=scored))
+        record(calibration=calibrate_run(trained, scored=scored))
     path = trained.export()
-    log(f"Exported the best checkpoint ({os.path.basename(trained.checkpoint_path)}) "
-        f"as a SavedModel: {path}")
+    logging.info(f"Exported the best checkpoint ({os.path.basename(trained.checkpoint_path)}) "
+                 f"as a SavedModel: {path}")
     record(export_dir=path)
     if config.run.report:
-        log(f"Report: {write_report(trained, log=log, scored=scored)}")
+        logging.info(f"Report: {write_report(trained, scored=scored)}")

@@ -12,8 +12,7 @@ against true, with Pearson and Spearman, for regression. Images are embedded
 
 Example:
     >>> from sst2.serve.trained import restore
-    >>> path = write_report(restore(trained_dir, log=lambda message: None),
-    ...                     log=lambda message: None)
+    >>> path = write_report(restore(trained_dir))
     >>> page = open(path).read()
     >>> path.endswith("report/index.html"), page.count("<img") >= 5, "Calibration" in page
     (True, True, True)
@@ -239,7 +238,7 @@ _SECTIONS = {"classes": _class_sections, "label_sets": _label_set_sections,
              "numbers": _number_sections}
 
 
-def write_report(trained, split: str | None = None, log=print,
+def write_report(trained, split: str | None = None,
                  scored: dict | None = None) -> str:
     """Writes `<model_dir>/report/index.html` for `trained` (see the module); returns it.
     `scored`: `scored_split`'s answers, if the caller has them already."""

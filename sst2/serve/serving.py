@@ -20,7 +20,7 @@ windows in one batch, and its probabilities are the mean of its windows'.
 
 Example:
     >>> from sst2.serve.trained import restore
-    >>> trained = restore(trained_dir, log=lambda message: None)
+    >>> trained = restore(trained_dir)
     >>> path = export_saved_model(trained.preprocessor, trained.backbone, trained.head,
     ...                           trained.spec, os.path.join(tmp_dir, "export"))
     >>> import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)

@@ -4,7 +4,7 @@
 
 Example:
     >>> import os
-    >>> trained = restore(trained_dir, "best", log=lambda message: None)
+    >>> trained = restore(trained_dir, "best")
     >>> type(trained.head).__name__, os.path.basename(trained.checkpoint_path)
     ('ClassifierHead', 'best-...')
 """
@@ -14,6 +14,7 @@ import os
 
 import keras
 import tensorflow as tf
+from absl import logging
 
 from sst2.fit import averaging
 from sst2.fit.checkpoint import RunCheckpoint
@@ -59,8 +60,7 @@ class TrainedModel:
             explaining=explaining)
 
 
-def restore(model_dir: str, which: str = "best", config: TrainConfig | None = None,
-            log=print) -> TrainedModel:
+def restore(model_dir: str, which: str = "best", config: TrainConfig | None = None) -> TrainedModel:
     """Rebuilds a trained model from `model_dir`'s `best` or `latest` checkpoint, or a path.
 
     With a weight average (`--ema_decay`), the head holds the average: what was
@@ -80,7 +80,7 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
     weight_average = averaging.from_decay(config.optimization.ema_decay)
     if weight_average is not None:
         weight_average.build(head.trainable_variables)
-    ckpt = RunCheckpoint(model_dir, head, optimizer, log=log, weight_average=weight_average)
+    ckpt = RunCheckpoint(model_dir, head, optimizer, weight_average=weight_average)
     try:
         if which == "best":
             path = ckpt.restore_best()
@@ -95,10 +95,10 @@ def restore(model_dir: str, which: str = "best", config: TrainConfig | None = No
         raise UserError(f"No usable checkpoint ({which}) in {model_dir}: "
                         f"{e or 'none saved yet'}") from e
     if ckpt.position.epoch == 0:
-        log(f"Warning: no epoch of this run finished: {os.path.basename(path)} was saved at "
-            f"step {ckpt.position.step}, inside epoch 1, and never validated"
-            + ("; its thresholds are not tuned" if dataset.target.thresholded else "")
-            + ". The model card says so.")
+        logging.warning(f"no epoch of this run finished: {os.path.basename(path)} was saved "
+                        f"at step {ckpt.position.step}, inside epoch 1, and never validated"
+                        + ("; its thresholds are not tuned" if dataset.target.thresholded
+                           else "") + ". The model card says so.")
     if weight_average is not None:
         weight_average.copy_to(head.trainable_variables)  # serve what was evaluated
     if dataset.target.thresholded and model_config.threshold is not None:

@@ -50,10 +50,10 @@ class TfdsDataset(TextDataset):
 
     def __init__(self, name: str, data_dir: str | None = None, download: bool = True,
                  text_features: tuple | None = None, label_feature: str | None = None,
-                 task_option: str = "auto", log=print):
-        self.name, self.data_dir, self.download, self.log = name, data_dir, download, log
+                 task_option: str = "auto"):
+        self.name, self.data_dir, self.download = name, data_dir, download
         if name == DEFAULT_DATASET:
-            glue.ensure_prepared(data_dir, download, log)
+            glue.ensure_prepared(data_dir, download)
         builder = self._builder()
         features = builder.info.features
         tfds = glue._tfds()
@@ -132,7 +132,7 @@ class TfdsDataset(TextDataset):
     def load(self, split: str) -> tf.data.Dataset:
         split = self.split_name(split)
         if self.name == DEFAULT_DATASET:
-            dataset = glue.load_split(split, self.data_dir, self.download, self.log)
+            dataset = glue.load_split(split, self.data_dir, self.download)
         else:
             try:
                 dataset = glue._tfds().load(self.name, split=split, data_dir=self.data_dir,
@@ -163,7 +163,7 @@ class FileDataset(TextDataset):
                  test_file: str | None = None, text_columns: tuple = ("text",),
                  label_column: str | tuple = "label", encoding: str = "utf-8",
                  fmt: str = "auto", label_names: tuple | None = None, task: str = "auto",
-                 label_separator: str = ",", log=print):
+                 label_separator: str = ","):
         self.files = {"train": train_file, "validation": eval_file, "test": test_file}
         self.text_columns, self.label_column = text_columns, label_column
         self.encoding, self.fmt, self.separator = encoding, fmt, label_separator
@@ -176,7 +176,7 @@ class FileDataset(TextDataset):
             label_names = label_names or label_column
         self.inferred_from = train_file if task == "auto" else None
         if task == "auto":
-            task = labels.infer_task(train, label_separator, log=log)
+            task = labels.infer_task(train, label_separator)
         self.task, spelling = task, TARGETS[task].labels
         names = labels.READERS[spelling].vocabulary(train, label_separator, label_names)
         if spelling == "classes" and len(names) < 2:
@@ -277,7 +277,7 @@ def _label_names(data_config) -> tuple | None:
     return names
 
 
-def open_dataset(data_config, log=print) -> TextDataset:
+def open_dataset(data_config) -> TextDataset:
     """The dataset a `config.DataConfig` names: local files with `--train_file`, else the
     tfds dataset `--dataset`."""
     label_names = _label_names(data_config)
@@ -292,10 +292,10 @@ def open_dataset(data_config, log=print) -> TextDataset:
                            _columns(data_config.text_column) or ("text",),
                            label_columns if len(label_columns) > 1 else label_columns[0],
                            data_config.encoding, data_config.file_format, label_names,
-                           data_config.task, data_config.label_separator, log=log)
+                           data_config.task, data_config.label_separator)
     dataset = TfdsDataset(data_config.dataset, data_config.data_dir, data_config.download,
                           _columns(data_config.text_column), data_config.label_column,
-                          data_config.task, log=log)
+                          data_config.task)
     if label_names and len(label_names) != dataset.info.num_classes:
         raise UserError(f"--label_names names {len(label_names)} classes; "
                         f"{data_config.dataset} has {dataset.info.num_classes}.")

@@ -27,6 +27,7 @@ from typing import Iterator
 from unittest import mock
 
 import tensorflow as tf
+from absl import logging
 
 from sst2.run.errors import UserError
 from sst2.run.files import process_alive, sha256_of_file
@@ -73,7 +74,7 @@ def can_reach(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def ensure_prepared(data_dir: str | None = None, download: bool = True, log=print) -> None:
+def ensure_prepared(data_dir: str | None = None, download: bool = True) -> None:
     """Makes sure `glue/sst2` is built in `data_dir`.
 
     It downloads the dataset if allowed and reachable; otherwise it prepares it
@@ -91,20 +92,19 @@ def ensure_prepared(data_dir: str | None = None, download: bool = True, log=prin
     why = "downloading is off (--nodownload)" if not download else (
         f"{urllib.parse.urlparse(SST2_URL).hostname} cannot be reached")
     where = data_dir or _tfds().core.constants.DATA_DIR
-    log(f"GLUE SST-2 is not in {where} and {why}: preparing it from the "
-        "copy embedded in sst2.")
+    logging.info(f"GLUE SST-2 is not in {where} and {why}: preparing it from the "
+                 "copy embedded in sst2.")
     prepare_glue_sst2(None, data_dir)
 
 
-def load_split(split: str, data_dir: str | None = None, download: bool = True,
-               log=print) -> tf.data.Dataset:
+def load_split(split: str, data_dir: str | None = None, download: bool = True) -> tf.data.Dataset:
     """Returns a split of `glue/sst2` (any tfds split string, e.g. `train[:4096]`).
 
     Each element is a dict with `idx` (int32), `sentence` (string) and `label`
     (int64; -1 on the unlabelled test split). The order is the files' order.
     A missing dataset is prepared first (`ensure_prepared`).
     """
-    ensure_prepared(data_dir, download, log)
+    ensure_prepared(data_dir, download)
     try:
         return _tfds().load(DATASET_NAME, split=split, data_dir=data_dir, shuffle_files=False)
     except (ValueError, AssertionError) as e:

@@ -20,6 +20,7 @@ import re
 from typing import Callable
 
 import numpy as np
+from absl import logging
 
 from sst2.run.errors import UserError
 from sst2.run.targets import INFERRED
@@ -169,11 +170,11 @@ def _bad_score(table: TextTable, i: int,
                      f"{rule}." + _decimal_comma_hint(label))
 
 
-def infer_task(table: TextTable, separator: str = ",", log=None) -> str:
+def infer_task(table: TextTable, separator: str = ",") -> str:
     """The kind of target (`sst2.run.targets.INFERRED`) the training labels imply: sets of
     labels when an example holds a list of labels or a label column holds `separator`;
-    numbers when every label is a number and some are not integers; else classes. `log`
-    is told why.
+    numbers when every label is a number and some are not integers; else classes. The
+    log says why.
 
     A decimal number never becomes a class: beside decimal labels, a label that is not a
     finite number (`nan`, `inf`, `n/a`, `1e400`) is refused with its line, and so is a
@@ -186,15 +187,14 @@ def infer_task(table: TextTable, separator: str = ",", log=None) -> str:
     >>> TARGETS[infer_task(TextTable("t.csv", [("a",)] * 2, ["joy,love", "b"], [2, 3]))].labels
     'label_sets'
     """
-    log = log or (lambda message: None)
     if table.labels is None:
         raise UserError(f"{table.path} has no label column; the training file must.")
     for i, label in enumerate(table.labels):
         if isinstance(label, list) or separator in label:
             what = "a list of labels" if isinstance(label, list) else f"the separator {separator!r}"
-            log(f"Task: {INFERRED['label_sets']} (inferred from {table.path}: line "
-                f"{table.lines[i]}'s label {label!r} holds {what}; --task sets it)."
-                + _decimal_comma_hint(label))
+            logging.info(f"Task: {INFERRED['label_sets']} (inferred from {table.path}: line "
+                         f"{table.lines[i]}'s label {label!r} holds {what}; --task sets it)."
+                         + _decimal_comma_hint(label))
             return INFERRED["label_sets"]
     decimals = [i for i, label in enumerate(table.labels)
                 if _is_number_like(label) and not _is_integer(label)]
@@ -209,12 +209,13 @@ def infer_task(table: TextTable, separator: str = ",", log=None) -> str:
                 f" Other labels are decimal numbers (line {table.lines[first]}: "
                 f"{table.labels[first]!r}), so this file reads as a regression target; if "
                 f"its labels are class names, pass --task={INFERRED['classes']}."))
-        log(f"Task: {INFERRED['numbers']} (inferred from {table.path}: every label is a "
-            f"number, and line {table.lines[decimals[0]]}'s {table.labels[decimals[0]]!r} is "
-            "not an integer; --task sets it).")
+        first = decimals[0]
+        logging.info(f"Task: {INFERRED['numbers']} (inferred from {table.path}: every label is "
+                     f"a number, and line {table.lines[first]}'s {table.labels[first]!r} is not an "
+                     "integer; --task sets it).")
         return INFERRED["numbers"]
-    log(f"Task: {INFERRED['classes']} (inferred from {table.path}: one label per example; "
-        "--task sets it).")
+    logging.info(f"Task: {INFERRED['classes']} (inferred from {table.path}: one label per example; "
+                 "--task sets it).")
     return INFERRED["classes"]
 
 

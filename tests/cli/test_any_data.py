@@ -22,7 +22,8 @@ def load_json(path):
         return json.load(f)
 
 
-def test_sst5_csv_trains_exports_predicts_and_evaluates_five_classes(standin_preset, tmp_path):
+def test_sst5_csv_trains_exports_predicts_and_evaluates_five_classes(said, standin_preset,
+                                                                     tmp_path):
     """SST-5 (400 train, 150 dev sentences) as CSV with class names, trained 10 epochs
     through the CLI, the best checkpoint chosen by macro-F1."""
     import tensorflow as tf
@@ -77,9 +78,8 @@ def test_sst5_csv_trains_exports_predicts_and_evaluates_five_classes(standin_pre
     assert [line["label"] for line in lines] == labels[:2]
     assert all(len(line["probabilities"]) == 5 for line in lines)
 
-    said = []
-    scored = evaluate(restore(str(model_dir), log=said.append),
-                      eval_file=str(tmp_path / "dev.csv"), log=said.append)
+    scored = evaluate(restore(str(model_dir)),
+                      eval_file=str(tmp_path / "dev.csv"))
     assert said[-1].startswith(f"{tmp_path / 'dev.csv'}: loss")
     # Served in float32 from the text; trained on float16 cached features.
     assert scored["macro_f1"] == pytest.approx(best["val_macro_f1"], abs=0.02)
@@ -90,7 +90,7 @@ def _run_in_process(**options) -> dict:
     from sst2.run.config import TrainConfig
     from tests.helpers import train as run
 
-    return run(TrainConfig.from_options(progress=False, **options), log=lambda message: None)
+    return run(TrainConfig.from_options(progress=False, **options))
 
 
 def test_trec_latin1_file_class_weights(standin_preset, tmp_path):
@@ -123,8 +123,8 @@ def test_trec_latin1_file_class_weights(standin_preset, tmp_path):
 
     with open(tmp_path / "questions.csv", "w", encoding="latin-1") as f:
         f.write("text\nWho wrote Hamlet ?\nWhere is Lima ?\n")
-    result = evaluate(restore(str(tmp_path / "run"), log=lambda message: None),
-                      test_file=str(tmp_path / "questions.csv"), log=lambda message: None)
+    result = evaluate(restore(str(tmp_path / "run")),
+                      test_file=str(tmp_path / "questions.csv"))
     assert result["accuracy"] == pytest.approx(max(e["val_accuracy"]
                                                    for e in metrics["epochs"]), abs=0.02)
     with open(result["predictions"]) as f:
@@ -183,7 +183,7 @@ def test_sentence_pairs_train_export_and_predict(tiny_preset, tmp_path):
     served = serve(text=tf.constant([d[0] for d in dev]),
                    text_pair=tf.constant([d[1] for d in dev]))
     assert served["probabilities"].shape == (32, 2)
-    trained = restore(str(model_dir), log=lambda message: None)
+    trained = restore(str(model_dir))
     in_process = predict_split(trained, "validation", reading=ReadingConfig(),
                                show_progress=False)
     np.testing.assert_allclose(served["probabilities"].numpy(), in_process["probabilities"],

@@ -44,7 +44,7 @@ def test_a_lock_file_that_is_a_link_is_refused(tmp_path, outside):
     assert outside.read_text() == "keep me"
 
 
-def test_a_checkpoint_index_listing_files_outside_is_set_aside(tmp_path, outside):
+def test_a_checkpoint_index_listing_files_outside_is_set_aside(said, tmp_path, outside):
     from sst2.fit.checkpoint import RunCheckpoint
     from sst2.fit.loop import Position
 
@@ -56,9 +56,9 @@ def test_a_checkpoint_index_listing_files_outside_is_set_aside(tmp_path, outside
         f'model_checkpoint_path: "{outside.parent}/ckpt-1"\n'
         f'all_model_checkpoint_paths: "{outside.parent}/ckpt-1"\n')
     head, optimizer = tiny_head_and_optimizer()
-    messages = []
-    checkpoint = RunCheckpoint(str(tmp_path / "run"), head, optimizer, keep=1,
-                               log=messages.append)
+    said.clear()
+    messages = said
+    checkpoint = RunCheckpoint(str(tmp_path / "run"), head, optimizer, keep=1)
     for step in (1, 2, 3):
         checkpoint.save(Position(epoch=0, batch=step, step=step))
     assert sorted(os.listdir(outside.parent)) == [
@@ -71,7 +71,7 @@ def test_an_export_never_writes_through_a_link_at_its_temporary_name(trained_tin
     from sst2.serve.serving import export_saved_model
     from sst2.serve.trained import restore
 
-    trained = restore(trained_tiny_run, log=lambda s: None)
+    trained = restore(trained_tiny_run)
     export_root = tmp_path / "export"
     export_root.mkdir()
     os.symlink(outside.parent, export_root / ".7.partial")
@@ -107,17 +107,17 @@ def test_data_paths_are_kept_absolute_and_a_changed_training_file_is_refused(
     run(TrainConfig.from_options(
         model_dir=model_dir, preset=tiny_preset, train_file="train.csv", eval_file="dev.csv",
         epochs=1, batch_size=8, sequence_length=16, pooling="mean", head_hidden=0,
-        progress=False, export=False), log=lambda s: None)
+        progress=False, export=False))
     with open(os.path.join(model_dir, "config.json")) as f:
         assert '"train_file": "' + str(tmp_path / "a" / "train.csv") + '"' in f.read()
     monkeypatch.chdir(tmp_path / "b")
-    trained = restore(model_dir, log=lambda s: None)
-    scored = evaluate(trained, log=lambda s: None)  # the run's own files, from anywhere
+    trained = restore(model_dir)
+    scored = evaluate(trained)  # the run's own files, from anywhere
     assert scored["examples"] == 64
     (tmp_path / "a" / "train.csv").write_text(
         (tmp_path / "a" / "train.csv").read_text() + "another good film,1\n")
     with pytest.raises(UserError, match="not what .* was trained on"):
-        evaluate(trained, log=lambda s: None)
+        evaluate(trained)
 
 
 @pytest.mark.parametrize("flag,message", [
@@ -198,7 +198,7 @@ def test_evaluate_never_prepares_data_where_only_config_json_points(trained_tiny
     config = json.loads((run / "config.json").read_text())
     config["data"]["data_dir"] = str(tmp_path / "elsewhere")
     (run / "config.json").write_text(json.dumps(config))
-    trained = restore(str(run), log=lambda s: None)
+    trained = restore(str(run))
     with pytest.raises(UserError, match="is not prepared in .*elsewhere.* Pass --data_dir"):
-        evaluate(trained, log=lambda s: None)
+        evaluate(trained)
     assert not (tmp_path / "elsewhere").exists()

@@ -114,26 +114,24 @@ def _config(model_dir, preset, data_dir, **options):
         **options)
 
 
-def test_other_epochs_continue_only_where_that_is_exact(tiny_preset, tiny_data_dir, tmp_path):
-    quiet = {"log": lambda message: None}
+def test_other_epochs_continue_only_where_that_is_exact(said, tiny_preset, tiny_data_dir, tmp_path):
     linear = tmp_path / "linear"
-    run(_config(linear, tiny_preset, tiny_data_dir, epochs=2), **quiet)
+    run(_config(linear, tiny_preset, tiny_data_dir, epochs=2))
     saved = (linear / "config.json").read_text()
     with pytest.raises(UserError, match="decays to 0 at the last step of those epochs"):
-        run(_config(linear, tiny_preset, tiny_data_dir, epochs=3), **quiet)
+        run(_config(linear, tiny_preset, tiny_data_dir, epochs=3))
     with pytest.raises(UserError, match="already trained 2 epochs, more than --epochs=1"):
-        run(_config(linear, tiny_preset, tiny_data_dir, epochs=1), **quiet)
+        run(_config(linear, tiny_preset, tiny_data_dir, epochs=1))
     assert (linear / "config.json").read_text() == saved  # left as it was
 
     constant = tmp_path / "constant"
-    two = run(_config(constant, tiny_preset, tiny_data_dir, epochs=2, lr_schedule="constant"),
-              **quiet)["epochs"]
-    said = []
-    three = run(_config(constant, tiny_preset, tiny_data_dir, epochs=3, lr_schedule="constant"),
-                log=said.append)["epochs"]
+    two = run(_config(constant, tiny_preset, tiny_data_dir, epochs=2,
+                      lr_schedule="constant"))["epochs"]
+    three = run(_config(constant, tiny_preset, tiny_data_dir, epochs=3,
+                        lr_schedule="constant"))["epochs"]
     assert "Extending the run from 2 to 3 epochs" in " ".join(said)
     uninterrupted = run(_config(tmp_path / "three", tiny_preset, tiny_data_dir, epochs=3,
-                                lr_schedule="constant"), **quiet)["epochs"]
+                                lr_schedule="constant"))["epochs"]
 
     def strip(records):
         return [{k: v for k, v in r.items()

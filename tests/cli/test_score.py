@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 def saved_model(trained_tiny_run, tmp_path_factory):
     from sst2.serve.trained import restore
 
-    return restore(trained_tiny_run, log=lambda s: None).export(
+    return restore(trained_tiny_run).export(
         str(tmp_path_factory.mktemp("score") / "export"), model_card=False)
 
 

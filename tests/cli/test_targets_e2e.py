@@ -45,7 +45,7 @@ def serve_in_fresh_process(export_dir: str, **texts) -> dict:
     return json.loads(result.stdout.splitlines()[-1])
 
 
-def test_multi_label_trains_exports_serves_predicts_and_evaluates(standin_preset, tmp_path):
+def test_multi_label_trains_exports_serves_predicts_and_evaluates(said, standin_preset, tmp_path):
     model_dir = tmp_path / "goemotions"
     result = run_module(
         "sst2.train", f"--train_file={GOEMOTIONS}/train.tsv", f"--eval_file={GOEMOTIONS}/dev.tsv",
@@ -106,7 +106,7 @@ def test_multi_label_trains_exports_serves_predicts_and_evaluates(standin_preset
     assert f"subset accuracy {scores['subset_accuracy']:.4f}" in evaluated.stdout
 
 
-def test_regression_pairs_encoded_apart_end_to_end(standin_preset, tmp_path):
+def test_regression_pairs_encoded_apart_end_to_end(said, standin_preset, tmp_path):
     model_dir = tmp_path / "stsb"
     result = run_module(
         "sst2.train", f"--train_file={STSB}/train.tsv", f"--eval_file={STSB}/dev.tsv",
@@ -190,7 +190,7 @@ def _write_glue(root, rng):
     return stsb, mnli
 
 
-def test_glue_regression_and_mnli_through_tfds_with_their_metrics_and_submissions(
+def test_glue_regression_and_mnli_through_tfds_with_their_metrics_and_submissions(said,
         tiny_preset, tmp_path):
     from sst2.run.config import TrainConfig
     from sst2.serve.evaluation import evaluate
@@ -203,21 +203,20 @@ def test_glue_regression_and_mnli_through_tfds_with_their_metrics_and_submission
         result = run_module("sst2.prepare_data", f"--dataset={dataset}", f"--glue={folder}",
                             f"--data_dir={data_dir}")
         assert result.returncode == 0, result.stderr[-2000:]
-    said = []
     for dataset, task, metric in (("glue/stsb", "regression", "pearson"),
                                   ("glue/mnli", "single_label", "accuracy")):
         model_dir = str(tmp_path / dataset.split("/")[1])
         result = run(TrainConfig.from_options(
             dataset=dataset, data_dir=data_dir, preset=tiny_preset, model_dir=model_dir,
             sequence_length=TINY_SEQUENCE_LENGTH, epochs=1, batch_size=8, pooling="mean",
-            progress=False, export=False), log=said.append)
+            progress=False, export=False))
         config = load_json(os.path.join(model_dir, "config.json"))
         assert (config["dataset"]["task"], config["optimization"]["best_metric"]) == (
             task, metric)
         # The tiny head answers one score for every pair after one epoch: Pearson is then
         # undefined, and not reported (issue 35, case 15), where it once was 0.0.
         assert metric in result["test"] or (task == "regression" and "mse" in result["test"])
-        evaluated = evaluate(restore(model_dir, log=said.append), log=said.append)
+        evaluated = evaluate(restore(model_dir))
         if dataset == "glue/stsb":
             assert config["model"]["pair_encoding"] == "separate"
             assert result["test"]["examples"] == 12

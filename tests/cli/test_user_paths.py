@@ -13,7 +13,7 @@ from sst2.run.errors import UserError
 from tests.helpers import tiny_head_and_optimizer
 
 
-def test_a_relative_run_folder_keeps_its_best_checkpoint(tmp_path, monkeypatch):
+def test_a_relative_run_folder_keeps_its_best_checkpoint(said, tmp_path, monkeypatch):
     """Case 1: the default `--model_dir` is relative; its checkpoint indexes were set aside
     as 'outside the folder' on every start, so the best checkpoint was never found."""
     from sst2.fit.checkpoint import RunCheckpoint
@@ -27,9 +27,9 @@ def test_a_relative_run_folder_keeps_its_best_checkpoint(tmp_path, monkeypatch):
     first.save_if_best(Position(epoch=2, step=20), 0.5)   # not better
     first.save(Position(epoch=2, step=20))
 
-    messages = []
-    again = RunCheckpoint("runs/rel", head, optimizer, keep=3, log=messages.append)
-    assert messages == []
+    said.clear()
+    again = RunCheckpoint("runs/rel", head, optimizer, keep=3)
+    assert said == []
     assert sorted(os.listdir("runs/rel/best")) == [
         "best-10.data-00000-of-00001", "best-10.index", "checkpoint"]
     assert os.path.basename(again.restore_best()) == "best-10"
@@ -67,11 +67,8 @@ def _open(train_file, eval_file=None, **options):
     from sst2.run.config import DataConfig
     from sst2.text.datasets import open_dataset
 
-    messages = []
-    dataset = open_dataset(DataConfig(train_file=train_file, eval_file=eval_file,
-                                      label_column="score", **options),
-                           log=messages.append)
-    return dataset, messages
+    return open_dataset(DataConfig(train_file=train_file, eval_file=eval_file,
+                                   label_column="score", **options))
 
 
 DECIMALS = [f"{0.1 * i + 0.05:.2f}" for i in range(60)]
@@ -109,15 +106,15 @@ def test_a_constant_score_is_refused(tmp_path):
         _open(_scores_file(tmp_path, ["2.5"] * 20))
 
 
-def test_decimal_commas_are_named_where_they_are(tmp_path):
+def test_decimal_commas_are_named_where_they_are(said, tmp_path):
     """Case 7: `3,5` scores were inferred multi-label without a word, then the eval file
     was blamed."""
     train = _scores_file(tmp_path, ["3,5", "2,0", "4,5", "1,0", "5,0", "0,5"] * 3)
     dev = _scores_file(tmp_path, ["2,75", "3,5"], name="dev.csv")
-    dataset, messages = _open(train, dev)
+    dataset = _open(train, dev)
     assert dataset.info.task == "multi_label"
     assert any(f"inferred from {train}: line 2's label '3,5'" in m and "decimal comma" in m
-               for m in messages), messages
+               for m in said), said
     with pytest.raises(UserError, match=rf"dev\.csv: line 2: .*inferred from the labels of "
                                         rf"{train}.*decimal comma"):
         dataset.arrays("validation")
@@ -170,8 +167,7 @@ def test_a_non_finite_loss_stops_the_run_before_any_checkpoint_holds_it(tmp_path
     checkpoint = RunCheckpoint(str(tmp_path), head, trainer.optimizer, keep=10)
     saving = CheckpointCallback(checkpoint=checkpoint, every_steps=1)
     with pytest.raises(NonFiniteError, match=r"training loss became nan by step 4 \(epoch 1\)"):
-        fit(trainer, source, source, epochs=2, callbacks=[saving], show_progress=False,
-            log=lambda message: None)
+        fit(trainer, source, source, epochs=2, callbacks=[saving], show_progress=False)
     assert sorted(os.listdir(tmp_path / "checkpoints")) == sorted(
         ["checkpoint"] + [f"ckpt-{s}.{x}" for s in (1, 2, 3)
                           for x in ("index", "data-00000-of-00001")])

@@ -51,7 +51,7 @@ def test_a_run_with_an_average_exports_the_average(tiny_preset, tiny_data_dir, t
         model_dir=str(tmp_path / "run"), preset=tiny_preset, data_dir=tiny_data_dir, epochs=1,
         batch_size=8, sequence_length=16, head_hidden=8, ema_decay=0.9, export=False,
         progress=False)
-    result = run(config, log=lambda message: None)
+    result = run(config)
     trained = restore(config.run.model_dir, "latest")
     reader = tf.train.load_checkpoint(trained.checkpoint_path)
     prefix = "weight_average/averages/"
@@ -61,7 +61,7 @@ def test_a_run_with_an_average_exports_the_average(tiny_preset, tiny_data_dir, t
     for i, variable in enumerate(trained.head.trainable_variables):
         np.testing.assert_array_equal(variable.numpy(), averages[i])
     # The run's final evaluation is the restored (averaged) model's.
-    evaluated = evaluate(trained, log=lambda message: None)
+    evaluated = evaluate(trained)
     assert evaluated["accuracy"] == pytest.approx(result["test"]["accuracy"])
     # The run reads float16 cached features padded to its buckets; evaluate serves
     # float32 features padded to each batch's longest sentence.

@@ -37,7 +37,7 @@ for steps_per_call in map(int, sys.argv[9].split(",")):  # one run each, in one 
         precision="float32",
         strategy=strategy, progress=False, export=False, checkpoint_every_steps=0,
         steps_per_call=steps_per_call, **rates)
-    result = run(config, log=lambda s: None)
+    result = run(config)
     reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
     weights = {k: reader.get_tensor(k).tolist() for k in reader.get_variable_to_shape_map()
                if k.startswith(("head/", "weight_average/")) and "OPTIMIZER_SLOT" not in k}

@@ -111,7 +111,7 @@ def test_uncached_training_changes_head_not_backbone(tiny_preset, tiny_data_dir)
     trainer = _trainer(batch_size=16)
     backbone_before = [w.numpy().copy() for w in backbone.weights]
     head_before = [w.numpy().copy() for w in trainer.head.weights]
-    fit(trainer, source, None, epochs=1, show_progress=False, log=lambda s: None)
+    fit(trainer, source, None, epochs=1, show_progress=False)
     assert all(np.array_equal(a, w.numpy()) for a, w in zip(backbone_before, backbone.weights))
     assert all(not np.array_equal(a, w.numpy()) for a, w in zip(head_before, trainer.head.weights))
 
@@ -248,8 +248,7 @@ def test_many_steps_per_call_equal_one_step_per_call_bit_for_bit(pooling):
                            feature_shape=(None, 16) if pooling == "attention" else (1, 16))
         recorder = _Recorder(every=3)
         records = fit(trainer, make_source(), make_source(), epochs=2, show_progress=False,
-                      log=lambda message: None, callbacks=[recorder],
-                      steps_per_call=steps_per_call)
+                      callbacks=[recorder], steps_per_call=steps_per_call)
         for record in records:
             record.pop("seconds"), record.pop("eval_seconds")
         results.append((records, recorder.seen,

@@ -87,7 +87,7 @@ def test_a_lock_file_left_by_a_killed_run_never_blocks(tmp_path):
 
 # 5. A corrupt cache entry is detected, discarded and rebuilt.
 
-def test_a_truncated_cache_file_is_reported_discarded_and_rebuilt(tmp_path):
+def test_a_truncated_cache_file_is_reported_discarded_and_rebuilt(said, tmp_path):
     tokens = _tokens(20)
     calls = []
 
@@ -101,9 +101,9 @@ def test_a_truncated_cache_file_is_reported_discarded_and_rebuilt(tmp_path):
     (folder,) = glob.glob(str(tmp_path / "*"))
     with open(os.path.join(folder, "features.npy"), "r+b") as f:
         f.truncate(100)
-    said, calls[:] = [], []
-    rebuilt = features.encode(encoder, tokens, str(tmp_path), {"k": 1}, show_progress=False,
-                              log=said.append)
+    said.clear()
+    calls.clear()
+    rebuilt = features.encode(encoder, tokens, str(tmp_path), {"k": 1}, show_progress=False)
     assert calls and "is damaged" in said[0] and "re-encoding" in said[0]
     np.testing.assert_array_equal(rebuilt.features, fresh_features)
 
@@ -145,17 +145,16 @@ def test_glue_files_without_their_label_column_are_refused(tmp_path):
 
 # 8. Checkpoints: fallbacks that say what they do.
 
-def _checkpoint(model_dir, said):
+def _checkpoint(model_dir):
     head = ClassifierHead(hidden_units=0)
     head(tf.zeros([1, 1, 4]))
     optimizer = keras.optimizers.Adam()
     optimizer.build(head.trainable_variables)
-    return RunCheckpoint(str(model_dir), head, optimizer, keep=3, log=said.append)
+    return RunCheckpoint(str(model_dir), head, optimizer, keep=3)
 
 
 def _saved_run(tmp_path):
-    said = []
-    checkpoint = _checkpoint(tmp_path, said)
+    checkpoint = _checkpoint(tmp_path)
     for step in (1, 2, 3):
         checkpoint.save(Position(0, step, step), MetricSums(1.0, 1.0, float(step)))
     checkpoint.save_if_best(Position(0, 3, 3), 0.5)
@@ -168,7 +167,7 @@ def _saved_run(tmp_path):
 def test_best_metric_picks_the_best_checkpoint(tmp_path, metric, values, best):
     from sst2.fit.callbacks import CheckpointCallback
 
-    callback = CheckpointCallback(checkpoint=_checkpoint(tmp_path, []), every_steps=0,
+    callback = CheckpointCallback(checkpoint=_checkpoint(tmp_path), every_steps=0,
                                   best_metric=metric)
     records = [{"val_accuracy": 0.0, f"val_{metric}": value} for value in values]
     for epoch, record in enumerate(records, start=1):
@@ -184,26 +183,26 @@ def test_no_readable_checkpoint_stops_instead_of_starting_over(tmp_path):
             f.truncate(3)
     with pytest.raises(UserError, match="None of the 3 checkpoints .* is readable. Use "
                                         "--restart"):
-        _checkpoint(tmp_path, []).restore_latest()
+        _checkpoint(tmp_path).restore_latest()
 
 
 @pytest.mark.parametrize("garbage", [b"not a checkpoint index {{{", b"\xff\xfe\x00garbage"])
-def test_an_unreadable_index_file_falls_back_to_the_checkpoint_files(tmp_path, garbage):
+def test_an_unreadable_index_file_falls_back_to_the_checkpoint_files(said, tmp_path, garbage):
     _saved_run(tmp_path)
+    said.clear()
     (tmp_path / "checkpoints" / "checkpoint").write_bytes(garbage)
-    said = []
-    position, sums = _checkpoint(tmp_path, said).restore_latest()
+    position, sums = _checkpoint(tmp_path).restore_latest()
     assert position == Position(0, 3, 3) and sums.count == 3.0
     assert any("unreadable" in s for s in said)
 
 
-def test_an_unreadable_best_checkpoint_falls_back_to_the_latest(tmp_path):
+def test_an_unreadable_best_checkpoint_falls_back_to_the_latest(said, tmp_path):
     _saved_run(tmp_path)
+    said.clear()
     for path in glob.glob(str(tmp_path / "best" / "best-*.data-*")):
         with open(path, "r+b") as f:
             f.truncate(3)
-    said = []
-    path = _checkpoint(tmp_path, said).restore_best()
+    path = _checkpoint(tmp_path).restore_best()
     assert path.endswith("ckpt-3") and "using the latest readable one" in said[0]
 
 
@@ -236,7 +235,7 @@ def test_an_interrupt_exits_2_without_a_traceback(tmp_path):
 def test_a_failed_export_leaves_nothing_half_written(trained_tiny_run, tmp_path, monkeypatch):
     from sst2.serve.trained import restore
 
-    trained = restore(trained_tiny_run, log=lambda s: None)
+    trained = restore(trained_tiny_run)
 
     def full_disk(archive, folder, *args, **kwargs):  # the disk fills up half-way through
         os.makedirs(os.path.join(folder, "variables"))

@@ -19,7 +19,7 @@ def test_cached_and_uncached_paths_agree(tiny_preset, tiny_data_dir, tmp_path):
             model_dir=str(tmp_path / str(cache)), preset=tiny_preset, data_dir=tiny_data_dir,
             epochs=2, batch_size=8, learning_rate=0.01, sequence_length=TINY_SEQUENCE_LENGTH,
             precision="float32", cache_features=cache, progress=False, export=False)
-        results[cache] = run(config, log=lambda message: None)["epochs"]
+        results[cache] = run(config)["epochs"]
     for cached, uncached in zip(results[True], results[False]):
         assert cached["step"] == uncached["step"]
         assert cached["train_loss"] == pytest.approx(uncached["train_loss"], rel=1e-3)

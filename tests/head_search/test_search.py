@@ -129,7 +129,7 @@ def test_an_ensemble_export_answers_the_mean_of_its_heads(tiny_preset, tiny_data
         run=RunConfig(model_dir=str(tmp_path), progress=False),
         search=SearchConfig().search.__class__(ensemble=3),
         space={"learning_rate": [0.01, 0.003], "seed": [0, 1]})
-    result = run_search(config, log=lambda m: None)
+    result = run_search(config)
     plan = load_json(tmp_path / "search.json")
     best = result["best"]
     assert len(best["export_heads"]) == 3 and best["export_heads"][0] == best["head"]
@@ -250,7 +250,7 @@ config = SearchConfig(
     optimization=OptimizationConfig(epochs=2, batch_size=batch),
     run=RunConfig(model_dir=sys.argv[6], progress=False, export=False, strategy=strategy),
     space={"learning_rate": [0.01, 0.003], "head_hidden": [8, 4]})
-rows = run_search(config, log=lambda s: None)["leaderboard"]
+rows = run_search(config)["leaderboard"]
 print(json.dumps([[r["configuration"], [e["loss"] for e in r["epochs"]]] for r in rows]))
 """
 
@@ -318,8 +318,8 @@ def test_a_head_of_another_seed_starts_where_that_seed_alone_builds_its_head(
         at_build[run_config.optimization.seed] = random.getstate()
         return training._build_trainer(run_config, *args)
 
-    training.run(config(1), log=lambda message: None, build_trainer=recording)
-    training.run(config(0), log=lambda message: None, build_trainer=recording)
+    training.run(config(1), build_trainer=recording)
+    training.run(config(0), build_trainer=recording)
     random.setstate(at_build[0])  # where a search of base seed 0 builds its group
     states = _initial_random_states(config(0), {0, 1})
     assert states[0] == at_build[0] and states["after"] == at_build[0]

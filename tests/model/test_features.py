@@ -111,7 +111,7 @@ def test_token_cache_is_in_split_order(tiny_preset, tiny_data_dir, tmp_path):
         np.testing.assert_allclose(cached.tokens(i).astype(np.float32), direct, atol=2e-2)
 
 
-def test_a_resumed_encode_pass_with_another_batch_size_continues_its_plan(tiny_preset,
+def test_a_resumed_encode_pass_with_another_batch_size_continues_its_plan(said, tiny_preset,
                                                                           tiny_data_dir, tmp_path):
     # Issue 25, case 1: a killed pass resumed with another --encode_batch_size stored other
     # examples' features in a shard's places (or failed with an IndexError).
@@ -134,22 +134,23 @@ def test_a_resumed_encode_pass_with_another_batch_size_continues_its_plan(tiny_p
              ({"batch_tokens": 100}, {"batch_tokens": 300}),
              ({"batch_tokens": 100}, {"batch_size": 16})]
     for number, (killed, resumed_with) in enumerate(cases):
-        folder, messages = str(tmp_path / f"killed-{number}"), []
+        folder = str(tmp_path / f"killed-{number}")
+        said.clear()
         try:
             features.encode(_plain(crashing), tokens, folder, {"split": "train"},
                             shard_batches=2, show_progress=False, **killed)
         except KeyboardInterrupt:
             calls["n"] = 0
         resumed = features.encode(encoder, tokens, folder, {"split": "train"},
-                                  show_progress=False, log=messages.append, **resumed_with)
-        assert any("batches it started with" in m for m in messages), (killed, messages)
+                                  show_progress=False, **resumed_with)
+        assert any("batches it started with" in m for m in said), (killed, said)
         if "batch_size" in killed:  # the same batches as the clean pass: the same bits
             np.testing.assert_array_equal(resumed.features, clean.features)
         np.testing.assert_allclose(resumed.features.astype(np.float32),
                                    clean.features.astype(np.float32), atol=2e-3, rtol=2e-3)
 
 
-def test_a_shard_of_the_wrong_size_is_discarded_and_encoded_again(tiny_preset, tiny_data_dir,
+def test_a_shard_of_the_wrong_size_is_discarded_and_encoded_again(said, tiny_preset, tiny_data_dir,
                                                                  tmp_path):
     backbone = presets.load_backbone(tiny_preset)
     encoder = FeatureEncoder.for_backbone(backbone, FeatureSpec("cls", "last"), jit_compile=False)
@@ -158,9 +159,10 @@ def test_a_shard_of_the_wrong_size_is_discarded_and_encoded_again(tiny_preset, t
     cache.start()
     cache.shard_plan({"batch_size": 16, "boundaries": [16], "shard_batches": 2})
     cache.write_shard(0, np.zeros([5, 16], np.float16))  # 5 rows where the plan has 32
-    messages = []
+    said.clear()
+    messages = said
     result = features.encode(encoder, tokens, str(tmp_path), {"split": "train"}, batch_size=16,
-                             shard_batches=2, show_progress=False, log=messages.append)
+                             shard_batches=2, show_progress=False)
     assert any("damaged" in m for m in messages), messages
     assert len(result.features) == len(tokens["label"]) and result.features.any()
 

@@ -143,8 +143,8 @@ def test_unfrozen_copies_compute_in_bfloat16_with_float32_weights(tiny_preset, t
 def test_trainable_layers_change_exactly_the_top_layers(tiny_preset, tiny_data_dir, tmp_path):
     config = _config(tmp_path, tiny_preset, tiny_data_dir, layers="last", trainable_layers=1,
                      epochs=2, precision="float32")
-    run(config, log=lambda s: None)
-    trained = restore(config.run.model_dir, "latest", log=lambda s: None)
+    run(config)
+    trained = restore(config.run.model_dir, "latest")
     backbone = presets.load_backbone(tiny_preset)
     # The frozen part is the preset's, untouched (features are recomputed from it).
     assert all(np.array_equal(a.numpy(), b.numpy())
@@ -178,7 +178,7 @@ def test_every_head_trains_exports_and_predicts(options, tiny_preset, tiny_data_
     model_dir = tmp_path / "run"
     run(TrainConfig.from_options(epochs=1, batch_size=8, sequence_length=16, preset=tiny_preset,
                                  data_dir=tiny_data_dir, model_dir=str(model_dir),
-                                 progress=False, **options), log=lambda s: None)
+                                 progress=False, **options))
     import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
 
     from sst2.serve.serving import make_predict_fn
@@ -188,7 +188,7 @@ def test_every_head_trains_exports_and_predicts(options, tiny_preset, tiny_data_
     serve = tf.saved_model.load(latest_export(str(model_dir / "export")))
     served = serve.signatures["serving_default"](text=texts)["probabilities"].numpy()
     np.testing.assert_allclose(served.sum(-1), 1.0, atol=1e-5)
-    trained = restore(str(model_dir), "best", log=lambda s: None)
+    trained = restore(str(model_dir), "best")
     in_process = make_predict_fn(trained.preprocessor, trained.backbone, trained.head,
                                  trained.spec,
                                  temperature=trained.temperature)(texts)["probabilities"]

@@ -60,11 +60,12 @@ def test_auto_picks_bfloat16_only_when_clearly_faster(float32, bfloat16, expecte
     assert precision.resolve("auto", SHAPE) == expected
 
 
-def test_the_verdict_is_measured_once_per_machine_shape_and_kind(cache, monkeypatch):
+def test_the_verdict_is_measured_once_per_machine_shape_and_kind(said, cache, monkeypatch):
     calls = _fake_measure(monkeypatch, 1.0, 0.5)
-    messages = []
+    said.clear()
+    messages = said
     for _ in range(3):
-        assert precision.resolve("auto", SHAPE, "encode", log=messages.append) == "bfloat16"
+        assert precision.resolve("auto", SHAPE, "encode") == "bfloat16"
     assert len(calls) == 1 and len(messages) == 1
     assert "float32 1000.0 ms, bfloat16 500.0 ms per step: bfloat16" in messages[0]
     precision.resolve("auto", SHAPE, "train")
@@ -96,7 +97,7 @@ def test_the_measurement_times_both_precisions(kind):
     assert set(seconds) == {"float32", "bfloat16"} and all(s > 0 for s in seconds.values())
 
 
-def test_auto_precision_is_decided_on_the_runs_own_batches_once_per_machine(
+def test_auto_precision_is_decided_on_the_runs_own_batches_once_per_machine(said,
         tiny_preset, tiny_data_dir, tmp_path, monkeypatch):
     """Issue 36: a verdict measured once on one small layer (under load, it was wrong for
     good) is a first guess; the run's own batches decide, and later runs read that."""
@@ -114,7 +115,7 @@ def test_auto_precision_is_decided_on_the_runs_own_batches_once_per_machine(
     assert precision.verdict(shape, "encode")["precision"] == "float32"
     trials = []
 
-    def timed(encoders, tokens, batch_size, batch_tokens, log):
+    def timed(encoders, tokens, batch_size, batch_tokens):
         trials.append((sorted(encoders), tokens["token_ids"].shape, batch_size, batch_tokens))
         return {"precision": "bfloat16", "seconds": {"float32": 2.0, "bfloat16": 1.0},
                 "batches": 4, "tokens": int(tokens["length"].sum()), "rounds": 3}
@@ -123,10 +124,9 @@ def test_auto_precision_is_decided_on_the_runs_own_batches_once_per_machine(
     config = TrainConfig.from_options(preset=tiny_preset, data_dir=tiny_data_dir,
                                       model_dir=str(tmp_path / "run"), sequence_length=16,
                                       encode_batch_size=32)
-    dataset = open_dataset(config.data, log=lambda message: None)
-    said = []
+    dataset = open_dataset(config.data)
     precisions, _, backbone, encoding = frozen_model.load_model(
-        config, tf.distribute.OneDeviceStrategy("/cpu:0"), dataset, said.append)
+        config, tf.distribute.OneDeviceStrategy("/cpu:0"), dataset)
     # The tiny training split's 256 sentences (up to TRIAL_SENTENCES), tokenized as the
     # encode pass tokenizes them, batched as it batches them.
     assert trials == [(["bfloat16", "float32"], (256, 16), 32, 8192)]
@@ -138,7 +138,7 @@ def test_auto_precision_is_decided_on_the_runs_own_batches_once_per_machine(
     # The next run on this machine reads the decision: no trial, the same precision.
     said.clear()
     again, *_ = frozen_model.load_model(config, tf.distribute.OneDeviceStrategy("/cpu:0"),
-                                        dataset, said.append)
+                                        dataset)
     assert again == precisions and len(trials) == 1
     assert any("as timed on a run's own batches" in m for m in said), said
     # A decision flipped by hand (its own times say otherwise) is tried again.
@@ -148,13 +148,12 @@ def test_auto_precision_is_decided_on_the_runs_own_batches_once_per_machine(
     flipped = dict(record, precision="float32")
     with open(path, "w") as f:
         json.dump(flipped, f)
-    frozen_model.load_model(config, tf.distribute.OneDeviceStrategy("/cpu:0"), dataset,
-                            said.append)
+    frozen_model.load_model(config, tf.distribute.OneDeviceStrategy("/cpu:0"), dataset)
     assert len(trials) == 2 and precision.cached(shape, "encode")["precision"] == "bfloat16"
 
 
 @pytest.mark.slow
-def test_a_run_that_decided_the_precision_equals_one_that_read_the_decision(
+def test_a_run_that_decided_the_precision_equals_one_that_read_the_decision(said,
         tiny_preset, tiny_data_dir, tmp_path, monkeypatch):
     """The trial loads a second backbone; the head must not start from another random
     state for it (it did: val accuracy 0.4062 against 0.5312 for the same command)."""
@@ -163,12 +162,11 @@ def test_a_run_that_decided_the_precision_equals_one_that_read_the_decision(
 
     monkeypatch.setenv("SST2_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv(precision.FORCE, raising=False)
-    said, epochs = [], []
+    epochs = []
     for name in ("decides", "reads"):
         run(TrainConfig.from_options(
             preset=tiny_preset, data_dir=tiny_data_dir, model_dir=str(tmp_path / name),
-            sequence_length=16, epochs=1, progress=False, export=False, compile_cache=False),
-            log=said.append)
+            sequence_length=16, epochs=1, progress=False, export=False, compile_cache=False))
         epochs.append([{k: v for k, v in r.items() if "seconds" not in k}
                        for r in json.load(open(tmp_path / name / "metrics.json"))["epochs"]])
     assert any("timed on 1 of this run's batches" in m for m in said)  # 256 short ones

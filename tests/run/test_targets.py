@@ -26,7 +26,7 @@ def test_goemotions_slice_is_multi_label_with_names_from_labels_txt():
     dataset = open_dataset(DataConfig(
         train_file=os.path.join(DATA, "goemotions", "train.tsv"),
         eval_file=os.path.join(DATA, "goemotions", "dev.tsv"),
-        label_names_file=os.path.join(DATA, "goemotions", "labels.txt")), log=lambda m: None)
+        label_names_file=os.path.join(DATA, "goemotions", "labels.txt")))
     info = dataset.info
     assert info.task == "multi_label" and info.num_classes == 28 and info.num_outputs == 28
     assert info.label_names[0] == "admiration" and info.label_names[27] == "neutral"
@@ -48,25 +48,23 @@ def test_the_three_multi_label_layouts_give_the_same_targets(tmp_path):
                     "z\t0\t0\t1\n")
     found = []
     for path, column in ((separated, None), (listed, None), (columns, "anger,joy,love")):
-        dataset = open_dataset(DataConfig(train_file=path, label_column=column),
-                               log=lambda m: None)
+        dataset = open_dataset(DataConfig(train_file=path, label_column=column))
         assert dataset.info.task == "multi_label"
         assert dataset.info.label_names == ("anger", "joy", "love")
         found.append(dataset.arrays("train")["label"].tolist())
     assert found[0] == found[1] == found[2] == [[0, 1, 1], [1, 0, 0], [0, 0, 1]]
 
 
-def test_the_task_is_inferred_and_said_and_can_be_forced(tmp_path):
+def test_the_task_is_inferred_and_said_and_can_be_forced(said, tmp_path):
     scores = write(tmp_path / "s.csv", "text,label\na,3.8\nb,0.5\nc,5\n")
-    said = []
-    dataset = open_dataset(DataConfig(train_file=scores), log=said.append)
+    dataset = open_dataset(DataConfig(train_file=scores))
     assert dataset.info.task == "regression" and dataset.info.label_names == ()
     assert dataset.arrays("train")["label"].dtype == np.float32
     assert any("regression (inferred" in line and "--task" in line for line in said)
     stars = write(tmp_path / "stars.csv", "text,label\na,1\nb,5\nc,3\n")
-    assert open_dataset(DataConfig(train_file=stars), log=said.append).info.task == (
+    assert open_dataset(DataConfig(train_file=stars)).info.task == (
         "single_label")
-    forced = open_dataset(DataConfig(train_file=stars, task="regression"), log=said.append)
+    forced = open_dataset(DataConfig(train_file=stars, task="regression"))
     assert forced.arrays("train")["label"].tolist() == [1.0, 5.0, 3.0]
 
 
@@ -79,16 +77,16 @@ def test_the_task_is_inferred_and_said_and_can_be_forced(tmp_path):
 def test_labels_a_task_cannot_read_are_one_clear_error(tmp_path, text, task, message):
     path = write(tmp_path / "t.csv", text)
     if message is None:  # readable: a single label is a one-label set; "joy,sad" one class
-        open_dataset(DataConfig(train_file=path, task=task), log=lambda m: None)
+        open_dataset(DataConfig(train_file=path, task=task))
         return
     with pytest.raises(UserError, match=message):
-        open_dataset(DataConfig(train_file=path, task=task), log=lambda m: None)
+        open_dataset(DataConfig(train_file=path, task=task))
 
 
 def test_an_unknown_label_in_the_eval_file_names_its_line(tmp_path):
     train = write(tmp_path / "t.csv", 'text,label\na,"joy,love"\nb,anger\n')
     dev = write(tmp_path / "d.csv", 'text,label\na,joy\nb,"anger,fear"\n')
-    dataset = open_dataset(DataConfig(train_file=train, eval_file=dev), log=lambda m: None)
+    dataset = open_dataset(DataConfig(train_file=train, eval_file=dev))
     with pytest.raises(UserError, match=r"line 3: label 'fear' is not one of the 3 labels"):
         dataset.arrays("validation")
 
@@ -96,7 +94,7 @@ def test_an_unknown_label_in_the_eval_file_names_its_line(tmp_path):
 def test_several_label_columns_hold_zeros_and_ones(tmp_path):
     path = write(tmp_path / "t.csv", "text,a,b\nx,1,yes\n")
     with pytest.raises(UserError, match="column 'b' holds 'yes'"):
-        open_dataset(DataConfig(train_file=path, label_column="a,b"), log=lambda m: None)
+        open_dataset(DataConfig(train_file=path, label_column="a,b"))
 
 
 def test_tuned_thresholds_maximize_each_labels_f1_and_none_is_a_possible_answer():
@@ -207,9 +205,9 @@ def test_label_names_file_and_label_names_are_one_or_the_other(tmp_path):
     bad = write(tmp_path / "bad.txt", "a\na\n")
     train = write(tmp_path / "t.csv", "text,label\nx,0\ny,1\n")
     with pytest.raises(UserError, match="each once"):
-        open_dataset(DataConfig(train_file=train, label_names_file=bad), log=lambda m: None)
-    assert open_dataset(DataConfig(train_file=train, label_names_file=names),
-                        log=lambda m: None).info.label_names == ("a", "b")
+        open_dataset(DataConfig(train_file=train, label_names_file=bad))
+    named = open_dataset(DataConfig(train_file=train, label_names_file=names))
+    assert named.info.label_names == ("a", "b")
 
 
 @pytest.mark.slow
@@ -237,7 +235,7 @@ def test_a_resumed_run_of_another_target_is_the_uninterrupted_run(tiny_preset, t
         return run(TrainConfig.from_options(
             train_file=train, eval_file=dev, preset=tiny_preset, model_dir=str(model_dir),
             sequence_length=TINY_SEQUENCE_LENGTH, epochs=epochs, batch_size=8,
-            lr_schedule="constant", progress=False, export=False), log=lambda m: None)
+            lr_schedule="constant", progress=False, export=False))
 
     straight = train_for(tmp_path / "straight", 2)
     train_for(tmp_path / "resumed", 1)

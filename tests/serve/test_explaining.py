@@ -102,8 +102,7 @@ def test_attributions_sum_to_the_answers_change_from_the_baseline(
     from sst2.serve.serving import make_predict_fn
     from sst2.serve.trained import restore
 
-    trained = restore(trained_tiny_run if kind == "single_label" else tiny_kind_run(kind),
-                      log=lambda s: None)
+    trained = restore(trained_tiny_run if kind == "single_label" else tiny_kind_run(kind))
     pairs = trained.dataset.is_pair
     inputs = [FIRST, SECOND] if pairs else [FIRST + ["one", "a long long text " * 5]]
     explain = make_explain_fn(trained.preprocessor, trained.backbone, trained.head,
@@ -163,8 +162,7 @@ def test_a_large_request_is_explained_in_chunks_as_small_ones_are(kind, trained_
     from sst2.serve.explaining import make_explain_fn
     from sst2.serve.trained import restore
 
-    trained = restore(trained_tiny_run if kind == "single_label" else tiny_kind_run(kind),
-                      log=lambda s: None)
+    trained = restore(trained_tiny_run if kind == "single_label" else tiny_kind_run(kind))
     # 64 positions: 4 rows of the tiny model's 16 tokens a chunk.
     explain = tf.function(make_explain_fn(trained.preprocessor, trained.backbone, trained.head,
                                           trained.spec, dataset=trained.dataset,
@@ -191,7 +189,7 @@ def test_the_export_explains_and_predict_prints_words_and_tokens(trained_tiny_ru
     from sst2.serve.loading import load_explainer
     from sst2.serve.trained import restore
 
-    trained = restore(trained_tiny_run, log=lambda s: None)
+    trained = restore(trained_tiny_run)
     export = trained.export(str(tmp_path / "export"), model_card=False)
     assert serving_audit.unservable_ops(export) == []
     # Both signatures read one copy of the weights (the export is not twice the size).

@@ -84,7 +84,7 @@ def test_export_loads_with_only_tensorflow_and_matches_in_process(trained_run):
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
     assert served["label"] == [["negative", "positive"][i] for i in served["label_id"]]
 
-    trained = restore(trained_run, "best", log=lambda s: None)
+    trained = restore(trained_run, "best")
     predict = make_predict_fn(trained.preprocessor, trained.backbone, trained.head, trained.spec,
                               temperature=trained.temperature)  # the export is calibrated
     raw = BAD_INPUTS + [INVALID_UTF8]
@@ -115,7 +115,7 @@ def test_the_export_computes_what_keras_hubs_layers_compute(trained_run):
     from sst2.model.backbone import pool_features
     from sst2.serve.trained import restore
 
-    trained = restore(trained_run, "best", log=lambda s: None)
+    trained = restore(trained_run, "best")
     texts = ["great fun", "a dull , boring and flat film that is very weak", "", "good " * 14]
     inputs = trained.preprocessor(tf.constant(texts))  # keras-hub's packing, full length
     features = pool_features(trained.backbone, inputs["token_ids"], inputs["padding_mask"],
@@ -158,7 +158,7 @@ def test_export_cli_from_latest_checkpoint_with_its_reading_options(trained_run,
     serve = tf.saved_model.load(os.path.join(tmp_path, version)).signatures["serving_default"]
     long_text = tf.constant([" ".join(["great", "dull", "film", "weak", "warm", "a"] * 12)])
     served = serve(text=long_text)["probabilities"].numpy()
-    trained = restore(trained_run, "latest", log=lambda s: None)
+    trained = restore(trained_run, "latest")
     for reading, same in ((ReadingConfig(max_windows=2, window_overlap=0.25), True),
                           (ReadingConfig(), False)):
         expected = make_predict_fn(trained.preprocessor, trained.backbone, trained.head,
@@ -178,7 +178,7 @@ def test_predict_cli_args_stdin_and_json(trained_run):
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 2
     # The printed label and probability are the model's, as computed in this process.
-    trained = restore(trained_run, "best", log=lambda s: None)
+    trained = restore(trained_run, "best")
     probabilities = make_predict_fn(trained.preprocessor, trained.backbone, trained.head,
                                     trained.spec, temperature=trained.temperature)(
         tf.constant(texts))["probabilities"].numpy()
@@ -223,7 +223,7 @@ def test_evaluate_cli_writes_glue_submission(trained_run, tiny_data_dir):
     from sst2.text.glue import load_split
 
     test = list(load_split("test", tiny_data_dir).as_numpy_iterator())
-    trained = restore(trained_run, "best", log=lambda s: None)
+    trained = restore(trained_run, "best")
     served = make_predict_fn(trained.preprocessor, trained.backbone, trained.head, trained.spec,
                              temperature=trained.temperature)(
         tf.constant([t["sentence"] for t in test]))["label_id"].numpy()

@@ -84,8 +84,7 @@ def float32_run(tiny_preset, tiny_data_dir, tmp_path_factory):
     train(TrainConfig.from_options(
         model_dir=model_dir, preset=tiny_preset, data_dir=tiny_data_dir, epochs=1,
         batch_size=8, sequence_length=TINY_SEQUENCE_LENGTH, learning_rate=0.01,
-        pooling="attention", head_hidden=8, progress=False, precision="float32"),
-        log=lambda s: None)
+        pooling="attention", head_hidden=8, progress=False, precision="float32"))
     return model_dir
 
 
@@ -259,7 +258,7 @@ def test_every_kind_of_target_and_pairs_answer_as_the_saved_model(task, tiny_kin
     from sst2.serve.trained import restore
 
     model_dir = tiny_kind_run(task)
-    trained = restore(model_dir, log=lambda s: None)
+    trained = restore(model_dir)
     folder = export_openvino(trained, str(tmp_path / "openvino"), "none")
     first = ["the film is great fun", "dull and tedious", "", "a very weak plot " * 6]
     second = ["a great film", "the story is boring", "fun", "charming"]
@@ -300,8 +299,7 @@ def test_int8_weights_need_no_training_file(tiny_preset, tmp_path):
         model_dir=model_dir, preset=tiny_preset, epochs=1, batch_size=8, train_split="train",
         sequence_length=TINY_SEQUENCE_LENGTH, head_hidden=8, progress=False,
         precision="float32", export=False, train_file=str(data / "train.tsv"),
-        eval_file=str(data / "dev.tsv"), label_names_file=str(data / "labels.txt")),
-        log=lambda s: None)
+        eval_file=str(data / "dev.tsv"), label_names_file=str(data / "labels.txt")))
     os.rename(data / "train.tsv", tmp_path / "moved.tsv")
     exported = run_module("sst2.export", f"--model_dir={model_dir}", "--format=openvino")
     assert exported.returncode == 0, exported.stderr[-3000:]

@@ -48,10 +48,8 @@ def test_missing_source_is_a_user_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_missing_dataset_is_prepared_from_the_embedded_copy(tmp_path):
-    said = []
-    dataset = glue.load_split("validation", str(tmp_path / "tfds"), download=False,
-                              log=said.append)
+def test_a_missing_dataset_is_prepared_from_the_embedded_copy(said, tmp_path):
+    dataset = glue.load_split("validation", str(tmp_path / "tfds"), download=False)
     assert said == [f"GLUE SST-2 is not in {tmp_path / 'tfds'} and downloading is off "
                     "(--nodownload): preparing it from the copy embedded in sst2."]
     assert sum(1 for _ in dataset) == 872

@@ -1,0 +1,98 @@
+"""sst2's log: lines through `absl.logging`, shown by the entry points as users read them.
+
+Modules log a line of progress with `logging.info(...)` and a warning with
+`logging.warning(...)` (`from absl import logging`); nothing is passed down
+through calls. `show()` (every entry point, through `sst2.cli`) prints sst2's
+own lines on stdout as they are, a warning as `warning: ...`, and leaves other
+libraries' records (tfds and tf.train log every file they touch) to absl's
+handler from WARNING on. Without `show()`, as a library, sst2 logs only its
+warnings, in absl's format. `quiet()` holds sst2's lines back for a block: a
+worker other than the chief (the chief speaks for the cluster), or a helper
+that reads the data again.
+
+Example:
+    >>> import io
+    >>> from sst2.text.labels import infer_task
+    >>> from sst2.text.text_files import TextTable
+    >>> stream = io.StringIO()
+    >>> show(stream)                       # what every entry point does first
+    >>> _ = infer_task(TextTable("t.csv", [("a",)] * 2, ["3.8", "0.5"], [2, 3]))
+    >>> with quiet():                      # e.g. a worker other than the chief
+    ...     _ = infer_task(TextTable("t.csv", [("a",)] * 2, ["1", "2"], [2, 3]))
+    >>> print(stream.getvalue(), end="")  # doctest: +ELLIPSIS
+    Task: ... (inferred from t.csv: every label is a number, and line 2's '3.8' is not ...
+    >>> hide()
+"""
+
+import contextlib
+import logging as python_logging
+import os
+import sys
+
+from absl import logging
+
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _from_sst2(record) -> bool:
+    return record.pathname.startswith(_PACKAGE)
+
+
+class _Lines(python_logging.Handler):
+    """sst2's records as plain lines on a stream (stdout unless given)."""
+
+    def __init__(self, stream=None):
+        super().__init__()
+        self.stream = stream
+        self.quiet = 0
+        self.addFilter(_from_sst2)
+
+    def emit(self, record) -> None:
+        if record.levelno < python_logging.WARNING and self.quiet:
+            return
+        prefix = "warning: " if record.levelno == python_logging.WARNING else (
+            "error: " if record.levelno >= python_logging.ERROR else "")
+        stream = self.stream or sys.stdout
+        stream.write(prefix + record.getMessage() + "\n")
+        stream.flush()
+
+
+_lines: _Lines | None = None
+
+
+def _others_from_warning_on(record) -> bool:
+    return not _from_sst2(record) and record.levelno >= python_logging.WARNING
+
+
+def show(stream=None) -> None:
+    """Prints sst2's log lines on `stream` (default: stdout) from now on, as above."""
+    global _lines
+    hide()
+    _lines = _Lines(stream)
+    logging.get_absl_logger().addHandler(_lines)
+    logging.get_absl_logger().propagate = True
+    logging.set_verbosity(logging.INFO)
+    logging.get_absl_handler().addFilter(_others_from_warning_on)
+
+
+def hide() -> None:
+    """Undoes `show()`: back to absl's own handling, from WARNING on."""
+    global _lines
+    if _lines is not None:
+        logging.get_absl_logger().removeHandler(_lines)
+        _lines = None
+    logging.get_absl_handler().removeFilter(_others_from_warning_on)
+    logging.set_verbosity(logging.WARNING)
+
+
+@contextlib.contextmanager
+def quiet():
+    """sst2's INFO lines are held back inside the block (warnings still show)."""
+    if _lines is None:
+        yield
+        return
+    _lines.quiet += 1
+    try:
+        yield
+    finally:
+        _lines.quiet -= 1

@@ -1,0 +1,23 @@
+"""sst2's log lines: its own on stdout as users read them, other libraries' INFO records
+hidden (tfds and tf.train log every file they touch), a worker kept quiet."""
+
+from absl import logging
+
+from sst2.run import log_lines
+from sst2.text.labels import infer_task
+from sst2.text.text_files import TextTable
+
+
+def test_sst2_lines_show_and_other_libraries_info_does_not(said):
+    logging.info("a library's INFO record")  # logged from outside sst2 (this test file)
+    infer_task(TextTable("t.csv", [("a",)] * 2, ["x", "y"], [2, 3]))
+    with log_lines.quiet():
+        infer_task(TextTable("u.csv", [("a",)] * 2, ["x", "y"], [2, 3]))
+    assert len(said) == 1 and said[0].startswith("Task: single_label (inferred from t.csv"), said
+
+
+def test_without_show_sst2_is_quiet_as_a_library(capsys):
+    log_lines.hide()
+    infer_task(TextTable("t.csv", [("a",)] * 2, ["x", "y"], [2, 3]))
+    captured = capsys.readouterr()
+    assert "Task:" not in captured.out + captured.err
