@@ -68,7 +68,7 @@ def main() -> None:
     import tensorflow as tf
 
     from sst2.run.config import ReadingConfig
-    from sst2.serve import packing, serving
+    from sst2.serve.graph import packing, serving
     from sst2.serve.trained import restore
     from sst2.text import embedded
 

@@ -26,10 +26,10 @@ def main() -> None:
     import keras
     import tensorflow as tf
 
-    from sst2.fit.head_group import GroupTrainer, HeadGroup
     from sst2.fit.optimization import GroupedOptimizer
     from sst2.fit.sources import CachedTokenSource
-    from sst2.fit.stacked_heads import StackedAdam, StackedHeads
+    from sst2.head_search.head_group import GroupTrainer, HeadGroup
+    from sst2.head_search.stacked_heads import StackedAdam, StackedHeads
     from sst2.model.feature_store import FeatureSet
     from sst2.model.head import ClassifierHead
     from sst2.run.metrics import MetricSums

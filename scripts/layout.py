@@ -16,18 +16,27 @@ def first_line(path: str) -> str:
     return " ".join(doc.strip().split("\n\n")[0].split()).rstrip(".") if doc.strip() else ""
 
 
+def _package_rows(root: str, name: str) -> list[str]:
+    """Each sub-package of `root` (named `name/...`), its modules, then its own
+    sub-packages, in order."""
+    out = []
+    for package in sorted(d for d in os.listdir(root)
+                          if os.path.exists(os.path.join(root, d, "__init__.py"))):
+        folder = os.path.join(root, package)
+        summary = first_line(os.path.join(folder, "__init__.py"))
+        out.append(f"| **`{name}/{package}/`** | **{summary}** |")
+        out += [f"| `{name}/{package}/{f}` | {first_line(os.path.join(folder, f))} |"
+                for f in sorted(os.listdir(folder)) if f.endswith(".py") and f != "__init__.py"]
+        out += _package_rows(folder, f"{name}/{package}")
+    return out
+
+
 def rows() -> list[str]:
     out = ["| module | idea |", "|---|---|"]
     root = os.path.join(REPO, "sst2")
     top = sorted(f for f in os.listdir(root) if f.endswith(".py") and f != "__init__.py")
     out += [f"| `sst2/{f}` | {first_line(os.path.join(root, f))} |" for f in top]
-    for package in sorted(d for d in os.listdir(root)
-                          if os.path.exists(os.path.join(root, d, "__init__.py"))):
-        folder = os.path.join(root, package)
-        summary = first_line(os.path.join(folder, '__init__.py'))
-        out.append(f"| **`sst2/{package}/`** | **{summary}** |")
-        out += [f"| `sst2/{package}/{f}` | {first_line(os.path.join(folder, f))} |"
-                for f in sorted(os.listdir(folder)) if f.endswith(".py") and f != "__init__.py"]
+    out += _package_rows(root, "sst2")
     scripts = os.path.join(REPO, "scripts")
     out += [f"| `scripts/{f}` | {first_line(os.path.join(scripts, f))} |"
             for f in sorted(os.listdir(scripts)) if f.endswith(".py")]

@@ -1,6 +1,6 @@
 """Records the op library of the oldest model server sst2 exports for: every op and its
 attribute names in TensorFlow 2.12.1 with TensorFlow Text 2.12.1 (what the stock
-`tensorflow/serving:2.12` image links), for `sst2.serve.serving_audit`.
+`tensorflow/serving:2.12` image links), for `sst2.serve.graph.serving_audit`.
 
     python scripts/record_serving_ops.py [--output=sst2/resources/serving_ops.json]
 

@@ -38,7 +38,7 @@ def main(config: ExportConfig, argv: list[str]) -> None:
 
             calibrate_run(trained)
         if config.format == "openvino":
-            from sst2.serve import openvino_export
+            from sst2.serve.openvino import export as openvino_export
 
             path = openvino_export.export_run(trained, config)
         else:

@@ -33,7 +33,7 @@ from sst2 import cli
 from sst2.run.config import PredictConfig
 from sst2.run.errors import UserError
 from sst2.run.targets import TARGETS
-from sst2.serve.loading import (
+from sst2.serve.client.loading import (
     explanation_record,
     is_openvino_artifact,
     label_names,

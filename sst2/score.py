@@ -33,7 +33,7 @@ import tempfile
 from sst2 import cli
 from sst2.run.config import ScoreConfig
 from sst2.run.errors import UserError
-from sst2.serve.loading import is_openvino_artifact
+from sst2.serve.client.loading import is_openvino_artifact
 
 
 def main(config: ScoreConfig, argv: list[str]) -> None:
@@ -44,12 +44,12 @@ def main(config: ScoreConfig, argv: list[str]) -> None:
     try:
         import apache_beam  # noqa: F401
 
-        from sst2.serve import scoring
-        from sst2.serve.score_output import ScoreOutput
+        from sst2.serve.client import scoring
+        from sst2.serve.client.score_output import ScoreOutput
     except ImportError as e:
         raise UserError(f"sst2.score needs Apache Beam ({e.name} is missing): "
                         "pip install 'sst2[beam]'") from e
-    from sst2.serve.loading import resolve_export_dir
+    from sst2.serve.client.loading import resolve_export_dir
 
     unknown = [a for a in argv[1:] if not a.startswith("--")]
     if unknown:

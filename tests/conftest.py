@@ -109,9 +109,9 @@ def trained_tiny_run(tiny_preset, tiny_data_dir, tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def openvino_tiny_export(trained_tiny_run, tmp_path_factory) -> str:
-    """The tiny run as a float32 OpenVINO artifact (`sst2.serve.openvino_export`)."""
+    """The tiny run as a float32 OpenVINO artifact (`sst2.serve.openvino.export`)."""
     def build(root):
-        from sst2.serve.openvino_export import export_openvino
+        from sst2.serve.openvino.export import export_openvino
         from sst2.serve.trained import restore
 
         export_openvino(restore(trained_tiny_run), root, "none", version=1)

@@ -16,11 +16,13 @@ import pytest
 import sst2
 
 # Examples that train, export or serve a whole model run in the slow tier.
-SLOW = {"sst2.serve.serving", "sst2.serve.trained", "sst2.serve.evaluation", "sst2.fit.training",
-        "sst2.head_search.searching", "sst2.serve.report", "sst2.serve.calibrated",
-        "sst2.serve.model_card", "sst2.serve.openvino_export", "sst2.serve.openvino_runtime",
-        "sst2.serve.loading", "sst2.serve.scoring"}
-NEEDS_OPENVINO_DIR = {"sst2.serve.openvino_runtime", "sst2.serve.loading", "sst2.serve.scoring"}
+SLOW = {"sst2.serve.graph.serving", "sst2.serve.trained", "sst2.serve.evaluation",
+        "sst2.fit.training", "sst2.head_search.searching", "sst2.serve.report",
+        "sst2.serve.calibrated", "sst2.serve.model_card", "sst2.serve.openvino.export",
+        "sst2.serve.client.openvino_runtime", "sst2.serve.client.loading",
+        "sst2.serve.client.scoring"}
+NEEDS_OPENVINO_DIR = {"sst2.serve.client.openvino_runtime", "sst2.serve.client.loading",
+                      "sst2.serve.client.scoring"}
 MODULES = [pytest.param(m.name, marks=[pytest.mark.slow] if m.name in SLOW else [])
            for m in sorted(pkgutil.walk_packages(sst2.__path__, "sst2."), key=lambda m: m.name)]
 # Subpackages say what they group; their modules hold the examples.

@@ -155,7 +155,7 @@ def _check_finite(record: dict) -> None:
 
 
 # Results a record keeps beside the metrics: per label (multi-label targets), per head
-# (a search's heads trained together, `sst2.fit.head_group`).
+# (a search's heads trained together, `sst2.head_search.head_group`).
 BESIDE_METRICS = ("per_label_f1", "thresholds", "heads", "best_head", "confusion")
 
 

@@ -175,7 +175,7 @@ class Trainer:
         }
 
     def _replica_gradients(self, features, labels, weights):
-        features = _as_float32(features)
+        features = as_float32(features)
         with tf.GradientTape() as tape:
             if self.rdrop_alpha:
                 # Both dropout passes in one call: the batch twice, each row its own masks.
@@ -202,12 +202,12 @@ class Trainer:
         return sums
 
     def _outputs_and_loss(self, features, labels):
-        logits = self.head(_as_float32(features), training=False)
+        logits = self.head(as_float32(features), training=False)
         return (target_math.outputs(self.target, logits, scale=self.target_scale),
                 target_math.loss(self.target, logits, labels, scale=self.target_scale))
 
     def _eval_replica_step(self, features, labels, weights):
-        logits = self.head(_as_float32(features), training=False)
+        logits = self.head(as_float32(features), training=False)
         predictions = tf.argmax(logits, -1, output_type=tf.int32)
         return {**self._sums(logits, labels, weights)[1],
                 "confusion": confusion_matrix(labels, predictions, weights,
@@ -297,7 +297,7 @@ class Trainer:
             self.head.thresholds.assign(result["thresholds"])
         return result
 
-def _as_float32(features):
+def as_float32(features):
     # Cached features arrive as stored (float16, half the bytes to read and move); the
     # cast is exact and compiled into the step.
     return tf.nest.map_structure(

@@ -17,18 +17,18 @@ import os
 
 from absl import logging
 
-from sst2.fit import calibration
 from sst2.fit.checkpoint import RunCheckpoint
-from sst2.fit.head_group import MeanOfHeads
 from sst2.fit.loop import Position
 from sst2.fit.optimization import make_optimizer
 from sst2.head_search.groups import heads_together, members_of
+from sst2.head_search.head_group import MeanOfHeads
 from sst2.model.assembly import head_for, load_frozen
 from sst2.model.backbone import FeatureSpec
 from sst2.run import metrics
 from sst2.run.config_file import load_config, load_precisions, save_config, to_dict
 from sst2.run.files import load_json, save_json
 from sst2.run.run_folder import RunFolder
+from sst2.serve import temperature as calibration
 from sst2.serve.calibrated import calibrate_run
 from sst2.serve.evaluation import predict_split
 from sst2.serve.trained import TrainedModel

@@ -3,7 +3,7 @@
 `grouped` splits the configurations by the features they read (pooling and
 layers); `group_trainer(configurations)` is the `sst2.fit.training.run`
 trainer factory that trains a group's heads in one compiled step
-(`sst2.fit.head_group`, `sst2.fit.stacked_heads`), each head starting from the
+(`sst2.head_search.head_group`, `sst2.head_search.stacked_heads`), each head starting from the
 weights it would start from trained alone; `heads_together` builds them.
 
 Example:
@@ -18,10 +18,10 @@ import random
 
 import keras
 
-from sst2.fit.head_group import GroupTrainer, HeadGroup
 from sst2.fit.optimization import GroupedOptimizer, make_optimizer
-from sst2.fit.stacked_heads import HeadStacks, StackedAdam, StackedHeads
 from sst2.fit.training import trainer_options
+from sst2.head_search.head_group import GroupTrainer, HeadGroup
+from sst2.head_search.stacked_heads import HeadStacks, StackedAdam, StackedHeads
 from sst2.model.assembly import head_for
 from sst2.model.backbone import FeatureSpec
 from sst2.run.config import TrainConfig

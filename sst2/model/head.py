@@ -156,7 +156,7 @@ class ClassifierHead(keras.Model):
     def call(self, features, training=False):
         if self.pair:  # two sentences encoded apart: InferSent's features and the cosine
             u, v = (self._vector(features[side], training) for side in ("first", "second"))
-            x = tf.concat([u, v, tf.abs(u - v), u * v, _cosine(u, v)], axis=-1)
+            x = tf.concat([u, v, tf.abs(u - v), u * v, cosine(u, v)], axis=-1)
         else:
             x = self._vector(features, training)
         x = self.input_dropout(x, training=training)
@@ -186,7 +186,7 @@ class ClassifierHead(keras.Model):
         return config
 
 
-def _cosine(u, v):
+def cosine(u, v):
     """`[batch, 1]`: the cosine similarity of each row's two vectors (a sentence-embedding
     backbone's own similarity, which the head starts from)."""
     return tf.reduce_sum(tf.math.l2_normalize(u, -1) * tf.math.l2_normalize(v, -1), -1,

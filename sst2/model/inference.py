@@ -158,7 +158,7 @@ class FastEncoder:
     def encode_embedded(self, token_embeddings, padding_mask,
                         num_layers: int | None = None) -> list:
         """As calling the encoder, from token embeddings (`embed`'s) instead of ids: what
-        gradients with respect to the input are taken of (`sst2.serve.explaining`)."""
+        gradients with respect to the input are taken of (`sst2.serve.graph.explaining`)."""
         shape = tf.shape(token_embeddings)
         batch, length = shape[0], shape[1]
         dt = self.compute_dtype

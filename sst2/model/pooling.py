@@ -23,7 +23,7 @@ class PoolingMath:
     """`pool(x, mask, layer)`: float32 `[batch, length, hidden]` and its padding mask to
     `[batch, vectors * hidden]`. A learned pooling has `make_layer()`, whose weights the
     head trains, held as the head's attribute `layer_name`. `pool_stacked(x, mask,
-    weights)` is a learned pooling for K heads at once (`sst2.fit.stacked_heads`), each
+    weights)` is a learned pooling for K heads at once (`sst2.head_search.stacked_heads`), each
     with its own layer weights (`weights`: the layer's, each stacked on a first axis of
     K), to `[K, batch, vectors * hidden]`; a learned pooling without it trains its heads
     one by one in a group."""

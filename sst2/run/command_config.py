@@ -26,7 +26,7 @@ class RestoreConfig(Options):
 
 @dataclasses.dataclass(frozen=True)
 class ReadingConfig(Options):
-    """How the served model reads a text longer than one window (`sst2.serve.serving`).
+    """How the served model reads a text longer than one window (`sst2.serve.graph.serving`).
 
     A window is the sequence length less `[CLS]` and `[SEP]`; a longer text is
     read as overlapping windows, which export fixes and evaluate uses.
@@ -47,7 +47,7 @@ class ReadingConfig(Options):
 @dataclasses.dataclass(frozen=True)
 class ExplainConfig(Options):
     """How the export's `explain` signature attributes an answer to words
-    (`sst2.serve.explaining`)."""
+    (`sst2.serve.graph.explaining`)."""
 
     explain_steps: int = option(
         2, "Integrated-gradients steps of the export's explain signature: each costs about "

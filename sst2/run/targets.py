@@ -5,7 +5,7 @@ decides: how its labels are spelled in files (`labels`, read by
 `sst2.text.labels`), the head's outputs, which loss it trains and which
 activation makes its logits answers (computed by `sst2.model.target_math`),
 how its answer is decided (`decision`, computed in the export by
-`sst2.serve.answers`), the export's outputs, the record `sst2.predict` and
+`sst2.serve.graph.answers`), the export's outputs, the record `sst2.predict` and
 `sst2.evaluate` write, its metrics, the output they score, whether it has
 thresholds or a temperature, and what the log and the model card call it.
 Labels reach it as `sst2.text.datasets` gives them: a class id, a 0/1 vector
@@ -71,7 +71,7 @@ class Target:
             activation: what makes its logits outputs (`ACTIVATIONS` there): probabilities
             or scores on the training scale.
         decision: how the export decides its answer from the outputs
-            (`sst2.serve.answers.DECISIONS`): `argmax`, `thresholds` or `score`.
+            (`sst2.serve.graph.answers.DECISIONS`): `argmax`, `thresholds` or `score`.
         export_outputs: the serving signature's outputs, in order.
         thresholded: a tuned threshold per output (`--threshold`); calibrated: a
             temperature over its probabilities (`--calibrate`).

@@ -1,4 +1,8 @@
-"""A trained run restored, and the SavedModel on raw strings."""
+"""Serving a trained run, in rooms: `graph/` (the SavedModel's computation on raw
+strings), `openvino/` (the OpenVINO artifact), `client/` (what `sst2.predict` and
+`sst2.score` answer with); here, what they share (`versions`: export folders and
+their facts) and the run's review: restored (`trained`), evaluated, calibrated
+(`temperature`, `calibrated`), reported, carded and published."""
 
 import sys
 

@@ -2,7 +2,7 @@
 
 `calibrate_run(trained)` scores the run's validation split through the
 export's computation (uncalibrated), fits the temperature
-(`sst2.fit.calibration`), records it with the ECE and NLL before and after
+(`sst2.serve.temperature`), records it with the ECE and NLL before and after
 in `calibration.json` (for the run's best checkpoint, the one exported by
 default; another checkpoint's stays in memory, never overwriting it), and
 sets it on `trained`, so
@@ -21,9 +21,9 @@ import os
 
 from absl import logging
 
-from sst2.fit import calibration
 from sst2.run.files import save_json
 from sst2.run.run_folder import RunFolder
+from sst2.serve import temperature as calibration
 from sst2.serve.evaluation import predict_split
 
 

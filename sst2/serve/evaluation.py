@@ -2,7 +2,7 @@
 files, and `predictions.jsonl` for a local test file.
 
 Everything goes through the served computation (`predict_split`, which
-calls `sst2.serve.serving.make_predict_fn`), so what is reported is what the
+calls `sst2.serve.graph.serving.make_predict_fn`), so what is reported is what the
 export answers.
 
 Example:
@@ -78,9 +78,9 @@ def predict_split(trained: TrainedModel, split: str, data_config: DataConfig | N
     """The export's answers for every example of a split of the run's data (or
     `data_config`'s; `same_data=False`: another dataset, as GLUE's AX), in its
     order, with each example's true label (`gold`) and `idx`: computed as the export computes
-    them (`sst2.serve.serving`), from the raw text, long texts read in windows.
+    them (`sst2.serve.graph.serving`), from the raw text, long texts read in windows.
     `with_text`: each example's `text` (and `text_pair`) too."""
-    from sst2.serve.serving import make_predict_fn
+    from sst2.serve.graph.serving import make_predict_fn
 
     info = trained.dataset
     predict = tf.function(

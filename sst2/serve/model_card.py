@@ -108,7 +108,7 @@ def _front_matter(trained, run: dict) -> dict:
 
 def render(trained, reading: ReadingConfig = ReadingConfig(), artifact: dict | None = None) -> str:
     """The model card of a restored run (see the module); `artifact`: the facts of an
-    OpenVINO artifact (`sst2.serve.openvino_export`) the card ships in, instead of the
+    OpenVINO artifact (`sst2.serve.openvino.export`) the card ships in, instead of the
     SavedModel."""
     folder = RunFolder(trained.config.run.model_dir)
     run = load_json(folder.metrics) if os.path.isfile(folder.metrics) else {}

@@ -26,11 +26,12 @@ import platform
 import numpy as np
 import tensorflow as tf
 
-from sst2.fit import calibration, figures
+from sst2.fit import figures
 from sst2.run import machine, metrics
 from sst2.run.files import load_json, write_atomically
 from sst2.run.run_folder import RunFolder
-from sst2.serve.explaining import make_explain_fn
+from sst2.serve import temperature as calibration
+from sst2.serve.graph.explaining import make_explain_fn
 
 WRONG_SHOWN = 12  # confidently wrong examples listed
 TEXT_SHOWN = 300  # characters of a listed text; a longer one ends in an ellipsis

@@ -47,10 +47,10 @@ class TrainedModel:
     def export(self, export_root: str | None = None,
                reading: ReadingConfig = ReadingConfig(), model_card: bool = True,
                explaining: ExplainConfig = ExplainConfig()) -> str:
-        """Writes the serving SavedModel (see `sst2.serve.serving`), with its
+        """Writes the serving SavedModel (see `sst2.serve.graph.serving`), with its
         `MODEL_CARD.md` (`sst2.serve.model_card`); returns its folder."""
         from sst2.serve import model_card as card
-        from sst2.serve import serving
+        from sst2.serve.graph import serving
 
         return serving.export_saved_model(
             self.preprocessor, self.backbone, self.head, self.spec,

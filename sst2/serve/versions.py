@@ -1,6 +1,6 @@
 """An export root's numbered versions, written whole or not at all; an export's facts.
 
-Both artifacts (`sst2.serve.serving`'s SavedModel, `sst2.serve.openvino_export`'s
+Both artifacts (`sst2.serve.graph.serving`'s SavedModel, `sst2.serve.openvino.export`'s
 OpenVINO IR) are versions `<export_root>/<version>/`, as TF Serving and
 OpenVINO Model Server read them, each with `assets.extra/sst2.json` saying how
 to read its answers. Nothing here needs TensorFlow.

@@ -83,7 +83,7 @@ def test_serving_token_ids_equal_keras_hubs_on_every_sst2_sentence(sst2_data_dir
     import tensorflow as tf
 
     from sst2.model import presets
-    from sst2.serve import packing
+    from sst2.serve.graph import packing
 
     preprocessor = presets.load_preprocessor(standin_preset, 128)
     tokenizer = preprocessor.tokenizer

@@ -68,7 +68,7 @@ def test_a_checkpoint_index_listing_files_outside_is_set_aside(said, tmp_path, o
 
 def test_an_export_never_writes_through_a_link_at_its_temporary_name(trained_tiny_run,
                                                                      tmp_path, outside):
-    from sst2.serve.serving import export_saved_model
+    from sst2.serve.graph.serving import export_saved_model
     from sst2.serve.trained import restore
 
     trained = restore(trained_tiny_run)

@@ -60,7 +60,7 @@ def test_every_line_is_answered_once_as_the_export_answers_it(saved_model, tmp_p
 
 def test_columns_ids_and_unreadable_files_with_an_openvino_artifact(openvino_tiny_export,
                                                                      tmp_path):
-    from sst2.serve.openvino_runtime import OpenVINOModel
+    from sst2.serve.client.openvino_runtime import OpenVINOModel
 
     inputs = tmp_path / "in"
     inputs.mkdir()

@@ -132,7 +132,7 @@ def test_every_format_is_decoded_before_it_is_split(scratch):
     assert status == 0, err
     got = {r["id"]: r for r in records(scratch / "out" / "s")}
     assert len(got) == 12 and all("error" not in r for r in got.values()), got
-    from sst2.serve.openvino_runtime import OpenVINOModel
+    from sst2.serve.client.openvino_runtime import OpenVINOModel
 
     want = OpenVINOModel(str(scratch / "runs/sst2/export_openvino/1"))(texts)["label"]
     first_line = {"t.txt": 1, "t.tsv": 2, "t.csv": 2, "t.jsonl": 1}
@@ -241,7 +241,7 @@ def test_interrupted_killed_and_concurrent_runs(scratch):
     first's; a SIGKILLed run's staging folder is removed by the next run."""
     write_reviews(scratch / "in", "a.csv", 40)
     args = (*README_SCORE, "--batch_size=4")
-    first, paused = start_paused("sst2.serve.scoring:ExportHandler.run_inference", 1,
+    first, paused = start_paused("sst2.serve.client.scoring:ExportHandler.run_inference", 1,
                                  "sst2.score", *args, output_dir=str(scratch), cwd=scratch)
     assert paused, read_output(scratch)
     second = run_module("sst2.score", *args, cwd=scratch)
@@ -256,7 +256,7 @@ def test_interrupted_killed_and_concurrent_runs(scratch):
                                 "run the same command again to score the files."], err[-3000:]
     assert "Traceback" not in err and os.listdir(scratch / "out") == []
 
-    killed, paused = start_paused("sst2.serve.scoring:ExportHandler.run_inference", 1,
+    killed, paused = start_paused("sst2.serve.client.scoring:ExportHandler.run_inference", 1,
                                   "sst2.score", *args, output_dir=str(scratch), cwd=scratch)
     assert paused
     killed.kill()

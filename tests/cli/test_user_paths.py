@@ -223,7 +223,7 @@ def _overconfident(n, temperature=2.5, seed=0):
 
 def test_a_temperature_is_folded_in_only_where_it_can_be_trusted():
     """Case 8: one validation example gave T = 0.02 (a neutral text at p = 0.99987)."""
-    from sst2.fit import calibration
+    from sst2.serve import temperature as calibration
 
     one = calibration.calibrate(np.array([[0.6, 0.4]]), np.array([0]))
     assert one["temperature"] == 1.0 and not one["applied"]
@@ -435,7 +435,7 @@ def test_train_from_a_working_directory_with_a_relative_run_folder_exports_the_b
             text, label = line.rstrip("\n").rsplit(",", 1)
             texts.append(text)
             gold.append(["neg", "pos"].index(label))
-    from sst2.fit.calibration import scaled
+    from sst2.serve.temperature import scaled
 
     served = serve(text=tf.constant(texts))["probabilities"].numpy().astype(np.float64)
     raw = scaled(served, 1.0 / calibration["temperature"])  # the temperature taken out

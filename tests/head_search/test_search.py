@@ -115,11 +115,11 @@ def test_an_ensemble_export_answers_the_mean_of_its_heads(tiny_preset, tiny_data
     import tensorflow as tf
     import tensorflow_text  # noqa: F401
 
-    from sst2.fit.head_group import MeanOfHeads
     from sst2.head_search.best import _restore_group
+    from sst2.head_search.head_group import MeanOfHeads
     from sst2.head_search.searching import run_search
     from sst2.run.config import DataConfig, ModelConfig, OptimizationConfig, RunConfig
-    from sst2.serve.serving import make_predict_fn
+    from sst2.serve.graph.serving import make_predict_fn
 
     config = SearchConfig(
         data=DataConfig(data_dir=tiny_data_dir),
@@ -143,7 +143,7 @@ def test_an_ensemble_export_answers_the_mean_of_its_heads(tiny_preset, tiny_data
     texts = tf.constant(["a good film", "dull and slow", ""])
     alone = [make_predict_fn(preprocessor, backbone, heads[h], spec, dataset=info)(texts)
              ["probabilities"].numpy() for h in best["export_heads"]]
-    from sst2.fit.calibration import scaled
+    from sst2.serve.temperature import scaled
 
     served = tf.saved_model.load(result["export_dir"]).signatures["serving_default"]
     # The mean of the heads' probabilities, at the temperature fitted for the ensemble.
@@ -198,7 +198,7 @@ def test_stacked_adam_is_keras_adam_per_head(schedule):
     import tensorflow as tf
 
     from sst2.fit.optimization import learning_rate
-    from sst2.fit.stacked_heads import StackedAdam
+    from sst2.head_search.stacked_heads import StackedAdam
 
     rng = np.random.default_rng(0)
     start = rng.standard_normal((2, 3, 4)).astype(np.float32)
@@ -222,7 +222,7 @@ def test_stacked_adam_is_keras_adam_per_head(schedule):
 def test_head_stacks_answer_in_the_heads_order():
     import tensorflow as tf
 
-    from sst2.fit.stacked_heads import HeadStacks
+    from sst2.head_search.stacked_heads import HeadStacks
     from sst2.model.head import ClassifierHead
 
     heads = [ClassifierHead(hidden_units=h, seed=i) for i, h in enumerate((4, 0, 4, 8))]

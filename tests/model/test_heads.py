@@ -181,7 +181,7 @@ def test_every_head_trains_exports_and_predicts(options, tiny_preset, tiny_data_
                                  progress=False, **options))
     import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
 
-    from sst2.serve.serving import make_predict_fn
+    from sst2.serve.graph.serving import make_predict_fn
     from sst2.serve.versions import latest_export
 
     texts = tf.constant(["great fun", ""])

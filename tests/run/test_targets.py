@@ -256,7 +256,7 @@ def test_every_kind_of_target_keeps_the_contract(name):
     import tensorflow as tf
 
     from sst2.model import target_math
-    from sst2.serve import answers as answering
+    from sst2.serve.graph import answers as answering
 
     target = targets.TARGETS[name]
     assert target.name == name and target.labels in targets.INFERRED

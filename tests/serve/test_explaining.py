@@ -1,4 +1,4 @@
-"""Word attributions (`sst2.serve.explaining`): the words and tokens they name, their
+"""Word attributions (`sst2.serve.graph.explaining`): the words and tokens they name, their
 completeness against the model itself for every kind of target and pairs, the export's
 `explain` signature, `sst2.predict --explain` and its errors."""
 
@@ -29,7 +29,7 @@ def _texts() -> list[str]:
 
 def test_words_tokenized_alone_give_the_texts_own_tokens(tiny_preset):
     from sst2.model import presets
-    from sst2.serve.explaining import words_and_tokens
+    from sst2.serve.graph.explaining import words_and_tokens
 
     tokenizer = presets.load_preprocessor(tiny_preset, 16).tokenizer
     texts = _texts()
@@ -49,8 +49,8 @@ def _baseline_output(trained, first: list, second: list | None):
     from sst2.model.backbone import frozen_features
     from sst2.model.inference import FastEncoder
     from sst2.run.targets import TargetScale
-    from sst2.serve import answers as answering
-    from sst2.serve.packing import pack, pack_pair, split_windows
+    from sst2.serve.graph import answers as answering
+    from sst2.serve.graph.packing import pack, pack_pair, split_windows
 
     tokenizer, length = trained.preprocessor.tokenizer, trained.preprocessor.sequence_length
     special = (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id)
@@ -97,9 +97,9 @@ def test_attributions_sum_to_the_answers_change_from_the_baseline(
     checks the whole chain: windows, pairs, the rows of each label, and the tokens each
     position comes from. Words' attributions are their tokens' sums."""
     from sst2.run.config import ExplainConfig
-    from sst2.serve.explaining import make_explain_fn
-    from sst2.serve.loading import explanation_record
-    from sst2.serve.serving import make_predict_fn
+    from sst2.serve.client.loading import explanation_record
+    from sst2.serve.graph.explaining import make_explain_fn
+    from sst2.serve.graph.serving import make_predict_fn
     from sst2.serve.trained import restore
 
     trained = restore(trained_tiny_run if kind == "single_label" else tiny_kind_run(kind))
@@ -159,7 +159,7 @@ def test_a_large_request_is_explained_in_chunks_as_small_ones_are(kind, trained_
                                                                   tiny_kind_run):
     """Past `tokens_at_once` row positions a request is explained chunk by chunk
     (memory stays bounded); its answers and attributions are those of small requests."""
-    from sst2.serve.explaining import make_explain_fn
+    from sst2.serve.graph.explaining import make_explain_fn
     from sst2.serve.trained import restore
 
     trained = restore(trained_tiny_run if kind == "single_label" else tiny_kind_run(kind))
@@ -185,8 +185,8 @@ def test_the_export_explains_and_predict_prints_words_and_tokens(trained_tiny_ru
                                                                  openvino_tiny_export, tmp_path):
     from sst2.predict import predict_lines, readable_explanation
     from sst2.run.errors import UserError
-    from sst2.serve import serving_audit
-    from sst2.serve.loading import load_explainer
+    from sst2.serve.client.loading import load_explainer
+    from sst2.serve.graph import serving_audit
     from sst2.serve.trained import restore
 
     trained = restore(trained_tiny_run)

@@ -67,7 +67,7 @@ print(json.dumps({
 
 @pytest.mark.precision
 def test_export_loads_with_only_tensorflow_and_matches_in_process(trained_run):
-    from sst2.serve.serving import make_predict_fn
+    from sst2.serve.graph.serving import make_predict_fn
     from sst2.serve.trained import restore
 
     export_dir = _export_dir(trained_run)
@@ -94,7 +94,7 @@ def test_export_loads_with_only_tensorflow_and_matches_in_process(trained_run):
 
 @pytest.mark.precision
 def test_the_export_holds_only_ops_stock_tf_serving_has(trained_run):
-    from sst2.serve.serving_audit import op_types, unservable_ops
+    from sst2.serve.graph.serving_audit import op_types, unservable_ops
 
     export_dir = _export_dir(trained_run)
     assert unservable_ops(export_dir) == []
@@ -102,7 +102,7 @@ def test_the_export_holds_only_ops_stock_tf_serving_has(trained_run):
     assert "FastWordpieceTokenizeWithOffsets" in used and "TensorListSetItem" in used
     assert not any("RoundRobin" in op for op in used)
     # LayerNorm in separate ops: in the form oneDNN fuses, TF 2.12.1's kernel aborts the
-    # server on a batch of 300 short texts (sst2.serve.serving).
+    # server on a batch of 300 short texts (sst2.serve.graph.serving).
     assert not any(op.startswith("FusedBatchNorm") for op in used), sorted(used)
 
 
@@ -145,7 +145,7 @@ def test_export_cli_from_latest_checkpoint_with_its_reading_options(trained_run,
     import tensorflow_text  # noqa: F401
 
     from sst2.run.config import ReadingConfig
-    from sst2.serve.serving import make_predict_fn
+    from sst2.serve.graph.serving import make_predict_fn
     from sst2.serve.trained import restore
 
     # Without calibration: a temperature would shrink the difference the reading makes.
@@ -169,7 +169,7 @@ def test_export_cli_from_latest_checkpoint_with_its_reading_options(trained_run,
 
 @pytest.mark.precision
 def test_predict_cli_args_stdin_and_json(trained_run):
-    from sst2.serve.serving import make_predict_fn
+    from sst2.serve.graph.serving import make_predict_fn
     from sst2.serve.trained import restore
 
     texts = ["great fun", "dull film"]
@@ -218,7 +218,7 @@ def test_evaluate_cli_writes_glue_submission(trained_run, tiny_data_dir):
     assert rows[0] == ["index", "prediction"]
     assert [int(r[0]) for r in rows[1:]] == list(range(32))
     # Each row is the export's answer for that test sentence.
-    from sst2.serve.serving import make_predict_fn
+    from sst2.serve.graph.serving import make_predict_fn
     from sst2.serve.trained import restore
     from sst2.text.glue import load_split
 

@@ -48,8 +48,8 @@ def test_the_tokenizer_graph_gives_keras_hub_ids(standin_tokenizer, sequence_len
     import openvino as ov
     import tensorflow as tf
 
-    from sst2.serve.openvino_tokenizer import tokenizer_model
-    from sst2.serve.packing import as_ragged, pack, pack_pair
+    from sst2.serve.graph.packing import as_ragged, pack, pack_pair
+    from sst2.serve.openvino.tokenizer import tokenizer_model
 
     tok = standin_tokenizer
     special = {"cls": tok.cls_token_id, "sep": tok.sep_token_id, "pad": tok.pad_token_id}
@@ -94,7 +94,7 @@ TEXTS = ["a gripping , moving film", "dull and tedious", "", "the plot is very w
 
 @pytest.mark.slow
 def test_an_openvino_artifact_answers_as_the_saved_model(float32_run):
-    from sst2.serve.openvino_runtime import OpenVINOModel
+    from sst2.serve.client.openvino_runtime import OpenVINOModel
     from sst2.serve.versions import latest_export
 
     home = os.path.join(float32_run, "home")  # nothing written outside the run (telemetry)
@@ -198,7 +198,7 @@ print(json.dumps([names[i] for i in answers["label_id"].tolist()]))
 
 @pytest.mark.slow
 def test_the_artifact_answers_without_tensorflow(float32_run):
-    from sst2.serve.openvino_runtime import OpenVINOModel
+    from sst2.serve.client.openvino_runtime import OpenVINOModel
     from sst2.serve.versions import latest_export
 
     folder = latest_export(os.path.join(float32_run, "export_openvino"), "model.xml")
@@ -252,9 +252,9 @@ def test_what_the_artifact_cannot_do_is_one_error_line(float32_run, tmp_path):
 def test_every_kind_of_target_and_pairs_answer_as_the_saved_model(task, tiny_kind_run, tmp_path):
     import tensorflow as tf
 
-    from sst2.serve.openvino_export import export_openvino
-    from sst2.serve.openvino_runtime import OpenVINOModel
-    from sst2.serve.serving import make_predict_fn
+    from sst2.serve.client.openvino_runtime import OpenVINOModel
+    from sst2.serve.graph.serving import make_predict_fn
+    from sst2.serve.openvino.export import export_openvino
     from sst2.serve.trained import restore
 
     model_dir = tiny_kind_run(task)

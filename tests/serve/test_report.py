@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from sst2.fit import calibration
+from sst2.serve import temperature as calibration
 from tests.helpers import run_module
 
 

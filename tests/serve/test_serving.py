@@ -11,7 +11,7 @@ import tensorflow as tf
 from sst2.model import presets
 from sst2.model.backbone import FeatureSpec, frozen_features
 from sst2.model.inference import FastEncoder
-from sst2.serve import packing, serving
+from sst2.serve.graph import packing, serving
 from tests.helpers import NEGATIVE, NEUTRAL, POSITIVE, TINY_SEQUENCE_LENGTH
 
 TEXTS = ["good film", "", "   ", "good " * 40, "caf\xe9 \U0001F600 \u7535\u5f71", "a dull plot",

@@ -4,7 +4,7 @@ import os
 
 import tensorflow as tf
 
-from sst2.serve import packing, serving_audit
+from sst2.serve.graph import packing, serving_audit
 
 
 def _save(tmp_path, name, function, signature) -> str:

@@ -8,7 +8,7 @@ import tensorflow as tf
 from sst2.model import presets
 from sst2.run.config import DataConfig
 from sst2.run.errors import UserError
-from sst2.serve import packing
+from sst2.serve.graph import packing
 from sst2.text import data, glue
 from sst2.text.datasets import SST2_INFO, FileDataset, TfdsDataset, open_dataset
 

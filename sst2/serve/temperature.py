@@ -6,7 +6,7 @@ measures the gap (equal-width confidence bins, top label). `fit_temperature`
 finds the one scalar T that makes `softmax(log p / T)` most likely on held-out
 labels (Guo et al., 2017, "On Calibration of Modern Neural Networks"): the
 labels never change (the order of the probabilities is kept), only how sure
-the model says it is. The export folds T in (`sst2.serve.serving`), where
+the model says it is. The export folds T in (`sst2.serve.graph.serving`), where
 `calibrate` trusts it: enough examples, and a better likelihood on examples the
 temperature was not fitted on (cross-fitting).
 

@@ -40,7 +40,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from sst2.run.errors import UserError
 from sst2.run.targets import TARGETS
-from sst2.serve.loading import label_names, load_export
+from sst2.serve.client.loading import label_names, load_export
 from sst2.serve.versions import read_export_facts
 from sst2.text.records import RecordReading, check_head, read_records, record_format
 

@@ -1,4 +1,4 @@
-"""Answers of an OpenVINO artifact (`sst2.serve.openvino_export`), without TensorFlow.
+"""Answers of an OpenVINO artifact (`sst2.serve.openvino.export`), without TensorFlow.
 
 Needs only `openvino`, `openvino-tokenizers` and numpy:
 

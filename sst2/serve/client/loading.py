@@ -66,7 +66,7 @@ def load_export(export_dir: str):
     if not os.path.exists(os.path.join(export_dir, "model.xml")):
         return _signature_answers(export_dir, "serving_default")
     try:
-        from sst2.serve.openvino_runtime import OpenVINOModel
+        from sst2.serve.client.openvino_runtime import OpenVINOModel
     except ImportError as e:
         raise UserError(f"{export_dir} is an OpenVINO artifact: answering with it needs "
                         "openvino and openvino-tokenizers (pip install 'sst2[openvino]').") from e
@@ -81,7 +81,7 @@ def load_export(export_dir: str):
 
 
 def load_explainer(export_dir: str):
-    """As `load_export`, with the SavedModel's `explain` signature (`sst2.serve.explaining`):
+    """As `load_export`, with the SavedModel's `explain` signature (`sst2.serve.graph.explaining`):
     answers with each text's words, tokens and their attributions."""
     if os.path.exists(os.path.join(export_dir, "model.xml")):
         raise UserError(f"{export_dir} is an OpenVINO artifact, which answers without "
@@ -180,7 +180,7 @@ def load_signature(export_dir: str, name: str = "serving_default"):
 
 
 def label_names(export_dir: str) -> tuple[list | None, str]:
-    """The label names and separator an export records (`sst2.serve.serving`'s
+    """The label names and separator an export records (`sst2.serve.graph.serving`'s
     `assets.extra/sst2.json`), for a multi-label answer by name."""
     facts = read_export_facts(export_dir)
     return facts.get("label_names"), facts.get("label_separator", ",")

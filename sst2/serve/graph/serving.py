@@ -10,7 +10,7 @@ regression models, the target's `export_outputs` say what. Loading it needs only
 
 The graph holds only ops, and op attributes, of TensorFlow 2.12.1 and
 TensorFlow Text 2.12.1, the runtime of the stock TF Serving 2.12 image
-(`sst2.serve.serving_audit` checks it): keras-hub packs `[CLS] ... [SEP]` with TF
+(`sst2.serve.graph.serving_audit` checks it): keras-hub packs `[CLS] ... [SEP]` with TF
 Text's `RoundRobinTrim`, which that TF Text lacks, so `pack` does it with core
 ragged ops, giving the same token ids. A request is padded only to its longest
 text (rounded up to a multiple of 8), and on CPU the backbone runs as
@@ -40,9 +40,9 @@ from sst2.model.backbone import FeatureSpec, frozen_features, pool_features
 from sst2.model.inference import FastEncoder
 from sst2.run import targets
 from sst2.run.config import ExplainConfig, ReadingConfig
-from sst2.serve import answers
-from sst2.serve.explaining import make_explain_fn
-from sst2.serve.packing import (
+from sst2.serve.graph import answers
+from sst2.serve.graph.explaining import make_explain_fn
+from sst2.serve.graph.packing import (
     as_ragged,
     encode_by_length,
     pack,
@@ -121,13 +121,13 @@ def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
                     reading: ReadingConfig = ReadingConfig(), dataset: DatasetInfo = SST2_INFO,
                     temperature: float | None = None, encoder: FastEncoder | None = None):
     """The serving computation as a Python function of a batch of strings (two, for a
-    `dataset` of sentence pairs); its outputs are `sst2.serve.answers.answer`'s.
+    `dataset` of sentence pairs); its outputs are `sst2.serve.graph.answers.answer`'s.
 
     A text's answer is the mean of its windows' (`make_window_logits_fn`):
     probabilities, or scores; an ensemble of views of one text, which leaves a
     one-window text's output as it was; docs/measurements.md compares it with
     other combinations. A single-label model's probabilities are then taken to
-    `temperature` (`sst2.fit.calibration`: `softmax(log p / T)`), which never
+    `temperature` (`sst2.serve.temperature`: `softmax(log p / T)`), which never
     changes a label.
     """
     window_logits = make_window_logits_fn(preprocessor, backbone, head, spec, reading, encoder)
@@ -155,7 +155,7 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
                        model_card: str | None = None,
                        explaining: ExplainConfig = ExplainConfig()) -> str:
     """Writes `<export_root>/<version>/` (`write_version`) and returns it: the signatures
-    `serving_default` and `explain` (`sst2.serve.explaining`, `explaining.explain_steps`
+    `serving_default` and `explain` (`sst2.serve.graph.explaining`, `explaining.explain_steps`
     steps). `model_card` (Markdown) is written beside `saved_model.pb` as `MODEL_CARD.md`.
     """
     # One copy of the weights for both signatures: the encoder's constants are shared.

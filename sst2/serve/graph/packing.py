@@ -3,7 +3,7 @@
 `pack` and `pack_pair` add `[CLS]`/`[SEP]` as keras-hub's packer does (which
 uses an op the stock TF Serving runtime lacks), `split_windows` cuts a long
 text into overlapping windows, and `encode_by_length` runs the backbone on
-length-sorted sub-batches, each padded only to its own longest. `sst2.serve.serving`
+length-sorted sub-batches, each padded only to its own longest. `sst2.serve.graph.serving`
 puts them in the exported graph.
 
 Example:

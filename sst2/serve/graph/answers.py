@@ -75,7 +75,7 @@ DECISIONS = {
 
 def served(target, outputs, temperature: float | None):
     """A batch of outputs as served: a calibrated kind's probabilities taken to
-    `temperature` (`softmax(log p / T)`, `sst2.fit.calibration`), which never changes a
+    `temperature` (`softmax(log p / T)`, `sst2.serve.temperature`), which never changes a
     label; others unchanged."""
     if temperature is None or not target.calibrated:
         return outputs
@@ -96,7 +96,7 @@ def answer(dataset: DatasetInfo, outputs, temperature: float | None, thresholds=
 
 
 def explained(target, outputs, answers: dict):
-    """What word attributions explain (`sst2.serve.explaining`) of `outputs`: `[n, E]`,
+    """What word attributions explain (`sst2.serve.graph.explaining`) of `outputs`: `[n, E]`,
     one column per explained quantity, toward the `answers` the texts got."""
     return DECISIONS[target.decision].explained(outputs, answers)
 

@@ -28,7 +28,7 @@ import functools
 import json
 import os
 
-PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # sst2/
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECORD = os.path.join(PACKAGE_DIR, "resources",
                       "serving_ops.json")
 

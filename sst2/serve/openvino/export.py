@@ -2,10 +2,10 @@
 
 `export_openvino(trained, export_root)` writes `<export_root>/<version>/`
 holding `model.xml` and `model.bin` (OpenVINO IR: the tokenizer of
-`sst2.serve.openvino_tokenizer`, then the encoder and head), `sst2.json` (the
+`sst2.serve.openvino.tokenizer`, then the encoder and head), `sst2.json` (the
 SavedModel's export facts, plus the runtime, precision and measured
 agreement) and `MODEL_CARD.md`. Answering needs only `openvino`,
-`openvino-tokenizers` and numpy (`sst2.serve.openvino_runtime`).
+`openvino-tokenizers` and numpy (`sst2.serve.client.openvino_runtime`).
 
 The encoder and head are the run's, converted from a float32 TensorFlow function
 of token ids (`FastEncoder`, as the SavedModel runs on CPU), then quantized by
@@ -50,10 +50,10 @@ from sst2.run.errors import UserError
 from sst2.run.files import save_json
 from sst2.run.run_folder import RunFolder
 from sst2.serve import model_card as card
-from sst2.serve.answers import answer
+from sst2.serve.client.openvino_runtime import MODEL_FILE, OpenVINOModel
 from sst2.serve.evaluation import predict_split
-from sst2.serve.openvino_runtime import MODEL_FILE, OpenVINOModel
-from sst2.serve.openvino_tokenizer import tokenizer_model
+from sst2.serve.graph.answers import answer
+from sst2.serve.openvino.tokenizer import tokenizer_model
 from sst2.serve.versions import EXPORT_FACTS, export_facts, write_version
 from sst2.text.datasets import open_dataset
 

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sst2.model.head import _cosine
+from sst2.model.head import cosine
 from sst2.model.pooling import POOLING_MATH
 
 # Every replica computes the same update from all-reduced gradients: each keeps its own.
@@ -105,7 +105,7 @@ class StackedHeads(keras.Model):
     def call(self, features, training=False):
         if self.pair:
             u, v = (self._vector(features[side]) for side in ("first", "second"))
-            x = tf.concat([u, v, tf.abs(u - v), u * v, _cosine(u, v)], axis=-1)
+            x = tf.concat([u, v, tf.abs(u - v), u * v, cosine(u, v)], axis=-1)
         else:
             x = self._vector(features)
         x = self._per_head("input_dropout", x, training)

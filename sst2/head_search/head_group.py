@@ -5,7 +5,7 @@ A `GroupTrainer` runs K heads that read the same features in one compiled
 train step on the same batches, each updated at its own learning rate, and
 evaluates all K in one pass. The heads are a `HeadGroup` (any heads: each its
 own width, dropout and seed, its own Adam in a `GroupedOptimizer`) or, for
-heads of one shape, `sst2.fit.stacked_heads.StackedHeads` (faster).
+heads of one shape, `sst2.head_search.stacked_heads.StackedHeads` (faster).
 `MeanOfHeads` is the ensemble a search exports.
 
 Example:
@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from sst2.fit.optimization import GroupedOptimizer  # noqa: F401  (the docstring's example)
-from sst2.fit.steps import Trainer, _as_float32
+from sst2.fit.steps import Trainer, as_float32
 from sst2.model import target_math
 from sst2.run import metrics, targets
 
@@ -122,7 +122,7 @@ class GroupTrainer(Trainer):
 
     def _replica_gradients(self, features, labels, weights):
         if self.class_weights is not None and not self.target.counts_correct:
-            features = _as_float32(features)
+            features = as_float32(features)
             with tf.GradientTape() as tape:  # multi-label: a positive weight per label
                 logits = self.head(features, training=True)
                 _, sums = self._sums(logits, labels, weights)
@@ -135,7 +135,7 @@ class GroupTrainer(Trainer):
         return super()._replica_gradients(features, labels, weights)
 
     def _outputs_and_loss(self, features, labels):
-        logits = self.head(_as_float32(features), training=False)
+        logits = self.head(as_float32(features), training=False)
         return (self._per_head(lambda head_logits: target_math.outputs(
                     self.target, head_logits, scale=self.target_scale), logits),
                 self._per_head(lambda head_logits: target_math.loss(

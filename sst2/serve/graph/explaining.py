@@ -37,8 +37,8 @@ from sst2.model.backbone import FeatureSpec, frozen_features
 from sst2.model.inference import FastEncoder
 from sst2.run import targets
 from sst2.run.config import ExplainConfig, ReadingConfig
-from sst2.serve import answers as answering
-from sst2.serve.packing import (
+from sst2.serve.graph import answers as answering
+from sst2.serve.graph.packing import (
     as_ragged,
     pack,
     pack_pair,
@@ -116,7 +116,7 @@ class Explainer:
         self.scale = targets.TargetScale.from_record(dataset.target_scale)
 
     def explain(self, text, text_pair=None) -> dict:
-        """The answer (`sst2.serve.answers.answer`'s) and `words` (string `[batch, words]`,
+        """The answer (`sst2.serve.graph.answers.answer`'s) and `words` (string `[batch, words]`,
         padded with ""), `tokens` (`[batch, tokens]`), `token_words` (each token's word,
         -1 for padding) and their attributions `word_attributions` and
         `token_attributions` (float32 `[batch, n]`; a multi-label model's `[batch,
