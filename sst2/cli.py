@@ -29,6 +29,11 @@ def _groups(config_class) -> dict:
     return nested or {None: config_class}
 
 
+# The flags `define_flags` put in absl's global FLAGS: an entry point run again in the
+# same process (the tests run them as functions) defines its own afresh.
+_DEFINED: set = set()
+
+
 def define_flags(config_class, flag_values=None) -> None:
     """Defines one absl flag per option of `config_class` (flags are named as the fields)."""
     from absl import flags
@@ -38,6 +43,8 @@ def define_flags(config_class, flag_values=None) -> None:
     for group_class in _groups(config_class).values():
         for field, spec, kind in options(group_class):
             name, default = field.name, field.default
+            if flag_values is flags.FLAGS:
+                _DEFINED.add(name)
             text = spec.help + (f" ({spec.rule()}.)" if spec.rule() else "")
             if name in lists:  # several values, comma-separated: a search's space
                 flags.DEFINE_string(name, str(default), text + " Comma-separated values to "
@@ -96,6 +103,9 @@ def run(main: Callable, config_class, before_tensorflow: Callable | None = None,
     from sst2.run import log_lines
     from sst2.run.errors import UserError
 
+    for name in _DEFINED & set(flags.FLAGS):  # an earlier entry point's, in this process
+        delattr(flags.FLAGS, name)
+    flags.FLAGS.unparse_flags()
     define_flags(config_class)
 
     def guarded(argv):

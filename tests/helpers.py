@@ -1,4 +1,5 @@
-"""Helpers the tests share: tiny GLUE-format files, subprocess runs, the assets' locations."""
+"""Helpers the tests share: tiny GLUE-format files, entry points run in process or in a
+fresh one, the assets' locations."""
 
 import os
 import random
@@ -90,11 +91,51 @@ def write_tiny_glue(folder: str, seed: int = 0, sizes=(256, 64, 32)) -> str:
 
 
 def run_module(module: str, *args: str, env: dict | None = None, timeout: float = 600,
-               cwd: str | None = None) -> subprocess.CompletedProcess:
-    """Runs `python -m module args...` in a fresh process, capturing its output."""
-    full_env = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, cwd=cwd or REPO)
+               cwd: str | None = None, process: bool = False) -> subprocess.CompletedProcess:
+    """`python -m module args...` with its exit status, stdout and stderr: in this process
+    (an entry point is a function: no second start of TensorFlow and its model), or in a
+    fresh one where the process is what a test is about (`process=True`: signals, what is
+    imported at start, the README's commands as written, `$TMPDIR` and `$HOME`)."""
+    if process:
+        full_env = dict(os.environ, PYTHONPATH=REPO, **(env or {}))
+        return subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
+                              text=True, env=full_env, timeout=timeout, cwd=cwd or REPO)
+    return _run_in_process(module, list(args), env or {}, cwd or REPO)
+
+
+def _run_in_process(module: str, args: list, env: dict, cwd: str):
+    import contextlib
+    import io
+    import runpy
+    import signal
+    import traceback
+
+    from sst2.run import log_lines
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = (dict(os.environ), os.getcwd(), sys.argv, sys.stdin,
+             signal.getsignal(signal.SIGTERM))
+    status = 0
+    try:
+        os.environ.update(env)
+        os.chdir(cwd)
+        sys.argv, sys.stdin = [module, *args], io.StringIO("")
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+            except SystemExit as e:
+                status = e.code if isinstance(e.code, int) else int(e.code is not None)
+            except Exception:  # what a process would print before exiting 1
+                traceback.print_exc()
+                status = 1
+    finally:
+        environ, directory, sys.argv, sys.stdin, handler = saved
+        os.environ.clear()
+        os.environ.update(environ)
+        os.chdir(directory)
+        signal.signal(signal.SIGTERM, handler)
+        log_lines.hide()
+    return subprocess.CompletedProcess([module, *args], status, out.getvalue(), err.getvalue())
 
 
 def start_paused(target: str, calls: int, module: str, *args: str, output_dir: str,

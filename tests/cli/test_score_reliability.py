@@ -83,7 +83,7 @@ def test_readme_command_never_mixes_an_earlier_runs_shards(scratch):
     temporary = scratch / "tmp"
     temporary.mkdir()
     env = {"TMPDIR": str(temporary)}
-    first = run_module("sst2.score", *README_SCORE, cwd=scratch, env=env)
+    first = run_module("sst2.score", *README_SCORE, cwd=scratch, env=env, process=True)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "12 of 12 records scored, from 2 file(s)" in first.stdout
     assert len(records(scratch / "out" / "scored")) == 12
@@ -93,7 +93,7 @@ def test_readme_command_never_mixes_an_earlier_runs_shards(scratch):
     os.remove(scratch / "in" / "b.csv")
     again = ("--export_dir=runs/sst2", "--input=in/a.csv", "--output=out/scored",
              "--num_shards=3")
-    refused = run_module("sst2.score", *again, cwd=scratch, env=env)
+    refused = run_module("sst2.score", *again, cwd=scratch, env=env, process=True)
     assert refused.returncode == 2 and error_lines(refused.stderr) == [
         f"error: {scratch}/out/scored: 1 shard(s) of an earlier run are there "
         f"({scratch}/out/scored-00000-of-00001.jsonl); pass --overwrite to replace them once "
@@ -101,7 +101,8 @@ def test_readme_command_never_mixes_an_earlier_runs_shards(scratch):
     assert sorted(os.listdir(scratch / "out")) == old
     assert len(records(scratch / "out" / "scored")) == 12
 
-    replaced = run_module("sst2.score", *again, "--overwrite", cwd=scratch, env=env)
+    replaced = run_module("sst2.score", *again, "--overwrite", cwd=scratch, env=env,
+                          process=True)
     assert replaced.returncode == 0, replaced.stderr[-3000:]
     assert sorted(os.listdir(scratch / "out")) == [f"scored-0000{i}-of-00003.jsonl"
                                                    for i in range(3)]
@@ -110,7 +111,7 @@ def test_readme_command_never_mixes_an_earlier_runs_shards(scratch):
     assert os.listdir(temporary) == [] and leftovers(scratch / "out") == []
 
     folder = run_module("sst2.score", "--export_dir=runs/sst2", "--input=in/a.csv",
-                        "--output=o9/", cwd=scratch)
+                        "--output=o9/", cwd=scratch, process=True)
     assert folder.returncode == 2 and error_lines(folder.stderr) == [
         f"error: --output={scratch}/o9/ names a folder; give a prefix for the shards' names "
         "in it, e.g. --output=out/scored."], folder.stderr[-2000:]
@@ -244,7 +245,7 @@ def test_interrupted_killed_and_concurrent_runs(scratch):
     first, paused = start_paused("sst2.serve.client.scoring:ExportHandler.run_inference", 1,
                                  "sst2.score", *args, output_dir=str(scratch), cwd=scratch)
     assert paused, read_output(scratch)
-    second = run_module("sst2.score", *args, cwd=scratch)
+    second = run_module("sst2.score", *args, cwd=scratch, process=True)
     assert second.returncode == 2 and error_lines(second.stderr) == [
         f"error: --output={scratch}/out/scored is in use by another run (pid {first.pid} "
         f"on {os.uname().nodename}, started " + error_lines(second.stderr)[0].split(

@@ -100,7 +100,7 @@ def test_an_openvino_artifact_answers_as_the_saved_model(float32_run):
     home = os.path.join(float32_run, "home")  # nothing written outside the run (telemetry)
     os.makedirs(home, exist_ok=True)
     result = run_module("sst2.export", f"--model_dir={float32_run}", "--format=openvino",
-                        "--quantize=none", env={"HOME": home})
+                        "--quantize=none", env={"HOME": home}, process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "note: the artifact reads the first 14 tokens of a text" in result.stdout
     folder = latest_export(os.path.join(float32_run, "export_openvino"), "model.xml")
@@ -125,7 +125,7 @@ def test_an_openvino_artifact_answers_as_the_saved_model(float32_run):
     # sst2.predict reads it, from its folder or root, without loading TensorFlow.
     for where in (folder, os.path.dirname(folder)):
         out = run_module("sst2.predict", f"--export_dir={where}", "--json", *TEXTS,
-                         env={"HOME": home})
+                         env={"HOME": home}, process=True)
         assert out.returncode == 0, out.stderr[-3000:]
         lines = [json.loads(line) for line in out.stdout.splitlines()]
         default = OpenVINOModel(folder)(TEXTS)
