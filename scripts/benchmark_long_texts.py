@@ -67,7 +67,7 @@ def main() -> None:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     import tensorflow as tf
 
-    from sst2.run.config import ReadingConfig
+    from sst2.run.command_config import ReadingConfig
     from sst2.serve.graph import packing, serving
     from sst2.serve.trained import restore
     from sst2.text import embedded

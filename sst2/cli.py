@@ -90,13 +90,22 @@ def config_from_flags(config_class, flag_values=None):
 
 
 def run(main: Callable, config_class, before_tensorflow: Callable | None = None,
-        needs_tensorflow: Callable | None = None) -> None:
+        needs_tensorflow: Callable | None = None,
+        after_file_error: Callable | None = None) -> None:
     """Defines `config_class`'s flags, parses them, and calls `main(config, argv)`.
 
-    `before_tensorflow(config)` runs before TensorFlow is imported (what must be
-    set in the environment before it starts); `needs_tensorflow(config)`, if
-    given, says whether to import it at all (an OpenVINO artifact answers without
-    it). Prints a `UserError` as one message with exit status 2.
+    Prints a `UserError`, an operating-system error and TensorFlow's own file errors as
+    one `error:` line with exit status 2.
+
+    Args:
+        main: the entry point, `main(config, argv)`.
+        config_class: the options (`sst2.run.config`), one flag each.
+        before_tensorflow: `before_tensorflow(config)` runs before TensorFlow is
+            imported (what must be set in the environment before it starts).
+        needs_tensorflow: `needs_tensorflow(config)` says whether to import it at all
+            (an OpenVINO artifact answers without it).
+        after_file_error: `after_file_error(config)`, a sentence the error line of a
+            file error ends with (what is still safe), or "".
     """
     from absl import app, flags, logging
 
@@ -113,6 +122,11 @@ def run(main: Callable, config_class, before_tensorflow: Callable | None = None,
         # process says so, not exit status 143 and a half-written export.
         signal.signal(signal.SIGTERM, _interrupt)
         log_lines.show()  # sst2's lines on stdout, as users read them
+        config = None
+
+        def then() -> str:
+            return after_file_error(config) if after_file_error and config else ""
+
         try:
             config = config_from_flags(config_class)
             if before_tensorflow is not None:
@@ -125,12 +139,12 @@ def run(main: Callable, config_class, before_tensorflow: Callable | None = None,
         except KeyboardInterrupt:
             fail("Interrupted. Run the same command again to continue where it stopped.")
         except OSError as e:
-            fail(describe_os_error(e))
+            fail(describe_os_error(e) + then())
         except Exception as e:
             message = describe_tensorflow_file_error(e)
             if message is None:
                 raise  # a bug: the traceback is what a report needs
-            fail(message)
+            fail(message + then())
 
     def parse(argv):
         # absl's own parser says "FATAL Flags parsing error" and exits 1.

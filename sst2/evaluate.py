@@ -12,7 +12,7 @@ predicts the `--test_file` into `<model_dir>/predictions.jsonl`.
 """
 
 from sst2 import cli
-from sst2.run.config import EvaluateConfig
+from sst2.run.command_config import EvaluateConfig
 
 
 def main(config: EvaluateConfig, argv: list[str]) -> None:

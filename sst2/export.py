@@ -12,7 +12,7 @@ Writes `<model_dir>/export/<version>/` (`--format=openvino`:
 import importlib
 
 from sst2 import cli
-from sst2.run.config import ExportConfig
+from sst2.run.command_config import ExportConfig
 from sst2.run.errors import UserError
 
 # What --format=openvino needs beyond sst2's own requirements.

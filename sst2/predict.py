@@ -30,7 +30,7 @@ import unicodedata
 from typing import Iterable, Iterator
 
 from sst2 import cli
-from sst2.run.config import PredictConfig
+from sst2.run.command_config import PredictConfig
 from sst2.run.errors import UserError
 from sst2.run.targets import TARGETS
 from sst2.serve.client.loading import (

@@ -10,7 +10,7 @@ exactly as if tfds had downloaded it.
 """
 
 from sst2 import cli
-from sst2.run.config import PrepareDataConfig
+from sst2.run.command_config import PrepareDataConfig
 
 
 def main(config: PrepareDataConfig, argv: list[str]) -> None:

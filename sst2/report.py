@@ -7,7 +7,7 @@ the page holds: `sst2.serve.report`.
 """
 
 from sst2 import cli
-from sst2.run.config import ReportConfig
+from sst2.run.command_config import ReportConfig
 
 
 def main(config: ReportConfig, argv: list[str]) -> None:

@@ -31,7 +31,7 @@ import sys
 import tempfile
 
 from sst2 import cli
-from sst2.run.config import ScoreConfig
+from sst2.run.command_config import ScoreConfig
 from sst2.run.errors import UserError
 from sst2.serve.client.loading import is_openvino_artifact
 

@@ -14,25 +14,21 @@ from sst2.run.config import TrainConfig
 
 
 def main(config: TrainConfig, argv: list[str]) -> None:
+    from sst2.fit.training import run
+    from sst2.serve.publish import actions
+
+    run(config, actions=actions(config))
+
+
+def checkpoints_intact(config: TrainConfig) -> str:
+    """What a file error (a full disk) leaves safe: the checkpoints already saved."""
     import glob
     import os
 
-    from sst2.fit.training import run
-    from sst2.run.errors import UserError
     from sst2.run.run_folder import RunFolder
-    from sst2.serve.publish import actions
 
-    try:
-        run(config, actions=actions(config))
-    except Exception as e:  # OSError, or TensorFlow's own file errors
-        message = cli.describe_os_error(e) if isinstance(e, OSError) else (
-            cli.describe_tensorflow_file_error(e))
-        if message is None:
-            raise
-        saved = glob.glob(os.path.join(RunFolder(config.run.model_dir).checkpoints,
-                                       "ckpt-*.index"))
-        raise UserError(message + (" Checkpoints already saved are intact." if saved else "")
-                        ) from e
+    saved = glob.glob(os.path.join(RunFolder(config.run.model_dir).checkpoints, "ckpt-*.index"))
+    return " Checkpoints already saved are intact." if saved else ""
 
 
 def before_tensorflow(config: TrainConfig) -> None:
@@ -41,4 +37,4 @@ def before_tensorflow(config: TrainConfig) -> None:
 
 
 if __name__ == "__main__":
-    cli.run(main, TrainConfig, before_tensorflow)
+    cli.run(main, TrainConfig, before_tensorflow, after_file_error=checkpoints_intact)

@@ -31,6 +31,7 @@ import os
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from google.protobuf import text_format
 
 from sst2.fit.loop import Position
 from sst2.model.head import rng_state_variables
@@ -38,6 +39,12 @@ from sst2.run.errors import UserError
 from sst2.run.files import remove_entry
 from sst2.run.metrics import MetricSums
 from sst2.run.run_folder import RunFolder
+
+# What reading a damaged checkpoint or index raises: TensorFlow's own errors, the index's
+# text-format parser, non-UTF-8 bytes, a truncated file (IndexError, ValueError) and
+# objects that do not match (AssertionError).
+UNREADABLE = (tf.errors.OpError, text_format.Error, UnicodeDecodeError, ValueError, IndexError,
+              AssertionError)
 
 
 class RunCheckpoint:
@@ -106,7 +113,7 @@ class RunCheckpoint:
             state = tf.train.get_checkpoint_state(self.read_dir)
             if state is not None:
                 return list(state.all_model_checkpoint_paths)
-        except Exception as e:  # garbage or non-UTF-8 bytes in the index file
+        except UNREADABLE as e:  # garbage or non-UTF-8 bytes in the index file
             logging.info(f"The checkpoint index in {self.read_dir} is unreadable "
                          f"({type(e).__name__}); using the checkpoint files themselves.")
         return _saved_by_name(self.read_dir, "ckpt")
@@ -118,7 +125,7 @@ class RunCheckpoint:
             # Values with no object yet (the save counter) are expected, not worth a warning.
             status.expect_partial()
             return True
-        except Exception as e:  # truncated files raise IndexError, others OpError...
+        except UNREADABLE as e:  # a truncated file, another run's objects, garbage
             logging.info(f"Checkpoint {path} is unreadable ({type(e).__name__}); "
                          "trying the one before it.")
             return False
@@ -156,7 +163,7 @@ class RunCheckpoint:
             try:
                 self.checkpoint.read(best).expect_partial()
                 return best
-            except Exception as e:
+            except UNREADABLE as e:
                 logging.info(f"The best checkpoint {best} is unreadable ({type(e).__name__}); "
                              "using the latest readable one instead.")
         if self.restore_latest() is None:
@@ -230,7 +237,7 @@ def _set_aside_unreadable_index(folder: str) -> None:
         for listed in [state.model_checkpoint_path, *state.all_model_checkpoint_paths]:
             if os.path.dirname(os.path.realpath(listed)) != here:
                 raise ValueError(f"it lists {listed}, outside {folder}")
-    except Exception as e:
+    except UNREADABLE as e:
         logging.info(f"The checkpoint index {index} is unreadable ({type(e).__name__}: {e}); "
                      "set aside as checkpoint.unreadable.")
         os.replace(index, index + ".unreadable")

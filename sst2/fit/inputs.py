@@ -46,7 +46,7 @@ from sst2.run.errors import UserError
 from sst2.run.worker import WorkerInfo
 from sst2.text import data
 from sst2.text.data import load_train_buckets
-from sst2.text.datasets import TextDataset
+from sst2.text.dataset_info import TextDataset
 
 
 def tokenize_split(dataset: TextDataset, split: str, preprocessor,

@@ -23,8 +23,7 @@ from sst2.run.errors import UserError
 from sst2.run.files import load_json, remove_entry
 from sst2.run.run_folder import RunFolder
 from sst2.run.worker import WorkerInfo
-from sst2.text.dataset_info import load_dataset_info
-from sst2.text.datasets import DatasetInfo
+from sst2.text.dataset_info import DatasetInfo, load_dataset_info
 
 
 def _epochs_done(model_dir: str) -> int:

@@ -48,7 +48,8 @@ from sst2.run.metrics import METRICS
 from sst2.run.run_folder import RunFolder, check_writable, no_trace_unless_started
 from sst2.run.runlock import RunLock
 from sst2.run.worker import WorkerInfo, remove_write_dir, write_dir
-from sst2.text.datasets import DatasetInfo, open_dataset
+from sst2.text.dataset_info import DatasetInfo
+from sst2.text.datasets import open_dataset
 from sst2.text.glue_tasks import OFFICIAL_METRICS
 
 

@@ -11,6 +11,7 @@ heads of one shape, `sst2.head_search.stacked_heads.StackedHeads` (faster).
 Example:
     >>> import keras
     >>> from sst2.model.head import ClassifierHead
+    >>> from sst2.fit.optimization import GroupedOptimizer
     >>> from sst2.fit.sources import Batch
     >>> heads = [ClassifierHead(hidden_units=h, seed=s) for h, s in ((0, 0), (4, 1))]
     >>> _ = [head(tf.zeros([1, 1, 8])) for head in heads]
@@ -31,7 +32,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sst2.fit.optimization import GroupedOptimizer  # noqa: F401  (the docstring's example)
 from sst2.fit.steps import Trainer, as_float32
 from sst2.model import target_math
 from sst2.run import metrics, targets

@@ -10,6 +10,7 @@ epoch) by `--best_metric`; the best head becomes a run of its own
 top `--ensemble` heads of its group at its best epoch.
 
 Example:
+    >>> from sst2.run.config import DataConfig, ModelConfig, OptimizationConfig, RunConfig
     >>> from sst2.run.search_config import SearchConfig
     >>> config = SearchConfig(
     ...     data=DataConfig(data_dir=data_dir),
@@ -31,7 +32,6 @@ from sst2.fit import training
 from sst2.head_search.best import export_best
 from sst2.head_search.groups import configured, group_trainer, grouped
 from sst2.head_search.leaderboard import leaderboard, write_leaderboard
-from sst2.run.config import DataConfig, ModelConfig, OptimizationConfig, RunConfig, TrainConfig  # noqa: F401
 from sst2.run.errors import UserError
 from sst2.run.files import load_json, remove_entry, save_json
 from sst2.run.run_folder import RunFolder

@@ -291,17 +291,3 @@ class TrainConfig:
                     diffs.append(f"{field.name}: checkpoint has {theirs!r}, this run has "
                                  f"{ours!r}")
         return diffs
-
-
-# The other entry points' options (sst2.evaluate, export, report, predict, prepare_data).
-from sst2.run.command_config import (  # noqa: E402,F401
-    EvaluateConfig,
-    ExplainConfig,
-    ExportConfig,
-    PredictConfig,
-    PrepareDataConfig,
-    ReadingConfig,
-    ReportConfig,
-    RestoreConfig,
-    ScoreConfig,
-)

@@ -25,12 +25,14 @@ from tqdm.auto import tqdm
 
 from sst2.fit.inputs import unlabelled_rows
 from sst2.run import log_lines, metrics
-from sst2.run.config import DataConfig, ReadingConfig
+from sst2.run.command_config import ReadingConfig
+from sst2.run.config import DataConfig
 from sst2.run.errors import UserError
 from sst2.run.files import write_atomically
 from sst2.run.run_folder import RunFolder
 from sst2.serve.trained import TrainedModel
-from sst2.text.datasets import DatasetInfo, open_dataset
+from sst2.text.dataset_info import DatasetInfo
+from sst2.text.datasets import open_dataset
 from sst2.text.glue_tasks import task_of
 
 

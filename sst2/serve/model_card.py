@@ -18,7 +18,8 @@ import json
 import os
 import platform
 
-from sst2.run.config import GROUPS, ReadingConfig
+from sst2.run.command_config import ReadingConfig
+from sst2.run.config import GROUPS
 from sst2.run.config_file import to_dict
 from sst2.run.files import load_json
 from sst2.run.metrics import METRICS, shown
@@ -252,6 +253,6 @@ def _openvino_usage(info) -> list:
 def _version(module: str) -> str:
     try:
         return __import__(module).__version__
-    except Exception:  # a missing or odd package: the card says so rather than failing
+    except (ImportError, AttributeError):  # the card says so rather than failing
         return "unknown"
 

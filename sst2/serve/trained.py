@@ -22,12 +22,12 @@ from sst2.fit.optimization import make_optimizer
 from sst2.model.assembly import head_for, load_frozen
 from sst2.model.backbone import FeatureSpec
 from sst2.model.head import ClassifierHead
-from sst2.run.config import ExplainConfig, ReadingConfig, TrainConfig
+from sst2.run.command_config import ExplainConfig, ReadingConfig
+from sst2.run.config import TrainConfig
 from sst2.run.config_file import load_config, load_precisions
 from sst2.run.errors import UserError
 from sst2.run.run_folder import RunFolder
-from sst2.text.dataset_info import load_dataset_info
-from sst2.text.datasets import SST2_INFO, DatasetInfo
+from sst2.text.dataset_info import SST2_INFO, DatasetInfo, load_dataset_info
 
 
 @dataclasses.dataclass

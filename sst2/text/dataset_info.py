@@ -84,7 +84,8 @@ SST2_INFO = DatasetInfo(DEFAULT_DATASET, glue.LABEL_NAMES, ("sentence",),
                         {"dataset": DEFAULT_DATASET}, glue_task="SST-2")
 
 
-def _columns(value: str | None) -> tuple | None:
+def text_columns(value: str | None) -> tuple | None:
+    """`--text_column`'s names: one text column, or two (a pair); None when unset."""
     if value is None:
         return None
     columns = tuple(c.strip() for c in value.split(","))
@@ -94,7 +95,9 @@ def _columns(value: str | None) -> tuple | None:
     return columns
 
 
-def _element(idx, label, texts) -> dict:
+def example(idx, label, texts) -> dict:
+    """One example as every split yields it: `idx`, `label` (an int64 class id, a 0/1
+    vector or a float32 number), `text` and, for a pair, `text_pair`."""
     label = tf.cast(label, tf.float32 if label.dtype.is_floating else tf.int64)
     element = {"idx": tf.cast(idx, tf.int32), "label": label, "text": texts[0]}
     if len(texts) == 2:

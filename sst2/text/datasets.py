@@ -34,13 +34,12 @@ from sst2.run.errors import UserError
 from sst2.run.files import sha256_of_file
 from sst2.run.targets import INFERRED, TARGETS
 from sst2.text import glue, labels, text_files
-from sst2.text.dataset_info import (  # noqa: F401,E402
+from sst2.text.dataset_info import (
     DEFAULT_DATASET,
-    SST2_INFO,
     DatasetInfo,
     TextDataset,
-    _columns,
-    _element,
+    example,
+    text_columns,
 )
 from sst2.text.glue_tasks import task_of
 
@@ -97,7 +96,7 @@ class TfdsDataset(TextDataset):
         tfds = glue._tfds()
         try:
             builder = tfds.builder(self.name, data_dir=self.data_dir)
-        except Exception as e:  # DatasetNotFoundError and kin: one message
+        except ValueError as e:  # DatasetNotFoundError and a malformed name: one message
             raise UserError(f"--dataset={self.name!r}: tfds has no such dataset "
                             f"({str(e).splitlines()[0][:200]}).") from None
         if not builder.is_prepared():
@@ -144,9 +143,9 @@ class TfdsDataset(TextDataset):
             dataset = dataset.map(lambda x: {**x, label: tf.where(
                 x[label] < 0, tf.constant(float("nan"), x[label].dtype), x[label])})
         if self.has_idx:
-            return dataset.map(lambda x: _element(x["idx"], x[label],
+            return dataset.map(lambda x: example(x["idx"], x[label],
                                                   [x[f] for f in features]))
-        return dataset.enumerate().map(lambda i, x: _element(i, x[label],
+        return dataset.enumerate().map(lambda i, x: example(i, x[label],
                                                              [x[f] for f in features]))
 
     def size(self, split: str) -> int:
@@ -289,12 +288,12 @@ def open_dataset(data_config) -> TextDataset:
                             "column, or several distinct ones (0/1 each) for multi-label.")
         return FileDataset(data_config.train_file, data_config.eval_file,
                            data_config.test_file,
-                           _columns(data_config.text_column) or ("text",),
+                           text_columns(data_config.text_column) or ("text",),
                            label_columns if len(label_columns) > 1 else label_columns[0],
                            data_config.encoding, data_config.file_format, label_names,
                            data_config.task, data_config.label_separator)
     dataset = TfdsDataset(data_config.dataset, data_config.data_dir, data_config.download,
-                          _columns(data_config.text_column), data_config.label_column,
+                          text_columns(data_config.text_column), data_config.label_column,
                           data_config.task)
     if label_names and len(label_names) != dataset.info.num_classes:
         raise UserError(f"--label_names names {len(label_names)} classes; "

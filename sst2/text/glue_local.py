@@ -78,7 +78,7 @@ def prepare_glue_task(dataset: str, source: str, data_dir: str | None = None) ->
     tfds = glue._tfds()
     try:
         builder = tfds.builder(dataset, data_dir=data_dir)
-    except Exception as e:
+    except ValueError as e:  # DatasetNotFoundError and a malformed name
         raise UserError(f"--dataset={dataset!r} is not a tfds GLUE task ({e}).") from None
     if not dataset.startswith("glue/"):
         raise UserError(f"--dataset={dataset!r}: local files can build glue/<task> datasets.")

@@ -156,7 +156,7 @@ def test_sentence_pairs_train_export_and_predict(tiny_preset, tmp_path):
     import tensorflow_text  # noqa: F401
 
     from sst2.predict import predict_lines
-    from sst2.run.config import ReadingConfig
+    from sst2.run.command_config import ReadingConfig
     from sst2.serve.evaluation import predict_split
     from sst2.serve.trained import restore
 

@@ -101,7 +101,7 @@ def test_bad_input_is_one_error_line(openvino_tiny_export, tmp_path):
     assert stray.returncode == 2 and "follow a lone --" in stray.stderr
     missing = subprocess.run(
         [sys.executable, "-c", "import sys; sys.modules['apache_beam'] = None; "
-         "from sst2 import cli, score; from sst2.run.config import ScoreConfig; "
+         "from sst2 import cli, score; from sst2.run.command_config import ScoreConfig; "
          f"sys.argv = ['sst2.score', '--export_dir={openvino_tiny_export}', "
          f"'--input={tmp_path}/x.txt', '--output={tmp_path}/out']; "
          "cli.run(score.main, ScoreConfig)"], capture_output=True, text=True, cwd=REPO,

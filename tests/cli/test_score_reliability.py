@@ -36,7 +36,7 @@ def score(cwd, *args) -> tuple[int, str, str]:
 
     from sst2 import cli
     from sst2 import score as entry_point
-    from sst2.run.config import ScoreConfig
+    from sst2.run.command_config import ScoreConfig
     from sst2.run.errors import UserError
 
     flag_values = flags.FlagValues()

@@ -222,7 +222,7 @@ def test_os_errors_read_as_one_line_with_advice():
 @pytest.mark.slow
 def test_an_interrupt_exits_2_without_a_traceback(tmp_path):
     program = ("import sys; sys.path.insert(0, sys.argv[1]); from sst2 import cli; "
-               "from sst2.run.config import PredictConfig\n"
+               "from sst2.run.command_config import PredictConfig\n"
                "def main(config, argv): raise KeyboardInterrupt\n"
                "cli.run(main, PredictConfig)")
     result = subprocess.run([sys.executable, "-c", program, REPO, "--export_dir=x"],

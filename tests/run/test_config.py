@@ -12,7 +12,8 @@ from sst2 import cli
 from sst2.model.backbone import FeatureSpec
 from sst2.run import config as config_lib
 from sst2.run import config_file
-from sst2.run.config import EvaluateConfig, ModelConfig, OptimizationConfig, TrainConfig
+from sst2.run.command_config import EvaluateConfig
+from sst2.run.config import ModelConfig, OptimizationConfig, TrainConfig
 from sst2.run.config_file import from_dict, load_config, to_dict
 from sst2.run.errors import UserError
 from sst2.run.options import options

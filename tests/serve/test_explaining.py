@@ -96,7 +96,7 @@ def test_attributions_sum_to_the_answers_change_from_the_baseline(
     the tokens' attributions add up to its change from the all-[PAD] baseline. This
     checks the whole chain: windows, pairs, the rows of each label, and the tokens each
     position comes from. Words' attributions are their tokens' sums."""
-    from sst2.run.config import ExplainConfig
+    from sst2.run.command_config import ExplainConfig
     from sst2.serve.client.loading import explanation_record
     from sst2.serve.graph.explaining import make_explain_fn
     from sst2.serve.graph.serving import make_predict_fn

@@ -144,7 +144,7 @@ def test_saved_model_cli_lists_the_signature(trained_run):
 def test_export_cli_from_latest_checkpoint_with_its_reading_options(trained_run, tmp_path):
     import tensorflow_text  # noqa: F401
 
-    from sst2.run.config import ReadingConfig
+    from sst2.run.command_config import ReadingConfig
     from sst2.serve.graph.serving import make_predict_fn
     from sst2.serve.trained import restore
 

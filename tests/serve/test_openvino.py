@@ -229,7 +229,7 @@ def test_what_the_artifact_cannot_do_is_one_error_line(float32_run, tmp_path):
     # No runtime installed.
     missing = subprocess.run(
         [sys.executable, "-c", "import sys; sys.modules['nncf'] = None; "
-         "from sst2 import cli, export; from sst2.run.config import ExportConfig; "
+         "from sst2 import cli, export; from sst2.run.command_config import ExportConfig; "
          "sys.argv = ['sst2.export', '--model_dir=" + float32_run + "', '--format=openvino']; "
          "cli.run(export.main, ExportConfig)"], capture_output=True, text=True, cwd=REPO,
         timeout=300)

@@ -129,7 +129,7 @@ def _keras_hub_probabilities(preprocessor, backbone, head, spec, token_rows):
 @pytest.mark.parametrize("model_options", [{"pooling": "cls_mean"}, {"pooling": "attention"}])
 def test_a_long_text_is_the_mean_of_its_windows_and_a_short_one_is_unchanged(tiny_preset,
                                                                              model_options):
-    from sst2.run.config import ReadingConfig
+    from sst2.run.command_config import ReadingConfig
 
     preprocessor, backbone, head, spec = _tiny_model(tiny_preset, **model_options)
     reading = ReadingConfig(window_overlap=0.5, max_windows=4)

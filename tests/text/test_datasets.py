@@ -10,7 +10,8 @@ from sst2.run.config import DataConfig
 from sst2.run.errors import UserError
 from sst2.serve.graph import packing
 from sst2.text import data, glue
-from sst2.text.datasets import SST2_INFO, FileDataset, TfdsDataset, open_dataset
+from sst2.text.dataset_info import SST2_INFO
+from sst2.text.datasets import FileDataset, TfdsDataset, open_dataset
 
 
 def test_glue_sst2_is_the_default_and_unchanged(tiny_data_dir):

@@ -36,7 +36,7 @@ from sst2.model import target_math
 from sst2.model.backbone import FeatureSpec, frozen_features
 from sst2.model.inference import FastEncoder
 from sst2.run import targets
-from sst2.run.config import ExplainConfig, ReadingConfig
+from sst2.run.command_config import ExplainConfig, ReadingConfig
 from sst2.serve.graph import answers as answering
 from sst2.serve.graph.packing import (
     as_ragged,
@@ -46,7 +46,7 @@ from sst2.serve.graph.packing import (
     window_size,
     window_stride,
 )
-from sst2.text.datasets import SST2_INFO, DatasetInfo
+from sst2.text.dataset_info import SST2_INFO, DatasetInfo
 
 UNREAD = -1  # the source of a [CLS], [SEP] or padding position: no token of the text
 # Row positions explained at once: a row's gradient keeps every layer's activations

@@ -39,7 +39,7 @@ from sst2.model import hardware, target_math
 from sst2.model.backbone import FeatureSpec, frozen_features, pool_features
 from sst2.model.inference import FastEncoder
 from sst2.run import targets
-from sst2.run.config import ExplainConfig, ReadingConfig
+from sst2.run.command_config import ExplainConfig, ReadingConfig
 from sst2.serve.graph import answers
 from sst2.serve.graph.explaining import make_explain_fn
 from sst2.serve.graph.packing import (
@@ -52,7 +52,7 @@ from sst2.serve.graph.packing import (
     window_stride,
 )
 from sst2.serve.versions import write_export_facts, write_version
-from sst2.text.datasets import SST2_INFO, DatasetInfo
+from sst2.text.dataset_info import SST2_INFO, DatasetInfo
 
 
 def make_window_logits_fn(preprocessor, backbone, head, spec: FeatureSpec,
