@@ -12,7 +12,7 @@ predicts the `--test_file` into `<model_dir>/predictions.jsonl`.
 """
 
 from sst2 import cli
-from sst2.run.command_config import EvaluateConfig
+from sst2.run.command_config import EvaluateConfig, ReadingConfig
 
 
 def main(config: EvaluateConfig, argv: list[str]) -> None:
@@ -25,8 +25,8 @@ def main(config: EvaluateConfig, argv: list[str]) -> None:
     with RunLock(config.model_dir, create=False):
         trained = restore(config.model_dir, config.checkpoint)
         evaluate(trained, config.data_dir, eval_split=config.eval_split,
-                 submission_path=config.output, reading=config, eval_file=config.eval_file,
-                 test_file=config.test_file)
+                 submission_path=config.output, reading=config.part(ReadingConfig),
+                 eval_file=config.eval_file, test_file=config.test_file)
         if config.report:
             from sst2.serve.report import write_report
 

@@ -9,10 +9,11 @@ Writes `<model_dir>/export/<version>/` (`--format=openvino`:
 `<model_dir>/export_openvino/<version>/`), or under --export_root.
 """
 
+import dataclasses
 import importlib
 
 from sst2 import cli
-from sst2.run.command_config import ExportConfig
+from sst2.run.command_config import ExplainConfig, ExportConfig, ReadingConfig
 from sst2.run.errors import UserError
 
 # What --format=openvino needs beyond sst2's own requirements.
@@ -32,17 +33,18 @@ def main(config: ExportConfig, argv: list[str]) -> None:
     with RunLock(config.model_dir, create=False):
         trained = restore(config.model_dir, config.checkpoint)
         if not config.calibrate:
-            trained.temperature = None
+            trained = dataclasses.replace(trained, temperature=None)
         elif trained.temperature is None:  # a run without one for this checkpoint
             from sst2.serve.calibrated import calibrate_run
 
-            calibrate_run(trained)
+            trained = calibrate_run(trained)
         if config.format == "openvino":
             from sst2.serve.openvino import export as openvino_export
 
             path = openvino_export.export_run(trained, config)
         else:
-            path = trained.export(config.export_root, config, explaining=config)
+            path = trained.export(config.export_root, config.part(ReadingConfig),
+                                  explaining=config.part(ExplainConfig))
     print(f"Exported {trained.checkpoint_path} to {path}")
 
 

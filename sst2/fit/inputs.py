@@ -152,10 +152,33 @@ def split_source(config: TrainConfig, split: str, tokens: dict, encoding: Encodi
     return CachedFeatureSource(features, batch_size, seed, shuffle)
 
 
+@dataclasses.dataclass(frozen=True)
+class RunInputs:
+    """What a run trains and evaluates on, read once (`run_sources`).
+
+    Attributes:
+        train, eval: the batch sources (`sst2.fit.sources`).
+        info: the dataset as the run learns it: a regression run's with its target's
+            scale, measured on the training split.
+        class_weights: `--class_weights=balanced`'s weights, or None.
+        precisions: what the backbone computes in (`encode`, `train`).
+        global_batch: examples per step, over every replica.
+        facts: what `metrics.json` records about them.
+    """
+
+    train: object
+    eval: object
+    info: object
+    class_weights: list | None
+    precisions: dict
+    global_batch: int
+    facts: dict
+
+
 def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encoding: Encoding,
-             backbone, global_batch: int, worker: WorkerInfo, precisions: dict) -> tuple:
-    """A run's train and eval batch sources, and the facts about them `metrics.json` records
-    (a regression run's `dataset.info` gains its target's scale)."""
+                backbone, global_batch: int, worker: WorkerInfo,
+                precisions: dict) -> RunInputs:
+    """A run's inputs (`RunInputs`): its splits tokenized, encoded (or cached) and batched."""
     data_config, optimization, info = config.data, config.optimization, dataset.info
     logging.info(f"Tokenizing {data_config.train_split} and {data_config.eval_split} of "
                  f"{data_config.train_file or info.name} "
@@ -167,7 +190,7 @@ def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encodin
     eval_tokens = tokenize_split(dataset, data_config.eval_split, preprocessor,
                                  labelled="--eval_split", separate_pairs=separate)
     if info.target.standardized:  # the head learns the standardized number
-        info = dataset.info = dataclasses.replace(info, target_scale=dataclasses.asdict(
+        info = dataclasses.replace(info, target_scale=dataclasses.asdict(
             targets.TargetScale.of(train_tokens["label"])))
     logging.info(f"{len(train_tokens['label'])} training and {len(eval_tokens['label'])} "
                  f"evaluation {'pairs' if info.is_pair else 'sentences'}, "
@@ -200,6 +223,8 @@ def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encodin
     if buckets["train"]:
         logging.info(f"Length buckets (one compiled shape each): training {buckets['train']}, "
                      f"evaluation {buckets['eval']}.")
+    class_weights = (info.target.class_weights(train_tokens["label"], info.num_classes).tolist()
+                     if optimization.class_weights == "balanced" else None)
     facts = {"precision": encoding.precision, "precisions": precisions,
              "length_buckets": buckets if buckets["train"] else None,
              "learning_rate": optimization.learning_rate,
@@ -209,11 +234,9 @@ def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encodin
              "eval_examples": len(eval_tokens["label"]),
              "tokenize_seconds": tokenize_seconds, "encode_seconds": encode_seconds,
              **work,
-             "dataset": info.to_dict(),
-             "class_weights": (info.target.class_weights(train_tokens["label"],
-                                                          info.num_classes).tolist()
-                               if optimization.class_weights == "balanced" else None)}
-    return train_source, eval_source, facts
+             "dataset": info.to_dict(), "class_weights": class_weights}
+    return RunInputs(train_source, eval_source, info, class_weights, precisions, global_batch,
+                     facts)
 
 
 def _describe_optimization(config: TrainConfig) -> str:

@@ -30,7 +30,7 @@ from sst2.fit import averaging, distribute
 from sst2.fit.callbacks import CheckpointCallback, Interrupted, SummaryCallback
 from sst2.fit.checkpoint import RunCheckpoint
 from sst2.fit.frozen_model import load_model
-from sst2.fit.inputs import run_sources
+from sst2.fit.inputs import RunInputs, run_sources
 from sst2.fit.loop import fit
 from sst2.fit.optimization import make_optimizer
 from sst2.fit.resume import check_same_dataset, resolve_from_data, start_or_check_resume
@@ -87,18 +87,15 @@ def run(config: TrainConfig, build_trainer=None, actions=()) -> dict:
         # precision trial loads two): the same seed gives the same run, bit for bit.
         keras.utils.set_random_seed(config.optimization.seed)
         global_batch = config.optimization.batch_size * strategy.num_replicas_in_sync
-        train_source, eval_source, facts = run_sources(config, dataset, preprocessor,
-                                                       encoding, backbone, global_batch, worker,
-                                                       precisions)
-        trainer = (build_trainer or _build_trainer)(config, strategy, backbone, dataset.info,
-                                                    train_source, global_batch, precisions,
-                                                    facts)
+        inputs = run_sources(config, dataset, preprocessor, encoding, backbone, global_batch,
+                             worker, precisions)
+        trainer = (build_trainer or _build_trainer)(config, strategy, backbone, inputs)
         checkpoint = RunCheckpoint(out_dir, trainer.head, trainer.optimizer,
                                    keep=config.run.keep_checkpoints, read_dir=model_dir,
                                    weight_average=trainer.weight_average)
         head_started = time.time()
-        final, summaries, history = _train(config, dataset.info, trainer, checkpoint,
-                                           train_source, eval_source, out_dir, worker, facts)
+        final, summaries, history = _train(config, trainer, checkpoint, inputs, out_dir,
+                                           worker)
         summaries.write(test={"split": config.data.eval_split, **final},
                         head_seconds=time.time() - head_started,
                         wall_seconds=time.time() - started)
@@ -125,29 +122,30 @@ def _hold_run_folder(config: TrainConfig, worker, cleanup: contextlib.ExitStack)
     return out_dir
 
 
-def _build_trainer(config: TrainConfig, strategy, backbone, info: DatasetInfo, train_source,
-                   global_batch: int, precisions: dict, facts: dict) -> Trainer:
+def _build_trainer(config: TrainConfig, strategy, backbone, inputs: RunInputs) -> Trainer:
     """The head, its optimizer and weight average, and the compiled steps, built."""
     spec = FeatureSpec.of(config.model)
     with strategy.scope():
-        head = head_for(config, backbone, info, precisions, copy_unfrozen=True)
-        total_steps = sum(train_source.num_batches(e) for e in range(config.optimization.epochs))
+        head = head_for(config, backbone, inputs.info, inputs.precisions, copy_unfrozen=True)
+        total_steps = sum(inputs.train.num_batches(e)
+                          for e in range(config.optimization.epochs))
         optimizer = make_optimizer(config.optimization, head, total_steps)
-    trainer = Trainer(head, optimizer, global_batch,
+    trainer = Trainer(head, optimizer, inputs.global_batch,
                       weight_average=averaging.from_decay(config.optimization.ema_decay),
                       rdrop_alpha=config.optimization.rdrop_alpha,
-                      **trainer_options(config, strategy, info, facts))
+                      **trainer_options(config, strategy, inputs))
     trainer.build(spec.feature_shape(backbone))
     return trainer
 
 
-def trainer_options(config: TrainConfig, strategy, info: DatasetInfo, facts: dict) -> dict:
+def trainer_options(config: TrainConfig, strategy, inputs: RunInputs) -> dict:
     """What every trainer of a run takes from its config and data: the strategy, XLA,
     class weights, its target (and a number's scale) and a fixed threshold."""
     spec = FeatureSpec.of(config.model)
+    info = inputs.info
     return {"strategy": strategy,
             "jit_compile": hardware.head_jit(config.run.jit_compile, spec.has_transformer_blocks),
-            "class_weights": facts["class_weights"], "target": info.target,
+            "class_weights": inputs.class_weights, "target": info.target,
             "target_scale": targets.TargetScale.from_record(info.target_scale),
             "threshold": config.model.threshold}
 
@@ -171,8 +169,8 @@ def with_absolute_paths(config: TrainConfig) -> TrainConfig:
                           run={"cache_dir": absolute(config.run.cache_dir)})
 
 
-def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint: RunCheckpoint,
-           train_source, eval_source, out_dir: str, worker: WorkerInfo, facts: dict) -> tuple:
+def _train(config: TrainConfig, trainer: Trainer, checkpoint: RunCheckpoint, inputs: RunInputs,
+           out_dir: str, worker: WorkerInfo) -> tuple:
     """Resumes from the latest checkpoint, runs the epochs, evaluates; returns
     `(final metrics, the summary callback, every epoch's record)`."""
     model_dir = config.run.model_dir
@@ -182,19 +180,19 @@ def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint:
         logging.info(f"Resuming from step {start.step} (epoch {start.epoch + 1}, "
                      f"batch {start.batch}) in {checkpoint.manager.directory}.")
     if worker.is_chief:
-        save_config(model_dir, config, info, train_source.boundaries, facts["precisions"])
+        save_config(model_dir, config, inputs.info, inputs.train.boundaries, inputs.precisions)
     metrics_path = RunFolder(model_dir).metrics
     history = (load_json(metrics_path).get("epochs", [])
                if restored and os.path.exists(metrics_path) else [])
     summaries = SummaryCallback(out_dir, history, {
-        "config": to_dict(config), **facts,
+        "config": to_dict(config), **inputs.facts,
         "replicas": trainer.strategy.num_replicas_in_sync, "workers": worker.count})
     checkpoints = CheckpointCallback(checkpoint=checkpoint,
                                      every_steps=config.run.checkpoint_every_steps,
                                      best_metric=config.optimization.best_metric)
     try:
         with checkpoints.saving_on_signals():
-            fit(trainer, train_source, eval_source, config.optimization.epochs, start=start,
+            fit(trainer, inputs.train, inputs.eval, config.optimization.epochs, start=start,
                 epoch_sums=epoch_sums, callbacks=[checkpoints, summaries],
                 show_progress=config.run.progress,
                 steps_per_call=config.run.steps_per_call)
@@ -210,7 +208,13 @@ def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint:
                         f"Checkpoints are in {model_dir}/checkpoints; restart every "
                         "worker with the same command to resume.") from None
 
-    final = trainer.evaluate(eval_source, show_progress=False)
+    final = trainer.evaluate(inputs.eval, show_progress=False)
+    _log_test(config, inputs.info, final)
+    return final, summaries, history
+
+
+def _log_test(config: TrainConfig, info: DatasetInfo, final: dict) -> None:
+    """The final evaluation's lines: `Test Loss`, `Test Accuracy` and the rest."""
     logging.info(f"Test Loss: {final['loss']:.4f}")
     if "accuracy" in final:
         logging.info(f"Test Accuracy: {final['accuracy']:.4f}")
@@ -220,4 +224,3 @@ def _train(config: TrainConfig, info: DatasetInfo, trainer: Trainer, checkpoint:
     if info.glue_task:
         logging.info(f"(GLUE's {info.glue_task} test split has no labels, so the test metrics "
                      f"above are computed on {config.data.eval_split!r}.)")
-    return final, summaries, history

@@ -108,7 +108,7 @@ def export_best(search_dir: str, rows: list, configurations: list, groups: list,
         head.thresholds.assign(metrics.tune_thresholds(outputs, scored["gold"]))
     thresholds = head.thresholds.numpy() if target.thresholded else None
     if target.calibrated and base.run.calibrate:  # as sst2.train's export
-        calibrate_run(trained, scored=scored, record=False)
+        trained = calibrate_run(trained, scored=scored, record=False)
         outputs = calibration.scaled(outputs, trained.temperature)
     best["export_validation"] = target.score(outputs, scored["gold"], thresholds)
     path = trained.export(RunFolder(search_dir).export)

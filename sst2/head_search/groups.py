@@ -51,22 +51,22 @@ def grouped(configurations: list[dict], base: TrainConfig) -> list[list[int]]:
 
 def group_trainer(configurations: list[dict]):
     """A `training.run` trainer factory: the group's heads, trained together."""
-    def build(config, strategy, backbone, info, train_source, global_batch, precisions, facts):
+    def build(config, strategy, backbone, inputs):
         spec = FeatureSpec.of(config.model)
-        total_steps = sum(train_source.num_batches(e) for e in range(config.optimization.epochs))
+        total_steps = sum(inputs.train.num_batches(e) for e in range(config.optimization.epochs))
         heads = []
         members = members_of(config, configurations)
         states = _initial_random_states(config, {m.optimization.seed for m in members})
         with strategy.scope():
             for member in members:
                 random.setstate(states[member.optimization.seed])
-                heads.append(head_for(member, backbone, info, precisions,
+                heads.append(head_for(member, backbone, inputs.info, inputs.precisions,
                                       copy_unfrozen=True))
             group, optimizer = heads_together(heads, members, total_steps)
         random.setstate(states["after"])
-        trainer = GroupTrainer(group, optimizer, global_batch,
+        trainer = GroupTrainer(group, optimizer, inputs.global_batch,
                                best_metric=config.optimization.best_metric,
-                               **trainer_options(config, strategy, info, facts))
+                               **trainer_options(config, strategy, inputs))
         trainer.build(spec.feature_shape(backbone))
         return trainer
 

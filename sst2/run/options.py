@@ -94,3 +94,9 @@ class Options:
     def __post_init__(self):
         for field, spec, kind in options(type(self)):
             _check(field.name, getattr(self, field.name), spec, kind)
+
+    def part(self, options_class):
+        """The options of `options_class` (a class this one extends) as this instance
+        sets them: what a callee that reads only those is given."""
+        return options_class(**{field.name: getattr(self, field.name)
+                                for field in dataclasses.fields(options_class)})

@@ -12,11 +12,13 @@ multi-label thresholds are tuned instead, and a number needs none.
 Example:
     >>> from sst2.serve.trained import restore
     >>> trained = restore(trained_dir)
-    >>> result = calibrate_run(trained)
-    >>> result["accuracy_after"] == result["accuracy_before"], trained.temperature > 0
+    >>> calibrated = calibrate_run(trained)
+    >>> result = calibrated.calibration
+    >>> result["accuracy_after"] == result["accuracy_before"], calibrated.temperature > 0
     (True, True)
 """
 
+import dataclasses
 import os
 
 from absl import logging
@@ -28,23 +30,31 @@ from sst2.serve.evaluation import predict_split
 
 
 def calibrate_run(trained, split: str | None = None,
-                  scored: dict | None = None, record: bool = True) -> dict | None:
-    """Fits and records the temperature of `trained`'s checkpoint (see the module);
-    returns what `calibration.json` holds, or None for a target without a temperature.
-    `scored`: the split's uncalibrated answers, if the caller has them already;
-    `record=False`: kept in memory only (a search's ensemble, which no run folder holds)."""
+                  scored: dict | None = None, record: bool = True):
+    """`trained` at the temperature fitted on its checkpoint's answers (see the module),
+    with `calibration` what `calibration.json` holds; `trained` itself for a target
+    without a temperature.
+
+    Args:
+        trained: a `TrainedModel`.
+        split: where to fit it (default: the run's validation split).
+        scored: the split's uncalibrated answers, if the caller has them already.
+        record: write `calibration.json` (False: in memory only, for a search's
+            ensemble, which no run folder holds).
+    """
     if not trained.dataset.target.calibrated:
-        return None
+        return trained
     split = split or trained.config.data.eval_split
-    trained.temperature = None
     if scored is None:
-        scored = predict_split(trained, split, show_progress=trained.config.run.progress)
+        raw = dataclasses.replace(trained, temperature=None)
+        scored = predict_split(raw, split, show_progress=trained.config.run.progress)
     result = calibration.calibrate(scored["probabilities"], scored["gold"])
     checkpoint = os.path.basename(trained.checkpoint_path)
     result.update(split=split, checkpoint=checkpoint)
     if record and checkpoint.startswith("best-"):
         save_json(RunFolder(trained.config.run.model_dir).calibration, result)
-    trained.temperature, trained.calibration = result["temperature"], result
+    calibrated = dataclasses.replace(trained, temperature=result["temperature"],
+                                     calibration=result)
     if result["applied"]:
         logging.info(f"Calibration on {split}: temperature {result['temperature']:.3f} "
                      f"({result['reason']}), expected calibration error "
@@ -53,4 +63,4 @@ def calibrate_run(trained, split: str | None = None,
         logging.info(f"Calibration on {split}: temperature kept at 1 ({result['reason']}; "
                      f"fitted {result['fitted_temperature']:.3f} would not be trusted); expected "
                      f"calibration error {result['ece_before']:.4f}.")
-    return result
+    return calibrated

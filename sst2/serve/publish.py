@@ -37,7 +37,8 @@ def publish(config: TrainConfig, record) -> None:
     trained = restore(config.run.model_dir, "best", config=config)
     scored = scored_split(trained) if config.run.calibrate or config.run.report else None
     if config.run.calibrate:
-        record(calibration=calibrate_run(trained, scored=scored))
+        trained = calibrate_run(trained, scored=scored)
+        record(calibration=trained.calibration)
     path = trained.export()
     logging.info(f"Exported the best checkpoint ({os.path.basename(trained.checkpoint_path)}) "
                  f"as a SavedModel: {path}")

@@ -18,6 +18,7 @@ Example:
     (True, True, True)
 """
 
+import dataclasses
 import html
 import json
 import os
@@ -225,12 +226,9 @@ def scored_split(trained, split: str | None = None) -> dict:
     """What the report draws from: the split's uncalibrated answers, with their texts."""
     from sst2.serve.evaluation import predict_split
 
-    temperature, trained.temperature = trained.temperature, None  # raw probabilities
-    try:
-        return predict_split(trained, split or trained.config.data.eval_split,
-                             show_progress=trained.config.run.progress, with_text=True)
-    finally:
-        trained.temperature = temperature
+    raw = dataclasses.replace(trained, temperature=None)  # raw probabilities
+    return predict_split(raw, split or trained.config.data.eval_split,
+                         show_progress=trained.config.run.progress, with_text=True)
 
 
 # What the page shows, by how the target's labels are spelled (`Target.labels`): a

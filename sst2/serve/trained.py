@@ -30,9 +30,10 @@ from sst2.run.run_folder import RunFolder
 from sst2.text.dataset_info import SST2_INFO, DatasetInfo, load_dataset_info
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TrainedModel:
-    """A restored run: everything needed to predict, evaluate or export."""
+    """A restored run: everything needed to predict, evaluate or export. Frozen: another
+    temperature is another `TrainedModel` (`dataclasses.replace`), sharing the layers."""
 
     config: TrainConfig
     preprocessor: keras.layers.Layer

@@ -27,7 +27,6 @@ Example:
     (1, 2)
 """
 
-import dataclasses
 import os
 
 import nncf
@@ -238,8 +237,7 @@ def export_run(trained, config: ExportConfig) -> str:
     """`sst2.export --format=openvino`: the artifact of a restored run (`--quantize=int8`:
     calibrated on `config.calibration_texts` of its training texts), its agreement with
     the SavedModel measured on the run's validation split. Returns its folder."""
-    reading = {f.name: getattr(config, f.name) for f in dataclasses.fields(ReadingConfig)}
-    if ReadingConfig(**reading) != ReadingConfig():
+    if config.part(ReadingConfig) != ReadingConfig():
         raise UserError("--window_tokens, --window_overlap and --max_windows set how the "
                         "SavedModel reads long texts; the OpenVINO artifact reads the first "
                         f"{trained.preprocessor.sequence_length} tokens. Leave them unset.")
