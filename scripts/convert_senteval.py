@@ -16,7 +16,7 @@ import csv
 import json
 import os
 
-from sst2.text.text_files import file_format
+from sst2.text.file_text import file_format
 
 
 def convert(source: str, destination: str, encoding: str = "utf-8",

@@ -24,6 +24,7 @@ from absl import logging
 
 from sst2.run.errors import UserError
 from sst2.run.targets import INFERRED
+from sst2.text.number_labels import bad_number, decimal_comma_hint, is_number_like, number, numbers
 from sst2.text.text_files import TextTable
 
 # Integer labels are class ids 0..max: a stray large one would make that many classes.
@@ -126,50 +127,6 @@ def label_ids(table: TextTable, names: tuple) -> np.ndarray:
 
 # --- Other targets: several labels per text, or a number ---------------------------
 
-# The largest regression target: its squared error must stay finite in float32 (3.4e38),
-# or the loss, the MSE and their summaries overflow.
-MAX_SCORE = 1e18
-
-
-def _number(label) -> float | None:
-    """`label` as a finite number within `MAX_SCORE`, else None."""
-    if isinstance(label, list):
-        return None
-    try:
-        value = float(label)
-    except ValueError:
-        return None
-    return value if np.isfinite(value) and abs(value) <= MAX_SCORE else None
-
-
-def _is_number_like(label) -> bool:
-    """Whether `label` parses as a float at all (`nan`, `inf` and `1e400` included)."""
-    try:
-        float(label)
-        return not isinstance(label, list)
-    except (TypeError, ValueError):
-        return False
-
-
-def _decimal_comma_hint(label) -> str:
-    if isinstance(label, str) and re.fullmatch(r"\s*-?[0-9]+,[0-9]+\s*", label):
-        return (f" If {label!r} is a number written with a decimal comma, write it with a "
-                "point (3.5).")
-    return ""
-
-
-def _bad_score(table: TextTable, i: int,
-               rule: str = "a regression target is one finite number per example") -> UserError:
-    label = table.labels[i]
-    if _is_number_like(label) and np.isfinite(float(label)):
-        why = (f"is beyond {MAX_SCORE:g} (its squared error would overflow float32); "
-               "rescale the column")
-    else:
-        why = "is not a finite number"
-    return UserError(f"{table.path}: line {table.lines[i]}: the label {label!r} {why}; "
-                     f"{rule}." + _decimal_comma_hint(label))
-
-
 def infer_task(table: TextTable, separator: str = ",") -> str:
     """The kind of target (`sst2.run.targets.INFERRED`) the training labels imply: sets of
     labels when an example holds a list of labels or a label column holds `separator`;
@@ -194,18 +151,18 @@ def infer_task(table: TextTable, separator: str = ",") -> str:
             what = "a list of labels" if isinstance(label, list) else f"the separator {separator!r}"
             logging.info(f"Task: {INFERRED['label_sets']} (inferred from {table.path}: line "
                          f"{table.lines[i]}'s label {label!r} holds {what}; --task sets it)."
-                         + _decimal_comma_hint(label))
+                         + decimal_comma_hint(label))
             return INFERRED["label_sets"]
     decimals = [i for i, label in enumerate(table.labels)
-                if _is_number_like(label) and not _is_integer(label)]
+                if is_number_like(label) and not _is_integer(label)]
     if decimals:
-        bad = next((i for i in range(len(table)) if _number(table.labels[i]) is None), None)
+        bad = next((i for i in range(len(table)) if number(table.labels[i]) is None), None)
         if bad is not None:
-            first = next((i for i in decimals if _number(table.labels[i]) is not None), None)
+            first = next((i for i in decimals if number(table.labels[i]) is not None), None)
             if first is None:
-                raise _bad_score(table, bad, "a label is a class name, an integer class id "
+                raise bad_number(table, bad, "a label is a class name, an integer class id "
                                  "or a finite number, and this one reads as none of them")
-            raise UserError(str(_bad_score(table, bad)) + (
+            raise UserError(str(bad_number(table, bad)) + (
                 f" Other labels are decimal numbers (line {table.lines[first]}: "
                 f"{table.labels[first]!r}), so this file reads as a regression target; if "
                 f"its labels are class names, pass --task={INFERRED['classes']}."))
@@ -282,20 +239,6 @@ def multi_label_targets(table: TextTable, names: tuple, separator: str = ",") ->
     return targets
 
 
-def regression_targets(table: TextTable) -> np.ndarray:
-    """Each example's number, float32; NaN for every example of a file without labels.
-    A label that is not a finite number within `MAX_SCORE` is refused with its line."""
-    if table.labels is None:
-        return np.full(len(table), np.nan, np.float32)
-    values = np.empty(len(table), np.float32)
-    for i, label in enumerate(table.labels):
-        value = _number(label)
-        if value is None:
-            raise _bad_score(table, i)
-        values[i] = value
-    return values
-
-
 @dataclasses.dataclass(frozen=True)
 class LabelReader:
     """How files spell one kind's labels: `vocabulary(table, separator, names)` is the
@@ -314,5 +257,5 @@ READERS = {
         lambda table, names, separator: multi_label_targets(table, names,
                                                             separator).astype(np.int64)),
     "numbers": LabelReader(lambda table, separator, names: (),
-                           lambda table, names, separator: regression_targets(table)),
+                           lambda table, names, separator: numbers(table)),
 }

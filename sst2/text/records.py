@@ -36,7 +36,7 @@ import re
 from typing import Iterator
 
 from sst2.run.errors import UserError
-from sst2.text import text_files
+from sst2.text import file_text, text_files
 
 # What a line without a tab gets from a model of pairs (`sst2.predict`, `sst2.score`).
 NO_TAB = ("no tab: this model {verb} sentence pairs, each given as its two texts separated "
@@ -69,14 +69,14 @@ class RecordReading:
 
     def check_encoding(self) -> None:
         """Raises UserError for an encoding Python does not know."""
-        text_files.codec(self.encoding)
+        file_text.codec(self.encoding)
 
 
 def record_format(path: str, reading: RecordReading) -> str:
     """`csv`, `tsv`, `jsonl`, or `text` (a record per line) for a file."""
     if reading.file_format != "auto":
         return reading.file_format
-    return text_files.FORMATS.get(os.path.splitext(path)[1].lower(), "text")
+    return file_text.FORMATS.get(os.path.splitext(path)[1].lower(), "text")
 
 
 def decode(data: bytes, encoding: str) -> str:
@@ -87,7 +87,7 @@ def decode(data: bytes, encoding: str) -> str:
     >>> decode(b"\\xef\\xbb\\xbfok \\xff", "utf-8")
     'ok \\udcff'
     """
-    codec = text_files.codec(encoding)
+    codec = file_text.codec(encoding)
     try:
         return data.decode(codec, "surrogateescape")
     except UnicodeDecodeError:  # a codec that escapes no bytes below 0x80 (UTF-16's odd end)
@@ -173,7 +173,7 @@ def check_head(path: str, head: bytes, reading: RecordReading) -> None:
     fmt = record_format(path, reading)
     if fmt == "text":
         return
-    text = codecs.getincrementaldecoder(text_files.codec(reading.encoding))("replace").decode(
+    text = codecs.getincrementaldecoder(file_text.codec(reading.encoding))("replace").decode(
         head)
     first_line = text.split("\n", 1)[0] if "\n" in text else None
     if first_line is None or not first_line.strip():

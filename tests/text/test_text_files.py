@@ -7,7 +7,7 @@ import os
 import pytest
 
 from sst2.run.errors import UserError
-from sst2.text import labels, text_files
+from sst2.text import file_text, labels, text_files
 from tests.helpers import senteval_dir
 
 
@@ -91,8 +91,8 @@ def test_trec_training_file_is_latin1_as_distributed():
         raw.decode("utf-8")
     with pytest.raises(UserError, match=r"1 line\(s\) hold bytes that are not valid utf-8: "
                                         r"line 66, byte 53 \(0xf0\)"):
-        text_files.decode(path, "utf-8")
-    assert "sister\u00f0city" in text_files.decode(path, "latin-1")
+        file_text.decode(path, "utf-8")
+    assert "sister\u00f0city" in file_text.decode(path, "latin-1")
 
 
 def test_label_vocabulary_integers_names_and_given(tmp_path):
