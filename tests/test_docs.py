@@ -17,5 +17,24 @@ def test_the_layout_table_lists_every_module_as_its_docstring_says():
 
 
 def test_the_readme_is_for_a_newcomer():
+    """What it is, how to run it (the two set-up commands, as CI runs the second), your
+    own data, what a run writes, one results table with its CPU named, the docs linked;
+    short enough to read in one sitting."""
+    import re
+
     with open(os.path.join(REPO, "README.md")) as f:
-        assert len(f.read().splitlines()) <= 220
+        readme = f.read()
+    with open(os.path.join(REPO, ".ci", "run")) as f:
+        ci = f.read()
+    sections = re.findall(r"^## (.+)$", readme, re.M)
+    for needed in ("Your own data", "Commands", "What a run writes", "Results", "More"):
+        assert needed in sections, (needed, sections)
+    commands = [line.split("   #")[0].strip() for line in readme.splitlines()
+                if line.rstrip().endswith(("# the main job, offline", "# the tests"))]
+    assert len(commands) == 2 and "python -m sst2.train" in commands[0], commands
+    assert commands[1] in ci, "the README's test command is what CI runs"
+    results = readme[readme.index("## Results"):readme.index("## More")]
+    assert results.count("\n|---") == 1 and re.search(r"(AMD EPYC|Intel Xeon)", results)
+    for page in sorted(os.listdir(os.path.join(REPO, "docs"))):
+        assert f"(docs/{page})" in readme, page
+    assert len(readme.splitlines()) <= 220

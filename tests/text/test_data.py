@@ -34,9 +34,30 @@ def test_prepare_accepts_a_non_official_zip(tmp_path):
     assert glue.split_size("validation", data_dir) == 10
 
 
-def test_tfds_package_is_left_untouched(tiny_data_dir):
-    size, checksum = glue.registered_checksum()
-    assert checksum == "d67e16fb55739c1b32cdce9877596db1c127dc322d93c082281f64057c16deaa"
+def test_preparing_from_local_files_leaves_the_tfds_package_untouched(tmp_path):
+    """glue/sst2 is built through tfds's own builder with its download answered from disk,
+    not by registering checksums (which rewrites tfds's installed files): the package's
+    glue files keep their bytes, and its registered SST-2.zip is still the official one."""
+    import glob
+    import hashlib
+
+    import tensorflow_datasets as tfds
+
+    package = os.path.dirname(tfds.__file__)
+    files = sorted(glob.glob(os.path.join(package, "url_checksums", "*glue*")) +
+                   glob.glob(os.path.join(package, "text", "glue*.py")))
+
+    def digests():
+        return {path: hashlib.sha256(open(path, "rb").read()).hexdigest() for path in files}
+
+    before = digests()
+    write_tiny_glue(str(tmp_path / "SST-2"))
+    glue.prepare_glue_sst2(str(tmp_path / "SST-2"), str(tmp_path / "tfds"))
+    assert glue.split_size("train", str(tmp_path / "tfds")) == 256
+    assert files and digests() == before
+    # GLUE's own SHA-256 of SST-2.zip, as published with the dataset.
+    assert glue.registered_checksum()[1] == (
+        "d67e16fb55739c1b32cdce9877596db1c127dc322d93c082281f64057c16deaa")
 
 
 def test_missing_source_is_a_user_error(tmp_path):
