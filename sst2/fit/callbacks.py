@@ -33,6 +33,23 @@ class Interrupted(Exception):
     """The run was stopped by a signal, after saving a checkpoint."""
 
 
+class NewBestMetric:
+    """The best-checkpoint action's condition, as orbit's `NewBestMetric`: whether an
+    evaluation beats every earlier one by `metric` (`metrics.BEST_METRICS` says which
+    way is better), saving it as the best when it does. The best score so far lives in
+    the run's checkpoint, so a resumed run compares with it."""
+
+    def __init__(self, metric: str, checkpoint: RunCheckpoint):
+        self.metric, self.checkpoint = metric, checkpoint
+
+    def __call__(self, position: Position, evaluation: dict) -> bool:
+        value = evaluation.get(self.metric)
+        if value is None:
+            return False
+        return self.checkpoint.save_if_best(
+            position, value if BEST_METRICS[self.metric] else -value)
+
+
 class CheckpointCallback(Callback):
     """Saves every `every_steps` steps and at epoch ends; keeps the best; saves on a signal."""
 
@@ -41,7 +58,7 @@ class CheckpointCallback(Callback):
         """`best_metric`: the validation metric (`metrics.BEST_METRICS`) that picks the best."""
         self.checkpoint = checkpoint
         self.every_steps = every_steps
-        self.best_metric = best_metric
+        self.new_best = NewBestMetric(best_metric, checkpoint)
         self.signal_received = None
 
     def on_step_end(self, position: Position, epoch_sums: MetricSums) -> None:
@@ -54,14 +71,12 @@ class CheckpointCallback(Callback):
     def steps_until_due(self, position: Position) -> int | None:
         return self.every_steps - position.step % self.every_steps if self.every_steps else None
 
-    def on_epoch_end(self, position: Position, record: dict) -> None:
-        # The best score first: the rolling checkpoint must hold it, or a run resumed
-        # from this epoch's end would not know this epoch's score.
-        value = record.get(f"val_{self.best_metric}")
-        if value is not None:
-            score = value if BEST_METRICS[self.best_metric] else -value
-            if self.checkpoint.save_if_best(position, score):
-                record["best"] = True
+    def on_epoch_end(self, position: Position, record: dict,
+                     evaluation: dict | None = None) -> None:
+        # The best first: the rolling checkpoint must hold the best score, or a run
+        # resumed from this epoch's end would not know this epoch's.
+        if evaluation is not None and self.new_best(position, evaluation):
+            record["best"] = True
         self.checkpoint.save(position, None)
 
     @contextlib.contextmanager
@@ -104,8 +119,10 @@ class SummaryCallback(Callback):
                 if "accuracy" in current:
                     tf.summary.scalar("running_accuracy", current["accuracy"])
 
-    def on_epoch_end(self, position: Position, record: dict) -> None:
-        outputs = record.pop("_val_outputs", None)
+    def on_epoch_end(self, position: Position, record: dict,
+                     evaluation: dict | None = None) -> None:
+        outputs = ((evaluation["outputs"], evaluation["labels"])
+                   if evaluation is not None and "outputs" in evaluation else None)
         if outputs is not None or "val_confusion" in record:
             with self.eval_writer.as_default(step=record["step"]):
                 tensorboard_pictures(record.get("val_confusion"), outputs, record["step"])

@@ -62,7 +62,11 @@ class Callback:
         (with many steps per call, calls stop there); None: any call's end will do."""
         return None
 
-    def on_epoch_end(self, position: Position, record: dict) -> None: ...
+    def on_epoch_end(self, position: Position, record: dict,
+                     evaluation: dict | None = None) -> None:
+        """After an epoch: its `record` (what `metrics.json` keeps) and the evaluator's
+        whole result (`evaluation`: its metrics, and every output where it kept them),
+        or None when the run has no evaluation split."""
 
 
 def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | None,
@@ -95,19 +99,18 @@ def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | 
                   **_named("train", sums.result()), "seconds": time.time() - started}
         if eval_source is not None:
             eval_started = time.time()
-            result = trainer.evaluate(eval_source, show_progress=show_progress,
-                                      with_outputs=True)
-            record.update(_named("val", result), eval_seconds=time.time() - eval_started)
-            if "outputs" in result:  # for the callbacks (TensorBoard), not metrics.json
-                record["_val_outputs"] = (result["outputs"], result["labels"])
+            evaluation = trainer.evaluator.evaluate(eval_source, show_progress=show_progress,
+                                                    with_outputs=True)
+            record.update(_named("val", evaluation), eval_seconds=time.time() - eval_started)
+        else:
+            evaluation = None
         if trainer.stops_on_non_finite:
             _check_finite(record)
         logging.info(f"Epoch {record['epoch']}/{epochs}: " + describe(record))
         position.epoch += 1
         position.batch = 0
         for callback in callbacks:
-            callback.on_epoch_end(position, record)
-        record.pop("_val_outputs", None)
+            callback.on_epoch_end(position, record, evaluation)
         records.append(record)
     return records
 

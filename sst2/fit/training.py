@@ -208,7 +208,7 @@ def _train(config: TrainConfig, trainer: Trainer, checkpoint: RunCheckpoint, inp
                         f"Checkpoints are in {model_dir}/checkpoints; restart every "
                         "worker with the same command to resume.") from None
 
-    final = trainer.evaluate(inputs.eval, show_progress=False)
+    final = trainer.evaluator.evaluate(inputs.eval, show_progress=False)
     _log_test(config, inputs.info, final)
     return final, summaries, history
 

@@ -32,7 +32,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sst2.fit.steps import Trainer, as_float32
+from sst2.fit.evaluator import Evaluator, as_float32
+from sst2.fit.steps import Trainer
 from sst2.model import target_math
 from sst2.run import metrics, targets
 
@@ -83,6 +84,46 @@ class MeanOfHeads(keras.Model):
         return target_math.mean_of_heads(self.target, logits)
 
 
+class GroupEvaluator(Evaluator):
+    """Scores every head of a `HeadGroup`: returns the best head's metrics by the
+    trainer's `best_metric` (what picks the group's best checkpoint) with `heads` (every
+    head's metrics) and `best_head`; multi-label heads keep their own tuned thresholds."""
+
+    batch_axis = 1  # outputs are [heads, batch, ...]
+
+    def outputs_and_loss(self, features, labels):
+        trainer = self.trainer
+        logits = trainer.head(as_float32(features), training=False)
+        return (per_head(lambda head_logits: target_math.outputs(
+                    trainer.target, head_logits, scale=trainer.target_scale), logits),
+                per_head(lambda head_logits: target_math.loss(
+                    trainer.target, head_logits, labels, scale=trainer.target_scale), logits))
+
+    def evaluate(self, source, description: str = "eval", show_progress: bool = True,
+                 thresholds=None, with_outputs: bool = False) -> dict:
+        from tqdm.auto import tqdm
+
+        trainer = self.trainer
+        with tqdm(total=source.num_batches(0), desc=description, leave=False,
+                  disable=not show_progress) as bar:
+            outputs, labels, losses = self.collect(source, bar)
+        results = []
+        for k, head in enumerate(trainer.head.heads):
+            fixed = (None if trainer.threshold is None
+                     else np.full(labels.shape[1], trainer.threshold))
+            result = trainer.target.score(outputs[k], labels, fixed,
+                                          loss=float(losses[k]) / max(len(labels), 1))
+            if "thresholds" in result:
+                head.thresholds.assign(result["thresholds"])
+            results.append(result)
+        higher = metrics.BEST_METRICS[trainer.best_metric]
+        values = [r[trainer.best_metric] * (1 if higher else -1) for r in results]
+        best = int(np.argmax(values))
+        return {**results[best], "best_head": best,
+                "heads": [{name: r[name] for name in metrics.METRICS if name in r}
+                          for r in results]}
+
+
 class GroupTrainer(Trainer):
     """`Trainer`'s steps for a `HeadGroup`: one compiled step trains every head.
 
@@ -90,24 +131,20 @@ class GroupTrainer(Trainer):
     minimizes their sum, so each head's gradient is the one it would get alone;
     each head has its own learning rate (`optimizer`: a `GroupedOptimizer` of an
     Adam per head, or a `StackedAdam`). The
-    reported training loss and accuracy are the heads' mean. `evaluate`
-    scores every head, returns the best head's metrics by `best_metric` (what
-    picks the group's best checkpoint) with `heads` (every head's metrics) and
-    `best_head`; multi-label heads keep their own tuned thresholds.
+    reported training loss and accuracy are the heads' mean; its evaluator is a
+    `GroupEvaluator`.
     """
 
     # One diverging head of a search loses the search; the others train on.
     stops_on_non_finite = False
+    evaluator_class = GroupEvaluator
 
     def __init__(self, group, optimizer, batch_size: int, best_metric: str, **kwargs):
         super().__init__(group, optimizer, batch_size, **kwargs)
         self.best_metric = best_metric
 
-    def _per_head(self, fn, logits, *args):
-        return tf.stack([fn(head_logits, *args) for head_logits in tf.unstack(logits)])
-
-    def _sums(self, logits, labels, weights):
-        per_example = self._per_head(
+    def sums_of(self, logits, labels, weights):
+        per_example = per_head(
             lambda head_logits: target_math.loss(self.target, head_logits, labels,
                                                  scale=self.target_scale), logits)
         if self.target.counts_correct:
@@ -125,8 +162,8 @@ class GroupTrainer(Trainer):
             features = as_float32(features)
             with tf.GradientTape() as tape:  # multi-label: a positive weight per label
                 logits = self.head(features, training=True)
-                _, sums = self._sums(logits, labels, weights)
-                per_example = self._per_head(
+                _, sums = self.sums_of(logits, labels, weights)
+                per_example = per_head(
                     lambda head_logits: target_math.loss(self.target, head_logits, labels,
                                                          self.class_weights), logits)
                 loss = tf.nn.compute_average_loss(per_example * weights,
@@ -134,35 +171,7 @@ class GroupTrainer(Trainer):
             return tape.gradient(loss, self.head.trainable_variables), sums
         return super()._replica_gradients(features, labels, weights)
 
-    def _outputs_and_loss(self, features, labels):
-        logits = self.head(as_float32(features), training=False)
-        return (self._per_head(lambda head_logits: target_math.outputs(
-                    self.target, head_logits, scale=self.target_scale), logits),
-                self._per_head(lambda head_logits: target_math.loss(
-                    self.target, head_logits, labels, scale=self.target_scale), logits))
 
-    batch_axis = 1  # outputs are [heads, batch, ...]
-
-    def evaluate(self, source, description: str = "eval", show_progress: bool = True,
-                 thresholds=None, with_outputs: bool = False) -> dict:
-        from tqdm.auto import tqdm
-
-        with tqdm(total=source.num_batches(0), desc=description, leave=False,
-                  disable=not show_progress) as bar:
-            outputs, labels, losses = self.collect(source, bar)
-        results = []
-        for k, head in enumerate(self.head.heads):
-            fixed = (None if self.threshold is None
-                     else np.full(labels.shape[1], self.threshold))
-            result = self.target.score(outputs[k], labels, fixed,
-                                       loss=float(losses[k]) / max(len(labels), 1))
-            if "thresholds" in result:
-                head.thresholds.assign(result["thresholds"])
-            results.append(result)
-        higher = metrics.BEST_METRICS[self.best_metric]
-        values = [r[self.best_metric] * (1 if higher else -1) for r in results]
-        best = int(np.argmax(values))
-        return {**results[best], "best_head": best,
-                "heads": [{name: r[name] for name in metrics.METRICS if name in r}
-                          for r in results]}
-
+def per_head(fn, logits, *args):
+    """`fn` of each head's logits (`logits` stacks them first), stacked again."""
+    return tf.stack([fn(head_logits, *args) for head_logits in tf.unstack(logits)])

@@ -40,10 +40,10 @@ def test_train_step_lowers_loss_on_a_fixed_batch():
     feats = (rng.normal(size=(8, 1, 16)) + labels[:, None, None]).astype(np.float32)
     batch = Batch(feats, labels, np.ones(8, np.float32))
     trainer = _trainer()
-    first = float(trainer.eval_step(batch)["loss"])
+    first = float(trainer.evaluator.eval_step(batch)["loss"])
     for _ in range(20):
         trainer.train_step(batch)
-    assert float(trainer.eval_step(batch)["loss"]) < 0.5 * first
+    assert float(trainer.evaluator.eval_step(batch)["loss"]) < 0.5 * first
 
 
 def test_eval_step_accuracy_matches_hand_count():
@@ -53,7 +53,7 @@ def test_eval_step_accuracy_matches_hand_count():
     weights = np.array([1, 1, 1, 1, 1, 1, 0, 0], np.float32)  # two padded rows
     trainer = _trainer()
     logits = trainer.head(feats).numpy()
-    sums = trainer.eval_step(Batch(feats, labels, weights))
+    sums = trainer.evaluator.eval_step(Batch(feats, labels, weights))
     hand = int(((logits.argmax(-1) == labels) * weights).sum())
     assert int(sums["correct"]) == hand and int(sums["count"]) == 6
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
@@ -91,7 +91,7 @@ def test_evaluate_reports_macro_f1_and_mcc_of_its_confusion_matrix():
                                  np.arange(40))
     trainer = _trainer(num_classes=3)
     source = sources.CachedFeatureSource(cached, batch_size=8, seed=0)
-    result = trainer.evaluate(source, show_progress=False)
+    result = trainer.evaluator.evaluate(source, show_progress=False)
     predictions = trainer.head(cached.features.astype(np.float32)).numpy().argmax(-1)
     confusion = np.zeros((3, 3))
     np.add.at(confusion, (labels, predictions), 1)
@@ -149,12 +149,12 @@ def test_trainer_updates_the_average_in_its_step_and_evaluates_with_it():
     average = averaged.weight_average
     assert int(average.updates.numpy()) == 5
     raw = [v.numpy() for v in averaged.head.trainable_variables]
-    result = averaged.evaluate(_OneBatch(batch), show_progress=False)
+    result = averaged.evaluator.evaluate(_OneBatch(batch), show_progress=False)
     # Evaluation saw the averaged weights, and left the raw ones in place.
     for v, r in zip(averaged.head.trainable_variables, raw):
         np.testing.assert_array_equal(v.numpy(), r)
     average.copy_to(plain.head.trainable_variables)
-    expected = plain.evaluate(_OneBatch(batch), show_progress=False)
+    expected = plain.evaluator.evaluate(_OneBatch(batch), show_progress=False)
     assert result == expected
     assert not np.allclose(average.averages[0].numpy(), raw[0])
 
@@ -217,7 +217,7 @@ class _Recorder:
         if position.step % self.every == 0:
             self.seen.append((position.step, epoch_sums.state()))
 
-    def on_epoch_end(self, position, record):
+    def on_epoch_end(self, position, record, evaluation=None):
         pass
 
     def steps_until_due(self, position):

@@ -171,7 +171,8 @@ def test_best_metric_picks_the_best_checkpoint(tmp_path, metric, values, best):
                                   best_metric=metric)
     records = [{"val_accuracy": 0.0, f"val_{metric}": value} for value in values]
     for epoch, record in enumerate(records, start=1):
-        callback.on_epoch_end(Position(epoch, 0, epoch), record)
+        evaluation = {"accuracy": 0.0, metric: record[f"val_{metric}"]}
+        callback.on_epoch_end(Position(epoch, 0, epoch), record, evaluation)
     assert [epoch for epoch, r in enumerate(records, start=1) if r.get("best")][-1] == best
     assert os.path.basename(callback.checkpoint.best_manager.latest_checkpoint) == f"best-{best}"
 
