@@ -9,6 +9,8 @@ Example:
     TensorShape([4, 2])
 """
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
@@ -44,6 +46,45 @@ class Dropout(keras.layers.Dropout):
                         tf.zeros_like(inputs))
 
 
+@dataclasses.dataclass(frozen=True)
+class HeadSpec:
+    """What a `ClassifierHead` is made of, in one record (its Keras config).
+
+    Attributes:
+        hidden_units: the GELU layer's width (0: none).
+        dropout: the rate before the hidden layer and before the logits.
+        num_classes: the outputs (`Target.units`).
+        seed: dropout's seed (None: unseeded).
+        pooling: a name in `sst2.run.pooling.POOLINGS`.
+        sequence_layers: transformer blocks over token features (unfrozen copies of the
+            backbone's top layers first, then new ones).
+        num_heads, intermediate_dim: those blocks' sizes (the backbone's).
+        average_layers: the backbone layers whose average token features join the
+            unfrozen copies' outputs (0: no average).
+        unfrozen_layers: how many sequence layers continue the backbone.
+        unfrozen_dtype: their Keras dtype policy (`mixed_bfloat16` or `float32`).
+        thresholds: a tuned threshold per output (a thresholded target's).
+        pair: it reads two sentences' features, encoded apart.
+    """
+
+    hidden_units: int = 0
+    dropout: float = 0.0
+    num_classes: int = NUM_CLASSES
+    seed: int | None = None
+    pooling: str = "cls"
+    sequence_layers: int = 0
+    num_heads: int = 12
+    intermediate_dim: int = 3072
+    average_layers: int = 0
+    unfrozen_layers: int = 0
+    unfrozen_dtype: str = "float32"
+    thresholds: bool = False
+    pair: bool = False
+
+
+_SPEC_FIELDS = {field.name for field in dataclasses.fields(HeadSpec)}
+
+
 @keras.saving.register_keras_serializable(package="sst2")
 class ClassifierHead(keras.Model):
     """The trainable classifier over frozen features.
@@ -61,7 +102,8 @@ class ClassifierHead(keras.Model):
     optional GELU hidden layer with dropout, and a dense layer to logits. With
     `hidden_units=0` over one layer's `[CLS]` vector it is the seed's head.
 
-    A `multi_label` head also holds `thresholds`, one per label (non-trainable).
+    Its shape is a `HeadSpec`, given whole (`spec`) or field by field. A head with
+    `thresholds` holds one per output (non-trainable).
     A `pair` head reads two sentences' features, `{"first": ..., "second": ...}`,
     each as above (encoded apart, `--pair_encoding=separate`), pools each, and
     reads `(u, v, |u - v|, u * v)` of the two vectors and their cosine.
@@ -73,26 +115,22 @@ class ClassifierHead(keras.Model):
 
     """
 
-    def __init__(self, hidden_units: int = 0, dropout: float = 0.0,
-                 num_classes: int = NUM_CLASSES, seed: int | None = None,
-                 pooling: str = "cls", sequence_layers: int = 0, num_heads: int = 12,
-                 intermediate_dim: int = 3072, average_layers: int = 0,
-                 unfrozen_layers: int = 0, unfrozen_dtype: str = "float32",
-                 multi_label: bool = False, pair: bool = False, **kwargs):
-        super().__init__(**kwargs)
-        self.multi_label = multi_label
-        self.pair = pair
-        self.hidden_units = hidden_units
-        self.dropout = dropout
-        self.num_classes = num_classes
-        self.seed = seed
-        self.pooling = pooling
-        self.num_sequence_layers = sequence_layers
-        self.num_heads = num_heads
-        self.intermediate_dim = intermediate_dim
-        self.average_layers = average_layers
-        self.unfrozen_layers = unfrozen_layers
-        self.unfrozen_dtype = unfrozen_dtype
+    def __init__(self, spec: HeadSpec | None = None, **kwargs):
+        fields = {name: kwargs.pop(name) for name in list(kwargs) if name in _SPEC_FIELDS}
+        super().__init__(**kwargs)  # Keras' own: name, dtype, trainable
+        self.spec = spec = dataclasses.replace(spec or HeadSpec(), **fields)
+        self.pair = spec.pair
+        self.hidden_units = hidden_units = spec.hidden_units
+        self.dropout = dropout = spec.dropout
+        self.num_classes = num_classes = spec.num_classes
+        self.seed = seed = spec.seed
+        self.pooling = pooling = spec.pooling
+        self.num_sequence_layers = sequence_layers = spec.sequence_layers
+        self.num_heads = num_heads = spec.num_heads
+        self.intermediate_dim = intermediate_dim = spec.intermediate_dim
+        self.average_layers = spec.average_layers
+        self.unfrozen_layers = unfrozen_layers = spec.unfrozen_layers
+        self.unfrozen_dtype = unfrozen_dtype = spec.unfrozen_dtype
         if sequence_layers:
             from keras_hub.layers import TransformerEncoder
 
@@ -119,7 +157,7 @@ class ClassifierHead(keras.Model):
             if hidden_units else None)
         self.hidden_dropout = Dropout(dropout, seed=None if seed is None else seed + 1)
         self.logits = keras.layers.Dense(num_classes, name="logits")
-        if multi_label:
+        if spec.thresholds:
             # Each label's probability threshold, tuned on the validation split at each
             # evaluation: checkpointed and exported with the weights that earned it.
             self.thresholds = tf.Variable(tf.fill([num_classes], 0.5), trainable=False,
@@ -175,15 +213,7 @@ class ClassifierHead(keras.Model):
             ours.set_weights([w.numpy().astype("float32") for w in theirs.weights])
 
     def get_config(self):
-        config = super().get_config()
-        config.update(hidden_units=self.hidden_units, dropout=self.dropout,
-                      num_classes=self.num_classes, seed=self.seed, pooling=self.pooling,
-                      sequence_layers=self.num_sequence_layers, num_heads=self.num_heads,
-                      intermediate_dim=self.intermediate_dim,
-                      average_layers=self.average_layers, unfrozen_layers=self.unfrozen_layers,
-                      unfrozen_dtype=self.unfrozen_dtype, multi_label=self.multi_label,
-                      pair=self.pair)
-        return config
+        return {**super().get_config(), **dataclasses.asdict(self.spec)}
 
 
 def cosine(u, v):
@@ -236,17 +266,16 @@ def build_head(model_config, backbone, seed: int, copy_unfrozen: bool = False,
     reads them from its checkpoint instead.
     """
     spec = FeatureSpec.of(model_config)
-    head = ClassifierHead(
-        hidden_units=model_config.head_hidden, dropout=model_config.dropout, seed=seed,
-        num_classes=num_classes,
-        pooling=spec.pooling,
+    head = ClassifierHead(HeadSpec(
+        hidden_units=model_config.head_hidden, dropout=model_config.dropout,
+        num_classes=num_classes, seed=seed, pooling=spec.pooling,
         sequence_layers=model_config.trainable_layers + model_config.head_layers,
         num_heads=backbone.num_heads, intermediate_dim=backbone.intermediate_dim,
         average_layers=backbone.num_layers if spec.averages_unfrozen_layers else 0,
-        unfrozen_layers=model_config.trainable_layers, multi_label=thresholded,
-        pair=spec.separate_pairs,
+        unfrozen_layers=model_config.trainable_layers,
         unfrozen_dtype=("mixed_bfloat16" if (unfrozen_precision or backbone.dtype_policy
-                                             .compute_dtype) == "bfloat16" else "float32"))
+                                             .compute_dtype) == "bfloat16" else "float32"),
+        thresholds=thresholded, pair=spec.separate_pairs))
     head(example_features(spec.feature_shape(backbone), pair=spec.separate_pairs))
     if model_config.trainable_layers and copy_unfrozen:
         if backbone.dtype_policy.variable_dtype != "float32":
