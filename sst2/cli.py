@@ -146,15 +146,19 @@ def run(main: Callable, config_class, before_tensorflow: Callable | None = None,
                 raise  # a bug: the traceback is what a report needs
             fail(message + then())
 
-    def parse(argv):
-        # absl's own parser says "FATAL Flags parsing error" and exits 1.
-        try:
-            return flags.FLAGS(argv)
-        except flags.Error as e:
-            fail(f"{e} (--helpfull lists every flag).")
-
     logging.set_verbosity(logging.WARNING)  # tfds and tf.train log every file they touch
-    app.run(guarded, flags_parser=parse)
+    app.run(guarded, flags_parser=_parse)
+
+
+def _parse(argv):
+    """The flags in `argv`, or one `error:` line (absl's own parser says "FATAL Flags
+    parsing error" and exits 1)."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        fail(f"{e} (--helpfull lists every flag).")
 
 
 def _interrupt(signum, frame) -> None:

@@ -128,10 +128,20 @@ def split_source(config: TrainConfig, split: str, tokens: dict, encoding: Encodi
                  worker: WorkerInfo = WorkerInfo(), dataset=None,
                  boundaries: tuple[int, ...] | None = None, key: dict | None = None):
     """`split`'s batch source: cached features, or the backbone on every batch
-    (`--cache_features=false`). `batch_size` is the global batch (default: the config's);
-    `dataset` is the `datasets.DatasetInfo` and `key` the features' cache key, if known
-    (see `cached_features`); `boundaries`, the length buckets (default:
-    `bucket_boundaries`)."""
+    (`--cache_features=false`).
+
+    Args:
+        config: the run's options.
+        split: the split's name.
+        tokens: its tokenized examples (`tokenize_split`).
+        encoding: the frozen model's encode pass and precision.
+        shuffle: a new order each epoch (the training split).
+        batch_size: the global batch (default: the config's).
+        worker: this process's place in a multi-worker run.
+        dataset: the `DatasetInfo`, for the cache key (see `cached_features`).
+        boundaries: the length buckets (default: `bucket_boundaries`).
+        key: the features' cache key, if known.
+    """
     batch_size = batch_size or config.optimization.batch_size
     boundaries = boundaries or bucket_boundaries(config, tokens["length"], batch_size)
     seed = config.optimization.seed
@@ -178,20 +188,19 @@ class RunInputs:
 def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encoding: Encoding,
                 backbone, global_batch: int, worker: WorkerInfo,
                 precisions: dict) -> RunInputs:
-    """A run's inputs (`RunInputs`): its splits tokenized, encoded (or cached) and batched."""
-    data_config, optimization, info = config.data, config.optimization, dataset.info
-    logging.info(f"Tokenizing {data_config.train_split} and {data_config.eval_split} of "
-                 f"{data_config.train_file or info.name} "
-                 f"(sequence length {config.model.sequence_length})...")
+    """A run's inputs (`RunInputs`): its splits tokenized, encoded (or cached) and batched.
+
+    Args:
+        config: the run's options.
+        dataset: its data (`open_dataset`).
+        preprocessor, encoding, backbone: the frozen model and how it encodes.
+        global_batch: examples per step over every replica.
+        worker: this process's place in a multi-worker run.
+        precisions: what the backbone computes in, for `metrics.json`.
+    """
+    data_config, optimization = config.data, config.optimization
     tokenize_started = time.time()
-    separate = FeatureSpec.of(config.model).separate_pairs
-    train_tokens = tokenize_split(dataset, data_config.train_split, preprocessor,
-                                  labelled="--train_split", separate_pairs=separate)
-    eval_tokens = tokenize_split(dataset, data_config.eval_split, preprocessor,
-                                 labelled="--eval_split", separate_pairs=separate)
-    if info.target.standardized:  # the head learns the standardized number
-        info = dataclasses.replace(info, target_scale=dataclasses.asdict(
-            targets.TargetScale.of(train_tokens["label"])))
+    train_tokens, eval_tokens, info = _tokenized(config, dataset, preprocessor)
     logging.info(f"{len(train_tokens['label'])} training and {len(eval_tokens['label'])} "
                  f"evaluation {'pairs' if info.is_pair else 'sentences'}, "
                  f"{info.target.describe_labels(info.num_classes, info.target_scale)}; "
@@ -237,6 +246,24 @@ def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encodin
              "dataset": info.to_dict(), "class_weights": class_weights}
     return RunInputs(train_source, eval_source, info, class_weights, precisions, global_batch,
                      facts)
+
+
+def _tokenized(config: TrainConfig, dataset: TextDataset, preprocessor) -> tuple:
+    """`(train tokens, eval tokens, the dataset as learned)`: a regression run's info
+    gains its target's scale, measured on the training split."""
+    data_config, info = config.data, dataset.info
+    logging.info(f"Tokenizing {data_config.train_split} and {data_config.eval_split} of "
+                 f"{data_config.train_file or info.name} "
+                 f"(sequence length {config.model.sequence_length})...")
+    separate = FeatureSpec.of(config.model).separate_pairs
+    train_tokens = tokenize_split(dataset, data_config.train_split, preprocessor,
+                                  labelled="--train_split", separate_pairs=separate)
+    eval_tokens = tokenize_split(dataset, data_config.eval_split, preprocessor,
+                                 labelled="--eval_split", separate_pairs=separate)
+    if info.target.standardized:  # the head learns the standardized number
+        info = dataclasses.replace(info, target_scale=dataclasses.asdict(
+            targets.TargetScale.of(train_tokens["label"])))
+    return train_tokens, eval_tokens, info
 
 
 def _describe_optimization(config: TrainConfig) -> str:

@@ -83,9 +83,20 @@ def fit(trainer: Trainer, train_source: BatchSource, eval_source: BatchSource | 
     that is not a finite number raises `NonFiniteError` before any callback sees it
     (so no checkpoint holds those weights).
 
-    Returns one record per epoch finished in this call: `epoch` (1-based),
-    `step`, `train_<metric>` and `val_<metric>` for every metric the sums allow
-    (`metrics.METRICS`), `seconds` (training) and `eval_seconds`.
+    Args:
+        trainer: the compiled steps (`sst2.fit.steps.Trainer`) and their evaluator.
+        train_source, eval_source: the batches (`sst2.fit.sources`); no evaluation
+            without an `eval_source`.
+        epochs: the epoch to train to the end of.
+        start, epoch_sums: where a resumed run continues, and its epoch's sums so far.
+        callbacks: what runs at call ends and epoch ends (`Callback`).
+        show_progress: progress bars.
+        steps_per_call: train steps in one compiled call, at most.
+
+    Returns:
+        One record per epoch finished in this call: `epoch` (1-based), `step`,
+        `train_<metric>` and `val_<metric>` for every metric the sums allow
+        (`metrics.METRICS`), `seconds` (training) and `eval_seconds`.
     """
     position = start or Position()
     callbacks = list(callbacks)

@@ -47,7 +47,18 @@ class Trainer:
     `rdrop_alpha` > 0 each train step runs the head twice (see `rdrop_loss`);
     the reported training loss stays the first pass's cross-entropy.
 
-    `target` (`sst2.run.targets`) sets the loss and what logits become.
+    Args:
+        head: the model it trains (`ClassifierHead`, or a group of heads).
+        optimizer: what applies the gradients.
+        batch_size: the global batch, over every replica.
+        strategy: the `tf.distribute` strategy (default: the current one).
+        jit_compile: compile the steps with XLA.
+        weight_average: an average of the weights the evaluator scores, if any.
+        rdrop_alpha: R-Drop's weight (0: off).
+        class_weights: one weight per class, or per label's positives.
+        target: the kind of target (`sst2.run.targets`): the loss and what logits become.
+        target_scale: a regression target's training scale.
+        threshold: a fixed threshold for every label (None: tuned).
     """
 
     # A loss or metric that is not finite stops the run (`sst2.fit.loop.NonFiniteError`).

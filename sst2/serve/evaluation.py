@@ -77,11 +77,21 @@ def predict_split(trained: TrainedModel, split: str, data_config: DataConfig | N
                   reading: ReadingConfig = ReadingConfig(), batch_size: int = 256,
                   show_progress: bool = True, same_data: bool = True,
                   with_text: bool = False) -> dict[str, np.ndarray]:
-    """The export's answers for every example of a split of the run's data (or
-    `data_config`'s; `same_data=False`: another dataset, as GLUE's AX), in its
-    order, with each example's true label (`gold`) and `idx`: computed as the export computes
-    them (`sst2.serve.graph.serving`), from the raw text, long texts read in windows.
-    `with_text`: each example's `text` (and `text_pair`) too."""
+    """The export's answers for every example of a split, in its order, with each
+    example's true label (`gold`) and `idx`: computed as the export computes them
+    (`sst2.serve.graph.serving`), from the raw text, long texts read in windows.
+
+    Args:
+        trained: the restored run.
+        split: the split's name in the run's data (or in `data_config`'s).
+        data_config: other data to read (default: the run's).
+        reading: how long texts are read (`--window_tokens` and kin).
+        batch_size: texts per call of the computation.
+        show_progress: a progress bar.
+        same_data: refuse data whose classes differ from the run's (False: another
+            dataset, as GLUE's AX).
+        with_text: each example's `text` (and `text_pair`) too.
+    """
     from sst2.serve.graph.serving import make_predict_fn
 
     info = trained.dataset
@@ -164,8 +174,17 @@ def evaluate(trained: TrainedModel, data_dir: str | None = None, eval_split: str
     submission files for their test splits (e.g. `SST-2.tsv`); for local files with a
     `--test_file`, `predictions.jsonl` (`write_predictions`).
 
-    Returns `{"split", <metric>: value..., "examples", "submission"}`; for a GLUE
-    task scored on several splits (MNLI), each other split's metrics under its name.
+    Args:
+        trained: the restored run.
+        data_dir: the tfds data dir (default: the run's).
+        eval_split, test_split: the splits scored and predicted.
+        submission_path: where the GLUE submission file goes (default: the run folder).
+        reading: how long texts are read.
+        eval_file, test_file: local files in place of the run's.
+
+    Returns:
+        `{"split", <metric>: value..., "examples", "submission"}`; for a GLUE task
+        scored on several splits (MNLI), each other split's metrics under its name.
     """
     data_config = _data_config(trained, data_dir, eval_file, test_file)
     show_progress = trained.config.run.progress

@@ -44,7 +44,18 @@ _SLICE = re.compile(r"^(\w+)(?:\[(-?\d*):(-?\d*)\])?$")
 
 
 class FileDataset(TextDataset):
-    """Local files: the training file fixes the task and the classes (`labels`)."""
+    """Local files: the training file fixes the task and the classes (`labels`).
+
+    Args:
+        train_file, eval_file, test_file: the splits' files (`train`, `validation`,
+            `test`).
+        text_columns: one text column, or two for sentence pairs.
+        label_column: the label's column, or one 0/1 column per label.
+        encoding, fmt: how the files are written (`--encoding`, `--file_format`).
+        label_names: the labels' names, in order (default: from the training file).
+        task: a kind of target, or `auto` (inferred from the training labels).
+        label_separator: what separates a set of labels in one cell.
+    """
 
     def __init__(self, train_file: str, eval_file: str | None = None,
                  test_file: str | None = None, text_columns: tuple = ("text",),

@@ -86,9 +86,18 @@ def make_explain_fn(preprocessor, backbone, head, spec: FeatureSpec,
                     temperature: float | None = None, explaining: ExplainConfig = ExplainConfig(),
                     encoder: FastEncoder | None = None, tokens_at_once: int = TOKENS_AT_ONCE):
     """The `explain` signature's computation, as a Python function of a batch of strings
-    (two, for a `dataset` of sentence pairs): `Explainer.explain`. `encoder`: the fused
-    forward pass to run (its weights shared with the export's other signature); by
-    default one of its own.
+    (two, for a `dataset` of sentence pairs): `Explainer.explain`.
+
+    Args:
+        preprocessor, backbone, head: the run's model.
+        spec: its features (`FeatureSpec`).
+        reading: how long texts are read (windows).
+        dataset: what the run learned (its target, labels, pairs).
+        temperature: the calibration folded into the answers, if any.
+        explaining: the steps of integrated gradients (`explain_steps`).
+        encoder: the fused forward pass to run (its weights shared with the export's
+            other signature); by default one of its own.
+        tokens_at_once: about how many token positions one chunk explains.
     """
     return Explainer(preprocessor, backbone, head, spec, reading, dataset, temperature,
                      explaining.explain_steps, encoder or FastEncoder(backbone),

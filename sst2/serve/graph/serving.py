@@ -129,6 +129,14 @@ def make_predict_fn(preprocessor, backbone, head, spec: FeatureSpec,
     other combinations. A single-label model's probabilities are then taken to
     `temperature` (`sst2.serve.temperature`: `softmax(log p / T)`), which never
     changes a label.
+
+    Args:
+        preprocessor, backbone, head: the run's model.
+        spec: its features (`FeatureSpec`).
+        reading: how long texts are read (windows).
+        dataset: what the run learned (its target, labels, pairs).
+        temperature: the calibration to fold in, if any.
+        encoder: the fused forward pass (default: the backbone's own layers).
     """
     window_logits = make_window_logits_fn(preprocessor, backbone, head, spec, reading, encoder)
     target = dataset.target
@@ -155,8 +163,17 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
                        model_card: str | None = None,
                        explaining: ExplainConfig = ExplainConfig()) -> str:
     """Writes `<export_root>/<version>/` (`write_version`) and returns it: the signatures
-    `serving_default` and `explain` (`sst2.serve.graph.explaining`, `explaining.explain_steps`
-    steps). `model_card` (Markdown) is written beside `saved_model.pb` as `MODEL_CARD.md`.
+    `serving_default` and `explain` (`sst2.serve.graph.explaining`).
+
+    Args:
+        preprocessor, backbone, head, spec: the run's model and its features.
+        export_root: the folder of versions.
+        version: the version's number (default: the Unix time).
+        reading: how long texts are read (windows).
+        dataset: what the run learned.
+        temperature: the calibration to fold in, if any.
+        model_card: Markdown, written beside `saved_model.pb` as `MODEL_CARD.md`.
+        explaining: the `explain` signature's steps.
     """
     # One copy of the weights for both signatures: the encoder's constants are shared.
     encoder = FastEncoder(backbone)

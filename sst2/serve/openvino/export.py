@@ -164,11 +164,21 @@ def export_openvino(trained, export_root: str, quantize: str = "int8_weights",
                     calibration_texts: list = (), reference: dict | None = None,
                     model_card=None, version: int | None = None,
                     unmeasured: str | None = None) -> str:
-    """Writes the artifact (see the module) as `<export_root>/<version>/` (default: the
-    Unix time, as `write_version` numbers it) and returns its folder. `reference`: the
-    SavedModel's answers to texts (`predict_split(..., with_text=True)`), whose
-    agreement with the artifact `sst2.json` and the model card record (`unmeasured`:
-    why there is none); `model_card`: a function of those facts returning Markdown."""
+    """Writes the artifact (see the module) as `<export_root>/<version>/` and returns its
+    folder.
+
+    Args:
+        trained: the restored run.
+        export_root: the folder of versions.
+        quantize: `int8_weights`, `int8` or `none` (`QUANTIZATIONS`).
+        calibration_texts: what int8 activations are calibrated on.
+        reference: the SavedModel's answers to texts (`predict_split(...,
+            with_text=True)`), whose agreement with the artifact `sst2.json` and the
+            model card record.
+        model_card: a function of those facts returning Markdown.
+        version: the version's number (default: the Unix time, as `write_version`).
+        unmeasured: why there is no `reference`, for the card.
+    """
     model = convert(trained, quantize, list(calibration_texts))
     dataset = trained.dataset
 
