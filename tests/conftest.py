@@ -171,3 +171,13 @@ def said():
     log_lines.show(Collected())
     yield lines
     log_lines.hide()
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """A file outside the run folder that nothing may touch."""
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    target = folder / "precious.txt"
+    target.write_text("keep me")
+    return target

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from sst2.text import glue
 from tests.helpers import glue_dir, run_module
@@ -104,3 +105,68 @@ def test_serving_token_ids_equal_keras_hubs_on_every_sst2_sentence(sst2_data_dir
             assert bool(both(batch["sentence"])), split
             checked += int(tf.shape(batch["sentence"])[0])
     assert checked == 67349 + 872 + 1821
+
+
+@pytest.mark.slow
+def test_train_from_a_working_directory_with_a_relative_run_folder_exports_the_best_epoch(
+        tiny_preset, tmp_path):
+    """Case 1 end to end: `python -m sst2.train` in the user's folder, relative paths. The
+    validation labels are the training labels flipped, so the validation loss rises as the
+    head learns and an early epoch is the best by it; before the fix the last epoch was
+    exported under the best one's name."""
+    import json
+    import random
+
+    from tests.helpers import NEGATIVE, NEUTRAL, POSITIVE, TINY_SEQUENCE_LENGTH, run_module
+
+    rng = random.Random(0)
+
+    def write(name, n, flip):
+        with open(tmp_path / name, "w") as f:
+            f.write("text,label\n")
+            for i in range(n):
+                words = rng.sample(NEUTRAL, 3) + [rng.choice(POSITIVE if i % 2 else NEGATIVE)]
+                f.write(f"{' '.join(words)},{'pos' if (i % 2) != flip else 'neg'}\n")
+
+    write("train.csv", 256, flip=False)
+    write("dev.csv", 64, flip=True)
+    result = run_module("sst2.train", "--train_file=train.csv", "--eval_file=dev.csv",
+                        "--model_dir=runs/rel", f"--preset={tiny_preset}",
+                        f"--sequence_length={TINY_SEQUENCE_LENGTH}", "--epochs=3",
+                        "--batch_size=8", "--learning_rate=0.05", "--lr_schedule=constant",
+                        "--best_metric=loss", "--pooling=mean", "--noprogress", "--noreport",
+                        cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "runs" / "rel"
+    assert "unreadable" not in result.stdout and not list(run.glob("*/checkpoint.unreadable"))
+    epochs = json.loads((run / "metrics.json").read_text())["epochs"]
+    losses = [r["val_loss"] for r in epochs]
+    best = int(np.argmin(losses))
+    assert best < len(epochs) - 1, losses  # the last epoch is not the best: the test bites
+    # (An epoch is marked when it beat the ones before it; the last marked is the best.)
+    assert [e for e, r in enumerate(epochs) if r.get("best")][-1] == best, epochs
+    assert f"Exported the best checkpoint (best-{epochs[best]['step']})" in result.stdout
+
+    # The export answers as the best epoch did (before calibration, which keeps the labels and
+    # is checked on its own), not as the last epoch.
+    calibration = json.loads((run / "calibration.json").read_text())
+    assert calibration["checkpoint"] == f"best-{epochs[best]['step']}"
+    (version,) = os.listdir(run / "export")
+    import tensorflow_text  # noqa: F401  (registers the tokenizer's ops, as TF Serving does)
+
+    serve = tf.saved_model.load(str(run / "export" / version)).signatures["serving_default"]
+    texts, gold = [], []
+    with open(tmp_path / "dev.csv") as f:
+        for line in list(f)[1:]:
+            text, label = line.rstrip("\n").rsplit(",", 1)
+            texts.append(text)
+            gold.append(["neg", "pos"].index(label))
+    from sst2.serve.temperature import scaled
+
+    served = serve(text=tf.constant(texts))["probabilities"].numpy().astype(np.float64)
+    raw = scaled(served, 1.0 / calibration["temperature"])  # the temperature taken out
+    loss = float(-np.log(raw[np.arange(len(gold)), gold]).mean())
+    assert loss == pytest.approx(losses[best], rel=2e-3)
+    assert abs(loss - losses[-1]) > 10 * 2e-3 * losses[best]
+    card = (run / "export" / version / "MODEL_CARD.md").read_text()
+    assert f"(epoch {best + 1})" in card and f"| {best + 1} (kept) |" in card

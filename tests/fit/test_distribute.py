@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from sst2.run.errors import UserError
 from tests.helpers import REPO
 
 pytestmark = pytest.mark.slow
@@ -221,3 +222,14 @@ def test_encode_pass_runs_on_every_local_replica(tiny_preset, tiny_data_dir):
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "ok 256"
+
+
+def test_a_collective_timeout_that_is_not_a_number_is_a_user_error(monkeypatch):
+    from sst2.fit import distribute
+
+    # Issue 25, case 19: a ValueError traceback.
+    monkeypatch.setenv("SST2_COLLECTIVE_TIMEOUT", "abc")
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1"]}, '
+                                    '"task": {"type": "worker", "index": 0}}')
+    with pytest.raises(UserError, match="SST2_COLLECTIVE_TIMEOUT='abc' is not a number"):
+        distribute.make_strategy("multi_worker", None)

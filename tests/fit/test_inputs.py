@@ -1,10 +1,19 @@
 """Which length buckets a run's batches use."""
 
-import numpy as np
+import os
 
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from sst2.fit import cached_features, inputs
 from sst2.fit.inputs import BUCKET_COST_IN_TOKEN_ROWS, bucket_boundaries
+from sst2.model.encoder import FeatureEncoder
 from sst2.run.config import TrainConfig
+from sst2.run.errors import UserError
 from sst2.text import data
+from sst2.text.datasets import open_dataset
+from tests.helpers import TINY_SEQUENCE_LENGTH
 
 
 def test_the_default_head_trades_padding_for_fewer_compiled_shapes():
@@ -59,3 +68,39 @@ def test_a_resumed_encode_pass_records_no_rate(tmp_path):
     assert resumed["features_resumed"] and resumed["encode_tokens"] == 42
     assert encode_rate(resumed, 1.0) == "; resumed, so no rate is recorded for it"
     assert "encode_linear_gflops_per_second" not in resumed
+
+
+def _tokens(n=6, offset=0):
+    rng = np.random.default_rng(offset)
+    return {"token_ids": rng.integers(5, 20, (n, 8)).astype(np.int32),
+            "padding_mask": np.ones((n, 8), np.int32), "length": np.full(n, 8, np.int32),
+            "label": (np.arange(n) % 2).astype(np.int32), "idx": np.arange(n, dtype=np.int32)}
+
+
+def test_a_changed_dataset_gets_another_cache_entry(tiny_preset, tmp_path):
+    same, changed = _tokens(), _tokens()
+    changed["label"] = 1 - changed["label"]  # same sentences, other labels
+    assert cached_features.content_hash(same) == cached_features.content_hash(_tokens())
+    assert cached_features.content_hash(changed) != cached_features.content_hash(same)
+    config = TrainConfig.from_options(preset=tiny_preset, pooling="mean",
+                                      cache_dir=str(tmp_path), progress=False)
+    calls = []
+    encoder = FeatureEncoder((lambda ids, mask: calls.append(1) or tf.ones([len(ids), 1, 4]),),
+                             static_shapes=False, token_level=False)
+    encoding = cached_features.Encoding(encoder, "float32", backbone_layers=2)
+    first = cached_features.cached_features(config, "train", same, encoding)
+    second = cached_features.cached_features(config, "train", changed, encoding)
+    assert len(os.listdir(tmp_path)) == 2 and calls  # encoded again, not served stale
+    assert (first.labels != second.labels).all()
+
+
+def test_unlabelled_splits_are_refused_for_training_and_validation(tiny_preset, tiny_data_dir):
+    from sst2.model import presets
+
+    preprocessor = presets.load_preprocessor(tiny_preset, TINY_SEQUENCE_LENGTH)
+    config = TrainConfig.from_options(data_dir=tiny_data_dir)
+    with pytest.raises(UserError, match="--eval_split='test' has 32 unlabelled examples"):
+        inputs.tokenize_split(open_dataset(config.data), "test", preprocessor,
+                              labelled="--eval_split")
+    test_split = inputs.tokenize_split(open_dataset(config.data), "test", preprocessor)
+    assert len(test_split["label"]) == 32

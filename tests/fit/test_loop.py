@@ -1,5 +1,7 @@
 """The train and eval steps, and the epoch loop."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from sst2.model import presets
 from sst2.model.backbone import FeatureSpec
 from sst2.model.encoder import FeatureEncoder
 from sst2.model.head import ClassifierHead
+from sst2.run.errors import UserError
 from sst2.text import data
 from sst2.text.datasets import TfdsDataset
 from tests.helpers import TINY_SEQUENCE_LENGTH
@@ -258,3 +261,32 @@ def test_many_steps_per_call_equal_one_step_per_call_bit_for_bit(pooling):
     assert seen_k == seen and [s for s, _ in seen] == [3, 6, 9, 12, 15, 18]
     for a, b in zip(weights, weights_k):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_non_finite_loss_stops_the_run_before_any_checkpoint_holds_it(tmp_path):
+    """Case 4: NaN weights were saved, counted as best (Pearson 0.0) and exported."""
+    from sst2.fit import sources
+    from sst2.fit.callbacks import CheckpointCallback
+    from sst2.fit.checkpoint import RunCheckpoint
+    from sst2.fit.loop import NonFiniteError, fit
+    from sst2.fit.steps import Trainer
+    from sst2.model import feature_store
+    from sst2.model.head import ClassifierHead
+
+    head = ClassifierHead(hidden_units=0)
+    trainer = Trainer(head, keras.optimizers.Adam(1e-2), batch_size=4)
+    trainer.build(feature_shape=(1, 8))
+    features = np.eye(8, dtype=np.float16)[:, None].repeat(2, axis=0)
+    features[12] = np.inf          # the fourth batch of the first epoch (no shuffle)
+    cached = feature_store.FeatureSet(features, np.arange(16, dtype=np.int32) % 2,
+                                      np.arange(16))
+    source = sources.CachedFeatureSource(cached, batch_size=4, seed=0, shuffle=False)
+    checkpoint = RunCheckpoint(str(tmp_path), head, trainer.optimizer, keep=10)
+    saving = CheckpointCallback(checkpoint=checkpoint, every_steps=1)
+    with pytest.raises(NonFiniteError, match=r"training loss became nan by step 4 \(epoch 1\)"):
+        fit(trainer, source, source, epochs=2, callbacks=[saving], show_progress=False)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == sorted(
+        ["checkpoint"] + [f"ckpt-{s}.{x}" for s in (1, 2, 3)
+                          for x in ("index", "data-00000-of-00001")])
+    assert not os.path.exists(tmp_path / "best")
+    assert isinstance(NonFiniteError("x"), UserError)  # one error line, exit status 2

@@ -4,13 +4,17 @@ the real CLI."""
 import glob
 import json
 import os
+import shutil
 import signal
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from sst2.run.config import TrainConfig
+from sst2.run.errors import UserError
 from tests.helpers import read_output, run_module, start_paused
+from tests.helpers import train as run
 
 # Exact resume is checked again in bfloat16; the other checks do not depend on it.
 pytestmark = pytest.mark.slow
@@ -112,7 +116,6 @@ def test_resume_with_another_configuration_is_refused(tiny_preset, tiny_data_dir
 
 def test_corrupt_latest_checkpoint_falls_back_to_previous(tiny_preset, tiny_data_dir, uninterrupted,
                                                          tmp_path):
-    import shutil
 
     model_dir = str(tmp_path / "corrupt")
     shutil.copytree(uninterrupted, model_dir)
@@ -128,7 +131,6 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tiny_preset, tiny_data
 
 
 def test_restart_starts_fresh(tiny_preset, tiny_data_dir, uninterrupted, tmp_path):
-    import shutil
 
     model_dir = str(tmp_path / "restart")
     shutil.copytree(uninterrupted, model_dir)
@@ -142,3 +144,37 @@ def test_restart_starts_fresh(tiny_preset, tiny_data_dir, uninterrupted, tmp_pat
     assert not os.path.exists(os.path.join(model_dir, "export_openvino"))
     assert not os.path.exists(os.path.join(model_dir, "export"))  # --noexport
     assert _epochs(model_dir) == _epochs(uninterrupted)
+
+
+def _config(model_dir, preset, data_dir, **options):
+    return TrainConfig.from_options(
+        model_dir=str(model_dir), preset=preset, data_dir=data_dir, batch_size=16,
+        sequence_length=16, pooling="mean", head_hidden=0, progress=False, export=False,
+        **options)
+
+
+def test_other_epochs_continue_only_where_that_is_exact(said, tiny_preset, tiny_data_dir, tmp_path):
+    linear = tmp_path / "linear"
+    run(_config(linear, tiny_preset, tiny_data_dir, epochs=2))
+    saved = (linear / "config.json").read_text()
+    with pytest.raises(UserError, match="decays to 0 at the last step of those epochs"):
+        run(_config(linear, tiny_preset, tiny_data_dir, epochs=3))
+    with pytest.raises(UserError, match="already trained 2 epochs, more than --epochs=1"):
+        run(_config(linear, tiny_preset, tiny_data_dir, epochs=1))
+    assert (linear / "config.json").read_text() == saved  # left as it was
+
+    constant = tmp_path / "constant"
+    two = run(_config(constant, tiny_preset, tiny_data_dir, epochs=2,
+                      lr_schedule="constant"))["epochs"]
+    three = run(_config(constant, tiny_preset, tiny_data_dir, epochs=3,
+                        lr_schedule="constant"))["epochs"]
+    assert "Extending the run from 2 to 3 epochs" in " ".join(said)
+    uninterrupted = run(_config(tmp_path / "three", tiny_preset, tiny_data_dir, epochs=3,
+                                lr_schedule="constant"))["epochs"]
+
+    def strip(records):
+        return [{k: v for k, v in r.items()
+                if k not in ("seconds", "eval_seconds")} for r in records]
+
+    assert strip(three[:2]) == strip(two)
+    assert strip(three) == strip(uninterrupted)  # the same run as if asked for 3 at once

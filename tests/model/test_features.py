@@ -1,6 +1,7 @@
 """The encode pass and its cache: features equal the backbone's, in split order, resumable."""
 
 import errno
+import glob
 import os
 
 import numpy as np
@@ -189,3 +190,31 @@ def test_the_split_order_writer_never_writes_through_a_link(tmp_path):
     writer.close()
     assert target.read_text() == "keep"
     assert np.load(tmp_path / "features.npy").ravel().tolist() == [0.0, 1.0]
+
+
+def test_a_truncated_cache_file_is_reported_discarded_and_rebuilt(said, tmp_path):
+    tokens = _random_tokens(20)
+    calls = []
+
+    def fn(ids, mask):
+        calls.append(1)
+        return tf.cast(ids[:, :1, None], tf.float32)
+
+    encoder = FeatureEncoder((fn,), static_shapes=False, token_level=False)
+    fresh = features.encode(encoder, tokens, str(tmp_path), {"k": 1}, show_progress=False)
+    fresh_features = np.array(fresh.features)  # a copy: the cache is memory-mapped
+    (folder,) = glob.glob(str(tmp_path / "*"))
+    with open(os.path.join(folder, "features.npy"), "r+b") as f:
+        f.truncate(100)
+    said.clear()
+    calls.clear()
+    rebuilt = features.encode(encoder, tokens, str(tmp_path), {"k": 1}, show_progress=False)
+    assert calls and "is damaged" in said[0] and "re-encoding" in said[0]
+    np.testing.assert_array_equal(rebuilt.features, fresh_features)
+
+
+def _random_tokens(n=6, offset=0):
+    rng = np.random.default_rng(offset)
+    return {"token_ids": rng.integers(5, 20, (n, 8)).astype(np.int32),
+            "padding_mask": np.ones((n, 8), np.int32), "length": np.full(n, 8, np.int32),
+            "label": (np.arange(n) % 2).astype(np.int32), "idx": np.arange(n, dtype=np.int32)}

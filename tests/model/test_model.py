@@ -1,3 +1,4 @@
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -55,3 +56,14 @@ def test_unknown_preset_is_a_user_error(tmp_path):
         presets.describe_preset(str(tmp_path))
     assert presets.describe_preset("distil_bert_base_en_uncased") == "builtin"
     assert presets.describe_preset("hf://distilbert/distilbert-base-uncased") == "hf"
+
+
+def test_a_sequence_length_beyond_the_presets_positions_is_refused(tiny_preset):
+    from sst2.fit.frozen_model import check_sequence_length
+    from sst2.model import presets
+
+    backbone = presets.load_backbone(tiny_preset)
+    check_sequence_length(64, backbone)
+    with pytest.raises(UserError, match="--sequence_length=65 is out of range: this preset's "
+                                        "position embeddings cover at most 64 tokens"):
+        check_sequence_length(65, backbone)

@@ -197,3 +197,28 @@ def test_a_run_that_decided_the_precision_equals_one_that_read_the_decision(said
     assert any("timed on 1 of this run's batches" in m for m in said)  # 256 short ones
     assert any("as timed on a run's own batches on this machine before" in m for m in said)
     assert epochs[0] == epochs[1]
+
+
+@pytest.mark.parametrize("damage", ["[1,2]", "\"bfloat16\"", "null", "folder"])
+def test_a_precision_record_that_is_not_an_object_is_measured_again(tmp_path, monkeypatch,
+                                                                     damage):
+    """Case 11: `[1,2]` gave a traceback, a folder in its place IsADirectoryError."""
+    import hashlib
+    import json
+
+    from sst2.model import precision
+
+    monkeypatch.setenv("SST2_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv(precision.FORCE, raising=False)
+    monkeypatch.setattr(precision, "measure", lambda shape, kind="encode": {
+        "float32": 2.0, "bfloat16": 1.0})
+    shape = precision.LayerShape(16, 2, 32)
+    key = precision.machine_key(shape, "encode")
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
+    path = tmp_path / "precision" / f"encode-{name}.json"
+    path.parent.mkdir()
+    if damage == "folder":
+        path.mkdir()
+    else:
+        path.write_text(damage)
+    assert precision.verdict(shape, "encode")["precision"] == "bfloat16"

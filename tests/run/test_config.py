@@ -227,3 +227,39 @@ def test_export_options_that_would_be_ignored_are_refused():
     for given, message in refused.items():
         with pytest.raises(UserError, match=re.escape(message)):
             ExportConfig(model_dir="runs/x", **dict(given))
+
+
+def _search_config(*argv):
+    from absl import flags
+
+    from sst2 import cli
+    from sst2.run.search_config import SearchConfig
+
+    flag_values = flags.FlagValues()
+    cli.define_flags(SearchConfig, flag_values)
+    flag_values(["sst2.search", *argv])
+    return cli.config_from_flags(SearchConfig, flag_values)
+
+
+def test_a_searchable_flag_given_once_is_its_only_value():
+    """Case 9: `--learning_rate=3e-3 --dropout=0.3` searched the default 16."""
+    from sst2.run.search_config import DEFAULT_SPACE
+
+    config = _search_config("--learning_rate=3e-3", "--dropout=0.3")
+    assert config.searched_space() == {"learning_rate": [0.003], "dropout": [0.3]}
+    assert config.optimization.learning_rate == 0.003
+    assert _search_config("--learning_rate=1e-3,4e-3").searched_space() == {
+        "learning_rate": [0.001, 0.004]}
+    assert _search_config().searched_space() == DEFAULT_SPACE
+    with pytest.raises(UserError, match=r"--learning_rate=1e-3,,: an empty value"):
+        _search_config("--learning_rate=1e-3,,")
+    with pytest.raises(UserError, match=r"every value must be an int"):
+        _search_config("--seed=1,x")
+
+
+def test_a_damaged_config_or_metrics_file_is_one_message(tmp_path):
+    from sst2.run.config_file import load_config
+
+    (tmp_path / "config.json").write_text('{"format": 2, "model": {')
+    with pytest.raises(UserError, match="config.json is not valid JSON .*--restart"):
+        load_config(str(tmp_path))

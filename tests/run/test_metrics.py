@@ -1,10 +1,11 @@
 """Accuracy, macro-F1 and MCC from the device's confusion matrix equal their definitions."""
 
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from sst2.fit.steps import confusion_matrix
+from sst2.fit.evaluator import confusion_matrix
 from sst2.run import metrics
 
 
@@ -50,3 +51,16 @@ def test_degenerate_cases():
     perfect = metrics.from_confusion(np.diag([4, 5, 6]))
     assert perfect == {"accuracy": 1.0, "macro_f1": 1.0, "mcc": 1.0}
     assert metrics.from_confusion(np.array([[0, 5], [5, 0]]))["mcc"] == -1.0
+
+
+def test_an_undefined_correlation_is_undefined_not_zero():
+    """Case 15: one validation example (or constant predictions) scored Pearson 0.0000."""
+    from sst2.run import metrics, targets
+
+    for scores, labels in (([1.0], [2.0]), ([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])):
+        found = metrics.regression_scores(np.array(scores), np.array(labels))
+        assert found["pearson"] is None and found["spearman"] is None
+        assert "pearson" not in targets.TARGETS["regression"].score(np.array(scores),
+                                                                  np.array(labels))
+    assert np.isnan(metrics.regression_scores(np.array([np.nan, 1.0]),
+                                              np.array([1.0, 2.0]))["pearson"])

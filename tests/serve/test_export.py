@@ -5,11 +5,19 @@ import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import REPO, error_lines, read_output, run_module, start_paused
+from sst2.run.runlock import RunLock
+from tests.helpers import (
+    REPO,
+    error_lines,
+    read_output,
+    run_module,
+    start_paused,
+)
 
 # The tests whose numbers or graph depend on the backbone's precision run again in bfloat16.
 pytestmark = pytest.mark.slow
@@ -305,7 +313,6 @@ def test_a_full_disk_during_export_is_one_error_line_and_leaves_nothing(trained_
 
 def test_evaluate_and_export_wait_for_no_training_run(trained_run, tmp_path):
     # Issue 25, case 17: evaluate scored a mid-run checkpoint without a word.
-    from sst2.run.runlock import RunLock
 
     run = _copy_run(trained_run, tmp_path)
     with RunLock(run):  # as a training run holds it
@@ -324,3 +331,37 @@ def test_predict_skips_a_broken_newest_version_and_names_it(trained_run, tmp_pat
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"{intact + 100} holds no saved_model.pb" in result.stderr
     assert f"using {os.path.join(root, str(intact))}" in result.stderr
+
+
+def test_an_export_never_writes_through_a_link_at_its_temporary_name(trained_tiny_run,
+                                                                     tmp_path, outside):
+    from sst2.serve.graph.serving import export_saved_model
+    from sst2.serve.trained import restore
+
+    trained = restore(trained_tiny_run)
+    export_root = tmp_path / "export"
+    export_root.mkdir()
+    os.symlink(outside.parent, export_root / ".7.partial")
+    path = export_saved_model(trained.preprocessor, trained.backbone, trained.head, trained.spec,
+                              str(export_root), version=7)
+    assert os.listdir(outside.parent) == ["precious.txt"]
+    assert os.path.exists(os.path.join(path, "saved_model.pb"))
+    assert not os.path.lexists(export_root / ".7.partial")
+    np.testing.assert_equal(outside.read_text(), "keep me")
+
+
+@pytest.mark.slow
+def test_a_failed_export_leaves_nothing_half_written(trained_tiny_run, tmp_path, monkeypatch):
+    from sst2.serve.trained import restore
+
+    trained = restore(trained_tiny_run)
+
+    def full_disk(archive, folder, *args, **kwargs):  # the disk fills up half-way through
+        os.makedirs(os.path.join(folder, "variables"))
+        raise OSError(28, "No space left on device", folder)
+
+    # keras.export.ExportArchive() builds the backend's own subclass: patch that one.
+    monkeypatch.setattr(type(keras.export.ExportArchive()), "write_out", full_disk)
+    with pytest.raises(OSError):
+        trained.export(str(tmp_path / "export"))
+    assert os.listdir(tmp_path / "export") == []

@@ -123,3 +123,20 @@ def test_tensorboard_holds_a_confusion_image_and_precision_recall_curves(trained
     tags = events.Tags()["tensors"]
     assert "confusion_matrix" in tags
     assert {"pr_curve/class_0/pr_curves", "pr_curve/class_1/pr_curves"} <= set(tags)
+
+
+def test_the_report_cuts_a_long_text_with_an_ellipsis():
+    """Case 18: a 100 KB line filled thousands of pixels of the report."""
+    import re
+
+    from sst2.serve.report import TEXT_SHOWN, shaded
+
+    def visible(page):
+        return re.sub(r"<[^>]+>", "", page)
+
+    long_line = "word " * 20_000
+    shown = visible(shaded(long_line.split(), [0.1] * 20_000))
+    assert shown.endswith("…") and len(shown) <= TEXT_SHOWN + 1
+    assert long_line.startswith(shown[:-1])
+    assert visible(shaded(["x" * 1000], [0.0])) == "x" * TEXT_SHOWN + "…"  # no space to cut at
+    assert visible(shaded(["fits", "whole"], [0.1, 0.2])) == "fits whole"

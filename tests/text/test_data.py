@@ -1,3 +1,4 @@
+import glob
 import os
 
 import numpy as np
@@ -38,7 +39,6 @@ def test_preparing_from_local_files_leaves_the_tfds_package_untouched(tmp_path):
     """glue/sst2 is built through tfds's own builder with its download answered from disk,
     not by registering checksums (which rewrites tfds's installed files): the package's
     glue files keep their bytes, and its registered SST-2.zip is still the official one."""
-    import glob
     import hashlib
 
     import tensorflow_datasets as tfds
@@ -214,3 +214,48 @@ def test_a_forced_rebuild_replaces_the_dataset_only_when_complete(tmp_path, monk
     glue.prepare_glue_sst2(source, data_dir, force=True)
     assert glue.split_size("train", data_dir) == 30
     assert sorted(os.listdir(os.path.join(data_dir, "glue", "sst2"))) == ["2.0.0"]
+
+
+def _stsb_folder(folder, header):
+    folder.mkdir()
+    rows = ["0\tA plane is taking off.\tAn air plane is taking off.\t5.0",
+            "1\tA man plays a flute.\tA man plays a guitar.\t1.5"]
+    for name in ("train.tsv", "dev.tsv"):
+        (folder / name).write_text("\n".join([header] + rows) + "\n")
+    (folder / "test.tsv").write_text("index\tsentence1\tsentence2\n0\ta\tb\n")
+    return folder
+
+
+def test_prepare_data_names_the_missing_column_and_leaves_nothing(tmp_path):
+    """Case 12: a bare KeyError "'sentence1'", and glue/stsb, glue/.config and
+    downloads/extracted left behind."""
+    from sst2.text.glue_local import prepare_glue_task
+
+    data_dir = tmp_path / "tfds"
+    wrong = _stsb_folder(tmp_path / "wrong", "index\ttext_a\ttext_b\tscore")
+    with pytest.raises(UserError, match=r"wrong/train\.tsv: its first line has no column "
+                                        r"'sentence1' .*glue/stsb reads sentence1, "
+                                        r"sentence2, score"):
+        prepare_glue_task("glue/stsb", str(wrong), str(data_dir))
+    assert not data_dir.exists()
+    # A failure tfds finds itself (a score that is not a number) leaves nothing either,
+    # in a data dir that holds something already.
+    data_dir.mkdir()
+    (data_dir / "keep.txt").write_text("mine")
+    bad = _stsb_folder(tmp_path / "bad", "index\tsentence1\tsentence2\tscore")
+    (bad / "train.tsv").write_text("index\tsentence1\tsentence2\tscore\n0\ta\tb\thigh\n")
+    with pytest.raises(UserError, match="tfds could not build glue/stsb"):
+        prepare_glue_task("glue/stsb", str(bad), str(data_dir))
+    assert os.listdir(data_dir) == ["keep.txt"]
+    with pytest.raises(UserError, match=r"--glue=/nonexistent: no such folder"):
+        prepare_glue_task("glue/stsb", "/nonexistent", str(data_dir))
+
+
+def test_glue_files_without_their_label_column_are_refused(tmp_path):
+    files = write_tiny_glue(str(tmp_path / "SST-2"), sizes=(8, 4, 2))
+    rows = open(os.path.join(files, "train.tsv")).read().splitlines()
+    with open(os.path.join(files, "train.tsv"), "w") as f:
+        f.write("\n".join(r.split("\t")[0] for r in rows) + "\n")
+    with pytest.raises(UserError, match="train.tsv: line 1 must name the columns sentence and "
+                                        "label .*without label"):
+        glue.prepare_glue_sst2(files, str(tmp_path / "tfds"))

@@ -1,6 +1,8 @@
 """Every source yields the same element shape: tfds (glue/sst2 or any), and local files,
 including sentence pairs; pairs pack as keras-hub packs them, in training and serving."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -157,3 +159,21 @@ def test_any_tfds_dataset_with_text_and_class_label(tmp_path):
     pairs = open_dataset(DataConfig(dataset="tiny_reviews", data_dir=data_dir,
                                     text_column="title,review"))
     assert pairs.info.is_pair and "text_pair" in next(iter(pairs.load("train")))
+
+
+@pytest.mark.parametrize("task", ["glue/cola", "glue/stsb"])
+def test_a_glue_task_without_network_fails_at_once_naming_prepare_data(tmp_path, monkeypatch,
+                                                                        task):
+    """Case 10: 3 min 24 s of tfds retries, then advice the README does not give."""
+    from sst2.text import glue
+    from sst2.text.datasets import TfdsDataset
+
+    asked = []
+    monkeypatch.setattr(glue, "can_reach", lambda url, timeout=3.0: asked.append(url) or False)
+    with pytest.raises(UserError, match=rf"{task} is not prepared in {tmp_path} and "
+                                        r"dl\.fbaipublicfiles\.com cannot be reached.*"
+                                        rf"python -m sst2\.prepare_data --dataset={task} "
+                                        rf"--glue=FOLDER --data_dir={tmp_path}"):
+        TfdsDataset(task, data_dir=str(tmp_path))
+    assert asked and asked[0].endswith(".zip")
+    assert os.listdir(tmp_path) == []          # nothing downloaded or left behind

@@ -10,9 +10,7 @@ import sys
 import pytest
 
 from sst2.run.config import TrainConfig
-from sst2.run.errors import UserError
 from tests.helpers import REPO, run_module
-from tests.helpers import train as run
 
 pytestmark = pytest.mark.slow
 
@@ -112,33 +110,6 @@ def _config(model_dir, preset, data_dir, **options):
         model_dir=str(model_dir), preset=preset, data_dir=data_dir, batch_size=16,
         sequence_length=16, pooling="mean", head_hidden=0, progress=False, export=False,
         **options)
-
-
-def test_other_epochs_continue_only_where_that_is_exact(said, tiny_preset, tiny_data_dir, tmp_path):
-    linear = tmp_path / "linear"
-    run(_config(linear, tiny_preset, tiny_data_dir, epochs=2))
-    saved = (linear / "config.json").read_text()
-    with pytest.raises(UserError, match="decays to 0 at the last step of those epochs"):
-        run(_config(linear, tiny_preset, tiny_data_dir, epochs=3))
-    with pytest.raises(UserError, match="already trained 2 epochs, more than --epochs=1"):
-        run(_config(linear, tiny_preset, tiny_data_dir, epochs=1))
-    assert (linear / "config.json").read_text() == saved  # left as it was
-
-    constant = tmp_path / "constant"
-    two = run(_config(constant, tiny_preset, tiny_data_dir, epochs=2,
-                      lr_schedule="constant"))["epochs"]
-    three = run(_config(constant, tiny_preset, tiny_data_dir, epochs=3,
-                        lr_schedule="constant"))["epochs"]
-    assert "Extending the run from 2 to 3 epochs" in " ".join(said)
-    uninterrupted = run(_config(tmp_path / "three", tiny_preset, tiny_data_dir, epochs=3,
-                                lr_schedule="constant"))["epochs"]
-
-    def strip(records):
-        return [{k: v for k, v in r.items()
-                if k not in ("seconds", "eval_seconds")} for r in records]
-
-    assert strip(three[:2]) == strip(two)
-    assert strip(three) == strip(uninterrupted)  # the same run as if asked for 3 at once
 
 
 def test_a_path_too_long_for_checkpoints_fails_before_any_work(tiny_preset, tiny_data_dir,
