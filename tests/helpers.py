@@ -120,7 +120,8 @@ def _run_in_process(module: str, args: list, env: dict, cwd: str):
         os.environ.update(env)
         os.chdir(cwd)
         sys.argv, sys.stdin = [module, *args], io.StringIO("")
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                log_lines.kept():
             try:
                 runpy.run_module(module, run_name="__main__", alter_sys=True)
             except SystemExit as e:
@@ -134,7 +135,6 @@ def _run_in_process(module: str, args: list, env: dict, cwd: str):
         os.environ.update(environ)
         os.chdir(directory)
         signal.signal(signal.SIGTERM, handler)
-        log_lines.hide()
     return subprocess.CompletedProcess([module, *args], status, out.getvalue(), err.getvalue())
 
 

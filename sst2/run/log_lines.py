@@ -66,13 +66,31 @@ def _others_from_warning_on(record) -> bool:
 
 def show(stream=None) -> None:
     """Prints sst2's log lines on `stream` (default: stdout) from now on, as above."""
+    _install(_Lines(stream))
+
+
+def _install(lines: "_Lines") -> None:
     global _lines
     hide()
-    _lines = _Lines(stream)
-    logging.get_absl_logger().addHandler(_lines)
+    _lines = lines
+    logging.get_absl_logger().addHandler(lines)
     logging.get_absl_logger().propagate = True
     logging.set_verbosity(logging.INFO)
     logging.get_absl_handler().addFilter(_others_from_warning_on)
+
+
+@contextlib.contextmanager
+def kept():
+    """Whatever shows sst2's lines before the block shows them after it (an entry point
+    run as a function inside a program, or a test, that shows them its own way)."""
+    saved = _lines
+    try:
+        yield
+    finally:
+        if saved is None:
+            hide()
+        else:
+            _install(saved)
 
 
 def hide() -> None:

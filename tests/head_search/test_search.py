@@ -134,8 +134,7 @@ def test_an_ensemble_export_answers_the_mean_of_its_heads(tiny_preset, tiny_data
     best = result["best"]
     assert len(best["export_heads"]) == 3 and best["export_heads"][0] == best["head"]
     restored = _restore_group(str(tmp_path / "groups" / str(best["group"])),
-                              [plan["configurations"][i] for i in plan["groups"][0]],
-                              lambda m: None)
+                              [plan["configurations"][i] for i in plan["groups"][0]])
     _, info, preprocessor, backbone, heads, _, _, _ = restored
     from sst2.model.backbone import FeatureSpec
 

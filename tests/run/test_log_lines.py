@@ -21,3 +21,12 @@ def test_without_show_sst2_is_quiet_as_a_library(capsys):
     infer_task(TextTable("t.csv", [("a",)] * 2, ["x", "y"], [2, 3]))
     captured = capsys.readouterr()
     assert "Task:" not in captured.out + captured.err
+
+
+def test_an_entry_point_run_inside_a_program_gives_its_log_back(said):
+    import io
+
+    with log_lines.kept():
+        log_lines.show(io.StringIO())  # what an entry point does first
+    infer_task(TextTable("t.csv", [("a",)] * 2, ["x", "y"], [2, 3]))
+    assert len(said) == 1, said
