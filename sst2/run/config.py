@@ -1,4 +1,5 @@
-"""Every option of every entry point: its default, help, allowed values and checks.
+"""Every training option: its default, help, allowed values and checks (the other entry
+points' are `sst2.run.command_config`'s).
 
 Each option is one `option(...)` field of a frozen dataclass. The entry points'
 absl flags are generated from these fields (`sst2.cli`), and constructing a
