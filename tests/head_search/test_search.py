@@ -294,6 +294,7 @@ def test_a_search_of_other_targets_ranks_by_their_metric_and_exports_their_answe
                                 if task == "multi_label" else ["score"])
 
 
+@pytest.mark.slow  # trains two runs
 def test_a_head_of_another_seed_starts_where_that_seed_alone_builds_its_head(
         tiny_preset, tiny_data_dir, tmp_path):
     """A group's head of seed S is built from the random state `sst2.train --seed=S` builds

@@ -5,6 +5,7 @@ import pytest
 from sst2.run.errors import UserError
 
 
+@pytest.mark.slow  # reads a trained run
 def test_evaluate_never_prepares_data_where_only_config_json_points(trained_tiny_run,
                                                                     tmp_path):
     # Issue 25, case 5: a crafted config.json data_dir made evaluate build a dataset there.
