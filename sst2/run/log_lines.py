@@ -73,10 +73,14 @@ def _install(lines: "_Lines") -> None:
     global _lines
     hide()
     _lines = lines
-    logging.get_absl_logger().addHandler(lines)
-    logging.get_absl_logger().propagate = True
+    absl_logger, absl_handler = logging.get_absl_logger(), logging.get_absl_handler()
+    absl_handler.addFilter(_others_from_warning_on)
+    absl_logger.addHandler(lines)
+    absl_logger.addHandler(absl_handler)
+    # Not through the root logger: a handler another library put there (OpenVINO's
+    # tools call basicConfig) would print each line a second time.
+    absl_logger.propagate = False
     logging.set_verbosity(logging.INFO)
-    logging.get_absl_handler().addFilter(_others_from_warning_on)
 
 
 @contextlib.contextmanager
@@ -96,10 +100,13 @@ def kept():
 def hide() -> None:
     """Undoes `show()`: back to absl's own handling, from WARNING on."""
     global _lines
+    absl_logger, absl_handler = logging.get_absl_logger(), logging.get_absl_handler()
     if _lines is not None:
-        logging.get_absl_logger().removeHandler(_lines)
+        absl_logger.removeHandler(_lines)
         _lines = None
-    logging.get_absl_handler().removeFilter(_others_from_warning_on)
+    absl_logger.removeHandler(absl_handler)
+    absl_handler.removeFilter(_others_from_warning_on)
+    absl_logger.propagate = True
     logging.set_verbosity(logging.WARNING)
 
 

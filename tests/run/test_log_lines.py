@@ -30,3 +30,18 @@ def test_an_entry_point_run_inside_a_program_gives_its_log_back(said):
         log_lines.show(io.StringIO())  # what an entry point does first
     infer_task(TextTable("t.csv", [("a",)] * 2, ["x", "y"], [2, 3]))
     assert len(said) == 1, said
+
+
+def test_a_root_handler_another_library_adds_prints_nothing_twice(said):
+    """OpenVINO's tools add a handler to the root logger: sst2's lines still show once."""
+    import io
+    import logging as python_logging
+
+    root_stream = io.StringIO()
+    handler = python_logging.StreamHandler(root_stream)
+    python_logging.getLogger().addHandler(handler)
+    try:
+        infer_task(TextTable("t.csv", [("a",)] * 2, ["x", "y"], [2, 3]))
+    finally:
+        python_logging.getLogger().removeHandler(handler)
+    assert len(said) == 1 and root_stream.getvalue() == "", root_stream.getvalue()
