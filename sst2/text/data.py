@@ -11,6 +11,7 @@ Example:
     [([1, 2], 4), ([3], 5), ([0], 9)]
 """
 
+import functools
 from typing import Callable
 
 import numpy as np
@@ -84,9 +85,11 @@ def tokenize(dataset: tf.data.Dataset, preprocessor: Callable,
     `sequence_length`) and `length`, the number of real tokens.
     """
 
+    packed = _traced_once(preprocessor)
+
     def encode(batch):
         texts = (batch["text"], batch["text_pair"]) if "text_pair" in batch else batch["text"]
-        features = preprocessor(x=texts)  # a tuple as `x`: segments, not (x, y)
+        features = packed(texts)
         mask = tf.cast(features["padding_mask"], tf.int32)
         return {
             "idx": tf.cast(batch["idx"], tf.int32),
@@ -102,6 +105,14 @@ def tokenize(dataset: tf.data.Dataset, preprocessor: Callable,
         .map(encode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .unbatch()
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _traced_once(preprocessor) -> Callable:
+    """The preprocessor as a `tf.function`: each split's pipeline calls the one graph
+    (tracing keras-hub's tokenizer takes seconds; a `map` would trace it per split)."""
+    return tf.function(lambda texts: preprocessor(x=texts),  # a tuple as `x`: segments
+                       autograph=False)
 
 
 def plan_batches(
