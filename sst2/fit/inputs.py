@@ -185,6 +185,18 @@ class RunInputs:
     facts: dict
 
 
+def _say_what_is_trained(config: TrainConfig, info, train_tokens: dict, eval_tokens: dict,
+                         backbone, encoding: Encoding) -> None:
+    """The two lines that tell a user what the run learns from, and with what."""
+    logging.info(f"{len(train_tokens['label'])} training and {len(eval_tokens['label'])} "
+                 f"evaluation {'pairs' if info.is_pair else 'sentences'}, "
+                 f"{info.target.describe_labels(info.num_classes, info.target_scale)}; "
+                 f"backbone {backbone.num_layers} layers x {backbone.hidden_dim}, "
+                 f"precision {encoding.precision}.")
+    logging.info(f"Head: {FeatureSpec.of(config.model).describe()}; "
+                 f"{_describe_optimization(config)}.")
+
+
 def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encoding: Encoding,
                 backbone, global_batch: int, worker: WorkerInfo,
                 precisions: dict) -> RunInputs:
@@ -201,14 +213,7 @@ def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encodin
     data_config, optimization = config.data, config.optimization
     tokenize_started = time.time()
     train_tokens, eval_tokens, info = _tokenized(config, dataset, preprocessor)
-    logging.info(f"{len(train_tokens['label'])} training and {len(eval_tokens['label'])} "
-                 f"evaluation {'pairs' if info.is_pair else 'sentences'}, "
-                 f"{info.target.describe_labels(info.num_classes, info.target_scale)}; "
-                 f"backbone {backbone.num_layers} layers x {backbone.hidden_dim}, "
-                 f"precision {encoding.precision}.")
-    logging.info(f"Head: {FeatureSpec.of(config.model).describe()}; "
-                 f"{_describe_optimization(config)}.")
-
+    _say_what_is_trained(config, info, train_tokens, eval_tokens, backbone, encoding)
     tokenize_seconds = time.time() - tokenize_started
     # Each split's cache key once (it hashes every example), where features are cached.
     keys = ([feature_key(config, encoded(t), encoding, info) for t in (train_tokens, eval_tokens)]

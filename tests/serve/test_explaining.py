@@ -29,7 +29,7 @@ def _texts() -> list[str]:
 
 def test_words_tokenized_alone_give_the_texts_own_tokens(tiny_preset):
     from sst2.model import presets
-    from sst2.serve.graph.explaining import words_and_tokens
+    from sst2.serve.graph.words import words_and_tokens
 
     tokenizer = presets.load_preprocessor(tiny_preset, 16).tokenizer
     texts = _texts()

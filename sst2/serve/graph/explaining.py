@@ -39,42 +39,19 @@ from sst2.run import targets
 from sst2.run.command_config import ExplainConfig, ReadingConfig
 from sst2.serve.graph import answers as answering
 from sst2.serve.graph.packing import (
-    as_ragged,
     pack,
     pack_pair,
     window_positions,
     window_size,
     window_stride,
 )
+from sst2.serve.graph.words import by_word_and_token, words_and_tokens
 from sst2.text.dataset_info import SST2_INFO, DatasetInfo
 
 UNREAD = -1  # the source of a [CLS], [SEP] or padding position: no token of the text
 # Row positions explained at once: a row's gradient keeps every layer's activations
 # (about 60 MB for 128 tokens), so a large request is explained in chunks of rows.
 TOKENS_AT_ONCE = 2048
-
-
-def words_and_tokens(tokenizer, text) -> tuple[tf.RaggedTensor, tf.RaggedTensor,
-                                               tf.RaggedTensor]:
-    """Each text's words (split at ASCII whitespace), its token ids, and each token's word.
-
-    Each word is tokenized alone; the tokenizer splits at ASCII whitespace itself, so
-    the tokens are the text's own (`tests/serve/test_explaining.py` checks it). A
-    no-break or ideographic space separates no words: the tokenizer does not split
-    there either, so one token may span it.
-    Bytes that are not UTF-8 are replaced by U+FFFD first, as `serving_default` does.
-    """
-    text = tf.strings.unicode_transcode(text, "UTF-8", "UTF-8", errors="replace",
-                                        replacement_char=0xFFFD)
-    words = tf.strings.split(text)
-    pieces = tf.cast(as_ragged(tokenizer(words.flat_values)), tf.int32)
-    # The pieces of a text's words, one row per text.
-    token_ids = tf.RaggedTensor.from_row_splits(
-        pieces.flat_values, tf.gather(pieces.row_splits, words.row_splits))
-    word_of_token = token_ids.with_flat_values(
-        tf.cast(pieces.value_rowids(), tf.int32)
-        - tf.gather(tf.cast(words.row_splits, tf.int32), token_ids.value_rowids()))
-    return words, token_ids, word_of_token
 
 
 def _ranges(starts, lengths) -> tf.RaggedTensor:
@@ -151,7 +128,7 @@ class Explainer:
             self.encoder.embed(ids), mask, source, text_index, tf.shape(text)[0],
             tf.size(all_tokens.flat_values))
         result = dict(answers)
-        result.update(_by_word_and_token(attributions, all_tokens, word_of_token, words,
+        result.update(by_word_and_token(attributions, all_tokens, word_of_token, words,
                                          self.vocabulary, self.target.explains_each_label))
         if text_pair is not None:
             result["first_words"] = first_words
@@ -285,23 +262,3 @@ def _per_token(per_position, source, row_column, num_columns, num_tokens):
     summed = tf.math.unsorted_segment_sum(tf.gather_nd(per_position, read), slot,
                                           num_columns * num_tokens)
     return tf.transpose(tf.reshape(summed, [num_columns, num_tokens]))
-
-
-def _by_word_and_token(attributions, all_tokens, word_of_token, words, vocabulary,
-                       each_label: bool) -> dict:
-    """The signature's words, tokens and their attributions, padded dense tensors."""
-    token_attributions = all_tokens.with_flat_values(attributions)  # [batch, (tokens), E]
-    word_slot = word_of_token.flat_values + tf.gather(
-        tf.cast(words.row_splits, tf.int32), word_of_token.value_rowids())
-    word_attributions = words.with_flat_values(tf.math.unsorted_segment_sum(
-        attributions, word_slot, tf.size(words.flat_values)))
-
-    def per_label(ragged):  # [batch, n, E] -> [batch, E, n], or [batch, n] for one column
-        dense = tf.transpose(ragged.to_tensor(), [0, 2, 1])
-        return dense if each_label else dense[:, 0]
-
-    return {"words": words.to_tensor(""),
-            "word_attributions": per_label(word_attributions),
-            "tokens": tf.gather(vocabulary, all_tokens).to_tensor(""),
-            "token_words": word_of_token.to_tensor(-1),
-            "token_attributions": per_label(token_attributions)}
