@@ -5,10 +5,10 @@ Modules log a line of progress with `logging.info(...)` and a warning with
 through calls. `show()` (every entry point, through `sst2.cli`) prints sst2's
 own lines on stdout as they are, a warning as `warning: ...`, and leaves other
 libraries' records (tfds and tf.train log every file they touch) to absl's
-handler from WARNING on. Without `show()`, as a library, sst2 logs only its
-warnings, in absl's format. `quiet()` holds sst2's lines back for a block: a
-worker other than the chief (the chief speaks for the cluster), or a helper
-that reads the data again.
+handler from WARNING on, their deprecation notices apart. Without `show()`, as
+a library, sst2 logs only its warnings, in absl's format. `quiet()` holds
+sst2's lines back for a block: a worker other than the chief (the chief speaks
+for the cluster), or a helper that reads the data again.
 
 Example:
     >>> import io
@@ -61,7 +61,12 @@ _lines: _Lines | None = None
 
 
 def _others_from_warning_on(record) -> bool:
-    return not _from_sst2(record) and record.levelno >= python_logging.WARNING
+    """Another library's warnings and errors, but not its deprecation notices: those
+    speak to the code that calls it (tfds's `FeatureConnector.dtype is deprecated` on
+    every read of a dataset), which a user cannot act on."""
+    return (not _from_sst2(record) and record.levelno >= python_logging.WARNING
+            and not (record.levelno == python_logging.WARNING
+                     and " is deprecated" in record.getMessage()))
 
 
 def show(stream=None) -> None:

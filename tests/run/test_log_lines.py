@@ -45,3 +45,24 @@ def test_a_root_handler_another_library_adds_prints_nothing_twice(said):
     finally:
         python_logging.getLogger().removeHandler(handler)
     assert len(said) == 1 and root_stream.getvalue() == "", root_stream.getvalue()
+
+
+def test_another_librarys_warning_shows_and_its_deprecation_notice_does_not():
+    """tfds warns `FeatureConnector.dtype is deprecated` on every read of a dataset: a
+    notice to the code that calls it, which a user cannot act on. Checked on the record
+    filter of absl's handler, which prints other libraries' records."""
+    import io
+    import logging as python_logging
+
+    def record(message, level=python_logging.WARNING):
+        return python_logging.LogRecord("absl", level, "/site-packages/tfds/feature.py", 72,
+                                        message, None, None)
+
+    handler = logging.get_absl_handler()
+    with log_lines.kept():
+        log_lines.show(io.StringIO())
+        assert handler.filter(record("a library's own warning"))
+        assert handler.filter(record("an error", python_logging.ERROR))
+        assert not handler.filter(record("`FeatureConnector.dtype` is deprecated. Please "
+                                         "change your code."))
+        assert not handler.filter(record("a library's progress", python_logging.INFO))
