@@ -7,7 +7,8 @@ confusion matrix with per-class precision, recall and F1, calibration
 (reliability diagram and ECE before and after the temperature, a confidence
 histogram), the most confidently wrong texts and accuracy by text length
 (and windows); per-label F1 and thresholds for multi-label runs; predicted
-against true, with Pearson and Spearman, for regression. Images are embedded
+against true, with Pearson and Spearman, for regression; and the behaviour tests'
+results (`behaviour.json`), where the run has them. Images are embedded
 (`sst2.fit.figures`); the page needs no network and no JavaScript.
 
 Example:
@@ -32,26 +33,12 @@ from sst2.run import machine, metrics
 from sst2.run.files import load_json, write_atomically
 from sst2.run.run_folder import RunFolder
 from sst2.serve import temperature as calibration
+from sst2.serve.behaviour.described import read_results, report_section
 from sst2.serve.graph.explaining import make_explain_fn
+from sst2.serve.html_page import STYLE, Markup, image, table
 
 WRONG_SHOWN = 12  # confidently wrong examples listed
 TEXT_SHOWN = 300  # characters of a listed text; a longer one ends in an ellipsis
-
-
-class Markup(str):
-    """A table cell's HTML, written as it is (any other cell is escaped)."""
-
-
-def _cell(value) -> str:
-    return value if isinstance(value, Markup) else html.escape(str(value))
-
-
-def _table(header: list | None, rows: list) -> str:
-    head = ("<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>"
-            if header else "")
-    body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>"
-                   for row in rows)
-    return f"<table>{head}{body}</table>"
 
 
 # Words shaded by attribution: toward the answer the model gave, away from it.
@@ -87,10 +74,6 @@ title="-0.4" style="background:rgba(31,119,180,0.80)">dull</span>'
     return Markup(" ".join(spans) + ellipsis)
 
 
-def _image(uri: str, alt: str) -> str:
-    return f'<img src="{uri}" alt="{html.escape(alt)}">'
-
-
 def _run_section(trained, run: dict) -> str:
     info, config = trained.dataset, trained.config
     rows = [("data", json.dumps(info.identity, sort_keys=True)),
@@ -108,13 +91,13 @@ def _run_section(trained, run: dict) -> str:
             ("seconds", ", ".join(f"{k.replace('_seconds', '')} {run[k]:.1f}" for k in
                                   ("tokenize_seconds", "encode_seconds", "head_seconds",
                                    "wall_seconds") if isinstance(run.get(k), (int, float))))]
-    return "<h2>The run</h2>" + _table(None, rows)
+    return "<h2>The run</h2>" + table(None, rows)
 
 
 def _curves_section(run: dict, metric: str) -> str:
     if not run.get("epochs"):
         return ""
-    return ("<h2>Learning curves</h2>" + _image(figures.learning_curves(run["epochs"], metric),
+    return ("<h2>Learning curves</h2>" + image(figures.learning_curves(run["epochs"], metric),
                                                 "learning curves"))
 
 
@@ -154,22 +137,22 @@ def _class_sections(trained, scored: dict) -> str:
     wrong_rows = [(text(k), names[gold[i]], names[predicted[i]], f"{confidence[i]:.3f}")
                   for k, i in enumerate(wrong)]
     return ("<h2>Confusion</h2>"
-            + _image(figures.confusion(matrix, names, False), "confusion matrix, counts")
-            + _image(figures.confusion(matrix, names, True), "confusion matrix, normalized")
-            + _table(["class", "precision", "recall", "F1", "support"], per_class)
+            + image(figures.confusion(matrix, names, False), "confusion matrix, counts")
+            + image(figures.confusion(matrix, names, True), "confusion matrix, normalized")
+            + table(["class", "precision", "recall", "F1", "support"], per_class)
             + "<h2>Calibration</h2>"
             + f"<p>Temperature {temperature:.3f}: expected calibration error {ece[0]:.4f} "
               f"before, {ece[1]:.4f} after (15 bins). Labels are unchanged.</p>"
-            + _image(figures.reliability(calibration.reliability(raw, gold),
+            + image(figures.reliability(calibration.reliability(raw, gold),
                                          calibration.reliability(calibrated, gold)),
                      "reliability diagram")
-            + _image(figures.histogram(confidence, "confidence (calibrated)"),
+            + image(figures.histogram(confidence, "confidence (calibrated)"),
                      "confidence histogram")
             + "<h2>Errors</h2><p>The most confidently wrong validation texts, each word "
               "shaded by how much it moved the model toward its wrong answer (red) or away "
               "from it (blue), as the export's <code>explain</code> signature says "
               "(integrated gradients; the value in each word's tooltip):</p>"
-            + _table(["text", "true", "predicted", "confidence"], wrong_rows)
+            + table(["text", "true", "predicted", "confidence"], wrong_rows)
             + _by_length(lengths, predicted == gold, trained))
 
 
@@ -192,7 +175,7 @@ def _by_length(lengths: np.ndarray, correct: np.ndarray, trained) -> str:
             values.append(float(correct[inside].mean()))
     return ("<h2>Accuracy by text length (tokens)</h2>"
             "<p>Texts longer than the window are read in several windows.</p>"
-            + _image(figures.bars(labels, values, "accuracy"), "accuracy by length"))
+            + image(figures.bars(labels, values, "accuracy"), "accuracy by length"))
 
 
 def _label_set_sections(trained, scored: dict) -> str:
@@ -204,9 +187,9 @@ def _label_set_sections(trained, scored: dict) -> str:
     return ("<h2>Per label</h2>"
             + f"<p>macro-F1 {scores['macro_f1']:.4f}, micro-F1 {scores['micro_f1']:.4f}, "
               f"subset accuracy {scores['subset_accuracy']:.4f}.</p>"
-            + _image(figures.bars(names, scores["per_label_f1"], "F1", list(thresholds),
+            + image(figures.bars(names, scores["per_label_f1"], "F1", list(thresholds),
                                   "threshold"), "F1 and threshold per label")
-            + _table(["label", "F1", "threshold", "support"], rows))
+            + table(["label", "F1", "threshold", "support"], rows))
 
 
 def _number_sections(trained, scored: dict) -> str:
@@ -214,12 +197,7 @@ def _number_sections(trained, scored: dict) -> str:
     title = (f"Pearson {metrics.shown(found['pearson'])}, "
              f"Spearman {metrics.shown(found['spearman'])}")
     return ("<h2>Predicted against true</h2>"
-            + _image(figures.scatter(scored["score"], scored["gold"], title), title))
-
-
-STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
-         "padding:4px 8px;text-align:left;vertical-align:top}img{max-width:100%;margin:.5em}")
+            + image(figures.scatter(scored["score"], scored["gold"], title), title))
 
 
 def scored_split(trained, split: str | None = None) -> dict:
@@ -248,8 +226,10 @@ def write_report(trained, split: str | None = None,
         scored = scored_split(trained, split)
     target, metric = trained.dataset.target, trained.config.optimization.best_metric
     metric = target.default_metric if metric == "auto" else metric
+    behaviour = read_results(trained.config.run.model_dir)
     body = (_run_section(trained, run) + _curves_section(run, metric)
-            + _SECTIONS[target.labels](trained, scored))
+            + _SECTIONS[target.labels](trained, scored)
+            + (report_section(behaviour) if behaviour else ""))
     title = f"sst2 report: {os.path.basename(os.path.abspath(trained.config.run.model_dir))}"
     page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>"
             f"{html.escape(title)}</title><style>{STYLE}</style></head><body><h1>"
