@@ -38,3 +38,16 @@ def test_the_readme_is_for_a_newcomer():
     for page in sorted(os.listdir(os.path.join(REPO, "docs"))):
         assert f"(docs/{page})" in readme, page
     assert len(readme.splitlines()) <= 220
+
+
+def test_every_behaviour_test_is_described_in_the_docs():
+    import json
+
+    with open(os.path.join(REPO, "docs", "behaviour.md")) as f:
+        rows = {tuple(cell.strip() for cell in line.strip("|\n").split("|")[:3])
+                for line in f if line.startswith("| ")}
+    folder = os.path.join(REPO, "sst2", "resources", "behaviour")
+    for name in ("generic.json", "sentiment.json"):
+        with open(os.path.join(folder, name)) as f:
+            for test in json.load(f)["tests"]:
+                assert (test["capability"], test["name"], test["kind"]) in rows, test["name"]

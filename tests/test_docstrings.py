@@ -20,9 +20,9 @@ SLOW = {"sst2.serve.graph.serving", "sst2.serve.trained", "sst2.serve.evaluation
         "sst2.fit.training", "sst2.head_search.searching", "sst2.serve.report",
         "sst2.serve.calibrated", "sst2.serve.model_card", "sst2.serve.openvino.export",
         "sst2.serve.client.openvino_runtime", "sst2.serve.client.loading",
-        "sst2.serve.client.scoring"}
+        "sst2.serve.client.scoring", "sst2.serve.behaviour.export_check"}
 NEEDS_OPENVINO_DIR = {"sst2.serve.client.openvino_runtime", "sst2.serve.client.loading",
-                      "sst2.serve.client.scoring"}
+                      "sst2.serve.client.scoring", "sst2.serve.behaviour.export_check"}
 MODULES = [pytest.param(m.name, marks=[pytest.mark.slow] if m.name in SLOW else [])
            for m in sorted(pkgutil.walk_packages(sst2.__path__, "sst2."), key=lambda m: m.name)]
 # Subpackages say what they group; their modules hold the examples.
@@ -30,7 +30,7 @@ PACKAGES = {m.name for m in pkgutil.walk_packages(sst2.__path__, "sst2.") if m.i
 # Entry points hold usage lines (their flags are tested), not examples.
 WITHOUT_EXAMPLES = {"sst2.cli", "sst2.run.errors", "sst2.run.files", "sst2.train", "sst2.evaluate",
                     "sst2.export", "sst2.predict", "sst2.prepare_data", "sst2.search",
-                    "sst2.report", "sst2.score"}
+                    "sst2.report", "sst2.score", "sst2.behaviour"}
 
 
 def _run_examples(name, globs) -> tuple[int, str]:

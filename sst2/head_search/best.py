@@ -31,6 +31,7 @@ from sst2.run.run_folder import RunFolder
 from sst2.serve import temperature as calibration
 from sst2.serve.calibrated import calibrate_run
 from sst2.serve.evaluation import predict_split
+from sst2.serve.publish import check_behaviour
 from sst2.serve.trained import TrainedModel
 from sst2.text.data import load_train_buckets
 from sst2.text.dataset_info import load_dataset_info
@@ -102,7 +103,8 @@ def export_best(search_dir: str, rows: list, configurations: list, groups: list,
     # The best head's run folder describes the export (its model card reads it).
     winner = members[k].replace(run={"model_dir": best_run})
     trained = TrainedModel(winner, preprocessor, backbone, head, spec, checkpoint, info)
-    scored = predict_split(trained, config.data.eval_split, show_progress=config.run.progress)
+    scored = predict_split(trained, config.data.eval_split, show_progress=config.run.progress,
+                           with_text=base.run.behaviour)
     outputs = scored[target.answer]
     if target.thresholded and ensemble > 1:  # the ensemble's own thresholds
         head.thresholds.assign(metrics.tune_thresholds(outputs, scored["gold"]))
@@ -111,6 +113,8 @@ def export_best(search_dir: str, rows: list, configurations: list, groups: list,
         trained = calibrate_run(trained, scored=scored, record=False)
         outputs = calibration.scaled(outputs, trained.temperature)
     best["export_validation"] = target.score(outputs, scored["gold"], thresholds)
+    if base.run.behaviour:  # as sst2.train's: before the export, whose card carries it
+        check_behaviour(trained, scored)
     path = trained.export(RunFolder(search_dir).export)
     what = "the best head" if ensemble == 1 else f"the mean of the top {len(chosen)} heads"
     logging.info(f"Exported {what} ({path}); as it answers, validation {best['metric']} "

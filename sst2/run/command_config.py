@@ -1,5 +1,5 @@
-"""The options of the entry points other than training: evaluate, export, report, predict
-and prepare_data (training's, and the option machinery: `sst2.run.config`).
+"""The options of the entry points other than training: evaluate, export, report, predict,
+behaviour, score and prepare_data (training's, and the option machinery: `sst2.run.config`).
 
 Example:
     >>> EvaluateConfig(model_dir="runs/sst2").max_windows
@@ -122,6 +122,26 @@ class PredictConfig(Options):
                            "at its default --explain_steps=2).")
     batch_size: int = option(256, "Lines per call of the export (fewer when no more "
                              "input has arrived).", minimum=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class BehaviourConfig(Options):
+    export_dir: str | None = option(None, "A run folder (its newest SavedModel, and its "
+                                    "validation texts to perturb), an export root or a "
+                                    "version folder.", required=True)
+    texts_file: str | None = option(None, "More texts to perturb: CSV, TSV or JSONL with "
+                                    "--text_column, or text, one per line.")
+    text_column: str = option("text", "The text column of --texts_file.")
+    output: str | None = option(None, "Where to write the results (default: "
+                                "<run folder>/behaviour.json; needed when --export_dir is "
+                                "not in a run folder).")
+    sentiment: str = option("auto", "Run the sentiment tests: auto (when the classes are "
+                            "named positive and negative), true or false.",
+                            choices=("auto", "true", "false"))
+    seed: int = option(0, "What the suite's words, texts and positions are drawn from.")
+    max_cases: int = option(100, "Cases per test, at most.", minimum=1)
+    batch_size: int = option(256, "Texts per call of the export.", minimum=1)
+    progress: bool = option(True, "Show a progress bar.")
 
 
 @dataclasses.dataclass(frozen=True)

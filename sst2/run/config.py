@@ -202,13 +202,16 @@ class RunConfig(Options):
         minimum=0)
     keep_checkpoints: int = option(3, "Rolling checkpoints to keep.", minimum=1)
     restart: bool = option(False, "Start the run in --model_dir over: its checkpoints, "
-                           "metrics, events, exports (SavedModel and OpenVINO), calibration "
-                           "and report are removed; its feature cache is kept.")
+                           "metrics, events, exports (SavedModel and OpenVINO), calibration, "
+                           "report and behaviour results are removed; its feature cache is kept.")
     export: bool = option(True, "Export the best checkpoint as a SavedModel at the end.")
     calibrate: bool = option(
         True, "Fit a temperature on the validation split after training and fold it into the "
         "export: calibrated probabilities, the same labels (single-label runs).")
     report: bool = option(True, "Write <model_dir>/report/index.html at the end (sst2.report).")
+    behaviour: bool = option(
+        True, "Run the behaviour tests on the exported model at the end (sst2.behaviour): "
+        "<model_dir>/behaviour.json, a section of the report and a table in the model card.")
     progress: bool = option(True, "Show progress bars.")
     compile_cache: bool = option(
         True, "Keep XLA's compiled train and eval steps in $SST2_CACHE_DIR/xla (default "

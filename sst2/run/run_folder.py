@@ -34,6 +34,7 @@ class RunFolder:
         "lock": ".lock",                  # one process at a time
         "calibration": "calibration.json",  # the temperature the export folds in
         "report": "report",               # sst2.report: report/index.html
+        "behaviour": "behaviour.json",    # sst2.behaviour: the export's behaviour tests
         # sst2.search
         "search": "search.json",          # the space searched and its groups
         "groups": "groups",               # one run folder per group of heads trained together
@@ -46,7 +47,8 @@ class RunFolder:
     # is gone must not be served from its folder); the feature cache stays (it depends on
     # the data, not the run).
     RESTART_REMOVES = ("checkpoints", "best", "metrics", "train_events", "eval_events", "config",
-                       "export", "export_openvino", "calibration", "report", "predictions")
+                       "export", "export_openvino", "calibration", "report", "predictions",
+                       "behaviour")
 
     def __init__(self, root: str):
         self.root = root

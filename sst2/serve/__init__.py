@@ -1,6 +1,7 @@
 """Serving a trained run, in rooms: `graph/` (the SavedModel's computation on raw
 strings), `openvino/` (the OpenVINO artifact), `client/` (what `sst2.predict` and
-`sst2.score` answer with); here, what they share (`versions`: export folders and
+`sst2.score` answer with), `behaviour/` (what it answers when a text changes: typos,
+names, identity terms, negation); here, what they share (`versions`: export folders and
 their facts) and the run's review: restored (`trained`), evaluated, calibrated
 (`temperature`, `calibrated`), reported, carded and published."""
 

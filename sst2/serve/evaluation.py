@@ -73,6 +73,30 @@ def _check_same_data(trained: TrainedModel, found: DatasetInfo) -> None:
                         f"the model's ({', '.join(info.label_names)}).")
 
 
+def served_function(trained: TrainedModel, reading: ReadingConfig = ReadingConfig()):
+    """The export's `serving_default` computation of `trained`, as a `tf.function` of one
+    string tensor per text feature (what `predict_split` and `served_answer` call)."""
+    from sst2.serve.graph.serving import make_predict_fn
+
+    return tf.function(
+        make_predict_fn(trained.preprocessor, trained.backbone, trained.head, trained.spec,
+                        reading, trained.dataset, trained.temperature),
+        input_signature=[tf.TensorSpec([None], tf.string)] * len(trained.dataset.text_features))
+
+
+def served_answer(trained: TrainedModel, reading: ReadingConfig = ReadingConfig()):
+    """`answer(texts, second_texts=None)`: the export's answers (numpy) to lists of
+    strings, computed in process, as `sst2.serve.client.loading.load_export`'s are."""
+    predict = served_function(trained, reading)
+
+    def answer(texts, second_texts=None):
+        inputs = [tf.constant(texts, tf.string)] + (
+            [tf.constant(second_texts, tf.string)] if second_texts is not None else [])
+        return {name: value.numpy() for name, value in predict(*inputs).items()}
+
+    return answer
+
+
 def predict_split(trained: TrainedModel, split: str, data_config: DataConfig | None = None,
                   reading: ReadingConfig = ReadingConfig(), batch_size: int = 256,
                   show_progress: bool = True, same_data: bool = True,
@@ -92,13 +116,8 @@ def predict_split(trained: TrainedModel, split: str, data_config: DataConfig | N
             dataset, as GLUE's AX).
         with_text: each example's `text` (and `text_pair`) too.
     """
-    from sst2.serve.graph.serving import make_predict_fn
-
     info = trained.dataset
-    predict = tf.function(
-        make_predict_fn(trained.preprocessor, trained.backbone, trained.head, trained.spec,
-                        reading, info, trained.temperature),
-        input_signature=[tf.TensorSpec([None], tf.string)] * len(info.text_features))
+    predict = served_function(trained, reading)
     with log_lines.quiet():  # the run's data again: its log said what it is
         dataset = open_dataset(data_config or trained.config.data)
         if same_data:

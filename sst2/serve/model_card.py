@@ -4,8 +4,9 @@ YAML front matter model hubs read (base model, datasets, metrics, license, tags)
 `render(trained)` reads the run folder (`metrics.json`, `config.json`,
 `calibration.json`) and writes: the front matter (Hugging Face's model-card
 fields, with `model-index` results), then intended use, the classes, the
-training data and options, the evaluation results, calibration, limitations,
-how to serve it, and the command that reproduces it.
+training data and options, the evaluation results, calibration, behaviour
+(`behaviour.json`, when it describes this checkpoint), limitations, how to
+serve it, and the command that reproduces it.
 
 Example:
     >>> from sst2.serve.trained import restore
@@ -25,6 +26,7 @@ from sst2.run.files import load_json
 from sst2.run.metrics import METRICS, shown
 from sst2.run.options import options
 from sst2.run.run_folder import RunFolder
+from sst2.serve.behaviour.described import card_lines, for_checkpoint
 
 # What each preset is, for the card's `base_model`.
 BASE_MODELS = {"distil_bert_base_en_uncased": "distilbert/distilbert-base-uncased",
@@ -152,6 +154,10 @@ def render(trained, reading: ReadingConfig = ReadingConfig(), artifact: dict | N
                   f"{calibration['split']}): expected calibration error "
                   f"{calibration['ece_before']:.4f} before, {calibration['ece_after']:.4f} "
                   "after; the labels are unchanged."]
+    behaviour = for_checkpoint(config.run.model_dir, trained.checkpoint_path,
+                               trained.temperature)
+    if behaviour:
+        lines += card_lines(behaviour)
     if artifact is not None:
         lines += _artifact(artifact, info)
     lines += _limits_and_serving(trained, reading, artifact)

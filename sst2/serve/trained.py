@@ -58,7 +58,7 @@ class TrainedModel:
             export_root or RunFolder(self.config.run.model_dir).export, reading=reading,
             dataset=self.dataset, temperature=self.temperature,
             model_card=card.render(self, reading) if model_card else None,
-            explaining=explaining)
+            explaining=explaining, checkpoint=os.path.basename(self.checkpoint_path))
 
 
 def restore(model_dir: str, which: str = "best", config: TrainConfig | None = None) -> TrainedModel:

@@ -160,7 +160,8 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
                        reading: ReadingConfig = ReadingConfig(),
                        dataset: DatasetInfo = SST2_INFO, temperature: float | None = None,
                        model_card: str | None = None,
-                       explaining: ExplainConfig = ExplainConfig()) -> str:
+                       explaining: ExplainConfig = ExplainConfig(),
+                       checkpoint: str | None = None) -> str:
     """Writes `<export_root>/<version>/` (`write_version`) and returns it: the signatures
     `serving_default` and `explain` (`sst2.serve.graph.explaining`).
 
@@ -173,6 +174,7 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
         temperature: the calibration to fold in, if any.
         model_card: Markdown, written beside `saved_model.pb` as `MODEL_CARD.md`.
         explaining: the `explain` signature's steps.
+        checkpoint: the checkpoint's name, for the export's facts (what it serves).
     """
     # One copy of the weights for both signatures: the encoder's constants are shared.
     encoder = FastEncoder(backbone)
@@ -199,7 +201,7 @@ def export_saved_model(preprocessor, backbone, head, spec: FeatureSpec, export_r
 
     def write(folder):
         tf.saved_model.save(root, folder, signatures=signatures)
-        write_export_facts(folder, dataset, temperature,
+        write_export_facts(folder, dataset, temperature, checkpoint=checkpoint,
                            explain={"method": "integrated_gradients",
                                     "steps": explaining.explain_steps, "baseline": "[PAD]"})
         if model_card is not None:

@@ -188,7 +188,8 @@ def export_openvino(trained, export_root: str, quantize: str = "int8_weights",
         facts = export_facts(dataset, trained.temperature, runtime="openvino",
                              openvino=ov.get_version().split("-")[0],
                              precision=PRECISIONS[quantize], quantize=quantize,
-                             sequence_length=trained.preprocessor.sequence_length)
+                             sequence_length=trained.preprocessor.sequence_length,
+                             checkpoint=os.path.basename(trained.checkpoint_path))
         if reference is not None:
             thresholds = (trained.head.thresholds.numpy() if dataset.target.thresholded
                           else None)
