@@ -73,18 +73,25 @@ def test_the_report_renders_in_chromium_and_the_card_matches_the_run(trained_tin
     assert exported.returncode == 0, exported.stderr[-2000:]
     calibration_file = json.loads((run / "calibration.json").read_text())
     assert calibration_file["accuracy_after"] == calibration_file["accuracy_before"]
+    checked = run_module("sst2.behaviour", f"--export_dir={run}", "--max_cases=5")
+    assert checked.returncode == 0, checked.stderr[-2000:]
     reported = run_module("sst2.report", f"--model_dir={run}")
     assert reported.returncode == 0, reported.stderr[-2000:]
     page = (run / "report" / "index.html").read_text(encoding="utf-8")
     for heading in ("The run", "Learning curves", "Confusion", "Calibration", "Errors",
-                    "Accuracy by text length"):
+                    "Accuracy by text length", "Behaviour"):
         assert f"<h2>{heading}" in page
     assert "<script" not in page and "http" not in page.split("<body>", 1)[1]
     # The confidently wrong texts, word by word, shaded by attribution.
     errors = page.split("<h2>Errors</h2>", 1)[1].split("</table>", 1)[0]
     assert errors.count("<tr>") - 1 == errors.count("<td><span title=") > 0
     decoded, total = _decoded_images(page, tmp_path)
-    assert total >= 6 and decoded == total
+    assert total >= 7 and decoded == total  # the behaviour section's picture among them
+    # Its failing examples: one row per example shown (at most two a test).
+    behaviour = json.loads((run / "behaviour.json").read_text())
+    shown = sum(min(2, len(t["examples"])) for t in behaviour["tests"])
+    examples = page.split("<h3>Failing examples</h3>", 1)[1].split("</table>", 1)[0]
+    assert examples.count("<tr>") - 1 == shown
     screenshot = tmp_path / "page.png"
     subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu",
                     f"--screenshot={screenshot}", "--window-size=1200,2400",
