@@ -77,7 +77,7 @@ def build_suite(texts: list, sentiment: bool, pairs: bool = False, seed: int = 0
         specs = sentiment_file["tests"] + specs
         if not pairs:  # the suite's own sentences, as the perturbations' texts too
             rng = random.Random(f"{seed}:texts")
-            base += [(_fill(t, words, rng)[0], None)
+            base += [(_fill((t,), words, rng)[0], None)
                      for t in sentiment_file["texts"] for _ in range(10)]
     tests = []
     for spec in specs:
@@ -108,15 +108,15 @@ def _template_cases(spec: dict, words: dict, rng: random.Random, max_cases: int)
             break
         template = spec["templates"][attempt % len(spec["templates"])]
         if "from" in template:
-            (before, after), _ = _fill((template["from"], template["to"]), words, rng)
+            before, after = _fill((template["from"], template["to"]), words, rng)
             case = Case((before, after), direction=template["direction"])
         elif "{identity}" in template["text"]:
             category = categories[(attempt // len(spec["templates"])) % len(categories)]
-            filled, _ = _fill(template["text"], words, rng)
+            (filled,) = _fill((template["text"],), words, rng)
             case = Case(tuple(_articles(filled.replace("\0identity\0", term))
                               for term in words["identity"][category]), group=category)
         else:
-            (text,), _ = _fill((template["text"],), words, rng)
+            (text,) = _fill((template["text"],), words, rng)
             case = Case((text,), expect=tuple(template["expect"]))
         if case.texts not in seen:
             seen.add(case.texts)
@@ -124,16 +124,13 @@ def _template_cases(spec: dict, words: dict, rng: random.Random, max_cases: int)
     return cases
 
 
-def _fill(templates, words: dict, rng: random.Random):
-    """Templates (one string, or a tuple filled alike) with each slot drawn from its word
-    list, one draw per slot name; `{identity}` left as a marker for the caller."""
-    single = isinstance(templates, str)
-    templates = (templates,) if single else tuple(templates)
+def _fill(templates: tuple, words: dict, rng: random.Random) -> tuple:
+    """Templates filled alike, each slot drawn from its word list once per slot name;
+    `{identity}` left as a marker for the caller."""
     slots = sorted({s for t in templates for s in SLOT.findall(t)} - {"identity"})
     values = {s: rng.choice(words[s]) for s in slots}
     values["identity"] = "\0identity\0"
-    filled = tuple(_articles(SLOT.sub(lambda m: values[m.group(1)], t)) for t in templates)
-    return (filled[0] if single else filled), values
+    return tuple(_articles(SLOT.sub(lambda m: values[m.group(1)], t)) for t in templates)
 
 
 def _articles(text: str) -> str:
