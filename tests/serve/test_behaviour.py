@@ -9,8 +9,9 @@ import pytest
 
 from sst2.serve.behaviour import suite
 from sst2.serve.behaviour.checking import TOLERANCE, Reader, check
-from sst2.serve.behaviour.perturbations import load_words, perturbation
+from sst2.serve.behaviour.perturbations import perturbation
 from sst2.serve.behaviour.suite import Case, build_suite
+from sst2.text.word_swaps import load_words
 
 TEXTS = ["It is not a bad film, said Maria in Paris.", "A dull plot for 120 dollars.",
          "The gay couple next door isn't happy!", "Shot in Tokyo, it is a gem"]

@@ -8,6 +8,7 @@ the text is left byte for byte as it was.
 
 Example:
     >>> import random
+    >>> from sst2.text.word_swaps import load_words
     >>> words = load_words()
     >>> perturb = perturbation("swap:first_name", words)
     >>> perturb("Maria liked it.", random.Random(0)) != "Maria liked it."
@@ -18,22 +19,13 @@ Example:
     "It isn't bad."
 """
 
-import json
-import os
 import random
 import re
 from typing import Callable
 
-RESOURCES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
-                         "resources", "behaviour")
+from sst2.text.word_swaps import identity_groups, occurrences, replaced
 
 Perturbation = Callable[[str, random.Random], "str | None"]
-
-
-def load_words() -> dict:
-    """`words.json`: the word lists templates are filled from and texts' words swapped for."""
-    with open(os.path.join(RESOURCES, "words.json"), encoding="utf-8") as f:
-        return json.load(f)
 
 
 def perturbation(spec: str, words: dict) -> Perturbation:
@@ -45,9 +37,7 @@ def perturbation(spec: str, words: dict) -> Perturbation:
     if kind == "swap":
         groups = [words[name] for name in lists.split(",") if name != "identity"]
         if "identity" in lists.split(","):
-            ambiguous = set(words["identity_not_swapped_in_texts"])
-            groups += [[t for t in terms if t not in ambiguous]
-                       for terms in words["identity"].values()]
+            groups += identity_groups(words)
         return lambda text, rng: _swap(text, rng, groups)
     if kind == "append":
         phrases = words[lists]
@@ -63,20 +53,12 @@ def perturbation(spec: str, words: dict) -> Perturbation:
 def _swap(text: str, rng: random.Random, groups: list[list[str]]) -> str | None:
     """One occurrence of a listed word (or phrase) replaced by another of its group, in
     the case the text writes it in (SST-2's texts are lower-cased)."""
-    found = []
-    for group in groups:
-        for word in group:
-            found += [(m, group) for m in re.finditer(rf"(?<![\w-]){re.escape(word)}(?![\w-])",
-                                                      text, re.IGNORECASE)]
+    found = [(m, group) for group in groups for m in occurrences(text, group)]
     if not found:
         return None
     match, group = rng.choice(sorted(found, key=lambda f: (f[0].start(), f[0].group())))
     new = rng.choice([w for w in group if w.lower() != match.group().lower()])
-    if match.group().islower():
-        new = new.lower()
-    elif match.group()[:1].isupper():
-        new = new[:1].upper() + new[1:]  # a sentence's first word stays capitalised
-    return text[:match.start()] + new + text[match.end():]
+    return text[:match.start()] + replaced(match.group(), new) + text[match.end():]
 
 
 def _contract(text: str, rng: random.Random, pairs: list[list[str]]) -> str | None:

@@ -28,7 +28,8 @@ import os
 import random
 import re
 
-from sst2.serve.behaviour.perturbations import RESOURCES, load_words, perturbation
+from sst2.serve.behaviour.perturbations import perturbation
+from sst2.text.word_swaps import RESOURCES, load_words
 
 KINDS = ("mft", "inv", "dir")
 SLOT = re.compile(r"\{(\w+)\}")
