@@ -166,8 +166,8 @@ class CachedFeatureSource(_CachedSource):
                          shuffle)
 
     def element_spec(self):
-        shape = (self.batch_size,) + self.features.features.shape[1:]
-        return ((tf.TensorSpec(shape, self.features.features.dtype),)
+        shape = (self.batch_size,) + self.features.row_shape
+        return ((tf.TensorSpec(shape, self.features.dtype),)
                 + self._labels_and_weights_spec())
 
     def batch(self, epoch: int, index: int) -> Batch:
@@ -186,9 +186,9 @@ class CachedTokenSource(_CachedSource):
         super().__init__(features, features.lengths, batch_size, boundaries, seed, shuffle)
 
     def element_spec(self):
-        per_token = self.features.features.shape[1:]
+        per_token = self.features.row_shape
         return ({"tokens": tf.TensorSpec((self.batch_size, None) + per_token,
-                                         self.features.features.dtype),
+                                         self.features.dtype),
                  "mask": tf.TensorSpec((self.batch_size, None), tf.int32)},
                 ) + self._labels_and_weights_spec()
 
@@ -272,13 +272,12 @@ class CachedPairSource(_PlannedSource):
         return self.pairs["label"]
 
     def element_spec(self):
-        stored = self.features.features
+        shape, dtype = self.features.row_shape, self.features.dtype
         if self.token_level:
-            side = {"tokens": tf.TensorSpec((self.batch_size, None) + stored.shape[1:],
-                                            stored.dtype),
+            side = {"tokens": tf.TensorSpec((self.batch_size, None) + shape, dtype),
                     "mask": tf.TensorSpec((self.batch_size, None), tf.int32)}
         else:
-            side = tf.TensorSpec((self.batch_size,) + stored.shape[1:], stored.dtype)
+            side = tf.TensorSpec((self.batch_size,) + shape, dtype)
         return ({"first": side, "second": side},) + self._labels_and_weights_spec()
 
     def _side(self, sentences: np.ndarray, padded: int):

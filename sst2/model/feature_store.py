@@ -84,6 +84,70 @@ class FeatureSet:
     def tokens(self, i: int) -> np.ndarray:
         return self.features[self.offsets[i]:self.offsets[i + 1]]
 
+    @property
+    def row_shape(self) -> tuple:
+        """The shape of one row of `features`: `[num_layers, width]` or a token's."""
+        return self.features.shape[1:]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.features.dtype
+
+    @property
+    def rows(self) -> int:
+        return len(self.features)
+
+
+class JoinedFeatureSet:
+    """Two feature sets read as one, `first`'s examples then `second`'s: a split and
+    rows added to it for training (`sst2.fit.augmented`), each cached on its own, so
+    adding rows encodes only them. It reads as `FeatureSet` does (`labels`, `idx`,
+    `offsets`, `read_rows`, `read_padded`); an example's rows are all in one set.
+
+    Example:
+        >>> one = FeatureSet(np.zeros((2, 1, 4), np.float16), np.array([0, 1]), np.arange(2))
+        >>> two = FeatureSet(np.ones((1, 1, 4), np.float16), np.array([1]), np.array([7]))
+        >>> both = JoinedFeatureSet(one, two)
+        >>> len(both), both.idx.tolist(), both.read_rows(np.array([2, 0]), np.ones(2, int))[:, 0, 0]
+        (3, [0, 1, 7], array([1., 0.], dtype=float16))
+    """
+
+    def __init__(self, first: FeatureSet, second: FeatureSet):
+        if first.row_shape != second.row_shape or (first.offsets is None) != (
+                second.offsets is None):
+            raise ValueError("joined feature sets must hold features of one shape")
+        self.first, self.second, self.boundary = first, second, first.rows
+        self.labels = np.concatenate([first.labels, second.labels])
+        self.idx = np.concatenate([first.idx, second.idx])
+        self.offsets = (None if first.offsets is None else np.concatenate(
+            [first.offsets, second.offsets[1:] + first.offsets[-1]]))
+        self.row_shape, self.dtype = first.row_shape, first.dtype
+        self.rows = first.rows + second.rows
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def read_rows(self, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        in_first = starts < self.boundary
+        out = np.empty((int(counts.sum()),) + self.row_shape, self.dtype)
+        row_in_first = np.repeat(in_first, counts)
+        out[row_in_first] = self.first.read_rows(starts[in_first], counts[in_first])
+        out[~row_in_first] = self.second.read_rows(starts[~in_first] - self.boundary,
+                                                   counts[~in_first])
+        return out
+
+    def read_padded(self, starts: np.ndarray, counts: np.ndarray, length: int) -> np.ndarray:
+        in_first = starts < self.boundary
+        out = np.empty((len(starts), length) + self.row_shape, self.dtype)
+        out[in_first] = self.first.read_padded(starts[in_first], counts[in_first], length)
+        out[~in_first] = self.second.read_padded(starts[~in_first] - self.boundary,
+                                                 counts[~in_first], length)
+        return out
+
 
 class CorruptCache(Exception):
     """A cache folder whose files cannot be read back as written."""

@@ -55,3 +55,27 @@ def test_the_tf_data_pipeline_yields_exactly_the_batches_from_any_start():
             np.testing.assert_array_equal(feats["mask"], batch.features["mask"])
             np.testing.assert_array_equal(labels, batch.labels)
             np.testing.assert_array_equal(weights, batch.weights)
+
+
+def test_a_joined_feature_set_gives_the_batches_of_one_set_holding_both():
+    """Rows added to a split are cached apart and read after its own
+    (`JoinedFeatureSet`): every batch is the one a single set of both would give, and
+    the added rows are read from the added set's file."""
+    first, second = _token_set(n=30, seed=1), _token_set(n=11, seed=2)
+    whole = feature_store.FeatureSet(
+        np.concatenate([first.features, second.features]),
+        np.concatenate([first.labels, second.labels]), np.concatenate([first.idx, second.idx]),
+        np.concatenate([first.offsets, second.offsets[1:] + first.offsets[-1]]))
+    joined = feature_store.JoinedFeatureSet(first, second)
+    assert len(joined) == 41 and (joined.lengths == whole.lengths).all()
+    sources = [CachedTokenSource(s, batch_size=8, boundaries=(8, 16, 32), seed=3)
+               for s in (whole, joined)]
+    for index in range(sources[0].num_batches(0)):
+        ours, theirs = (s.batch(0, index) for s in sources)
+        np.testing.assert_array_equal(ours.features["tokens"], theirs.features["tokens"])
+        np.testing.assert_array_equal(ours.labels, theirs.labels)
+    pooled = [feature_store.FeatureSet(np.full((n, 1, 2), v, np.float16), np.zeros(n, np.int32),
+                                       np.arange(n)) for n, v in ((3, 0), (2, 1))]
+    rows = feature_store.JoinedFeatureSet(*pooled).read_rows(np.array([4, 0, 3, 1]),
+                                                              np.ones(4, int))
+    assert rows[:, 0, 0].tolist() == [1, 0, 1, 0]
