@@ -79,17 +79,18 @@ def encoded(tokens: dict) -> dict:
 
 def encode_work(config: TrainConfig, backbone, token_sets: list, keys: list) -> dict:
     """What this run's encode pass computes: `encode_tokens` (the real tokens of every
-    text it encodes), `encode_linear_gflop` (their linear layers' arithmetic), and
-    whether the feature cache already held it all under `keys` (`feature_key`, one per
-    token set: `features_cached`)."""
-    tokens = int(sum(int(encoded(t)["length"].sum()) for t in token_sets))
+    text it encodes: of the sets the feature cache lacks), `encode_linear_gflop` (their
+    linear layers' arithmetic), and whether the cache already held every set under `keys`
+    (`feature_key`, one per token set: `features_cached`)."""
     per_token = linear_flops_per_token(backbone.hidden_dim, backbone.intermediate_dim,
                                        backbone.num_layers)
     caches = [FeatureCache(cache_dir(config), key) for key in keys] if config.run.cache_features \
         else []
-    cached = bool(caches) and all(cache.is_complete() for cache in caches)
+    complete = [cache.is_complete() for cache in caches] or [False] * len(token_sets)
+    tokens = int(sum(int(encoded(t)["length"].sum())
+                     for t, cached in zip(token_sets, complete) if not cached))
     return {"encode_tokens": tokens, "encode_linear_gflop": per_token * tokens / 1e9,
-            "features_cached": cached,
+            "features_cached": bool(caches) and all(complete),
             # A resumed pass encodes only what its shards lack: its rate would count the rest.
             "features_resumed": any(not c.is_complete() and c.has_shards() for c in caches)}
 

@@ -29,6 +29,7 @@ import time
 import numpy as np
 from absl import logging
 
+from sst2.fit.augmented import identity_tokens, joined_tokens
 from sst2.fit.cached_features import (
     Encoding,
     cache_dir,
@@ -40,6 +41,7 @@ from sst2.fit.cached_features import (
 )
 from sst2.fit.sources import CachedFeatureSource, CachedPairSource, CachedTokenSource, TokenSource
 from sst2.model.backbone import FeatureSpec
+from sst2.model.feature_store import JoinedFeatureSet
 from sst2.run import targets
 from sst2.run.config import TrainConfig
 from sst2.run.errors import UserError
@@ -126,7 +128,8 @@ def bucket_boundaries(config: TrainConfig, lengths: np.ndarray,
 def split_source(config: TrainConfig, split: str, tokens: dict, encoding: Encoding, *,
                  shuffle: bool = False, batch_size: int | None = None,
                  worker: WorkerInfo = WorkerInfo(), dataset=None,
-                 boundaries: tuple[int, ...] | None = None, key: dict | None = None):
+                 boundaries: tuple[int, ...] | None = None, key: dict | None = None,
+                 added: dict | None = None, added_key: dict | None = None):
     """`split`'s batch source: cached features, or the backbone on every batch
     (`--cache_features=false`).
 
@@ -141,9 +144,13 @@ def split_source(config: TrainConfig, split: str, tokens: dict, encoding: Encodi
         dataset: the `DatasetInfo`, for the cache key (see `cached_features`).
         boundaries: the length buckets (default: `bucket_boundaries`).
         key: the features' cache key, if known.
+        added, added_key: rows added to the split for training (`sst2.fit.augmented`),
+            read after its own, and their cache key.
     """
     batch_size = batch_size or config.optimization.batch_size
-    boundaries = boundaries or bucket_boundaries(config, tokens["length"], batch_size)
+    lengths = tokens["length"] if added is None else np.concatenate(
+        [tokens["length"], added["length"]])
+    boundaries = boundaries or bucket_boundaries(config, lengths, batch_size)
     seed = config.optimization.seed
     if "sentences" in tokens:  # pairs encoded apart: each sentence once
         if not config.run.cache_features:
@@ -155,8 +162,12 @@ def split_source(config: TrainConfig, split: str, tokens: dict, encoding: Encodi
                                 boundaries if FeatureSpec.of(config.model).token_level
                                 else None, seed, shuffle)
     if not config.run.cache_features:
-        return TokenSource(tokens, encoding.encoder, batch_size, boundaries, seed, shuffle)
+        return TokenSource(tokens if added is None else joined_tokens(tokens, added),
+                           encoding.encoder, batch_size, boundaries, seed, shuffle)
     features = cached_features(config, split, tokens, encoding, worker, dataset, key)
+    if added is not None:
+        features = JoinedFeatureSet(features, cached_features(
+            config, f"{split} (added)", added, encoding, worker, dataset, added_key))
     if FeatureSpec.of(config.model).token_level:
         return CachedTokenSource(features, batch_size, boundaries, seed, shuffle)
     return CachedFeatureSource(features, batch_size, seed, shuffle)
@@ -210,21 +221,25 @@ def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encodin
         worker: this process's place in a multi-worker run.
         precisions: what the backbone computes in, for `metrics.json`.
     """
-    data_config, optimization = config.data, config.optimization
+    data_config = config.data
     tokenize_started = time.time()
     train_tokens, eval_tokens, info = _tokenized(config, dataset, preprocessor)
+    added = (identity_tokens(dataset, data_config.train_split, preprocessor)
+             if data_config.augment_identity else None)
     _say_what_is_trained(config, info, train_tokens, eval_tokens, backbone, encoding)
     tokenize_seconds = time.time() - tokenize_started
-    # Each split's cache key once (it hashes every example), where features are cached.
-    keys = ([feature_key(config, encoded(t), encoding, info) for t in (train_tokens, eval_tokens)]
-            if config.run.cache_features else [None, None])
-    work = encode_work(config, backbone, [train_tokens, eval_tokens], keys)
+    token_sets = [train_tokens, eval_tokens] + ([added] if added is not None else [])
+    # Each set's cache key once (it hashes every example), where features are cached.
+    keys = ([feature_key(config, encoded(t), encoding, info) for t in token_sets]
+            if config.run.cache_features else [None] * len(token_sets))
+    work = encode_work(config, backbone, token_sets, keys)
     encode_started = time.time()
     # A resumed run keeps the buckets it started with: the same batches.
     train_source = split_source(config, data_config.train_split, train_tokens, encoding,
                                 shuffle=True, batch_size=global_batch, worker=worker,
                                 dataset=info, key=keys[0],
-                                boundaries=load_train_buckets(config.run.model_dir))
+                                boundaries=load_train_buckets(config.run.model_dir),
+                                added=added, added_key=(keys + [None])[2])
     eval_source = split_source(config, data_config.eval_split, eval_tokens, encoding,
                                batch_size=global_batch, worker=worker, dataset=info,
                                key=keys[1])
@@ -238,19 +253,24 @@ def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encodin
         logging.info(f"Length buckets (one compiled shape each): training {buckets['train']}, "
                      f"evaluation {buckets['eval']}.")
     class_weights = (info.target.class_weights(train_tokens["label"], info.num_classes).tolist()
-                     if optimization.class_weights == "balanced" else None)
-    facts = {"precision": encoding.precision, "precisions": precisions,
-             "length_buckets": buckets if buckets["train"] else None,
-             "learning_rate": optimization.learning_rate,
-             "backbone_learning_rate": (optimization.backbone_learning_rate
-                                        if config.model.trainable_layers else None),
+                     if config.optimization.class_weights == "balanced" else None)
+    facts = {**_optimization_facts(config), "precision": encoding.precision,
+             "precisions": precisions, "length_buckets": buckets if buckets["train"] else None,
              "train_examples": len(train_tokens["label"]),
+             "added_examples": 0 if added is None else len(added["label"]),
              "eval_examples": len(eval_tokens["label"]),
              "tokenize_seconds": tokenize_seconds, "encode_seconds": encode_seconds,
              **work,
              "dataset": info.to_dict(), "class_weights": class_weights}
     return RunInputs(train_source, eval_source, info, class_weights, precisions, global_batch,
                      facts)
+
+
+def _optimization_facts(config: TrainConfig) -> dict:
+    optimization = config.optimization
+    return {"learning_rate": optimization.learning_rate,
+            "backbone_learning_rate": (optimization.backbone_learning_rate
+                                       if config.model.trainable_layers else None)}
 
 
 def _tokenized(config: TrainConfig, dataset: TextDataset, preprocessor) -> tuple:

@@ -79,6 +79,11 @@ class DataConfig(Options):
                               choices=("auto", "csv", "tsv", "jsonl"), identity=True)
     encoding: str = option("utf-8", "Text encoding of the local files, e.g. latin-1.",
                            identity=True)
+    augment_identity: bool = option(
+        True, "Also train on each training text that names an identity term (race, religion, "
+        "gender, sexual orientation, nationality, age, disability) with the term swapped for "
+        "each other of its category, same label; single texts (docs/behaviour.md).",
+        identity=True)
 
     def __post_init__(self):
         super().__post_init__()

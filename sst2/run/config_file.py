@@ -8,7 +8,7 @@ Example:
     >>> config = TrainConfig.from_options(epochs=1, pooling="mean")
     >>> saved = to_dict(config)
     >>> saved["format"], saved["model"]["pooling"]
-    (2, 'mean')
+    (3, 'mean')
     >>> from_dict(saved) == config
     True
     >>> from_dict({"pooling": "mean", "learning_rate": None}).optimization.learning_rate
@@ -23,7 +23,7 @@ from sst2.run.errors import UserError
 from sst2.run.files import load_json, save_json
 from sst2.run.run_folder import RunFolder
 
-FORMAT = 2
+FORMAT = 3
 
 
 def to_dict(config: TrainConfig) -> dict:
@@ -50,7 +50,14 @@ def _from_flat_format_1(fields: dict) -> dict:
     return grouped
 
 
-MIGRATIONS = {1: _from_flat_format_1}  # format N -> format N + 1
+def _from_format_2(fields: dict) -> dict:
+    """Format 2 (before --augment_identity, on by default since): runs trained on their
+    split alone."""
+    data = {"augment_identity": False, **fields.get("data", {})}
+    return {**fields, "format": 3, "data": data}
+
+
+MIGRATIONS = {1: _from_flat_format_1, 2: _from_format_2}  # format N -> format N + 1
 
 
 def from_dict(fields: dict) -> TrainConfig:

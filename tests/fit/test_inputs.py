@@ -51,7 +51,7 @@ def test_a_resumed_encode_pass_records_no_rate(tmp_path):
     import types
 
     from sst2.fit.cached_features import encode_rate, encode_work
-    from sst2.model.feature_store import FeatureCache
+    from sst2.model.feature_store import FeatureCache, FeatureSet
 
     config = TrainConfig.from_options(model_dir=str(tmp_path))
     backbone = types.SimpleNamespace(hidden_dim=16, intermediate_dim=32, num_layers=2)
@@ -68,6 +68,12 @@ def test_a_resumed_encode_pass_records_no_rate(tmp_path):
     assert resumed["features_resumed"] and resumed["encode_tokens"] == 42
     assert encode_rate(resumed, 1.0) == "; resumed, so no rate is recorded for it"
     assert "encode_linear_gflops_per_second" not in resumed
+    # A set the cache holds whole is not encoded: its tokens are not counted.
+    done = FeatureCache(str(tmp_path / "feature_cache"), keys[1])
+    done.start()
+    done.write(FeatureSet(np.zeros((3, 1, 4), np.float16), np.zeros(3, np.int32), np.arange(3)))
+    partly = encode_work(config, backbone, [tokens, tokens], keys)
+    assert partly["encode_tokens"] == 21 and not partly["features_cached"]
 
 
 def _tokens(n=6, offset=0):

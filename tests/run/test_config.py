@@ -134,7 +134,8 @@ FORMAT_1 = {"model_dir": "runs/old", "preset": "p", "data_dir": None, "train_spl
 def test_format_1_reads_as_the_same_run_with_explicit_defaults():
     config = from_dict(FORMAT_1)
     assert config == TrainConfig.from_options(model_dir="runs/old", preset="p", progress=False,
-                                              pooling="attention", layers="all")
+                                              pooling="attention", layers="all",
+                                              augment_identity=False)
     assert config.optimization.learning_rate == 1e-3
 
 
@@ -148,6 +149,15 @@ def test_format_1_runs_from_before_per_group_rates_and_schedules():
     # Before --lr_schedule, the rate was constant.
     assert from_dict({k: v for k, v in FORMAT_1.items()
                       if k != "lr_schedule"}).optimization.lr_schedule == "constant"
+
+
+def test_format_2_runs_trained_on_their_split_alone():
+    """Identity-term variants are trained on by default since format 3: a run from before
+    resumes as it was trained, without them (else its batches would change)."""
+    saved = to_dict(TrainConfig.from_options(model_dir="runs/f2"))
+    del saved["data"]["augment_identity"]
+    assert from_dict({**saved, "format": 2}).data.augment_identity is False
+    assert from_dict(to_dict(TrainConfig.from_options())).data.augment_identity is True
 
 
 def test_load_config_reads_a_run_folder(tmp_path):

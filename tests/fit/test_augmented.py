@@ -1,0 +1,69 @@
+"""`--augment_identity`: training texts that name an identity term are trained on again
+with each other term of its category, encoded apart from the split and recorded."""
+
+import os
+
+import numpy as np
+import pytest
+
+from sst2.fit.augmented import identity_variants
+from sst2.run.config import TrainConfig
+from sst2.run.files import load_json
+from sst2.text.word_swaps import identity_counterfactuals, identity_groups, load_words
+from tests.helpers import TINY_SEQUENCE_LENGTH, train
+
+TEXTS = ["a french farce that never lands", "a warm gay romance", "the plot is thin",
+         "a sharp , funny script", "the chinese cast shines", "dull and long"]
+
+
+def test_each_variant_keeps_its_row_s_label_and_idx():
+    rows = {"text": np.array([t.encode() for t in TEXTS]), "label": np.array([0, 1, 0, 1, 1, 0]),
+            "idx": np.arange(10, 16)}
+    added = identity_variants(rows)
+    groups = identity_groups(load_words())
+    expected = [(text, label, idx) for text, label, idx in zip(TEXTS, rows["label"], rows["idx"])
+                for _ in identity_counterfactuals(text, groups)]
+    assert len(added["text"]) == len(expected) > 0
+    assert [(int(label), int(idx)) for label, idx in zip(added["label"], added["idx"])] == [
+        (int(label), int(idx)) for _, label, idx in expected]
+    assert {int(i) for i in added["idx"]} == {10, 11, 14}
+
+
+def _write(path, rows: int) -> str:
+    with open(path, "w") as f:
+        f.write("text\tlabel\n")
+        for i in range(rows):
+            f.write(f"{TEXTS[i % len(TEXTS)]} {i}\t{['negative', 'positive'][i % 2]}\n")
+    return str(path)
+
+
+@pytest.mark.slow
+def test_a_run_trains_on_the_variants_encoded_apart(tiny_preset, tmp_path):
+    cache = str(tmp_path / "cache")
+    options = dict(preset=tiny_preset, train_file=_write(tmp_path / "train.tsv", 24),
+                   eval_file=_write(tmp_path / "dev.tsv", 8), epochs=1, batch_size=8,
+                   sequence_length=TINY_SEQUENCE_LENGTH, pooling="attention", progress=False,
+                   export=False, cache_dir=cache)
+    train(TrainConfig.from_options(model_dir=str(tmp_path / "plain"), augment_identity=False,
+                                   **options))
+    assert len(os.listdir(cache)) == 2
+    train(TrainConfig.from_options(model_dir=str(tmp_path / "aug"), augment_identity=True,
+                                   **options))
+    metrics = load_json(str(tmp_path / "aug" / "metrics.json"))
+    groups = identity_groups(load_words())
+    rows = [f"{TEXTS[i % len(TEXTS)]} {i}" for i in range(24)]
+    assert metrics["added_examples"] == sum(len(identity_counterfactuals(t, groups))
+                                            for t in rows)
+    # The split's own features came from the cache; only the variants were encoded.
+    assert len(os.listdir(cache)) == 3
+    steps = load_json(str(tmp_path / "aug" / "metrics.json"))["epochs"][-1]["step"]
+    assert steps == -(-(24 + metrics["added_examples"]) // 8)
+
+
+def test_sentence_pairs_are_trained_on_as_they_are():
+    import types
+
+    from sst2.fit.augmented import identity_tokens
+
+    pairs = types.SimpleNamespace(info=types.SimpleNamespace(is_pair=True))
+    assert identity_tokens(pairs, "train", preprocessor=None) is None
