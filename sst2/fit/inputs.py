@@ -29,7 +29,7 @@ import time
 import numpy as np
 from absl import logging
 
-from sst2.fit.augmented import identity_tokens, joined_tokens
+from sst2.fit.augmented import added_tokens, joined_tokens
 from sst2.fit.cached_features import (
     Encoding,
     cache_dir,
@@ -224,8 +224,7 @@ def run_sources(config: TrainConfig, dataset: TextDataset, preprocessor, encodin
     data_config = config.data
     tokenize_started = time.time()
     train_tokens, eval_tokens, info = _tokenized(config, dataset, preprocessor)
-    added = (identity_tokens(dataset, data_config.train_split, preprocessor)
-             if data_config.augment_identity else None)
+    added = added_tokens(config, dataset, data_config.train_split, preprocessor)
     _say_what_is_trained(config, info, train_tokens, eval_tokens, backbone, encoding)
     tokenize_seconds = time.time() - tokenize_started
     token_sets = [train_tokens, eval_tokens] + ([added] if added is not None else [])

@@ -84,6 +84,10 @@ class DataConfig(Options):
         "gender, sexual orientation, nationality, age, disability) with the term swapped for "
         "each other of its category, same label; single texts (docs/behaviour.md).",
         identity=True)
+    augment_typos: float = option(
+        0.0, "Also train on this fraction of the training texts with a typo (two neighbouring "
+        "letters swapped), same label; single texts (docs/behaviour.md).", minimum=0,
+        maximum=1, identity=True)
 
     def __post_init__(self):
         super().__post_init__()

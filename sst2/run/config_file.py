@@ -51,9 +51,9 @@ def _from_flat_format_1(fields: dict) -> dict:
 
 
 def _from_format_2(fields: dict) -> dict:
-    """Format 2 (before --augment_identity, on by default since): runs trained on their
+    """Format 2 (before --augment_identity and --augment_typos): runs trained on their
     split alone."""
-    data = {"augment_identity": False, **fields.get("data", {})}
+    data = {"augment_identity": False, "augment_typos": 0.0, **fields.get("data", {})}
     return {**fields, "format": 3, "data": data}
 
 

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from sst2.fit.augmented import identity_variants
+from sst2.fit.augmented import identity_variants, typo_variants
 from sst2.run.config import TrainConfig
 from sst2.run.files import load_json
 from sst2.text.word_swaps import identity_counterfactuals, identity_groups, load_words
@@ -48,22 +48,37 @@ def test_a_run_trains_on_the_variants_encoded_apart(tiny_preset, tmp_path):
                                    **options))
     assert len(os.listdir(cache)) == 2
     train(TrainConfig.from_options(model_dir=str(tmp_path / "aug"), augment_identity=True,
-                                   **options))
+                                   augment_typos=0.25, **options))
     metrics = load_json(str(tmp_path / "aug" / "metrics.json"))
     groups = identity_groups(load_words())
     rows = [f"{TEXTS[i % len(TEXTS)]} {i}" for i in range(24)]
     assert metrics["added_examples"] == sum(len(identity_counterfactuals(t, groups))
-                                            for t in rows)
+                                            for t in rows) + 6  # and 24 / 4 with a typo
     # The split's own features came from the cache; only the variants were encoded.
     assert len(os.listdir(cache)) == 3
     steps = load_json(str(tmp_path / "aug" / "metrics.json"))["epochs"][-1]["step"]
     assert steps == -(-(24 + metrics["added_examples"]) // 8)
 
 
+def test_typo_variants_are_the_same_texts_every_run_each_with_one_typo():
+    rows = {"text": np.array([f"a gripping thriller number {i}".encode() for i in range(50)]),
+            "label": np.arange(50) % 2, "idx": np.arange(100, 150)}
+    added = identity_variants(rows)
+    assert len(added["text"]) == 0
+    first, again = typo_variants(rows, 0.2), typo_variants(rows, 0.2)
+    assert len(first["text"]) == 10 and first["text"].tolist() == again["text"].tolist()
+    for text, label, idx in zip(first["text"], first["label"], first["idx"]):
+        original = rows["text"][idx - 100].decode()
+        assert text != original and sorted(text) == sorted(original)  # two letters swapped
+        assert label == rows["label"][idx - 100]
+    assert len(typo_variants(rows, 0.0)["text"]) == 0
+
+
 def test_sentence_pairs_are_trained_on_as_they_are():
     import types
 
-    from sst2.fit.augmented import identity_tokens
+    from sst2.fit.augmented import added_tokens
 
     pairs = types.SimpleNamespace(info=types.SimpleNamespace(is_pair=True))
-    assert identity_tokens(pairs, "train", preprocessor=None) is None
+    config = TrainConfig.from_options(augment_typos=0.1)
+    assert added_tokens(config, pairs, "train", preprocessor=None) is None

@@ -8,7 +8,8 @@ the text is left byte for byte as it was.
 
 Example:
     >>> import random
-    >>> from sst2.text.word_swaps import load_words
+    >>> from sst2.text.typos import typo
+from sst2.text.word_swaps import load_words
     >>> words = load_words()
     >>> perturb = perturbation("swap:first_name", words)
     >>> perturb("Maria liked it.", random.Random(0)) != "Maria liked it."
@@ -23,6 +24,7 @@ import random
 import re
 from typing import Callable
 
+from sst2.text.typos import typo
 from sst2.text.word_swaps import identity_groups, occurrences, replaced
 
 Perturbation = Callable[[str, random.Random], "str | None"]
@@ -47,7 +49,7 @@ def perturbation(spec: str, words: dict) -> Perturbation:
     if kind == "url_or_handle":
         extras = words["urls"] + words["handles"]
         return lambda text, rng: f"{text.rstrip()} {rng.choice(extras)}"
-    return {"typo": _typo, "punctuation": _punctuation, "number": _number}[kind]
+    return {"typo": typo, "punctuation": _punctuation, "number": _number}[kind]
 
 
 def _swap(text: str, rng: random.Random, groups: list[list[str]]) -> str | None:
@@ -74,21 +76,6 @@ def _contract(text: str, rng: random.Random, pairs: list[list[str]]) -> str | No
     if match.group()[:1].isupper():
         new = new[:1].upper() + new[1:]
     return text[:match.start()] + new + text[match.end():]
-
-
-def _typo(text: str, rng: random.Random) -> str | None:
-    """Two neighbouring letters of one word (four or more letters) swapped."""
-    words = [m for m in re.finditer(r"[A-Za-z]{4,}", text)]
-    if not words:
-        return None
-    word = rng.choice(words)
-    i = word.start() + rng.randrange(len(word.group()) - 1)
-    if text[i] == text[i + 1]:
-        i = next((j for j in range(word.start(), word.end() - 1) if text[j] != text[j + 1]),
-                 None)
-        if i is None:
-            return None
-    return text[:i] + text[i + 1] + text[i] + text[i + 2:]
 
 
 def _punctuation(text: str, rng: random.Random) -> str | None:
