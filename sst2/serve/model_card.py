@@ -136,7 +136,7 @@ def render(trained, reading: ReadingConfig = ReadingConfig(), artifact: dict | N
     lines += ["", "## Training data and options", "",
               f"- data: `{json.dumps(info.identity, sort_keys=True)}`, text "
               f"{', '.join(info.text_features)}; {run.get('train_examples', '?')} training "
-              f"and {run.get('eval_examples', '?')} validation examples",
+              f"and {run.get('eval_examples', '?')} validation examples" + _added(run, config),
               f"- backbone: `{config.model.preset}`, frozen; precision "
               f"{run.get('precision', config.model.precision)}",
               "- options: `" + json.dumps({g: to_dict(config)[g] for g in ("model",
@@ -262,3 +262,13 @@ def _version(module: str) -> str:
     except (ImportError, AttributeError):  # the card says so rather than failing
         return "unknown"
 
+
+def _added(run: dict, config) -> str:
+    """What the card says of the training variants (`sst2.fit.augmented`), where any."""
+    if not run.get("added_examples"):
+        return ""
+    kinds = (["identity terms swapped (`--augment_identity`)"] if config.data.augment_identity
+             else []) + ([f"a typo (`--augment_typos={config.data.augment_typos:g}`)"]
+                         if config.data.augment_typos else [])
+    return (f", and {run['added_examples']:,} variants of training texts with their labels: "
+            + " or ".join(kinds))

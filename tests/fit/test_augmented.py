@@ -56,8 +56,14 @@ def test_a_run_trains_on_the_variants_encoded_apart(tiny_preset, tmp_path):
                                             for t in rows) + 6  # and 24 / 4 with a typo
     # The split's own features came from the cache; only the variants were encoded.
     assert len(os.listdir(cache)) == 3
-    steps = load_json(str(tmp_path / "aug" / "metrics.json"))["epochs"][-1]["step"]
+    steps = metrics["epochs"][-1]["step"]
     assert steps == -(-(24 + metrics["added_examples"]) // 8)
+    # Without the cache, the backbone runs on every batch of the same rows.
+    train(TrainConfig.from_options(model_dir=str(tmp_path / "uncached"), augment_typos=0.25,
+                                   **{**options, "cache_features": False}))
+    uncached = load_json(str(tmp_path / "uncached" / "metrics.json"))
+    assert uncached["added_examples"] == metrics["added_examples"]
+    assert uncached["epochs"][-1]["step"] == steps
 
 
 def test_typo_variants_are_the_same_texts_every_run_each_with_one_typo():

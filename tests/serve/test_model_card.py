@@ -1,5 +1,5 @@
-"""The model card says what a run measured and what it did not: undefined metrics, a run
-that finished no epoch."""
+"""The model card says what a run measured and what it did not (undefined metrics, a run
+that finished no epoch), and what it was trained on."""
 
 
 
@@ -22,3 +22,14 @@ def test_the_model_card_shows_undefined_metrics_and_runs_that_finished_no_epoch(
     stopped = _evaluation_table({"epochs": []}, _info("multi_label"))
     assert len(stopped) == 1 and "No epoch finished" in stopped[0]
     assert "thresholds are not tuned" in stopped[0]
+
+
+def test_the_card_names_the_variants_training_added():
+    from sst2.run.config import TrainConfig
+    from sst2.serve.model_card import _added
+
+    config = TrainConfig.from_options(augment_typos=0.1)
+    assert _added({"added_examples": 12818}, config) == (
+        ", and 12,818 variants of training texts with their labels: identity terms swapped "
+        "(`--augment_identity`) or a typo (`--augment_typos=0.1`)")
+    assert _added({"added_examples": 0}, config) == _added({}, config) == ""
