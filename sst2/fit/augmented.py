@@ -44,8 +44,12 @@ def typo_variants(rows: dict, fraction: float) -> dict:
     so their features are encoded once."""
     rng = random.Random(0)
     chosen = set(rng.sample(range(len(rows["text"])), round(fraction * len(rows["text"]))))
-    return _variants(rows, lambda row, text: [
-        t for t in [typo(text, rng) if row in chosen else None] if t is not None])
+
+    def with_a_typo(row: int, text: str) -> list[str]:
+        changed = typo(text, rng) if row in chosen else None
+        return [] if changed is None else [changed]
+
+    return _variants(rows, with_a_typo)
 
 
 def _variants(rows: dict, vary) -> dict:
@@ -74,15 +78,14 @@ def added_tokens(config, dataset, split: str, preprocessor) -> dict | None:
                      "pairs are trained on as they are.")
         return None
     rows = data.to_numpy(dataset.load(split))
-    parts = ([identity_variants(rows)] if identity else []) + (
-        [typo_variants(rows, typos)] if typos else [])
-    added = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    parts = ([("with identity terms swapped", identity_variants(rows))] if identity else []) + (
+        [("with a typo", typo_variants(rows, typos))] if typos else [])
+    added = {name: np.concatenate([part[name] for _, part in parts])
+             for name in ("text", "label", "idx")}
     logging.info(f"Added for training: {len(added['text']):,} variants of "
                  f"{len(np.unique(added['idx'])):,} of the {len(rows['idx']):,} training "
-                 "texts (" + ", ".join(
-                     f"{len(part['text']):,} {name}" for name, part in zip(
-                         (["with identity terms swapped"] if identity else [])
-                         + (["with a typo"] if typos else []), parts)) + ").")
+                 "texts (" + ", ".join(f"{len(part['text']):,} {what}" for what, part in parts)
+                 + ").")
     if not len(added["text"]):
         return None
     return data.to_numpy(data.tokenize(tf.data.Dataset.from_tensor_slices({

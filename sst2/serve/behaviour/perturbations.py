@@ -8,8 +8,7 @@ the text is left byte for byte as it was.
 
 Example:
     >>> import random
-    >>> from sst2.text.typos import typo
-from sst2.text.word_swaps import load_words
+    >>> from sst2.text.word_swaps import load_words
     >>> words = load_words()
     >>> perturb = perturbation("swap:first_name", words)
     >>> perturb("Maria liked it.", random.Random(0)) != "Maria liked it."
