@@ -69,9 +69,9 @@ def identity_counterfactuals(text: str, groups: list[list[str]]) -> list[str]:
     term has none; the other terms of a text are left as they are."""
     variants = []
     for group in groups:
-        terms = sorted({m.group().lower() for m in occurrences(text, group)})
-        for term in terms:
-            matches = [m for m in occurrences(text, group) if m.group().lower() == term]
+        found = occurrences(text, group)
+        for term in sorted({m.group().lower() for m in found}):
+            matches = [m for m in found if m.group().lower() == term]
             for other in group:
                 if other.lower() == term:
                     continue
