@@ -92,6 +92,9 @@ def main() -> None:
     parser.add_argument("--block_tokens", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pooling", default="attention")
+    parser.add_argument("--precisions", default="float32,bfloat16",
+                        help="comma-separated; bfloat16 is emulated, slowly, on CPUs "
+                             "without AVX512-BF16 or AMX")
     parser.add_argument("--output", default="benchmark_encode.json")
     args = parser.parse_args()
 
@@ -112,7 +115,7 @@ def main() -> None:
     results = {"cpu": machine.cpu_name(), "sentences": len(tokens["length"]),
                "real_tokens": real_tokens, "precisions": {}}
     print(f"{results['cpu']}; {results['sentences']:,} sentences, {real_tokens:,} tokens")
-    for precision in ("float32", "bfloat16"):
+    for precision in args.precisions.split(","):
         backbone = presets.load_backbone(args.preset, dtype=precision)
         spec = FeatureSpec(args.pooling, "all")
         encoder = FeatureEncoder.for_backbone(backbone, spec, jit_compile=False)

@@ -183,6 +183,14 @@ def _artifact(facts: dict, info) -> list:
     elif facts.get("agreement_not_measured"):
         lines += ["", "Not measured against the SavedModel's answers: "
                   f"{facts['agreement_not_measured']}."]
+    speed = facts.get("speed")
+    if speed:
+        lines += ["", f"Speed, measured where it was exported ({speed['cpu']}): "
+                  f"{speed['rate']:,.0f} texts/s in batches of {speed['batch_size']} against "
+                  f"the SavedModel's {speed['saved_model_rate']:,.0f} on the same "
+                  f"{speed['texts']} validation texts, **{speed['ratio']:.2f}x**, under "
+                  f"OpenVINO's {speed['hint'].lower()} hint. Another CPU gives another "
+                  "ratio; `assets.extra/sst2.json` lists every setting tried."]
     lines += ["", "OpenVINO's default CPU precision (bfloat16 where the CPU has it) answers a "
               "text slightly differently beside different texts in a batch; compile with "
               '`{"INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}` '
@@ -246,7 +254,9 @@ def _openvino_usage(info) -> list:
     arguments = "[texts, second_texts]" if info.is_pair else "[texts]"
     return ["```python", "import numpy as np, openvino as ov, openvino_tokenizers  "
             "# the second registers the tokenizer's operations",
-            'model = ov.Core().compile_model("model.xml")',
+            "import json",
+            'config = json.load(open("assets.extra/sst2.json")).get("openvino_config", {})',
+            'model = ov.Core().compile_model("model.xml", "CPU", config)  # as exported',
             'texts = ov.Tensor(np.array(["a gripping, funny film"]))'
             + ("\nsecond_texts = ov.Tensor(np.array([\"...\"]))" if info.is_pair else ""),
             f"answers = model({arguments})  # "

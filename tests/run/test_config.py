@@ -228,11 +228,13 @@ def test_export_options_that_would_be_ignored_are_refused():
     from sst2.run.command_config import ExportConfig
 
     ExportConfig(model_dir="runs/x", format="openvino", quantize="int8", calibration_texts=8)
+    ExportConfig(model_dir="runs/x", format="openvino", calibration_texts=8)  # auto tries int8
     refused = {
         (("quantize", "int8"), ("calibration_texts", 8)): "--quantize and --calibration_texts "
                                                           "are for --format=openvino",
         (("format", "openvino"), ("explain_steps", 8)): "--explain_steps sets the SavedModel's",
-        (("format", "openvino"), ("calibration_texts", 8)): "--quantize=int8_weights uses none",
+        (("format", "openvino"), ("quantize", "int8_weights"), ("calibration_texts", 8)):
+            "--quantize=int8_weights uses none",
     }
     for given, message in refused.items():
         with pytest.raises(UserError, match=re.escape(message)):

@@ -137,8 +137,9 @@ def test_an_openvino_artifact_answers_as_the_saved_model(float32_run):
 
     assert "intel" not in os.listdir(home), os.listdir(home)  # OpenVINO's telemetry id
 
-    # The default quantization, int8 weights: the same answers on these clear texts.
-    result = run_module("sst2.export", f"--model_dir={float32_run}", "--format=openvino")
+    # int8 weights: a smaller model.
+    result = run_module("sst2.export", f"--model_dir={float32_run}", "--format=openvino",
+                        "--quantize=int8_weights")
     assert result.returncode == 0, result.stderr[-3000:]
     int8 = latest_export(os.path.join(float32_run, "export_openvino"), "model.xml")
     assert int8 != folder
@@ -146,6 +147,47 @@ def test_an_openvino_artifact_answers_as_the_saved_model(float32_run):
     assert facts["quantize"] == "int8_weights"
     assert os.path.getsize(os.path.join(int8, "model.bin")) < os.path.getsize(
         os.path.join(folder, "model.bin"))
+
+
+@pytest.mark.slow
+def test_auto_keeps_the_fastest_setting_that_agrees_as_measured_on_this_machine(float32_run,
+                                                                              tmp_path):
+    """Issue 50: `--quantize=auto` (the default) times every quantization under each hint
+    against the SavedModel's computation here, keeps the fastest whose labels agree, and
+    records what it measured, on this CPU; clients compile with the kept setting."""
+    from sst2.run import machine
+    from sst2.run.command_config import QUANTIZATIONS
+    from sst2.serve.client.openvino_runtime import OpenVINOModel
+    from sst2.serve.openvino import settings
+
+    result = run_module("sst2.export", f"--model_dir={float32_run}", "--format=openvino",
+                        f"--export_root={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = glob.glob(str(tmp_path / "*"))[0]
+    facts = json.load(open(os.path.join(folder, "assets.extra", "sst2.json")))
+    speed = facts["speed"]
+    assert speed["cpu"] == machine.cpu_name() and speed["texts"] == 64
+    tried = speed["settings"]
+    assert sorted((s["quantize"], s["hint"]) for s in tried) == sorted(
+        (q, h) for q in QUANTIZATIONS for h in settings.HINTS)
+    # Measured, not a constant: every rate its own, each ratio its rate over the SavedModel's.
+    assert len({s["rate"] for s in tried}) == len(tried) and speed["saved_model_rate"] > 0
+    for s in tried:
+        assert s["ratio"] == pytest.approx(s["rate"] / speed["saved_model_rate"], rel=1e-2)
+    agreeing = [s for s in tried if (s["answers_equal"] or 0) >= settings.AGREEMENT_BOUND]
+    kept = max(agreeing or tried, key=lambda s: s["rate"] if agreeing else s["answers_equal"])
+    assert (facts["quantize"], speed["hint"]) == (kept["quantize"], kept["hint"])
+    assert speed["ratio"] == kept["ratio"]
+    faster = [s for s in tried if s["rate"] > kept["rate"]]
+    assert all(s["answers_equal"] is not None and s["answers_equal"] < settings.AGREEMENT_BOUND
+               for s in faster)  # each faster one measured, and refused
+    assert facts["agreement"]["answers_equal"] == kept["answers_equal"]
+    assert facts["openvino_config"] == settings.compile_config(kept["hint"])
+    card = open(os.path.join(folder, "MODEL_CARD.md"), encoding="utf-8").read()
+    assert f"measured where it was exported ({machine.cpu_name()})" in card
+    assert f"**{speed['ratio']:.2f}x**" in card
+    compiled = OpenVINOModel(folder).compiled
+    assert str(compiled.get_property("PERFORMANCE_HINT")).endswith(kept["hint"])
 
 
 SERVE = """
@@ -272,6 +314,12 @@ def test_every_kind_of_target_and_pairs_answer_as_the_saved_model(task, tiny_kin
     assert [i.get_any_name() for i in artifact.compiled.inputs] == (
         ["text", "text_pair"] if trained.dataset.is_pair else ["text"])
     got = artifact(*inputs)
+    # The throughput hint splits a batch over its requests in flight, answers in order.
+    split = OpenVINOModel(folder, inference_precision="f32",
+                          config={"PERFORMANCE_HINT": "THROUGHPUT"})
+    assert len(split.requests) > 1
+    np.testing.assert_allclose(split(*inputs)[trained.dataset.target.answer],
+                               got[trained.dataset.target.answer], atol=1e-6)
     assert set(got) == set(trained.dataset.target.export_outputs) | (
         set() if trained.dataset.is_pair else {"cut"})
     assert "cut" in got or trained.dataset.is_pair

@@ -31,28 +31,47 @@ MODEL_FILE = "model.xml"
 
 
 class OpenVINOModel:
-    """An artifact folder, compiled for the CPU: call it with a list of texts (and one of
-    second texts, for a model of pairs) to get the SavedModel's outputs as numpy arrays.
+    """An artifact, compiled for the CPU: call it with a list of texts (and one of second
+    texts, for a model of pairs) to get the SavedModel's outputs as numpy arrays.
+
+    It compiles with the settings its export measured fastest on the exporting machine
+    (`sst2.json`'s `openvino_config`: OpenVINO's performance hint;
+    `sst2.serve.openvino.settings`). Under the throughput hint a batch is split over
+    OpenVINO's requests in flight, one per stream.
+
+    Args:
+        model: the artifact's folder, or its `openvino.Model` (then `facts` is needed).
+        threads: OpenVINO's `INFERENCE_NUM_THREADS` (default: its own).
+        inference_precision: `f32` or `bf16` (default: OpenVINO's for this CPU, bfloat16
+            where the CPU has it), as any client gets it.
+        facts: its `sst2.json` (default: read from the folder).
+        config: compile settings over the export's.
 
     Attributes:
         facts: its `sst2.json` (task, label names, inputs, outputs, precision, agreement).
         task: its target kind (`sst2.run.targets`).
     """
 
-    def __init__(self, folder: str, threads: int | None = None,
-                 inference_precision: str | None = None, facts: dict | None = None):
+    def __init__(self, model, threads: int | None = None,
+                 inference_precision: str | None = None, facts: dict | None = None,
+                 config: dict | None = None):
         if facts is None:  # given: an artifact still being written
-            with open(os.path.join(folder, EXPORT_FACTS), encoding="utf-8") as f:
+            with open(os.path.join(model, EXPORT_FACTS), encoding="utf-8") as f:
                 facts = json.load(f)
         self.facts = facts
         self.task = self.facts["task"]
-        # OpenVINO's own defaults (bfloat16 where the CPU has it), as any client gets them,
-        # unless `inference_precision` (`f32`, `bf16`) says otherwise.
-        config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+        settings = {**self.facts.get("openvino_config", {}), **(config or {})}
+        if threads:
+            settings["INFERENCE_NUM_THREADS"] = threads
         if inference_precision:
-            config["INFERENCE_PRECISION_HINT"] = inference_precision
-        self.compiled = ov.Core().compile_model(os.path.join(folder, MODEL_FILE), "CPU", config)
-        self.request = self.compiled.create_infer_request()
+            settings["INFERENCE_PRECISION_HINT"] = inference_precision
+        if isinstance(model, str):
+            model = os.path.join(model, MODEL_FILE)
+        self.compiled = ov.Core().compile_model(model, "CPU", settings)
+        self.requests = ov.AsyncInferQueue(
+            self.compiled, self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self._answers = {}
+        self.requests.set_callback(self._keep)
 
     @property
     def pairs(self) -> bool:
@@ -64,12 +83,23 @@ class OpenVINOModel:
             raise ValueError(f"this model takes {' and '.join(self.facts['inputs'])}")
         if not len(text):
             return {}
-        self.request.infer([ov.Tensor(np.array([_as_str(t) for t in column], dtype=np.str_))
-                            for column in texts])
-        answers = {output.get_any_name(): np.copy(self.request.get_tensor(output).data)
-                   for output in self.compiled.outputs}
+        columns = [np.array([_as_str(t) for t in column], dtype=np.str_) for column in texts]
+        # One part per request in flight (one, under the latency hint), in order.
+        parts = np.array_split(np.arange(len(text)), min(len(self.requests), len(text)))
+        self._answers = {}
+        for i, rows in enumerate(parts):
+            self.requests.start_async([ov.Tensor(column[rows[0]:rows[-1] + 1])
+                                       for column in columns], i)
+        self.requests.wait_all()
+        answers = {name: np.concatenate([self._answers[i][name] for i in range(len(parts))])
+                   for name in self._answers[0]}
         return TARGETS[self.task].name_answers(answers, self.facts["label_names"],
                                                self.facts["label_separator"])
+
+    def _keep(self, request, part: int) -> None:
+        """A finished request's outputs, copied before the request is reused."""
+        self._answers[part] = {output.get_any_name(): np.copy(request.get_tensor(output).data)
+                               for output in self.compiled.outputs}
 
 
 def _as_str(text) -> str:

@@ -43,15 +43,16 @@ from openvino_tokenizers import connect_models
 from sst2.model import target_math
 from sst2.model.backbone import frozen_features
 from sst2.model.inference import FastEncoder
-from sst2.run import log_lines, targets
+from sst2.run import log_lines, machine, targets
 from sst2.run.command_config import QUANTIZATIONS, ExportConfig, ReadingConfig
 from sst2.run.errors import UserError
 from sst2.run.files import save_json
 from sst2.run.run_folder import RunFolder
 from sst2.serve import model_card as card
 from sst2.serve.client.openvino_runtime import MODEL_FILE, OpenVINOModel
-from sst2.serve.evaluation import predict_split
+from sst2.serve.evaluation import predict_split, served_answer
 from sst2.serve.graph.answers import answer
+from sst2.serve.openvino import settings
 from sst2.serve.openvino.tokenizer import tokenizer_model
 from sst2.serve.versions import EXPORT_FACTS, export_facts, write_version
 from sst2.text.datasets import open_dataset
@@ -160,50 +161,100 @@ def _numbers(compiled, inputs: dict) -> dict:
     return {output.get_any_name(): value for output, value in compiled(inputs).items()}
 
 
-def export_openvino(trained, export_root: str, quantize: str = "int8_weights",
+def export_openvino(trained, export_root: str, quantize: str = "auto",
                     calibration_texts: list = (), reference: dict | None = None,
                     model_card=None, version: int | None = None,
-                    unmeasured: str | None = None) -> str:
+                    unmeasured: str | None = None, timed_texts: int = 256) -> str:
     """Writes the artifact (see the module) as `<export_root>/<version>/` and returns its
     folder.
 
     Args:
         trained: the restored run.
         export_root: the folder of versions.
-        quantize: `int8_weights`, `int8` or `none` (`QUANTIZATIONS`).
+        quantize: `auto`, `int8_weights`, `int8` or `none` (`QUANTIZATIONS`); `auto`:
+            the fastest on this machine that agrees enough with the SavedModel
+            (`sst2.serve.openvino.settings`), `int8` among them only given
+            `calibration_texts`.
         calibration_texts: what int8 activations are calibrated on.
         reference: the SavedModel's answers to texts (`predict_split(...,
-            with_text=True)`), whose agreement with the artifact `sst2.json` and the
-            model card record.
+            with_text=True)`): the artifact's settings are timed on the first
+            `timed_texts` of them against the SavedModel's computation and held to its
+            answers; `sst2.json` and the model card record both. None: nothing measured,
+            `auto` means `int8_weights` under OpenVINO's latency hint.
         model_card: a function of those facts returning Markdown.
         version: the version's number (default: the Unix time, as `write_version`).
         unmeasured: why there is no `reference`, for the card.
     """
-    model = convert(trained, quantize, list(calibration_texts))
     dataset = trained.dataset
+    facts = export_facts(dataset, trained.temperature, runtime="openvino",
+                         openvino=ov.get_version().split("-")[0],
+                         sequence_length=trained.preprocessor.sequence_length,
+                         checkpoint=os.path.basename(trained.checkpoint_path))
+    quantizations = ([q for q in QUANTIZATIONS if q != "int8" or calibration_texts]
+                     if quantize == "auto" else [quantize])
+    if reference is None:
+        kept = settings.Setting("int8_weights" if quantize == "auto" else quantize, "LATENCY")
+        model = convert(trained, kept.quantize, list(calibration_texts))
+        facts["agreement_not_measured"] = unmeasured or "no reference answers were given"
+    else:
+        kept, model, facts["agreement"], facts["speed"] = _measured_setting(
+            trained, quantizations, list(calibration_texts), reference, facts, timed_texts)
+    facts.update(precision=PRECISIONS[kept.quantize], quantize=kept.quantize,
+                 openvino_config=settings.compile_config(kept.hint))
 
     def write(folder):
-        os.makedirs(folder)
-        ov.save_model(model, os.path.join(folder, MODEL_FILE), compress_to_fp16=False)
-        facts = export_facts(dataset, trained.temperature, runtime="openvino",
-                             openvino=ov.get_version().split("-")[0],
-                             precision=PRECISIONS[quantize], quantize=quantize,
-                             sequence_length=trained.preprocessor.sequence_length,
-                             checkpoint=os.path.basename(trained.checkpoint_path))
-        if reference is not None:
-            thresholds = (trained.head.thresholds.numpy() if dataset.target.thresholded
-                          else None)
-            facts["agreement"] = measure_agreement(OpenVINOModel(folder, facts=facts),
-                                                   reference, dataset, thresholds)
-        elif unmeasured:
-            facts["agreement_not_measured"] = unmeasured
         os.makedirs(os.path.join(folder, "assets.extra"))
+        ov.save_model(model, os.path.join(folder, MODEL_FILE), compress_to_fp16=False)
         save_json(os.path.join(folder, EXPORT_FACTS), facts)
         if model_card is not None:
             with open(os.path.join(folder, "MODEL_CARD.md"), "w", encoding="utf-8") as f:
                 f.write(model_card(facts))
 
     return write_version(export_root, write, version)
+
+
+def _measured_setting(trained, quantizations: list, calibration_texts: list, reference: dict,
+                      facts: dict, timed_texts: int):
+    """Each quantization under each hint, timed against the SavedModel's computation and
+    the fastest that agrees enough kept (`settings.choose`): the kept setting, its model,
+    its agreement (`measure_agreement`) and `sst2.json`'s `speed`."""
+    dataset = trained.dataset
+    models = {q: convert(trained, q, calibration_texts) for q in quantizations}
+    artifacts = {(q, hint): OpenVINOModel(models[q], facts=facts,
+                                          config=settings.compile_config(hint))
+                 for q in quantizations for hint in settings.HINTS}
+    columns = [[t.decode("utf-8", "replace") for t in reference[c][:timed_texts]]
+               for c in (("text", "text_pair") if dataset.is_pair else ("text",))]
+    cpu = machine.cpu_name()
+    logging.info(f"Timing {len(artifacts)} settings of the artifact against the SavedModel's "
+                 f"computation on {len(columns[0])} validation texts, batches of 32 ({cpu}).")
+    rates = settings.rates({"saved_model": served_answer(trained),
+                            **{key: artifact for key, artifact in artifacts.items()}}, columns)
+    tried = [settings.Setting(q, hint, rate=rates[(q, hint)]) for q, hint in artifacts]
+    thresholds = trained.head.thresholds.numpy() if dataset.target.thresholded else None
+    agreements = {}
+
+    def agreement(setting):
+        key = (setting.quantize, setting.hint)
+        agreements[key] = measure_agreement(artifacts[key], reference, dataset, thresholds)
+        return agreements[key]["answers_equal"]
+
+    kept = settings.choose(tried, agreement)
+    if (kept.quantize, kept.hint) not in agreements:
+        agreement(kept)
+    speed = settings.speed_facts(kept, tried, rates["saved_model"], cpu, len(columns[0]))
+    for setting in sorted(tried, key=lambda s: -s.rate):
+        logging.info(f"  {setting.name}: {setting.rate:.0f} texts/s, "
+                     f"{setting.rate / rates['saved_model']:.2f}x the SavedModel's "
+                     f"{rates['saved_model']:.0f}"
+                     + (f"; {setting.answers_equal:.2%} of labels equal"
+                        if setting.answers_equal is not None else ""))
+    logging.info(f"Kept {kept.name}.")
+    if kept.rate < rates["saved_model"]:
+        logging.warning(f"warning: on this machine the SavedModel answers faster than the "
+                        f"artifact ({rates['saved_model']:.0f} texts/s against "
+                        f"{kept.rate:.0f}); serve the SavedModel here.")
+    return kept, models[kept.quantize], agreements[(kept.quantize, kept.hint)], speed
 
 
 def measure_agreement(artifact, reference: dict, dataset, thresholds=None,
@@ -229,15 +280,9 @@ def calibration_texts(trained, count: int) -> list:
     """`count` of the run's training texts, shuffled (a pair as a tuple): what int8
     activations are calibrated on."""
     data = trained.config.data
-    try:
-        with log_lines.quiet():
-            dataset = open_dataset(data)
-            sample = dataset.load(data.train_split).shuffle(dataset.size(data.train_split),
-                                                            seed=0)
-    except UserError as e:
-        raise UserError(f"{e} --quantize=int8 calibrates on the run's training texts: put the "
-                        "file back where the run read it, or use --quantize=int8_weights, "
-                        "which needs none.") from e
+    with log_lines.quiet():
+        dataset = open_dataset(data)
+        sample = dataset.load(data.train_split).shuffle(dataset.size(data.train_split), seed=0)
     columns = ("text", "text_pair") if trained.dataset.is_pair else ("text",)
     texts = [tuple(example[c].numpy().decode("utf-8", "replace") for c in columns)
              for example in sample.take(count)]
@@ -254,8 +299,17 @@ def export_run(trained, config: ExportConfig) -> str:
                         f"{trained.preprocessor.sequence_length} tokens. Leave them unset.")
     check_supported(trained)
     data = trained.config.data
-    texts = (calibration_texts(trained, config.calibration_texts) if config.quantize == "int8"
-             else [])
+    texts = []
+    try:
+        if config.quantize in ("int8", "auto"):
+            texts = calibration_texts(trained, config.calibration_texts)
+    except UserError as e:
+        if config.quantize == "int8":
+            raise UserError(f"{e} --quantize=int8 calibrates on the run's training texts: put "
+                            "the file back where the run read it, or use "
+                            "--quantize=int8_weights, which needs none.") from e
+        logging.info(f"note: not trying int8 activations, which calibrate on the run's "
+                     f"training texts: {e}")
     logging.info(f"Scoring {data.eval_split} with the SavedModel's computation, to measure the "
                  "artifact against it.")
     reference, unmeasured = None, None
@@ -267,8 +321,11 @@ def export_run(trained, config: ExportConfig) -> str:
         logging.warning(f"not measuring the artifact against the SavedModel on the run's "
                         f"validation data: {e} To measure it, put the file back where the run "
                         "read it and export again.")
-    logging.info(f"Converting to OpenVINO ({PRECISIONS[config.quantize]}"
-                 + (f"; calibrated on {len(texts)} training texts)." if texts else ")."))
+    logging.info("Converting to OpenVINO (" + (
+        PRECISIONS[config.quantize] if config.quantize != "auto" else
+        "each quantization, the fastest kept that agrees with the SavedModel")
+        + (f"; int8 activations calibrated on {len(texts)} training texts)." if texts
+           else ")."))
     folder = export_openvino(
         trained, config.export_root or RunFolder(trained.config.run.model_dir).export_openvino,
         config.quantize, texts, reference, unmeasured=unmeasured,
