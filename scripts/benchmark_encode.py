@@ -11,7 +11,10 @@ For each precision, on the same sentences (the training split, or its first
     the two feed-forward matmuls) on the pass's real tokens, as 2-D matmuls of
     `--block_tokens` rows, nothing else.
 
-It prints the CPU, both times, their ratio and the achieved linear-layer GFLOP/s, and
+It prints the CPU, whether oneDNN's rewrites are on and the fused kernels the pass's
+graph runs (`_MklLayerNorm`, fused matmuls: TensorFlow's own counts, after its
+rewrites), both times, their ratio, the time outside the matmuls as a share of
+theirs, and the achieved linear-layer GFLOP/s, and
 repeats the pair `--repeats` times alternating the order (the median is reported), so
 other load weighs on both alike. Writes `--output` (JSON).
 
@@ -49,6 +52,25 @@ def time_encode(encoder, tokens, batch_size: int, batch_tokens: int) -> float:
                       tf.constant(tokens["padding_mask"][indices, :padded]))
         np.asarray(out.numpy(), np.float16)
     return time.perf_counter() - started
+
+
+def fused_kernels(encoder, tokens) -> dict:
+    """How many of each fused kernel the pass's graph ran on one batch, as TensorFlow ran
+    it (after its graph rewrites; read on the function's first run)."""
+    import collections
+
+    import tensorflow as tf
+    from tensorflow.python.eager import context
+
+    context.context().enable_run_metadata()
+    try:
+        encoder(tf.constant(tokens["token_ids"][:8]), tf.constant(tokens["padding_mask"][:8]))
+        metadata = context.context().export_run_metadata()
+    finally:
+        context.context().disable_run_metadata()
+    ops = collections.Counter(node.op for graph in metadata.function_graphs
+                              for partition in graph.partition_graphs for node in partition.node)
+    return {op: n for op, n in sorted(ops.items()) if "Fused" in op or "Mkl" in op}
 
 
 def time_matmuls(dtype: str, tokens: int, hidden: int, intermediate: int, layers: int,
@@ -114,7 +136,11 @@ def main() -> None:
     real_tokens = int(tokens["length"].sum())
     results = {"cpu": machine.cpu_name(), "sentences": len(tokens["length"]),
                "real_tokens": real_tokens, "precisions": {}}
-    print(f"{results['cpu']}; {results['sentences']:,} sentences, {real_tokens:,} tokens")
+    from sst2.model.inference import onednn_fuses
+
+    results["onednn"] = bool(onednn_fuses())
+    print(f"{results['cpu']}; {results['sentences']:,} sentences, {real_tokens:,} tokens; "
+          f"oneDNN's rewrites {'on' if results['onednn'] else 'off'}")
     for precision in args.precisions.split(","):
         backbone = presets.load_backbone(args.preset, dtype=precision)
         spec = FeatureSpec(args.pooling, "all")
@@ -122,6 +148,7 @@ def main() -> None:
         hidden, intermediate = backbone.hidden_dim, backbone.intermediate_dim
         layers = backbone.num_layers
         batching = (args.encode_batch_size, args.encode_batch_tokens)
+        kernels = fused_kernels(encoder, tokens)  # its first run: the graph is built then
         time_encode(encoder, {k: v[:2048] for k, v in tokens.items()}, *batching)
         encode, matmuls = [], []
         for repeat in range(args.repeats):
@@ -135,13 +162,16 @@ def main() -> None:
                "matmul_seconds": float(np.median(matmuls)),
                "encode_runs": encode, "matmul_runs": matmuls}
         row["ratio"] = row["encode_seconds"] / row["matmul_seconds"]
+        row["outside_matmuls"] = row["ratio"] - 1  # the time outside, in matmul times
+        row["fused_kernels"] = kernels
         row["encode_linear_gflops"] = flops / row["encode_seconds"] / 1e9
         row["matmul_gflops"] = flops / row["matmul_seconds"] / 1e9
         results["precisions"][precision] = row
         print(f"{precision}: encode pass {row['encode_seconds']:.1f} s, its linear-layer "
-              f"matmuls alone {row['matmul_seconds']:.1f} s: {row['ratio']:.1f}x "
+              f"matmuls alone {row['matmul_seconds']:.1f} s: {row['ratio']:.2f}x, "
+              f"{row['outside_matmuls']:.2f}x the matmul time outside them "
               f"({row['encode_linear_gflops']:.0f} against {row['matmul_gflops']:.0f} "
-              "GFLOP/s of linear layers)")
+              f"GFLOP/s of linear layers); fused kernels {kernels}")
     with open(args.output, "w") as f:
         json.dump(results, f, indent=1)
 

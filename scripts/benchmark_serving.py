@@ -15,8 +15,9 @@ exports interleaved, the medians reported.
         'OPENVINO_DIR:{"ENABLE_CPU_PINNING": false}' --beside=matmul
 
 The first export is the reference for the speed ratios. An artifact's `:throughput`
-is OpenVINO's throughput mode; `:{...}` (or `:throughput:{...}`) its compile
-configuration (JSON).
+is OpenVINO's throughput mode (batches queued, its requests in flight); `:client`,
+as `sst2.predict` and `sst2.score` answer with it (`OpenVINOModel`: the settings its
+export kept); `:{...}` (or `:throughput:{...}`) its compile configuration (JSON).
 `--beside` times them beside other work on the same cores, started before each
 timing and stopped after it by this script (at most `--beside_seconds` each):
 `matmul`, two `nice -n 19` processes each looping a numpy matmul on all cores (as
@@ -101,6 +102,17 @@ for _ in range(repeats):
     seconds.append(time.perf_counter() - started)
 print(json.dumps({"seconds": seconds, "latency": float("nan")}))
 """
+
+# An artifact as sst2's clients answer with it (`OpenVINOModel`: the export's settings).
+CLIENT = r"""
+import json, os, sys, time
+sys.path.insert(0, os.environ["SST2_REPO"])
+from sst2.serve.client.openvino_runtime import OpenVINOModel
+model = OpenVINOModel(sys.argv[1])
+convert = list
+def answer(batch):
+    return model(batch)["probabilities"]
+""" + TIMING
 
 TIMERS = {
     "saved_model.pb": r"""
@@ -199,7 +211,10 @@ def _time(export: str, texts: list, batch_size: int, repeats: int) -> dict:
     kind = [name for name in TIMERS if os.path.exists(os.path.join(folder, name))]
     if not kind:
         sys.exit(f"{folder} holds neither a SavedModel nor an OpenVINO artifact")
-    timer = THROUGHPUT if mode == "throughput" and kind[0] == "model.xml" else TIMERS[kind[0]]
+    timer = TIMERS[kind[0]]
+    if kind[0] == "model.xml" and mode:
+        timer = {"throughput": THROUGHPUT, "client": CLIENT}[mode]
+    env["SST2_REPO"] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", timer, folder, str(batch_size),
                           str(repeats)], input=json.dumps(texts), text=True,
                          capture_output=True, env=env)

@@ -3,7 +3,7 @@ OpenVINO artifact that answers without TensorFlow.
 
     python -m sst2.export --model_dir=runs/sst2                 # the best checkpoint
     python -m sst2.export --model_dir=runs/sst2 --checkpoint=latest
-    python -m sst2.export --model_dir=runs/sst2 --format=openvino   # int8 weights
+    python -m sst2.export --model_dir=runs/sst2 --format=openvino   # fastest here
 
 Writes `<model_dir>/export/<version>/` (`--format=openvino`:
 `<model_dir>/export_openvino/<version>/`), or under --export_root.

@@ -8,13 +8,13 @@ the copy embedded in sst2 (or $SST2_GLUE_DIR), and the stand-in from the
 
 import os
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import fcntl  # noqa: E402
 
 import pytest  # noqa: E402
 
+import sst2  # noqa: E402, F401  (TensorFlow's environment, before any test imports it)
 from tests.helpers import TINY_SEQUENCE_LENGTH, TINY_VOCABULARY, glue_dir, write_tiny_glue  # noqa: E402
 
 

@@ -1,6 +1,7 @@
 """FastEncoder computes what the keras-hub DistilBERT layers compute."""
 
 import collections
+import os
 
 import numpy as np
 import pytest
@@ -97,3 +98,24 @@ def test_every_layer_norm_runs_as_one_onednn_kernel(tiny_preset):
                                          jit_compile=False)  # the encode pass's function
     kernels = _kernels_run(encode, *[tf.cast(x, tf.int32) for x in _inputs(tiny_preset)])
     assert kernels["_MklLayerNorm"] == 1 + 2 * backbone.num_layers, kernels
+    # Each linear layer's matmul with its bias (and GELU): one fused kernel, 4 a layer;
+    # each attention's softmax one oneDNN kernel.
+    fused = sum(n for op, n in kernels.items() if op.endswith("FusedMatMul"))
+    assert fused == 4 * backbone.num_layers, kernels
+    assert kernels["_MklSoftmax"] == backbone.num_layers, kernels
+
+
+def test_sst2_runs_tensorflow_with_onednn_on_where_it_is_off_by_default():
+    """TensorFlow turns oneDNN's rewrites on by itself only on newer CPUs; importing sst2
+    first turns them on everywhere (unless TF_ENABLE_ONEDNN_OPTS says otherwise)."""
+    import subprocess
+    import sys
+
+    check = ("import sst2, tensorflow; from tensorflow.python.util._pywrap_util_port "
+             "import IsMklEnabled; print(IsMklEnabled())")
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    for setting, expected in ((None, "True"), ("0", "False")):
+        out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                             env=dict(env, **({"TF_ENABLE_ONEDNN_OPTS": setting} if setting
+                                              else {})), timeout=300)
+        assert out.stdout.strip().splitlines()[-1] == expected, out.stderr[-2000:]

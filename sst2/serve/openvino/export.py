@@ -1,4 +1,4 @@
-"""An OpenVINO artifact of a trained run: raw strings in, the export's answers out, int8.
+"""An OpenVINO artifact of a trained run: raw strings in, the export's answers out, fast here.
 
 `export_openvino(trained, export_root)` writes `<export_root>/<version>/`
 holding `model.xml` and `model.bin` (OpenVINO IR: the tokenizer of
@@ -9,7 +9,9 @@ agreement) and `MODEL_CARD.md`. Answering needs only `openvino`,
 
 The encoder and head are the run's, converted from a float32 TensorFlow function
 of token ids (`FastEncoder`, as the SavedModel runs on CPU), then quantized by
-NNCF on a sample of the training texts (`QUANTIZATIONS`). The artifact has the
+NNCF on a sample of the training texts (`QUANTIZATIONS`); `quantize="auto"` makes
+each and keeps the fastest on this machine that agrees with the SavedModel
+(`sst2.serve.openvino.settings`). The artifact has the
 SavedModel's numeric outputs; names (`label`, multi-label `labels`) are left to
 the client (`Target.name_answers`), from `sst2.json`'s `label_names`. What it
 cannot do is refused: a head of pairs encoded apart, and a model run on an
@@ -18,6 +20,7 @@ Long single texts are cut to the sequence length where the SavedModel reads
 windows (docs/measurements.md measures what that costs).
 
 Example:
+    >>> from sst2.serve.client.openvino_runtime import OpenVINOModel
     >>> from sst2.serve.trained import restore
     >>> trained = restore(trained_dir)
     >>> folder = export_openvino(trained, os.path.join(tmp_dir, "openvino"), "none")
@@ -43,14 +46,14 @@ from openvino_tokenizers import connect_models
 from sst2.model import target_math
 from sst2.model.backbone import frozen_features
 from sst2.model.inference import FastEncoder
-from sst2.run import log_lines, machine, targets
+from sst2.run import log_lines, targets
 from sst2.run.command_config import QUANTIZATIONS, ExportConfig, ReadingConfig
 from sst2.run.errors import UserError
 from sst2.run.files import save_json
 from sst2.run.run_folder import RunFolder
 from sst2.serve import model_card as card
-from sst2.serve.client.openvino_runtime import MODEL_FILE, OpenVINOModel
-from sst2.serve.evaluation import predict_split, served_answer
+from sst2.serve.client.openvino_runtime import MODEL_FILE
+from sst2.serve.evaluation import predict_split
 from sst2.serve.graph.answers import answer
 from sst2.serve.openvino import settings
 from sst2.serve.openvino.tokenizer import tokenizer_model
@@ -197,8 +200,10 @@ def export_openvino(trained, export_root: str, quantize: str = "auto",
         model = convert(trained, kept.quantize, list(calibration_texts))
         facts["agreement_not_measured"] = unmeasured or "no reference answers were given"
     else:
-        kept, model, facts["agreement"], facts["speed"] = _measured_setting(
-            trained, quantizations, list(calibration_texts), reference, facts, timed_texts)
+        models = {q: convert(trained, q, list(calibration_texts)) for q in quantizations}
+        kept, facts["agreement"], facts["speed"] = settings.measured_setting(
+            trained, models, reference, facts, timed_texts)
+        model = models[kept.quantize]
     facts.update(precision=PRECISIONS[kept.quantize], quantize=kept.quantize,
                  openvino_config=settings.compile_config(kept.hint))
 
@@ -211,69 +216,6 @@ def export_openvino(trained, export_root: str, quantize: str = "auto",
                 f.write(model_card(facts))
 
     return write_version(export_root, write, version)
-
-
-def _measured_setting(trained, quantizations: list, calibration_texts: list, reference: dict,
-                      facts: dict, timed_texts: int):
-    """Each quantization under each hint, timed against the SavedModel's computation and
-    the fastest that agrees enough kept (`settings.choose`): the kept setting, its model,
-    its agreement (`measure_agreement`) and `sst2.json`'s `speed`."""
-    dataset = trained.dataset
-    models = {q: convert(trained, q, calibration_texts) for q in quantizations}
-    artifacts = {(q, hint): OpenVINOModel(models[q], facts=facts,
-                                          config=settings.compile_config(hint))
-                 for q in quantizations for hint in settings.HINTS}
-    columns = [[t.decode("utf-8", "replace") for t in reference[c][:timed_texts]]
-               for c in (("text", "text_pair") if dataset.is_pair else ("text",))]
-    cpu = machine.cpu_name()
-    logging.info(f"Timing {len(artifacts)} settings of the artifact against the SavedModel's "
-                 f"computation on {len(columns[0])} validation texts, batches of 32 ({cpu}).")
-    rates = settings.rates({"saved_model": served_answer(trained),
-                            **{key: artifact for key, artifact in artifacts.items()}}, columns)
-    tried = [settings.Setting(q, hint, rate=rates[(q, hint)]) for q, hint in artifacts]
-    thresholds = trained.head.thresholds.numpy() if dataset.target.thresholded else None
-    agreements = {}
-
-    def agreement(setting):
-        key = (setting.quantize, setting.hint)
-        agreements[key] = measure_agreement(artifacts[key], reference, dataset, thresholds)
-        return agreements[key]["answers_equal"]
-
-    kept = settings.choose(tried, agreement)
-    if (kept.quantize, kept.hint) not in agreements:
-        agreement(kept)
-    speed = settings.speed_facts(kept, tried, rates["saved_model"], cpu, len(columns[0]))
-    for setting in sorted(tried, key=lambda s: -s.rate):
-        logging.info(f"  {setting.name}: {setting.rate:.0f} texts/s, "
-                     f"{setting.rate / rates['saved_model']:.2f}x the SavedModel's "
-                     f"{rates['saved_model']:.0f}"
-                     + (f"; {setting.answers_equal:.2%} of labels equal"
-                        if setting.answers_equal is not None else ""))
-    logging.info(f"Kept {kept.name}.")
-    if kept.rate < rates["saved_model"]:
-        logging.warning(f"warning: on this machine the SavedModel answers faster than the "
-                        f"artifact ({rates['saved_model']:.0f} texts/s against "
-                        f"{kept.rate:.0f}); serve the SavedModel here.")
-    return kept, models[kept.quantize], agreements[(kept.quantize, kept.hint)], speed
-
-
-def measure_agreement(artifact, reference: dict, dataset, thresholds=None,
-                      batch_size: int = 64) -> dict:
-    """The artifact's answers to the reference's texts against the reference's: the
-    target's `agreement`, and the default metric of each against the gold labels."""
-    target = dataset.target
-    columns = ("text", "text_pair") if dataset.is_pair else ("text",)
-    texts = [[t.decode("utf-8", "replace") for t in reference[c]] for c in columns]
-    parts = [artifact(*[column[i:i + batch_size] for column in texts])
-             for i in range(0, len(texts[0]), batch_size)]
-    answers = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
-    result = {"examples": len(texts[0]), **target.agreement(answers, reference)}
-    metric = target.default_metric
-    gold = reference["gold"]
-    result[metric] = target.score(answers[target.answer], gold, thresholds)[metric]
-    result[f"saved_model_{metric}"] = target.score(reference[target.answer], gold,
-                                                   thresholds)[metric]
-    return result
 
 
 def calibration_texts(trained, count: int) -> list:

@@ -26,7 +26,12 @@ import dataclasses
 import statistics
 import time
 
+import numpy as np
 from absl import logging
+
+from sst2.run import machine
+from sst2.serve.client.openvino_runtime import OpenVINOModel
+from sst2.serve.evaluation import served_answer
 
 # The share of validation labels an artifact must give as the SavedModel does to be kept.
 AGREEMENT_BOUND = 0.995
@@ -84,15 +89,15 @@ def rates(answerers: dict, columns: list, batch_size: int = 32, rounds: int = 3)
     return {name: count / statistics.median(times) for name, times in seconds.items()}
 
 
-def choose(settings: list, measure_agreement=None) -> Setting:
+def choose(settings: list, agreement_of=None) -> Setting:
     """The fastest of `settings` whose answers agree with the SavedModel's on at least
-    `AGREEMENT_BOUND` of the validation examples. `measure_agreement(setting)` gives a
+    `AGREEMENT_BOUND` of the validation examples. `agreement_of(setting)` gives a
     setting's share when it is not known yet: settings are tried fastest first, so the
     slower ones are not measured. If none agrees enough, the most agreeing one."""
     ranked = sorted(settings, key=lambda s: -s.rate)
     for setting in ranked:
-        if setting.answers_equal is None and measure_agreement is not None:
-            setting.answers_equal = measure_agreement(setting)
+        if setting.answers_equal is None and agreement_of is not None:
+            setting.answers_equal = agreement_of(setting)
         if setting.answers_equal is not None and setting.answers_equal >= AGREEMENT_BOUND:
             return setting
     best = max(ranked, key=lambda s: (s.answers_equal or 0.0, s.rate))
@@ -112,3 +117,73 @@ def speed_facts(kept: Setting, settings: list, saved_model_rate: float, cpu: str
             "settings": [{"quantize": s.quantize, "hint": s.hint, "rate": round(s.rate, 1),
                           "ratio": round(s.rate / saved_model_rate, 3),
                           "answers_equal": s.answers_equal} for s in settings]}
+
+
+def measured_setting(trained, models: dict, reference: dict, facts: dict,
+                     timed_texts: int = 256):
+    """Each of `models` (an `openvino.Model` by quantization) under each hint, timed
+    against the SavedModel's computation of `trained` on the first `timed_texts` of
+    `reference`'s texts, and the fastest that agrees enough kept (`choose`): the kept
+    setting, its agreement (`measure_agreement`) and `sst2.json`'s `speed`.
+
+    Args:
+        trained: the restored run (`sst2.serve.trained`).
+        models: the artifact's model for each quantization tried.
+        reference: the SavedModel's answers to the validation texts (`predict_split(...,
+            with_text=True)`).
+        facts: the artifact's `sst2.json` facts, as its client reads them.
+        timed_texts: how many of the texts are timed.
+    """
+    dataset = trained.dataset
+    artifacts = {(q, hint): OpenVINOModel(model, facts=facts, config=compile_config(hint))
+                 for q, model in models.items() for hint in HINTS}
+    columns = [[t.decode("utf-8", "replace") for t in reference[c][:timed_texts]]
+               for c in (("text", "text_pair") if dataset.is_pair else ("text",))]
+    cpu = machine.cpu_name()
+    logging.info(f"Timing {len(artifacts)} settings of the artifact against the SavedModel's "
+                 f"computation on {len(columns[0])} validation texts, batches of 32 ({cpu}).")
+    rate = rates({"saved_model": served_answer(trained), **artifacts}, columns)
+    tried = [Setting(q, hint, rate=rate[(q, hint)]) for q, hint in artifacts]
+    thresholds = trained.head.thresholds.numpy() if dataset.target.thresholded else None
+    agreements = {}
+
+    def agreement(setting):
+        key = (setting.quantize, setting.hint)
+        agreements[key] = measure_agreement(artifacts[key], reference, dataset, thresholds)
+        return agreements[key]["answers_equal"]
+
+    kept = choose(tried, agreement)
+    if (kept.quantize, kept.hint) not in agreements:
+        agreement(kept)
+    speed = speed_facts(kept, tried, rate["saved_model"], cpu, len(columns[0]))
+    for setting in sorted(tried, key=lambda s: -s.rate):
+        logging.info(f"  {setting.name}: {setting.rate:.0f} texts/s, "
+                     f"{setting.rate / rate['saved_model']:.2f}x the SavedModel's "
+                     f"{rate['saved_model']:.0f}"
+                     + (f"; {setting.answers_equal:.2%} of labels equal"
+                        if setting.answers_equal is not None else ""))
+    logging.info(f"Kept {kept.name}.")
+    if kept.rate < rate["saved_model"]:
+        logging.warning(f"warning: on this machine the SavedModel answers faster than the "
+                        f"artifact ({rate['saved_model']:.0f} texts/s against "
+                        f"{kept.rate:.0f}); serve the SavedModel here.")
+    return kept, agreements[(kept.quantize, kept.hint)], speed
+
+
+def measure_agreement(artifact, reference: dict, dataset, thresholds=None,
+                      batch_size: int = 64) -> dict:
+    """The artifact's answers to the reference's texts against the reference's: the
+    target's `agreement`, and the default metric of each against the gold labels."""
+    target = dataset.target
+    columns = ("text", "text_pair") if dataset.is_pair else ("text",)
+    texts = [[t.decode("utf-8", "replace") for t in reference[c]] for c in columns]
+    parts = [artifact(*[column[i:i + batch_size] for column in texts])
+             for i in range(0, len(texts[0]), batch_size)]
+    answers = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    result = {"examples": len(texts[0]), **target.agreement(answers, reference)}
+    metric = target.default_metric
+    gold = reference["gold"]
+    result[metric] = target.score(answers[target.answer], gold, thresholds)[metric]
+    result[f"saved_model_{metric}"] = target.score(reference[target.answer], gold,
+                                                   thresholds)[metric]
+    return result
