@@ -10,4 +10,23 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # "The encode pass where oneDNN is off"). Set it to 0 to run TensorFlow's own default.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
+
+def _xla_without_onednn() -> None:
+    """XLA's CPU compiler, which the pooled heads' steps use, swaps its own matmuls for
+    oneDNN's when oneDNN is on: there the head phase took 2x as long (same numbers).
+    Its own are kept, on the TensorFlow this was measured on (2.21; an older XLA would
+    refuse the flag)."""
+    from importlib import metadata
+
+    try:
+        version = tuple(int(part) for part in metadata.version("tensorflow").split(".")[:2])
+    except (metadata.PackageNotFoundError, ValueError):
+        return
+    flags = os.environ.get("XLA_FLAGS", "")
+    if version >= (2, 21) and "xla_cpu_use_onednn" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_use_onednn=false".strip()
+
+
+_xla_without_onednn()
+
 __version__ = "0.1.0"

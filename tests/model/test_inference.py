@@ -107,7 +107,11 @@ def test_every_layer_norm_runs_as_one_onednn_kernel(tiny_preset):
 
 def test_sst2_runs_tensorflow_with_onednn_on_where_it_is_off_by_default():
     """TensorFlow turns oneDNN's rewrites on by itself only on newer CPUs; importing sst2
-    first turns them on everywhere (unless TF_ENABLE_ONEDNN_OPTS says otherwise)."""
+    first turns them on everywhere (unless TF_ENABLE_ONEDNN_OPTS says otherwise), and
+    keeps XLA's own CPU matmuls (its steps with oneDNN's took 2x as long)."""
+    import sst2  # noqa: F401
+
+    assert "--xla_cpu_use_onednn=false" in os.environ["XLA_FLAGS"]
     import subprocess
     import sys
 
