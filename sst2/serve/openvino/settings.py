@@ -56,7 +56,7 @@ class Setting:
         hint: OpenVINO's performance hint (`HINTS`).
         rate: texts per second, batches of 32.
         answers_equal: the share of validation answers equal to the SavedModel's
-            (None: not measured, a faster setting was kept first).
+            (None: not measured: a faster setting agreed enough and was kept).
     """
     quantize: str
     hint: str
